@@ -1,0 +1,1 @@
+"""The RepoTune language server and its core modules (no torch here, ever)."""

@@ -1,0 +1,216 @@
+"""One validated settings object for the server, the CLI and the trainer.
+
+Precedence, lowest first: built-in defaults < the workspace's `repotune.toml` (or the
+`[tool.repotune]` table of its `pyproject.toml`) < values from the editor
+(initializationOptions / workspace configuration) or the command line.
+Every error names the offending key and where it came from, so a user can fix it.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+CONFIG_FILE_NAME = "repotune.toml"
+
+DEFAULT_SECRET_PATTERNS: list[str] = [
+    ".env",
+    ".env.*",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "*.keystore",
+    "*.jks",
+    "id_rsa*",
+    "id_dsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    ".netrc",
+    ".npmrc",
+    ".pypirc",
+    "credentials",
+    "credentials.json",
+    "*credentials*.json",
+    "secrets.*",
+    "*.secret",
+    ".htpasswd",
+]
+
+
+class SettingsError(ValueError):
+    """Raised for any invalid setting; the message names the key and its source."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSettings(_Section):
+    generator: str = Field("default", description="'default', a .gguf path or hf:ORG/REPO[:FILE]")
+    embedder: str = Field("default", description="'default' (MiniLM-L6-v2) or a GGUF embedder")
+    adapter: str | None = Field(None, description="LoRA adapter in GGUF: path or hf: reference")
+    adapter_scale: float = Field(1.0, ge=0.0, le=4.0)
+    context_length: int = Field(4096, ge=256, le=131072)
+    threads: int = Field(0, ge=0, description="0 = number of physical cores")
+    gpu_layers: int = Field(-1, ge=-1, description="-1 = all layers when llama.cpp has a GPU")
+    prompt_format: str = Field("auto", description="'auto' or a format name from prompts.py")
+
+
+class IndexSettings(_Section):
+    max_file_bytes: int = Field(1_000_000, ge=1)
+    exclude: list[str] = Field(
+        default_factory=list, description="extra gitignore-style patterns to skip"
+    )
+    include: list[str] = Field(
+        default_factory=list,
+        description="gitignore-style patterns re-included even if ignored (vendored code)",
+    )
+    secret_patterns: list[str] = Field(default_factory=lambda: list(DEFAULT_SECRET_PATTERNS))
+    index_dir: str | None = Field(None, description="where the index lives; default: cache dir")
+    chunk_lines: int = Field(60, ge=5, le=1000, description="target chunk size in lines")
+    chunk_overlap: int = Field(10, ge=0, le=500)
+    debounce_ms: int = Field(300, ge=0, le=60_000)
+    dense: bool = Field(True, description="compute dense vectors (lexical-only when false)")
+    embed_batch_size: int = Field(32, ge=1, le=1024)
+
+
+class RetrievalSettings(_Section):
+    top_k: int = Field(5, ge=0, le=100)
+    rrf_k: int = Field(60, ge=1)
+    query_lines: int = Field(20, ge=1, le=400, description="cursor window used as the query")
+
+
+class CompletionSettings(_Section):
+    enabled: bool = True
+    languages: list[str] = Field(default_factory=lambda: ["*"])
+    fallback_completion_item: bool = Field(
+        True, description="also answer textDocument/completion"
+    )
+    context_tokens: int = Field(512, ge=0, le=32768)
+    prefix_tokens: int = Field(512, ge=16, le=32768)
+    suffix_tokens: int = Field(192, ge=0, le=32768)
+    max_tokens_line: int = Field(48, ge=1, le=1024)
+    max_tokens_block: int = Field(128, ge=1, le=4096)
+    time_cap_ms: int = Field(2000, ge=50, le=120_000)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    cache_size: int = Field(256, ge=0)
+    prompt_lookup: bool = Field(False, description="llama.cpp prompt-lookup decoding")
+    debounce_ms: int = Field(150, ge=0, le=5000)
+
+
+class TrainSettings(_Section):
+    lora_r: int = Field(16, ge=1, le=512)
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    learning_rate: float = Field(2e-4, gt=0)
+    epochs: float = Field(2.0, gt=0)
+    batch_size: int = Field(8, ge=1)
+    micro_batch_size: int = Field(1, ge=1)
+    max_seq_tokens: int = Field(1024, ge=128)
+    eval_every: int = Field(20, ge=1)
+    early_stopping_patience: int = Field(3, ge=1)
+    seed: int = 1234
+    distractors: int = Field(2, ge=0, le=20)
+    no_context_share: float = Field(0.2, ge=0.0, le=1.0)
+    teacher_endpoint: str | None = None
+    teacher_model: str | None = None
+
+
+class Settings(_Section):
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    completion: CompletionSettings = Field(default_factory=CompletionSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    telemetry: Literal[False] = Field(False, description="there is none; kept to say so")
+
+
+def cache_dir() -> Path:
+    """RepoTune's cache root: models, converted embedders and indexes live here."""
+    override = os.environ.get("REPOTUNE_CACHE_DIR")
+    root = Path(override) if override else Path(platformdirs.user_cache_dir("repotune"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _format_validation_error(error: ValidationError, source: str, prefix: str = "") -> str:
+    problems = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        key = f"{prefix}{key}" if prefix else key
+        if item["type"] == "extra_forbidden":
+            problems.append(f"unknown setting '{key}'")
+        else:
+            problems.append(f"setting '{key}': {item['msg']} (got {item.get('input')!r})")
+    return f"{source}: " + "; ".join(problems)
+
+
+def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    merged: dict[str, Any] = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_workspace_config(workspace: Path) -> tuple[dict[str, Any], str | None]:
+    """The workspace's own settings table and the file it came from (None when absent)."""
+    own_file = workspace / CONFIG_FILE_NAME
+    pyproject = workspace / "pyproject.toml"
+    for path, table in ((own_file, None), (pyproject, ("tool", "repotune"))):
+        if not path.is_file():
+            continue
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"{path}: not valid TOML: {exc}") from exc
+        if table is None:
+            return data, str(path)
+        section: Any = data
+        for name in table:
+            section = section.get(name) if isinstance(section, dict) else None
+        if isinstance(section, dict):
+            return section, str(path)
+    return {}, None
+
+
+def validate_layer(values: Mapping[str, Any], source: str) -> None:
+    """Check one layer on its own so an error names the layer that is wrong."""
+    try:
+        Settings.model_validate(dict(values))
+    except ValidationError as exc:
+        raise SettingsError(_format_validation_error(exc, source)) from None
+
+
+def load_settings(
+    workspace: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    overrides_source: str = "editor settings",
+) -> Settings:
+    """Build the settings for a workspace, validating each layer separately."""
+    merged: dict[str, Any] = {}
+    if workspace is not None:
+        file_values, file_source = read_workspace_config(workspace)
+        if file_source:
+            validate_layer(file_values, file_source)
+            merged = deep_merge(merged, file_values)
+    if overrides:
+        validate_layer(overrides, overrides_source)
+        merged = deep_merge(merged, overrides)
+    return Settings.model_validate(merged)
+
+
+def settings_with(settings: Settings, overrides: Mapping[str, Any], source: str) -> Settings:
+    """A copy of `settings` with `overrides` applied; the original stays valid on error."""
+    validate_layer(overrides, source)
+    merged = deep_merge(settings.model_dump(), overrides)
+    return Settings.model_validate(merged)

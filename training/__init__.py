@@ -1,0 +1,1 @@
+"""RAG fine-tuning: dataset, LoRA fine-tune, GGUF export, evaluation, publishing."""
