@@ -89,7 +89,6 @@ def convert_minilm_to_gguf(model_dir: Path, output: Path, dtype: str = "f16") ->
     writer.add_bos_token_id(specials["[CLS]"])
     writer.add_eos_token_id(specials["[SEP]"])
     writer.add_sep_token_id(specials["[SEP]"])
-    writer.add_cls_token_id(specials["[CLS]"])
     writer.add_unk_token_id(specials["[UNK]"])
     writer.add_pad_token_id(specials["[PAD]"])
     writer.add_mask_token_id(specials["[MASK]"])
@@ -110,7 +109,8 @@ def convert_minilm_to_gguf(model_dir: Path, output: Path, dtype: str = "f16") ->
         if new_name is None:
             raise ValueError(f"{model_dir}: cannot map tensor {name!r} to GGUF")
         data = data.astype(np.float32)
-        if dtype == "f16" and data.ndim == 2:
+        # token_types is added to the activations directly, and ggml cannot add f16 to f32.
+        if dtype == "f16" and data.ndim == 2 and not new_name.startswith("token_types"):
             data = data.astype(np.float16)
         writer.add_tensor(new_name, data)
 

@@ -1,0 +1,209 @@
+"""The `repotune` command. Each subcommand is a thin adapter over a core module."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from repotune.server.config import Settings, SettingsError, load_settings
+from repotune.server.models import ModelError
+
+app = typer.Typer(
+    help="RepoTune: a local code assistant that learns your repository.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+bench_app = typer.Typer(help="Benchmarks; each prints one JSON object.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+WorkspaceArg = Annotated[Path, typer.Argument(help="workspace (repository) root")]
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    typer.secho(f"repotune: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+def not_implemented(what: str) -> typer.Exit:
+    return fail(f"'{what}' is not implemented yet (see README, Status)", code=2)
+
+
+def settings_for(workspace: Path | None, overrides: dict | None = None) -> Settings:
+    try:
+        return load_settings(workspace, overrides, overrides_source="command line")
+    except SettingsError as exc:
+        raise fail(str(exc)) from None
+
+
+@app.command()
+def doctor(
+    workspace: Annotated[Path, typer.Option(help="workspace whose settings to check")] = Path(),
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Check versions, models, GPU offload, cache and index locations."""
+    from repotune.server.doctor import run_doctor
+
+    report = run_doctor(workspace)
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        from repotune.server.doctor import format_report
+
+        print(format_report(report))
+    if report["problems"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def serve() -> None:
+    """Run the language server over stdio (what editors start)."""
+    try:
+        from repotune.server.lsp import run_stdio
+    except ImportError as exc:  # pragma: no cover - until the LSP module lands
+        raise not_implemented(f"serve ({exc})") from None
+    run_stdio()
+
+
+@app.command()
+def index(
+    workspace: WorkspaceArg,
+    watch: Annotated[bool, typer.Option(help="keep watching and indexing changes")] = False,
+) -> None:
+    """Index a workspace (incremental; resumes after a crash)."""
+    try:
+        from repotune.server.index_cli import run_index
+    except ImportError as exc:
+        raise not_implemented(f"index ({exc})") from None
+    run_index(workspace.resolve(), settings_for(workspace), watch=watch)
+
+
+@app.command()
+def search(
+    workspace: WorkspaceArg,
+    query: Annotated[str, typer.Argument(help="text, an identifier or a description")],
+    k: Annotated[int, typer.Option("-k", help="number of results")] = 8,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Search the workspace index (hybrid: dense + lexical)."""
+    try:
+        from repotune.server.index_cli import run_search
+    except ImportError as exc:
+        raise not_implemented(f"search ({exc})") from None
+    run_search(workspace.resolve(), settings_for(workspace), query, k=k, as_json=as_json)
+
+
+@app.command()
+def complete(
+    position: Annotated[str, typer.Argument(help="FILE:LINE:COL, 1-based line and column")],
+    workspace: Annotated[Path | None, typer.Option(help="workspace root (default: git root)")] = None,
+    no_context: Annotated[bool, typer.Option("--no-context", help="skip retrieval")] = False,
+    adapter: Annotated[str | None, typer.Option(help="LoRA adapter (GGUF path or hf:)")] = None,
+    model: Annotated[str | None, typer.Option(help="generator model reference")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Complete at a cursor position and show the retrieved context and timings."""
+    try:
+        from repotune.server.complete_cli import run_complete
+    except ImportError as exc:
+        raise not_implemented(f"complete ({exc})") from None
+    overrides: dict = {"model": {}}
+    if adapter:
+        overrides["model"]["adapter"] = adapter
+    if model:
+        overrides["model"]["generator"] = model
+    run_complete(position, workspace, overrides, no_context=no_context, as_json=as_json)
+
+
+@app.command()
+def ask(
+    workspace: WorkspaceArg,
+    question: Annotated[str, typer.Argument(help="a question about the codebase")],
+) -> None:
+    """Answer a question about the codebase from retrieved code, citing files."""
+    try:
+        from repotune.server.complete_cli import run_ask
+    except ImportError as exc:
+        raise not_implemented(f"ask ({exc})") from None
+    run_ask(workspace.resolve(), settings_for(workspace), question)
+
+
+@bench_app.command("index")
+def bench_index(workspace: WorkspaceArg) -> None:
+    """Index throughput, save-to-searchable latency, query latency, RSS."""
+    try:
+        from repotune.server.bench_index import run_bench_index
+    except ImportError as exc:
+        raise not_implemented(f"bench index ({exc})") from None
+    run_bench_index(workspace.resolve(), settings_for(workspace))
+
+
+@bench_app.command("complete")
+def bench_complete(
+    workspace: WorkspaceArg,
+    samples: Annotated[int, typer.Option(help="cursor positions to sample")] = 100,
+) -> None:
+    """Completion latency (cold/warm), KV reuse, decode speed."""
+    try:
+        from repotune.server.bench_complete import run_bench_complete
+    except ImportError as exc:
+        raise not_implemented(f"bench complete ({exc})") from None
+    run_bench_complete(workspace.resolve(), settings_for(workspace), samples=samples)
+
+
+@bench_app.command("lsp")
+def bench_lsp(
+    workspace: WorkspaceArg,
+    samples: Annotated[int, typer.Option(help="cursor positions to sample")] = 30,
+) -> None:
+    """LSP request-to-response latency against the engine's own latency."""
+    try:
+        from repotune.server.bench_lsp import run_bench_lsp
+    except ImportError as exc:
+        raise not_implemented(f"bench lsp ({exc})") from None
+    run_bench_lsp(workspace.resolve(), settings_for(workspace), samples=samples)
+
+
+@app.command(
+    "train",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def train(ctx: typer.Context) -> None:
+    """RAG fine-tuning: dataset, finetune, export, publish, all (needs the [train] extra)."""
+    # The training package owns its own sub-CLI; it is imported only when asked for, so the
+    # server never depends on it (DESIGN: training imports server, never the reverse).
+    try:
+        from repotune.training.cli import app as training_app
+    except ImportError as exc:
+        raise not_implemented(f"train ({exc}); install the [train] extra") from None
+    training_app(args=ctx.args, prog_name="repotune train")
+
+
+@app.command(
+    "eval",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def evaluate(ctx: typer.Context) -> None:
+    """Evaluate retrieval and fine-tuning conditions on held-out files."""
+    try:
+        from repotune.training.evaluate import main as eval_main
+    except ImportError as exc:
+        raise not_implemented(f"eval ({exc})") from None
+    eval_main(ctx.args)
+
+
+def main() -> None:
+    try:
+        app()
+    except (SettingsError, ModelError) as exc:
+        typer.secho(f"repotune: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""The embedder: a GGUF sentence-embedding model run by llama.cpp, batched, no torch."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from repotune.server.models import ModelError, resolve_embedder
+
+# The window sentence-transformers uses for all-MiniLM-L6-v2; longer texts are cut, as it does.
+DEFAULT_MAX_TOKENS = 256
+# BERT's WordPiece turns a word of more than 100 characters into [UNK]; llama.cpp does not, so
+# such runs (long hashes, minified identifiers) are mapped to [UNK] here to keep parity.
+_OVERLONG_WORD = re.compile(r"[^\W_]{101,}")
+
+
+def physical_cores() -> int:
+    try:
+        import psutil
+
+        return max(1, psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+    except ImportError:  # pragma: no cover
+        return max(1, os.cpu_count() or 1)
+
+
+class Embedder:
+    """Turns texts into L2-normalised float32 vectors. Thread-safe (one call at a time)."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        threads: int = 0,
+        batch_tokens: int = 2048,
+        max_tokens: int | None = None,
+    ) -> None:
+        from llama_cpp import Llama
+
+        self.model_path = model_path
+        self.threads = threads or physical_cores()
+        try:
+            self._llm = Llama(
+                model_path=str(model_path),
+                embedding=True,
+                n_ctx=batch_tokens,
+                n_batch=batch_tokens,
+                n_ubatch=batch_tokens,
+                n_threads=self.threads,
+                n_threads_batch=self.threads,
+                flash_attn=True,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"embedder {model_path}: llama.cpp could not load it ({exc})") from None
+        metadata = self._llm.metadata
+        self.max_tokens = max_tokens or int(
+            metadata.get("repotune.max_seq_tokens", DEFAULT_MAX_TOKENS)
+        )
+        self.dimension = int(self._llm.n_embd())
+        self._lock = threading.Lock()
+        self._cls = self._llm.token_bos()
+        self._sep = self._llm.token_eos()
+        # Llama.embed tokenises internally and would cut [SEP] off a long text; truncate here
+        # instead, the way sentence-transformers does (keep [CLS] ... [SEP]).
+        original_tokenize: Callable[..., list[int]] = self._llm.tokenize
+        unknown = self._llm.tokenize(b"[UNK]", add_bos=False, special=True)
+
+        def tokenize_truncated(text: bytes, add_bos: bool = True, special: bool = False) -> list[int]:
+            decoded = text.decode("utf-8", errors="replace")
+            if _OVERLONG_WORD.search(decoded) is None:
+                tokens = original_tokenize(text, add_bos, special)
+            else:
+                tokens = [self._cls]
+                for index, piece in enumerate(_OVERLONG_WORD.split(decoded)):
+                    if index:
+                        tokens.extend(unknown)
+                    tokens.extend(original_tokenize(piece.encode(), True, special)[1:-1])
+                tokens.append(self._sep)
+            if len(tokens) > self.max_tokens:
+                tokens = [*tokens[: self.max_tokens - 1], self._sep]
+            return tokens
+
+        self._llm.tokenize = tokenize_truncated  # type: ignore[method-assign]
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._llm.tokenize(text.encode("utf-8")))
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        cleaned = [text if text.strip() else "(empty)" for text in texts]
+        with self._lock:
+            vectors = self._llm.embed(list(cleaned), normalize=True, truncate=True)
+        return np.asarray(vectors, dtype=np.float32)
+
+    def close(self) -> None:
+        with self._lock:
+            self._llm.close()
+
+
+def load_embedder(reference: str = "default", threads: int = 0) -> Embedder:
+    return Embedder(resolve_embedder(reference).path, threads=threads)
