@@ -1,0 +1,83 @@
+"""Settings precedence and errors: defaults < repotune.toml / [tool.repotune] < editor values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from repotune.server.config import Settings, SettingsError, load_settings, settings_with
+
+
+def test_defaults_without_any_file(tmp_path: Path) -> None:
+    settings = load_settings(tmp_path)
+    assert settings == Settings()
+    assert settings.model.generator == "default"
+    assert settings.index.max_file_bytes == 1_000_000
+    assert ".env" in settings.index.secret_patterns
+
+
+def test_workspace_file_overrides_defaults_and_editor_overrides_file(tmp_path: Path) -> None:
+    (tmp_path / "repotune.toml").write_text(
+        '[completion]\ncontext_tokens = 300\nmax_tokens_line = 20\n[model]\nadapter = "a.gguf"\n'
+    )
+    from_file = load_settings(tmp_path)
+    assert from_file.completion.context_tokens == 300
+    assert from_file.completion.max_tokens_line == 20
+    assert from_file.model.adapter == "a.gguf"
+    merged = load_settings(tmp_path, {"completion": {"context_tokens": 100}})
+    assert merged.completion.context_tokens == 100  # editor wins
+    assert merged.completion.max_tokens_line == 20  # file value kept where editor is silent
+    assert merged.model.adapter == "a.gguf"
+
+
+def test_pyproject_tool_table_is_read(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\n[tool.repotune.index]\nmax_file_bytes = 1234\n'
+    )
+    assert load_settings(tmp_path).index.max_file_bytes == 1234
+
+
+def test_repotune_toml_wins_over_pyproject(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.repotune.index]\nmax_file_bytes = 1\n")
+    (tmp_path / "repotune.toml").write_text("[index]\nmax_file_bytes = 2\n")
+    assert load_settings(tmp_path).index.max_file_bytes == 2
+
+
+def test_unknown_key_names_key_and_file(tmp_path: Path) -> None:
+    config = tmp_path / "repotune.toml"
+    config.write_text("[completion]\ncontext_tokenz = 3\n")
+    with pytest.raises(SettingsError) as error:
+        load_settings(tmp_path)
+    message = str(error.value)
+    assert "completion.context_tokenz" in message
+    assert str(config) in message
+    assert "unknown" in message
+
+
+def test_wrong_type_names_key_and_file(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.repotune.index]\nmax_file_bytes = "big"\n')
+    with pytest.raises(SettingsError) as error:
+        load_settings(tmp_path)
+    assert "index.max_file_bytes" in str(error.value)
+    assert "pyproject.toml" in str(error.value)
+
+
+def test_invalid_toml_is_reported_with_file(tmp_path: Path) -> None:
+    (tmp_path / "repotune.toml").write_text("[completion\n")
+    with pytest.raises(SettingsError, match="repotune.toml: not valid TOML"):
+        load_settings(tmp_path)
+
+
+def test_editor_error_names_editor_source(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="editor settings: setting 'model.threads'"):
+        load_settings(tmp_path, {"model": {"threads": -3}})
+
+
+def test_settings_with_keeps_previous_on_error() -> None:
+    base = Settings()
+    changed = settings_with(base, {"retrieval": {"top_k": 9}}, "didChangeConfiguration")
+    assert changed.retrieval.top_k == 9
+    with pytest.raises(SettingsError, match="didChangeConfiguration"):
+        settings_with(changed, {"retrieval": {"top_k": "many"}}, "didChangeConfiguration")
+    assert changed.retrieval.top_k == 9
