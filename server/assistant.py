@@ -1,0 +1,351 @@
+"""The editor-agnostic core of the server: workspace folders, retrieval, completion, questions.
+
+The LSP layer (lsp.py) only converts protocol types to and from the plain values used here, so
+everything below can be driven and tested without an editor.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from repotune.server.config import Settings, SettingsError, load_settings, settings_with
+
+EventSink = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Citation:
+    path: str
+    uri: str
+    start_line: int
+    end_line: int
+
+
+@dataclass
+class CompletionOutcome:
+    text: str
+    multiline: bool
+    timings: dict[str, float]
+    context: list[Any] = field(default_factory=list)
+    cached: bool = False
+
+
+@dataclass
+class Answer:
+    answer: str
+    citations: list[Citation]
+    timings: dict[str, float]
+
+
+def _language_matches(language: str | None, allowed: list[str]) -> bool:
+    return "*" in allowed or (language is not None and language in allowed)
+
+
+class Assistant:
+    """One per server process: owns the engine and one index per workspace folder."""
+
+    def __init__(self, editor_overrides: Mapping[str, Any] | None = None,
+                 on_event: EventSink | None = None) -> None:
+        self._editor_overrides: dict[str, Any] = dict(editor_overrides or {})
+        self._on_event = on_event or (lambda event: None)
+        self._lock = threading.RLock()
+        self._folders: dict[Path, Any] = {}  # root -> WorkspaceIndex
+        self._folder_settings: dict[Path, Settings] = {}
+        self.errors: list[str] = []
+        self.settings = self._settings_for(None)
+        self._engine: Any = None
+        self._state = "starting"
+
+    # ------------------------------------------------------------------ settings
+
+    def _settings_for(self, root: Path | None) -> Settings:
+        return load_settings(root, self._editor_overrides)
+
+    def update_editor_settings(self, overrides: Mapping[str, Any], source: str) -> None:
+        """Apply new editor settings; on error nothing changes and SettingsError is raised."""
+        with self._lock:
+            new_base = settings_with(Settings(), overrides, source)  # validates the layer
+            new_folder_settings = {
+                root: load_settings(root, overrides, source) for root in self._folders
+            }
+            old_model = self.settings.model
+            self._editor_overrides = dict(overrides)
+            self._folder_settings = new_folder_settings
+            self.settings = self._primary_settings(default=new_base)
+            if self._engine is not None and self.settings.model != old_model:
+                self._engine.reload(self.settings)
+        self._emit_status()
+
+    def _primary_settings(self, default: Settings) -> Settings:
+        """The model is shared by all folders; the first folder's settings choose it."""
+        for root in self._folders:
+            return self._folder_settings[root]
+        return default
+
+    def settings_for_path(self, path: Path) -> Settings:
+        root = self.folder_for(path)
+        return self._folder_settings[root] if root is not None else self.settings
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Begin loading the model in the background; returns at once."""
+        from repotune.server.engine import CompletionEngine
+
+        with self._lock:
+            if self._engine is None:
+                self._engine = CompletionEngine(self.settings)
+                self._engine.start_loading()
+        self._emit_status()
+
+    @property
+    def engine(self) -> Any:
+        return self._engine
+
+    def add_folder(self, root: Path, watch: bool = True) -> None:
+        from repotune.server.workspace_index import WorkspaceIndex
+
+        root = root.resolve()
+        with self._lock:
+            if root in self._folders:
+                return
+            try:
+                settings = load_settings(root, self._editor_overrides)
+            except SettingsError as exc:
+                self._record_error(str(exc))
+                settings = load_settings(None, self._editor_overrides)
+            self._folder_settings[root] = settings
+            index = WorkspaceIndex(root, settings, self._index_event(root))
+            self._folders[root] = index
+            was_first = len(self._folders) == 1
+        index.start(watch=watch)
+        if was_first and self._engine is not None and settings.model != self.settings.model:
+            self.settings = settings
+            self._engine.reload(settings)
+        elif was_first:
+            self.settings = settings
+        self._emit_status()
+
+    def remove_folder(self, root: Path) -> None:
+        with self._lock:
+            index = self._folders.pop(root.resolve(), None)
+            self._folder_settings.pop(root.resolve(), None)
+        if index is not None:
+            index.close()
+        self._emit_status()
+
+    def folders(self) -> list[Path]:
+        return list(self._folders)
+
+    def folder_for(self, path: Path) -> Path | None:
+        resolved = path.resolve()
+        best: Path | None = None
+        for root in self._folders:
+            if resolved == root or root in resolved.parents:
+                if best is None or len(root.parts) > len(best.parts):
+                    best = root
+        return best
+
+    def index_for(self, root: Path) -> Any:
+        return self._folders[root]
+
+    def reindex(self) -> None:
+        for index in list(self._folders.values()):
+            index.reindex()
+        self._emit_status()
+
+    def file_saved(self, path: Path) -> None:
+        root = self.folder_for(path)
+        if root is not None:
+            self._folders[root].notify_file_changed(path)
+
+    def close(self) -> None:
+        with self._lock:
+            indexes = list(self._folders.values())
+            self._folders.clear()
+            engine, self._engine = self._engine, None
+        for index in indexes:
+            index.close()
+        if engine is not None:
+            engine.close()
+
+    # ------------------------------------------------------------------ requests
+
+    def retrieve(self, path: Path, prefix: str, suffix: str,
+                 settings: Settings) -> tuple[list[Any], float]:
+        """Chunks for the cursor from the file's workspace index, minus the cursor's own window."""
+        from repotune.server.retrieval import cursor_query
+
+        root = self.folder_for(path)
+        if root is None or settings.retrieval.top_k == 0:
+            return [], 0.0
+        started = time.perf_counter()
+        lines = settings.retrieval.query_lines
+        query = cursor_query(prefix, suffix, lines)
+        cursor_line = prefix.count("\n") + 1
+        relative = path.resolve().relative_to(root).as_posix()
+        exclude = (relative, max(1, cursor_line - lines), cursor_line + lines)
+        try:
+            chunks = self._folders[root].search(query, settings.retrieval.top_k, exclude=exclude)
+        except Exception as exc:  # a broken index must not cost the completion
+            self._record_error(f"retrieval failed: {exc}")
+            chunks = []
+        return chunks, (time.perf_counter() - started) * 1000.0
+
+    def complete(self, path: Path, text: str, offset: int, language: str | None = None,
+                 cancel: threading.Event | None = None,
+                 use_context: bool = True) -> CompletionOutcome | None:
+        from repotune.server.engine import CompletionRequest
+        from repotune.server.prompts import ContextSnippet
+
+        settings = self.settings_for_path(path)
+        if not settings.completion.enabled:
+            return None
+        if not _language_matches(language, settings.completion.languages):
+            return None
+        engine = self._engine
+        if engine is None or not engine.ready:
+            return None
+        prefix, suffix = text[:offset], text[offset:]
+        chunks, retrieval_ms = (
+            self.retrieve(path, prefix, suffix, settings) if use_context else ([], 0.0)
+        )
+        if cancel is not None and cancel.is_set():
+            return None
+        root = self.folder_for(path)
+        relative = path.resolve().relative_to(root).as_posix() if root else path.name
+        request = CompletionRequest(
+            path=relative,
+            language=language,
+            prefix=prefix,
+            suffix=suffix,
+            context=[
+                ContextSnippet(path=c.path, text=c.text, start_line=c.start_line,
+                               end_line=c.end_line)
+                for c in chunks
+            ],
+            repo_name=root.name if root else None,
+        )
+        self._set_state("busy")
+        try:
+            result = engine.complete(request, cancel)
+        finally:
+            self._set_state("idle")
+        if result is None:
+            return None
+        timings = dict(result.timings)
+        timings["retrieval"] = retrieval_ms
+        return CompletionOutcome(result.text, result.multiline, timings, chunks, result.cached)
+
+    def ask(self, question: str, cancel: threading.Event | None = None,
+            max_tokens: int = 384) -> Answer:
+        """Answer from retrieved chunks of every folder; the sources are always listed."""
+        from repotune.server.prompts import ContextSnippet
+
+        started = time.perf_counter()
+        engine = self._engine
+        if engine is None or not engine.ready:
+            reason = engine.load_error if engine is not None and engine.load_error else "loading"
+            raise RuntimeError(f"the model is not ready ({reason})")
+        hits: list[tuple[Path, Any]] = []
+        for root, index in list(self._folders.items()):
+            k = self._folder_settings[root].retrieval.top_k or 5
+            hits.extend((root, chunk) for chunk in index.search(question, k))
+        hits.sort(key=lambda item: -item[1].score)
+        hits = hits[: max(self.settings.retrieval.top_k, 1)]
+        retrieval_ms = (time.perf_counter() - started) * 1000.0
+        snippets = [
+            ContextSnippet(path=c.path, text=c.text, start_line=c.start_line, end_line=c.end_line)
+            for _, c in hits
+        ]
+        generate_started = time.perf_counter()
+        self._set_state("busy")
+        try:
+            text = engine.ask(question, snippets, max_tokens=max_tokens, cancel=cancel)
+        finally:
+            self._set_state("idle")
+        citations = [
+            Citation(path=c.path, uri=(root / c.path).as_uri(), start_line=c.start_line,
+                     end_line=c.end_line)
+            for root, c in hits
+        ]
+        if citations:
+            sources = "\n".join(
+                f"- [{c.path}:{c.start_line}-{c.end_line}]({c.uri}#L{c.start_line})"
+                for c in citations
+            )
+            text = f"{text.strip()}\n\n**Sources** (retrieved for this question):\n{sources}"
+        else:
+            text = f"{text.strip()}\n\n_No indexed code matched this question._"
+        timings = {
+            "retrieval": retrieval_ms,
+            "generate": (time.perf_counter() - generate_started) * 1000.0,
+        }
+        return Answer(text, citations, timings)
+
+    # ------------------------------------------------------------------ status and events
+
+    def _record_error(self, message: str) -> None:
+        self.errors = [*self.errors[-9:], message]
+        self._on_event({"type": "log", "level": "error", "message": message})
+
+    def _set_state(self, state: str) -> None:
+        if state != self._state:
+            self._state = state
+            self._emit_status()
+
+    def _index_event(self, root: Path) -> EventSink:
+        def forward(event: Any) -> None:
+            payload = dict(event) if isinstance(event, Mapping) else dict(vars(event))
+            payload["root"] = str(root)
+            self._on_event({"type": "index", **payload})
+            if payload.get("phase") in ("idle", "done"):
+                self._emit_status()
+
+        return forward
+
+    def status(self) -> dict[str, Any]:
+        engine = self._engine
+        engine_status: dict[str, Any] = engine.status() if engine is not None else {}
+        totals = {"files": 0, "chunks": 0, "dense_pending": 0}
+        folders = []
+        indexing = False
+        for root, index in list(self._folders.items()):
+            stats = index.stats()
+            folders.append({"root": str(root), **stats})
+            for key in totals:
+                totals[key] += int(stats.get(key, 0) or 0)
+            indexing = indexing or bool(stats.get("indexing"))
+        load_error = engine_status.get("load_error")
+        if load_error:
+            state, message = "error", str(load_error)
+        elif engine is None:
+            state, message = "starting", "starting"
+        elif not engine.ready:
+            state, message = "loading", "loading the model"
+        elif indexing:
+            state, message = "indexing", "indexing the workspace"
+        else:
+            state = "busy" if self._state == "busy" else "idle"
+            message = "ready"
+        return {
+            "state": state,
+            "message": message,
+            "model": engine_status.get("model"),
+            "adapter": engine_status.get("adapter"),
+            "format": engine_status.get("format"),
+            "index": totals,
+            "folders": folders,
+            "errors": [*self.errors, *([load_error] if load_error else [])],
+        }
+
+    def _emit_status(self) -> None:
+        try:
+            self._on_event({"type": "status", **self.status()})
+        except Exception as exc:  # status must never take a request down
+            self._on_event({"type": "log", "level": "error", "message": f"status: {exc}"})

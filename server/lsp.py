@@ -1,0 +1,359 @@
+"""The language server: pygls handlers that adapt LSP messages to `Assistant` calls.
+
+Each handler converts protocol types to plain values and back; the work happens in assistant.py
+and the modules behind it. Blocking work (generation, retrieval) runs in a thread pool so that the
+event loop keeps reading messages, and so `$/cancelRequest` or a newer request can stop it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+from pygls.uris import to_fs_path
+
+from repotune import __version__
+from repotune.server.assistant import Assistant
+from repotune.server.config import SettingsError
+
+logger = logging.getLogger("repotune.lsp")
+
+COMMAND_ASK = "repotune.ask"
+COMMAND_REINDEX = "repotune.reindex"
+COMMAND_STATUS = "repotune.status"
+STATUS_NOTIFICATION = "repotune/status"
+
+
+class RepoTuneServer(LanguageServer):
+    """Holds the per-process state the handlers share."""
+
+    def __init__(self) -> None:
+        super().__init__("repotune", __version__, max_workers=4)
+        self.assistant: Assistant | None = None
+        # Generation holds one llama.cpp context: one worker keeps requests in arrival order.
+        self.generation_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
+        self.inflight: dict[str, threading.Event] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.progress_tokens: dict[str, dict[str, Any]] = {}
+        self.client_supports_progress = False
+        self.last_status: dict[str, Any] | None = None
+
+    # -------------------------------------------------------------- thread-safe notifications
+
+    def call_in_loop(self, function: Any, *args: Any) -> None:
+        """Index and engine threads report here; LSP writes must happen on the loop thread."""
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(function, *args)
+        except RuntimeError:  # loop shutting down
+            pass
+
+    def on_assistant_event(self, event: dict[str, Any]) -> None:
+        self.call_in_loop(self._handle_event, event)
+
+    def _handle_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "status":
+            payload = {k: v for k, v in event.items() if k != "type"}
+            if payload != self.last_status:
+                self.last_status = payload
+                self.protocol.notify(STATUS_NOTIFICATION, payload)
+        elif kind == "log":
+            level = types.MessageType.Error if event.get("level") == "error" else types.MessageType.Log
+            self.window_log_message(types.LogMessageParams(type=level, message=event["message"]))
+        elif kind == "index":
+            self._report_index_progress(event)
+
+    def _report_index_progress(self, event: dict[str, Any]) -> None:
+        """One work-done progress per folder's indexing run, begun once the client accepts it."""
+        if not self.client_supports_progress:
+            return
+        root = str(event.get("root"))
+        phase = str(event.get("phase", ""))
+        done, total = int(event.get("done", 0) or 0), int(event.get("total", 0) or 0)
+        finished = phase in ("idle", "done")
+        progress = self.progress_tokens.get(root)
+        if progress is None:
+            if finished:
+                return
+            progress = {"token": f"repotune-index-{uuid.uuid4()}", "begun": False, "ended": False}
+            self.progress_tokens[root] = progress
+            title = f"RepoTune: indexing {Path(root).name}"
+
+            def created(*_: Any) -> None:
+                self.work_done_progress.begin(
+                    progress["token"],
+                    types.WorkDoneProgressBegin(title=title, percentage=0, cancellable=False),
+                )
+                progress["begun"] = True
+                if progress["ended"]:
+                    self.work_done_progress.end(progress["token"], types.WorkDoneProgressEnd())
+
+            self.work_done_progress.create(progress["token"], callback=created)
+            return
+        if finished:
+            del self.progress_tokens[root]
+            progress["ended"] = True
+            if progress["begun"]:
+                self.work_done_progress.end(
+                    progress["token"], types.WorkDoneProgressEnd(message="index ready")
+                )
+        elif progress["begun"]:
+            percentage = min(100, int(100 * done / total)) if total else None
+            self.work_done_progress.report(
+                progress["token"],
+                types.WorkDoneProgressReport(message=f"{phase} {done}/{total}", percentage=percentage),
+            )
+
+
+server = RepoTuneServer()
+
+
+def _assistant(ls: RepoTuneServer) -> Assistant:
+    if ls.assistant is None:
+        raise RuntimeError("the server is not initialized")
+    return ls.assistant
+
+
+def _settings_payload(value: Any) -> dict[str, Any]:
+    """Editors send either the settings object itself or {"repotune": {...}}."""
+    if not isinstance(value, dict):
+        return {}
+    if "repotune" in value and isinstance(value["repotune"], dict):
+        value = value["repotune"]
+    return {k: v for k, v in value.items() if v is not None}
+
+
+def _show_settings_error(ls: RepoTuneServer, error: SettingsError) -> None:
+    ls.window_show_message(
+        types.ShowMessageParams(
+            type=types.MessageType.Error,
+            message=f"RepoTune: {error}. The previous value is kept.",
+        )
+    )
+
+
+@server.feature(types.INITIALIZE)
+def on_initialize(ls: RepoTuneServer, params: types.InitializeParams) -> None:
+    """Record what the client offered; nothing heavy happens here (initialize must be instant)."""
+    ls.loop = asyncio.get_running_loop()
+    capabilities = params.capabilities
+    ls.client_supports_progress = bool(
+        capabilities.window and capabilities.window.work_done_progress
+    )
+    overrides = _settings_payload(params.initialization_options)
+    try:
+        ls.assistant = Assistant(overrides, on_event=ls.on_assistant_event)
+    except SettingsError as error:
+        _show_settings_error(ls, error)
+        ls.assistant = Assistant({}, on_event=ls.on_assistant_event)
+
+
+@server.feature(types.INITIALIZED)
+def on_initialized(ls: RepoTuneServer, params: types.InitializedParams) -> None:
+    assistant = _assistant(ls)
+    roots = [Path(to_fs_path(folder.uri) or "") for folder in ls.workspace.folders.values()]
+    if not roots and ls.workspace.root_path:
+        roots = [Path(ls.workspace.root_path)]
+
+    def start() -> None:
+        # Folders first, so the model is loaded with the first folder's settings (its adapter).
+        for root in roots:
+            if root.is_dir():
+                assistant.add_folder(root)
+        assistant.start()
+
+    ls.thread_pool.submit(_log_failures(ls, start))
+
+
+def _log_failures(ls: RepoTuneServer, function: Any) -> Any:
+    def run() -> None:
+        try:
+            function()
+        except Exception as exc:  # background start must report, never die silently
+            logger.exception("background task failed")
+            ls.on_assistant_event({"type": "log", "level": "error", "message": str(exc)})
+
+    return run
+
+
+@server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
+def on_folders_changed(ls: RepoTuneServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
+    assistant = _assistant(ls)
+
+    def apply() -> None:
+        for folder in params.event.removed:
+            assistant.remove_folder(Path(to_fs_path(folder.uri) or ""))
+        for folder in params.event.added:
+            assistant.add_folder(Path(to_fs_path(folder.uri) or ""))
+
+    ls.thread_pool.submit(_log_failures(ls, apply))
+
+
+@server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+async def on_configuration(ls: RepoTuneServer, params: types.DidChangeConfigurationParams) -> None:
+    settings = _settings_payload(params.settings)
+    if not settings:  # pull model: the client only said something changed
+        try:
+            result = await ls.workspace_configuration_async(
+                types.ConfigurationParams(items=[types.ConfigurationItem(section="repotune")])
+            )
+            settings = _settings_payload(result[0] if result else None)
+        except Exception as exc:
+            logger.info("workspace/configuration unavailable: %s", exc)
+            return
+    assistant = _assistant(ls)
+    try:
+        await asyncio.get_running_loop().run_in_executor(
+            ls.thread_pool, assistant.update_editor_settings, settings, "editor settings"
+        )
+    except SettingsError as error:
+        _show_settings_error(ls, error)
+
+
+@server.feature(types.TEXT_DOCUMENT_DID_SAVE)
+def on_did_save(ls: RepoTuneServer, params: types.DidSaveTextDocumentParams) -> None:
+    path = to_fs_path(params.text_document.uri)
+    if path:
+        _assistant(ls).file_saved(Path(path))
+
+
+def _document_request(ls: RepoTuneServer, uri: str, position: types.Position) -> tuple[Path, str, int, str | None]:
+    path = to_fs_path(uri)
+    if not path:
+        raise ValueError(f"not a file URI: {uri}")
+    document = ls.workspace.get_text_document(uri)
+    text = document.source
+    offset = document.offset_at_position(position)
+    return Path(path), text, offset, document.language_id
+
+
+async def _complete(ls: RepoTuneServer, uri: str, position: types.Position) -> Any:
+    """Run one completion in the generation thread; a newer request for the document wins."""
+    assistant = _assistant(ls)
+    path, text, offset, language = _document_request(ls, uri, position)
+    previous = ls.inflight.get(uri)
+    if previous is not None:
+        previous.set()
+    cancel = threading.Event()
+    ls.inflight[uri] = cancel
+    loop = asyncio.get_running_loop()
+    try:
+        return await loop.run_in_executor(
+            ls.generation_pool, assistant.complete, path, text, offset, language, cancel
+        )
+    except asyncio.CancelledError:
+        cancel.set()  # $/cancelRequest: stop generating at the next token
+        raise
+    finally:
+        if ls.inflight.get(uri) is cancel:
+            del ls.inflight[uri]
+
+
+@server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION)
+async def on_inline_completion(
+    ls: RepoTuneServer, params: types.InlineCompletionParams
+) -> types.InlineCompletionList | None:
+    outcome = await _complete(ls, params.text_document.uri, params.position)
+    if outcome is None:
+        return types.InlineCompletionList(items=[])
+    cursor = types.Range(start=params.position, end=params.position)
+    return types.InlineCompletionList(
+        items=[types.InlineCompletionItem(insert_text=outcome.text, range=cursor)]
+    )
+
+
+@server.feature(
+    types.TEXT_DOCUMENT_COMPLETION,
+    types.CompletionOptions(trigger_characters=[".", "(", " "], resolve_provider=False),
+)
+async def on_completion(ls: RepoTuneServer, params: types.CompletionParams) -> types.CompletionList:
+    """The same completion as a single item, for clients without inline completion."""
+    assistant = _assistant(ls)
+    path = to_fs_path(params.text_document.uri)
+    empty = types.CompletionList(is_incomplete=True, items=[])
+    if not path or not assistant.settings_for_path(Path(path)).completion.fallback_completion_item:
+        return empty
+    outcome = await _complete(ls, params.text_document.uri, params.position)
+    if outcome is None:
+        return empty
+    first_line = outcome.text.strip().splitlines()[0] if outcome.text.strip() else outcome.text
+    cursor = types.Range(start=params.position, end=params.position)
+    item = types.CompletionItem(
+        label=first_line[:80],
+        kind=types.CompletionItemKind.Snippet,
+        detail="RepoTune",
+        documentation=types.MarkupContent(
+            kind=types.MarkupKind.Markdown, value=f"```\n{outcome.text}\n```"
+        ),
+        text_edit=types.TextEdit(range=cursor, new_text=outcome.text),
+        insert_text_format=types.InsertTextFormat.PlainText,
+        filter_text="",
+        sort_text="0",
+        preselect=True,
+    )
+    return types.CompletionList(is_incomplete=True, items=[item])
+
+
+def _question_from(arguments: list[Any] | None) -> str:
+    if not arguments:
+        raise ValueError("repotune.ask needs a question: [{\"question\": \"...\"}]")
+    first = arguments[0]
+    question = first.get("question") if isinstance(first, dict) else first
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError("repotune.ask needs a non-empty question string")
+    return question
+
+
+@server.command(COMMAND_ASK)
+async def cmd_ask(ls: RepoTuneServer, arguments: list[Any] | None = None) -> dict[str, Any]:
+    question = _question_from(arguments)
+    assistant = _assistant(ls)
+    cancel = threading.Event()
+    try:
+        answer = await asyncio.get_running_loop().run_in_executor(
+            ls.generation_pool, assistant.ask, question, cancel
+        )
+    except asyncio.CancelledError:
+        cancel.set()
+        raise
+    return {
+        "answer": answer.answer,
+        "citations": [vars(citation) for citation in answer.citations],
+        "timings": answer.timings,
+    }
+
+
+@server.command(COMMAND_REINDEX)
+def cmd_reindex(ls: RepoTuneServer, arguments: list[Any] | None = None) -> dict[str, Any]:
+    ls.thread_pool.submit(_log_failures(ls, _assistant(ls).reindex))
+    return {"ok": True}
+
+
+@server.command(COMMAND_STATUS)
+def cmd_status(ls: RepoTuneServer, arguments: list[Any] | None = None) -> dict[str, Any]:
+    return _assistant(ls).status()
+
+
+@server.feature(types.SHUTDOWN)
+def on_shutdown(ls: RepoTuneServer, params: Any = None) -> None:
+    """Stop watchers and workers and close the stores before the client says exit."""
+    for event in list(ls.inflight.values()):
+        event.set()
+    if ls.assistant is not None:
+        ls.assistant.close()
+    ls.generation_pool.shutdown(wait=False, cancel_futures=True)
+
+
+def run_stdio() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    server.start_io()
