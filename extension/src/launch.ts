@@ -1,0 +1,64 @@
+/**
+ * How the server process is started. The extension and the node integration test both call
+ * these functions, so the test starts the server exactly the way users get it.
+ */
+import { execFile } from "node:child_process";
+
+import { PROBE_MODULE } from "./interpreter";
+
+export interface Launch {
+  command: string;
+  args: string[];
+  cwd: string | undefined;
+}
+
+/** `<python> -m repotune serve`, LSP over stdio, run from the workspace root. */
+export function serverLaunch(python: string, workspaceFolder: string | undefined): Launch {
+  return { command: python, args: ["-m", "repotune", "serve"], cwd: workspaceFolder };
+}
+
+/** `<python> -c "import repotune.server"`: cheap proof that the server can start. */
+export function probeLaunch(python: string): Launch {
+  return { command: python, args: ["-c", `import ${PROBE_MODULE}`], cwd: undefined };
+}
+
+/** Environment for the server: the editor's own, with Python's output unbuffered for the log. */
+export function serverEnv(base: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return { ...base, PYTHONUNBUFFERED: "1", PYTHONIOENCODING: "utf-8" };
+}
+
+/** The probe runs with a time limit; a first import of heavy packages can take seconds. */
+export const PROBE_TIMEOUT_MS = 60_000;
+
+export interface ProbeOutcome {
+  code: number | null;
+  errorCode?: string;
+  stderr: string;
+}
+
+/** Run the probe and report how it ended; never throws. */
+export function runProbe(
+  launch: Launch,
+  env: NodeJS.ProcessEnv,
+  timeoutMs: number = PROBE_TIMEOUT_MS,
+): Promise<ProbeOutcome> {
+  return new Promise((resolve) => {
+    execFile(
+      launch.command,
+      launch.args,
+      { cwd: launch.cwd, env, timeout: timeoutMs, windowsHide: true, maxBuffer: 1024 * 1024 },
+      (error, _stdout, stderr) => {
+        if (!error) {
+          resolve({ code: 0, stderr });
+          return;
+        }
+        const errno = (error as NodeJS.ErrnoException).code;
+        resolve({
+          code: typeof errno === "number" ? errno : null,
+          errorCode: typeof errno === "string" ? errno : undefined,
+          stderr,
+        });
+      },
+    );
+  });
+}

@@ -1,0 +1,123 @@
+/**
+ * The wire contract with the RepoTune language server (server/lsp.py).
+ *
+ * Kept in one module with no `vscode` import so the extension, the unit tests and the node
+ * integration test all speak exactly the same protocol.
+ */
+
+/** Commands the *server* answers through `workspace/executeCommand`. vscode-languageclient
+ * registers these ids as VS Code commands itself, so the extension's own ids must differ. */
+export const SERVER_COMMANDS = {
+  ask: "repotune.ask",
+  reindex: "repotune.reindex",
+  status: "repotune.status",
+} as const;
+
+/** Commands the extension contributes (package.json `contributes.commands`). */
+export const COMMANDS = {
+  askQuestion: "repotune.askQuestion",
+  reindexWorkspace: "repotune.reindexWorkspace",
+  toggleCompletions: "repotune.toggleCompletions",
+  showLog: "repotune.showLog",
+  restartServer: "repotune.restartServer",
+  showMenu: "repotune.showMenu",
+  selectInterpreter: "repotune.selectInterpreter",
+} as const;
+
+/** Server -> client notification carrying a {@link StatusPayload} whenever it changes. */
+export const STATUS_NOTIFICATION = "repotune/status";
+
+export type ServerState = "starting" | "loading" | "indexing" | "idle" | "busy" | "error";
+
+export interface IndexCounts {
+  files: number;
+  chunks: number;
+  dense_pending: number;
+}
+
+export interface StatusPayload {
+  state: ServerState;
+  message: string;
+  model: string | null;
+  adapter: string | null;
+  index: IndexCounts;
+  errors: string[];
+}
+
+export interface Citation {
+  path: string;
+  uri: string;
+  start_line: number;
+  end_line: number;
+}
+
+export interface AskResult {
+  answer: string;
+  citations: Citation[];
+}
+
+const STATES: readonly ServerState[] = ["starting", "loading", "indexing", "idle", "busy", "error"];
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function toCount(value: unknown): number {
+  return typeof value === "number" && Number.isFinite(value) && value >= 0 ? Math.floor(value) : 0;
+}
+
+function toOptionalString(value: unknown): string | null {
+  return typeof value === "string" && value.length > 0 ? value : null;
+}
+
+/** Read a status payload defensively: a server from another version must not break the UI. */
+export function parseStatus(value: unknown): StatusPayload {
+  const raw = isRecord(value) ? value : {};
+  const state = STATES.find((s) => s === raw.state) ?? "error";
+  const index = isRecord(raw.index) ? raw.index : {};
+  const errors = Array.isArray(raw.errors)
+    ? raw.errors.filter((e): e is string => typeof e === "string")
+    : [];
+  const message =
+    typeof raw.message === "string"
+      ? raw.message
+      : isRecord(value)
+        ? ""
+        : "the server sent an unreadable status";
+  return {
+    state,
+    message: STATES.includes(raw.state as ServerState)
+      ? message
+      : message || `unknown server state ${JSON.stringify(raw.state)}`,
+    model: toOptionalString(raw.model),
+    adapter: toOptionalString(raw.adapter),
+    index: {
+      files: toCount(index.files),
+      chunks: toCount(index.chunks),
+      dense_pending: toCount(index.dense_pending),
+    },
+    errors,
+  };
+}
+
+/** Read an ask result; a malformed one becomes a clear error rather than an empty document. */
+export function parseAskResult(value: unknown): AskResult {
+  if (!isRecord(value) || typeof value.answer !== "string") {
+    throw new Error(`the server's answer has no text (got ${JSON.stringify(value)})`);
+  }
+  const citations: Citation[] = [];
+  if (Array.isArray(value.citations)) {
+    for (const item of value.citations) {
+      if (!isRecord(item) || typeof item.path !== "string") continue;
+      const start = toCount(item.start_line) || 1;
+      const end = Math.max(start, toCount(item.end_line));
+      citations.push({
+        path: item.path,
+        uri: typeof item.uri === "string" ? item.uri : "",
+        start_line: start,
+        end_line: end,
+      });
+    }
+  }
+  return { answer: value.answer, citations };
+}

@@ -1,0 +1,146 @@
+/**
+ * VS Code settings -> the server's nested, snake_case settings object.
+ *
+ * Only values the user actually set are sent: the server layers editor values over the
+ * workspace's repotune.toml, so sending package.json defaults would silently override that file.
+ */
+
+export type SettingKind =
+  | "boolean"
+  | "string"
+  | "nullableString"
+  | "integer"
+  | "number"
+  | "stringArray";
+
+export interface SettingSpec {
+  /** Full VS Code key, as declared in package.json. */
+  key: string;
+  /** Path in the server's settings object, e.g. ["completion", "context_tokens"]. */
+  server: readonly [string, string];
+  kind: SettingKind;
+}
+
+/** Settings used by the client only (never sent to the server). */
+export const CLIENT_SETTINGS = {
+  pythonPath: "repotune.pythonPath",
+} as const;
+
+/** Every contributed setting that maps onto the server's settings (one row each). */
+export const SERVER_SETTINGS: readonly SettingSpec[] = [
+  { key: "repotune.enable", server: ["completion", "enabled"], kind: "boolean" },
+  { key: "repotune.languages", server: ["completion", "languages"], kind: "stringArray" },
+  { key: "repotune.model", server: ["model", "generator"], kind: "string" },
+  { key: "repotune.adapter", server: ["model", "adapter"], kind: "nullableString" },
+  { key: "repotune.adapterScale", server: ["model", "adapter_scale"], kind: "number" },
+  { key: "repotune.gpuLayers", server: ["model", "gpu_layers"], kind: "integer" },
+  { key: "repotune.threads", server: ["model", "threads"], kind: "integer" },
+  { key: "repotune.contextTokens", server: ["completion", "context_tokens"], kind: "integer" },
+  { key: "repotune.debounceMs", server: ["completion", "debounce_ms"], kind: "integer" },
+  { key: "repotune.maxLineTokens", server: ["completion", "max_tokens_line"], kind: "integer" },
+  { key: "repotune.maxBlockTokens", server: ["completion", "max_tokens_block"], kind: "integer" },
+  { key: "repotune.timeCapMs", server: ["completion", "time_cap_ms"], kind: "integer" },
+  { key: "repotune.exclude", server: ["index", "exclude"], kind: "stringArray" },
+];
+
+/** Client-side defaults, equal to the server's (server/config.py) and package.json's. */
+export const DEFAULTS = {
+  enable: true,
+  languages: ["*"] as readonly string[],
+  debounceMs: 150,
+} as const;
+
+/**
+ * Reads one setting. Returns undefined when the user has not set it anywhere (user, workspace
+ * or folder scope); extension.ts implements it with `WorkspaceConfiguration.inspect`.
+ */
+export type SettingReader = (key: string) => unknown;
+
+export type ServerSettings = Record<string, Record<string, unknown>>;
+
+export interface MappedSettings {
+  settings: ServerSettings;
+  /** One line per value that was ignored, naming the key, for the log and a warning. */
+  problems: string[];
+}
+
+function convert(kind: SettingKind, value: unknown): { ok: true; value: unknown } | { ok: false } {
+  switch (kind) {
+    case "boolean":
+      return typeof value === "boolean" ? { ok: true, value } : { ok: false };
+    case "string":
+      return typeof value === "string" && value.trim() !== ""
+        ? { ok: true, value: value.trim() }
+        : { ok: false };
+    case "nullableString":
+      if (value === null || (typeof value === "string" && value.trim() === "")) {
+        return { ok: true, value: null };
+      }
+      return typeof value === "string" ? { ok: true, value: value.trim() } : { ok: false };
+    case "integer":
+      return typeof value === "number" && Number.isInteger(value)
+        ? { ok: true, value }
+        : { ok: false };
+    case "number":
+      return typeof value === "number" && Number.isFinite(value)
+        ? { ok: true, value }
+        : { ok: false };
+    case "stringArray":
+      return Array.isArray(value) && value.every((v) => typeof v === "string")
+        ? { ok: true, value: [...value] }
+        : { ok: false };
+  }
+}
+
+const KIND_NAMES: Record<SettingKind, string> = {
+  boolean: "true or false",
+  string: "a non-empty string",
+  nullableString: "a string or null",
+  integer: "a whole number",
+  number: "a number",
+  stringArray: "a list of strings",
+};
+
+/** The server settings object for initializationOptions and didChangeConfiguration. */
+export function toServerSettings(read: SettingReader): MappedSettings {
+  const settings: ServerSettings = {};
+  const problems: string[] = [];
+  for (const spec of SERVER_SETTINGS) {
+    const raw = read(spec.key);
+    if (raw === undefined) continue;
+    const converted = convert(spec.kind, raw);
+    if (!converted.ok) {
+      problems.push(
+        `${spec.key}: expected ${KIND_NAMES[spec.kind]}, got ${JSON.stringify(raw)}; ignored`,
+      );
+      continue;
+    }
+    const [section, field] = spec.server;
+    settings[section] ??= {};
+    settings[section][field] = converted.value;
+  }
+  return { settings, problems };
+}
+
+/** The `workspace/didChangeConfiguration` params the server expects. */
+export function didChangeConfigurationParams(settings: ServerSettings): {
+  settings: { repotune: ServerSettings };
+} {
+  return { settings: { repotune: settings } };
+}
+
+/** Whether completions should be requested for a document of this language. */
+export function languageEnabled(languageId: string, languages: readonly string[]): boolean {
+  return languages.includes("*") || languages.includes(languageId);
+}
+
+/** Read a setting for client-side use, falling back to the default for a wrong type. */
+export function clientValue<T>(raw: unknown, fallback: T, check: (v: unknown) => v is T): T {
+  return raw !== undefined && check(raw) ? raw : fallback;
+}
+
+export const isBoolean = (v: unknown): v is boolean => typeof v === "boolean";
+export const isStringArray = (v: unknown): v is string[] =>
+  Array.isArray(v) && v.every((x) => typeof x === "string");
+export const isNonNegativeInteger = (v: unknown): v is number =>
+  typeof v === "number" && Number.isInteger(v) && v >= 0;

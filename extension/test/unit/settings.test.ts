@@ -1,0 +1,167 @@
+import { readFileSync, existsSync } from "node:fs";
+import { join } from "node:path";
+
+import { describe, expect, it } from "vitest";
+
+import {
+  SERVER_SETTINGS,
+  didChangeConfigurationParams,
+  languageEnabled,
+  toServerSettings,
+} from "../../src/settings";
+
+const root = join(__dirname, "..", "..");
+const manifest = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as {
+  contributes: { configuration: { properties: Record<string, { default?: unknown }> } };
+};
+const declared = manifest.contributes.configuration.properties;
+
+function reader(values: Record<string, unknown>) {
+  return (key: string): unknown => values[key];
+}
+
+describe("toServerSettings", () => {
+  it("sends nothing when the user set nothing", () => {
+    expect(toServerSettings(reader({}))).toEqual({ settings: {}, problems: [] });
+  });
+
+  it("maps every user-set value onto the nested snake_case shape", () => {
+    const { settings, problems } = toServerSettings(
+      reader({
+        "repotune.enable": false,
+        "repotune.model": " /models/qwen.gguf ",
+        "repotune.adapter": "hf:me/adapter",
+        "repotune.languages": ["python", "rust"],
+        "repotune.contextTokens": 1024,
+        "repotune.debounceMs": 80,
+        "repotune.maxLineTokens": 32,
+        "repotune.exclude": ["vendor/**"],
+        "repotune.pythonPath": "/usr/bin/python3",
+      }),
+    );
+    expect(problems).toEqual([]);
+    expect(settings).toEqual({
+      completion: {
+        enabled: false,
+        languages: ["python", "rust"],
+        context_tokens: 1024,
+        debounce_ms: 80,
+        max_tokens_line: 32,
+      },
+      model: { generator: "/models/qwen.gguf", adapter: "hf:me/adapter" },
+      index: { exclude: ["vendor/**"] },
+    });
+  });
+
+  it("turns an empty adapter into null (no adapter) and keeps explicit null", () => {
+    expect(toServerSettings(reader({ "repotune.adapter": "" })).settings).toEqual({
+      model: { adapter: null },
+    });
+    expect(toServerSettings(reader({ "repotune.adapter": null })).settings).toEqual({
+      model: { adapter: null },
+    });
+  });
+
+  it("drops values of the wrong type and names them", () => {
+    const { settings, problems } = toServerSettings(
+      reader({
+        "repotune.contextTokens": 12.5,
+        "repotune.languages": "python",
+        "repotune.enable": "yes",
+        "repotune.model": "",
+        "repotune.debounceMs": 40,
+      }),
+    );
+    expect(settings).toEqual({ completion: { debounce_ms: 40 } });
+    expect(problems).toHaveLength(4);
+    expect(problems.join("\n")).toMatch(/repotune\.contextTokens: expected a whole number, got 12\.5/);
+    expect(problems.join("\n")).toMatch(/repotune\.languages: expected a list of strings/);
+  });
+
+  it("does not alias the user's arrays", () => {
+    const languages = ["go"];
+    const { settings } = toServerSettings(reader({ "repotune.languages": languages }));
+    languages.push("c");
+    expect(settings.completion?.languages).toEqual(["go"]);
+  });
+
+  it("wraps the object for workspace/didChangeConfiguration", () => {
+    expect(didChangeConfigurationParams({ model: { generator: "x" } })).toEqual({
+      settings: { repotune: { model: { generator: "x" } } },
+    });
+  });
+
+  it("maps each declared setting exactly once, onto a distinct server field", () => {
+    const keys = SERVER_SETTINGS.map((s) => s.key);
+    expect(new Set(keys).size).toBe(keys.length);
+    const targets = SERVER_SETTINGS.map((s) => s.server.join("."));
+    expect(new Set(targets).size).toBe(targets.length);
+    for (const key of keys) expect(declared, key).toHaveProperty([key]);
+  });
+});
+
+/** Fields and simple literal defaults of one pydantic section class in server/config.py. */
+function serverFields(source: string, className: string): Map<string, string | undefined> {
+  const start = source.indexOf(`class ${className}(`);
+  if (start < 0) throw new Error(`${className} not found in server/config.py`);
+  const rest = source.slice(start).split("\n").slice(1);
+  const fields = new Map<string, string | undefined>();
+  for (const line of rest) {
+    if (/^\S/.test(line)) break; // next top-level statement
+    const match = /^ {4}(\w+): [^=]*?(?: = (.*))?$/.exec(line);
+    if (!match || match[1] === "model_config") continue;
+    const rhs = match[2]?.trim();
+    const literal = rhs?.startsWith("Field(") ? /^Field\(([^,)]*)/.exec(rhs)?.[1] : rhs;
+    fields.set(match[1], literal?.trim() || undefined);
+  }
+  return fields;
+}
+
+const configPy = join(root, "..", "server", "config.py");
+const sectionClass: Record<string, string> = {
+  model: "ModelSettings",
+  completion: "CompletionSettings",
+  index: "IndexSettings",
+};
+
+describe.skipIf(!existsSync(configPy))("agreement with server/config.py", () => {
+  const source = existsSync(configPy) ? readFileSync(configPy, "utf8") : "";
+
+  it("targets only fields the server accepts (it forbids unknown keys)", () => {
+    for (const spec of SERVER_SETTINGS) {
+      const [section, field] = spec.server;
+      const fields = serverFields(source, sectionClass[section]);
+      expect(fields.has(field), `${spec.key} -> ${section}.${field}`).toBe(true);
+    }
+  });
+
+  it("declares the server's own defaults in package.json", () => {
+    let compared = 0;
+    for (const spec of SERVER_SETTINGS) {
+      const [section, field] = spec.server;
+      const pyDefault = serverFields(source, sectionClass[section]).get(field);
+      const jsDefault = declared[spec.key].default;
+      if (pyDefault === undefined || pyDefault.startsWith("default_factory")) continue;
+      const normalised = pyDefault
+        .replace(/^True$/, "true")
+        .replace(/^False$/, "false")
+        .replace(/^None$/, "null")
+        .replace(/_/g, "")
+        .replace(/^"(.*)"$/, "$1");
+      expect(String(jsDefault), spec.key).toBe(normalised.replace(/^(\d+)\.0$/, "$1"));
+      compared += 1;
+    }
+    expect(compared).toBeGreaterThanOrEqual(8);
+  });
+});
+
+describe("languageEnabled", () => {
+  it("treats * as every language", () => {
+    expect(languageEnabled("python", ["*"])).toBe(true);
+  });
+  it("limits to the listed languages", () => {
+    expect(languageEnabled("python", ["rust", "python"])).toBe(true);
+    expect(languageEnabled("markdown", ["rust", "python"])).toBe(false);
+    expect(languageEnabled("python", [])).toBe(false);
+  });
+});
