@@ -121,6 +121,24 @@ class TrainSettings(_Section):
     no_context_share: float = Field(0.2, ge=0.0, le=1.0)
     teacher_endpoint: str | None = None
     teacher_model: str | None = None
+    lora_target_modules: list[str] = Field(
+        default_factory=lambda: [
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ],
+        description="linear layers that get LoRA (never the tied embeddings)",
+    )
+    gradient_checkpointing: bool = True
+    warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0)
+    eval_max_examples: int = Field(128, ge=1, description="validation examples per evaluation")
+    max_examples: int = Field(20_000, ge=1, description="cap on examples per dataset split")
+    test_share: float = Field(0.1, ge=0.0, lt=1.0, description="files held out for testing")
+    validation_share: float = Field(0.1, ge=0.0, lt=1.0, description="files for validation")
 
 
 class Settings(_Section):
