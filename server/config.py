@@ -61,6 +61,11 @@ class ModelSettings(_Section):
     threads: int = Field(0, ge=0, description="0 = number of physical cores")
     gpu_layers: int = Field(-1, ge=-1, description="-1 = all layers when llama.cpp has a GPU")
     prompt_format: str = Field("auto", description="'auto' or a format name from prompts.py")
+    cpu_extra_buffers: bool | None = Field(
+        None,
+        description="llama.cpp extra CPU weight buffers (repack/AMX); unset = off on AMX CPUs, "
+        "where llama.cpp's AMX path crashed on Gemma 3",
+    )
 
 
 class IndexSettings(_Section):

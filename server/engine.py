@@ -1,0 +1,716 @@
+"""The completion engine: one llama.cpp model, loaded in the background, serving FIM completions.
+
+Why it looks the way it does:
+- llama.cpp contexts are not thread-safe, so one generation runs at a time (`_lock`); a newer
+  `complete()` sets the cancel event of the one in flight, and generation checks it between
+  tokens (`Llama.generate` is a token generator, so stopping is just not asking for the next).
+- `Llama.generate` keeps the KV cache of the longest common token prefix with the previous
+  prompt. Prompts put the retrieved context first in a stable order and (RepoTune format) the
+  suffix before the prefix, so typing re-evaluates only the last few tokens; `reused_tokens`
+  reports how many were reused.
+- Loading never happens on the caller's thread (`start_loading()`); until the model is ready
+  `complete()` returns None, and a load failure becomes `load_error` (a ModelError message),
+  never an exception out of a worker thread.
+- An LRU cache keyed by the text around the cursor answers repeats and "typing through" a
+  suggestion (the typed characters match the start of a cached completion).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import platform
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from repotune.server.config import Settings
+from repotune.server.models import ModelError, resolve_adapter, resolve_generator
+from repotune.server.postprocess import decide_multiline, postprocess, truncate
+from repotune.server.prompts import (
+    BuiltPrompt,
+    ContextSnippet,
+    PromptFormat,
+    build_ask_messages,
+    build_fim_prompt,
+    detect_format,
+    get_format,
+)
+
+log = logging.getLogger(__name__)
+
+# Room kept free in the context window for generated tokens and format markers.
+_MARKER_SLACK = 64
+# How much text around the cursor keys the result cache.
+CACHE_PREFIX_CHARS = 1500
+CACHE_SUFFIX_CHARS = 500
+# How many recent entries a "typing through" lookup scans.
+TYPE_THROUGH_SCAN = 32
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    """One cursor: the file's text before and after it, plus retrieved snippets."""
+
+    path: str
+    language: str | None
+    prefix: str
+    suffix: str
+    context: Sequence[ContextSnippet] = ()
+    repo_name: str | None = None
+
+
+@dataclass
+class CompletionResult:
+    """A completion and where its time went.
+
+    timings (ms): tokenize (prompt building + tokenizing), prompt_eval (until the first token),
+    generate (the rest of decoding), postprocess, total; the caller adds retrieval.
+    """
+
+    text: str
+    multiline: bool
+    timings: dict[str, float]
+    prompt_tokens: int
+    reused_tokens: int
+    generated_tokens: int
+    cached: bool
+    format: str
+    stop_reason: str = ""
+    prompt: BuiltPrompt | None = field(default=None, repr=False)
+
+
+# --------------------------------------------------------------------------- cache
+
+
+@dataclass(frozen=True)
+class _CacheEntry:
+    path: str
+    prefix_tail: str
+    suffix_head: str
+    text: str
+    multiline: bool
+    format: str
+
+
+class CompletionCache:
+    """LRU of recent completions keyed by (path, text before and after the cursor)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple[str, str, str], _CacheEntry] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(path: str, prefix: str, suffix: str) -> tuple[str, str, str]:
+        return (path, prefix[-CACHE_PREFIX_CHARS:], suffix[:CACHE_SUFFIX_CHARS])
+
+    def put(self, path: str, prefix: str, suffix: str, result: CompletionResult) -> None:
+        if self.size <= 0:
+            return
+        key = self.key(path, prefix, suffix)
+        entry = _CacheEntry(key[0], key[1], key[2], result.text, result.multiline, result.format)
+        with self._lock:
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def get(self, path: str, prefix: str, suffix: str) -> _CacheEntry | None:
+        """An exact hit, or the rest of a cached completion the user is typing through."""
+        key = self.key(path, prefix, suffix)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+                self.hits += 1
+                return entry
+            for candidate in list(reversed(self._entries.values()))[:TYPE_THROUGH_SCAN]:
+                if candidate.path != path or candidate.suffix_head != key[2]:
+                    continue
+                for typed in range(1, len(candidate.text)):
+                    if not prefix.endswith(candidate.text[:typed]):
+                        continue
+                    if not prefix[:-typed].endswith(candidate.prefix_tail[-CACHE_PREFIX_CHARS:]):
+                        continue
+                    rest = candidate.text[typed:]
+                    if not rest.strip():
+                        continue
+                    if not candidate.multiline and "\n" in rest:
+                        continue
+                    self.hits += 1
+                    return replace(candidate, text=rest)
+            self.misses += 1
+            return None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _cpu_has_amx() -> bool:
+    """llama.cpp's AMX weight buffers crashed (SIGSEGV in ggml_backend_amx_mul_mat) on the
+    Gemma 3 GGUF on an AMX CPU here, so extra CPU buffer types are off where AMX is present."""
+    if platform.system() != "Linux":
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return "amx_int8" in line.split() or "amx_tile" in line.split()
+    except OSError:
+        return False
+    return False
+
+
+_PARAMS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _model_params(use_extra_bufts: bool) -> Iterator[None]:
+    """Llama() has no argument for llama.cpp's `use_extra_bufts`; wrap its defaults meanwhile."""
+    import llama_cpp.llama_cpp as native
+
+    if use_extra_bufts:
+        yield
+        return
+    with _PARAMS_LOCK:
+        original = native.llama_model_default_params
+
+        def patched() -> Any:
+            params = original()
+            params.use_extra_bufts = False
+            return params
+
+        native.llama_model_default_params = patched  # type: ignore[assignment]
+        try:
+            yield
+        finally:
+            native.llama_model_default_params = original  # type: ignore[assignment]
+
+
+def _physical_cores() -> int:
+    from repotune.server.embeddings import physical_cores
+
+    return physical_cores()
+
+
+@dataclass
+class _Loaded:
+    llm: Any
+    format: PromptFormat
+    info: dict[str, Any]
+    count_cache: dict[str, int] = field(default_factory=dict)
+
+
+def load_model(settings: Settings) -> _Loaded:
+    """Resolve and load the generator (and adapter). Raises ModelError with a user message."""
+    try:
+        import llama_cpp
+        from llama_cpp import Llama
+    except ImportError as exc:
+        raise ModelError(f"llama-cpp-python is not installed ({exc})") from None
+
+    model = settings.model
+    resolved = resolve_generator(model.generator)
+    adapter_path: Path | None = None
+    if model.adapter:
+        adapter_path = resolve_adapter(model.adapter).path
+    gpu = bool(llama_cpp.llama_supports_gpu_offload())
+    gpu_layers = (model.gpu_layers if model.gpu_layers >= 0 else 999) if gpu else 0
+    threads = model.threads or _physical_cores()
+    extra_bufts = model.cpu_extra_buffers
+    if extra_bufts is None:
+        extra_bufts = gpu or not _cpu_has_amx()
+    draft = None
+    if settings.completion.prompt_lookup:
+        from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
+
+        draft = LlamaPromptLookupDecoding(max_ngram_size=3, num_pred_tokens=8)
+    started = time.perf_counter()
+    try:
+        with _model_params(extra_bufts):
+            llm = Llama(
+                model_path=str(resolved.path),
+                n_ctx=model.context_length,
+                n_batch=min(512, model.context_length),
+                n_threads=threads,
+                n_threads_batch=threads,
+                n_gpu_layers=gpu_layers,
+                lora_path=str(adapter_path) if adapter_path else None,
+                lora_scale=model.adapter_scale,
+                swa_full=True,  # sliding-window models (Gemma 3) keep prefix reuse possible
+                draft_model=draft,
+                verbose=False,
+            )
+    except (ValueError, RuntimeError, OSError) as exc:
+        what = f"generator {resolved.path}"
+        if adapter_path:
+            what += f" with adapter {adapter_path}"
+        raise ModelError(f"{what}: llama.cpp could not load it ({exc})") from None
+    metadata = {str(k): str(v) for k, v in llm.metadata.items()}
+    if "tokenizer.chat_template" not in metadata and metadata.get(
+        "general.architecture", ""
+    ).startswith("gemma"):
+        llm.chat_format = "gemma"  # llama-cpp-python would otherwise fall back to llama-2
+
+    def has_token(text: str) -> bool:
+        try:
+            tokens = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        except RuntimeError:
+            return False
+        return len(tokens) == 1
+
+    if model.prompt_format == "auto":
+        fmt = get_format(detect_format(metadata, has_token))
+    else:
+        fmt = get_format(model.prompt_format)
+    info = {
+        "model": str(resolved.path),
+        "model_ref": model.generator,
+        "model_name": metadata.get("general.name", resolved.path.name),
+        "architecture": metadata.get("general.architecture", ""),
+        "adapter": str(adapter_path) if adapter_path else None,
+        "adapter_scale": model.adapter_scale if adapter_path else None,
+        "format": fmt.name,
+        "format_forced": model.prompt_format != "auto",
+        "gpu_offload": gpu,
+        "gpu_layers": gpu_layers,
+        "threads": threads,
+        "context_length": model.context_length,
+        "cpu_extra_buffers": extra_bufts,
+        "prompt_lookup": draft is not None,
+        "chat_format": llm.chat_format,
+        "load_ms": round((time.perf_counter() - started) * 1000, 1),
+    }
+    return _Loaded(llm=llm, format=fmt, info=info)
+
+
+# --------------------------------------------------------------------------- engine
+
+
+class CompletionEngine:
+    """Owns the generator model; thread-safe; see the module docstring for the contract."""
+
+    def __init__(
+        self, settings: Settings, loader: Callable[[Settings], _Loaded] = load_model
+    ) -> None:
+        self._settings = settings
+        self._loader = loader
+        self._lock = threading.Lock()  # the llama.cpp context
+        self._state = threading.Lock()  # the fields below
+        self._loaded: _Loaded | None = None
+        self._load_error: str | None = None
+        self._load_thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._generation = 0  # bumped by reload(); a stale load thread discards its model
+        self._latest_cancel: threading.Event | None = None
+        self._closed = False
+        self.cache = CompletionCache(settings.completion.cache_size)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set() and self._loaded is not None
+
+    @property
+    def load_error(self) -> str | None:
+        return self._load_error
+
+    @property
+    def format(self) -> PromptFormat | None:
+        loaded = self._loaded
+        return loaded.format if loaded else None
+
+    def start_loading(self) -> None:
+        """Load the model on a background thread (once); returns at once."""
+        with self._state:
+            if self._closed or self._load_thread is not None:
+                return
+            self._load_error = None
+            generation = self._generation
+            settings = self._settings
+            thread = threading.Thread(
+                target=self._load, args=(generation, settings), name="repotune-model", daemon=True
+            )
+            self._load_thread = thread
+        thread.start()
+
+    def _load(self, generation: int, settings: Settings) -> None:
+        try:
+            loaded = self._loader(settings)
+        except ModelError as exc:
+            error: str | None = str(exc)
+            loaded = None
+        except Exception as exc:  # never let a load failure escape the thread
+            error = f"generator: unexpected error while loading ({type(exc).__name__}: {exc})"
+            loaded = None
+        else:
+            error = None
+        with self._state:
+            if generation != self._generation or self._closed:
+                if loaded is not None:
+                    loaded.llm.close()
+                return
+            self._loaded = loaded
+            self._load_error = error
+            if error:
+                log.error("%s", error)
+            else:
+                log.info("generator loaded: %s", loaded.info if loaded else None)
+            self._ready.set()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until loading finished (successfully or not); True when a model is ready."""
+        self.start_loading()
+        self._ready.wait(timeout)
+        return self.ready
+
+    def reload(self, settings: Settings) -> None:
+        """Apply new settings (model, adapter, format...): drop the model and load again."""
+        self.cancel_inflight()
+        with self._lock, self._state:
+            self._generation += 1
+            old = self._loaded
+            self._loaded = None
+            self._settings = settings
+            self._load_thread = None
+            self._load_error = None
+            self._ready.clear()
+            self.cache = CompletionCache(settings.completion.cache_size)
+        if old is not None:
+            old.llm.close()
+        self.start_loading()
+
+    def close(self) -> None:
+        self.cancel_inflight()
+        with self._lock, self._state:
+            self._closed = True
+            self._generation += 1
+            old, self._loaded = self._loaded, None
+        if old is not None:
+            old.llm.close()
+
+    def status(self) -> dict[str, Any]:
+        loaded = self._loaded
+        state = "ready" if loaded else ("error" if self._load_error else "loading")
+        if self._load_thread is None and not loaded and not self._load_error:
+            state = "not started"
+        info: dict[str, Any] = {
+            "state": state,
+            "loaded": loaded is not None,
+            "load_error": self._load_error,
+            "model_ref": self._settings.model.generator,
+            "adapter_ref": self._settings.model.adapter,
+            "cache_entries": len(self.cache._entries),
+            "cache_hits": self.cache.hits,
+            "cache_misses": self.cache.misses,
+        }
+        if loaded:
+            info.update(loaded.info)
+        return info
+
+    def cancel_inflight(self) -> None:
+        with self._state:
+            if self._latest_cancel is not None:
+                self._latest_cancel.set()
+
+    # ------------------------------------------------------------------ helpers
+
+    def count_tokens(self, text: str) -> int:
+        loaded = self._loaded
+        if loaded is None:
+            raise ModelError("the generator is not loaded yet")
+        return self._count(loaded, text)
+
+    @staticmethod
+    def _count(loaded: _Loaded, text: str) -> int:
+        if not text:
+            return 0
+        cached = loaded.count_cache.get(text)
+        if cached is None:
+            cached = len(loaded.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+            if len(loaded.count_cache) > 20_000:
+                loaded.count_cache.clear()
+            loaded.count_cache[text] = cached
+        return cached
+
+    def _budget(self, multiline: bool) -> tuple[int, int, int]:
+        """The settings' split, scaled down to fit the context window if need be."""
+        comp = self._settings.completion
+        room = self._settings.model.context_length - _MARKER_SLACK
+        room -= comp.max_tokens_block if multiline else comp.max_tokens_line
+        parts = (comp.context_tokens, comp.prefix_tokens, comp.suffix_tokens)
+        total = sum(parts)
+        if total <= room:
+            return parts
+        scale = max(room, 16) / total
+        return (int(parts[0] * scale), max(16, int(parts[1] * scale)), int(parts[2] * scale))
+
+    def build_prompt(self, request: CompletionRequest, multiline: bool = False) -> BuiltPrompt:
+        loaded = self._loaded
+        if loaded is None:
+            raise ModelError("the generator is not loaded yet")
+        return build_fim_prompt(
+            loaded.format,
+            path=request.path,
+            prefix=request.prefix,
+            suffix=request.suffix,
+            context=request.context,
+            budget=self._budget(multiline),
+            count_tokens=lambda text: self._count(loaded, text),
+            repo_name=request.repo_name,
+        )
+
+    @staticmethod
+    def _tokenize(loaded: _Loaded, prompt: BuiltPrompt) -> list[int]:
+        llm = loaded.llm
+        tokens: list[int] = []
+        add_bos = llm.metadata.get("tokenizer.ggml.add_bos_token", "true") != "false"
+        if add_bos and llm.token_bos() >= 0:
+            tokens.append(llm.token_bos())
+        for segment in prompt.segments:
+            special = segment.marker and prompt.special_markers
+            piece = llm.tokenize(segment.text.encode("utf-8"), add_bos=False, special=special)
+            if special and len(piece) != 1:
+                # Code Llama's markers are stored as "▁<PRE>" in its vocabulary.
+                alt = llm.tokenize(("▁" + segment.text).encode(), add_bos=False, special=True)
+                if len(alt) == 1:
+                    piece = alt
+            tokens.extend(piece)
+        return tokens
+
+    def _acquire(self, cancel: threading.Event) -> bool:
+        while not self._lock.acquire(timeout=0.02):
+            if cancel.is_set() or self._closed:
+                return False
+        if cancel.is_set():
+            self._lock.release()
+            return False
+        return True
+
+    # ------------------------------------------------------------------ completion
+
+    def complete(
+        self, request: CompletionRequest, cancel: threading.Event | None = None
+    ) -> CompletionResult | None:
+        """A completion for `request`, or None (not loaded yet, cancelled, nothing good).
+
+        Blocking; run it on a worker thread. A newer call cancels this one between tokens.
+        """
+        started = time.perf_counter()
+        if not self.ready:
+            self.start_loading()
+            return None
+        multiline = decide_multiline(request.prefix, request.suffix, request.language)
+        hit = self.cache.get(request.path, request.prefix, request.suffix)
+        if hit is not None:
+            total = (time.perf_counter() - started) * 1000
+            return CompletionResult(
+                text=hit.text,
+                multiline=hit.multiline,
+                timings={"tokenize": 0.0, "prompt_eval": 0.0, "generate": 0.0, "total": total},
+                prompt_tokens=0,
+                reused_tokens=0,
+                generated_tokens=0,
+                cached=True,
+                format=hit.format,
+                stop_reason="cache",
+            )
+        cancel = cancel or threading.Event()
+        with self._state:
+            if self._latest_cancel is not None:
+                self._latest_cancel.set()
+            self._latest_cancel = cancel
+        if not self._acquire(cancel):
+            return None
+        try:
+            loaded = self._loaded
+            if loaded is None:
+                return None
+            result = self._generate(loaded, request, multiline, cancel, started)
+        finally:
+            self._lock.release()
+            with self._state:
+                if self._latest_cancel is cancel:
+                    self._latest_cancel = None
+        if result is not None and result.text:
+            self.cache.put(request.path, request.prefix, request.suffix, result)
+        return result
+
+    def _generate(
+        self,
+        loaded: _Loaded,
+        request: CompletionRequest,
+        multiline: bool,
+        cancel: threading.Event,
+        started: float,
+    ) -> CompletionResult | None:
+        import numpy as np
+
+        llm = loaded.llm
+        comp = self._settings.completion
+        prompt = self.build_prompt(request, multiline)
+        tokens = self._tokenize(loaded, prompt)
+        limit = self._settings.model.context_length - 8
+        max_tokens = comp.max_tokens_block if multiline else comp.max_tokens_line
+        if len(tokens) + max_tokens > limit:
+            tokens = tokens[: max(1, limit - max_tokens)]
+        previous = np.asarray(llm.input_ids[: llm.n_tokens])
+        common = min(len(previous), len(tokens))
+        if common:
+            mismatch = np.nonzero(previous[:common] != np.asarray(tokens[:common]))[0]
+            common = int(mismatch[0]) if len(mismatch) else common
+        reused = min(common, len(tokens) - 1)
+        tokenized = time.perf_counter()
+
+        stop = prompt.stop
+        generated: list[int] = []
+        text = ""
+        reason = "token cap"
+        first_token_at: float | None = None
+        # The time cap bounds decoding: a slow cold prompt must not leave a one-token stub.
+        deadline = float("inf")
+        vocab = llm._model.vocab
+        import llama_cpp
+
+        stream = llm.generate(
+            tokens,
+            temp=comp.temperature,
+            top_k=40,
+            top_p=0.95,
+            min_p=0.05,
+            repeat_penalty=1.0,
+            reset=True,
+        )
+        try:
+            for token in stream:
+                now = time.perf_counter()
+                if first_token_at is None:
+                    first_token_at = now
+                    deadline = now + comp.time_cap_ms / 1000
+                if cancel.is_set():
+                    return None
+                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                    reason = "end of generation"
+                    break
+                generated.append(token)
+                text = llm.detokenize(generated).decode("utf-8", errors="ignore")
+                cut = truncate(
+                    text,
+                    prefix=request.prefix,
+                    suffix=request.suffix,
+                    multiline=multiline,
+                    stop=stop,
+                )
+                if cut.done:
+                    reason = cut.reason
+                    break
+                if len(generated) >= max_tokens:
+                    reason = "token cap"
+                    break
+                if now >= deadline:
+                    reason = "time cap"
+                    break
+        finally:
+            stream.close()
+        generated_at = time.perf_counter()
+        if cancel.is_set():
+            return None
+        final = postprocess(
+            text,
+            prefix=request.prefix,
+            suffix=request.suffix,
+            multiline=multiline,
+            stop=stop,
+            language=request.language,
+        )
+        done = time.perf_counter()
+        first = first_token_at or generated_at
+        timings = {
+            "tokenize": (tokenized - started) * 1000,
+            "prompt_eval": (first - tokenized) * 1000,
+            "generate": (generated_at - first) * 1000,
+            "postprocess": (done - generated_at) * 1000,
+            "total": (done - started) * 1000,
+        }
+        if final is None:
+            return None
+        return CompletionResult(
+            text=final,
+            multiline=multiline,
+            timings=timings,
+            prompt_tokens=len(tokens),
+            reused_tokens=reused,
+            generated_tokens=len(generated),
+            cached=False,
+            format=prompt.format,
+            stop_reason=reason,
+            prompt=prompt,
+        )
+
+    # ------------------------------------------------------------------ questions
+
+    def ask(
+        self,
+        question: str,
+        snippets: Sequence[Any],
+        max_tokens: int = 512,
+        cancel: threading.Event | None = None,
+    ) -> str:
+        """Answer a question about the codebase from `snippets`, with the model's chat template.
+
+        Raises ModelError when no model is loaded (the caller reports it); returns the text
+        generated so far when cancelled.
+        """
+        if not self.ready:
+            self.start_loading()
+            raise ModelError(self._load_error or "the generator is still loading; try again")
+        cancel = cancel or threading.Event()
+        messages = build_ask_messages(question, snippets)
+        if not self._acquire(cancel):
+            return ""
+        try:
+            loaded = self._loaded
+            if loaded is None:
+                raise ModelError(self._load_error or "the generator is not loaded")
+            llm = loaded.llm
+            if llm.chat_format == "gemma" and messages and messages[0]["role"] == "system":
+                # Gemma's template has no system role; its convention is to prepend it.
+                system = messages[0]["content"]
+                messages = [
+                    {"role": "user", "content": f"{system}\n\n{messages[1]['content']}"},
+                    *messages[2:],
+                ]
+            pieces: list[str] = []
+            stream = llm.create_chat_completion(
+                messages=messages,  # type: ignore[arg-type]
+                max_tokens=max_tokens,
+                temperature=max(0.0, self._settings.completion.temperature),
+                stream=True,
+            )
+            for chunk in stream:
+                if cancel.is_set():
+                    break
+                delta = chunk["choices"][0].get("delta", {})  # type: ignore[index]
+                if delta.get("content"):
+                    pieces.append(delta["content"])
+            with contextlib.suppress(Exception):
+                stream.close()  # type: ignore[union-attr]
+            return "".join(pieces).strip()
+        finally:
+            self._lock.release()
