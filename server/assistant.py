@@ -60,6 +60,7 @@ class Assistant:
         self.settings = self._settings_for(None)
         self._engine: Any = None
         self._state = "starting"
+        self.counters = {"completions": 0, "cancelled": 0, "empty": 0, "cached": 0}
 
     # ------------------------------------------------------------------ settings
 
@@ -236,11 +237,31 @@ class Assistant:
             result = engine.complete(request, cancel)
         finally:
             self._set_state("idle")
-        if result is None:
+        self.counters["completions"] += 1
+        if cancel is not None and cancel.is_set():
+            self.counters["cancelled"] += 1
             return None
+        if result is None:
+            self.counters["empty"] += 1
+            return None
+        self.counters["cached"] += int(bool(result.cached))
         timings = dict(result.timings)
         timings["retrieval"] = retrieval_ms
         return CompletionOutcome(result.text, result.multiline, timings, chunks, result.cached)
+
+    def search(self, query: str, k: int = 8) -> list[dict[str, Any]]:
+        """What retrieval returns for a query, so a user can see why an answer says what it says."""
+        results: list[dict[str, Any]] = []
+        for root, index in list(self._folders.items()):
+            for chunk in index.search(query, k):
+                results.append({
+                    "path": chunk.path, "uri": (root / chunk.path).as_uri(),
+                    "start_line": chunk.start_line, "end_line": chunk.end_line,
+                    "symbol": chunk.symbol, "kind": chunk.kind, "score": chunk.score,
+                    "sources": list(chunk.sources), "text": chunk.text,
+                })
+        results.sort(key=lambda item: -item["score"])
+        return results[:k]
 
     def ask(self, question: str, cancel: threading.Event | None = None,
             max_tokens: int = 384) -> Answer:
@@ -342,6 +363,8 @@ class Assistant:
             "index": totals,
             "folders": folders,
             "errors": [*self.errors, *([load_error] if load_error else [])],
+            "engine": {**engine_status, **self.counters},
+            "settings": self.settings.model_dump(mode="json"),
         }
 
     def _emit_status(self) -> None:

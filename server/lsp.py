@@ -28,6 +28,7 @@ logger = logging.getLogger("repotune.lsp")
 COMMAND_ASK = "repotune.ask"
 COMMAND_REINDEX = "repotune.reindex"
 COMMAND_STATUS = "repotune.status"
+COMMAND_SEARCH = "repotune.search"
 STATUS_NOTIFICATION = "repotune/status"
 
 
@@ -331,6 +332,19 @@ async def cmd_ask(ls: RepoTuneServer, arguments: list[Any] | None = None) -> dic
         "citations": [vars(citation) for citation in answer.citations],
         "timings": answer.timings,
     }
+
+
+@server.command(COMMAND_SEARCH)
+async def cmd_search(ls: RepoTuneServer, arguments: list[Any] | None = None) -> list[dict[str, Any]]:
+    """Show what retrieval finds for a query: [{"query": str, "k": int}]."""
+    first = arguments[0] if arguments else None
+    query = first.get("query") if isinstance(first, dict) else first
+    if not isinstance(query, str) or not query.strip():
+        raise ValueError('repotune.search needs a query: [{"query": "...", "k": 8}]')
+    k = int(first.get("k", 8)) if isinstance(first, dict) else 8
+    return await asyncio.get_running_loop().run_in_executor(
+        ls.thread_pool, _assistant(ls).search, query, k
+    )
 
 
 @server.command(COMMAND_REINDEX)

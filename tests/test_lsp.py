@@ -1,0 +1,312 @@
+"""The real server over stdio (pytest-lsp), with the real default model and a real temp repo."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_lsp
+from lsprotocol import types
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+
+pytestmark = pytest.mark.slow
+
+MODEL_WAIT_S = 180.0
+
+GEOMETRY = '''"""Small geometry helpers used by the shapes module."""
+
+import math
+
+
+def distance(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Euclidean distance between two points."""
+    return math.hypot(a[0] - b[0], a[1] - b[1])
+
+
+def polygon_perimeter(points: list[tuple[float, float]]) -> float:
+    """Sum of the edge lengths of a closed polygon."""
+    total = 0.0
+    for index, point in enumerate(points):
+        total += distance(point, points[(index + 1) % len(points)])
+    return total
+'''
+
+SHAPES = '''"""Shapes that know their size."""
+
+from geometry import distance, polygon_perimeter
+
+
+class Square:
+    def __init__(self, corner: tuple[float, float], side: float) -> None:
+        self.corner = corner
+        self.side = side
+
+    def corners(self) -> list[tuple[float, float]]:
+        x, y = self.corner
+        s = self.side
+        return [(x, y), (x + s, y), (x + s, y + s), (x, y + s)]
+
+    def perimeter(self) -> float:
+        return polygon_perimeter(self.corners())
+
+    def diagonal(self) -> float:
+        corners = self.corners()
+        return 
+'''
+
+
+def make_repo(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    (root / "geometry.py").write_text(GEOMETRY)
+    (root / "shapes.py").write_text(SHAPES)
+    (root / "README.md").write_text("# shapes\n\nGeometry helpers: distance, perimeter.\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_repo(tmp_path_factory.mktemp("lsp") / "shapes-repo")
+
+
+def capabilities() -> types.ClientCapabilities:
+    caps = client_capabilities("visual-studio-code")
+    return caps
+
+
+async def start_session(
+    client: LanguageClient, roots: list[Path], options: dict[str, Any] | None = None
+) -> types.InitializeResult:
+    params = types.InitializeParams(
+        capabilities=capabilities(),
+        root_uri=roots[0].as_uri(),
+        workspace_folders=[types.WorkspaceFolder(uri=r.as_uri(), name=r.name) for r in roots],
+        initialization_options=options or {},
+    )
+    return await client.initialize_session(params)
+
+
+async def execute(client: LanguageClient, command: str, *arguments: Any) -> Any:
+    return await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command=command, arguments=list(arguments))
+    )
+
+
+async def wait_until_ready(client: LanguageClient, timeout: float = MODEL_WAIT_S) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = await execute(client, "repotune.status")
+        if status["state"] == "error":
+            raise AssertionError(f"server reported an error: {status}")
+        if status["state"] == "idle":
+            return status
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"server not ready after {timeout}s: {status}")
+
+
+def open_document(client: LanguageClient, path: Path) -> str:
+    uri = path.as_uri()
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(
+                uri=uri, language_id="python", version=1, text=path.read_text()
+            )
+        )
+    )
+    return uri
+
+
+def end_of_file_position(path: Path) -> types.Position:
+    lines = path.read_text().split("\n")
+    # the cursor sits after "return " on the last non-empty line
+    line = max(i for i, text in enumerate(lines) if text.strip())
+    return types.Position(line=line, character=len(lines[line]))
+
+
+@pytest_lsp.fixture(scope="module", config=ClientServerConfig(
+    server_command=[sys.executable, "-m", "repotune", "serve"]))
+async def client(lsp_client: LanguageClient, repo: Path, tmp_path_factory: pytest.TempPathFactory):
+    statuses: list[Any] = []
+    lsp_client.feature("repotune/status")(lambda params: statuses.append(params))
+    lsp_client.repotune_statuses = statuses  # type: ignore[attr-defined]
+    started = time.perf_counter()
+    index_dir = tmp_path_factory.mktemp("index")
+    result = await start_session(lsp_client, [repo], {"index": {"index_dir": str(index_dir)}})
+    lsp_client.initialize_seconds = time.perf_counter() - started  # type: ignore[attr-defined]
+    lsp_client.initialize_result = result  # type: ignore[attr-defined]
+    await wait_until_ready(lsp_client)
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_initialize_returns_at_once_with_capabilities(client: LanguageClient) -> None:
+    # Loading happens after initialize; a second is generous on a loaded 2-core machine.
+    assert client.initialize_seconds < 1.0  # type: ignore[attr-defined]
+    caps = client.initialize_result.capabilities  # type: ignore[attr-defined]
+    assert caps.inline_completion_provider
+    assert caps.completion_provider is not None
+    commands = caps.execute_command_provider.commands
+    for name in ("repotune.ask", "repotune.reindex", "repotune.status", "repotune.search"):
+        assert name in commands
+
+
+async def test_progress_and_status_notifications_arrive(client: LanguageClient) -> None:
+    reports = [r for token, r in client.progress_reports.items() if "index" in str(token)]
+    assert reports, "no work-done progress for indexing"
+    kinds = [type(value).__name__ for value in reports[0]]
+    assert kinds[0] == "WorkDoneProgressBegin"
+    assert kinds[-1] == "WorkDoneProgressEnd"
+    assert client.repotune_statuses, "no repotune/status notification"  # type: ignore[attr-defined]
+
+
+async def test_inline_completion_inside_a_real_function(client: LanguageClient, repo: Path) -> None:
+    uri = open_document(client, repo / "shapes.py")
+    position = end_of_file_position(repo / "shapes.py")
+    result = await client.text_document_inline_completion_async(
+        types.InlineCompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=position,
+            context=types.InlineCompletionContext(
+                trigger_kind=types.InlineCompletionTriggerKind.Invoked
+            ),
+        )
+    )
+    items = result.items if isinstance(result, types.InlineCompletionList) else result
+    assert items, "no inline completion item"
+    item = items[0]
+    text = item.insert_text if isinstance(item.insert_text, str) else item.insert_text.value
+    assert text.strip(), "whitespace-only completion"
+    assert item.range.start == position
+
+
+async def test_completion_fallback_serves_one_item(client: LanguageClient, repo: Path) -> None:
+    uri = open_document(client, repo / "shapes.py")
+    position = end_of_file_position(repo / "shapes.py")
+    result = await client.text_document_completion_async(
+        types.CompletionParams(text_document=types.TextDocumentIdentifier(uri=uri), position=position)
+    )
+    assert isinstance(result, types.CompletionList)
+    assert len(result.items) == 1
+    assert result.items[0].text_edit.new_text.strip()
+
+
+async def test_unsaved_buffer_text_is_used(client: LanguageClient, repo: Path) -> None:
+    """The completion comes from the buffer as typed, not from the file on disk."""
+    uri = (repo / "draft.py").as_uri()
+    text = "from geometry import distance\n\n\ndef midpoint_distance(a, b):\n    return distance("
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1, text="")
+        )
+    )
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+            content_changes=[types.TextDocumentContentChangeWholeDocument(text=text)],
+        )
+    )
+    result = await client.text_document_inline_completion_async(
+        types.InlineCompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=types.Position(line=4, character=len("    return distance(")),
+            context=types.InlineCompletionContext(
+                trigger_kind=types.InlineCompletionTriggerKind.Automatic
+            ),
+        )
+    )
+    assert result.items, "the unsaved buffer produced no completion"
+
+
+async def test_cancelled_request_stops_generation(client: LanguageClient, repo: Path) -> None:
+    uri = open_document(client, repo / "geometry.py")
+    before = (await execute(client, "repotune.status"))["engine"]
+    params = types.InlineCompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri),
+        position=types.Position(line=15, character=0),
+        context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked),
+    )
+    first = asyncio.ensure_future(client.text_document_inline_completion_async(params))
+    await asyncio.sleep(0.05)
+    first.cancel()  # pygls' client sends $/cancelRequest
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    # A newer request for the same document also supersedes the one in flight.
+    second = asyncio.ensure_future(client.text_document_inline_completion_async(params))
+    await asyncio.sleep(0.05)
+    third = await client.text_document_inline_completion_async(params)
+    await asyncio.wait_for(second, timeout=60)
+    assert isinstance(third, types.InlineCompletionList | list)
+    after = (await execute(client, "repotune.status"))["engine"]
+    assert after["cancelled"] > before["cancelled"], (before, after)
+
+
+async def test_ask_cites_a_real_file(client: LanguageClient, repo: Path) -> None:
+    answer = await execute(client, "repotune.ask", {"question": "How is the polygon perimeter computed?"})
+    assert answer["answer"].strip()
+    cited = {citation["path"] for citation in answer["citations"]}
+    assert "geometry.py" in cited
+    for citation in answer["citations"]:
+        assert (repo / citation["path"]).is_file()
+        assert citation["start_line"] >= 1
+    assert "geometry.py:" in answer["answer"]
+
+
+async def test_file_changed_on_disk_is_seen_by_next_retrieval(
+    client: LanguageClient, repo: Path
+) -> None:
+    (repo / "units.py").write_text(
+        "def convert_furlongs_to_meters(furlongs: float) -> float:\n    return furlongs * 201.168\n"
+    )
+    deadline = time.monotonic() + 20
+    found: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not found:
+        results = await execute(client, "repotune.search", {"query": "convert_furlongs_to_meters"})
+        found = [r for r in results if r["path"] == "units.py"]
+        await asyncio.sleep(0.3)
+    assert found, "a new file on disk never reached retrieval"
+
+
+async def test_errors_leave_the_server_serving(client: LanguageClient) -> None:
+    with pytest.raises(Exception, match="question"):
+        await execute(client, "repotune.ask", {"not_a_question": 1})
+    with pytest.raises(Exception):
+        await client.protocol.send_request_async("repotune/doesNotExist", {})
+    with pytest.raises(Exception):
+        # a malformed position: the server answers with an error instead of dying
+        await client.protocol.send_request_async(
+            "textDocument/inlineCompletion", {"textDocument": {"uri": 42}, "position": "here"}
+        )
+    status = await execute(client, "repotune.status")
+    assert status["state"] in ("idle", "busy", "indexing")
+
+
+async def test_invalid_setting_is_reported_and_previous_value_kept(client: LanguageClient) -> None:
+    client.messages.clear()
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings={"repotune": {"completion": {"max_tokens_line": "lots"}}})
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not client.messages:
+        await asyncio.sleep(0.1)
+    assert client.messages, "no window/showMessage for an invalid setting"
+    assert "completion.max_tokens_line" in client.messages[-1].message
+    status = await execute(client, "repotune.status")
+    assert status["settings"]["completion"]["max_tokens_line"] != "lots"
+    # a valid change is applied
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings={"repotune": {"completion": {"max_tokens_line": 20}}})
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        status = await execute(client, "repotune.status")
+        if status["settings"]["completion"]["max_tokens_line"] == 20:
+            break
+        await asyncio.sleep(0.1)
+    assert status["settings"]["completion"]["max_tokens_line"] == 20
