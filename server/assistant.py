@@ -341,7 +341,7 @@ class Assistant:
             folders.append({"root": str(root), **stats})
             for key in totals:
                 totals[key] += int(stats.get(key, 0) or 0)
-            indexing = indexing or bool(stats.get("indexing"))
+            indexing = indexing or not index.is_idle()
         load_error = engine_status.get("load_error")
         if load_error:
             state, message = "error", str(load_error)
