@@ -1,0 +1,165 @@
+"""Hybrid retrieval: dense and lexical rankings fused by reciprocal rank, de-duplicated.
+
+Code context is found by identifiers as often as by meaning, so both rankings count; RRF needs
+no score calibration between BM25 and cosine distance. The cursor's own window can be excluded so
+a completion never gets its own surroundings back as "context".
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from repotune.server.store import Store
+
+# Each ranking contributes this many candidates per requested result.
+CANDIDATES_PER_RESULT = 4
+MIN_CANDIDATES = 20
+# A chunk overlapping a better one by more than this share of its lines adds nothing new.
+MAX_OVERLAP_SHARE = 0.5
+
+Region = tuple[str, int, int]  # (workspace-relative path, start_line, end_line), 1-based inclusive
+
+
+@dataclass(frozen=True)
+class RetrievedChunk:
+    path: str  # workspace-relative POSIX path
+    start_line: int  # 1-based, inclusive
+    end_line: int  # 1-based, inclusive
+    text: str
+    symbol: str | None
+    kind: str
+    language: str
+    score: float  # fused RRF score
+    sources: tuple[str, ...]  # e.g. ("lexical", "dense")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "start_line": self.start_line,
+            "end_line": self.end_line,
+            "symbol": self.symbol,
+            "kind": self.kind,
+            "language": self.language,
+            "score": self.score,
+            "sources": list(self.sources),
+            "text": self.text,
+        }
+
+
+def cursor_query(prefix: str, suffix: str, lines: int) -> str:
+    """Query text from the cursor window: the last `lines` lines before the cursor (what is
+    being written) and a few lines after it (what it must fit)."""
+    before = prefix.splitlines()[-lines:] if lines > 0 else []
+    after = suffix.splitlines()[: max(1, lines // 4)] if lines > 0 else []
+    return "\n".join([*before, *after]).strip()
+
+
+def rrf_fuse(
+    rankings: dict[str, Sequence[str]], k: int
+) -> list[tuple[str, float, tuple[str, ...]]]:
+    """Reciprocal-rank fusion: score(id) = sum over rankings of 1 / (k + rank), rank from 1."""
+    scores: dict[str, float] = {}
+    sources: dict[str, list[str]] = {}
+    for source, ids in rankings.items():
+        for rank, chunk_id in enumerate(ids, 1):
+            scores[chunk_id] = scores.get(chunk_id, 0.0) + 1.0 / (k + rank)
+            sources.setdefault(chunk_id, []).append(source)
+    ordered = sorted(scores, key=lambda cid: (-scores[cid], cid))
+    return [(cid, scores[cid], tuple(sources[cid])) for cid in ordered]
+
+
+def overlap_lines(a: tuple[int, int], b: tuple[int, int]) -> int:
+    return max(0, min(a[1], b[1]) - max(a[0], b[0]) + 1)
+
+
+def _in_region(row: Any, exclude: Region | None) -> bool:
+    if exclude is None:
+        return False
+    path, start, end = exclude
+    return (
+        row["path"] == path
+        and overlap_lines((row["start_line"], row["end_line"]), (start, end)) > 0
+    )
+
+
+@dataclass
+class SearchTimings:
+    embed_ms: float = 0.0
+    lexical_ms: float = 0.0
+    dense_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+class HybridRetriever:
+    """Searches one store. `embed_query` returns None when no dense vector can be had now
+    (embedder loading, failed, or busy): the search then runs on the lexical ranking alone."""
+
+    def __init__(
+        self,
+        store: Store,
+        embed_query: Callable[[str], np.ndarray | None] | None,
+        rrf_k: int = 60,
+    ) -> None:
+        self.store = store
+        self.embed_query = embed_query
+        self.rrf_k = rrf_k
+        self.last_timings = SearchTimings()
+
+    def search(self, query: str, k: int, exclude: Region | None = None) -> list[RetrievedChunk]:
+        started = time.perf_counter()
+        timings = SearchTimings()
+        if k <= 0 or not query.strip():
+            self.last_timings = timings
+            return []
+        n = max(MIN_CANDIDATES, k * CANDIDATES_PER_RESULT)
+        rankings: dict[str, list[str]] = {}
+        t0 = time.perf_counter()
+        rankings["lexical"] = [cid for cid, _ in self.store.lexical_search(query, n)]
+        timings.lexical_ms = (time.perf_counter() - t0) * 1000
+        if self.embed_query is not None and self.store.dense_enabled:
+            t0 = time.perf_counter()
+            vector = self.embed_query(query)
+            timings.embed_ms = (time.perf_counter() - t0) * 1000
+            if vector is not None:
+                t0 = time.perf_counter()
+                rankings["dense"] = [cid for cid, _ in self.store.dense_query(vector, n)]
+                timings.dense_ms = (time.perf_counter() - t0) * 1000
+        fused = rrf_fuse(rankings, self.rrf_k)
+        rows = self.store.get_chunks([cid for cid, _, _ in fused])
+        results: list[RetrievedChunk] = []
+        kept: dict[str, list[tuple[int, int]]] = {}
+        for chunk_id, score, sources in fused:
+            row = rows.get(chunk_id)
+            if row is None or _in_region(row, exclude):
+                continue  # a stale vector, or the cursor's own window
+            span = (row["start_line"], row["end_line"])
+            length = span[1] - span[0] + 1
+            if any(
+                overlap_lines(span, other)
+                > MAX_OVERLAP_SHARE * min(length, other[1] - other[0] + 1)
+                for other in kept.get(row["path"], [])
+            ):
+                continue
+            kept.setdefault(row["path"], []).append(span)
+            results.append(
+                RetrievedChunk(
+                    path=row["path"],
+                    start_line=row["start_line"],
+                    end_line=row["end_line"],
+                    text=row["text"],
+                    symbol=row["symbol"],
+                    kind=row["kind"],
+                    language=row["language"],
+                    score=score,
+                    sources=sources,
+                )
+            )
+            if len(results) >= k:
+                break
+        timings.total_ms = (time.perf_counter() - started) * 1000
+        self.last_timings = timings
+        return results
