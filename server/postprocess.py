@@ -55,14 +55,15 @@ def ends_with_block_opener(text: str) -> bool:
 def decide_multiline(prefix: str, suffix: str, language: str | None = None) -> bool:
     """True when the cursor's syntax asks for a block rather than the rest of one line.
 
-    - text after the cursor on this line (other than closing brackets) → one line;
+    - any text after the cursor on this line → one line (even closing brackets: ``f(|)``
+      wants arguments, not a block);
     - cursor at the end of a line that opens a block (``def f():``, ``if x {``) → a block;
     - empty (whitespace-only) line → a block (a statement or more in the body);
     - otherwise (mid-line, after an expression) → one line.
     """
     before = line_prefix_of(prefix)
     after = line_suffix_of(suffix)
-    if after.strip() and after.strip().strip(")]};,") != "":
+    if after.strip():
         return False
     if not before.strip():
         return True
