@@ -409,9 +409,12 @@ def _def_kind(node: Any, language: str) -> tuple[Any, str] | None:
     """(definition node, kind) when `node` is or wraps a definition."""
     table = _DEFS[language]
     if node.type in table:
-        if language in ("c", "cpp") and node.type != "function_definition":
-            if node.child_by_field_name("body") is None:  # `struct P p;` is a use, not a def
-                return None
+        if (
+            language in ("c", "cpp")
+            and node.type != "function_definition"
+            and node.child_by_field_name("body") is None  # `struct P p;` is a use, not a def
+        ):
+            return None
         if language == "go" and node.type == "type_declaration":
             return node, "type"
         return node, table[node.type]

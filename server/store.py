@@ -505,8 +505,8 @@ class Store:
             return [
                 tuple(row)
                 for row in self._db.execute(
-                    "SELECT id, path, start_line, end_line, symbol, kind, language, parent, signature,"
-                    " file_hash, text FROM chunks ORDER BY path, start_line, id"
+                    "SELECT id, path, start_line, end_line, symbol, kind, language, parent,"
+                    " signature, file_hash, text FROM chunks ORDER BY path, start_line, id"
                 )
             ]
 

@@ -154,7 +154,7 @@ class WorkspaceIndex:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self, watch: bool = False, dense: bool | None = None) -> None:
-        """Reconcile, index lexically, fill dense vectors and (optionally) watch; returns at once."""
+        """Reconcile, index lexically, fill dense vectors, optionally watch; returns at once."""
         if self._threads:
             raise RuntimeError("WorkspaceIndex.start() called twice")
         if dense is not None:

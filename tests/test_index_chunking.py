@@ -1,0 +1,153 @@
+"""Chunking: tree-sitter definitions in ten languages, size window, line windows, stable ids."""
+
+from __future__ import annotations
+
+import pytest
+
+from repotune.server.chunking import chunk_file, language_for
+
+SAMPLES: dict[str, tuple[str, str, set[tuple[str, str]]]] = {
+    "python": (
+        "m.py",
+        "import os\n\n\nclass Store:\n    def get(self, key: str) -> int:\n        return 1\n\n"
+        "\ndef open_store(path):\n    return Store()\n",
+        {("class", "Store"), ("function", "open_store")},
+    ),
+    "javascript": (
+        "m.js",
+        "function parseArgs(argv) {\n  return argv;\n}\nconst toUpper = (s) => {\n  return s.toUpperCase();\n};\n"
+        "class Cli {\n  run() { return 1; }\n}\n",
+        {("function", "parseArgs"), ("function", "toUpper"), ("class", "Cli")},
+    ),
+    "typescript": (
+        "m.ts",
+        "export interface Options {\n  depth: number;\n}\nexport class Walker {\n"
+        "  walk(o: Options): void {}\n}\nexport function make(): Walker {\n  return new Walker();\n}\n",
+        {("interface", "Options"), ("class", "Walker"), ("function", "make")},
+    ),
+    "tsx": (
+        "m.tsx",
+        "export const Button = (props: { label: string }) => (\n  <button>{props.label}</button>\n);\n"
+        "export function App() {\n  return <Button label='x' />;\n}\n",
+        {("function", "Button"), ("function", "App")},
+    ),
+    "go": (
+        "m.go",
+        "package m\n\ntype Server struct {\n\tport int\n}\n\nfunc (s *Server) Run(x int) error {\n"
+        "\treturn nil\n}\n\nfunc New() *Server {\n\treturn &Server{}\n}\n",
+        {("type", "Server"), ("method", "Server.Run"), ("function", "New")},
+    ),
+    "rust": (
+        "m.rs",
+        "pub struct Point { x: i32 }\n\nimpl Point {\n    pub fn norm(&self) -> i32 {\n"
+        "        self.x\n    }\n}\n\nfn main() {}\n",
+        {("struct", "Point"), ("impl", "Point"), ("function", "main")},
+    ),
+    "java": (
+        "M.java",
+        "public class Greeter {\n  public Greeter() {\n    super();\n  }\n  public String greet(String n) {\n"
+        "    return n;\n  }\n}\n",
+        {("constructor", "Greeter.Greeter"), ("method", "Greeter.greet")},
+    ),
+    "c": (
+        "m.c",
+        "#include <stdio.h>\n\nstruct point { int x; };\n\nstatic int add(int a, int b) {\n"
+        "  return a + b;\n}\n",
+        {("struct", "point"), ("function", "add")},
+    ),
+    "cpp": (
+        "m.cpp",
+        "namespace geo {\nclass Shape {\n public:\n  virtual double area() const = 0;\n};\n}\n\n"
+        "double Circle::area() const {\n  return 3.14;\n}\n",
+        {("class", "geo.Shape"), ("method", "Circle.area")},
+    ),
+    "c_sharp": (
+        "m.cs",
+        "namespace App {\n  public class Repo {\n    public int Count(int x) {\n      return x;\n"
+        "    }\n  }\n}\n",
+        {("namespace", "App")},
+    ),
+    "ruby": (
+        "m.rb",
+        "module Billing\n  class Invoice\n    def total(items)\n      items.sum\n    end\n  end\n"
+        "end\n",
+        {("module", "Billing")},
+    ),
+}
+
+
+@pytest.mark.parametrize("language", sorted(SAMPLES))
+def test_definitions_per_language(language: str) -> None:
+    path, source, expected = SAMPLES[language]
+    assert language_for(path) == language
+    # a tiny window splits the containers; definitions of 3+ lines are not merged away
+    chunks = chunk_file(path, source, "h", chunk_lines=5, chunk_overlap=1)
+    found = {(c.kind, c.symbol) for c in chunks}
+    assert expected <= found, found
+    for chunk in chunks:
+        assert chunk.language == language and chunk.path == path and chunk.file_hash == "h"
+        lines = source.splitlines()[chunk.start_line - 1 : chunk.end_line]
+        assert chunk.text == "\n".join(lines)
+    signatures = {c.symbol: c.signature for c in chunks if c.signature}
+    assert signatures  # every language yields at least one signature
+
+
+def test_methods_carry_enclosing_class_and_signature() -> None:
+    methods = "\n".join(
+        f"    def method_{i}(self, value: int) -> int:\n"
+        + "\n".join(f"        value += {j}" for j in range(12))
+        + "\n        return value\n"
+        for i in range(6)
+    )
+    source = f"class Accumulator:\n    '''Adds things.'''\n\n{methods}"
+    chunks = chunk_file("acc.py", source, "h", chunk_lines=30, chunk_overlap=5)
+    by_symbol = {c.symbol: c for c in chunks}
+    method = by_symbol["Accumulator.method_3"]
+    assert method.kind == "method"
+    assert method.parent == "Accumulator"
+    assert method.signature == "def method_3(self, value: int) -> int"
+    assert all(c.end_line - c.start_line + 1 <= 30 for c in chunks)
+    covered = set()
+    for c in chunks:
+        covered.update(range(c.start_line, c.end_line + 1))
+    assert covered == set(range(1, len(source.splitlines()) + 1))
+
+
+def test_long_function_is_split_in_overlapping_windows_and_tiny_ones_merged() -> None:
+    body = "\n".join(f"    total += {i}" for i in range(150))
+    tiny = "\n".join(f"def tiny_{i}():\n    return {i}\n" for i in range(6))
+    source = f"def long_one(total):\n{body}\n    return total\n\n{tiny}"
+    chunks = chunk_file("x.py", source, "h", chunk_lines=60, chunk_overlap=10)
+    long_parts = [c for c in chunks if c.symbol == "long_one"]
+    assert len(long_parts) == 3
+    assert all(c.end_line - c.start_line + 1 <= 60 for c in long_parts)
+    assert long_parts[1].start_line == long_parts[0].end_line - 9  # 10 lines of overlap
+    tiny_chunks = [c for c in chunks if c.symbol and c.symbol.startswith("tiny_")]
+    assert len(tiny_chunks) == 1  # six 2-line functions merged into one chunk
+    assert "def tiny_5" in tiny_chunks[0].text
+
+
+def test_text_files_use_overlapping_line_windows() -> None:
+    text = "\n".join(f"- item {i}" for i in range(130))
+    for path, language in [("README.md", "markdown"), ("ci.yaml", "yaml"), ("run.sh", "shell")]:
+        chunks = chunk_file(path, text, "h", chunk_lines=60, chunk_overlap=10)
+        assert [(c.start_line, c.end_line) for c in chunks] == [(1, 60), (51, 110), (101, 130)]
+        assert {c.kind for c in chunks} == {"text"} and chunks[0].language == language
+
+
+def test_ids_are_stable_and_change_only_for_touched_chunks() -> None:
+    source = "def a():\n" + "    x = 1\n" * 20 + "\n\ndef b():\n" + "    y = 2\n" * 20
+    first = chunk_file("m.py", source, "h1")
+    again = chunk_file("m.py", source, "h1")
+    assert [c.id for c in first] == [c.id for c in again]
+    edited = chunk_file("m.py", source.replace("y = 2", "y = 3", 1), "h2")
+    assert first[0].id == edited[0].id  # a() untouched: its vector can be kept
+    assert first[1].id != edited[1].id
+    assert len({c.id for c in first}) == len(first)
+    assert chunk_file("other.py", source, "h1")[0].id != first[0].id
+
+
+def test_broken_and_empty_sources_do_not_crash() -> None:
+    assert chunk_file("e.py", "", "h") == []
+    chunks = chunk_file("b.py", "def broken(:\n    pass\nclass\n", "h")
+    assert chunks and chunks[0].start_line == 1
