@@ -1,0 +1,246 @@
+"""The completion engine with the real default model (Gemma 3 270M through llama.cpp).
+
+Kept cheap: one engine per module, small token caps and budgets.
+"""
+
+from __future__ import annotations
+
+import json.encoder as json_encoder
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from repotune.server.config import load_settings, settings_with
+from repotune.server.engine import CompletionEngine, CompletionRequest, CompletionResult
+from repotune.server.models import ModelError
+from repotune.server.postprocess import indent_width
+from repotune.server.prompts import ContextSnippet
+
+pytestmark = pytest.mark.slow
+
+SOURCE = Path(json_encoder.__file__).read_text(encoding="utf-8")
+PATH = "json/encoder.py"
+SMALL = {
+    "completion": {
+        "context_tokens": 128,
+        "prefix_tokens": 256,
+        "suffix_tokens": 64,
+        "max_tokens_line": 16,
+        "max_tokens_block": 32,
+        "time_cap_ms": 20_000,
+    },
+    "model": {"context_length": 1024},
+}
+
+
+def body_request(context: tuple[ContextSnippet, ...] = ()) -> CompletionRequest:
+    """An empty line inside `py_encode_basestring`, before its `return`."""
+    target = "    return '\"' + ESCAPE.sub(replace, s) + '\"'\n"
+    cut = SOURCE.index(target)
+    return CompletionRequest(
+        PATH, "python", SOURCE[:cut] + "    ", "\n" + SOURCE[cut:], context, "cpython"
+    )
+
+
+def line_request() -> CompletionRequest:
+    """Mid-line, arguments cut out: `return '"' + ESCAPE.sub(|) + '"'`."""
+    line = "    return '\"' + ESCAPE.sub("
+    cut = SOURCE.index(line) + len(line)
+    rest = SOURCE[cut:].removeprefix("replace, s")
+    return CompletionRequest(PATH, "python", SOURCE[:cut], rest, (), "cpython")
+
+
+@pytest.fixture(scope="module")
+def engine(generator_model) -> Iterator[CompletionEngine]:
+    instance = CompletionEngine(load_settings(None, SMALL))
+    assert instance.wait_ready(300), instance.load_error
+    yield instance
+    instance.close()
+
+
+def fresh(engine: CompletionEngine, request: CompletionRequest) -> CompletionResult | None:
+    engine.cache.clear()
+    return engine.complete(request)
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+def test_loading_never_blocks_the_caller(generator_model) -> None:
+    engine = CompletionEngine(load_settings(None, SMALL))
+    try:
+        started = time.perf_counter()
+        engine.start_loading()
+        first = engine.complete(line_request())  # before the model is there: None, not a wait
+        elapsed = time.perf_counter() - started
+        assert elapsed < 0.25, elapsed
+        assert first is None
+        assert engine.status()["state"] in ("loading", "ready")
+        assert engine.wait_ready(300), engine.load_error
+        status = engine.status()
+        assert status["loaded"] and status["format"] == "repotune"
+        assert status["gpu_offload"] in (True, False) and status["threads"] >= 1
+    finally:
+        engine.close()
+
+
+def test_missing_model_is_a_clear_error_not_a_crash(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.gguf"
+    engine = CompletionEngine(load_settings(None, {"model": {"generator": str(missing)}}))
+    try:
+        assert engine.wait_ready(60) is False
+        assert engine.load_error and "file not found" in engine.load_error
+        assert engine.complete(line_request()) is None
+        assert engine.status()["state"] == "error"
+        with pytest.raises(ModelError, match="file not found"):
+            engine.ask("what?", [])
+    finally:
+        engine.close()
+
+
+def test_reload_applies_new_settings(generator_model) -> None:
+    engine = CompletionEngine(load_settings(None, SMALL))
+    try:
+        assert engine.wait_ready(300)
+        forced = settings_with(engine.settings, {"model": {"prompt_format": "repotune"}}, "test")
+        engine.reload(forced)
+        assert engine.wait_ready(300), engine.load_error
+        assert engine.status()["format_forced"] is True
+    finally:
+        engine.close()
+
+
+# --------------------------------------------------------------------------- completions
+
+
+def test_block_completion_inside_a_real_function_fits_the_indentation(engine) -> None:
+    request = body_request()
+    result = fresh(engine, request)
+    assert result is not None, engine.last_reason
+    assert result.multiline is True
+    assert result.text.strip()
+    assert "<|rt_" not in result.text
+    lines = result.text.split("\n")
+    base = indent_width("    " + lines[0])
+    assert base >= 4
+    for line in lines[1:]:
+        if line.strip():
+            assert indent_width(line) >= base, result.text
+    assert result.generated_tokens <= 32
+    assert result.prompt_tokens > 100
+    assert set(result.timings) >= {"tokenize", "prompt_eval", "generate", "total"}
+
+
+def test_single_line_completion_mid_expression(engine) -> None:
+    result = fresh(engine, line_request())
+    assert result is not None, engine.last_reason
+    assert result.multiline is False
+    assert "\n" not in result.text and result.text.strip()
+    assert result.generated_tokens <= 16
+
+
+def test_context_snippets_go_into_the_prompt(engine) -> None:
+    snippet = ContextSnippet("json/decoder.py", "def py_scanstring(s, end):\n    pass\n", 70)
+    result = fresh(engine, body_request((snippet,)))
+    assert result is not None and result.prompt is not None
+    assert result.prompt.snippets == (snippet,)
+    assert "<|rt_file|>json/decoder.py:70-71\n" in result.prompt.text
+
+
+def test_typing_on_reuses_the_kv_cache(engine) -> None:
+    first = fresh(engine, line_request())
+    assert first is not None
+    base = line_request()
+    typed = CompletionRequest(base.path, base.language, base.prefix + "r", base.suffix)
+    second = fresh(engine, typed)
+    assert second is not None, engine.last_reason
+    # Suffix-before-prefix layout: everything up to the typed character is reused.
+    assert second.reused_tokens >= second.prompt_tokens - 3, second
+    assert second.prompt_tokens - second.reused_tokens < first.prompt_tokens - first.reused_tokens
+
+
+def test_repeated_request_is_served_from_the_cache(engine) -> None:
+    request = line_request()
+    first = fresh(engine, request)
+    assert first is not None and not first.cached
+    again = engine.complete(request)
+    assert again is not None and again.cached and again.text == first.text
+    assert again.timings["total"] < first.timings["total"]
+
+
+def test_typing_through_a_suggestion_reuses_it(engine) -> None:
+    request = line_request()
+    engine.cache.clear()
+    suggestion = CompletionResult("replace, s", False, {}, 1, 0, 1, False, "repotune")
+    engine.cache.put(request.path, request.prefix, request.suffix, suggestion)
+    typed = CompletionRequest(request.path, "python", request.prefix + "repl", request.suffix)
+    hit = engine.complete(typed)
+    assert hit is not None and hit.cached and hit.text == "ace, s"
+    # typing something else is a miss and goes to the model
+    other = CompletionRequest(request.path, "python", request.prefix + "xyz", request.suffix)
+    assert engine.cache.get(other.path, other.prefix, other.suffix) is None
+
+
+# --------------------------------------------------------------------------- cancellation
+
+
+class CancelAfter(threading.Event):
+    """An event that reads as set after `checks` looks: cancellation between tokens, exactly."""
+
+    def __init__(self, checks: int) -> None:
+        super().__init__()
+        self.checks = checks
+        self.looks = 0
+
+    def is_set(self) -> bool:
+        self.looks += 1
+        return self.looks > self.checks or super().is_set()
+
+
+def test_cancellation_stops_between_tokens(engine) -> None:
+    engine.cache.clear()
+    cancel = CancelAfter(checks=3)  # one look when acquiring, then one per token
+    assert engine.complete(body_request(), cancel) is None
+    assert engine.last_reason == "cancelled"
+    assert cancel.looks == 4  # it stopped at the first look that said "cancelled"
+
+
+def test_a_newer_request_cancels_the_one_in_flight(engine) -> None:
+    engine.cache.clear()
+    results: dict[str, object] = {}
+    older_cancel = threading.Event()
+    # A cold prompt (new text at the start) keeps the older request busy for a while.
+    base = body_request()
+    slow = CompletionRequest(PATH, "python", "# cold\n" + base.prefix, base.suffix)
+
+    def older() -> None:
+        results["older"] = engine.complete(slow, older_cancel)
+
+    thread = threading.Thread(target=older)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not engine._lock.locked() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    newer = engine.complete(line_request())
+    thread.join(120)
+    assert older_cancel.is_set()  # the newer request said so
+    assert results["older"] is None
+    assert newer is not None
+
+
+def test_a_pre_cancelled_request_does_nothing(engine) -> None:
+    cancel = threading.Event()
+    cancel.set()
+    engine.cache.clear()
+    assert engine.complete(line_request(), cancel) is None
+
+
+# --------------------------------------------------------------------------- questions
+
+
+def test_ask_answers_with_the_chat_template(engine) -> None:
+    snippet = ContextSnippet(PATH, "def py_encode_basestring(s):\n    return '\"' + s + '\"'\n", 37)
+    answer = engine.ask("What does py_encode_basestring return?", [snippet], max_tokens=24)
+    assert isinstance(answer, str) and answer.strip()
