@@ -134,13 +134,19 @@ def ask(
 
 
 @bench_app.command("index")
-def bench_index(workspace: WorkspaceArg) -> None:
+def bench_index(
+    workspace: Annotated[Path | None, typer.Argument(help="workspace root (copied first)")] = None,
+    corpus: Annotated[
+        str | None, typer.Option(help="pinned PyPI wheel to benchmark, e.g. wandb==0.19.11")
+    ] = None,
+) -> None:
     """Index throughput, save-to-searchable latency, query latency, RSS."""
     try:
         from repotune.server.bench_index import run_bench_index
     except ImportError as exc:
         raise not_implemented(f"bench index ({exc})") from None
-    run_bench_index(workspace.resolve(), settings_for(workspace))
+    root = workspace.resolve() if workspace else None
+    run_bench_index(root, settings_for(root), corpus=corpus)
 
 
 @bench_app.command("complete")

@@ -1,0 +1,327 @@
+"""`repotune bench index`: index throughput, save-to-searchable latency, query latency, memory.
+
+The benchmark never touches the user's files: it copies the workspace's indexable files to a
+temporary directory, indexes the copy into a temporary index, edits the copy, and deletes both.
+`--corpus wandb==0.19.11` fetches a pinned PyPI wheel (Python source nobody here wrote) into the
+cache dir and benchmarks its unpacked contents. Loops are bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from repotune.server.config import Settings, cache_dir
+from repotune.server.files import WorkspaceFilter
+
+DEFAULT_CORPUS = "wandb==0.19.11"
+EDITS = 24
+QUERIES = 60
+SCALE_CHUNKS = 50_000
+EDIT_TIMEOUT_S = 20.0
+THROUGHPUT_SAMPLE = 128
+
+
+def fetch_corpus(spec: str) -> Path:
+    """Download `name==version` (a wheel, no dependencies) once and unpack it under the cache."""
+    if "==" not in spec:
+        raise SystemExit(f"repotune: --corpus wants NAME==VERSION (pinned), got {spec!r}")
+    name, version = spec.split("==", 1)
+    target = cache_dir() / "corpora" / f"{name}-{version}"
+    marker = target / ".unpacked"
+    if marker.exists():
+        return target / "src"
+    download = target / "download"
+    download.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--quiet",
+            "-d",
+            str(download),
+            spec,
+        ],
+        check=True,
+    )
+    wheels = sorted(download.glob("*.whl"))
+    if not wheels:
+        raise SystemExit(f"repotune: pip downloaded no wheel for {spec}")
+    source = target / "src"
+    shutil.rmtree(source, ignore_errors=True)
+    with zipfile.ZipFile(wheels[0]) as archive:
+        archive.extractall(source)
+    marker.write_text(wheels[0].name)
+    return source
+
+
+def _percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p95": None, "n": 0}
+    ordered = sorted(values)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return {"p50": round(statistics.median(ordered), 1), "p95": round(p95, 1), "n": len(ordered)}
+
+
+class _PeakRss(threading.Thread):
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        import psutil
+
+        self.process = psutil.Process()
+        self.peak = self.process.memory_info().rss
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.05):
+            self.peak = max(self.peak, self.process.memory_info().rss)
+
+
+def _copy_workspace(workspace: Path, settings: Settings, target: Path) -> int:
+    scan = WorkspaceFilter(workspace, settings).scan()
+    for entry in scan.files:
+        destination = target / entry.rel
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(entry.path, destination)
+    return len(scan.files)
+
+
+def bench_index(workspace: Path, settings: Settings, label: str | None = None) -> dict[str, Any]:
+    import psutil
+    from repotune.server.embeddings import load_embedder
+    from repotune.server.retrieval import HybridRetriever, cursor_query
+    from repotune.server.store import embed_text
+    from repotune.server.workspace_index import WorkspaceIndex
+
+    rng = random.Random(1234)
+    process = psutil.Process()
+    rss_start = process.memory_info().rss
+    scratch = Path(tempfile.mkdtemp(prefix="repotune-bench-"))
+    result: dict[str, Any] = {
+        "benchmark": "index",
+        "corpus": label or str(workspace),
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_avg_1m": round(os.getloadavg()[0], 2),
+        },
+    }
+    try:
+        copy = scratch / "workspace"
+        result["files_copied"] = _copy_workspace(workspace, settings, copy)
+        started = time.perf_counter()
+        embedder = load_embedder(settings.model.embedder, threads=settings.model.threads)
+        result["embedder_load_s"] = round(time.perf_counter() - started, 2)
+        rss_base = process.memory_info().rss
+        peak = _PeakRss()
+        peak.start()
+        index = WorkspaceIndex(copy, settings, embedder=embedder, location=scratch / "index")
+        started = time.perf_counter()
+        index.start(watch=True)
+        index.wait_lexical(3600)
+        lexical_s = time.perf_counter() - started
+        index.wait_idle(24 * 3600)
+        full_s = time.perf_counter() - started
+        stats = index.stats()
+        dense_fill_s = index.timings.get("dense_fill_s", 0.0)
+        result.update(
+            {
+                "files": stats["files"],
+                "chunks": stats["chunks"],
+                "skipped": stats["skipped"],
+                "lexical_searchable_s": round(lexical_s, 2),
+                "full_index_s": round(full_s, 2),
+                "files_per_s": round(stats["files"] / full_s, 2),
+                "lexical_files_per_s": round(stats["files"] / lexical_s, 1),
+                "embed_share_of_full_index": round(index.filler.embed_seconds / full_s, 3),
+                "embed_share_of_dense_pass": round(index.filler.embed_seconds / dense_fill_s, 3)
+                if dense_fill_s
+                else None,
+                "dense_chunks_per_s": round(index.filler.embedded / dense_fill_s, 1)
+                if dense_fill_s
+                else None,
+            }
+        )
+        # The embedder's own throughput, same run, same batch size, on a sample of real chunks.
+        rows = index.store.chunk_rows()
+        sample = rng.sample(rows, min(THROUGHPUT_SAMPLE, len(rows)))
+        texts = [embed_text(r[1], r[5], r[8] or r[4], r[10]) for r in sample]
+        batch = settings.index.embed_batch_size
+        t0 = time.perf_counter()
+        for i in range(0, len(texts), batch):
+            embedder.embed(texts[i : i + batch])
+        own = len(texts) / (time.perf_counter() - t0)
+        result["embedder_chunks_per_s"] = round(own, 1)
+        if result["dense_chunks_per_s"]:
+            result["dense_pass_vs_embedder"] = round(result["dense_chunks_per_s"] / own, 3)
+
+        # Save-to-searchable: append a new function to real files, wait until both halves see it.
+        candidates = sorted(p for p in index.store.files() if p.endswith(".py")) or sorted(
+            index.store.files()
+        )
+        lexical_ms: list[float] = []
+        dense_ms: list[float] = []
+        for n in range(EDITS):
+            rel = rng.choice(candidates)
+            probe = f"repotune_bench_probe_{n}"
+            path = copy / rel
+            with path.open("a", encoding="utf-8") as handle:
+                handle.write(f"\n\ndef {probe}(value):\n    return value + {n}\n")
+            t0 = time.perf_counter()
+            deadline = t0 + EDIT_TIMEOUT_S
+            seen_lexical = False
+            while time.perf_counter() < deadline:
+                if not seen_lexical:
+                    ids = [cid for cid, _ in index.store.lexical_search(probe, 3)]
+                    rows_found = index.store.get_chunks(ids)
+                    if any(probe in r["text"] for r in rows_found.values()):
+                        lexical_ms.append((time.perf_counter() - t0) * 1000)
+                        seen_lexical = True
+                if seen_lexical and index.store.dense_pending_count(rel) == 0:
+                    dense_ms.append((time.perf_counter() - t0) * 1000)
+                    break
+                time.sleep(0.002)
+            time.sleep(0.2)
+        result["save_to_searchable_ms"] = {
+            "lexical": _percentiles(lexical_ms),
+            "lexical_and_dense": _percentiles(dense_ms),
+            "debounce_ms": settings.index.debounce_ms,
+        }
+        index.wait_idle(120)
+
+        # Query latency: cursor windows taken from random chunks, all distinct (no cache hits).
+        query_rows = rng.sample(rows, min(QUERIES, len(rows)))
+        queries = []
+        for row in query_rows:
+            lines = row[10].splitlines()
+            cut = len(lines) // 2
+            queries.append(
+                cursor_query(
+                    "\n".join(lines[:cut]), "\n".join(lines[cut:]), settings.retrieval.query_lines
+                )
+            )
+        result["query_ms"] = _time_queries(index.retriever, queries, settings.retrieval.top_k)
+        result["query_ms"]["chunks"] = index.store.chunk_count()
+        index.close()
+        peak.stop.set()
+        peak.join()
+        result["rss_mb"] = {
+            "at_start": round(rss_start / 2**20, 1),
+            "with_embedder": round(rss_base / 2**20, 1),
+            "peak": round(peak.peak / 2**20, 1),
+            "added_by_indexing": round((peak.peak - rss_base) / 2**20, 1),
+        }
+
+        # Query latency at 50,000 chunks: the real chunks and vectors replicated under new paths.
+        scaled = _scaled_store(scratch, scratch / "index", SCALE_CHUNKS, rng)
+        if scaled is not None:
+            cache: dict[str, np.ndarray] = {}
+
+            def embed_query(text: str) -> np.ndarray:
+                if text not in cache:
+                    cache[text] = embedder.embed([text])[0]
+                return cache[text]
+
+            retriever = HybridRetriever(scaled, embed_query, settings.retrieval.rrf_k)
+            result["query_ms_scaled"] = _time_queries(
+                retriever, [q + " " for q in queries], settings.retrieval.top_k
+            )
+            result["query_ms_scaled"]["chunks"] = scaled.chunk_count()
+            scaled.close()
+        embedder.close()
+        return result
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _time_queries(retriever: Any, queries: list[str], k: int) -> dict[str, Any]:
+    total: list[float] = []
+    embed: list[float] = []
+    search: list[float] = []
+    for query in queries:
+        retriever.search(query, k)
+        timings = retriever.last_timings
+        total.append(timings.total_ms)
+        embed.append(timings.embed_ms)
+        search.append(timings.total_ms - timings.embed_ms)
+    return {
+        "hybrid_total": _percentiles(total),
+        "query_embedding": _percentiles(embed),
+        "hybrid_without_embedding": _percentiles(search),
+    }
+
+
+def _scaled_store(scratch: Path, source_location: Path, target: int, rng: random.Random) -> Any:
+    """A store with `target` chunks: copies of the real rows (prefixed paths) and their vectors
+    with a little noise, so FTS5 and HNSW work at that size without hours of embedding."""
+    from repotune.server.chunking import Chunk
+    from repotune.server.store import Store
+
+    source = Store(source_location, dense=True)
+    rows = source.chunk_rows()
+    if not rows:
+        source.close()
+        return None
+    ids = [r[0] for r in rows]
+    got = source.collection().get(ids=ids, include=["embeddings"])
+    vectors = dict(zip(got["ids"], np.asarray(got["embeddings"], dtype=np.float32), strict=True))
+    source.close()
+    store = Store(scratch / "scaled", dense=True)
+    copies = max(1, -(-target // len(rows)))
+    noise = np.random.default_rng(rng.randrange(1 << 30))
+    for copy in range(copies):
+        by_path: dict[str, list[Chunk]] = {}
+        for r in rows:
+            chunk = Chunk(
+                f"{r[0]}-c{copy}",
+                f"copy{copy}/{r[1]}",
+                r[6],
+                r[4],
+                r[5],
+                r[2],
+                r[3],
+                r[10],
+                r[9],
+                r[7],
+                r[8],
+            )
+            by_path.setdefault(chunk.path, []).append(chunk)
+        for path, chunks in by_path.items():
+            store.replace_file(path, "h", 1, 1, chunks[0].language, "utf-8", chunks)
+        batch_ids = [f"{r[0]}-c{copy}" for r in rows if r[0] in vectors]
+        noisy = np.stack([vectors[r[0]] for r in rows if r[0] in vectors])
+        noisy = noisy + 0.01 * noise.standard_normal(noisy.shape).astype(np.float32)
+        for i in range(0, len(batch_ids), 2000):
+            store.upsert_vectors(batch_ids[i : i + 2000], noisy[i : i + 2000])
+        store.mark_embedded(batch_ids)
+        if store.chunk_count() >= target:
+            break
+    return store
+
+
+def run_bench_index(workspace: Path | None, settings: Settings, corpus: str | None = None) -> None:
+    label = None
+    if corpus:
+        workspace = fetch_corpus(corpus)
+        label = corpus
+    if workspace is None or not workspace.is_dir():
+        raise SystemExit("repotune: bench index needs a workspace directory or --corpus NAME==VER")
+    print(json.dumps(bench_index(workspace, settings, label), indent=2))
