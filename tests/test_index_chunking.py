@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from repotune.server.chunking import chunk_file, language_for
 
 SAMPLES: dict[str, tuple[str, str, set[tuple[str, str]]]] = {
@@ -15,19 +14,22 @@ SAMPLES: dict[str, tuple[str, str, set[tuple[str, str]]]] = {
     ),
     "javascript": (
         "m.js",
-        "function parseArgs(argv) {\n  return argv;\n}\nconst toUpper = (s) => {\n  return s.toUpperCase();\n};\n"
+        "function parseArgs(argv) {\n  return argv;\n}\n"
+        "const toUpper = (s) => {\n  return s.toUpperCase();\n};\n"
         "class Cli {\n  run() { return 1; }\n}\n",
         {("function", "parseArgs"), ("function", "toUpper"), ("class", "Cli")},
     ),
     "typescript": (
         "m.ts",
         "export interface Options {\n  depth: number;\n}\nexport class Walker {\n"
-        "  walk(o: Options): void {}\n}\nexport function make(): Walker {\n  return new Walker();\n}\n",
+        "  walk(o: Options): void {}\n}\n"
+        "export function make(): Walker {\n  return new Walker();\n}\n",
         {("interface", "Options"), ("class", "Walker"), ("function", "make")},
     ),
     "tsx": (
         "m.tsx",
-        "export const Button = (props: { label: string }) => (\n  <button>{props.label}</button>\n);\n"
+        "export const Button = (props: { label: string }) => (\n"
+        "  <button>{props.label}</button>\n);\n"
         "export function App() {\n  return <Button label='x' />;\n}\n",
         {("function", "Button"), ("function", "App")},
     ),
@@ -45,7 +47,8 @@ SAMPLES: dict[str, tuple[str, str, set[tuple[str, str]]]] = {
     ),
     "java": (
         "M.java",
-        "public class Greeter {\n  public Greeter() {\n    super();\n  }\n  public String greet(String n) {\n"
+        "public class Greeter {\n  public Greeter() {\n    super();\n  }\n"
+        "  public String greet(String n) {\n"
         "    return n;\n  }\n}\n",
         {("constructor", "Greeter.Greeter"), ("method", "Greeter.greet")},
     ),

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from repotune.server.config import Settings
 from repotune.server.workspace_index import WorkspaceIndex
 

@@ -3,12 +3,11 @@ with the real embedder: a function is found by its name and by a description of 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-
 from repotune.server.config import Settings
 from repotune.server.retrieval import cursor_query, rrf_fuse
 from repotune.server.workspace_index import WorkspaceIndex
@@ -130,5 +129,5 @@ def test_excluded_region_and_dedup(index: WorkspaceIndex) -> None:
     )
     assert all(h.path != "text/distance.py" for h in excluded)
     assert len({(h.path, h.start_line) for h in hits}) == len(hits)
-    assert all(a.score >= b.score for a, b in zip(hits, hits[1:], strict=False))
+    assert all(a.score >= b.score for a, b in itertools.pairwise(hits))
     assert index.search("anything", 0) == [] and index.search("   ", 5) == []

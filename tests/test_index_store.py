@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from repotune.server.chunking import chunk_file
 from repotune.server.config import Settings
 from repotune.server.store import DB_NAME, Store, code_terms, index_location, split_identifier
