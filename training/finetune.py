@@ -1,0 +1,523 @@
+"""LoRA fine-tuning (transformers + peft) on the base weights the server runs.
+
+Why these choices:
+- Loss on the completion tokens only: the prompt (retrieved context, prefix, suffix) is given at
+  serving time, so learning to reproduce it would only waste capacity.
+- Length bucketing: micro-batches hold examples of similar length, so little compute goes to
+  padding, without packing's cross-example attention.
+- Validation loss at intervals, early stopping and best-adapter keeping, because a small
+  repository is over-fitted within an epoch or two.
+- Resumable: the latest checkpoint (adapter, optimizer, scheduler, data position, RNG) is written
+  atomically at every evaluation, so an interrupted run loses at most `eval_every` steps.
+- `accelerate` drives devices: the same code runs on a CPU, one GPU, or many GPUs under
+  `accelerate launch` (DDP; FSDP/DeepSpeed through an accelerate config file).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from repotune.server.config import Settings, TrainSettings
+from repotune.training.base import (
+    BaseWeights,
+    TrainError,
+    load_model,
+    load_tokenizer,
+    prepare_base,
+)
+
+IGNORE_INDEX = -100
+ADAPTER_DIR = "adapter"  # the best adapter (peft format) inside a run directory
+CHECKPOINT_DIR = "checkpoint"  # the latest resumable state
+STATE_FILE = "trainer_state.pt"
+RUN_FILE = "run.json"
+METRICS_FILE = "metrics.json"
+
+
+@dataclass
+class Encoded:
+    input_ids: list[int]
+    labels: list[int]
+
+    @property
+    def length(self) -> int:
+        return len(self.input_ids)
+
+
+@dataclass
+class FinetuneResult:
+    run_dir: Path
+    adapter_dir: Path
+    steps: int
+    train_tokens: int
+    tokens_per_s: float
+    initial_val_loss: float | None
+    best_val_loss: float | None
+    best_step: int
+    stopped_early: bool
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["run_dir"] = str(self.run_dir)
+        data["adapter_dir"] = str(self.adapter_dir)
+        return data
+
+
+# --------------------------------------------------------------------------- data
+
+
+def read_examples(path: Path) -> list[dict[str, Any]]:
+    """Read a JSONL file of examples (schema in dataset.py); a clear error on bad lines."""
+    if not path.is_file():
+        raise TrainError(f"dataset file not found: {path}")
+    examples = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise TrainError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+            if not isinstance(item, dict) or not isinstance(item.get("prompt"), str):
+                raise TrainError(f"{path}:{number}: an example needs 'prompt' and 'completion'")
+            if not isinstance(item.get("completion"), str):
+                raise TrainError(f"{path}:{number}: an example needs 'prompt' and 'completion'")
+            examples.append(item)
+    return examples
+
+
+def encode_example(tokenizer: Any, prompt: str, completion: str, max_tokens: int) -> Encoded | None:
+    """Tokenize as the server does (prompt with BOS, then the completion) and mask the prompt.
+
+    Over-long examples keep their completion and lose the start of the prompt (after BOS), which
+    is the far end of the prefix: what a token budget would cut at serving time too.
+    """
+    prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
+    if not completion_ids:
+        return None
+    if len(completion_ids) >= max_tokens // 2:
+        completion_ids = completion_ids[: max_tokens // 2]
+    room = max_tokens - len(completion_ids)
+    if len(prompt_ids) > room:
+        bos = prompt_ids[:1] if prompt_ids[:1] == [tokenizer.bos_token_id] else []
+        prompt_ids = bos + prompt_ids[len(prompt_ids) - (room - len(bos)) :]
+    input_ids = prompt_ids + completion_ids
+    labels = [IGNORE_INDEX] * len(prompt_ids) + completion_ids
+    return Encoded(input_ids, labels)
+
+
+def encode_all(
+    tokenizer: Any, examples: Sequence[dict[str, Any]], max_tokens: int
+) -> list[Encoded]:
+    encoded = []
+    for item in examples:
+        one = encode_example(tokenizer, item["prompt"], item["completion"], max_tokens)
+        if one is not None:
+            encoded.append(one)
+    return encoded
+
+
+def bucketed_batches(
+    lengths: Sequence[int], micro_batch_size: int, seed: int, epoch: int
+) -> list[list[int]]:
+    """Micro-batches of similar length, in a seeded order that is the same on every resume."""
+    rng = random.Random(seed * 1_000_003 + epoch)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)  # ties broken randomly, then sorted by length within windows
+    window = micro_batch_size * 16
+    batches: list[list[int]] = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
+        batches.extend(
+            chunk[i : i + micro_batch_size] for i in range(0, len(chunk), micro_batch_size)
+        )
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(items: Sequence[Encoded], pad_id: int) -> dict[str, Any]:
+    import torch
+
+    width = max(item.length for item in items)
+    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(items), width), dtype=torch.long)
+    for row, item in enumerate(items):
+        ids[row, : item.length] = torch.tensor(item.input_ids)
+        labels[row, : item.length] = torch.tensor(item.labels)
+        mask[row, : item.length] = 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+# --------------------------------------------------------------------------- model
+
+
+def lora_config(train: TrainSettings) -> Any:
+    from peft import LoraConfig
+
+    refused = {"embed_tokens", "lm_head"} & set(train.lora_target_modules)
+    if refused:
+        # llama.cpp adapters cannot touch the tied token embedding / output matrix.
+        raise TrainError(f"LoRA on {sorted(refused)} is not supported (tied embeddings)")
+    return LoraConfig(
+        r=train.lora_r,
+        lora_alpha=train.lora_alpha,
+        lora_dropout=train.lora_dropout,
+        target_modules=list(train.lora_target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def configure_threads(settings: Settings) -> int:
+    import psutil
+    import torch
+
+    threads = settings.model.threads or psutil.cpu_count(logical=False) or 1
+    torch.set_num_threads(threads)
+    return threads
+
+
+def completion_loss_sums(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
+    """Summed next-token loss over completion tokens, and their count (for exact averages)."""
+    import torch
+    import torch.nn.functional as F
+
+    # Only positions that predict a completion token need logits: with a 262k vocabulary the
+    # output layer dominates the cost, and prompts are most of each sequence.
+    targets = batch["labels"][:, 1:]
+    keep = torch.nonzero((targets != IGNORE_INDEX).any(dim=0)).flatten()
+    logits = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        logits_to_keep=keep,
+    ).logits
+    shift_logits = logits.float()
+    shift_labels = targets[:, keep]
+    loss = F.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.size(-1)),
+        shift_labels.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="sum",
+    )
+    return loss, int((shift_labels != IGNORE_INDEX).sum())
+
+
+def evaluate_loss(model: Any, data: Sequence[Encoded], pad_id: int, device: Any, mb: int) -> float:
+    """Mean completion-token loss on `data` (eval mode, no gradients)."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        order = sorted(range(len(data)), key=lambda i: data[i].length)
+        for start in range(0, len(order), mb):
+            batch = collate([data[i] for i in order[start : start + mb]], pad_id)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            loss, n = completion_loss_sums(model, batch)
+            total += float(loss)
+            count += n
+    if was_training:
+        model.train()
+    return total / max(count, 1)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _atomic_dir(target: Path, write: Any) -> None:
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    write(tmp)
+    old = target.with_name(target.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _save_checkpoint(run_dir: Path, model: Any, state: dict[str, Any]) -> None:
+    import torch
+
+    def write(folder: Path) -> None:
+        model.save_pretrained(folder / ADAPTER_DIR)
+        torch.save(state, folder / STATE_FILE)
+        summary = {k: v for k, v in state.items() if isinstance(v, int | float | str)}
+        (folder / "state.json").write_text(json.dumps(summary, indent=2))
+
+    _atomic_dir(run_dir / CHECKPOINT_DIR, write)
+
+
+def _load_checkpoint(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The saved trainer state and adapter weights; TrainError when missing or damaged."""
+    import torch
+    from safetensors.torch import load_file
+
+    folder = run_dir / CHECKPOINT_DIR
+    hint = f"delete {folder} (or the whole run folder) and start again without --resume"
+    if not (folder / STATE_FILE).is_file():
+        raise TrainError(f"nothing to resume: no checkpoint in {run_dir}")
+    try:
+        state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=False)
+        weights = load_file(str(folder / ADAPTER_DIR / "adapter_model.safetensors"))
+    except Exception as exc:  # torch/safetensors raise many types on damaged files
+        raise TrainError(f"the checkpoint in {folder} is corrupt ({exc}); {hint}") from None
+    if not isinstance(state, dict) or "step" not in state or "optimizer" not in state:
+        raise TrainError(f"the checkpoint in {folder} is incomplete; {hint}")
+    return state, weights
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _total_steps(n_batches: int, accumulation: int, epochs: float) -> int:
+    per_epoch = max(1, math.ceil(n_batches / accumulation))
+    return max(1, math.ceil(per_epoch * epochs))
+
+
+def _stream(batches_for_epoch: Any, start_epoch: int, start_index: int) -> Iterator[Any]:
+    epoch, index = start_epoch, start_index
+    while True:
+        batches = batches_for_epoch(epoch)
+        for position in range(index, len(batches)):
+            yield epoch, position, batches[position]
+        epoch, index = epoch + 1, 0
+
+
+def finetune(
+    data_dir: Path,
+    run_dir: Path,
+    settings: Settings,
+    base_reference: str | None = None,
+    resume: bool = False,
+    max_steps: int | None = None,
+    progress: bool = True,
+) -> FinetuneResult:
+    """Train a LoRA adapter on `data_dir/train.jsonl`, validating on `validation.jsonl`."""
+    import torch
+    from accelerate import Accelerator
+    from peft import get_peft_model, set_peft_model_state_dict
+    from tqdm import tqdm
+    from transformers import get_linear_schedule_with_warmup
+
+    train_cfg = settings.train
+    reference = base_reference or settings.model.generator
+    run_dir = Path(run_dir)
+    if not resume and (run_dir / CHECKPOINT_DIR).exists():
+        raise TrainError(f"{run_dir} holds a previous run: pass --resume, or choose a new --out")
+    if resume and (run_dir / RUN_FILE).is_file():
+        previous = json.loads((run_dir / RUN_FILE).read_text())
+        if base_reference is None:
+            reference = previous.get("base_reference", reference)
+    train_examples = read_examples(Path(data_dir) / "train.jsonl")
+    val_examples = read_examples(Path(data_dir) / "validation.jsonl")
+    if not train_examples:
+        raise TrainError(f"{data_dir}/train.jsonl has no examples")
+
+    threads = configure_threads(settings)
+    on_gpu = torch.cuda.is_available()
+    accelerator = Accelerator(
+        mixed_precision="bf16" if on_gpu and torch.cuda.is_bf16_supported() else "no",
+        cpu=not on_gpu,
+    )
+    torch.manual_seed(train_cfg.seed)
+    base = prepare_base(reference)
+    tokenizer = load_tokenizer(base)
+    pad_id = int(tokenizer.pad_token_id)
+    train_data = encode_all(tokenizer, train_examples, train_cfg.max_seq_tokens)
+    rng = random.Random(train_cfg.seed)
+    val_pool = encode_all(tokenizer, val_examples, train_cfg.max_seq_tokens)
+    val_data = rng.sample(val_pool, min(len(val_pool), train_cfg.eval_max_examples))
+    if not train_data:
+        raise TrainError("no training example has a non-empty completion")
+
+    model = load_model(base)
+    model = get_peft_model(model, lora_config(train_cfg))
+    if train_cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    accumulation = max(1, train_cfg.batch_size // train_cfg.micro_batch_size)
+    lengths = [item.length for item in train_data]
+    n_batches = len(bucketed_batches(lengths, train_cfg.micro_batch_size, train_cfg.seed, 0))
+    total_steps = _total_steps(n_batches, accumulation, train_cfg.epochs)
+    if max_steps is not None:
+        total_steps = min(total_steps, max_steps)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=train_cfg.learning_rate, weight_decay=0.0)
+    warmup = max(1, int(total_steps * train_cfg.warmup_ratio)) if total_steps > 1 else 0
+    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
+
+    state: dict[str, Any] = {
+        "step": 0,
+        "epoch": 0,
+        "batch_index": 0,
+        "best_val_loss": None,
+        "best_step": 0,
+        "initial_val_loss": None,
+        "bad_evals": 0,
+        "train_tokens": 0,
+        "train_seconds": 0.0,
+        "history": [],
+    }
+    if resume:
+        saved, weights = _load_checkpoint(run_dir)
+        set_peft_model_state_dict(model, weights)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        random.setstate(saved["python_rng"])
+        torch.set_rng_state(saved["torch_rng"])
+        state.update({k: v for k, v in saved.items() if k in state})
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        run_info = {
+            "base_reference": reference,
+            "base_sha256": base.sha256,
+            "base_gguf": str(base.gguf_path) if base.gguf_path else None,
+            "data_dir": str(Path(data_dir).resolve()),
+            "train": train_cfg.model_dump(),
+            "train_examples": len(train_data),
+            "validation_examples": len(val_data),
+        }
+        (run_dir / RUN_FILE).write_text(json.dumps(run_info, indent=2))
+
+    model, optimizer = accelerator.prepare(model, optimizer)
+    device = accelerator.device
+    model.train()
+
+    def save_best() -> None:
+        unwrapped = accelerator.unwrap_model(model)
+        _atomic_dir(run_dir / ADAPTER_DIR, lambda folder: unwrapped.save_pretrained(folder))
+
+    def checkpoint() -> None:
+        if not accelerator.is_main_process:
+            return
+        snapshot = dict(state)
+        snapshot.update(
+            optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict(),
+            python_rng=random.getstate(),
+            torch_rng=torch.get_rng_state(),
+        )
+        _save_checkpoint(run_dir, accelerator.unwrap_model(model), snapshot)
+
+    def run_eval() -> bool:
+        """Evaluate; keep the best adapter; True when patience is exhausted."""
+        if not val_data:
+            if accelerator.is_main_process:
+                save_best()
+            return False
+        loss = evaluate_loss(model, val_data, pad_id, device, train_cfg.micro_batch_size)
+        state["history"].append({"step": state["step"], "val_loss": loss})
+        if state["initial_val_loss"] is None:
+            state["initial_val_loss"] = loss
+        best = state["best_val_loss"]
+        if best is None or loss < best:
+            state.update(best_val_loss=loss, best_step=state["step"], bad_evals=0)
+            if accelerator.is_main_process:
+                save_best()
+        elif state["step"] > 0:
+            state["bad_evals"] += 1
+        return bool(state["bad_evals"] >= train_cfg.early_stopping_patience)
+
+    if state["step"] == 0 and not state["history"]:
+        run_eval()  # the base model's validation loss: the bar the adapter must clear
+        checkpoint()
+
+    def batches_for_epoch(epoch: int) -> list[list[int]]:
+        return bucketed_batches(lengths, train_cfg.micro_batch_size, train_cfg.seed, epoch)
+
+    stream = _stream(batches_for_epoch, state["epoch"], state["batch_index"])
+    bar = tqdm(
+        total=total_steps,
+        initial=state["step"],
+        desc="finetune",
+        unit="step",
+        disable=not progress or not accelerator.is_main_process,
+    )
+    stopped_early = False
+    while state["step"] < total_steps and not stopped_early:
+        started = time.perf_counter()
+        step_tokens = 0
+        step_loss = 0.0
+        optimizer.zero_grad(set_to_none=True)
+        micro = [next(stream) for _ in range(accumulation)]
+        total_targets = sum(
+            sum(1 for label in train_data[i].labels[1:] if label != IGNORE_INDEX)
+            for _, _, indices in micro
+            for i in indices
+        )
+        for _epoch, _position, indices in micro:
+            batch = collate([train_data[i] for i in indices], pad_id)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            with accelerator.autocast():
+                loss_sum, _ = completion_loss_sums(model, batch)
+            loss = loss_sum / max(total_targets, 1)  # the mean over the whole optimizer batch
+            accelerator.backward(loss)
+            step_loss += float(loss.detach())
+            step_tokens += int(batch["attention_mask"].sum())
+        accelerator.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        scheduler.step()
+        last_epoch, last_position, _ = micro[-1]
+        state.update(step=state["step"] + 1, epoch=last_epoch, batch_index=last_position + 1)
+        state["train_tokens"] += step_tokens * accelerator.num_processes
+        state["train_seconds"] += time.perf_counter() - started
+        rate = state["train_tokens"] / max(state["train_seconds"], 1e-9)
+        bar.update(1)
+        bar.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{rate:.0f}")
+        if state["step"] % train_cfg.eval_every == 0 or state["step"] == total_steps:
+            stopped_early = run_eval()
+            checkpoint()
+    bar.close()
+    if not (run_dir / ADAPTER_DIR).exists() and accelerator.is_main_process:
+        save_best()
+    result = FinetuneResult(
+        run_dir=run_dir,
+        adapter_dir=run_dir / ADAPTER_DIR,
+        steps=state["step"],
+        train_tokens=state["train_tokens"],
+        tokens_per_s=state["train_tokens"] / max(state["train_seconds"], 1e-9),
+        initial_val_loss=state["initial_val_loss"],
+        best_val_loss=state["best_val_loss"],
+        best_step=state["best_step"],
+        stopped_early=stopped_early,
+        history=list(state["history"]),
+    )
+    if accelerator.is_main_process:
+        metrics = result.to_json() | {
+            "threads": threads,
+            "device": str(device),
+            "processes": accelerator.num_processes,
+        }
+        (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+    return result
+
+
+def base_for_run(run_dir: Path) -> BaseWeights:
+    """The base weights a finished run was trained on (from its run.json)."""
+    info_path = Path(run_dir) / RUN_FILE
+    if not info_path.is_file():
+        raise TrainError(f"{run_dir} is not a training run (no {RUN_FILE})")
+    info = json.loads(info_path.read_text())
+    base = prepare_base(info["base_reference"])
+    if base.sha256 != info["base_sha256"]:
+        raise TrainError(
+            f"the base model '{info['base_reference']}' changed since {run_dir} was trained "
+            f"(sha256 {base.sha256[:12]} != {info['base_sha256'][:12]})"
+        )
+    return base
