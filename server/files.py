@@ -220,7 +220,7 @@ class WorkspaceFilter:
             return "ignored"
         if self._secrets is not None and self._secrets.match_file(rel):
             return "secret"
-        if self._generated.match_file(rel):
+        if self._generated is not None and self._generated.match_file(rel):
             return "generated"
         return None
 

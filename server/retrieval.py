@@ -8,7 +8,7 @@ a completion never gets its own surroundings back as "context".
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,7 +59,7 @@ def cursor_query(prefix: str, suffix: str, lines: int) -> str:
 
 
 def rrf_fuse(
-    rankings: dict[str, Sequence[str]], k: int
+    rankings: Mapping[str, Sequence[str]], k: int
 ) -> list[tuple[str, float, tuple[str, ...]]]:
     """Reciprocal-rank fusion: score(id) = sum over rankings of 1 / (k + rank), rank from 1."""
     scores: dict[str, float] = {}
