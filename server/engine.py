@@ -3,11 +3,11 @@
 Why it looks the way it does:
 - llama.cpp contexts are not thread-safe, so one generation runs at a time (`_lock`); a newer
   `complete()` sets the cancel event of the one in flight, and generation checks it between
-  tokens (`Llama.generate` is a token generator, so stopping is just not asking for the next).
-- `Llama.generate` keeps the KV cache of the longest common token prefix with the previous
-  prompt. Prompts put the retrieved context first in a stable order and (RepoTune format) the
-  suffix before the prefix, so typing re-evaluates only the last few tokens; `reused_tokens`
-  reports how many were reused.
+  tokens (decoding is a token generator, so stopping is just not asking for the next).
+- The KV cache of the longest common token prefix with the previous prompt is kept
+  (`greedy_tokens`, or `Llama.generate` when sampling with a temperature). Prompts put the
+  retrieved context first in a stable order and (RepoTune format) the suffix before the
+  prefix, so typing re-evaluates only the last few tokens; `reused_tokens` reports how many.
 - Loading never happens on the caller's thread (`start_loading()`); until the model is ready
   `complete()` returns None, and a load failure becomes `load_error` (a ModelError message),
   never an exception out of a worker thread.
@@ -82,6 +82,8 @@ class CompletionResult:
     format: str
     stop_reason: str = ""
     prompt: BuiltPrompt | None = field(default=None, repr=False)
+    drafted_tokens: int = 0  # prompt-lookup draft tokens proposed
+    accepted_tokens: int = 0  # ... and accepted by the model
 
 
 # --------------------------------------------------------------------------- cache
@@ -299,6 +301,103 @@ def load_model(settings: Settings) -> _Loaded:
     return _Loaded(llm=llm, format=fmt, info=info)
 
 
+# --------------------------------------------------------------------------- decoding
+
+
+def common_prefix(llm: Any, tokens: Sequence[int]) -> int:
+    """How many leading tokens of `tokens` the context already holds (at most all but one)."""
+    import numpy as np
+
+    previous = np.asarray(llm.input_ids[: llm.n_tokens])
+    common = min(len(previous), len(tokens))
+    if common:
+        mismatch = np.nonzero(previous[:common] != np.asarray(tokens[:common]))[0]
+        common = int(mismatch[0]) if len(mismatch) else common
+    return max(0, min(common, len(tokens) - 1))
+
+
+def lookup_draft(
+    history: Sequence[int], max_ngram: int = 3, min_ngram: int = 2, size: int = 6
+) -> list[int]:
+    """Prompt-lookup drafting: find the latest earlier occurrence of the last n tokens and
+    propose what followed it (code repeats itself: names, argument lists, whole lines)."""
+    import numpy as np
+
+    ids = np.asarray(history)
+    for n in range(max_ngram, min_ngram - 1, -1):
+        if len(ids) <= n:
+            continue
+        windows = np.lib.stride_tricks.sliding_window_view(ids[:-1], n)
+        matches = np.nonzero((windows == ids[-n:]).all(axis=1))[0]
+        if len(matches):
+            start = int(matches[-1]) + n
+            return [int(t) for t in ids[start : start + size]]
+    return []
+
+
+def _argmax(llm: Any, index: int) -> int:
+    import numpy as np
+
+    pointer = llm._ctx.get_logits_ith(index)
+    return int(np.ctypeslib.as_array(pointer, shape=(llm.n_vocab(),)).argmax())
+
+
+def greedy_tokens(
+    llm: Any, tokens: Sequence[int], lookup: bool, counters: dict[str, int]
+) -> Iterator[int]:
+    """Greedy decoding with llama.cpp's KV cache reused for the common prefix, and optional
+    prompt-lookup drafts verified in one batch.
+
+    llama-cpp-python's own LlamaPromptLookupDecoding needs logits_all=True, which computes the
+    262k-way output layer for every prompt token of Gemma 3 (cold prompts 3.6x slower here), so
+    drafts are verified here with logits requested only for the draft positions.
+    Stopping is just not asking for the next token; the context stays consistent either way.
+    """
+    keep = common_prefix(llm, tokens)
+    if keep == 0 or not llm._ctx.kv_cache_seq_rm(-1, keep, -1):
+        keep = 0
+    llm.n_tokens = keep
+    counters["reused"] = keep
+    llm.eval(list(tokens[keep:]))
+    token = _argmax(llm, -1)
+    history = list(tokens)
+    limit = llm.n_ctx() - 1
+    while True:
+        yield token
+        history.append(token)
+        draft = lookup_draft(history) if lookup else []
+        batch = [token, *draft]
+        n_past = llm.n_tokens
+        if n_past + len(batch) >= limit:
+            return
+        llm._batch.set_batch(batch=batch, n_past=n_past, logits_all=bool(draft))
+        llm._ctx.decode(llm._batch)
+        llm.input_ids[n_past : n_past + len(batch)] = batch
+        llm.n_tokens = n_past + len(batch)
+        if not draft:
+            token = _argmax(llm, -1)
+            continue
+        counters["drafted"] += len(draft)
+        accepted = 0
+        token = -1
+        for position, proposed in enumerate(draft):
+            predicted = _argmax(llm, position)
+            if predicted != proposed:
+                token = predicted
+                break
+            accepted += 1
+        if token < 0:
+            token = _argmax(llm, len(draft))
+        counters["accepted"] += accepted
+        keep = n_past + 1 + accepted
+        if keep < llm.n_tokens:
+            llm._ctx.kv_cache_seq_rm(-1, keep, -1)
+            llm.n_tokens = keep
+        for proposed in draft[:accepted]:
+            yield proposed
+            history.append(proposed)
+
+
 # --------------------------------------------------------------------------- engine
 
 
@@ -322,6 +421,8 @@ class CompletionEngine:
         self.cache = CompletionCache(settings.completion.cache_size)
         # Why the last complete() ended as it did ("end of line", "cancelled", ...), for the CLI.
         self.last_reason = ""
+        # Timings and token counts of the last generation, kept even when it produced nothing.
+        self.last_stats: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -570,7 +671,6 @@ class CompletionEngine:
         cancel: threading.Event,
         started: float,
     ) -> CompletionResult | None:
-        import numpy as np
 
         llm = loaded.llm
         comp = self._settings.completion
@@ -578,14 +678,9 @@ class CompletionEngine:
         tokens = self._tokenize(loaded, prompt)
         limit = self._settings.model.context_length - 8
         max_tokens = comp.max_tokens_block if multiline else comp.max_tokens_line
-        if len(tokens) + max_tokens > limit:
-            tokens = tokens[: max(1, limit - max_tokens)]
-        previous = np.asarray(llm.input_ids[: llm.n_tokens])
-        common = min(len(previous), len(tokens))
-        if common:
-            mismatch = np.nonzero(previous[:common] != np.asarray(tokens[:common]))[0]
-            common = int(mismatch[0]) if len(mismatch) else common
-        reused = min(common, len(tokens) - 1)
+        if len(tokens) + max_tokens > limit:  # the budget should prevent this; keep the end
+            keep = max(1, limit - max_tokens)
+            tokens = tokens[:1] + tokens[len(tokens) - keep + 1 :]
         tokenized = time.perf_counter()
 
         stop = prompt.stop
@@ -598,15 +693,20 @@ class CompletionEngine:
         vocab = llm._model.vocab
         import llama_cpp
 
-        stream = llm.generate(
-            tokens,
-            temp=comp.temperature,
-            top_k=40,
-            top_p=0.95,
-            min_p=0.05,
-            repeat_penalty=1.0,
-            reset=True,
-        )
+        counters = {"reused": 0, "drafted": 0, "accepted": 0}
+        if comp.temperature == 0:
+            stream = greedy_tokens(llm, tokens, comp.prompt_lookup, counters)
+        else:
+            counters["reused"] = common_prefix(llm, tokens)
+            stream = llm.generate(
+                tokens,
+                temp=comp.temperature,
+                top_k=40,
+                top_p=0.95,
+                min_p=0.05,
+                repeat_penalty=1.0,
+                reset=True,
+            )
         try:
             for token in stream:
                 now = time.perf_counter()
@@ -661,6 +761,14 @@ class CompletionEngine:
             "postprocess": (done - generated_at) * 1000,
             "total": (done - started) * 1000,
         }
+        self.last_stats = {
+            "timings": timings,
+            "prompt_tokens": len(tokens),
+            "reused_tokens": counters["reused"],
+            "generated_tokens": len(generated),
+            "drafted_tokens": counters["drafted"],
+            "accepted_tokens": counters["accepted"],
+        }
         if final is None:
             self.last_reason = f"nothing left after post-processing (stop: {reason})"
             return None
@@ -669,12 +777,14 @@ class CompletionEngine:
             multiline=multiline,
             timings=timings,
             prompt_tokens=len(tokens),
-            reused_tokens=reused,
+            reused_tokens=counters["reused"],
             generated_tokens=len(generated),
             cached=False,
             format=prompt.format,
             stop_reason=reason,
             prompt=prompt,
+            drafted_tokens=counters["drafted"],
+            accepted_tokens=counters["accepted"],
         )
 
     # ------------------------------------------------------------------ questions

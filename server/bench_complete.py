@@ -1,0 +1,366 @@
+"""`repotune bench complete PATH`: completion latency on a real codebase, as one JSON object.
+
+It indexes PATH, then replays typing sessions at sampled cursor positions in its Python files:
+- a *cold* request is the first of a session (a new place in a file, so little KV cache to reuse);
+- *warm* requests follow it as the user types the next characters of the real line, each one a
+  full request (retrieval + prompt + generation), the way an editor sends them.
+Most sessions start mid-line (single-line completions, the common case); one in four starts on
+an empty line in a function body (a block). The text after the cursor on the cursor's line is
+removed (the user has not typed it yet), everything else in the file stays.
+
+PATH may also be ``pypi:NAME==VERSION``: the pinned package's wheel is downloaded once with pip
+into ``cache_dir()/corpora/`` and unpacked (`ensure_corpus`), so the figures are reproducible.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from repotune.server.config import Settings, cache_dir
+from repotune.server.models import ModelError
+
+DEFAULT_CORPUS = "requests==2.32.3"
+WARM_KEYSTROKES = 3
+BLOCK_SHARE = 0.25
+TIME_BUDGET_S = 1200.0
+SEED = 20240601
+
+
+# --------------------------------------------------------------------------- corpus
+
+
+def ensure_corpus(spec: str = DEFAULT_CORPUS) -> Path:
+    """Download (once) and unpack a pinned PyPI package's wheel; return the folder.
+
+    Uses pip (the ordinary client); the result lives in ``cache_dir()/corpora/NAME-VERSION``.
+    """
+    if "==" not in spec:
+        raise SystemExit(f"repotune: pin the corpus version, e.g. {DEFAULT_CORPUS} (got {spec!r})")
+    name, version = spec.split("==", 1)
+    target = cache_dir() / "corpora" / f"{name}-{version}"
+    marker = target / ".complete"
+    if marker.exists():
+        return target
+    download = cache_dir() / "corpora" / "downloads"
+    download.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:"]
+    command += ["-d", str(download), spec]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        raise SystemExit(f"repotune: pip download {spec} failed:\n{result.stderr[-2000:]}")
+    normalized = name.replace("-", "_").lower()
+    wheels = [
+        p for p in download.glob("*.whl") if p.name.lower().startswith(f"{normalized}-{version}-")
+    ]
+    if not wheels:
+        raise SystemExit(f"repotune: no wheel for {spec} in {download}")
+    target.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(wheels[0]) as archive:
+        archive.extractall(target)
+    marker.write_text(spec)
+    return target
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+@dataclass(frozen=True)
+class Cursor:
+    path: str  # workspace-relative
+    prefix: str
+    suffix: str
+    kind: str  # "cold" | "warm"
+    session: int
+
+
+def _python_files(root: Path) -> list[Path]:
+    files = []
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root).parts
+        if any(part.startswith(".") or part in ("__pycache__",) for part in parts):
+            continue
+        if path.stat().st_size < 200_000:
+            files.append(path)
+    return files
+
+
+def _candidate_lines(lines: list[str]) -> list[int]:
+    picks = []
+    for index, line in enumerate(lines):
+        stripped = line.strip()
+        if not line.startswith("    ") or len(stripped) < 12:
+            continue
+        if stripped[0] in "#\"'@" or stripped.startswith(("def ", "class ", "return\n")):
+            continue
+        picks.append(index)
+    return picks
+
+
+def sample_sessions(root: Path, samples: int, seed: int = SEED) -> list[list[Cursor]]:
+    """Typing sessions totalling at least `samples` cursor positions, in a seeded order."""
+    rng = random.Random(seed)
+    files = _python_files(root)
+    if not files:
+        raise SystemExit(f"repotune: no Python files under {root}")
+    texts = {path: path.read_text(encoding="utf-8", errors="replace") for path in files}
+    pool = [(path, index) for path in files for index in _candidate_lines(texts[path].split("\n"))]
+    if not pool:
+        raise SystemExit(f"repotune: no code lines to complete under {root}")
+    rng.shuffle(pool)
+    sessions: list[list[Cursor]] = []
+    total = 0
+    for session, (path, index) in enumerate(pool):
+        if total >= samples:
+            break
+        lines = texts[path].split("\n")
+        before = "\n".join(lines[:index]) + ("\n" if index else "")
+        after = "\n" + "\n".join(lines[index + 1 :])
+        line = lines[index]
+        indent = line[: len(line) - len(line.lstrip())]
+        relative = path.relative_to(root).as_posix()
+        cursors: list[Cursor] = []
+        if rng.random() < BLOCK_SHARE:
+            # An empty line in a body, before the real line; then its first characters typed.
+            start = indent
+            suffix = "\n" + line + after
+            cursors.append(Cursor(relative, before + start, suffix, "cold", session))
+            typed = line[len(indent) :]
+            for step in range(1, WARM_KEYSTROKES + 1):
+                cursors.append(
+                    Cursor(relative, before + indent + typed[:step], suffix, "warm", session)
+                )
+        else:
+            content = line[len(indent) :]
+            column = len(indent) + rng.randint(2, max(2, len(content) // 2))
+            for step in range(WARM_KEYSTROKES + 1):
+                end = min(len(line), column + step)
+                kind = "cold" if step == 0 else "warm"
+                cursors.append(Cursor(relative, before + line[:end], after, kind, session))
+        sessions.append(cursors)
+        total += len(cursors)
+    return sessions
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return round(ordered[low] + (ordered[high] - ordered[low]) * (position - low), 1)
+
+
+def _summary(records: list[dict[str, Any]]) -> dict[str, Any]:
+    served = [r for r in records if not r["cached"] and r["generated_tokens"] is not None]
+    totals = [r["total_ms"] for r in records]
+    outside = sum(r["total_ms"] - r["generate_ms"] for r in served)
+    spent = sum(r["total_ms"] for r in served)
+    decode_tokens = sum(max(0, r["generated_tokens"] - 1) for r in served)
+    decode_ms = sum(r["generate_ms"] for r in served)
+    prompt_tokens = sum(r["prompt_tokens"] for r in served)
+    reused = sum(r["reused_tokens"] for r in served)
+    return {
+        "requests": len(records),
+        "model_served": len(served),
+        "cache_hits": sum(1 for r in records if r["cached"]),
+        "empty": sum(1 for r in records if not r["text"]),
+        "latency_ms_p50": _percentile(totals, 0.5),
+        "latency_ms_p95": _percentile(totals, 0.95),
+        "model_latency_ms_p50": _percentile([r["total_ms"] for r in served], 0.5),
+        "model_latency_ms_p95": _percentile([r["total_ms"] for r in served], 0.95),
+        "retrieval_ms_p50": _percentile([r["retrieval_ms"] for r in records], 0.5),
+        "prompt_eval_ms_p50": _percentile([r["prompt_eval_ms"] for r in served], 0.5),
+        "prompt_tokens_mean": round(prompt_tokens / len(served), 1) if served else None,
+        "kv_reuse_ratio": round(reused / prompt_tokens, 3) if prompt_tokens else None,
+        "generated_tokens_mean": (
+            round(statistics.mean(r["generated_tokens"] for r in served), 1) if served else None
+        ),
+        "decode_tokens_per_s": round(decode_tokens / (decode_ms / 1000), 1) if decode_ms else None,
+        "share_outside_generation": round(outside / spent, 3) if spent else None,
+    }
+
+
+# --------------------------------------------------------------------------- run
+
+
+def run_bench_complete(
+    workspace: Path, settings: Settings, samples: int = 100, time_budget_s: float = TIME_BUDGET_S
+) -> dict[str, Any]:
+    """Index `workspace`, replay sampled typing sessions, print (and return) the JSON report."""
+    from repotune.server.engine import CompletionEngine, CompletionRequest
+    from repotune.server.prompts import as_snippets
+    from repotune.server.retrieval import cursor_query
+    from repotune.server.workspace_index import WorkspaceIndex
+
+    name = workspace.name
+    if name.startswith("pypi:"):
+        workspace = ensure_corpus(name[len("pypi:") :])
+    elif not workspace.is_dir():
+        raise SystemExit(f"repotune: {workspace} is not a directory")
+    workspace = workspace.resolve()
+    sessions = sample_sessions(workspace, samples)
+
+    engine = CompletionEngine(settings)
+    engine.start_loading()  # loads while the index builds
+    index = WorkspaceIndex(workspace, settings)
+    started = time.perf_counter()
+    index.start(watch=False)
+    index_idle = index.wait_idle(timeout=600)
+    index_s = time.perf_counter() - started
+    try:
+        if not engine.wait_ready(600):
+            raise ModelError(engine.load_error or "the generator did not load in time")
+        records: list[dict[str, Any]] = []
+        lines = settings.retrieval.query_lines
+        bench_started = time.perf_counter()
+        truncated = False
+        for cursors in sessions:
+            if time.perf_counter() - bench_started > time_budget_s:
+                truncated = True
+                break
+            for cursor in cursors:
+                t0 = time.perf_counter()
+                cursor_line = cursor.prefix.count("\n") + 1
+                exclude = (cursor.path, max(1, cursor_line - lines), cursor_line + lines)
+                chunks = index.search(
+                    cursor_query(cursor.prefix, cursor.suffix, lines),
+                    settings.retrieval.top_k,
+                    exclude=exclude,
+                )
+                retrieval_ms = (time.perf_counter() - t0) * 1000
+                request = CompletionRequest(
+                    cursor.path, "python", cursor.prefix, cursor.suffix, as_snippets(chunks), name
+                )
+                engine.last_stats = {}
+                result = engine.complete(request)
+                total_ms = (time.perf_counter() - t0) * 1000
+                # An emptied completion still cost a generation: take its figures from last_stats.
+                stats = engine.last_stats if result is None else {}
+                timings = result.timings if result else stats.get("timings", {})
+                records.append(
+                    {
+                        "session": cursor.session,
+                        "kind": cursor.kind,
+                        "path": cursor.path,
+                        "multiline": result.multiline if result else None,
+                        "text": result.text if result else "",
+                        "reason": engine.last_reason,
+                        "cached": bool(result and result.cached),
+                        "total_ms": total_ms,
+                        "retrieval_ms": retrieval_ms,
+                        "tokenize_ms": timings.get("tokenize", 0.0),
+                        "prompt_eval_ms": timings.get("prompt_eval", 0.0),
+                        "generate_ms": timings.get("generate", 0.0),
+                        "prompt_tokens": result.prompt_tokens
+                        if result
+                        else stats.get("prompt_tokens", 0),
+                        "reused_tokens": result.reused_tokens
+                        if result
+                        else stats.get("reused_tokens", 0),
+                        "generated_tokens": result.generated_tokens
+                        if result
+                        else stats.get("generated_tokens"),
+                    }
+                )
+        status = engine.status()
+    finally:
+        engine.close()
+        index.close()
+
+    cold = [r for r in records if r["kind"] == "cold"]
+    warm = [r for r in records if r["kind"] == "warm"]
+    warm_single = [r for r in warm if r["multiline"] is False or r["multiline"] is None]
+    report: dict[str, Any] = {
+        "benchmark": "complete",
+        "corpus": str(workspace),
+        "samples": len(records),
+        "sessions": len({r["session"] for r in records}),
+        "truncated_by_time_budget": truncated,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "llama_cpp": _llama_version(),
+        },
+        "model": {
+            key: status.get(key)
+            for key in ("model", "adapter", "format", "threads", "gpu_offload", "prompt_lookup")
+        },
+        "settings": settings.completion.model_dump(
+            include={
+                "context_tokens",
+                "prefix_tokens",
+                "suffix_tokens",
+                "max_tokens_line",
+                "max_tokens_block",
+                "time_cap_ms",
+                "prompt_lookup",
+            }
+        ),
+        "index": {"seconds": round(index_s, 1), "idle": index_idle, **_index_stats(index)},
+        "cold": _summary(cold),
+        "warm": _summary(warm),
+        "warm_single_line": _summary(warm_single),
+        "cold_multi_line": _summary([r for r in cold if r["multiline"]]),
+        "targets": {
+            "warm_share_outside_generation_max": 0.35,
+            "warm_single_line_p50_ms_max": 300,
+        },
+        "examples": [
+            {k: r[k] for k in ("path", "kind", "multiline", "text", "reason")} for r in records[:6]
+        ],
+    }
+    warm_summary = report["warm"]
+    report["targets"]["met_share"] = (
+        warm_summary["share_outside_generation"] is not None
+        and warm_summary["share_outside_generation"] <= 0.35
+    )
+    p50 = report["warm_single_line"]["latency_ms_p50"]
+    report["targets"]["met_p50"] = p50 is not None and p50 <= 300
+    print(json.dumps(report, indent=2))
+    return report
+
+
+def _index_stats(index: Any) -> dict[str, Any]:
+    try:
+        stats = index.stats()
+    except Exception:
+        return {}
+    return {k: stats.get(k) for k in ("files", "chunks", "dense_pending")}
+
+
+def _llama_version() -> str:
+    try:
+        import llama_cpp
+
+        return str(llama_cpp.__version__)
+    except ImportError:
+        return "missing"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m repotune.server.bench_complete fetch [NAME==VERSION]`` prints the corpus path."""
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["fetch"]:
+        print(ensure_corpus(args[1] if len(args) > 1 else DEFAULT_CORPUS))
+        return
+    raise SystemExit("usage: python -m repotune.server.bench_complete fetch [NAME==VERSION]")
+
+
+if __name__ == "__main__":
+    main()
