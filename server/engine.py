@@ -237,11 +237,6 @@ def load_model(settings: Settings) -> _Loaded:
     extra_bufts = model.cpu_extra_buffers
     if extra_bufts is None:
         extra_bufts = gpu or not _cpu_has_amx()
-    draft = None
-    if settings.completion.prompt_lookup:
-        from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
-
-        draft = LlamaPromptLookupDecoding(max_ngram_size=3, num_pred_tokens=8)
     started = time.perf_counter()
     try:
         with _model_params(extra_bufts):
@@ -255,7 +250,6 @@ def load_model(settings: Settings) -> _Loaded:
                 lora_path=str(adapter_path) if adapter_path else None,
                 lora_scale=model.adapter_scale,
                 swa_full=True,  # sliding-window models (Gemma 3) keep prefix reuse possible
-                draft_model=draft,
                 verbose=False,
             )
     except (ValueError, RuntimeError, OSError) as exc:
@@ -294,7 +288,6 @@ def load_model(settings: Settings) -> _Loaded:
         "threads": threads,
         "context_length": model.context_length,
         "cpu_extra_buffers": extra_bufts,
-        "prompt_lookup": draft is not None,
         "chat_format": llm.chat_format,
         "load_ms": round((time.perf_counter() - started) * 1000, 1),
     }
@@ -488,9 +481,15 @@ class CompletionEngine:
         return self.ready
 
     def reload(self, settings: Settings) -> None:
-        """Apply new settings (model, adapter, format...): drop the model and load again."""
+        """Apply new settings. Model settings (model, adapter, format...) reload the model in
+        the background; completion settings alone apply at once (the result cache is cleared).
+        Call it for every settings change."""
         self.cancel_inflight()
         with self._lock, self._state:
+            if settings.model == self._settings.model and self._loaded is not None:
+                self._settings = settings
+                self.cache = CompletionCache(settings.completion.cache_size)
+                return
             self._generation += 1
             old = self._loaded
             self._loaded = None
@@ -529,6 +528,7 @@ class CompletionEngine:
         }
         if loaded:
             info.update(loaded.info)
+        info["prompt_lookup"] = self._settings.completion.prompt_lookup
         return info
 
     def cancel_inflight(self) -> None:

@@ -13,7 +13,12 @@ from pathlib import Path
 
 import pytest
 from repotune.server.config import load_settings, settings_with
-from repotune.server.engine import CompletionEngine, CompletionRequest, CompletionResult
+from repotune.server.engine import (
+    CompletionEngine,
+    CompletionRequest,
+    CompletionResult,
+    lookup_draft,
+)
 from repotune.server.models import ModelError
 from repotune.server.postprocess import indent_width
 from repotune.server.prompts import ContextSnippet
@@ -244,3 +249,37 @@ def test_ask_answers_with_the_chat_template(engine) -> None:
     snippet = ContextSnippet(PATH, "def py_encode_basestring(s):\n    return '\"' + s + '\"'\n", 37)
     answer = engine.ask("What does py_encode_basestring return?", [snippet], max_tokens=24)
     assert isinstance(answer, str) and answer.strip()
+
+
+# --------------------------------------------------------------------------- prompt lookup
+
+
+def test_lookup_draft_proposes_what_followed_the_last_ngram() -> None:
+    history = [5, 1, 2, 3, 4, 9, 9, 1, 2]
+    assert lookup_draft(history, max_ngram=3, min_ngram=2, size=3) == [3, 4, 9]
+    assert lookup_draft([1, 2, 3, 4], max_ngram=3, min_ngram=2) == []
+    # the latest occurrence wins
+    assert lookup_draft([1, 2, 7, 1, 2, 8, 1, 2], min_ngram=2, size=1) == [8]
+
+
+def test_prompt_lookup_drafts_are_verified(engine) -> None:
+    """Drafts are accepted only where the model's own (batched) argmax agrees.
+
+    The text may differ from token-by-token greedy at near-ties: llama.cpp's batched kernels
+    round differently (here logits 9.04 vs 9.11 for the top two tokens at the first position).
+    """
+    request = body_request()
+    plain = fresh(engine, request)
+    with_lookup = settings_with(engine.settings, {"completion": {"prompt_lookup": True}}, "test")
+    engine.reload(with_lookup)  # completion settings only: applied at once, no model reload
+    assert engine.ready
+    try:
+        drafted = fresh(engine, request)
+    finally:
+        engine.reload(settings_with(with_lookup, {"completion": {"prompt_lookup": False}}, "t"))
+    assert plain is not None and drafted is not None
+    assert drafted.drafted_tokens > 0
+    assert 0 <= drafted.accepted_tokens <= drafted.drafted_tokens
+    assert drafted.text.strip() and "<|rt_" not in drafted.text
+    assert drafted.generated_tokens <= 32
+    assert plain.drafted_tokens == 0
