@@ -97,13 +97,25 @@ def read_examples(path: Path) -> list[dict[str, Any]]:
     return examples
 
 
-def encode_example(tokenizer: Any, prompt: str, completion: str, max_tokens: int) -> Encoded | None:
-    """Tokenize as the server does (prompt with BOS, then the completion) and mask the prompt.
+def encode_example(
+    tokenizer: Any,
+    prompt: str,
+    completion: str,
+    max_tokens: int,
+    segments: Sequence[Sequence[Any]] | None = None,
+) -> Encoded | None:
+    """Tokenize as the engine does (BOS, each prompt segment on its own, then the completion
+    as generated tokens) and mask the prompt out of the loss.
 
     Over-long examples keep their completion and lose the start of the prompt (after BOS), which
-    is the far end of the prefix: what a token budget would cut at serving time too.
+    is the far end of the context: what a token budget would cut at serving time too.
     """
-    prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    if segments:
+        prompt_ids = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+        for text, _marker in segments:
+            prompt_ids += tokenizer(text, add_special_tokens=False)["input_ids"]
+    else:
+        prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
     completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
     if not completion_ids:
         return None
@@ -123,7 +135,9 @@ def encode_all(
 ) -> list[Encoded]:
     encoded = []
     for item in examples:
-        one = encode_example(tokenizer, item["prompt"], item["completion"], max_tokens)
+        one = encode_example(
+            tokenizer, item["prompt"], item["completion"], max_tokens, item.get("segments")
+        )
         if one is not None:
             encoded.append(one)
     return encoded
