@@ -279,9 +279,12 @@ def _doc_of(node: Any, data: bytes) -> Any | None:
     body = node.child_by_field_name("body")
     if body is not None and body.named_children:
         first = body.named_children[0]
-        if first.type == "expression_statement" and first.named_children:
-            if first.named_children[0].type == "string":
-                return first
+        if (
+            first.type == "expression_statement"
+            and first.named_children
+            and first.named_children[0].type == "string"
+        ):
+            return first
     previous = node.prev_named_sibling
     if previous is not None and "comment" in previous.type:
         gap = data[previous.end_byte : node.start_byte]
