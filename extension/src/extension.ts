@@ -259,6 +259,9 @@ class RepoTune implements vscode.Disposable {
         return false;
       },
       middleware: {
+        // The server also offers its completion as a textDocument/completion item for editors
+        // without inline completion; VS Code shows ghost text, so that second request is skipped.
+        provideCompletionItem: () => undefined,
         provideInlineCompletionItems: async (document, position, context, token, next) => {
           if (!this.enabledFor(document)) return null;
           const wait = debounceFor(context.triggerKind, this.debounceMs());
@@ -337,7 +340,6 @@ class RepoTune implements vscode.Disposable {
     try {
       const result: unknown = await client.sendRequest(ExecuteCommandRequest.type, {
         command: SERVER_COMMANDS.status,
-        arguments: [],
       });
       this.server = parseStatus(result);
       this.render();
@@ -451,7 +453,6 @@ class RepoTune implements vscode.Disposable {
     try {
       await client.sendRequest(ExecuteCommandRequest.type, {
         command: SERVER_COMMANDS.reindex,
-        arguments: [],
       });
       void vscode.window.showInformationMessage("RepoTune: reindexing the workspace.");
     } catch (error) {

@@ -1,0 +1,290 @@
+/**
+ * Starts the real RepoTune server the way the extension does (serverLaunch, serverEnv and
+ * toServerSettings are the extension's own functions), speaks LSP to it with vscode-jsonrpc, and
+ * waits for an inline completion inside a function of a small temporary repository.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  CancellationTokenSource,
+  createMessageConnection,
+  StreamMessageReader,
+  StreamMessageWriter,
+  type MessageConnection,
+} from "vscode-jsonrpc/node";
+
+import { renderAnswer } from "../../src/answer";
+import { judgeProbe } from "../../src/interpreter";
+import { probeLaunch, runProbe, serverEnv, serverLaunch } from "../../src/launch";
+import {
+  COMMANDS,
+  SERVER_COMMANDS,
+  STATUS_NOTIFICATION,
+  parseAskResult,
+  parseStatus,
+  type StatusPayload,
+} from "../../src/protocol";
+import { toServerSettings } from "../../src/settings";
+
+const python = process.env.REPOTUNE_PYTHON;
+const FIRST_COMPLETION_DEADLINE_MS = 120_000;
+const REQUEST_TIMEOUT_MS = 20_000;
+
+const GEOMETRY = `"""Shapes and their areas."""
+import math
+
+
+def area_of_circle(radius: float) -> float:
+    """Area of a circle with the given radius."""
+    return math.pi * radius * radius
+
+
+def area_of_square(side: float) -> float:
+    """Area of a square with the given side."""
+    return side * side
+`;
+
+// The cursor goes on the empty, indented line inside the loop of total_area.
+const MAIN_BEFORE = `"""Totals over many shapes."""
+from geometry import area_of_circle, area_of_square
+
+
+def total_area(radii: list[float]) -> float:
+    """Sum of the areas of circles with these radii."""
+    total = 0.0
+    for radius in radii:
+        `;
+const MAIN_AFTER = `
+    return total
+`;
+
+interface InlineItem {
+  insertText: string | { value: string };
+}
+
+function itemsOf(result: unknown): InlineItem[] {
+  if (Array.isArray(result)) return result as InlineItem[];
+  if (result && typeof result === "object" && Array.isArray((result as { items?: unknown }).items)) {
+    return (result as { items: InlineItem[] }).items;
+  }
+  return [];
+}
+
+function textOf(item: InlineItem): string {
+  return typeof item.insertText === "string" ? item.insertText : item.insertText.value;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe.skipIf(!python)("the RepoTune server, started as the extension starts it", () => {
+  let base = "";
+  let repo = "";
+  let child: ChildProcess | undefined;
+  let connection: MessageConnection | undefined;
+  let stderr = "";
+  const statuses: StatusPayload[] = [];
+  let initializeResult: { capabilities: Record<string, unknown> } | undefined;
+  // What a user might have set in VS Code; mapped by the extension's own function.
+  const userSettings: Record<string, unknown> = {
+    "repotune.languages": ["python"],
+    "repotune.contextTokens": 256,
+    "repotune.maxLineTokens": 24,
+    "repotune.pythonPath": python,
+  };
+  const initializationOptions = toServerSettings((key) => userSettings[key]).settings;
+
+  beforeAll(async () => {
+    base = mkdtempSync(join(tmpdir(), "repotune-ext-it-"));
+    repo = join(base, "repo");
+    mkdirSync(repo);
+    writeFileSync(join(repo, "geometry.py"), GEOMETRY);
+    writeFileSync(join(repo, "main.py"), MAIN_BEFORE + MAIN_AFTER);
+    // The workspace's own config keeps this test's index out of the user's cache.
+    writeFileSync(
+      join(repo, "repotune.toml"),
+      `[index]\nindex_dir = ${JSON.stringify(join(base, "index"))}\n`,
+    );
+
+    const pythonPath = python ?? "";
+    const verdict = judgeProbe(
+      { python: pythonPath, source: "setting" },
+      await runProbe(probeLaunch(pythonPath), serverEnv(process.env)),
+    );
+    if (!verdict.ok) throw new Error(`REPOTUNE_PYTHON is not usable: ${verdict.message}`);
+
+    const launch = serverLaunch(pythonPath, repo);
+    const proc = spawn(launch.command, launch.args, {
+      cwd: launch.cwd,
+      env: serverEnv(process.env),
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    child = proc;
+    proc.stderr.on("data", (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    const conn = createMessageConnection(
+      new StreamMessageReader(proc.stdout),
+      new StreamMessageWriter(proc.stdin),
+    );
+    connection = conn;
+    conn.onRequest("window/workDoneProgress/create", () => null);
+    conn.onRequest("client/registerCapability", () => null);
+    conn.onRequest("workspace/configuration", (params: { items: { section?: string }[] }) =>
+      params.items.map((item) => (item.section === "repotune" ? initializationOptions : null)),
+    );
+    conn.onNotification(STATUS_NOTIFICATION, (payload: unknown) => {
+      statuses.push(parseStatus(payload));
+    });
+    conn.onNotification(() => undefined); // logs and progress: not needed here
+    conn.listen();
+
+    const rootUri = pathToFileURL(repo).href;
+    initializeResult = await conn.sendRequest("initialize", {
+      processId: process.pid,
+      clientInfo: { name: "repotune-extension-test" },
+      rootUri,
+      workspaceFolders: [{ uri: rootUri, name: "repo" }],
+      initializationOptions,
+      capabilities: {
+        window: { workDoneProgress: true },
+        workspace: { configuration: true, workspaceFolders: true },
+        textDocument: { inlineCompletion: { dynamicRegistration: true } },
+      },
+    });
+    await conn.sendNotification("initialized", {});
+  }, 90_000);
+
+  afterAll(async () => {
+    try {
+      if (connection && child?.exitCode === null) {
+        await Promise.race([connection.sendRequest("shutdown"), sleep(5_000)]);
+        await connection.sendNotification("exit");
+      }
+    } catch {
+      // the server may already be gone; it is killed below either way
+    }
+    connection?.dispose();
+    if (child && child.exitCode === null) {
+      await Promise.race([new Promise((r) => child?.once("exit", r)), sleep(5_000)]);
+      if (child.exitCode === null) child.kill("SIGKILL");
+    }
+    if (base) rmSync(base, { recursive: true, force: true });
+  }, 30_000);
+
+  it("initializes with the extension's options and offers what the extension uses", () => {
+    const capabilities = initializeResult?.capabilities ?? {};
+    // Without this capability vscode-languageclient registers no inline completion provider.
+    expect(capabilities.inlineCompletionProvider, "initialize result lacks inlineCompletionProvider").toBeTruthy();
+    const commands = (capabilities.executeCommandProvider as { commands?: string[] } | undefined)?.commands;
+    expect(commands).toEqual(expect.arrayContaining(Object.values(SERVER_COMMANDS)));
+    // vscode-languageclient registers these ids as VS Code commands: they must not collide.
+    for (const own of Object.values(COMMANDS)) expect(commands).not.toContain(own);
+  });
+
+  it(
+    "answers textDocument/inlineCompletion inside a function with a non-empty item",
+    async () => {
+      const conn = connection;
+      if (!conn) throw new Error("no connection");
+      const uri = pathToFileURL(join(repo, "main.py")).href;
+      await conn.sendNotification("textDocument/didOpen", {
+        textDocument: { uri, languageId: "python", version: 1, text: MAIN_BEFORE + MAIN_AFTER },
+      });
+      const lines = MAIN_BEFORE.split("\n");
+      const position = { line: lines.length - 1, character: lines[lines.length - 1].length };
+      const started = Date.now();
+      let text = "";
+      let attempts = 0;
+      let lastError = "";
+      let unanswered = 0;
+      while (Date.now() - started < FIRST_COMPLETION_DEADLINE_MS) {
+        attempts += 1;
+        // Like VS Code, give up on a request after a while: cancelling sends $/cancelRequest,
+        // and the loop moves on even if the server never answers the cancelled request.
+        const source = new CancellationTokenSource();
+        const remaining = FIRST_COMPLETION_DEADLINE_MS - (Date.now() - started);
+        const request = conn.sendRequest(
+          "textDocument/inlineCompletion",
+          {
+            textDocument: { uri },
+            position,
+            context: { triggerKind: 2 }, // LSP InlineCompletionTriggerKind.Automatic
+          },
+          source.token,
+        );
+        let timer: NodeJS.Timeout | undefined;
+        const timeout = new Promise<"timeout">((resolve) => {
+          timer = setTimeout(() => {
+            resolve("timeout");
+          }, Math.max(1_000, Math.min(REQUEST_TIMEOUT_MS, remaining)));
+        });
+        try {
+          const result: unknown = await Promise.race([request, timeout]);
+          if (result === "timeout") {
+            source.cancel();
+            unanswered += 1;
+            request.catch(() => undefined);
+          } else {
+            const item = itemsOf(result).find((i) => textOf(i).trim() !== "");
+            if (item) {
+              text = textOf(item);
+              break;
+            }
+          }
+        } catch (error) {
+          lastError = String(error); // e.g. the model is still loading
+        } finally {
+          clearTimeout(timer);
+          source.dispose();
+        }
+        if (child?.exitCode !== null) break;
+        await sleep(1_000);
+      }
+      const seconds = ((Date.now() - started) / 1000).toFixed(1);
+      console.log(
+        `first inline completion after ${seconds} s, ${attempts} request(s), ` +
+          `${unanswered} unanswered after ${REQUEST_TIMEOUT_MS / 1000} s: ${JSON.stringify(text)}`,
+      );
+      expect(text.trim(), `no completion; last error: ${lastError}\nserver stderr:\n${stderr}`).not.toBe("");
+    },
+    FIRST_COMPLETION_DEADLINE_MS + 30_000,
+  );
+
+  it("reports its status through repotune.status in the shape the status bar reads", async () => {
+    const conn = connection;
+    if (!conn) throw new Error("no connection");
+    const raw: unknown = await conn.sendRequest("workspace/executeCommand", {
+      command: SERVER_COMMANDS.status,
+    });
+    const status = parseStatus(raw);
+    expect(status.message).not.toMatch(/unknown server state/);
+    expect(["idle", "busy", "indexing"]).toContain(status.state);
+    expect(status.model).not.toBeNull();
+    expect(status.index.files).toBeGreaterThanOrEqual(1);
+    expect(statuses.length, "no repotune/status notification arrived").toBeGreaterThan(0);
+  }, 30_000);
+
+  it("answers repotune.ask with an answer that renders with file links", async () => {
+    const conn = connection;
+    if (!conn) throw new Error("no connection");
+    const raw: unknown = await conn.sendRequest("workspace/executeCommand", {
+      command: SERVER_COMMANDS.ask,
+      arguments: [{ question: "Which function computes the area of a circle?" }],
+    });
+    const result = parseAskResult(raw);
+    expect(result.answer.trim()).not.toBe("");
+    const markdown = renderAnswer("Which function computes the area of a circle?", result, repo);
+    if (result.citations.length > 0) expect(markdown).toMatch(/\]\(file:\/\/.+#L\d+\)/);
+  }, 180_000);
+});
+
+describe.skipIf(Boolean(python))("the RepoTune server", () => {
+  it("is skipped: set REPOTUNE_PYTHON to an interpreter with RepoTune installed", () => {
+    console.warn("REPOTUNE_PYTHON is not set: the server integration test did not run.");
+  });
+});
