@@ -622,6 +622,7 @@ def build_dataset(
     out_dir.mkdir(parents=True, exist_ok=True)
     split_map = {name: [f.path for f in files if f.split == name] for name in SPLITS}
     (out_dir / "split.json").write_text(json.dumps(split_map, indent=2))
+    (out_dir / "source.json").write_text(json.dumps(repository_source(root), indent=2))
 
     count = TokenCounter(resolve_generator(settings.model.generator).path)
     fmt = count.prompt_format(settings)
@@ -665,6 +666,32 @@ def build_dataset(
     if not rows["train"]:
         raise TrainError(f"no training examples could be made from {root}")
     return stats
+
+
+def repository_source(root: Path) -> dict[str, Any]:
+    """The repository and commit the dataset was made from (for the model card)."""
+    import subprocess
+
+    info: dict[str, Any] = {"root": str(root), "name": root.name, "commit": None, "dirty": None}
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        if commit.returncode == 0:
+            info["commit"] = commit.stdout.strip()
+            status = subprocess.run(
+                ["git", "-C", str(root), "status", "--porcelain"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            info["dirty"] = bool(status.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
 
 
 def fill_stats(stats: DatasetStats, rows: dict[str, list[dict[str, Any]]]) -> None:

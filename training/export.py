@@ -478,7 +478,7 @@ def export(
     if merge:
         merged_path = output.with_name(f"{output.stem}-{merge}.gguf")
         merged = merge_adapter(lora, base.gguf_path, merged_path, merge)
-    return ExportResult(
+    result = ExportResult(
         adapter_path=output,
         sha256=sha256_file(output),
         size_bytes=output.stat().st_size,
@@ -486,3 +486,22 @@ def export(
         parity=reports,
         merged_path=merged,
     )
+    (run_dir / "export.json").write_text(json.dumps(result.to_json(), indent=2))
+    return result
+
+
+def held_out_texts(run_dir: Path, limit: int = 4) -> list[str]:
+    """Held-out text for the parity check: test examples (else validation) of the run's data."""
+    info = json.loads((Path(run_dir) / "run.json").read_text())
+    data_dir = Path(info["data_dir"])
+    texts: list[str] = []
+    for name in ("test.jsonl", "validation.jsonl"):
+        path = data_dir / name
+        if path.is_file():
+            with path.open(encoding="utf-8") as handle:
+                for line in handle:
+                    item = json.loads(line)
+                    texts.append(item["prompt"] + item["completion"])
+                    if len(texts) >= limit:
+                        return texts
+    return texts

@@ -1,0 +1,202 @@
+"""`repotune train ...`: dataset, finetune, export, publish, all.
+
+Outputs default to `<repo>/.repotune/` (never indexed by the server): `dataset/`, `run/` and
+`adapter.gguf`. Every command ends with one JSON line on stdout, for scripts and benchmarks.
+Settings come from the repository's `repotune.toml` / `[tool.repotune]`, then `--set KEY=VALUE`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from repotune.server.config import Settings, SettingsError, load_settings
+from repotune.server.models import ModelError
+from repotune.training.base import TrainError
+
+app = typer.Typer(
+    help="RAG fine-tuning: repository -> dataset -> LoRA -> GGUF adapter the server loads.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="a setting, e.g. train.learning_rate=1e-4 (repeatable)"),
+]
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"repotune train: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(1)
+
+
+def _overrides(pairs: list[str] | None) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or "." not in key:
+            raise _fail(f"--set expects SECTION.KEY=VALUE, got '{pair}'")
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        node = result
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return result
+
+
+def _settings(workspace: Path | None, pairs: list[str] | None) -> Settings:
+    try:
+        return load_settings(workspace, _overrides(pairs), overrides_source="command line")
+    except SettingsError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _emit(data: dict[str, Any]) -> None:
+    print(json.dumps(data, default=str))
+
+
+def _guard(action: Any) -> Any:
+    try:
+        return action()
+    except (TrainError, ModelError, SettingsError) as exc:
+        raise _fail(str(exc)) from None
+
+
+def _default_dir(repo: Path, name: str) -> Path:
+    return repo / ".repotune" / name
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@app.command()
+def dataset(
+    repo: Annotated[Path, typer.Argument(help="repository root")],
+    out: Annotated[Path | None, typer.Option(help="output folder")] = None,
+    per_kind: Annotated[int, typer.Option(help="spans per kind per file")] = 4,
+    set_: SetOption = None,
+) -> None:
+    """Build train/validation/test JSONL (split by file) with retrieved context."""
+    from repotune.training.dataset import build_dataset, format_stats
+
+    repo = repo.resolve()
+    settings = _settings(repo if repo.is_dir() else None, set_)
+    target = out or _default_dir(repo, "dataset")
+    stats = _guard(lambda: build_dataset(repo, target, settings, per_kind=per_kind))
+    typer.echo(format_stats(stats), err=True)
+    _emit({"dataset": str(target), **stats.to_json()})
+
+
+@app.command()
+def finetune(
+    data: Annotated[Path, typer.Argument(help="dataset folder (from `train dataset`)")],
+    out: Annotated[
+        Path | None, typer.Option(help="run folder (default: beside the dataset)")
+    ] = None,
+    base: Annotated[str | None, typer.Option(help="base model (default: model.generator)")] = None,
+    resume: Annotated[bool, typer.Option(help="continue the run in --out")] = False,
+    max_steps: Annotated[int | None, typer.Option(help="stop after this many steps")] = None,
+    workspace: Annotated[Path | None, typer.Option(help="repository whose settings apply")] = None,
+    set_: SetOption = None,
+) -> None:
+    """LoRA fine-tune on the served base; prints tokens/s and validation losses."""
+    from repotune.training.finetune import finetune as run_finetune
+
+    settings = _settings(workspace, set_)
+    run_dir = out or data.parent / "run"
+    result = _guard(
+        lambda: run_finetune(data, run_dir, settings, base, resume=resume, max_steps=max_steps)
+    )
+    _emit(result.to_json())
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Argument(help="run folder (from `train finetune`)")],
+    out: Annotated[Path | None, typer.Option(help="adapter file (.gguf)")] = None,
+    check: Annotated[bool, typer.Option(help="llama.cpp vs PyTorch parity check")] = True,
+    merge: Annotated[str | None, typer.Option(help="also merge into the base: Q8_0")] = None,
+    dtype: Annotated[str, typer.Option(help="adapter tensor type: f32 or f16")] = "f32",
+) -> None:
+    """Write the adapter as a llama.cpp GGUF adapter; fail loudly when parity is poor."""
+    from repotune.training.export import export as run_export
+    from repotune.training.export import held_out_texts
+
+    if dtype not in ("f32", "f16"):
+        raise _fail("--dtype must be f32 or f16")
+    target = out or run.parent / "adapter.gguf"
+    result = _guard(
+        lambda: run_export(run, target, held_out_texts(run), check=check, merge=merge, dtype=dtype)
+    )
+    typer.echo(f"adapter: {result.adapter_path} ({result.size_bytes / 1e6:.1f} MB)", err=True)
+    typer.echo(f'use it: [model] adapter = "{result.adapter_path}"', err=True)
+    _emit(result.to_json())
+
+
+@app.command()
+def publish(
+    adapter: Annotated[Path, typer.Argument(help="exported adapter (.gguf)")],
+    repo_id: Annotated[str, typer.Option("--repo", help="Hugging Face ORG/NAME")],
+    run: Annotated[Path | None, typer.Option(help="run folder, for the model card")] = None,
+    public: Annotated[bool, typer.Option(help="make the repository public")] = False,
+    folder: Annotated[Path | None, typer.Option(help="staging folder to build")] = None,
+    dry_run: Annotated[bool, typer.Option(help="only build the folder")] = False,
+) -> None:
+    """Push adapter, model card and settings to a Hugging Face repository (private default)."""
+    from repotune.training.publish import build_folder
+    from repotune.training.publish import publish as run_publish
+
+    staging = folder or adapter.parent / "publish"
+    if dry_run:
+        _guard(lambda: build_folder(adapter, repo_id, staging, run))
+        _emit({"folder": str(staging), "repo": repo_id, "uploaded": False})
+        return
+    reference = _guard(
+        lambda: run_publish(adapter, repo_id, staging, run_dir=run, private=not public)
+    )
+    _emit({"folder": str(staging), "repo": repo_id, "uploaded": True, "reference": reference})
+
+
+@app.command("all")
+def all_steps(
+    repo: Annotated[Path, typer.Argument(help="repository root")],
+    max_steps: Annotated[int | None, typer.Option(help="cap on training steps")] = None,
+    check: Annotated[bool, typer.Option(help="parity check on export")] = True,
+    set_: SetOption = None,
+) -> None:
+    """dataset -> finetune -> export into <repo>/.repotune/."""
+    from repotune.training.dataset import build_dataset, format_stats
+    from repotune.training.export import export as run_export
+    from repotune.training.export import held_out_texts
+    from repotune.training.finetune import finetune as run_finetune
+
+    repo = repo.resolve()
+    settings = _settings(repo if repo.is_dir() else None, set_)
+    data_dir = _default_dir(repo, "dataset")
+    run_dir = _default_dir(repo, "run")
+    adapter = _default_dir(repo, "adapter.gguf")
+    stats = _guard(lambda: build_dataset(repo, data_dir, settings))
+    typer.echo(format_stats(stats), err=True)
+    resume = (run_dir / "checkpoint").exists()
+    result = _guard(
+        lambda: run_finetune(data_dir, run_dir, settings, None, resume=resume, max_steps=max_steps)
+    )
+    exported = _guard(lambda: run_export(run_dir, adapter, held_out_texts(run_dir), check=check))
+    typer.echo(f'use it: add to {repo / "repotune.toml"}: [model] adapter = "{adapter}"', err=True)
+    _emit({"finetune": result.to_json(), "export": exported.to_json()})
+
+
+def main() -> None:  # pragma: no cover - `python -m repotune.training.cli`
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
