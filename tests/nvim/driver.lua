@@ -13,6 +13,7 @@ local result_path = assert(vim.env.REPOTUNE_NVIM_RESULT, 'REPOTUNE_NVIM_RESULT i
 local target_line = tonumber(vim.env.REPOTUNE_NVIM_LINE or '1')
 local timeout_ms = tonumber(vim.env.REPOTUNE_NVIM_TIMEOUT_MS or '180000')
 local retrigger_ms = tonumber(vim.env.REPOTUNE_NVIM_RETRIGGER_MS or '1500')
+local unanswered_ms = tonumber(vim.env.REPOTUNE_NVIM_UNANSWERED_MS or '30000')
 
 local started = uv.hrtime()
 local function elapsed_ms()
@@ -50,7 +51,7 @@ api.nvim_create_autocmd('LspRequest', {
     end
     local id = args.data.request_id
     if request.type == 'pending' and not pending[id] then
-      pending[id] = true
+      pending[id] = elapsed_ms()
       out.requests.sent = out.requests.sent + 1
     elseif request.type == 'complete' then
       pending[id] = nil
@@ -181,6 +182,12 @@ local function run()
     shown = shown_suggestion(bufnr)
     if shown and shown.text ~= '' then
       break
+    end
+    for id, since in pairs(pending) do
+      if elapsed_ms() - since > unanswered_ms then
+        -- The server answers within its time cap (2 s by default); this answer is lost.
+        error(('inlineCompletion request %d got no answer in %d ms'):format(id, unanswered_ms))
+      end
     end
     local idle = next(pending) == nil
     local since_response = elapsed_ms() - (out.requests.last_response_ms or 0)
