@@ -35,6 +35,7 @@ WARM_KEYSTROKES = 3
 BLOCK_SHARE = 0.25
 TIME_BUDGET_S = 1200.0
 SEED = 20240601
+AB_SESSIONS = 8  # sessions replayed twice (prompt lookup off/on)
 
 
 # --------------------------------------------------------------------------- corpus
@@ -198,13 +199,117 @@ def _summary(records: list[dict[str, Any]]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- run
 
 
-def run_bench_complete(
-    workspace: Path, settings: Settings, samples: int = 100, time_budget_s: float = TIME_BUDGET_S
-) -> dict[str, Any]:
-    """Index `workspace`, replay sampled typing sessions, print (and return) the JSON report."""
-    from repotune.server.engine import CompletionEngine, CompletionRequest
+def _replay(
+    engine: Any, index: Any, settings: Settings, cursors: list[Cursor], name: str
+) -> list[dict[str, Any]]:
+    """Send one session's requests as an editor would: retrieval, then completion."""
+    from repotune.server.engine import CompletionRequest
     from repotune.server.prompts import as_snippets
     from repotune.server.retrieval import cursor_query
+
+    lines = settings.retrieval.query_lines
+    records = []
+    for cursor in cursors:
+        t0 = time.perf_counter()
+        cursor_line = cursor.prefix.count("\n") + 1
+        exclude = (cursor.path, max(1, cursor_line - lines), cursor_line + lines)
+        chunks = index.search(
+            cursor_query(cursor.prefix, cursor.suffix, lines),
+            settings.retrieval.top_k,
+            exclude=exclude,
+        )
+        retrieval_ms = (time.perf_counter() - t0) * 1000
+        request = CompletionRequest(
+            cursor.path, "python", cursor.prefix, cursor.suffix, as_snippets(chunks), name
+        )
+        engine.last_stats = {}
+        result = engine.complete(request)
+        total_ms = (time.perf_counter() - t0) * 1000
+        # An emptied completion still cost a generation: take its figures from last_stats.
+        stats = engine.last_stats if result is None else {}
+        timings = result.timings if result else stats.get("timings", {})
+
+        def pick(key: str, default: Any, result: Any = result, stats: dict = stats) -> Any:
+            return getattr(result, key) if result is not None else stats.get(key, default)
+
+        records.append(
+            {
+                "session": cursor.session,
+                "kind": cursor.kind,
+                "path": cursor.path,
+                "multiline": result.multiline if result else None,
+                "text": result.text if result else "",
+                "reason": engine.last_reason,
+                "cached": bool(result and result.cached),
+                "total_ms": total_ms,
+                "retrieval_ms": retrieval_ms,
+                "tokenize_ms": timings.get("tokenize", 0.0),
+                "prompt_eval_ms": timings.get("prompt_eval", 0.0),
+                "generate_ms": timings.get("generate", 0.0),
+                "prompt_tokens": pick("prompt_tokens", 0),
+                "reused_tokens": pick("reused_tokens", 0),
+                "generated_tokens": pick("generated_tokens", None),
+                "drafted_tokens": pick("drafted_tokens", 0),
+                "accepted_tokens": pick("accepted_tokens", 0),
+            }
+        )
+    return records
+
+
+def _compare_prompt_lookup(
+    engine: Any, index: Any, settings: Settings, sessions: list[list[Cursor]], name: str
+) -> dict[str, Any]:
+    """Replay sessions with prompt lookup off and on, alternating, so load drifts hit both."""
+    from repotune.server.config import settings_with
+
+    subset = sessions[:AB_SESSIONS]
+    results: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
+    try:
+        for cursors in subset:
+            for lookup in (False, True):
+                engine.reload(
+                    settings_with(settings, {"completion": {"prompt_lookup": lookup}}, "bench")
+                )
+                engine._loaded.llm.reset()  # same cold start for both arms
+                results[lookup].extend(_replay(engine, index, settings, cursors, name))
+    finally:
+        engine.reload(settings)
+    report: dict[str, Any] = {"sessions": len(subset)}
+    for lookup, records in results.items():
+        served = [r for r in records if not r["cached"] and r["generated_tokens"] is not None]
+        drafted = sum(r["drafted_tokens"] for r in served)
+        summary = _summary(records)
+        report["on" if lookup else "off"] = {
+            "latency_ms_p50": summary["latency_ms_p50"],
+            "warm_latency_ms_p50": _summary([r for r in records if r["kind"] == "warm"])[
+                "latency_ms_p50"
+            ],
+            "decode_tokens_per_s": summary["decode_tokens_per_s"],
+            "generate_ms_total": round(sum(r["generate_ms"] for r in served), 1),
+            "generated_tokens": sum(r["generated_tokens"] for r in served),
+            "drafted_tokens": drafted,
+            "acceptance": round(sum(r["accepted_tokens"] for r in served) / drafted, 3)
+            if drafted
+            else None,
+        }
+    off, on = report["off"], report["on"]
+    report["helps"] = bool(
+        on["decode_tokens_per_s"]
+        and off["decode_tokens_per_s"]
+        and on["decode_tokens_per_s"] > off["decode_tokens_per_s"] * 1.05
+    )
+    return report
+
+
+def run_bench_complete(
+    workspace: Path,
+    settings: Settings,
+    samples: int = 100,
+    time_budget_s: float = TIME_BUDGET_S,
+    compare_prompt_lookup: bool = True,
+) -> dict[str, Any]:
+    """Index `workspace`, replay sampled typing sessions, print (and return) the JSON report."""
+    from repotune.server.engine import CompletionEngine
     from repotune.server.workspace_index import WorkspaceIndex
 
     name = workspace.name
@@ -226,57 +331,16 @@ def run_bench_complete(
         if not engine.wait_ready(600):
             raise ModelError(engine.load_error or "the generator did not load in time")
         records: list[dict[str, Any]] = []
-        lines = settings.retrieval.query_lines
         bench_started = time.perf_counter()
         truncated = False
         for cursors in sessions:
             if time.perf_counter() - bench_started > time_budget_s:
                 truncated = True
                 break
-            for cursor in cursors:
-                t0 = time.perf_counter()
-                cursor_line = cursor.prefix.count("\n") + 1
-                exclude = (cursor.path, max(1, cursor_line - lines), cursor_line + lines)
-                chunks = index.search(
-                    cursor_query(cursor.prefix, cursor.suffix, lines),
-                    settings.retrieval.top_k,
-                    exclude=exclude,
-                )
-                retrieval_ms = (time.perf_counter() - t0) * 1000
-                request = CompletionRequest(
-                    cursor.path, "python", cursor.prefix, cursor.suffix, as_snippets(chunks), name
-                )
-                engine.last_stats = {}
-                result = engine.complete(request)
-                total_ms = (time.perf_counter() - t0) * 1000
-                # An emptied completion still cost a generation: take its figures from last_stats.
-                stats = engine.last_stats if result is None else {}
-                timings = result.timings if result else stats.get("timings", {})
-                records.append(
-                    {
-                        "session": cursor.session,
-                        "kind": cursor.kind,
-                        "path": cursor.path,
-                        "multiline": result.multiline if result else None,
-                        "text": result.text if result else "",
-                        "reason": engine.last_reason,
-                        "cached": bool(result and result.cached),
-                        "total_ms": total_ms,
-                        "retrieval_ms": retrieval_ms,
-                        "tokenize_ms": timings.get("tokenize", 0.0),
-                        "prompt_eval_ms": timings.get("prompt_eval", 0.0),
-                        "generate_ms": timings.get("generate", 0.0),
-                        "prompt_tokens": result.prompt_tokens
-                        if result
-                        else stats.get("prompt_tokens", 0),
-                        "reused_tokens": result.reused_tokens
-                        if result
-                        else stats.get("reused_tokens", 0),
-                        "generated_tokens": result.generated_tokens
-                        if result
-                        else stats.get("generated_tokens"),
-                    }
-                )
+            records.extend(_replay(engine, index, settings, cursors, name))
+        lookup_ab = None
+        if compare_prompt_lookup and not truncated:
+            lookup_ab = _compare_prompt_lookup(engine, index, settings, sessions, name)
         status = engine.status()
     finally:
         engine.close()
@@ -321,6 +385,7 @@ def run_bench_complete(
             "warm_share_outside_generation_max": 0.35,
             "warm_single_line_p50_ms_max": 300,
         },
+        "prompt_lookup_ab": lookup_ab,
         "examples": [
             {k: r[k] for k in ("path", "kind", "multiline", "text", "reason")} for r in records[:6]
         ],

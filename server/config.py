@@ -109,6 +109,10 @@ class CompletionSettings(_Section):
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     cache_size: int = Field(256, ge=0)
     prompt_lookup: bool = Field(False, description="llama.cpp prompt-lookup decoding")
+    sticky_context: bool = Field(
+        True,
+        description="keep the retrieved snippets while typing on one line (KV cache reuse)",
+    )
     debounce_ms: int = Field(150, ge=0, le=5000)
 
 

@@ -50,6 +50,8 @@ CACHE_PREFIX_CHARS = 1500
 CACHE_SUFFIX_CHARS = 500
 # How many recent entries a "typing through" lookup scans.
 TYPE_THROUGH_SCAN = 32
+# The cursor line's share of the prefix budget is reserved in steps of this many tokens.
+PREFIX_QUANTUM = 32
 
 
 @dataclass(frozen=True)
@@ -416,6 +418,7 @@ class CompletionEngine:
         self.last_reason = ""
         # Timings and token counts of the last generation, kept even when it produced nothing.
         self.last_stats: dict[str, Any] = {}
+        self._last_context: tuple[tuple[str, int], tuple[ContextSnippet, ...]] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -581,6 +584,7 @@ class CompletionEngine:
             budget=self._budget(multiline),
             count_tokens=lambda text: self._count(loaded, text),
             repo_name=request.repo_name,
+            prefix_quantum=PREFIX_QUANTUM,
         )
 
     @staticmethod
@@ -600,6 +604,17 @@ class CompletionEngine:
                     piece = alt
             tokens.extend(piece)
         return tokens
+
+    def _sticky_context(self, request: CompletionRequest) -> CompletionRequest:
+        """While the cursor stays on one line of one file, keep the snippets of the first
+        request there: retrieval results shift with every keystroke, and a different context
+        block would make llama.cpp re-evaluate the whole prompt instead of a few tokens."""
+        key = (request.path, request.prefix.count("\n"))
+        last = self._last_context
+        if self._settings.completion.sticky_context and last is not None and last[0] == key:
+            return replace(request, context=last[1])
+        self._last_context = (key, tuple(request.context))
+        return request
 
     def _acquire(self, cancel: threading.Event) -> bool:
         while not self._lock.acquire(timeout=0.02):
@@ -674,6 +689,7 @@ class CompletionEngine:
 
         llm = loaded.llm
         comp = self._settings.completion
+        request = self._sticky_context(request)
         prompt = self.build_prompt(request, multiline)
         tokens = self._tokenize(loaded, prompt)
         limit = self._settings.model.context_length - 8

@@ -320,10 +320,14 @@ def _cut_to_tokens_left(text: str, budget: int, count: CountTokens) -> str:
     return text[:low]
 
 
-def truncate_prefix(prefix: str, budget: int, count: CountTokens) -> tuple[str, int, int]:
+def truncate_prefix(
+    prefix: str, budget: int, count: CountTokens, quantum: int = 1
+) -> tuple[str, int, int]:
     """Keep the last whole lines of `prefix` that fit `budget` (the cursor's line always).
 
-    Returns (kept text, tokens counted, lines dropped).
+    `quantum` > 1 reserves the cursor line's share in steps of that many tokens, so typing on
+    one line does not move the first kept line at every keystroke (which would make llama.cpp
+    re-evaluate the whole prefix). Returns (kept text, tokens counted, lines dropped).
     """
     lines = prefix.split("\n")
     current = lines[-1]
@@ -331,11 +335,14 @@ def truncate_prefix(prefix: str, budget: int, count: CountTokens) -> tuple[str, 
     if used > budget:
         current = _cut_to_tokens_right(current, budget, count)
         return current, count(current) if current else 0, len(lines) - 1
+    reserve = min(budget, -(-max(used, 1) // quantum) * quantum) if quantum > 1 else used
     kept: list[str] = [current]
+    spent = reserve
     for line in reversed(lines[:-1]):
         cost = count(line + "\n")
-        if used + cost > budget:
+        if spent + cost > budget:
             break
+        spent += cost
         kept.append(line)
         used += cost
     dropped = len(lines) - len(kept)
@@ -486,20 +493,24 @@ def build_fim_prompt(
     budget: tuple[int, int, int],
     count_tokens: CountTokens,
     repo_name: str | None = None,
+    prefix_quantum: int = 1,
 ) -> BuiltPrompt:
     """Pack context, prefix and suffix into `fmt`'s layout within `budget`.
 
     `budget` is (context_tokens, prefix_tokens, suffix_tokens); each part is cut at line
     boundaries (prefix keeps its last lines, suffix its first, context its most relevant
     snippets). `context` items are ContextSnippets or anything with .path/.text/.start_line.
-    Markers that are special tokens count as one token each.
+    Markers that are special tokens count as one token each. `prefix_quantum`: see
+    `truncate_prefix` (the server passes 32; 1 packs exactly).
     """
     if isinstance(fmt, str):
         fmt = get_format(fmt)
     context_budget, prefix_budget, suffix_budget = budget
     snippets = as_snippets(context)
     kept, context_used, dropped = pack_context(fmt, snippets, context_budget, count_tokens)
-    kept_prefix, prefix_used, prefix_dropped = truncate_prefix(prefix, prefix_budget, count_tokens)
+    kept_prefix, prefix_used, prefix_dropped = truncate_prefix(
+        prefix, prefix_budget, count_tokens, prefix_quantum
+    )
     kept_suffix, suffix_used, suffix_dropped = truncate_suffix(suffix, suffix_budget, count_tokens)
 
     context_segments: list[Segment] = []

@@ -9,6 +9,7 @@ import json.encoder as json_encoder
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -66,7 +67,9 @@ def engine(generator_model) -> Iterator[CompletionEngine]:
 
 
 def fresh(engine: CompletionEngine, request: CompletionRequest) -> CompletionResult | None:
+    """A request with no result cache and no sticky context from earlier tests."""
     engine.cache.clear()
+    engine._last_context = None
     return engine.complete(request)
 
 
@@ -164,6 +167,26 @@ def test_typing_on_reuses_the_kv_cache(engine) -> None:
     # Suffix-before-prefix layout: everything up to the typed character is reused.
     assert second.reused_tokens >= second.prompt_tokens - 3, second
     assert second.prompt_tokens - second.reused_tokens < first.prompt_tokens - first.reused_tokens
+
+
+def test_context_sticks_while_typing_on_one_line(engine) -> None:
+    first_snippet = ContextSnippet("json/decoder.py", "class JSONDecoder:\n    pass\n", 10)
+    other_snippet = ContextSnippet("json/scanner.py", "def make_scanner():\n    pass\n", 3)
+    base = line_request()
+    first = fresh(engine, replace(base, context=(first_snippet,)))
+    assert first is not None and first.prompt is not None
+    engine.cache.clear()
+    # retrieval moved on after a keystroke; the prompt keeps the first snippets
+    second = engine.complete(replace(base, prefix=base.prefix + "r", context=(other_snippet,)))
+    assert second is not None and second.prompt is not None
+    assert second.prompt.snippets == (first_snippet,)
+    assert second.reused_tokens >= second.prompt_tokens - 3
+    # on another line the new snippets are used
+    engine.cache.clear()
+    moved = replace(base, prefix="# one more line\n" + base.prefix, context=(other_snippet,))
+    third = engine.complete(moved)
+    assert third is not None and third.prompt is not None
+    assert third.prompt.snippets == (other_snippet,)
 
 
 def test_repeated_request_is_served_from_the_cache(engine) -> None:

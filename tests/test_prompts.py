@@ -154,6 +154,21 @@ def test_prefix_cursor_line_alone_too_long_is_cut_from_the_left() -> None:
     assert kept == "x" * 10 and used == 10 and dropped == 1
 
 
+def test_prefix_quantum_keeps_the_first_line_while_typing() -> None:
+    def words(text: str) -> int:
+        return len(text.split()) + text.count("\n")
+
+    body = "".join(f"line number {i}\n" for i in range(40))
+    starts = set()
+    for typed in range(1, 12):
+        kept, used, _ = truncate_prefix(body + "x " * typed, 64, words, quantum=16)
+        assert used <= 64
+        starts.add(kept.split("\n", 1)[0])
+    assert len(starts) == 1  # the same first line for every keystroke
+    exact = {truncate_prefix(body + "x " * t, 64, words)[0].split("\n", 1)[0] for t in range(12)}
+    assert len(exact) > 1  # without the quantum it moves
+
+
 def test_suffix_keeps_first_whole_lines() -> None:
     suffix = ")\n    return y\n\nother()\n"
     kept, _used, dropped = truncate_suffix(suffix, budget=len(")\n    return y"), count=chars)
