@@ -193,6 +193,10 @@ def _summary(records: list[dict[str, Any]]) -> dict[str, Any]:
         ),
         "decode_tokens_per_s": round(decode_tokens / (decode_ms / 1000), 1) if decode_ms else None,
         "share_outside_generation": round(outside / spent, 3) if spent else None,
+        "mean_ms": {
+            key: round(statistics.mean(r[f"{key}_ms"] for r in served), 1) if served else None
+            for key in ("retrieval", "tokenize", "prompt_eval", "generate", "total")
+        },
     }
 
 
@@ -213,11 +217,13 @@ def _replay(
         t0 = time.perf_counter()
         cursor_line = cursor.prefix.count("\n") + 1
         exclude = (cursor.path, max(1, cursor_line - lines), cursor_line + lines)
-        chunks = index.search(
-            cursor_query(cursor.prefix, cursor.suffix, lines),
-            settings.retrieval.top_k,
-            exclude=exclude,
-        )
+        chunks = []
+        if engine.wants_context(cursor.path, cursor.prefix):  # once per line, as the LSP does
+            chunks = index.search(
+                cursor_query(cursor.prefix, cursor.suffix, lines),
+                settings.retrieval.top_k,
+                exclude=exclude,
+            )
         retrieval_ms = (time.perf_counter() - t0) * 1000
         request = CompletionRequest(
             cursor.path, "python", cursor.prefix, cursor.suffix, as_snippets(chunks), name

@@ -605,6 +605,15 @@ class CompletionEngine:
             tokens.extend(piece)
         return tokens
 
+    def wants_context(self, path: str, prefix: str) -> bool:
+        """False while the cursor stays on the line of the previous request (its snippets will
+        be reused, see `_sticky_context`): callers skip retrieval then, once per line is
+        enough and retrieval costs more than a warm generation on a small CPU."""
+        last = self._last_context
+        if not self._settings.completion.sticky_context or last is None:
+            return True
+        return last[0] != (path, prefix.count("\n"))
+
     def _sticky_context(self, request: CompletionRequest) -> CompletionRequest:
         """While the cursor stays on one line of one file, keep the snippets of the first
         request there: retrieval results shift with every keystroke, and a different context

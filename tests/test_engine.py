@@ -176,6 +176,7 @@ def test_context_sticks_while_typing_on_one_line(engine) -> None:
     first = fresh(engine, replace(base, context=(first_snippet,)))
     assert first is not None and first.prompt is not None
     engine.cache.clear()
+    assert engine.wants_context(base.path, base.prefix + "r") is False  # skip retrieval
     # retrieval moved on after a keystroke; the prompt keeps the first snippets
     second = engine.complete(replace(base, prefix=base.prefix + "r", context=(other_snippet,)))
     assert second is not None and second.prompt is not None
@@ -184,6 +185,7 @@ def test_context_sticks_while_typing_on_one_line(engine) -> None:
     # on another line the new snippets are used
     engine.cache.clear()
     moved = replace(base, prefix="# one more line\n" + base.prefix, context=(other_snippet,))
+    assert engine.wants_context(moved.path, moved.prefix) is True
     third = engine.complete(moved)
     assert third is not None and third.prompt is not None
     assert third.prompt.snippets == (other_snippet,)
