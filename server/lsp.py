@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
 
 from repotune import __version__
@@ -32,11 +36,37 @@ COMMAND_SEARCH = "repotune.search"
 STATUS_NOTIFICATION = "repotune/status"
 
 
+class _AlreadyAnswered:
+    """Stands in for a request that failed to parse and was answered with an error already."""
+
+    jsonrpc = None
+
+
+class RepoTuneProtocol(LanguageServerProtocol):
+    """pygls drops a request whose params do not parse without answering; the client would then
+    wait forever. Answer it with the JSON-RPC error instead (InvalidParams, usually)."""
+
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as error:
+            if isinstance(data, dict) and "id" in data and "method" in data:
+                logger.warning("answering unparsable %s request with an error", data.get("method"))
+                self._send_response(data["id"], error=error.to_response_error())
+                return _AlreadyAnswered()
+            raise
+
+    def handle_message(self, message: Any) -> None:
+        if isinstance(message, _AlreadyAnswered):
+            return
+        super().handle_message(message)
+
+
 class RepoTuneServer(LanguageServer):
     """Holds the per-process state the handlers share."""
 
     def __init__(self) -> None:
-        super().__init__("repotune", __version__, max_workers=4)
+        super().__init__("repotune", __version__, protocol_cls=RepoTuneProtocol, max_workers=4)
         self.assistant: Assistant | None = None
         # Generation holds one llama.cpp context: one worker keeps requests in arrival order.
         self.generation_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
@@ -45,6 +75,16 @@ class RepoTuneServer(LanguageServer):
         self.progress_tokens: dict[str, dict[str, Any]] = {}
         self.client_supports_progress = False
         self.last_status: dict[str, Any] | None = None
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """Unparsable traffic is the client's problem: log it rather than pop up a message."""
+        logger.error("protocol error (%s): %s", getattr(source, "__name__", source), error)
+        try:
+            self.window_log_message(
+                types.LogMessageParams(type=types.MessageType.Error, message=f"RepoTune: {error}")
+            )
+        except Exception:  # the transport itself may be what failed
+            pass
 
     # -------------------------------------------------------------- thread-safe notifications
 
@@ -260,17 +300,16 @@ async def _complete(ls: RepoTuneServer, uri: str, position: types.Position) -> A
             del ls.inflight[uri]
 
 
-@server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION)
+@server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
 async def on_inline_completion(
     ls: RepoTuneServer, params: types.InlineCompletionParams
 ) -> types.InlineCompletionList | None:
     outcome = await _complete(ls, params.text_document.uri, params.position)
     if outcome is None:
         return types.InlineCompletionList(items=[])
-    cursor = types.Range(start=params.position, end=params.position)
-    return types.InlineCompletionList(
-        items=[types.InlineCompletionItem(insert_text=outcome.text, range=cursor)]
-    )
+    # No range: the text is inserted at the cursor. An explicit empty range makes Neovim draw
+    # the suggestion over the rest of the line; the VS Code extension adds the range VS Code needs.
+    return types.InlineCompletionList(items=[types.InlineCompletionItem(insert_text=outcome.text)])
 
 
 @server.feature(
@@ -305,7 +344,7 @@ async def on_completion(ls: RepoTuneServer, params: types.CompletionParams) -> t
     return types.CompletionList(is_incomplete=True, items=[item])
 
 
-def _question_from(arguments: list[Any] | None) -> str:
+def _question_from(arguments: tuple[Any, ...]) -> str:
     if not arguments:
         raise ValueError("repotune.ask needs a question: [{\"question\": \"...\"}]")
     first = arguments[0]
@@ -316,7 +355,7 @@ def _question_from(arguments: list[Any] | None) -> str:
 
 
 @server.command(COMMAND_ASK)
-async def cmd_ask(ls: RepoTuneServer, arguments: list[Any] | None = None) -> dict[str, Any]:
+async def cmd_ask(ls: RepoTuneServer, *arguments: Any) -> dict[str, Any]:
     question = _question_from(arguments)
     assistant = _assistant(ls)
     cancel = threading.Event()
@@ -335,7 +374,7 @@ async def cmd_ask(ls: RepoTuneServer, arguments: list[Any] | None = None) -> dic
 
 
 @server.command(COMMAND_SEARCH)
-async def cmd_search(ls: RepoTuneServer, arguments: list[Any] | None = None) -> list[dict[str, Any]]:
+async def cmd_search(ls: RepoTuneServer, *arguments: Any) -> list[dict[str, Any]]:
     """Show what retrieval finds for a query: [{"query": str, "k": int}]."""
     first = arguments[0] if arguments else None
     query = first.get("query") if isinstance(first, dict) else first
@@ -348,13 +387,13 @@ async def cmd_search(ls: RepoTuneServer, arguments: list[Any] | None = None) -> 
 
 
 @server.command(COMMAND_REINDEX)
-def cmd_reindex(ls: RepoTuneServer, arguments: list[Any] | None = None) -> dict[str, Any]:
+def cmd_reindex(ls: RepoTuneServer, *arguments: Any) -> dict[str, Any]:
     ls.thread_pool.submit(_log_failures(ls, _assistant(ls).reindex))
     return {"ok": True}
 
 
 @server.command(COMMAND_STATUS)
-def cmd_status(ls: RepoTuneServer, arguments: list[Any] | None = None) -> dict[str, Any]:
+def cmd_status(ls: RepoTuneServer, *arguments: Any) -> dict[str, Any]:
     return _assistant(ls).status()
 
 
@@ -369,5 +408,15 @@ def on_shutdown(ls: RepoTuneServer, params: Any = None) -> None:
 
 
 def run_stdio() -> None:
+    """Serve on stdin/stdout, with the protocol on its own copy of fd 1.
+
+    llama-cpp-python's `verbose=False` silences model loading by pointing fd 1 at /dev/null for a
+    while; replies written then were lost. The protocol therefore writes to a duplicate of the
+    original stdout, and fd 1 itself (and sys.stdout) go to stderr, so no library's print can
+    corrupt the JSON-RPC stream either.
+    """
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    server.start_io()
+    protocol_out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    server.start_io(sys.stdin.buffer, protocol_out)

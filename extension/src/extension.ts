@@ -266,7 +266,12 @@ class RepoTune implements vscode.Disposable {
           if (!this.enabledFor(document)) return null;
           const wait = debounceFor(context.triggerKind, this.debounceMs());
           if (!(await debounce(wait, token))) return null;
-          return next(document, position, context, token);
+          const result = await next(document, position, context, token);
+          // The server leaves `range` out (insert at the cursor; Neovim overlays text when a
+          // range is given), but VS Code would then replace the word at the cursor: pin it.
+          const items = Array.isArray(result) ? result : (result?.items ?? []);
+          for (const item of items) item.range ??= new vscode.Range(position, position);
+          return result;
         },
         workspace: {
           configuration: async (params, token, next) => {
