@@ -213,13 +213,16 @@ class Assistant:
         if engine is None or not engine.ready:
             return None
         prefix, suffix = text[:offset], text[offset:]
+        root = self.folder_for(path)
+        relative = path.resolve().relative_to(root).as_posix() if root else path.name
+        # The engine keeps one line's snippets while typing on it (KV-cache reuse), so
+        # retrieval runs once per line, not once per keystroke.
+        retrieve_now = use_context and engine.wants_context(relative, prefix)
         chunks, retrieval_ms = (
-            self.retrieve(path, prefix, suffix, settings) if use_context else ([], 0.0)
+            self.retrieve(path, prefix, suffix, settings) if retrieve_now else ([], 0.0)
         )
         if cancel is not None and cancel.is_set():
             return None
-        root = self.folder_for(path)
-        relative = path.resolve().relative_to(root).as_posix() if root else path.name
         request = CompletionRequest(
             path=relative,
             language=language,
