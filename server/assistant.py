@@ -49,8 +49,9 @@ def _language_matches(language: str | None, allowed: list[str]) -> bool:
 class Assistant:
     """One per server process: owns the engine and one index per workspace folder."""
 
-    def __init__(self, editor_overrides: Mapping[str, Any] | None = None,
-                 on_event: EventSink | None = None) -> None:
+    def __init__(
+        self, editor_overrides: Mapping[str, Any] | None = None, on_event: EventSink | None = None
+    ) -> None:
         self._editor_overrides: dict[str, Any] = dict(editor_overrides or {})
         self._on_event = on_event or (lambda event: None)
         self._lock = threading.RLock()
@@ -147,9 +148,9 @@ class Assistant:
         resolved = path.resolve()
         best: Path | None = None
         for root in self._folders:
-            if resolved == root or root in resolved.parents:
-                if best is None or len(root.parts) > len(best.parts):
-                    best = root
+            inside = resolved == root or root in resolved.parents
+            if inside and (best is None or len(root.parts) > len(best.parts)):
+                best = root
         return best
 
     def index_for(self, root: Path) -> Any:
@@ -177,8 +178,9 @@ class Assistant:
 
     # ------------------------------------------------------------------ requests
 
-    def retrieve(self, path: Path, prefix: str, suffix: str,
-                 settings: Settings) -> tuple[list[Any], float]:
+    def retrieve(
+        self, path: Path, prefix: str, suffix: str, settings: Settings
+    ) -> tuple[list[Any], float]:
         """Chunks for the cursor from the file's workspace index, minus the cursor's own window."""
         from repotune.server.retrieval import cursor_query
 
@@ -198,9 +200,15 @@ class Assistant:
             chunks = []
         return chunks, (time.perf_counter() - started) * 1000.0
 
-    def complete(self, path: Path, text: str, offset: int, language: str | None = None,
-                 cancel: threading.Event | None = None,
-                 use_context: bool = True) -> CompletionOutcome | None:
+    def complete(
+        self,
+        path: Path,
+        text: str,
+        offset: int,
+        language: str | None = None,
+        cancel: threading.Event | None = None,
+        use_context: bool = True,
+    ) -> CompletionOutcome | None:
         from repotune.server.engine import CompletionRequest
         from repotune.server.prompts import ContextSnippet
 
@@ -229,8 +237,9 @@ class Assistant:
             prefix=prefix,
             suffix=suffix,
             context=[
-                ContextSnippet(path=c.path, text=c.text, start_line=c.start_line,
-                               end_line=c.end_line)
+                ContextSnippet(
+                    path=c.path, text=c.text, start_line=c.start_line, end_line=c.end_line
+                )
                 for c in chunks
             ],
             repo_name=root.name if root else None,
@@ -257,17 +266,25 @@ class Assistant:
         results: list[dict[str, Any]] = []
         for root, index in list(self._folders.items()):
             for chunk in index.search(query, k):
-                results.append({
-                    "path": chunk.path, "uri": (root / chunk.path).as_uri(),
-                    "start_line": chunk.start_line, "end_line": chunk.end_line,
-                    "symbol": chunk.symbol, "kind": chunk.kind, "score": chunk.score,
-                    "sources": list(chunk.sources), "text": chunk.text,
-                })
+                results.append(
+                    {
+                        "path": chunk.path,
+                        "uri": (root / chunk.path).as_uri(),
+                        "start_line": chunk.start_line,
+                        "end_line": chunk.end_line,
+                        "symbol": chunk.symbol,
+                        "kind": chunk.kind,
+                        "score": chunk.score,
+                        "sources": list(chunk.sources),
+                        "text": chunk.text,
+                    }
+                )
         results.sort(key=lambda item: -item["score"])
         return results[:k]
 
-    def ask(self, question: str, cancel: threading.Event | None = None,
-            max_tokens: int = 384) -> Answer:
+    def ask(
+        self, question: str, cancel: threading.Event | None = None, max_tokens: int = 384
+    ) -> Answer:
         """Answer from retrieved chunks of every folder; the sources are always listed."""
         from repotune.server.prompts import ContextSnippet
 
@@ -294,8 +311,12 @@ class Assistant:
         finally:
             self._set_state("idle")
         citations = [
-            Citation(path=c.path, uri=(root / c.path).as_uri(), start_line=c.start_line,
-                     end_line=c.end_line)
+            Citation(
+                path=c.path,
+                uri=(root / c.path).as_uri(),
+                start_line=c.start_line,
+                end_line=c.end_line,
+            )
             for root, c in hits
         ]
         if citations:

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
 from repotune.server.config import Settings, SettingsError, load_settings
 from repotune.server.models import ModelError
 
@@ -101,7 +100,9 @@ def search(
 @app.command()
 def complete(
     position: Annotated[str, typer.Argument(help="FILE:LINE:COL, 1-based line and column")],
-    workspace: Annotated[Path | None, typer.Option(help="workspace root (default: git root)")] = None,
+    workspace: Annotated[
+        Path | None, typer.Option(help="workspace root (default: git root)")
+    ] = None,
     no_context: Annotated[bool, typer.Option("--no-context", help="skip retrieval")] = False,
     adapter: Annotated[str | None, typer.Option(help="LoRA adapter (GGUF path or hf:)")] = None,
     model: Annotated[str | None, typer.Option(help="generator model reference")] = None,

@@ -97,9 +97,7 @@ class RetrievalSettings(_Section):
 class CompletionSettings(_Section):
     enabled: bool = True
     languages: list[str] = Field(default_factory=lambda: ["*"])
-    fallback_completion_item: bool = Field(
-        True, description="also answer textDocument/completion"
-    )
+    fallback_completion_item: bool = Field(True, description="also answer textDocument/completion")
     context_tokens: int = Field(512, ge=0, le=32768)
     prefix_tokens: int = Field(512, ge=16, le=32768)
     suffix_tokens: int = Field(192, ge=0, le=32768)

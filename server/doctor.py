@@ -100,7 +100,9 @@ def format_report(report: dict[str, Any]) -> str:
     for name, version in report["packages"].items():
         lines.append(f"  {name:<26} {version or '-'}")
     offload = report["gpu_offload"]
-    lines.append(f"gpu offload {'yes' if offload else 'no (CPU only)' if offload is False else '?'}")
+    lines.append(
+        f"gpu offload {'yes' if offload else 'no (CPU only)' if offload is False else '?'}"
+    )
     lines.append(f"cache dir   {report['cache_dir']}")
     if "index_dir" in report:
         lines.append(f"index dir   {report['index_dir']}")

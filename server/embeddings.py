@@ -9,7 +9,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-
 from repotune.server.models import ModelError, resolve_embedder
 
 # The window sentence-transformers uses for all-MiniLM-L6-v2; longer texts are cut, as it does.
@@ -55,7 +54,9 @@ class Embedder:
                 verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"embedder {model_path}: llama.cpp could not load it ({exc})") from None
+            raise ModelError(
+                f"embedder {model_path}: llama.cpp could not load it ({exc})"
+            ) from None
         metadata = self._llm.metadata
         self.max_tokens = max_tokens or int(
             metadata.get("repotune.max_seq_tokens", DEFAULT_MAX_TOKENS)
@@ -69,7 +70,9 @@ class Embedder:
         original_tokenize: Callable[..., list[int]] = self._llm.tokenize
         unknown = self._llm.tokenize(b"[UNK]", add_bos=False, special=True)
 
-        def tokenize_truncated(text: bytes, add_bos: bool = True, special: bool = False) -> list[int]:
+        def tokenize_truncated(
+            text: bytes, add_bos: bool = True, special: bool = False
+        ) -> list[int]:
             decoded = text.decode("utf-8", errors="replace")
             if _OVERLONG_WORD.search(decoded) is None:
                 tokens = original_tokenize(text, add_bos, special)

@@ -8,6 +8,7 @@ event loop keeps reading messages, and so `$/cancelRequest` or a newer request c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -22,7 +23,6 @@ from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
-
 from repotune import __version__
 from repotune.server.assistant import Assistant
 from repotune.server.config import SettingsError
@@ -79,12 +79,10 @@ class RepoTuneServer(LanguageServer):
     def report_server_error(self, error: Exception, source: Any) -> None:
         """Unparsable traffic is the client's problem: log it rather than pop up a message."""
         logger.error("protocol error (%s): %s", getattr(source, "__name__", source), error)
-        try:
+        with contextlib.suppress(Exception):  # the transport itself may be what failed
             self.window_log_message(
                 types.LogMessageParams(type=types.MessageType.Error, message=f"RepoTune: {error}")
             )
-        except Exception:  # the transport itself may be what failed
-            pass
 
     # -------------------------------------------------------------- thread-safe notifications
 
@@ -93,10 +91,8 @@ class RepoTuneServer(LanguageServer):
         loop = self.loop
         if loop is None or loop.is_closed():
             return
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop is shutting down
             loop.call_soon_threadsafe(function, *args)
-        except RuntimeError:  # loop shutting down
-            pass
 
     def on_assistant_event(self, event: dict[str, Any]) -> None:
         self.call_in_loop(self._handle_event, event)
@@ -109,7 +105,9 @@ class RepoTuneServer(LanguageServer):
                 self.last_status = payload
                 self.protocol.notify(STATUS_NOTIFICATION, payload)
         elif kind == "log":
-            level = types.MessageType.Error if event.get("level") == "error" else types.MessageType.Log
+            level = (
+                types.MessageType.Error if event.get("level") == "error" else types.MessageType.Log
+            )
             self.window_log_message(types.LogMessageParams(type=level, message=event["message"]))
         elif kind == "index":
             self._report_index_progress(event)
@@ -152,7 +150,9 @@ class RepoTuneServer(LanguageServer):
             percentage = min(100, int(100 * done / total)) if total else None
             self.work_done_progress.report(
                 progress["token"],
-                types.WorkDoneProgressReport(message=f"{phase} {done}/{total}", percentage=percentage),
+                types.WorkDoneProgressReport(
+                    message=f"{phase} {done}/{total}", percentage=percentage
+                ),
             )
 
 
@@ -268,7 +268,9 @@ def on_did_save(ls: RepoTuneServer, params: types.DidSaveTextDocumentParams) -> 
         _assistant(ls).file_saved(Path(path))
 
 
-def _document_request(ls: RepoTuneServer, uri: str, position: types.Position) -> tuple[Path, str, int, str | None]:
+def _document_request(
+    ls: RepoTuneServer, uri: str, position: types.Position
+) -> tuple[Path, str, int, str | None]:
     path = to_fs_path(uri)
     if not path:
         raise ValueError(f"not a file URI: {uri}")
@@ -346,7 +348,7 @@ async def on_completion(ls: RepoTuneServer, params: types.CompletionParams) -> t
 
 def _question_from(arguments: tuple[Any, ...]) -> str:
     if not arguments:
-        raise ValueError("repotune.ask needs a question: [{\"question\": \"...\"}]")
+        raise ValueError('repotune.ask needs a question: [{"question": "..."}]')
     first = arguments[0]
     question = first.get("question") if isinstance(first, dict) else first
     if not isinstance(question, str) or not question.strip():
@@ -415,7 +417,9 @@ def run_stdio() -> None:
     original stdout, and fd 1 itself (and sys.stdout) go to stderr, so no library's print can
     corrupt the JSON-RPC stream either.
     """
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
     protocol_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     sys.stdout = sys.stderr

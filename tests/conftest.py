@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from repotune.server.models import ResolvedModel, resolve_embedder, resolve_generator
 
 

@@ -43,7 +43,17 @@ def test_doctor_human_output_and_bad_settings(tmp_path: Path) -> None:
 def test_help_lists_every_subcommand() -> None:
     result = run(["--help"])
     assert result.returncode == 0
-    for command in ("doctor", "serve", "index", "search", "complete", "ask", "bench", "train", "eval"):
+    for command in (
+        "doctor",
+        "serve",
+        "index",
+        "search",
+        "complete",
+        "ask",
+        "bench",
+        "train",
+        "eval",
+    ):
         assert command in result.stdout
 
 
@@ -56,6 +66,8 @@ def test_server_package_never_imports_torch() -> None:
         "bad = [n for n in ('torch', 'transformers', 'peft') if n in sys.modules]\n"
         "print(','.join(bad))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 import pytest_lsp
 from lsprotocol import types
-from pygls.exceptions import JsonRpcRequestCancelled
+from pygls.exceptions import JsonRpcMethodNotFound, JsonRpcRequestCancelled
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 # One server for the module: every test runs on the loop the module-scoped client lives on.
@@ -39,7 +38,8 @@ def polygon_perimeter(points: list[tuple[float, float]]) -> float:
     return total
 '''
 
-SHAPES = '''"""Shapes that know their size."""
+SHAPES = (
+    '''"""Shapes that know their size."""
 
 from geometry import distance, polygon_perimeter
 
@@ -59,8 +59,9 @@ class Square:
 
     def diagonal(self) -> float:
         corners = self.corners()
-        return 
 '''
+    + "        return \n"
+)  # the cursor goes after "return "
 
 
 def make_repo(root: Path) -> Path:
@@ -132,8 +133,10 @@ def end_of_file_position(path: Path) -> types.Position:
     return types.Position(line=line, character=len(lines[line]))
 
 
-@pytest_lsp.fixture(scope="module", config=ClientServerConfig(
-    server_command=[sys.executable, "-m", "repotune", "serve"]))
+@pytest_lsp.fixture(
+    scope="module",
+    config=ClientServerConfig(server_command=[sys.executable, "-m", "repotune", "serve"]),
+)
 async def client(lsp_client: LanguageClient, repo: Path, tmp_path_factory: pytest.TempPathFactory):
     statuses: list[Any] = []
     lsp_client.feature("repotune/status")(lambda params: statuses.append(params))
@@ -195,7 +198,9 @@ async def test_completion_fallback_serves_one_item(client: LanguageClient, repo:
     uri = open_document(client, repo / "shapes.py")
     position = end_of_file_position(repo / "shapes.py")
     result = await client.text_document_completion_async(
-        types.CompletionParams(text_document=types.TextDocumentIdentifier(uri=uri), position=position)
+        types.CompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri), position=position
+        )
     )
     assert isinstance(result, types.CompletionList)
     assert len(result.items) == 1
@@ -235,7 +240,9 @@ async def test_cancelled_request_stops_generation(client: LanguageClient, repo: 
     params = types.InlineCompletionParams(
         text_document=types.TextDocumentIdentifier(uri=uri),
         position=types.Position(line=15, character=0),
-        context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked),
+        context=types.InlineCompletionContext(
+            trigger_kind=types.InlineCompletionTriggerKind.Invoked
+        ),
     )
     # $/cancelRequest sent by hand: pygls' own client cannot take the reply to a future it
     # cancelled, but a server must still answer, here with RequestCancelled.
@@ -258,7 +265,9 @@ async def test_cancelled_request_stops_generation(client: LanguageClient, repo: 
 
 
 async def test_ask_cites_a_real_file(client: LanguageClient, repo: Path) -> None:
-    answer = await execute(client, "repotune.ask", {"question": "How is the polygon perimeter computed?"})
+    answer = await execute(
+        client, "repotune.ask", {"question": "How is the polygon perimeter computed?"}
+    )
     assert answer["answer"].strip()
     cited = {citation["path"] for citation in answer["citations"]}
     assert "geometry.py" in cited
@@ -286,7 +295,7 @@ async def test_file_changed_on_disk_is_seen_by_next_retrieval(
 async def test_errors_leave_the_server_serving(client: LanguageClient) -> None:
     with pytest.raises(Exception, match="question"):
         await execute(client, "repotune.ask", {"not_a_question": 1})
-    with pytest.raises(Exception):
+    with pytest.raises(JsonRpcMethodNotFound):
         await client.protocol.send_request_async("repotune/doesNotExist", {})
     status = await execute(client, "repotune.status")
     assert status["state"] in ("idle", "busy", "indexing")
@@ -295,7 +304,9 @@ async def test_errors_leave_the_server_serving(client: LanguageClient) -> None:
 async def test_invalid_setting_is_reported_and_previous_value_kept(client: LanguageClient) -> None:
     client.messages.clear()
     client.workspace_did_change_configuration(
-        types.DidChangeConfigurationParams(settings={"repotune": {"completion": {"max_tokens_line": "lots"}}})
+        types.DidChangeConfigurationParams(
+            settings={"repotune": {"completion": {"max_tokens_line": "lots"}}}
+        )
     )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not client.messages:
@@ -306,7 +317,9 @@ async def test_invalid_setting_is_reported_and_previous_value_kept(client: Langu
     assert status["settings"]["completion"]["max_tokens_line"] != "lots"
     # a valid change is applied
     client.workspace_did_change_configuration(
-        types.DidChangeConfigurationParams(settings={"repotune": {"completion": {"max_tokens_line": 20}}})
+        types.DidChangeConfigurationParams(
+            settings={"repotune": {"completion": {"max_tokens_line": 20}}}
+        )
     )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

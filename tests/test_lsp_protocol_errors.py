@@ -18,7 +18,10 @@ class RawClient:
     def __init__(self, cwd: Path) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "repotune", "serve"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=cwd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd=cwd,
         )
 
     def send_bytes(self, body: bytes) -> None:
@@ -61,10 +64,18 @@ class RawClient:
 @pytest.fixture()
 def raw(tmp_path: Path) -> RawClient:
     client = RawClient(tmp_path)
-    client.send({"id": 1, "method": "initialize", "params": {
-        "processId": None, "rootUri": None, "capabilities": {},
-        "initializationOptions": {"completion": {"enabled": False}},
-    }})
+    client.send(
+        {
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "processId": None,
+                "rootUri": None,
+                "capabilities": {},
+                "initializationOptions": {"completion": {"enabled": False}},
+            },
+        }
+    )
     assert "result" in client.response_to(1)
     client.send({"method": "initialized", "params": {}})
     yield client
@@ -73,15 +84,25 @@ def raw(tmp_path: Path) -> RawClient:
 
 
 def test_malformed_params_unknown_methods_and_bad_json(raw: RawClient) -> None:
-    raw.send({"id": 2, "method": "textDocument/inlineCompletion",
-              "params": {"textDocument": {"uri": 42}, "position": "here"}})
+    raw.send(
+        {
+            "id": 2,
+            "method": "textDocument/inlineCompletion",
+            "params": {"textDocument": {"uri": 42}, "position": "here"},
+        }
+    )
     error = raw.response_to(2)["error"]
     assert error["code"] in (-32602, -32603)  # invalid params (or internal error)
     raw.send({"id": 3, "method": "repotune/noSuchMethod", "params": {}})
     assert raw.response_to(3)["error"]["code"] == -32601
     raw.send_bytes(b"{this is not json")
-    raw.send({"id": 4, "method": "workspace/executeCommand",
-              "params": {"command": "repotune.status", "arguments": []}})
+    raw.send(
+        {
+            "id": 4,
+            "method": "workspace/executeCommand",
+            "params": {"command": "repotune.status", "arguments": []},
+        }
+    )
     status = raw.response_to(4)["result"]
     assert status["state"] in ("starting", "loading", "idle", "indexing")
     assert raw.close() == 0  # shutdown then exit: a clean exit code
@@ -90,10 +111,18 @@ def test_malformed_params_unknown_methods_and_bad_json(raw: RawClient) -> None:
 def test_invalid_initialization_option_is_shown_and_defaults_kept(tmp_path: Path) -> None:
     client = RawClient(tmp_path)
     try:
-        client.send({"id": 1, "method": "initialize", "params": {
-            "processId": None, "rootUri": None, "capabilities": {},
-            "initializationOptions": {"completion": {"max_tokens_line": "many"}},
-        }})
+        client.send(
+            {
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "processId": None,
+                    "rootUri": None,
+                    "capabilities": {},
+                    "initializationOptions": {"completion": {"max_tokens_line": "many"}},
+                },
+            }
+        )
         messages: list[dict[str, Any]] = []
         deadline = time.monotonic() + 30
         got_result = False
@@ -106,8 +135,13 @@ def test_invalid_initialization_option_is_shown_and_defaults_kept(tmp_path: Path
         assert got_result
         assert any("completion.max_tokens_line" in m["message"] for m in messages), messages
         client.send({"method": "initialized", "params": {}})
-        client.send({"id": 2, "method": "workspace/executeCommand",
-                     "params": {"command": "repotune.status", "arguments": []}})
+        client.send(
+            {
+                "id": 2,
+                "method": "workspace/executeCommand",
+                "params": {"command": "repotune.status", "arguments": []},
+            }
+        )
         status = client.response_to(2)["result"]
         assert status["settings"]["completion"]["max_tokens_line"] == 48  # the default
         assert client.close() == 0

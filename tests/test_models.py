@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from repotune.server import models
 from repotune.server.models import (
     ModelError,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from repotune.server.config import Settings, SettingsError, load_settings, settings_with
 
 
@@ -65,12 +64,12 @@ def test_wrong_type_names_key_and_file(tmp_path: Path) -> None:
 
 def test_invalid_toml_is_reported_with_file(tmp_path: Path) -> None:
     (tmp_path / "repotune.toml").write_text("[completion\n")
-    with pytest.raises(SettingsError, match="repotune.toml: not valid TOML"):
+    with pytest.raises(SettingsError, match=r"repotune\.toml: not valid TOML"):
         load_settings(tmp_path)
 
 
 def test_editor_error_names_editor_source(tmp_path: Path) -> None:
-    with pytest.raises(SettingsError, match="editor settings: setting 'model.threads'"):
+    with pytest.raises(SettingsError, match=r"editor settings: setting 'model\.threads'"):
         load_settings(tmp_path, {"model": {"threads": -3}})
 
 
