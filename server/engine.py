@@ -486,12 +486,14 @@ class CompletionEngine:
     def reload(self, settings: Settings) -> None:
         """Apply new settings. Model settings (model, adapter, format...) reload the model in
         the background; completion settings alone apply at once (the result cache is cleared).
-        Call it for every settings change."""
+        Call it for every settings change; it never waits for a generation in flight (the old
+        model is closed in the background once that generation has let go of it)."""
         self.cancel_inflight()
-        with self._lock, self._state:
+        with self._state:
             if settings.model == self._settings.model and self._loaded is not None:
                 self._settings = settings
                 self.cache = CompletionCache(settings.completion.cache_size)
+                self._last_context = None
                 return
             self._generation += 1
             old = self._loaded
@@ -499,11 +501,18 @@ class CompletionEngine:
             self._settings = settings
             self._load_thread = None
             self._load_error = None
+            self._last_context = None
             self._ready.clear()
             self.cache = CompletionCache(settings.completion.cache_size)
         if old is not None:
-            old.llm.close()
+            threading.Thread(
+                target=self._retire, args=(old,), name="repotune-model-retire", daemon=True
+            ).start()
         self.start_loading()
+
+    def _retire(self, old: _Loaded) -> None:
+        with self._lock:  # a generation still using the old model finishes first
+            old.llm.close()
 
     def close(self) -> None:
         self.cancel_inflight()

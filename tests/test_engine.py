@@ -5,7 +5,10 @@ Kept cheap: one engine per module, small token caps and budgets.
 
 from __future__ import annotations
 
+import json
 import json.encoder as json_encoder
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -308,3 +311,84 @@ def test_prompt_lookup_drafts_are_verified(engine) -> None:
     assert drafted.text.strip() and "<|rt_" not in drafted.text
     assert drafted.generated_tokens <= 32
     assert plain.drafted_tokens == 0
+
+
+def test_bad_adapter_is_a_clear_load_error(generator_model, tmp_path: Path) -> None:
+    settings = load_settings(None, {"model": {"adapter": str(tmp_path / "missing-lora.gguf")}})
+    engine = CompletionEngine(settings)
+    try:
+        assert engine.wait_ready(120) is False
+        assert engine.load_error and "missing-lora.gguf" in engine.load_error
+        assert engine.complete(line_request()) is None
+    finally:
+        engine.close()
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "repotune", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("repo")
+    (root / ".git").mkdir()
+    (root / "geometry.py").write_text(
+        "import math\n\n\n"
+        "def circle_area(radius: float) -> float:\n"
+        "    return math.pi * radius * radius\n\n\n"
+        "def ring_area(outer: float, inner: float) -> float:\n"
+        "    big = circle_area(outer)\n"
+        "    small = \n"
+        "    return big - small\n",
+        encoding="utf-8",
+    )
+    (root / "shapes.py").write_text(
+        "from geometry import circle_area\n\n\n"
+        "class Circle:\n"
+        "    def __init__(self, radius: float) -> None:\n"
+        "        self.radius = radius\n\n"
+        "    def area(self) -> float:\n"
+        "        return circle_area(self.radius)\n",
+        encoding="utf-8",
+    )
+    return root
+
+
+def test_cli_complete_with_context_reports_what_it_used(tiny_repo: Path) -> None:
+    result = run_cli("complete", "geometry.py:10:13", "--json", cwd=tiny_repo)
+    assert result.returncode in (0, 3), result.stderr  # 3: the model had nothing to add
+    report = json.loads(result.stdout)
+    assert report["file"] == "geometry.py" and report["format"] == "repotune"
+    assert report["workspace"] == str(tiny_repo.resolve())
+    assert report["context"]["retrieved"], report["context"]  # shapes.py mentions circle_area
+    if result.returncode == 0:
+        assert report["completion"].strip() and "\n" not in report["completion"]
+        assert report["prompt_tokens"] > 0 and report["timings_ms"]["total"] > 0
+
+
+def test_cli_complete_without_context_is_honest(tiny_repo: Path) -> None:
+    result = run_cli("complete", "geometry.py:10:13", "--no-context", cwd=tiny_repo)
+    assert result.returncode in (0, 3), result.stderr
+    assert "context    none (--no-context)" in result.stdout
+    assert "prompt" in result.stdout or "completion (none" in result.stdout
+
+
+def test_cli_complete_rejects_bad_positions(tiny_repo: Path) -> None:
+    for position, message in (
+        ("geometry.py:10", "expected FILE:LINE:COL"),
+        ("geometry.py:99:1", "past the end of the file"),
+        ("geometry.py:10:80", "past the end of line 10"),
+        ("nope.py:1:1", "is not a file"),
+    ):
+        result = run_cli("complete", position, cwd=tiny_repo)
+        assert result.returncode != 0
+        assert message in result.stderr + result.stdout, (position, result.stderr)
