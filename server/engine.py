@@ -778,6 +778,8 @@ class CompletionEngine:
             self.last_reason = "cancelled"
             return None
         self.last_reason = reason
+        if multiline and reason in ("time cap", "token cap") and "\n" in text.strip("\n"):
+            text = text[: text.rstrip("\n").rfind("\n")]  # a block keeps whole lines only
         final = postprocess(
             text,
             prefix=request.prefix,
