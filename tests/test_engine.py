@@ -392,3 +392,23 @@ def test_cli_complete_rejects_bad_positions(tiny_repo: Path) -> None:
         result = run_cli("complete", position, cwd=tiny_repo)
         assert result.returncode != 0
         assert message in result.stderr + result.stdout, (position, result.stderr)
+
+
+# --------------------------------------------------------------------------- benchmark sampling
+
+
+def test_bench_sessions_are_seeded_and_cut_real_lines(tiny_repo: Path) -> None:
+    from repotune.server.bench_complete import sample_sessions
+
+    sessions = sample_sessions(tiny_repo, samples=6)
+    assert sessions == sample_sessions(tiny_repo, samples=6)  # reproducible
+    assert sum(len(s) for s in sessions) >= 6
+    for cursors in sessions:
+        assert cursors[0].kind == "cold" and all(c.kind == "warm" for c in cursors[1:])
+        source = (tiny_repo / cursors[0].path).read_text(encoding="utf-8")
+        for cursor in cursors:
+            # the cursor's line is cut after the cursor; everything else is the real file
+            assert source.startswith(cursor.prefix.rsplit("\n", 1)[0])
+            assert source.endswith(cursor.suffix.split("\n", 1)[1])
+        typed = [len(c.prefix) for c in cursors]
+        assert typed == sorted(typed)  # typing on
