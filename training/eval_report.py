@@ -1,0 +1,141 @@
+"""The evaluation's Markdown table and PNG chart, drawn from the result JSON only (so a table can
+be redrawn from a saved run without re-running anything)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+KIND_LABELS = {"line": "line", "span": "span", "api": "API call"}
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0f}"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """Per repository: one row per condition (EM / ES per task kind, identifier F1, latency),
+    then the paired differences with their bootstrap intervals and the targets."""
+    config = result["config"]
+    lines = [
+        "# RepoTune evaluation",
+        "",
+        f"Command: `{config['command']}`  ",
+        f"Machine: {result['machine']['summary']}  ",
+        f"Duration: {result['duration_s'] / 60:.1f} min; generator: {config['generator']}; "
+        f"decoding: greedy, same prompt budget for every condition "
+        f"(context/prefix/suffix tokens {config['budget']}).",
+        "",
+        "EM = exact match, ES = edit similarity (CrossCodeEval's fuzz.ratio), ID-F1 = identifier "
+        "F1, all in %; latency = completion time per request (ms, p50/p95); tok = generated "
+        "tokens per completion. `+ctx` = with retrieved repository context.",
+    ]
+    for label, repo in result["repos"].items():
+        counts = ", ".join(f"{n} {KIND_LABELS[k]}" for k, n in repo["task_counts"].items())
+        retrieval = repo["retrieval"]
+        lines += [
+            "",
+            f"## {label} (`{repo['repo']['spec']}`)",
+            "",
+            f"{repo['files']['test']} held-out test files of {sum(repo['files'].values())}; "
+            f"tasks: {counts}. Retrieval recall@{retrieval['k']}: "
+            f"{_pct(retrieval['recall_at_k'])} % of the {retrieval['tasks_with_definitions']} "
+            f"tasks whose answer uses a definition from another file; retrieval latency p50 "
+            f"{_ms(retrieval['latency_ms']['p50'])} ms.",
+            "",
+            "| condition | line EM | line ES | span EM | span ES | API EM | API ES | ID-F1 "
+            "| latency p50/p95 | tok |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, scores in repo["conditions"].items():
+            cells = []
+            for kind in ("line", "span", "api"):
+                kind_scores = scores.get(kind)
+                if kind_scores is None:
+                    cells += ["–", "–"]
+                else:
+                    cells += [
+                        _pct(kind_scores["exact_match"]),
+                        _pct(kind_scores["edit_similarity"]),
+                    ]
+            overall = scores["all"]
+            cells.append(_pct(overall["identifier_f1"]))
+            cells.append(f"{_ms(overall['latency_ms']['p50'])}/{_ms(overall['latency_ms']['p95'])}")
+            tokens = overall["tokens_per_completion"]
+            cells.append("–" if tokens is None else f"{tokens:.1f}")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        if repo["comparisons"]:
+            lines += [
+                "",
+                "| difference (points, 95 % paired bootstrap CI) | line EM | line ES | all EM |",
+                "|---|---:|---:|---:|",
+            ]
+            for comparison in repo["comparisons"]:
+                cells = []
+                for kind, metric in (
+                    ("line", "exact_match"),
+                    ("line", "edit_similarity"),
+                    ("all", "exact_match"),
+                ):
+                    interval = comparison["intervals"].get(kind, {}).get(metric)
+                    if interval is None:
+                        cells.append("–")
+                        continue
+                    mark = " *" if interval["excludes_zero"] else ""
+                    cells.append(
+                        f"{100 * interval['difference']:+.1f} "
+                        f"[{100 * interval['low']:+.1f}, {100 * interval['high']:+.1f}]{mark}"
+                    )
+                lines.append(
+                    f"| {comparison['a']} − {comparison['b']} | " + " | ".join(cells) + " |"
+                )
+            lines.append("")
+            lines.append("`*`: the interval does not cross zero.")
+        for target in repo["targets"]:
+            verdict = "met" if target["met"] else "NOT met"
+            lines.append(f"- Target: {target['description']}: **{verdict}** ({target['detail']})")
+        for note in repo.get("notes", []):
+            lines.append(f"- Note: {note}")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def chart(result: dict[str, Any], path: Path) -> Path:
+    """Exact match per task kind and condition, one panel per repository."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    repos = result["repos"]
+    fig, axes = plt.subplots(
+        1, max(1, len(repos)), figsize=(6.5 * max(1, len(repos)), 4.2), squeeze=False
+    )
+    for ax, (label, repo) in zip(axes[0], repos.items(), strict=False):
+        conditions = list(repo["conditions"])
+        kinds = [k for k in ("line", "span", "api") if repo["task_counts"].get(k)]
+        x = np.arange(len(conditions))
+        width = 0.8 / max(1, len(kinds))
+        for i, kind in enumerate(kinds):
+            values = [
+                100 * (repo["conditions"][c].get(kind, {}).get("exact_match") or 0.0)
+                for c in conditions
+            ]
+            bars = ax.bar(x + (i - (len(kinds) - 1) / 2) * width, values, width, label=kind)
+            ax.bar_label(bars, fmt="%.0f", fontsize=7)
+        ax.set_xticks(x, conditions, rotation=15)
+        ax.set_ylabel("exact match (%)")
+        ax.set_title(f"{label} ({repo['repo']['spec']})")
+        ax.legend(title="task", fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("RepoTune: completion exact match by condition (held-out files)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
