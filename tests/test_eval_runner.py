@@ -1,0 +1,150 @@
+"""`repotune eval` end to end on a tiny fixture with the real default model and a real index:
+the same seed gives the same figures, outputs are written, and bad input is one clear line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from repotune.training.evaluate import EvalConfig, main, quality, run
+
+SERVER = Path(__file__).resolve().parents[1] / "server"
+FILES = ["retrieval.py", "postprocess.py", "prompts.py", "models.py", "embeddings.py", "files.py"]
+
+
+@pytest.fixture(scope="module")
+def fixture_repo(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    tmp = tmp_path_factory.mktemp("eval-runner")
+    repo = tmp / "fixture"
+    repo.mkdir()
+    for name in FILES:
+        shutil.copy(SERVER / name, repo / name)
+    overrides = {
+        "train": {"test_share": 0.4},
+        "index": {"index_dir": str(tmp / "index")},
+        # A small prompt keeps the test quick on two CPU cores; every condition uses the same.
+        "completion": {"context_tokens": 96, "prefix_tokens": 96, "suffix_tokens": 32},
+        "model": {"context_length": 1024},
+    }
+    return {"tmp": tmp, "repo": repo, "overrides": overrides}
+
+
+def _config(fixture: dict, out: Path, **changes: object) -> EvalConfig:
+    config = EvalConfig(
+        repos=[str(fixture["repo"])],
+        conditions=["base", "base+ctx"],
+        counts={"line": 2, "span": 1, "api": 1},
+        seed=3,
+        bootstrap=200,
+        overrides=fixture["overrides"],
+        out=out,
+        progress=False,
+        command="test",
+    )
+    for key, value in changes.items():
+        setattr(config, key, value)
+    return config
+
+
+def test_same_seed_same_figures(fixture_repo: dict) -> None:
+    first = run(_config(fixture_repo, fixture_repo["tmp"] / "out1"))
+    second = run(_config(fixture_repo, fixture_repo["tmp"] / "out2"))
+    assert quality(first) == quality(second)
+    repo = first["repos"]["fixture"]
+    assert repo["task_counts"] == {"line": 2, "span": 1, "api": 1}
+    assert set(repo["conditions"]) == {"base", "base+ctx"}
+    assert {t["path"] for t in repo["tasks"]} <= set(repo["test_files"])
+    for scores in repo["conditions"].values():
+        overall = scores["all"]
+        assert overall["n"] == 4
+        for metric in ("exact_match", "edit_similarity", "identifier_em", "identifier_f1"):
+            assert 0.0 <= overall[metric] <= 1.0
+        assert overall["latency_ms"]["p50"] > 0
+    assert [c["a"] + "/" + c["b"] for c in repo["comparisons"]] == ["base+ctx/base"]
+    assert repo["retrieval"]["snippets_per_task"] > 0
+    assert first["config"]["settings"]["completion"]["cache_size"] == 0  # no leaks between tasks
+
+    out = fixture_repo["tmp"] / "out1"
+    saved = json.loads((out / "eval.json").read_text())
+    assert saved["repos"]["fixture"]["conditions"] == json.loads(
+        json.dumps(repo["conditions"])
+    )
+    assert (out / "eval.png").read_bytes()[:4] == b"\x89PNG"
+    table = (out / "eval.md").read_text()
+    assert "| base+ctx |" in table and "base+ctx − base" in table
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 8
+    by_condition: dict[str, list[int]] = {}
+    for row in rows:
+        by_condition.setdefault(row["condition"], []).append(row["prompt_tokens"] or 0)
+    # the retrieved context really goes into the prompt
+    assert sum(by_condition["base+ctx"]) > sum(by_condition["base"])
+    second_rows = (fixture_repo["tmp"] / "out2" / "predictions.jsonl").read_text().splitlines()
+    assert [json.loads(r)["prediction"] for r in second_rows] == [r["prediction"] for r in rows]
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str], args: list[str]) -> str:
+    with pytest.raises(SystemExit) as raised:
+        main(args)
+    assert raised.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    # llama.cpp may have logged its own warnings before; ours is the one last line.
+    last = err.splitlines()[-1]
+    assert last.startswith("repotune eval: ")
+    assert [line for line in err.splitlines() if line.startswith("repotune eval")] == [last]
+    return last
+
+
+def test_missing_adapter_is_a_clear_error(
+    fixture_repo: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = fixture_repo["tmp"] / "nope" / "adapter.gguf"
+    args = ["--repo", str(fixture_repo["repo"]), "--adapter", f"fixture={missing}", "--quiet"]
+    err = _one_line_error(capsys, args)
+    assert "adapter for 'fixture' not found" in err and str(missing) in err
+
+
+def test_broken_adapter_is_a_clear_error(
+    fixture_repo: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = fixture_repo["tmp"] / "broken.gguf"
+    broken.write_bytes(b"GGUF but not really")
+    args = ["--repo", str(fixture_repo["repo"]), "--adapter", f"fixture={broken}"]
+    args += ["--conditions", "ft", "--line-tasks", "1", "--span-tasks", "0", "--api-tasks", "0"]
+    args += ["--quiet", "--out", str(fixture_repo["tmp"] / "out-broken")]
+    for key, value in (
+        ("train.test_share", "0.4"),
+        ("index.index_dir", fixture_repo["overrides"]["index"]["index_dir"]),
+    ):
+        args += ["--set", f"{key}={value}"]
+    err = _one_line_error(capsys, args)
+    assert "broken.gguf" in err
+
+
+def test_unavailable_package_is_a_clear_error(
+    isolated_cache: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PIP_RETRIES", "0")  # offline: fail at once instead of retrying
+    monkeypatch.setenv("PIP_DEFAULT_TIMEOUT", "10")
+    err = _one_line_error(capsys, ["--repo", "repotune-no-such-package-zz==0.0.1", "--quiet"])
+    assert "repotune-no-such-package-zz==0.0.1 is not available" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--repo", "no-such-folder-or-pin"], "neither a folder nor a pinned package"),
+        (["--repo", "name=="], "pinned package NAME==VERSION"),
+        (["--repo", ".", "--conditions", "base,best"], "unknown condition"),
+        (["--repo", ".", "--line-tasks", "0", "--span-tasks", "0", "--api-tasks", "0"], "no tasks"),
+        (["--repo", ".", "--adapter", "no-equals-sign"], "LABEL=PATH"),
+        (["--repo", ".", "--set", "completion.context_tokens=-5"], "context_tokens"),
+    ],
+)
+def test_bad_arguments_are_clear_errors(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert message in _one_line_error(capsys, [*args, "--quiet"])
