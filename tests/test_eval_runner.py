@@ -68,9 +68,7 @@ def test_same_seed_same_figures(fixture_repo: dict) -> None:
 
     out = fixture_repo["tmp"] / "out1"
     saved = json.loads((out / "eval.json").read_text())
-    assert saved["repos"]["fixture"]["conditions"] == json.loads(
-        json.dumps(repo["conditions"])
-    )
+    assert saved["repos"]["fixture"]["conditions"] == json.loads(json.dumps(repo["conditions"]))
     assert (out / "eval.png").read_bytes()[:4] == b"\x89PNG"
     table = (out / "eval.md").read_text()
     assert "| base+ctx |" in table and "base+ctx − base" in table
