@@ -75,11 +75,13 @@ class Assistant:
             new_folder_settings = {
                 root: load_settings(root, overrides, source) for root in self._folders
             }
-            old_model = self.settings.model
+            old_settings = self.settings
             self._editor_overrides = dict(overrides)
             self._folder_settings = new_folder_settings
             self.settings = self._primary_settings(default=new_base)
-            if self._engine is not None and self.settings.model != old_model:
+            # The engine applies completion-only changes at once and reloads the model in the
+            # background only when model settings changed.
+            if self._engine is not None and self.settings != old_settings:
                 self._engine.reload(self.settings)
         self._emit_status()
 
@@ -126,11 +128,10 @@ class Assistant:
             self._folders[root] = index
             was_first = len(self._folders) == 1
         index.start(watch=watch)
-        if was_first and self._engine is not None and settings.model != self.settings.model:
-            self.settings = settings
-            self._engine.reload(settings)
-        elif was_first:
-            self.settings = settings
+        if was_first:
+            previous, self.settings = self.settings, settings
+            if self._engine is not None and settings != previous:
+                self._engine.reload(settings)
         self._emit_status()
 
     def remove_folder(self, root: Path) -> None:

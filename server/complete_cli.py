@@ -249,3 +249,33 @@ def _human(report: dict[str, Any]) -> str:
             "timings    " + ", ".join(f"{k} {v:.0f} ms" for k, v in report["timings_ms"].items())
         )
     return "\n".join(lines)
+
+
+DENSE_WAIT_S = 120.0
+
+
+def run_ask(workspace: Path, settings: Settings, question: str) -> None:
+    """Answer a question about the codebase the way the editor command does, and say from what."""
+    from repotune.server.assistant import Assistant
+
+    started = time.perf_counter()
+    assistant = Assistant({})
+    try:
+        assistant.add_folder(workspace, watch=False)
+        assistant.start()  # the model loads while the index catches up
+        index = assistant.index_for(workspace.resolve())
+        if not index.wait_lexical(INDEX_TIMEOUT_S):
+            raise SystemExit("repotune: the index did not become searchable in time")
+        dense_complete = index.wait_idle(DENSE_WAIT_S)
+        engine = assistant.engine
+        if not engine.wait_ready(LOAD_TIMEOUT_S):
+            raise ModelError(engine.load_error or "the generator did not load in time")
+        answer = assistant.ask(question)
+        pending = int(index.stats().get("dense_pending", 0) or 0)
+    finally:
+        assistant.close()
+    print(answer.answer)
+    note = "" if dense_complete else f"; {pending} chunks had no vectors yet (lexical search only)"
+    timings = ", ".join(f"{name} {value:.0f} ms" for name, value in answer.timings.items())
+    total = (time.perf_counter() - started) * 1000.0
+    print(f"\n({timings}; total {total:.0f} ms{note})", file=sys.stderr)

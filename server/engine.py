@@ -35,6 +35,7 @@ from repotune.server.prompts import (
     BuiltPrompt,
     ContextSnippet,
     PromptFormat,
+    build_ask_document,
     build_ask_messages,
     build_fim_prompt,
     detect_format,
@@ -291,6 +292,7 @@ def load_model(settings: Settings) -> _Loaded:
         "context_length": model.context_length,
         "cpu_extra_buffers": extra_bufts,
         "chat_format": llm.chat_format,
+        "chat_template": "tokenizer.chat_template" in metadata,
         "load_ms": round((time.perf_counter() - started) * 1000, 1),
     }
     return _Loaded(llm=llm, format=fmt, info=info)
@@ -825,6 +827,33 @@ class CompletionEngine:
 
     # ------------------------------------------------------------------ questions
 
+    def _ask_document(
+        self,
+        llm: Any,
+        question: str,
+        snippets: Sequence[Any],
+        max_tokens: int,
+        cancel: threading.Event,
+    ) -> str:
+        """Base models (no chat template) continue a Q&A document instead of a chat turn."""
+        prompt, stops = build_ask_document(question, snippets)
+        pieces: list[str] = []
+        stream = llm.create_completion(
+            prompt,
+            max_tokens=max_tokens,
+            temperature=max(0.0, self._settings.completion.temperature),
+            repeat_penalty=1.15,
+            stop=list(stops),
+            stream=True,
+        )
+        for chunk in stream:
+            if cancel.is_set():
+                break
+            pieces.append(chunk["choices"][0].get("text", ""))  # type: ignore[index]
+        with contextlib.suppress(Exception):
+            stream.close()  # type: ignore[union-attr]
+        return "".join(pieces).strip()
+
     def ask(
         self,
         question: str,
@@ -849,6 +878,8 @@ class CompletionEngine:
             if loaded is None:
                 raise ModelError(self._load_error or "the generator is not loaded")
             llm = loaded.llm
+            if not loaded.info.get("chat_template"):
+                return self._ask_document(llm, question, snippets, max_tokens, cancel)
             if llm.chat_format == "gemma" and messages and messages[0]["role"] == "system":
                 # Gemma's template has no system role; its convention is to prepend it.
                 system = messages[0]["content"]

@@ -616,18 +616,8 @@ def _fence_language(path: str) -> str:
     return {"py": "python", "js": "javascript", "ts": "typescript", "rs": "rust"}.get(ext, ext)
 
 
-def build_ask_messages(
-    question: str,
-    snippets: Sequence[Any],
-    *,
-    max_snippet_chars: int = 6000,
-    system: str = ASK_SYSTEM,
-) -> list[dict[str, str]]:
-    """Chat messages (system + user) for a question about the codebase.
-
-    Snippets are cited as ``path:start-end`` in headers so the answer can point at them; the
-    total snippet text is capped at `max_snippet_chars` (a small model has a small context).
-    """
+def _ask_context(snippets: Sequence[Any], max_snippet_chars: int) -> str:
+    """Snippets as cited, fenced blocks, capped in total (a small model has a small context)."""
     parts: list[str] = []
     spent = 0
     for snippet in as_snippets(snippets):
@@ -637,6 +627,38 @@ def build_ask_messages(
         body = body[: max(0, max_snippet_chars - spent)]
         spent += len(body)
         parts.append(f"### {snippet.citation}\n```{_fence_language(snippet.path)}\n{body}\n```")
-    context = "\n\n".join(parts) if parts else "(no code was retrieved for this question)"
+    return "\n\n".join(parts) if parts else "(no code was retrieved for this question)"
+
+
+def build_ask_messages(
+    question: str,
+    snippets: Sequence[Any],
+    *,
+    max_snippet_chars: int = 6000,
+    system: str = ASK_SYSTEM,
+) -> list[dict[str, str]]:
+    """Chat messages (system + user) for a question about the codebase, for chat models.
+
+    Snippets are cited as ``path:start-end`` in headers so the answer can point at them.
+    """
+    context = _ask_context(snippets, max_snippet_chars)
     user = f"Code from the repository:\n\n{context}\n\nQuestion: {question.strip()}"
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+ASK_DOCUMENT_STOPS = ("\nQuestion:", "\n### ", "\n```\n\n###", "\n\n\n", "<|rt_")
+
+
+def build_ask_document(
+    question: str, snippets: Sequence[Any], *, max_snippet_chars: int = 6000
+) -> tuple[str, tuple[str, ...]]:
+    """A plain-text Q&A document for base models without a chat template (the default Gemma 3
+    270M is one): instructions in a chat turn are just echoed by such a model, while a document
+    that ends in "Answer:" is continued as an answer. Returns (prompt, stop strings)."""
+    context = _ask_context(snippets, max_snippet_chars)
+    prompt = (
+        "Code snippets from a repository, then a question about the code and a short answer "
+        "that names the files (path:start-end) it relies on.\n\n"
+        f"{context}\n\nQuestion: {question.strip()}\nAnswer:"
+    )
+    return prompt, ASK_DOCUMENT_STOPS

@@ -336,3 +336,22 @@ def test_ask_messages_cite_snippets() -> None:
     assert "path:start-end" in messages[0]["content"]
     empty = build_ask_messages("Where?", [])
     assert "(no code was retrieved" in empty[1]["content"]
+
+
+def test_ask_document_for_base_models_ends_in_answer_and_cites_snippets() -> None:
+    from repotune.server.prompts import ContextSnippet, build_ask_document
+
+    prompt, stops = build_ask_document(
+        "  What does add do? ",
+        [
+            ContextSnippet(
+                path="pkg/math.py",
+                text="def add(a, b):\n    return a + b\n",
+                start_line=3,
+                end_line=4,
+            )
+        ],
+    )
+    assert "### pkg/math.py:3-4\n```python\ndef add(a, b):\n    return a + b\n```" in prompt
+    assert prompt.endswith("\n\nQuestion: What does add do?\nAnswer:")
+    assert "\nQuestion:" in stops
