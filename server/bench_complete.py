@@ -19,15 +19,14 @@ import os
 import platform
 import random
 import statistics
-import subprocess
 import sys
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from repotune.server.config import Settings, cache_dir
+from repotune.server.config import Settings
+from repotune.server.corpora import ensure_corpus
 from repotune.server.models import ModelError
 
 DEFAULT_CORPUS = "requests==2.32.3"
@@ -39,38 +38,6 @@ AB_SESSIONS = 8  # sessions replayed twice (prompt lookup off/on)
 
 
 # --------------------------------------------------------------------------- corpus
-
-
-def ensure_corpus(spec: str = DEFAULT_CORPUS) -> Path:
-    """Download (once) and unpack a pinned PyPI package's wheel; return the folder.
-
-    Uses pip (the ordinary client); the result lives in ``cache_dir()/corpora/NAME-VERSION``.
-    """
-    if "==" not in spec:
-        raise SystemExit(f"repotune: pin the corpus version, e.g. {DEFAULT_CORPUS} (got {spec!r})")
-    name, version = spec.split("==", 1)
-    target = cache_dir() / "corpora" / f"{name}-{version}"
-    marker = target / ".complete"
-    if marker.exists():
-        return target
-    download = cache_dir() / "corpora" / "downloads"
-    download.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:"]
-    command += ["-d", str(download), spec]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    if result.returncode != 0:
-        raise SystemExit(f"repotune: pip download {spec} failed:\n{result.stderr[-2000:]}")
-    normalized = name.replace("-", "_").lower()
-    wheels = [
-        p for p in download.glob("*.whl") if p.name.lower().startswith(f"{normalized}-{version}-")
-    ]
-    if not wheels:
-        raise SystemExit(f"repotune: no wheel for {spec} in {download}")
-    target.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(wheels[0]) as archive:
-        archive.extractall(target)
-    marker.write_text(spec)
-    return target
 
 
 # --------------------------------------------------------------------------- sessions

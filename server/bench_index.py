@@ -14,17 +14,15 @@ import platform
 import random
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from repotune.server.config import Settings, cache_dir
+from repotune.server.config import Settings
+from repotune.server.corpora import ensure_corpus
 from repotune.server.files import WorkspaceFilter
 
 DEFAULT_CORPUS = "wandb==0.19.11"
@@ -33,43 +31,6 @@ QUERIES = 60
 SCALE_CHUNKS = 50_000
 EDIT_TIMEOUT_S = 20.0
 THROUGHPUT_SAMPLE = 128
-
-
-def fetch_corpus(spec: str) -> Path:
-    """Download `name==version` (a wheel, no dependencies) once and unpack it under the cache."""
-    if "==" not in spec:
-        raise SystemExit(f"repotune: --corpus wants NAME==VERSION (pinned), got {spec!r}")
-    name, version = spec.split("==", 1)
-    target = cache_dir() / "corpora" / f"{name}-{version}"
-    marker = target / ".unpacked"
-    if marker.exists():
-        return target / "src"
-    download = target / "download"
-    download.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary=:all:",
-            "--quiet",
-            "-d",
-            str(download),
-            spec,
-        ],
-        check=True,
-    )
-    wheels = sorted(download.glob("*.whl"))
-    if not wheels:
-        raise SystemExit(f"repotune: pip downloaded no wheel for {spec}")
-    source = target / "src"
-    shutil.rmtree(source, ignore_errors=True)
-    with zipfile.ZipFile(wheels[0]) as archive:
-        archive.extractall(source)
-    marker.write_text(wheels[0].name)
-    return source
 
 
 def _percentiles(values: list[float]) -> dict[str, float | None]:
@@ -320,7 +281,7 @@ def _scaled_store(scratch: Path, source_location: Path, target: int, rng: random
 def run_bench_index(workspace: Path | None, settings: Settings, corpus: str | None = None) -> None:
     label = None
     if corpus:
-        workspace = fetch_corpus(corpus)
+        workspace = ensure_corpus(corpus)
         label = corpus
     if workspace is None or not workspace.is_dir():
         raise SystemExit("repotune: bench index needs a workspace directory or --corpus NAME==VER")
