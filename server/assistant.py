@@ -62,6 +62,9 @@ class Assistant:
         self._engine: Any = None
         self._state = "starting"
         self.counters = {"completions": 0, "cancelled": 0, "empty": 0, "cached": 0}
+        # Wall time of the last completion inside the core, so the LSP layer's own cost can be
+        # measured from the client side (repotune bench lsp).
+        self.last_completion: dict[str, float] = {}
 
     # ------------------------------------------------------------------ settings
 
@@ -209,6 +212,23 @@ class Assistant:
         language: str | None = None,
         cancel: threading.Event | None = None,
         use_context: bool = True,
+    ) -> CompletionOutcome | None:
+        """A completion at `offset` of `text` (the buffer as typed), or None (disabled, not
+        ready, cancelled, nothing good)."""
+        started = time.perf_counter()
+        try:
+            return self._complete(path, text, offset, language, cancel, use_context)
+        finally:
+            self.last_completion = {"total_ms": (time.perf_counter() - started) * 1000.0}
+
+    def _complete(
+        self,
+        path: Path,
+        text: str,
+        offset: int,
+        language: str | None,
+        cancel: threading.Event | None,
+        use_context: bool,
     ) -> CompletionOutcome | None:
         from repotune.server.engine import CompletionRequest
         from repotune.server.prompts import ContextSnippet
@@ -389,6 +409,7 @@ class Assistant:
             "folders": folders,
             "errors": [*self.errors, *([load_error] if load_error else [])],
             "engine": {**engine_status, **self.counters},
+            "last_completion": self.last_completion,
             "settings": self.settings.model_dump(mode="json"),
         }
 

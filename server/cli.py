@@ -165,7 +165,9 @@ def bench_complete(
 
 @bench_app.command("lsp")
 def bench_lsp(
-    workspace: WorkspaceArg,
+    workspace: Annotated[
+        Path | None, typer.Argument(help="workspace (default: the pinned requests corpus)")
+    ] = None,
     samples: Annotated[int, typer.Option(help="cursor positions to sample")] = 30,
 ) -> None:
     """LSP request-to-response latency against the engine's own latency."""
@@ -173,7 +175,8 @@ def bench_lsp(
         from repotune.server.bench_lsp import run_bench_lsp
     except ImportError as exc:
         raise not_implemented(f"bench lsp ({exc})") from None
-    run_bench_lsp(workspace.resolve(), settings_for(workspace), samples=samples)
+    root = workspace.resolve() if workspace else None
+    run_bench_lsp(root, settings_for(root), samples=samples)
 
 
 @app.command(
