@@ -80,7 +80,11 @@ class IndexSettings(_Section):
         description="gitignore-style patterns re-included even if ignored (vendored code)",
     )
     secret_patterns: list[str] = Field(default_factory=lambda: list(DEFAULT_SECRET_PATTERNS))
-    index_dir: str | None = Field(None, description="where the index lives; default: cache dir")
+    index_dir: str | None = Field(
+        None,
+        description="where the index lives (default: the cache dir); relative: inside the "
+        "workspace; absolute: a folder per workspace is made inside it",
+    )
     chunk_lines: int = Field(60, ge=5, le=1000, description="target chunk size in lines")
     chunk_overlap: int = Field(10, ge=0, le=500)
     debounce_ms: int = Field(300, ge=0, le=60_000)

@@ -65,13 +65,18 @@ class StoreError(RuntimeError):
 
 def index_location(workspace: Path, settings: Settings) -> Path:
     """Where a workspace's index lives: the cache dir unless `index.index_dir` says otherwise."""
-    if settings.index.index_dir:
-        configured = Path(settings.index.index_dir).expanduser()
-        return configured if configured.is_absolute() else (workspace / configured).resolve()
     resolved = workspace.resolve()
     digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", resolved.name) or "root"
-    return cache_dir() / "indexes" / f"{name}-{digest}"
+    per_workspace = f"{name}-{digest}"
+    if settings.index.index_dir:
+        # A relative index_dir belongs to its workspace; an absolute one may be shared by every
+        # folder of a multi-root editor session, so each workspace gets its own folder inside it.
+        configured = Path(settings.index.index_dir).expanduser()
+        if not configured.is_absolute():
+            return (workspace / configured).resolve()
+        return configured / per_workspace
+    return cache_dir() / "indexes" / per_workspace
 
 
 # ---------------------------------------------------------------------- code-aware tokens

@@ -136,3 +136,14 @@ def test_index_location_defaults_to_cache_and_honours_setting(
     assert index_location(other, Settings()) != default
     custom = Settings.model_validate({"index": {"index_dir": ".repotune/index"}})
     assert index_location(workspace, custom) == workspace.resolve() / ".repotune" / "index"
+
+
+def test_absolute_index_dir_gives_each_workspace_its_own_folder(tmp_path: Path) -> None:
+    """One editor-wide index_dir must not make two workspace folders share (and wipe) a store."""
+    shared = Settings.model_validate({"index": {"index_dir": str(tmp_path / "indexes")}})
+    first, second = tmp_path / "a" / "repo", tmp_path / "b" / "repo"
+    first.mkdir(parents=True)
+    second.mkdir(parents=True)
+    one, two = index_location(first, shared), index_location(second, shared)
+    assert one.parent == two.parent == tmp_path / "indexes"
+    assert one != two

@@ -328,3 +328,53 @@ async def test_invalid_setting_is_reported_and_previous_value_kept(client: Langu
             break
         await asyncio.sleep(0.1)
     assert status["settings"]["completion"]["max_tokens_line"] == 20
+
+
+@pytest.fixture(scope="module")
+def second_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("lsp2") / "units-repo"
+    root.mkdir()
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    (root / "units.py").write_text(
+        "def feet_to_meters(feet: float) -> float:\n    return feet * 0.3048\n"
+    )
+    return root
+
+
+async def test_multi_root_folders_added_and_removed_at_run_time(
+    client: LanguageClient, repo: Path, second_repo: Path
+) -> None:
+    client.workspace_did_change_workspace_folders(
+        types.DidChangeWorkspaceFoldersParams(
+            event=types.WorkspaceFoldersChangeEvent(
+                added=[types.WorkspaceFolder(uri=second_repo.as_uri(), name=second_repo.name)],
+                removed=[],
+            )
+        )
+    )
+    deadline = time.monotonic() + 60
+    results: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        results = await execute(client, "repotune.search", {"query": "feet_to_meters"})
+        if any(r["uri"].startswith(second_repo.as_uri()) for r in results):
+            break
+        await asyncio.sleep(0.3)
+    status = await execute(client, "repotune.status")
+    roots = {folder["root"] for folder in status["folders"]}
+    assert roots == {str(repo.resolve()), str(second_repo.resolve())}
+    assert any(r["uri"].startswith(second_repo.as_uri()) for r in results)
+    client.workspace_did_change_workspace_folders(
+        types.DidChangeWorkspaceFoldersParams(
+            event=types.WorkspaceFoldersChangeEvent(
+                added=[],
+                removed=[types.WorkspaceFolder(uri=second_repo.as_uri(), name=second_repo.name)],
+            )
+        )
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status = await execute(client, "repotune.status")
+        if len(status["folders"]) == 1:
+            break
+        await asyncio.sleep(0.2)
+    assert [folder["root"] for folder in status["folders"]] == [str(repo.resolve())]
