@@ -320,12 +320,14 @@ class WatchHandler(FileSystemEventHandler):
         debouncer: Debouncer,
         request_rescan: Callable[[], None],
         index_dir: Path | None = None,
+        top_level_changed: Callable[[], None] | None = None,
     ) -> None:
         self.root = root
         self.filter = file_filter
         self.debouncer = debouncer
         self.request_rescan = request_rescan
         self.index_dir = index_dir
+        self.top_level_changed = top_level_changed
         self.ignored_events = 0
 
     def _rel(self, raw: str | bytes) -> str | None:
@@ -366,6 +368,8 @@ class WatchHandler(FileSystemEventHandler):
         if is_directory:
             if event_type == "modified":
                 return  # a directory's mtime changes with its entries, which have own events
+            if len(parts) == 1 and self.top_level_changed is not None:
+                self.top_level_changed()  # watches are per top-level directory
             if self.filter.dir_path_ignored(rel):
                 self.ignored_events += 1
                 return

@@ -94,6 +94,8 @@ class WorkspaceIndex:
         self._dense_done = threading.Event()
         self._threads: list[threading.Thread] = []
         self._observer: Any = None
+        self._watch_lock = threading.Lock()
+        self._top_level_watches: dict[str, Any] = {}
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
         self.last_reconcile: ReconcileReport | None = None
@@ -175,17 +177,65 @@ class WorkspaceIndex:
         thread.start()
 
     def _start_observer(self) -> None:
+        """Watch the root and each non-ignored top-level directory, not the whole tree.
+
+        A recursive watch on the root would put an inotify watch on every directory of
+        `.venv`, `node_modules`, `build` or `.git` as well: on large trees that exhausts the
+        system's watch limit or overflows the event queue, for events that are ignored anyway.
+        """
         from watchdog.observers import Observer
 
         handler = WatchHandler(
-            self.root, self.filter, self.debouncer, self._request_rescan, self.location
+            self.root,
+            self.filter,
+            self.debouncer,
+            self._request_rescan,
+            self.location,
+            top_level_changed=self._refresh_watches,
         )
         self.watch_handler = handler
         observer = Observer()
-        observer.schedule(handler, str(self.root), recursive=True)
+        observer.schedule(handler, str(self.root), recursive=False)
+        git_info = self.root / ".git" / "info"
+        if git_info.is_dir():
+            observer.schedule(handler, str(git_info), recursive=False)
         observer.daemon = True
-        observer.start()
         self._observer = observer
+        self._refresh_watches()
+        observer.start()
+
+    def _wanted_top_level_dirs(self) -> set[str]:
+        wanted: set[str] = set()
+        with contextlib.suppress(OSError):
+            for child in self.root.iterdir():
+                if child.name == ".git" or child.is_symlink() or not child.is_dir():
+                    continue
+                if self.location.is_relative_to(child):
+                    continue  # our own index inside the workspace: its writes are not edits
+                if not self.filter.dir_path_ignored(child.name):
+                    wanted.add(child.name)
+        return wanted
+
+    def _refresh_watches(self) -> None:
+        """Add a recursive watch for each new indexable top-level directory; drop stale ones."""
+        observer = self._observer
+        if observer is None or self._stop.is_set():
+            return
+        with self._watch_lock:
+            wanted = self._wanted_top_level_dirs()
+            for name in list(self._top_level_watches):
+                if name not in wanted:
+                    with contextlib.suppress(Exception):
+                        observer.unschedule(self._top_level_watches[name])
+                    del self._top_level_watches[name]
+            for name in sorted(wanted - set(self._top_level_watches)):
+                try:
+                    self._top_level_watches[name] = observer.schedule(
+                        self.watch_handler, str(self.root / name), recursive=True
+                    )
+                except OSError as exc:  # e.g. the system's inotify watch limit
+                    self.indexer.errors.append(f"cannot watch {name}/: {exc}")
+                    log.warning("cannot watch %s: %s", name, exc)
 
     def close(self) -> None:
         """Stop watching and working (the current file or batch completes), close the store."""
@@ -250,6 +300,7 @@ class WorkspaceIndex:
         self.phase = "lexical"
         report = self.indexer.reconcile(self._stop)
         self.last_reconcile = report
+        self._refresh_watches()  # ignore rules may have changed which directories matter
         self._dense_wakeup.set()
         stats = self.store.stats()
         self._emit(

@@ -216,3 +216,19 @@ def test_sigkill_mid_index_then_restart_equals_fresh_index(
     assert partial.wait_idle(300)
     assert snapshot(partial) == expected
     partial.close()
+
+
+def test_ignored_top_level_directories_get_no_watch(live: tuple[Path, WorkspaceIndex]) -> None:
+    """Only indexable top-level directories are watched (no inotify watches for build/ or .git),
+    and a top-level directory created or un-ignored later is picked up."""
+    root, index = live
+    assert set(index._top_level_watches) == {"pkg"}
+    write(root, "build/deep/a/b/c.py", function_source("built_artifact"))
+    write(root, "lib/extra.py", function_source("delta_library"))
+    eventually(lambda: paths_for(index, "delta_library") == {"lib/extra.py"})
+    assert set(index._top_level_watches) == {"pkg", "lib"}
+    write(root, ".gitignore", "*.log\n")  # build/ is no longer ignored
+    eventually(lambda: paths_for(index, "built_artifact") == {"build/deep/a/b/c.py"})
+    eventually(lambda: set(index._top_level_watches) == {"pkg", "lib", "build"})
+    write(root, "build/deep/a/b/c.py", function_source("built_again"))
+    eventually(lambda: paths_for(index, "built_again") == {"build/deep/a/b/c.py"})
