@@ -116,3 +116,27 @@ def test_paired_bootstrap() -> None:
     assert worse.difference == -0.75 and worse.high < 0 and worse.excludes_zero
     with pytest.raises(ValueError, match="differ in length"):
         paired_bootstrap([1, 0], [1])
+
+
+def _comparison(a: str, b: str, difference: float, low: float, high: float) -> dict:
+    interval = {"difference": difference, "low": low, "high": high, "n": 50}
+    return {"a": a, "b": b, "intervals": {"line": {"exact_match": interval}}}
+
+
+def test_targets_need_the_gain_and_an_interval_above_zero() -> None:
+    from repotune.training.evaluate import targets
+
+    met = targets(
+        [
+            _comparison("ft+ctx", "base+ctx", 0.12, 0.02, 0.22),
+            _comparison("ft+ctx", "other+ctx", 0.04, 0.01, 0.08),
+        ]
+    )
+    assert [t["met"] for t in met] == [True, True]
+    crossing = targets([_comparison("ft+ctx", "base+ctx", 0.12, -0.01, 0.25)])
+    assert [t["met"] for t in crossing] == [False]
+    too_small = targets([_comparison("ft+ctx", "base+ctx", 0.05, 0.01, 0.09)])
+    assert [t["met"] for t in too_small] == [False]
+    assert "+5.0 points" in too_small[0]["detail"]
+    behind_other = targets([_comparison("ft+ctx", "other+ctx", 0.0, -0.05, 0.05)])
+    assert [t["met"] for t in behind_other] == [False]

@@ -686,6 +686,13 @@ def write_outputs(result: dict[str, Any], predictions: list[dict[str, Any]], out
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval.json").write_text(json.dumps(result, indent=2, default=str))
+    # The same without the tasks' text (third-party code): small enough to commit and publish.
+    summary = dict(result)
+    summary["repos"] = {
+        label: {k: v for k, v in repo.items() if k != "tasks"}
+        for label, repo in result["repos"].items()
+    }
+    (out / "eval-summary.json").write_text(json.dumps(summary, indent=2, default=str))
     with (out / "predictions.jsonl").open("w", encoding="utf-8") as handle:
         for row in predictions:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -774,7 +781,8 @@ def command(
     quiet: Annotated[bool, typer.Option(help="no progress on stderr")] = False,
 ) -> None:
     """Compare base / retrieval / fine-tuned conditions on held-out files of real repositories;
-    writes eval.json, eval.md, eval.png and predictions.jsonl."""
+    writes eval.json (eval-summary.json: without the tasks' text), eval.md, eval.png and
+    predictions.jsonl."""
     config = EvalConfig(
         repos=list(repo),
         conditions=[c.strip() for c in conditions.split(",") if c.strip()],
