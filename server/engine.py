@@ -181,7 +181,7 @@ _PARAMS_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
-def _model_params(use_extra_bufts: bool) -> Iterator[None]:
+def llama_extra_buffers(use_extra_bufts: bool) -> Iterator[None]:
     """Llama() has no argument for llama.cpp's `use_extra_bufts`; wrap its defaults meanwhile."""
     import llama_cpp.llama_cpp as native
 
@@ -242,7 +242,7 @@ def load_model(settings: Settings) -> _Loaded:
         extra_bufts = gpu or not _cpu_has_amx()
     started = time.perf_counter()
     try:
-        with _model_params(extra_bufts):
+        with llama_extra_buffers(extra_bufts):
             llm = Llama(
                 model_path=str(resolved.path),
                 n_ctx=model.context_length,

@@ -21,7 +21,7 @@ import contextlib
 import json
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -66,29 +66,12 @@ class ParityError(TrainError):
 # --------------------------------------------------------------------------- llama.cpp
 
 
-@contextlib.contextmanager
-def _no_extra_buffers() -> Iterator[None]:
-    """Load without llama.cpp's "extra" (repacked) weight buffers.
+def _no_extra_buffers() -> contextlib.AbstractContextManager[None]:
+    """Load without llama.cpp's "extra" (repacked) weight buffers: some virtual machines advertise
+    AMX without enabling it and llama.cpp's AMX kernels then die with SIGSEGV (see the engine)."""
+    from repotune.server.engine import llama_extra_buffers
 
-    Some virtual machines advertise AMX in CPUID without enabling its tile state; llama.cpp then
-    picks its AMX kernels for quantized weights and dies with SIGSEGV on `ldtilecfg`. Parity
-    checks need a process that survives; the plain CPU kernels are exact and fast enough here.
-    """
-    import llama_cpp
-    import llama_cpp.llama as llama_module
-
-    original = llama_cpp.llama_model_default_params
-
-    def patched() -> Any:
-        params = original()
-        params.use_extra_bufts = False
-        return params
-
-    llama_module.llama_cpp.llama_model_default_params = patched
-    try:
-        yield
-    finally:
-        llama_module.llama_cpp.llama_model_default_params = original
+    return llama_extra_buffers(False)
 
 
 def open_llama(model_path: Path, lora_path: Path | None = None, n_ctx: int = 1024) -> Any:
