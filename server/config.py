@@ -8,9 +8,10 @@ Every error names the offending key and where it came from, so a user can fix it
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -212,6 +213,28 @@ def read_workspace_config(workspace: Path) -> tuple[dict[str, Any], str | None]:
         if isinstance(section, dict):
             return section, str(path)
     return {}, None
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """`SECTION.KEY=VALUE` command-line pairs as a nested settings layer.
+
+    Values are parsed as JSON where they are JSON, else taken as strings
+    (`train.learning_rate=1e-4`, `model.adapter=a.gguf`)."""
+    result: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or "." not in key:
+            raise SettingsError(f"--set expects SECTION.KEY=VALUE, got '{pair}'")
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        node = result
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return result
 
 
 def validate_layer(values: Mapping[str, Any], source: str) -> None:

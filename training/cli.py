@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from repotune.server.config import Settings, SettingsError, load_settings
+from repotune.server.config import Settings, SettingsError, load_settings, parse_overrides
 from repotune.server.models import ModelError
 from repotune.training.base import TrainError
 
@@ -34,27 +34,10 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-def _overrides(pairs: list[str] | None) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, raw = pair.partition("=")
-        if not sep or "." not in key:
-            raise _fail(f"--set expects SECTION.KEY=VALUE, got '{pair}'")
-        try:
-            value: Any = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        node = result
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return result
-
-
 def _settings(workspace: Path | None, pairs: list[str] | None) -> Settings:
     try:
-        return load_settings(workspace, _overrides(pairs), overrides_source="command line")
+        overrides = parse_overrides(pairs or [])
+        return load_settings(workspace, overrides, overrides_source="command line")
     except SettingsError as exc:
         raise _fail(str(exc)) from None
 
