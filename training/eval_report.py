@@ -105,7 +105,8 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def chart(result: dict[str, Any], path: Path) -> Path:
-    """Exact match per task kind and condition, one panel per repository."""
+    """Exact match (top) and edit similarity (bottom) per task kind and condition, one column
+    per repository, on shared axes so repositories compare at a glance."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -113,29 +114,34 @@ def chart(result: dict[str, Any], path: Path) -> Path:
     import numpy as np
 
     repos = result["repos"]
-    fig, axes = plt.subplots(
-        1, max(1, len(repos)), figsize=(6.5 * max(1, len(repos)), 4.2), squeeze=False
-    )
-    for ax, (label, repo) in zip(axes[0], repos.items(), strict=False):
+    columns = max(1, len(repos))
+    fig, axes = plt.subplots(2, columns, figsize=(6.5 * columns, 7.5), squeeze=False, sharey="row")
+    metrics = (("exact_match", "exact match (%)"), ("edit_similarity", "edit similarity (%)"))
+    for column, (label, repo) in enumerate(repos.items()):
         conditions = list(repo["conditions"])
         kinds = [k for k in ("line", "span", "api") if repo["task_counts"].get(k)]
         x = np.arange(len(conditions))
         width = 0.8 / max(1, len(kinds))
-        for i, kind in enumerate(kinds):
-            values = [
-                100 * (repo["conditions"][c].get(kind, {}).get("exact_match") or 0.0)
-                for c in conditions
-            ]
-            bars = ax.bar(x + (i - (len(kinds) - 1) / 2) * width, values, width, label=kind)
-            ax.bar_label(bars, fmt="%.0f", fontsize=7)
-        ax.set_xticks(x, conditions, rotation=15)
-        ax.set_ylabel("exact match (%)")
-        ax.set_title(f"{label} ({repo['repo']['spec']})")
-        ax.legend(title="task", fontsize=8)
-        ax.grid(axis="y", alpha=0.3)
-    fig.suptitle("RepoTune: completion exact match by condition (held-out files)")
+        for row, (metric, axis_label) in enumerate(metrics):
+            ax = axes[row][column]
+            for i, kind in enumerate(kinds):
+                values = [
+                    100 * (repo["conditions"][c].get(kind, {}).get(metric) or 0.0)
+                    for c in conditions
+                ]
+                n = repo["task_counts"][kind]
+                offset = (i - (len(kinds) - 1) / 2) * width
+                bars = ax.bar(x + offset, values, width, label=f"{KIND_LABELS[kind]} (n={n})")
+                ax.bar_label(bars, fmt="%.0f", fontsize=7)
+            ax.set_xticks(x, conditions, rotation=15)
+            ax.set_ylabel(axis_label)
+            ax.grid(axis="y", alpha=0.3)
+            if row == 0:
+                ax.set_title(f"{label} ({repo['repo']['spec']})")
+                ax.legend(title="task", fontsize=8)
+    fig.suptitle("RepoTune: completion quality by condition (held-out test files)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
