@@ -198,6 +198,7 @@ def train(ctx: typer.Context) -> None:
 @app.command(
     "eval",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,  # `repotune eval --help` shows the evaluator's own options
 )
 def evaluate(ctx: typer.Context) -> None:
     """Evaluate retrieval and fine-tuning conditions on held-out files."""
