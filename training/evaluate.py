@@ -42,7 +42,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from repotune.server.config import Settings, SettingsError, cache_dir, load_settings, settings_with
+from repotune.server.config import (
+    Settings,
+    SettingsError,
+    cache_dir,
+    load_settings,
+    parse_overrides,
+    settings_with,
+)
 from repotune.server.models import ModelError
 from repotune.training.base import TrainError
 from repotune.training.corpora import EvalError, Repo, files_digest, resolve_repo
@@ -724,24 +731,6 @@ def quality(result: dict[str, Any]) -> dict[str, Any]:
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
-def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or "." not in key:
-            raise EvalError(f"--set expects SECTION.KEY=VALUE, got '{pair}'")
-        try:
-            value: Any = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        node = result
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return result
-
-
 def _adapters(pairs: Sequence[str]) -> dict[str, str]:
     result = {}
     for pair in pairs:
@@ -793,7 +782,7 @@ def command(
         adapters=_adapters(adapter or []),
         parity=parity,
         bootstrap=bootstrap,
-        overrides=_overrides(set_ or []),
+        overrides=parse_overrides(set_ or []),
         out=out or Path("bench-results") / time.strftime("eval-%Y%m%d-%H%M%S"),
         progress=not quiet,
         command=_COMMAND[0],
