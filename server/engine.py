@@ -32,6 +32,7 @@ from repotune.server.config import Settings
 from repotune.server.models import ModelError, resolve_adapter, resolve_generator
 from repotune.server.postprocess import decide_multiline, postprocess, truncate
 from repotune.server.prompts import (
+    PREFIX_QUANTUM,
     BuiltPrompt,
     ContextSnippet,
     PromptFormat,
@@ -51,8 +52,6 @@ CACHE_PREFIX_CHARS = 1500
 CACHE_SUFFIX_CHARS = 500
 # How many recent entries a "typing through" lookup scans.
 TYPE_THROUGH_SCAN = 32
-# The cursor line's share of the prefix budget is reserved in steps of this many tokens.
-PREFIX_QUANTUM = 32
 
 
 @dataclass(frozen=True)

@@ -483,6 +483,12 @@ def pack_context(
 # --------------------------------------------------------------------------- builder
 
 
+# The cursor line's share of the prefix budget is reserved in steps of this many tokens, so typing
+# does not move the first kept line on every keystroke (KV-cache reuse). Engine and trainer both
+# cut prefixes with it, so training prompts look exactly like served ones.
+PREFIX_QUANTUM = 32
+
+
 def build_fim_prompt(
     fmt: PromptFormat | str,
     *,

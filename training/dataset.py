@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 import re
 import warnings
@@ -57,6 +58,7 @@ from repotune.server.chunking import CODE_LANGUAGES, Chunk, Chunker, language_fo
 from repotune.server.config import Settings
 from repotune.server.files import ContentSkip, WorkspaceFilter, read_text_file
 from repotune.server.prompts import (
+    PREFIX_QUANTUM,
     ContextSnippet,
     PromptFormat,
     build_fim_prompt,
@@ -139,6 +141,8 @@ EXPRESSION_NODES = {
     "argument_list",
     "arguments",
 }
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -395,6 +399,14 @@ class Retriever:
             if not self.index.wait_idle(timeout=3600):
                 raise TrainError("indexing the repository did not finish within an hour")
         self.dense = bool(getattr(self.index, "dense", False))
+        if self.dense and hasattr(self.index, "load_query_embedder"):
+            # An index handed in (or already complete) may never have loaded its embedder;
+            # without it every query would silently be lexical-only.
+            try:
+                self.index.load_query_embedder()
+            except Exception as exc:  # no embedder: lexical retrieval, and the stats say so
+                self.dense = False
+                log.warning("dense retrieval unavailable for the dataset: %s", exc)
 
     def close(self) -> None:
         if self._own and self.index is not None:
@@ -555,6 +567,7 @@ class Builder:
             context=context,
             budget=serving_budget(self.settings),
             count_tokens=self.count,
+            prefix_quantum=PREFIX_QUANTUM,  # exactly as the engine cuts the prefix
         )
         kept_retrieved = [
             s for s in built.snippets if roles.get((s.path, s.start_line)) == "retrieved"
