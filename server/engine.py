@@ -34,6 +34,7 @@ from repotune.server.postprocess import decide_multiline, postprocess, truncate
 from repotune.server.prompts import (
     PREFIX_QUANTUM,
     BuiltPrompt,
+    CachedTokenCounter,
     ContextSnippet,
     PromptFormat,
     build_ask_document,
@@ -217,7 +218,14 @@ class _Loaded:
     llm: Any
     format: PromptFormat
     info: dict[str, Any]
-    count_cache: dict[str, int] = field(default_factory=dict)
+    counter: CachedTokenCounter | None = None
+
+    def __post_init__(self) -> None:
+        if self.counter is None:
+            llm = self.llm
+            self.counter = CachedTokenCounter(
+                lambda text: llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+            )
 
 
 def load_model(settings: Settings) -> _Loaded:
@@ -559,15 +567,8 @@ class CompletionEngine:
 
     @staticmethod
     def _count(loaded: _Loaded, text: str) -> int:
-        if not text:
-            return 0
-        cached = loaded.count_cache.get(text)
-        if cached is None:
-            cached = len(loaded.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
-            if len(loaded.count_cache) > 20_000:
-                loaded.count_cache.clear()
-            loaded.count_cache[text] = cached
-        return cached
+        assert loaded.counter is not None
+        return loaded.counter(text)
 
     def _budget(self, multiline: bool) -> tuple[int, int, int]:
         """The settings' split, scaled down to fit the context window if need be."""

@@ -483,6 +483,27 @@ def pack_context(
 # --------------------------------------------------------------------------- builder
 
 
+class CachedTokenCounter:
+    """Token counts memoised per text: packing a prompt counts the same lines again and again,
+    for the engine and for the trainer alike. `tokenize` turns text into token ids."""
+
+    def __init__(self, tokenize: Callable[[str], Sequence[int]], max_entries: int = 20_000):
+        self._tokenize = tokenize
+        self._max_entries = max_entries
+        self._counts: dict[str, int] = {}
+
+    def __call__(self, text: str) -> int:
+        if not text:
+            return 0
+        count = self._counts.get(text)
+        if count is None:
+            count = len(self._tokenize(text))
+            if len(self._counts) >= self._max_entries:
+                self._counts.clear()
+            self._counts[text] = count
+        return count
+
+
 # The cursor line's share of the prefix budget is reserved in steps of this many tokens, so typing
 # does not move the first kept line on every keystroke (KV-cache reuse). Engine and trainer both
 # cut prefixes with it, so training prompts look exactly like served ones.

@@ -59,6 +59,7 @@ from repotune.server.config import Settings
 from repotune.server.files import ContentSkip, WorkspaceFilter, read_text_file
 from repotune.server.prompts import (
     PREFIX_QUANTUM,
+    CachedTokenCounter,
     ContextSnippet,
     PromptFormat,
     build_fim_prompt,
@@ -464,18 +465,14 @@ class TokenCounter:
             from llama_cpp import Llama
 
             self.llm = Llama(model_path=str(model_path), vocab_only=True, verbose=False)
-        self._cache: dict[str, int] = {}
+        llm = self.llm
+        self._counter = CachedTokenCounter(
+            lambda text: llm.tokenize(text.encode("utf-8"), add_bos=False, special=False),
+            max_entries=50_000,
+        )
 
     def __call__(self, text: str) -> int:
-        if not text:
-            return 0
-        value = self._cache.get(text)
-        if value is None:
-            value = len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
-            if len(self._cache) > 50_000:
-                self._cache.clear()
-            self._cache[text] = value
-        return value
+        return self._counter(text)
 
     def prompt_format(self, settings: Settings) -> PromptFormat:
         if settings.model.prompt_format != "auto":
