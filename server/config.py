@@ -237,6 +237,23 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     return result
 
 
+def _anchor_model_paths(values: Mapping[str, Any], workspace: Path) -> dict[str, Any]:
+    """Model paths written in a workspace's file are relative to that workspace, not to
+    whatever directory the editor started the server in."""
+    model = values.get("model")
+    if not isinstance(model, Mapping):
+        return dict(values)
+    anchored = dict(model)
+    for key in ("generator", "embedder", "adapter"):
+        reference = anchored.get(key)
+        if not isinstance(reference, str) or reference == "default" or reference.startswith("hf:"):
+            continue
+        path = Path(reference).expanduser()
+        if not path.is_absolute():
+            anchored[key] = str(workspace / path)
+    return {**values, "model": anchored}
+
+
 def validate_layer(values: Mapping[str, Any], source: str) -> None:
     """Check one layer on its own so an error names the layer that is wrong."""
     try:
@@ -256,7 +273,7 @@ def load_settings(
         file_values, file_source = read_workspace_config(workspace)
         if file_source:
             validate_layer(file_values, file_source)
-            merged = deep_merge(merged, file_values)
+            merged = deep_merge(merged, _anchor_model_paths(file_values, workspace))
     if overrides:
         validate_layer(overrides, overrides_source)
         merged = deep_merge(merged, overrides)

@@ -23,11 +23,11 @@ def test_workspace_file_overrides_defaults_and_editor_overrides_file(tmp_path: P
     from_file = load_settings(tmp_path)
     assert from_file.completion.context_tokens == 300
     assert from_file.completion.max_tokens_line == 20
-    assert from_file.model.adapter == "a.gguf"
+    assert from_file.model.adapter == str(tmp_path / "a.gguf")  # relative to the workspace
     merged = load_settings(tmp_path, {"completion": {"context_tokens": 100}})
     assert merged.completion.context_tokens == 100  # editor wins
     assert merged.completion.max_tokens_line == 20  # file value kept where editor is silent
-    assert merged.model.adapter == "a.gguf"
+    assert merged.model.adapter == str(tmp_path / "a.gguf")
 
 
 def test_pyproject_tool_table_is_read(tmp_path: Path) -> None:
@@ -80,3 +80,14 @@ def test_settings_with_keeps_previous_on_error() -> None:
     with pytest.raises(SettingsError, match="didChangeConfiguration"):
         settings_with(changed, {"retrieval": {"top_k": "many"}}, "didChangeConfiguration")
     assert changed.retrieval.top_k == 9
+
+
+def test_model_paths_in_a_workspace_file_are_relative_to_the_workspace(tmp_path: Path) -> None:
+    (tmp_path / "repotune.toml").write_text(
+        '[model]\nadapter = ".repotune/adapter.gguf"\ngenerator = "hf:org/repo:m.gguf"\n'
+    )
+    settings = load_settings(tmp_path)
+    assert settings.model.adapter == str(tmp_path / ".repotune" / "adapter.gguf")
+    assert settings.model.generator == "hf:org/repo:m.gguf"
+    # values from the editor are taken as given
+    assert load_settings(tmp_path, {"model": {"adapter": "x.gguf"}}).model.adapter == "x.gguf"
