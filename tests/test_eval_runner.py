@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from repotune.training.evaluate import EvalConfig, main, quality, run
+from repotune.training.evaluate import EvalConfig, quality, run
 
 SERVER = Path(__file__).resolve().parents[1] / "server"
 FILES = ["retrieval.py", "postprocess.py", "prompts.py", "models.py", "embeddings.py", "files.py"]
@@ -84,16 +86,23 @@ def test_same_seed_same_figures(fixture_repo: dict) -> None:
 
 
 def _one_line_error(capsys: pytest.CaptureFixture[str], args: list[str]) -> str:
-    with pytest.raises(SystemExit) as raised:
-        main(args)
-    assert raised.value.code == 1
-    err = capsys.readouterr().err.strip()
+    """Run `repotune eval` as a user would, in its own process (llama.cpp's loader threads and
+    log callback make in-process stderr capture order-dependent), and return its error line."""
+    del capsys  # the subprocess has its own stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "repotune", "eval", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1, result.stderr
+    err = result.stderr.strip()
     assert "Traceback" not in err
-    # llama.cpp may have logged its own warnings before; ours is the one last line.
-    last = err.splitlines()[-1]
-    assert last.startswith("repotune eval: ")
-    assert [line for line in err.splitlines() if line.startswith("repotune eval")] == [last]
-    return last
+    # llama.cpp logs its own lines around ours; the error itself is exactly one line of ours.
+    ours = [line for line in err.splitlines() if line.startswith("repotune eval")]
+    assert len(ours) == 1, err
+    assert ours[0].startswith("repotune eval: ")
+    return ours[0]
 
 
 def test_missing_adapter_is_a_clear_error(
