@@ -135,6 +135,13 @@ class TrainSettings(_Section):
     no_context_share: float = Field(0.2, ge=0.0, le=1.0)
     teacher_endpoint: str | None = None
     teacher_model: str | None = None
+    teacher_api_key_env: str = Field(
+        "REPOTUNE_TEACHER_API_KEY",
+        description="environment variable holding the teacher's API key (the key is never stored)",
+    )
+    teacher_max_pairs: int = Field(32, ge=0, le=10_000, description="teacher Q&A pairs to ask for")
+    teacher_max_tokens: int = Field(384, ge=16, description="token cap per teacher reply")
+    teacher_timeout_s: float = Field(120.0, gt=0, description="per-request teacher timeout")
     lora_target_modules: list[str] = Field(
         default_factory=lambda: [
             "q_proj",

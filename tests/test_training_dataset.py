@@ -160,6 +160,8 @@ def test_context_hit_rate_is_what_the_examples_say(built: tuple[Path, Path, dict
         expected = sum(e["context_hit"] for e in with_context) / len(with_context)
         assert stats["context_hit_rate"][name] == pytest.approx(expected)
         assert stats["examples"][name]["total"] == len(rows(out, name))
+        assert "qa" not in stats["examples"][name]  # no teacher configured: no Q&A pairs
+    assert stats["teacher"] is None
     # the definition itself: only identifiers that the visible text lacks count
     from repotune.server.prompts import ContextSnippet
 

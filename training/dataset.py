@@ -16,7 +16,8 @@ Example kinds:
 - ``fim_random``: a random span of one to three lines (what a cursor anywhere looks like);
 - ``describe``: code from description: the docstring or leading comment is in the prefix and the
   implementation is the middle (the local counterpart of the original work's Q&A pairs);
-- ``qa``: optional question/answer pairs written by a teacher (`train.teacher_endpoint`).
+- ``qa``: optional question/answer pairs written by a teacher (`train.teacher_endpoint`, any
+  OpenAI-compatible endpoint; see teacher.py), train split only, in the server's question prompt.
 In the spirit of RAFT every example gets `train.distractors` random chunks from other files, and a
 `train.no_context_share` of them get only the distractors (the helpful context left out).
 
@@ -24,15 +25,18 @@ JSONL schema (one object per line; `train.jsonl`, `validation.jsonl`, `test.json
   id: str                  stable hash of (path, span, kind)
   kind: "fim" | "fim_random" | "describe" | "qa"
   span: str                tree-sitter node kind or "line_remainder" / "random" / "docstring"
+                           (qa: the node kind of the definition the teacher was shown)
   split: "train" | "validation" | "test"
   path, language: str      the target file (workspace-relative) and its language
   start_byte, end_byte: int  the middle's byte range in the file (UTF-8)
-  format: str              prompt format name (prompts.FORMATS)
+  format: str              prompt format name (prompts.FORMATS); qa: "ask_document" / "ask_chat"
   prompt: str              the prompt text exactly as the server builds it
   segments: [[text, is_marker], ...]  the same prompt as segments (the engine tokenizes per segment)
   completion: str          middle + the format's end-of-middle marker
-  middle: str              the target alone
-  context: [{path, start_line, end_line, role}]  role: "retrieved" | "distractor"
+  middle: str              the target alone (qa: the answer)
+  question: str            qa only: the teacher's question
+  context: [{path, start_line, end_line, role}]  role: "retrieved" | "distractor" | "oracle"
+                           (qa: the definition the pair is about)
   context_mode: "retrieved" | "distractors_only" | "none"
   context_hit: bool        a kept retrieved snippet holds an identifier of the middle that the
                            visible prefix/suffix do not (the context could have helped)
@@ -177,6 +181,7 @@ class DatasetStats:
     duplicates_dropped: int = 0
     prompt_format: str = ""
     dense_retrieval: bool = False
+    teacher: dict[str, Any] | None = None  # teacher.TeacherStats, when a teacher was configured
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -627,6 +632,16 @@ def build_dataset(
 
     root = Path(root).resolve()
     files, skipped = collect_files(root, settings)
+    client = None
+    if settings.train.teacher_endpoint and settings.train.teacher_max_pairs > 0:
+        from repotune.training.teacher import TeacherClient
+
+        client = TeacherClient(settings)
+        try:
+            client.probe()  # a configured but unreachable teacher fails now, not in an hour
+        except TrainError:
+            client.close()
+            raise
     assign_splits(files, settings)  # before anything looks at the content
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -663,8 +678,26 @@ def build_dataset(
                     continue
                 seen.add(key)
                 rows[source.split].append(row)
+        if client is not None:
+            from repotune.training.teacher import AskPrompt, TeacherStats, qa_examples
+
+            teacher_stats = TeacherStats()
+            for row in qa_examples(
+                builder, client, AskPrompt.for_model(count.llm), teacher_stats, progress
+            ):
+                key = hashlib.sha256(
+                    (row["prompt"] + "\0" + row["completion"]).encode()
+                ).hexdigest()
+                if key in seen:
+                    stats.duplicates_dropped += 1
+                    continue
+                seen.add(key)
+                rows["train"].append(row)  # only train files are ever shown to the teacher
+            stats.teacher = teacher_stats.to_json()
     finally:
         retriever.close()
+        if client is not None:
+            client.close()
     for name in SPLITS:
         order = random.Random(f"{settings.train.seed}:{name}")
         order.shuffle(rows[name])
@@ -740,6 +773,12 @@ def format_stats(stats: DatasetStats) -> str:
             f"context hit rate {'n/a' if hit is None else f'{hit:.1%}'}"
         )
     lines.append(f"spans: {stats.spans}; context: {stats.context_modes}")
+    if stats.teacher is not None:
+        teacher = stats.teacher
+        lines.append(
+            f"teacher: {teacher['pairs']} pairs of {teacher['requested']} asked "
+            f"({teacher['malformed']} malformed, {teacher['failed']} failed)"
+        )
     if stats.skipped_files:
         lines.append(f"skipped files: {stats.skipped_files}")
     return "\n".join(lines)
