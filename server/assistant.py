@@ -186,19 +186,15 @@ class Assistant:
         self, path: Path, prefix: str, suffix: str, settings: Settings
     ) -> tuple[list[Any], float]:
         """Chunks for the cursor from the file's workspace index, minus the cursor's own window."""
-        from repotune.server.retrieval import cursor_query
-
         root = self.folder_for(path)
         if root is None or settings.retrieval.top_k == 0:
             return [], 0.0
         started = time.perf_counter()
-        lines = settings.retrieval.query_lines
-        query = cursor_query(prefix, suffix, lines)
-        cursor_line = prefix.count("\n") + 1
         relative = path.resolve().relative_to(root).as_posix()
-        exclude = (relative, max(1, cursor_line - lines), cursor_line + lines)
         try:
-            chunks = self._folders[root].search(query, settings.retrieval.top_k, exclude=exclude)
+            chunks = self._folders[root].search_cursor(
+                relative, prefix, suffix, settings.retrieval.top_k
+            )
         except Exception as exc:  # a broken index must not cost the completion
             self._record_error(f"retrieval failed: {exc}")
             chunks = []

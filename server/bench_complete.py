@@ -176,20 +176,14 @@ def _replay(
     """Send one session's requests as an editor would: retrieval, then completion."""
     from repotune.server.engine import CompletionRequest
     from repotune.server.prompts import as_snippets
-    from repotune.server.retrieval import cursor_query
 
-    lines = settings.retrieval.query_lines
     records = []
     for cursor in cursors:
         t0 = time.perf_counter()
-        cursor_line = cursor.prefix.count("\n") + 1
-        exclude = (cursor.path, max(1, cursor_line - lines), cursor_line + lines)
         chunks = []
         if engine.wants_context(cursor.path, cursor.prefix):  # once per line, as the LSP does
-            chunks = index.search(
-                cursor_query(cursor.prefix, cursor.suffix, lines),
-                settings.retrieval.top_k,
-                exclude=exclude,
+            chunks = index.search_cursor(
+                cursor.path, cursor.prefix, cursor.suffix, settings.retrieval.top_k
             )
         retrieval_ms = (time.perf_counter() - t0) * 1000
         request = CompletionRequest(

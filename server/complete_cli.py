@@ -61,7 +61,6 @@ def retrieve_context(
         info["note"] = "none (retrieval.top_k = 0)"
         return [], info
     try:
-        from repotune.server.retrieval import cursor_query
         from repotune.server.workspace_index import WorkspaceIndex
     except ImportError as exc:
         info["note"] = f"none (the index is not available: {exc})"
@@ -85,13 +84,8 @@ def retrieve_context(
                 notes.append(f"lexical only ({exc})")
         else:
             notes.append("lexical only (index.dense = false)")
-        lines = settings.retrieval.query_lines
-        cursor_line = prefix.count("\n") + 1
-        exclude = (relative, max(1, cursor_line - lines), cursor_line + lines)
         started = time.perf_counter()
-        chunks = index.search(
-            cursor_query(prefix, suffix, lines), settings.retrieval.top_k, exclude=exclude
-        )
+        chunks = index.search_cursor(relative, prefix, suffix, settings.retrieval.top_k)
         info["ms"] = round((time.perf_counter() - started) * 1000, 1)
         stats = index.stats()
         info["used"] = True

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import numpy as np
 from repotune.server.chunking import Chunker, language_for
+from repotune.server.embeddings import QueryFirstLock
 from repotune.server.files import (
     IGNORE_FILE_NAMES,
     ContentSkip,
@@ -34,6 +36,9 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
 Emit = Callable[[dict[str, Any]], None]
 PRIORITY_EDIT = 0
+# The dense fill embeds a batch in slices this small (~0.3 s on 2 cores) and lets a waiting
+# query in between them; the vectors are still stored once per batch.
+EMBED_SLICE = 8
 PRIORITY_FULL = 1
 RESCAN = "\0rescan"
 
@@ -211,7 +216,7 @@ class DenseFiller:
         self,
         store: Store,
         get_embedder: Callable[[], Any],
-        embed_lock: threading.Lock,
+        embed_lock: QueryFirstLock,
         batch_size: int,
         emit: Emit,
     ) -> None:
@@ -238,11 +243,14 @@ class DenseFiller:
             return 0
         embedder = self.get_embedder()
         ids = [chunk_id for chunk_id, _ in batch]
-        with self.embed_lock:
-            embed_started = time.perf_counter()
-            vectors = embedder.embed([text for _, text in batch])
-            self.embed_seconds += time.perf_counter() - embed_started
-        self.store.upsert_vectors(ids, vectors)
+        texts = [text for _, text in batch]
+        parts = []
+        for start in range(0, len(texts), EMBED_SLICE):
+            with self.embed_lock.for_background():  # queries may go between slices
+                embed_started = time.perf_counter()
+                parts.append(embedder.embed(texts[start : start + EMBED_SLICE]))
+                self.embed_seconds += time.perf_counter() - embed_started
+        self.store.upsert_vectors(ids, np.concatenate(parts))
         gone = self.store.mark_embedded(ids)
         if gone:  # replaced while we embedded them: their vectors must not stay
             self.store.delete_vectors(gone)
@@ -320,14 +328,14 @@ class WatchHandler(FileSystemEventHandler):
         debouncer: Debouncer,
         request_rescan: Callable[[], None],
         index_dir: Path | None = None,
-        top_level_changed: Callable[[], None] | None = None,
+        directory_changed: Callable[[str], None] | None = None,
     ) -> None:
         self.root = root
         self.filter = file_filter
         self.debouncer = debouncer
         self.request_rescan = request_rescan
         self.index_dir = index_dir
-        self.top_level_changed = top_level_changed
+        self.directory_changed = directory_changed
         self.ignored_events = 0
 
     def _rel(self, raw: str | bytes) -> str | None:
@@ -368,8 +376,8 @@ class WatchHandler(FileSystemEventHandler):
         if is_directory:
             if event_type == "modified":
                 return  # a directory's mtime changes with its entries, which have own events
-            if len(parts) == 1 and self.top_level_changed is not None:
-                self.top_level_changed()  # watches are per top-level directory
+            if self.directory_changed is not None:
+                self.directory_changed(rel)  # the set of watches may have to follow
             if self.filter.dir_path_ignored(rel):
                 self.ignored_events += 1
                 return

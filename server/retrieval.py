@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from repotune.server.config import RetrievalSettings
 from repotune.server.store import Store
 
 # Each ranking contributes this many candidates per requested result.
@@ -56,6 +57,29 @@ def cursor_query(prefix: str, suffix: str, lines: int) -> str:
     before = prefix.splitlines()[-lines:] if lines > 0 else []
     after = suffix.splitlines()[: max(1, lines // 4)] if lines > 0 else []
     return "\n".join([*before, *after]).strip()
+
+
+@dataclass(frozen=True)
+class CursorQuery:
+    """What is searched for a cursor: identifiers from a wide window for the lexical ranking, a
+    short window next to the cursor for the dense one (embedding cost grows with its length)."""
+
+    lexical: str
+    dense: str
+
+
+def cursor_queries(prefix: str, suffix: str, settings: RetrievalSettings) -> CursorQuery:
+    return CursorQuery(
+        lexical=cursor_query(prefix, suffix, settings.query_lines),
+        dense=cursor_query(prefix, suffix, settings.dense_query_lines),
+    )
+
+
+def cursor_region(path: str, prefix: str, settings: RetrievalSettings) -> Region:
+    """The cursor's own surroundings, which must not come back as context."""
+    cursor_line = prefix.count("\n") + 1
+    lines = settings.query_lines
+    return (path, max(1, cursor_line - lines), cursor_line + lines)
 
 
 def rrf_fuse(
@@ -109,7 +133,14 @@ class HybridRetriever:
         self.rrf_k = rrf_k
         self.last_timings = SearchTimings()
 
-    def search(self, query: str, k: int, exclude: Region | None = None) -> list[RetrievedChunk]:
+    def search(
+        self,
+        query: str,
+        k: int,
+        exclude: Region | None = None,
+        dense_query: str | None = None,
+    ) -> list[RetrievedChunk]:
+        """`dense_query` (default: `query`) is the text embedded for the dense ranking."""
         started = time.perf_counter()
         timings = SearchTimings()
         if k <= 0 or not query.strip():
@@ -122,7 +153,7 @@ class HybridRetriever:
         timings.lexical_ms = (time.perf_counter() - t0) * 1000
         if self.embed_query is not None and self.store.dense_enabled:
             t0 = time.perf_counter()
-            vector = self.embed_query(query)
+            vector = self.embed_query(dense_query or query)
             timings.embed_ms = (time.perf_counter() - t0) * 1000
             if vector is not None:
                 t0 = time.perf_counter()

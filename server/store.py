@@ -31,9 +31,18 @@ INDEX_FORMAT_VERSION = 3
 DB_NAME = "index.sqlite3"
 CHROMA_DIR = "chroma"
 COLLECTION = "chunks"
-MAX_QUERY_TERMS = 24
+MAX_QUERY_TERMS = 12
 # Terms found in more than this share of chunks say little and make FTS5 rank most of the table.
 COMMON_TERM_SHARE = 0.2
+# FTS5's cost grows with the postings it reads: terms are taken rarest first until their document
+# counts add up to this, so a query costs a few ms at 50,000 chunks (the rarest terms carry most
+# of BM25's weight anyway).
+QUERY_POSTINGS_BUDGET = 4000
+# Document counts come from fts5vocab, which walks a term's whole posting list; they change
+# slowly, so they are cached for a while (and dropped after many writes).
+TERM_COUNT_TTL_S = 60.0
+TERM_COUNT_MAX_WRITES = 64
+TERM_COUNT_CACHE_SIZE = 50_000
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+")
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
@@ -146,6 +155,9 @@ class Store:
         self._chroma_lock = threading.Lock()
         self._collection: Any = None
         self._client: Any = None
+        self._term_counts: dict[str, tuple[int, float]] = {}  # term -> (chunks with it, when)
+        self._chunk_total: tuple[int, float] | None = None
+        self._writes_since_counts = 0
         location.mkdir(parents=True, exist_ok=True)
         self._db = self._open_db()
 
@@ -286,12 +298,10 @@ class Store:
         """Nearest chunk ids by cosine distance (ids may be stale: callers check in SQLite)."""
         collection = self.collection()
         with self._chroma_lock:
-            count = collection.count()
-            if count == 0:
-                return []
-            result = collection.query(
-                query_embeddings=[vector], n_results=min(n, count), include=["distances"]
-            )
+            # Chroma returns what it has when asked for more (no count() round trip per query)
+            result = collection.query(query_embeddings=[vector], n_results=n, include=["distances"])
+        if not result["ids"]:
+            return []
         ids = result["ids"][0]
         distances = result["distances"][0] if result.get("distances") else [0.0] * len(ids)
         return list(zip(ids, (float(d) for d in distances), strict=True))
@@ -387,6 +397,7 @@ class Store:
         return len(old_ids)
 
     def _delete_rows(self, path: str) -> None:
+        self._writes_since_counts += 1
         self._db.execute(
             "DELETE FROM chunks_fts WHERE rowid IN (SELECT rowid FROM chunks WHERE path = ?)",
             (path,),
@@ -542,22 +553,58 @@ class Store:
         return [(row[0], -float(row[1])) for row in rows]
 
     def _informative_terms(self, terms: list[str]) -> list[str]:
-        """Drop terms absent from the index and very common ones; keep the rarest few."""
-        marks = ",".join("?" * len(terms))
-        counts = dict(
-            self._db.execute(
-                f"SELECT term, doc FROM chunks_vocab WHERE term IN ({marks})", terms
-            ).fetchall()
-        )
+        """Drop terms absent from the index and very common ones; keep the rarest few, within
+        the postings budget."""
+        counts = {t: c for t, c in self._term_document_counts(terms).items() if c > 0}
         if not counts:
             return []
-        total = max(1, self.chunk_count())
-        limit = max(50, int(total * COMMON_TERM_SHARE))
-        kept = [t for t in terms if t in counts and counts[t] <= limit]
-        if not kept:  # only common words: use the least common of them
-            kept = sorted(counts, key=lambda t: counts[t])[:3]
-        kept.sort(key=lambda t: counts[t])
-        return kept[:MAX_QUERY_TERMS]
+        limit = max(50, int(self._cached_chunk_total() * COMMON_TERM_SHARE))
+        rarest = sorted((t for t in counts if counts[t] <= limit), key=lambda t: counts[t])
+        if not rarest:  # only common words: use the least common of them
+            return sorted(counts, key=lambda t: counts[t])[:3]
+        kept: list[str] = []
+        postings = 0
+        for term in rarest:
+            if len(kept) >= MAX_QUERY_TERMS or (
+                kept and postings + counts[term] > QUERY_POSTINGS_BUDGET
+            ):
+                break
+            kept.append(term)
+            postings += counts[term]
+        return kept
+
+    def _term_document_counts(self, terms: list[str]) -> dict[str, int]:
+        now = time.monotonic()
+        if (
+            self._writes_since_counts > TERM_COUNT_MAX_WRITES
+            or len(self._term_counts) > TERM_COUNT_CACHE_SIZE
+        ):
+            self._term_counts.clear()
+            self._chunk_total = None
+            self._writes_since_counts = 0
+        fresh = {
+            t: entry[0]
+            for t in terms
+            if (entry := self._term_counts.get(t)) is not None and now - entry[1] < TERM_COUNT_TTL_S
+        }
+        missing = [t for t in terms if t not in fresh]
+        if missing:
+            marks = ",".join("?" * len(missing))
+            found = dict(
+                self._db.execute(
+                    f"SELECT term, doc FROM chunks_vocab WHERE term IN ({marks})", missing
+                ).fetchall()
+            )
+            for term in missing:
+                fresh[term] = int(found.get(term, 0))
+                self._term_counts[term] = (fresh[term], now)
+        return fresh
+
+    def _cached_chunk_total(self) -> int:
+        now = time.monotonic()
+        if self._chunk_total is None or now - self._chunk_total[1] >= TERM_COUNT_TTL_S:
+            self._chunk_total = (max(1, self.chunk_count()), now)
+        return self._chunk_total[0]
 
     def chunk_count(self) -> int:
         with self._lock:

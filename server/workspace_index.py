@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from repotune.server.chunking import Chunker
 from repotune.server.config import Settings
+from repotune.server.embeddings import QueryFirstLock
 from repotune.server.files import WorkspaceFilter
 from repotune.server.indexer import (
     RESCAN,
@@ -32,8 +33,15 @@ from repotune.server.indexer import (
     drain_into,
     progress,
 )
-from repotune.server.retrieval import HybridRetriever, Region, RetrievedChunk
+from repotune.server.retrieval import (
+    HybridRetriever,
+    Region,
+    RetrievedChunk,
+    cursor_queries,
+    cursor_region,
+)
 from repotune.server.store import Store, index_location
+from repotune.server.watches import WatchPlan, plan_watches
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +49,8 @@ WORK_QUEUE_SIZE = 1024
 # A query waits at most this long for the embedder (busy with a batch) before going lexical-only.
 QUERY_EMBED_WAIT_S = 0.3
 QUERY_CACHE_SIZE = 256
+# Directory events are gathered this long before the watches are re-planned (a tree walk).
+WATCH_REPLAN_DELAY_S = 0.3
 
 EventCallback = Callable[[dict[str, Any]], None]
 
@@ -74,7 +84,7 @@ class WorkspaceIndex:
             settings.index.max_file_bytes,
             self._emit,
         )
-        self._embed_lock = threading.Lock()
+        self._embed_lock = QueryFirstLock()
         self.filler = DenseFiller(
             self.store,
             self._get_embedder,
@@ -95,7 +105,8 @@ class WorkspaceIndex:
         self._threads: list[threading.Thread] = []
         self._observer: Any = None
         self._watch_lock = threading.Lock()
-        self._top_level_watches: dict[str, Any] = {}
+        self._watches: dict[str, tuple[bool, Any]] = {}  # rel dir -> (recursive, watch)
+        self._watch_plan_due = threading.Event()
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
         self.last_reconcile: ReconcileReport | None = None
@@ -130,7 +141,7 @@ class WorkspaceIndex:
 
     def load_query_embedder(self) -> None:
         """Load the embedder now (the CLI's search wants dense results without a dense fill)."""
-        with self._embed_lock:
+        with self._embed_lock.for_background():
             self._get_embedder()
 
     def _embed_query(self, text: str) -> np.ndarray | None:
@@ -141,12 +152,10 @@ class WorkspaceIndex:
             if cached is not None:
                 self._query_cache.move_to_end(text)
                 return cached
-        if not self._embed_lock.acquire(timeout=QUERY_EMBED_WAIT_S):
-            return None
-        try:
+        with self._embed_lock.for_query(QUERY_EMBED_WAIT_S) as acquired:
+            if not acquired:
+                return None
             vector = self._embedder.embed([text])[0]
-        finally:
-            self._embed_lock.release()
         with self._cache_lock:
             self._query_cache[text] = vector
             while len(self._query_cache) > QUERY_CACHE_SIZE:
@@ -177,12 +186,7 @@ class WorkspaceIndex:
         thread.start()
 
     def _start_observer(self) -> None:
-        """Watch the root and each non-ignored top-level directory, not the whole tree.
-
-        A recursive watch on the root would put an inotify watch on every directory of
-        `.venv`, `node_modules`, `build` or `.git` as well: on large trees that exhausts the
-        system's watch limit or overflows the event queue, for events that are ignored anyway.
-        """
+        """Watch every indexable directory, with as few watches as possible (see watches.py)."""
         from watchdog.observers import Observer
 
         handler = WatchHandler(
@@ -191,11 +195,10 @@ class WorkspaceIndex:
             self.debouncer,
             self._request_rescan,
             self.location,
-            top_level_changed=self._refresh_watches,
+            directory_changed=self._directory_changed,
         )
         self.watch_handler = handler
         observer = Observer()
-        observer.schedule(handler, str(self.root), recursive=False)
         git_info = self.root / ".git" / "info"
         if git_info.is_dir():
             observer.schedule(handler, str(git_info), recursive=False)
@@ -203,39 +206,56 @@ class WorkspaceIndex:
         self._observer = observer
         self._refresh_watches()
         observer.start()
+        self._spawn("repotune-watch-planner", self._watch_planner_loop)
 
-    def _wanted_top_level_dirs(self) -> set[str]:
-        wanted: set[str] = set()
-        with contextlib.suppress(OSError):
-            for child in self.root.iterdir():
-                if child.name == ".git" or child.is_symlink() or not child.is_dir():
-                    continue
-                if self.location.is_relative_to(child):
-                    continue  # our own index inside the workspace: its writes are not edits
-                if not self.filter.dir_path_ignored(child.name):
-                    wanted.add(child.name)
-        return wanted
+    def watched_directories(self) -> WatchPlan:
+        """The directories watched now ('' = the root) and whether recursively."""
+        with self._watch_lock:
+            return {rel: recursive for rel, (recursive, _) in self._watches.items()}
+
+    def _directory_changed(self, rel: str) -> None:
+        """A directory appeared, went or moved: re-plan the watches if they must follow it (a new
+        directory beside non-recursive watches, or an ignored one inside a recursive watch)."""
+        parent = rel.rpartition("/")[0]
+        with self._watch_lock:
+            beside = parent in self._watches and not self._watches[parent][0]
+            watched = rel in self._watches
+        if beside or watched or self.filter.dir_path_ignored(rel):
+            self._watch_plan_due.set()
+
+    def _watch_planner_loop(self) -> None:
+        while not self._stop.is_set():
+            if not self._watch_plan_due.wait(0.5):
+                continue
+            self._stop.wait(WATCH_REPLAN_DELAY_S)  # let a burst (git checkout, npm install) land
+            self._watch_plan_due.clear()
+            self._refresh_watches()
 
     def _refresh_watches(self) -> None:
-        """Add a recursive watch for each new indexable top-level directory; drop stale ones."""
+        """Apply the current watch plan: drop watches no longer wanted, add new ones (and look
+        through a newly watched directory, whose files may predate the watch)."""
         observer = self._observer
         if observer is None or self._stop.is_set():
             return
         with self._watch_lock:
-            wanted = self._wanted_top_level_dirs()
-            for name in list(self._top_level_watches):
-                if name not in wanted:
+            plan = plan_watches(self.root, self.filter)
+            for rel, (recursive, watch) in list(self._watches.items()):
+                if plan.get(rel) != recursive:
                     with contextlib.suppress(Exception):
-                        observer.unschedule(self._top_level_watches[name])
-                    del self._top_level_watches[name]
-            for name in sorted(wanted - set(self._top_level_watches)):
+                        observer.unschedule(watch)
+                    del self._watches[rel]
+            for rel in sorted(set(plan) - set(self._watches)):
+                path = self.root / rel if rel else self.root
                 try:
-                    self._top_level_watches[name] = observer.schedule(
-                        self.watch_handler, str(self.root / name), recursive=True
-                    )
-                except OSError as exc:  # e.g. the system's inotify watch limit
-                    self.indexer.errors.append(f"cannot watch {name}/: {exc}")
-                    log.warning("cannot watch %s: %s", name, exc)
+                    watch = observer.schedule(self.watch_handler, str(path), recursive=plan[rel])
+                except OSError as exc:  # e.g. the system's inotify watch limit, or it just went
+                    if path.is_dir():
+                        self.indexer.errors.append(f"cannot watch {rel or '.'}/: {exc}")
+                        log.warning("cannot watch %s: %s", rel or ".", exc)
+                    continue
+                self._watches[rel] = (plan[rel], watch)
+                if rel and self._lexical_ready.is_set() and not self.store.paths_under(rel):
+                    self.debouncer.add(rel)  # a new directory: files may predate its watch
 
     def close(self) -> None:
         """Stop watching and working (the current file or batch completes), close the store."""
@@ -377,11 +397,26 @@ class WorkspaceIndex:
         self._rescan.set()
 
     def search(
-        self, query: str, k: int | None = None, exclude: Region | None = None
+        self,
+        query: str,
+        k: int | None = None,
+        exclude: Region | None = None,
+        dense_query: str | None = None,
     ) -> list[RetrievedChunk]:
         """Top-k chunks for a query, fused from what exists now (thread-safe)."""
         return self.retriever.search(
-            query, self.settings.retrieval.top_k if k is None else k, exclude
+            query, self.settings.retrieval.top_k if k is None else k, exclude, dense_query
+        )
+
+    def search_cursor(
+        self, path: str, prefix: str, suffix: str, k: int | None = None
+    ) -> list[RetrievedChunk]:
+        """Context for a cursor in `path` (workspace-relative), its own window excluded; the one
+        query recipe shared by the server, the CLI, the benchmarks and the dataset builder."""
+        retrieval = self.settings.retrieval
+        query = cursor_queries(prefix, suffix, retrieval)
+        return self.search(
+            query.lexical, k, cursor_region(path, prefix, retrieval), dense_query=query.dense
         )
 
     def notify_file_changed(self, path: str | Path) -> None:

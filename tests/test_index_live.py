@@ -219,16 +219,63 @@ def test_sigkill_mid_index_then_restart_equals_fresh_index(
 
 
 def test_ignored_top_level_directories_get_no_watch(live: tuple[Path, WorkspaceIndex]) -> None:
-    """Only indexable top-level directories are watched (no inotify watches for build/ or .git),
-    and a top-level directory created or un-ignored later is picked up."""
+    """Only indexable directories are watched (no inotify watches for build/ or .git), and a
+    top-level directory created or un-ignored later is picked up."""
     root, index = live
-    assert set(index._top_level_watches) == {"pkg"}
+    assert index.watched_directories() == {"": False, "pkg": True}
     write(root, "build/deep/a/b/c.py", function_source("built_artifact"))
     write(root, "lib/extra.py", function_source("delta_library"))
     eventually(lambda: paths_for(index, "delta_library") == {"lib/extra.py"})
-    assert set(index._top_level_watches) == {"pkg", "lib"}
+    eventually(lambda: index.watched_directories() == {"": False, "pkg": True, "lib": True})
     write(root, ".gitignore", "*.log\n")  # build/ is no longer ignored
     eventually(lambda: paths_for(index, "built_artifact") == {"build/deep/a/b/c.py"})
-    eventually(lambda: set(index._top_level_watches) == {"pkg", "lib", "build"})
+    eventually(lambda: index.watched_directories().get("build") is True)
     write(root, "build/deep/a/b/c.py", function_source("built_again"))
     eventually(lambda: paths_for(index, "built_again") == {"build/deep/a/b/c.py"})
+
+
+def test_nested_ignored_directories_get_no_watch(tmp_path: Path, embedder: Any) -> None:
+    """An ignored directory deep inside an indexable one (a package's node_modules) gets no
+    watch, before or after it appears, while its indexable siblings keep live updates."""
+    root = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    write(root, ".gitignore", "node_modules/\n")
+    write(root, "packages/web/src/app.py", function_source("web_entry"))
+    write(root, "packages/web/node_modules/dep/index.py", function_source("vendored_dep"))
+    write(root, "packages/api/handler.py", function_source("api_handler"))
+    settings = Settings.model_validate({"index": {"debounce_ms": 100, "dense": False}})
+    index = WorkspaceIndex(root, settings, embedder=embedder, location=tmp_path / "index")
+    index.start(watch=True)
+    try:
+        assert index.wait_idle(60)
+        watched = index.watched_directories()
+        assert watched == {
+            "": False,
+            "packages": False,
+            "packages/web": False,
+            "packages/web/src": True,
+            "packages/api": True,
+        }
+        assert not any(rel.startswith("packages/web/node_modules") for rel in watched)
+        # edits beside and below the non-recursive watches still arrive
+        write(root, "packages/web/setup.py", function_source("web_setup"))
+        write(root, "packages/web/src/more.py", function_source("web_more"))
+        eventually(lambda: paths_for(index, "web_setup") == {"packages/web/setup.py"})
+        eventually(lambda: paths_for(index, "web_more") == {"packages/web/src/more.py"})
+        # a new directory beside them is watched, and its first file (written before the watch
+        # could exist) is indexed
+        write(root, "packages/web/lib/new.py", function_source("web_lib_new"))
+        eventually(lambda: paths_for(index, "web_lib_new") == {"packages/web/lib/new.py"})
+        eventually(lambda: index.watched_directories().get("packages/web/lib") is True)
+        write(root, "packages/web/lib/new.py", function_source("web_lib_edited"))
+        eventually(lambda: paths_for(index, "web_lib_edited") == {"packages/web/lib/new.py"})
+        # an ignored directory appearing inside a recursive watch makes the plan split it
+        write(root, "packages/api/node_modules/x/y.py", function_source("api_vendored"))
+        eventually(lambda: index.watched_directories().get("packages/api") is False)
+        assert not any("node_modules" in rel for rel in index.watched_directories())
+        write(root, "packages/api/handler.py", function_source("api_handler_edited"))
+        eventually(lambda: paths_for(index, "api_handler_edited") == {"packages/api/handler.py"})
+        assert paths_for(index, "vendored_dep") == set()
+        assert paths_for(index, "api_vendored") == set()
+    finally:
+        index.close()

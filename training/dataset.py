@@ -1,9 +1,9 @@
 """RAG fine-tuning examples from one repository, built with the server's own modules.
 
 Train as you serve: files are chosen by `files.WorkspaceFilter` (gitignore, secrets, binary, size,
-generated/minified), context comes from the server's hybrid index (`WorkspaceIndex.search`) with
-the server's query (`retrieval.cursor_query`) and is packed by `prompts.build_fim_prompt` in the
-model's prompt format, within the serving token budget, counted by llama.cpp's tokenizer.
+generated/minified), context comes from the server's hybrid index with the server's cursor query
+(`WorkspaceIndex.search_cursor`) and is packed by `prompts.build_fim_prompt` in the model's
+prompt format, within the serving token budget, counted by llama.cpp's tokenizer.
 
 Leakage: files are split into train / validation / test *by file*, from a hash of the path, before
 anything else. Retrieved context is filtered by split: a train example only ever sees train files
@@ -70,7 +70,6 @@ from repotune.server.prompts import (
     detect_format,
     get_format,
 )
-from repotune.server.retrieval import cursor_query
 from repotune.training.base import TrainError
 
 SPLITS = ("train", "validation", "test")
@@ -428,10 +427,7 @@ class Retriever:
         k: int,
     ) -> list[Any]:
         lines = self.settings.retrieval.query_lines
-        query = cursor_query(prefix, suffix, lines)
-        cursor_line = prefix.count("\n") + 1
-        exclude = (path, max(1, cursor_line - lines), cursor_line + lines)
-        results = self.index.search(query, k * 4 + 8, exclude=exclude)
+        results = self.index.search_cursor(path, prefix, suffix, k * 4 + 8)
         kept = []
         for chunk in results:
             if chunk.path not in allowed:
