@@ -8,6 +8,7 @@ Settings come from the repository's `repotune.toml` / `[tool.repotune]`, then `-
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -98,7 +99,8 @@ def finetune(
     result = _guard(
         lambda: run_finetune(data, run_dir, settings, base, resume=resume, max_steps=max_steps)
     )
-    _emit(result.to_json())
+    if int(os.environ.get("RANK", "0")) == 0:  # one summary under `accelerate launch`
+        _emit(result.to_json())
 
 
 @app.command()
@@ -106,8 +108,14 @@ def export(
     run: Annotated[Path, typer.Argument(help="run folder (from `train finetune`)")],
     out: Annotated[Path | None, typer.Option(help="adapter file (.gguf)")] = None,
     check: Annotated[bool, typer.Option(help="llama.cpp vs PyTorch parity check")] = True,
-    merge: Annotated[str | None, typer.Option(help="also merge into the base: Q8_0")] = None,
+    merge: Annotated[
+        str | None,
+        typer.Option(help="also merge into the base and quantize: Q8_0 (parity-checked)"),
+    ] = None,
     dtype: Annotated[str, typer.Option(help="adapter tensor type: f32 or f16")] = "f32",
+    allow_q4: Annotated[
+        bool, typer.Option(help="allow --merge Q4_K_M (refused by default; parity reported)")
+    ] = False,
 ) -> None:
     """Write the adapter as a llama.cpp GGUF adapter; fail loudly when parity is poor."""
     from repotune.training.export import export as run_export
@@ -117,10 +125,26 @@ def export(
         raise _fail("--dtype must be f32 or f16")
     target = out or run.parent / "adapter.gguf"
     result = _guard(
-        lambda: run_export(run, target, held_out_texts(run), check=check, merge=merge, dtype=dtype)
+        lambda: run_export(
+            run,
+            target,
+            held_out_texts(run),
+            check=check,
+            merge=merge,
+            dtype=dtype,
+            allow_q4=allow_q4,
+        )
     )
     typer.echo(f"adapter: {result.adapter_path} ({result.size_bytes / 1e6:.1f} MB)", err=True)
     typer.echo(f'use it: [model] adapter = "{result.adapter_path}"', err=True)
+    if result.merged_path is not None:
+        exact, quantized = result.merged_parity
+        typer.echo(
+            f"merged {result.merged_kind}: {result.merged_path} (top-1 agreement with PyTorch: "
+            f"F32 merge {exact.top1_agreement:.3f}, {result.merged_kind} "
+            f'{quantized.top1_agreement:.3f}); or: [model] generator = "{result.merged_path}"',
+            err=True,
+        )
     _emit(result.to_json())
 
 
