@@ -276,6 +276,7 @@ def _scaled_store(scratch: Path, source_location: Path, target: int, rng: random
         store.mark_embedded(batch_ids)
         if store.chunk_count() >= target:
             break
+    store.refresh_term_counts()  # as WorkspaceIndex does after its lexical pass
     return store
 
 

@@ -38,11 +38,11 @@ COMMON_TERM_SHARE = 0.2
 # counts add up to this, so a query costs a few ms at 50,000 chunks (the rarest terms carry most
 # of BM25's weight anyway).
 QUERY_POSTINGS_BUDGET = 4000
-# Document counts come from fts5vocab, which walks a term's whole posting list; they change
-# slowly, so they are cached for a while (and dropped after many writes).
-TERM_COUNT_TTL_S = 60.0
-TERM_COUNT_MAX_WRITES = 64
-TERM_COUNT_CACHE_SIZE = 50_000
+# Document counts come from fts5vocab, which walks a term's whole posting list (7 ms for a query's
+# terms at 50,000 chunks), while reading the whole vocabulary once takes ~0.2 s. So all counts
+# are held in memory, refreshed in the background after this many seconds or file writes.
+TERM_COUNTS_TTL_S = 60.0
+TERM_COUNTS_MAX_WRITES = 64
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+")
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
@@ -127,6 +127,13 @@ def embed_text(path: str, kind: str, label: str | None, text: str) -> str:
 
 
 @dataclass(frozen=True)
+class TermCounts:
+    documents: dict[str, int]  # term -> chunks containing it
+    chunks: int
+    loaded_at: float  # time.monotonic()
+
+
+@dataclass(frozen=True)
 class FileRecord:
     path: str
     hash: str
@@ -155,8 +162,8 @@ class Store:
         self._chroma_lock = threading.Lock()
         self._collection: Any = None
         self._client: Any = None
-        self._term_counts: dict[str, tuple[int, float]] = {}  # term -> (chunks with it, when)
-        self._chunk_total: tuple[int, float] | None = None
+        self._term_counts: TermCounts | None = None
+        self._term_counts_loading = threading.Lock()
         self._writes_since_counts = 0
         location.mkdir(parents=True, exist_ok=True)
         self._db = self._open_db()
@@ -574,37 +581,46 @@ class Store:
         return kept
 
     def _term_document_counts(self, terms: list[str]) -> dict[str, int]:
-        now = time.monotonic()
-        if (
-            self._writes_since_counts > TERM_COUNT_MAX_WRITES
-            or len(self._term_counts) > TERM_COUNT_CACHE_SIZE
-        ):
-            self._term_counts.clear()
-            self._chunk_total = None
-            self._writes_since_counts = 0
-        fresh = {
-            t: entry[0]
-            for t in terms
-            if (entry := self._term_counts.get(t)) is not None and now - entry[1] < TERM_COUNT_TTL_S
-        }
-        missing = [t for t in terms if t not in fresh]
-        if missing:
+        counts = self._term_counts
+        if counts is None:
+            counts = self.refresh_term_counts()
+        elif (
+            time.monotonic() - counts.loaded_at > TERM_COUNTS_TTL_S
+            or self._writes_since_counts > TERM_COUNTS_MAX_WRITES
+        ) and not self._term_counts_loading.locked():
+            threading.Thread(
+                target=self.refresh_term_counts, name="repotune-term-counts", daemon=True
+            ).start()
+        found = {t: counts.documents[t] for t in terms if t in counts.documents}
+        missing = [t for t in terms if t not in found]
+        if missing:  # new since the counts were read: few, and rare
             marks = ",".join("?" * len(missing))
-            found = dict(
+            found.update(
                 self._db.execute(
                     f"SELECT term, doc FROM chunks_vocab WHERE term IN ({marks})", missing
                 ).fetchall()
             )
-            for term in missing:
-                fresh[term] = int(found.get(term, 0))
-                self._term_counts[term] = (fresh[term], now)
-        return fresh
+        return found
+
+    def refresh_term_counts(self) -> TermCounts:
+        """Read every term's document count (on a connection of its own: WAL lets it read while
+        the index writes)."""
+        with self._term_counts_loading:
+            writes = self._writes_since_counts
+            reader = self._connect()
+            try:
+                documents = dict(reader.execute("SELECT term, doc FROM chunks_vocab").fetchall())
+                total = int(reader.execute("SELECT count(*) FROM chunks").fetchone()[0])
+            finally:
+                reader.close()
+            counts = TermCounts(documents, max(1, total), time.monotonic())
+            self._term_counts = counts
+            self._writes_since_counts -= writes
+            return counts
 
     def _cached_chunk_total(self) -> int:
-        now = time.monotonic()
-        if self._chunk_total is None or now - self._chunk_total[1] >= TERM_COUNT_TTL_S:
-            self._chunk_total = (max(1, self.chunk_count()), now)
-        return self._chunk_total[0]
+        counts = self._term_counts
+        return counts.chunks if counts is not None else max(1, self.chunk_count())
 
     def chunk_count(self) -> int:
         with self._lock:

@@ -320,6 +320,7 @@ class WorkspaceIndex:
         self.phase = "lexical"
         report = self.indexer.reconcile(self._stop)
         self.last_reconcile = report
+        self.store.refresh_term_counts()  # so that no query pays for reading them
         self._refresh_watches()  # ignore rules may have changed which directories matter
         self._dense_wakeup.set()
         stats = self.store.stats()
