@@ -147,3 +147,45 @@ def test_absolute_index_dir_gives_each_workspace_its_own_folder(tmp_path: Path) 
     one, two = index_location(first, shared), index_location(second, shared)
     assert one.parent == two.parent == tmp_path / "indexes"
     assert one != two
+
+
+def test_term_counts_follow_writes_and_bound_the_query(tmp_path: Path) -> None:
+    """Document counts are read once and held in memory; a term written since is still found
+    (looked up on its own), the counts are refreshed in the background after enough writes, and
+    a query keeps only the rarest terms within the postings budget."""
+    import time
+
+    from repotune.server import store as store_module
+
+    store = Store(tmp_path / "idx", dense=False)
+    for n in range(30):
+        put(
+            store, f"common{n}.py", f"def shared_helper_{n}(value):\n    return everywhere(value)\n"
+        )
+    put(store, "app.py", SOURCE)
+    counts = store.refresh_term_counts()
+    assert counts.documents["everywhere"] == 30 and counts.chunks >= 31
+    put(store, "late.py", "def freshly_written_name():\n    return everywhere(1)\n")
+    assert "freshly_written_name" not in counts.documents
+    top = store.lexical_search("freshly_written_name(", 3)[0][0]
+    assert store.get_chunks([top])[top]["path"] == "late.py"
+    # rarest first, within the budget: the common word is dropped when rarer ones fill it
+    budget = store_module.QUERY_POSTINGS_BUDGET
+    store_module.QUERY_POSTINGS_BUDGET = 5
+    try:
+        with store._lock:
+            kept = store._informative_terms(
+                ["everywhere", "parse_config_file", "freshly_written_name"]
+            )
+    finally:
+        store_module.QUERY_POSTINGS_BUDGET = budget
+    assert set(kept) == {"parse_config_file", "freshly_written_name"}
+    assert "everywhere" not in kept
+    for n in range(store_module.TERM_COUNTS_MAX_WRITES + 1):
+        put(store, f"burst{n}.py", f"def burst_{n}():\n    return {n}\n")
+    store.lexical_search("burst_3", 3)  # stale counts: this query starts a background refresh
+    deadline = time.monotonic() + 10
+    while "burst_3" not in store._term_counts.documents and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert store._term_counts.documents.get("burst_3") == 1
+    store.close()
