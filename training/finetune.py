@@ -10,11 +10,17 @@ Why these choices:
 - Resumable: the latest checkpoint (adapter, optimizer, scheduler, data position, RNG) is written
   atomically at every evaluation, so an interrupted run loses at most `eval_every` steps.
 - `accelerate` drives devices: the same code runs on a CPU, one GPU, or many GPUs under
-  `accelerate launch` (DDP; FSDP/DeepSpeed through an accelerate config file).
+  `accelerate launch` (DDP; FSDP/DeepSpeed through an accelerate config file). With N processes
+  each optimizer step draws the next accumulation x N micro-batches of the one seeded order and
+  rank r trains on every N-th of them (so `batch_size` stays the global batch and the data order
+  does not depend on N); validation is sharded the same way and its loss summed over ranks, so
+  every rank sees the same loss and takes the same early-stopping decision; only the main
+  process writes run.json, checkpoints, the adapter, metrics and the progress bar.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -195,11 +201,13 @@ def lora_config(train: TrainSettings) -> Any:
     )
 
 
-def configure_threads(settings: Settings) -> int:
+def configure_threads(settings: Settings, processes: int = 1) -> int:
+    """CPU threads per process: the cores are shared by `processes` local training processes."""
     import psutil
     import torch
 
     threads = settings.model.threads or psutil.cpu_count(logical=False) or 1
+    threads = max(1, threads // max(1, processes))
     torch.set_num_threads(threads)
     return threads
 
@@ -229,16 +237,37 @@ def completion_loss_sums(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
     return loss, int((shift_labels != IGNORE_INDEX).sum())
 
 
-def evaluate_loss(model: Any, data: Sequence[Encoded], pad_id: int, device: Any, mb: int) -> float:
-    """Mean completion-token loss on `data` (eval mode, no gradients)."""
+def evaluate_loss(
+    model: Any,
+    data: Sequence[Encoded],
+    pad_id: int,
+    device: Any,
+    mb: int,
+    accelerator: Any = None,
+) -> float:
+    """Mean completion-token loss on `data` (eval mode, no gradients).
+
+    With an `accelerator` of several processes each rank scores every N-th micro-batch and the
+    sums are all-reduced, so all ranks return the same number. Pass the unwrapped model: the
+    DDP wrapper must not run collectives for forwards that differ in count between ranks.
+    """
     import torch
 
+    rank, world = (
+        (0, 1)
+        if accelerator is None
+        else (
+            accelerator.process_index,
+            accelerator.num_processes,
+        )
+    )
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
         order = sorted(range(len(data)), key=lambda i: data[i].length)
-        for start in range(0, len(order), mb):
+        starts = list(range(0, len(order), mb))[rank::world]
+        for start in starts:
             batch = collate([data[i] for i in order[start : start + mb]], pad_id)
             batch = {k: v.to(device) for k, v in batch.items()}
             loss, n = completion_loss_sums(model, batch)
@@ -246,6 +275,11 @@ def evaluate_loss(model: Any, data: Sequence[Encoded], pad_id: int, device: Any,
             count += n
     if was_training:
         model.train()
+    if world > 1:
+        sums = accelerator.reduce(
+            torch.tensor([total, float(count)], dtype=torch.float64, device=device), "sum"
+        )
+        total, count = float(sums[0]), int(sums[1])
     return total / max(count, 1)
 
 
@@ -343,11 +377,14 @@ def finetune(
     if not train_examples:
         raise TrainError(f"{data_dir}/train.jsonl has no examples")
 
-    threads = configure_threads(settings)
     on_gpu = torch.cuda.is_available()
     accelerator = Accelerator(
         mixed_precision="bf16" if on_gpu and torch.cuda.is_bf16_supported() else "no",
         cpu=not on_gpu,
+    )
+    world, rank = accelerator.num_processes, accelerator.process_index
+    threads = configure_threads(
+        settings, 1 if on_gpu else int(os.environ.get("LOCAL_WORLD_SIZE", world))
     )
     torch.manual_seed(train_cfg.seed)
     base = prepare_base(reference)
@@ -365,10 +402,11 @@ def finetune(
     if train_cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
-    accumulation = max(1, train_cfg.batch_size // train_cfg.micro_batch_size)
+    # batch_size is the global batch: per rank, accumulation micro-batches of micro_batch_size.
+    accumulation = max(1, train_cfg.batch_size // (train_cfg.micro_batch_size * world))
     lengths = [item.length for item in train_data]
     n_batches = len(bucketed_batches(lengths, train_cfg.micro_batch_size, train_cfg.seed, 0))
-    total_steps = _total_steps(n_batches, accumulation, train_cfg.epochs)
+    total_steps = _total_steps(n_batches, accumulation * world, train_cfg.epochs)
     if max_steps is not None:
         total_steps = min(total_steps, max_steps)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -396,7 +434,7 @@ def finetune(
         random.setstate(saved["python_rng"])
         torch.set_rng_state(saved["torch_rng"])
         state.update({k: v for k, v in saved.items() if k in state})
-    else:
+    elif accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         run_info = {
             "base_reference": reference,
@@ -406,6 +444,7 @@ def finetune(
             "train": train_cfg.model_dump(),
             "train_examples": len(train_data),
             "validation_examples": len(val_data),
+            "processes": world,
         }
         (run_dir / RUN_FILE).write_text(json.dumps(run_info, indent=2))
 
@@ -435,7 +474,14 @@ def finetune(
             if accelerator.is_main_process:
                 save_best()
             return False
-        loss = evaluate_loss(model, val_data, pad_id, device, train_cfg.micro_batch_size)
+        loss = evaluate_loss(
+            accelerator.unwrap_model(model),
+            val_data,
+            pad_id,
+            device,
+            train_cfg.micro_batch_size,
+            accelerator,
+        )
         state["history"].append({"step": state["step"], "val_loss": loss})
         if state["initial_val_loss"] is None:
             state["initial_val_loss"] = loss
@@ -469,27 +515,39 @@ def finetune(
         step_tokens = 0
         step_loss = 0.0
         optimizer.zero_grad(set_to_none=True)
-        micro = [next(stream) for _ in range(accumulation)]
+        # Every rank draws the same global micro-batches and trains on its own share of them.
+        micro = [next(stream) for _ in range(accumulation * world)]
         total_targets = sum(
             sum(1 for label in train_data[i].labels[1:] if label != IGNORE_INDEX)
             for _, _, indices in micro
             for i in indices
         )
-        for _epoch, _position, indices in micro:
+        mine = micro[rank::world]
+        for number, (_epoch, _position, indices) in enumerate(mine):
             batch = collate([train_data[i] for i in indices], pad_id)
             batch = {k: v.to(device) for k, v in batch.items()}
-            with accelerator.autocast():
-                loss_sum, _ = completion_loss_sums(model, batch)
-            loss = loss_sum / max(total_targets, 1)  # the mean over the whole optimizer batch
-            accelerator.backward(loss)
-            step_loss += float(loss.detach())
+            # Gradients are all-reduced (averaged) once, after the last micro-batch.
+            sync = number == len(mine) - 1
+            with contextlib.nullcontext() if sync else accelerator.no_sync(model):
+                with accelerator.autocast():
+                    loss_sum, _ = completion_loss_sums(model, batch)
+                # The mean over the whole global batch once DDP has averaged over the ranks.
+                loss = loss_sum * world / max(total_targets, 1)
+                accelerator.backward(loss)
+            step_loss += float(loss.detach()) / world
             step_tokens += int(batch["attention_mask"].sum())
+        if world > 1:
+            totals = accelerator.reduce(
+                torch.tensor([step_loss, float(step_tokens)], dtype=torch.float64, device=device),
+                "sum",
+            )
+            step_loss, step_tokens = float(totals[0]), int(totals[1])
         accelerator.clip_grad_norm_(params, 1.0)
         optimizer.step()
         scheduler.step()
         last_epoch, last_position, _ = micro[-1]
         state.update(step=state["step"] + 1, epoch=last_epoch, batch_index=last_position + 1)
-        state["train_tokens"] += step_tokens * accelerator.num_processes
+        state["train_tokens"] += step_tokens
         state["train_seconds"] += time.perf_counter() - started
         rate = state["train_tokens"] / max(state["train_seconds"], 1e-9)
         bar.update(1)
@@ -519,6 +577,7 @@ def finetune(
             "processes": accelerator.num_processes,
         }
         (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+    accelerator.wait_for_everyone()  # no rank exits (or reads the run) before the files exist
     return result
 
 
