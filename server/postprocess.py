@@ -14,6 +14,7 @@ by the engine (completions are short, so re-scanning the whole text each time is
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 OPENERS = {"(": ")", "[": "]", "{": "}"}
@@ -160,9 +161,9 @@ def _strip_partial_stop(text: str, stop: tuple[str, ...]) -> str:
     return text
 
 
-def _scan_brackets(text: str, hash_comments: bool) -> list[str]:
-    """Open brackets left by `text`, skipping strings and line comments (a heuristic)."""
-    stack: list[str] = []
+def _code_chars(text: str, hash_comments: bool) -> Iterator[tuple[int, str]]:
+    """(index, char) of the characters outside strings and line comments: not any language's
+    grammar, but enough to count brackets. An unterminated one-line string ends with its line."""
     quote = ""
     index = 0
     while index < len(text):
@@ -175,24 +176,31 @@ def _scan_brackets(text: str, hash_comments: bool) -> list[str]:
                 index += len(quote)
                 quote = ""
                 continue
-            if char == "\n" and len(quote) == 1:
-                quote = ""
-            index += 1
-            continue
-        if char in "\"'`":
+            if char != "\n" or len(quote) != 1:
+                index += 1
+                continue
+            quote = ""
+        elif char in "\"'`":
             triple = text[index : index + 3]
             quote = triple if triple in ('"""', "'''") else char
             index += len(quote)
             continue
-        if (hash_comments and char == "#") or text.startswith("//", index):
+        elif (hash_comments and char == "#") or text.startswith("//", index):
             newline = text.find("\n", index)
             index = len(text) if newline < 0 else newline
             continue
+        yield index, char
+        index += 1
+
+
+def _scan_brackets(text: str, hash_comments: bool) -> list[str]:
+    """Open brackets left by `text`."""
+    stack: list[str] = []
+    for _, char in _code_chars(text, hash_comments):
         if char in OPENERS:
             stack.append(char)
         elif char in CLOSERS and stack and stack[-1] == CLOSERS[char]:
             stack.pop()
-        index += 1
     return stack
 
 
@@ -209,44 +217,18 @@ def balance_brackets(
     hash_comments = (language or "python").lower() in _HASH_COMMENT_LANGS
     outer = _scan_brackets("\n".join(prefix.split("\n")[-60:]), hash_comments)
     stack: list[tuple[str, bool]] = [(char, False) for char in outer]  # (bracket, own)
-    quote = ""
     balanced_at = 0  # end of the last line where the completion's own brackets were closed
-    index = 0
     text = completion
-    while index < len(text):
-        char = text[index]
-        if quote:
-            if char == "\\":
-                index += 2
-                continue
-            if text.startswith(quote, index):
-                index += len(quote)
-                quote = ""
-                continue
-            if char == "\n" and len(quote) == 1:
-                quote = ""
-            else:
-                index += 1
-                continue
-        if char in "\"'`":
-            triple = text[index : index + 3]
-            quote = triple if triple in ('"""', "'''") else char
-            index += len(quote)
-            continue
-        if (hash_comments and char == "#") or text.startswith("//", index):
-            newline = text.find("\n", index)
-            index = len(text) if newline < 0 else newline
-            continue
+    for index, char in _code_chars(completion, hash_comments):
         if char in OPENERS:
             stack.append((char, True))
         elif char in CLOSERS:
             if not stack or stack[-1][0] != CLOSERS[char]:
-                text = text[:index]
+                text = completion[:index]
                 break
             stack.pop()
         elif char == "\n" and not any(own for _, own in stack):
             balanced_at = index
-        index += 1
     own = [char for char, mine in stack if mine]
     if not own:
         return text
