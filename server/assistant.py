@@ -56,6 +56,9 @@ class Assistant:
         self._on_event = on_event or (lambda event: None)
         self._lock = threading.RLock()
         self._folders: dict[Path, Any] = {}  # root -> WorkspaceIndex
+        from repotune.server.embeddings import SharedEmbedders
+
+        self._embedders = SharedEmbedders()  # one embedder for all folders
         self._folder_settings: dict[Path, Settings] = {}
         self.errors: list[str] = []
         self.settings = self._settings_for(None)
@@ -127,7 +130,9 @@ class Assistant:
                 self._record_error(str(exc))
                 settings = load_settings(None, self._editor_overrides)
             self._folder_settings[root] = settings
-            index = WorkspaceIndex(root, settings, self._index_event(root))
+            index = WorkspaceIndex(
+                root, settings, self._index_event(root), shared_embedders=self._embedders
+            )
             self._folders[root] = index
             was_first = len(self._folders) == 1
         index.start(watch=watch)
@@ -177,6 +182,7 @@ class Assistant:
             engine, self._engine = self._engine, None
         for index in indexes:
             index.close()
+        self._embedders.close()
         if engine is not None:
             engine.close()
 

@@ -147,3 +147,31 @@ class Embedder:
 
 def load_embedder(reference: str = "default", threads: int = 0) -> Embedder:
     return Embedder(resolve_embedder(reference).path, threads=threads)
+
+
+class SharedEmbedders:
+    """One embedder, and its turn-taking lock, per model for all the workspace folders of a
+    server: each costs ~140 MB of RSS, so a multi-root session must not load one per folder."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._turns: dict[tuple[str, int], QueryFirstLock] = {}
+        self._loaded: dict[tuple[str, int], Embedder] = {}
+
+    def lock_for(self, reference: str, threads: int) -> QueryFirstLock:
+        with self._lock:
+            return self._turns.setdefault((reference, threads), QueryFirstLock())
+
+    def get(self, reference: str, threads: int) -> Embedder:
+        key = (reference, threads)
+        with self._lock:
+            if key not in self._loaded:
+                self._loaded[key] = load_embedder(reference, threads=threads)
+            return self._loaded[key]
+
+    def close(self) -> None:
+        with self._lock:
+            loaded, self._loaded = list(self._loaded.values()), {}
+        for embedder in loaded:
+            with contextlib.suppress(Exception):
+                embedder.close()

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from repotune.server.chunking import Chunker
 from repotune.server.config import Settings
-from repotune.server.embeddings import QueryFirstLock
+from repotune.server.embeddings import QueryFirstLock, SharedEmbedders
 from repotune.server.files import WorkspaceFilter
 from repotune.server.indexer import (
     RESCAN,
@@ -64,6 +64,7 @@ class WorkspaceIndex:
         *,
         embedder: Any = None,
         location: Path | None = None,
+        shared_embedders: SharedEmbedders | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         self.settings = settings
@@ -71,6 +72,7 @@ class WorkspaceIndex:
         self._on_event = on_event
         self._embedder = embedder
         self._own_embedder = False
+        self._shared_embedders = shared_embedders
         self.embedder_error: str | None = None
         self.dense = settings.index.dense
         embedder_id = self._embedder_id()
@@ -84,7 +86,11 @@ class WorkspaceIndex:
             settings.index.max_file_bytes,
             self._emit,
         )
-        self._embed_lock = QueryFirstLock()
+        self._embed_lock = (
+            shared_embedders.lock_for(settings.model.embedder, settings.model.threads)
+            if shared_embedders is not None and embedder is None
+            else QueryFirstLock()
+        )
         self.filler = DenseFiller(
             self.store,
             self._get_embedder,
@@ -131,12 +137,14 @@ class WorkspaceIndex:
 
     def _get_embedder(self) -> Any:
         if self._embedder is None:
-            from repotune.server.embeddings import load_embedder
+            model = self.settings.model
+            if self._shared_embedders is not None:
+                self._embedder = self._shared_embedders.get(model.embedder, model.threads)
+            else:
+                from repotune.server.embeddings import load_embedder
 
-            self._embedder = load_embedder(
-                self.settings.model.embedder, threads=self.settings.model.threads
-            )
-            self._own_embedder = True
+                self._embedder = load_embedder(model.embedder, threads=model.threads)
+                self._own_embedder = True
         return self._embedder
 
     def load_query_embedder(self) -> None:

@@ -279,3 +279,34 @@ def test_nested_ignored_directories_get_no_watch(tmp_path: Path, embedder: Any) 
         assert paths_for(index, "api_vendored") == set()
     finally:
         index.close()
+
+
+def test_folders_share_one_embedder(tmp_path: Path) -> None:
+    """Multi-root: every folder's index uses the same loaded embedder (each costs ~140 MB), and
+    closing one folder leaves the others searching by meaning."""
+    from repotune.server.embeddings import SharedEmbedders
+
+    shared = SharedEmbedders()
+    settings = Settings.model_validate({"index": {"debounce_ms": 100}})
+    indexes = []
+    try:
+        for name, function in (("one", "parse_settings_file"), ("two", "render_html_page")):
+            root = tmp_path / name
+            write(root, "mod.py", function_source(function))
+            index = WorkspaceIndex(
+                root, settings, location=tmp_path / f"index-{name}", shared_embedders=shared
+            )
+            index.start(watch=False)
+            indexes.append(index)
+        for index in indexes:
+            assert index.wait_idle(120)
+        first, second = indexes
+        assert first._embedder is second._embedder is not None
+        assert first._embed_lock is second._embed_lock
+        first.close()
+        hits = second.search("produce a web page as HTML", 1)
+        assert hits and hits[0].symbol == "render_html_page" and "dense" in hits[0].sources
+    finally:
+        for index in indexes:
+            index.close()
+        shared.close()
