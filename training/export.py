@@ -294,7 +294,7 @@ def parity_texts_tokens(tokenizer: Any, texts: Sequence[str], max_tokens: int) -
 
 def compare(
     gguf_path: Path,
-    adapter_path: Path,
+    adapter_path: Path | None,
     sequences: Sequence[list[int]],
     torch_base: Sequence[np.ndarray],
     torch_adapted: Sequence[np.ndarray],
