@@ -25,6 +25,7 @@ from repotune.server.config import Settings
 from repotune.server.corpora import ensure_corpus
 from repotune.server.files import WorkspaceFilter
 from repotune.server.retrieval import CursorQuery
+from repotune.server.store import embed_text
 
 DEFAULT_CORPUS = "wandb==0.19.11"
 EDITS = 24
@@ -69,7 +70,6 @@ def bench_index(workspace: Path, settings: Settings, label: str | None = None) -
     import psutil
     from repotune.server.embeddings import load_embedder
     from repotune.server.retrieval import HybridRetriever, cursor_queries
-    from repotune.server.store import embed_text
     from repotune.server.workspace_index import WorkspaceIndex
 
     rng = random.Random(1234)
@@ -92,6 +92,12 @@ def bench_index(workspace: Path, settings: Settings, label: str | None = None) -
         started = time.perf_counter()
         embedder = load_embedder(settings.model.embedder, threads=settings.model.threads)
         result["embedder_load_s"] = round(time.perf_counter() - started, 2)
+        # The embedder's own throughput on a fixed sample of this corpus's chunks, measured just
+        # before and just after the dense pass (the mean is the reference: a load that drifts
+        # during the run affects both sides alike).
+        sample = _sample_chunk_texts(copy, settings, rng, THROUGHPUT_SAMPLE)
+        batch = settings.index.embed_batch_size
+        own_before = _embedder_rate(embedder, sample, batch)
         rss_base = process.memory_info().rss
         peak = _PeakRss()
         peak.start()
@@ -122,16 +128,11 @@ def bench_index(workspace: Path, settings: Settings, label: str | None = None) -
                 else None,
             }
         )
-        # The embedder's own throughput, same run, same batch size, on a sample of real chunks.
         rows = index.store.chunk_rows()
-        sample = rng.sample(rows, min(THROUGHPUT_SAMPLE, len(rows)))
-        texts = [embed_text(r[1], r[5], r[8] or r[4], r[10]) for r in sample]
-        batch = settings.index.embed_batch_size
-        t0 = time.perf_counter()
-        for i in range(0, len(texts), batch):
-            embedder.embed(texts[i : i + batch])
-        own = len(texts) / (time.perf_counter() - t0)
+        own_after = _embedder_rate(embedder, sample, batch)
+        own = (own_before + own_after) / 2
         result["embedder_chunks_per_s"] = round(own, 1)
+        result["embedder_chunks_per_s_before_after"] = [round(own_before, 1), round(own_after, 1)]
         if result["dense_chunks_per_s"]:
             result["dense_pass_vs_embedder"] = round(result["dense_chunks_per_s"] / own, 3)
 
@@ -209,9 +210,41 @@ def bench_index(workspace: Path, settings: Settings, label: str | None = None) -
             result["query_ms_scaled"]["chunks"] = scaled.chunk_count()
             scaled.close()
         embedder.close()
+        result["machine"]["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
         return result
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _sample_chunk_texts(
+    workspace: Path, settings: Settings, rng: random.Random, size: int
+) -> list[str]:
+    """Texts as the dense pass embeds them, for chunks of randomly chosen files."""
+    from repotune.server.chunking import Chunker
+    from repotune.server.files import read_text_file
+
+    chunker = Chunker(settings.index.chunk_lines, settings.index.chunk_overlap)
+    files = WorkspaceFilter(workspace, settings).scan().files
+    texts: list[str] = []
+    for entry in rng.sample(files, len(files)):
+        try:
+            text = read_text_file(entry.path, settings.index.max_file_bytes).text
+        except Exception:  # skipped by the index too
+            continue
+        for chunk in chunker.chunk(entry.rel, text, "sample"):
+            texts.append(
+                embed_text(chunk.path, chunk.kind, chunk.signature or chunk.symbol, chunk.text)
+            )
+        if len(texts) >= size * 4:
+            break
+    return rng.sample(texts, min(size, len(texts)))
+
+
+def _embedder_rate(embedder: Any, texts: list[str], batch: int) -> float:
+    started = time.perf_counter()
+    for i in range(0, len(texts), batch):
+        embedder.embed(texts[i : i + batch])
+    return len(texts) / max(1e-9, time.perf_counter() - started)
 
 
 def _time_queries(retriever: Any, queries: list[CursorQuery], k: int) -> dict[str, Any]:
