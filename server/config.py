@@ -59,9 +59,7 @@ class ModelSettings(_Section):
     adapter: str | None = Field(None, description="LoRA adapter in GGUF: path or hf: reference")
     adapter_scale: float = Field(1.0, ge=0.0, le=4.0)
     context_length: int = Field(4096, ge=256, le=131072)
-    threads: int = Field(
-        0, ge=0, description="0 = automatic (generator: physical cores - 1; embedder: all)"
-    )
+    threads: int = Field(0, ge=0, description="0 = automatic (all physical cores)")
     gpu_layers: int = Field(-1, ge=-1, description="-1 = all layers when llama.cpp has a GPU")
     prompt_format: str = Field("auto", description="'auto' or a format name from prompts.py")
     cpu_extra_buffers: bool | None = Field(

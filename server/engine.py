@@ -204,13 +204,14 @@ def llama_extra_buffers(use_extra_bufts: bool) -> Iterator[None]:
 
 
 def default_threads() -> int:
-    """Physical cores minus one (at least one): the editor, the indexer and the embedder need
-    a core too. llama.cpp's OpenMP threads spin at barriers, so one thread too many costs far
-    more than one too few: on this 2-core machine under load, 2 threads decoded at 130-800
-    ms/token against 55 ms/token for 1 thread (uncontended: 22 vs 37 ms)."""
+    """All physical cores. llama.cpp's OpenMP threads spin at barriers, so a thread too many used
+    to cost far more than one too few under load (2 threads: 130-800 ms/token on this 2-core
+    machine); with the short spin set in `repotune/__init__.py`, 2 threads decode at 25 ms/token
+    idle (1 thread: 42) and 53 ms/token with the other core busy, and evaluate prompts twice as
+    fast (620 vs 340 tokens/s), so the cold first completion on a line is much shorter."""
     from repotune.server.embeddings import physical_cores
 
-    return max(1, physical_cores() - 1)
+    return physical_cores()
 
 
 @dataclass

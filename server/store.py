@@ -37,7 +37,7 @@ COMMON_TERM_SHARE = 0.2
 # FTS5's cost grows with the postings it reads: terms are taken rarest first until their document
 # counts add up to this, so a query costs a few ms at 50,000 chunks (the rarest terms carry most
 # of BM25's weight anyway).
-QUERY_POSTINGS_BUDGET = 4000
+QUERY_POSTINGS_BUDGET = 2000
 # Document counts come from fts5vocab, which walks a term's whole posting list (7 ms for a query's
 # terms at 50,000 chunks), while reading the whole vocabulary once takes ~0.2 s. So all counts
 # are held in memory, refreshed in the background after this many seconds or file writes.
