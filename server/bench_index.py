@@ -177,7 +177,12 @@ def bench_index(workspace: Path, settings: Settings, label: str | None = None) -
             lines = row[10].splitlines()
             cut = len(lines) // 2
             queries.append(
-                cursor_queries("\n".join(lines[:cut]), "\n".join(lines[cut:]), settings.retrieval)
+                cursor_queries(
+                    "\n".join(lines[:cut]),
+                    "\n".join(lines[cut:]),
+                    settings.retrieval,
+                    embedder.count_text_tokens,
+                )
             )
         result["query_ms"] = _time_queries(index.retriever, queries, settings.retrieval.top_k)
         result["query_ms"]["chunks"] = index.store.chunk_count()
@@ -198,7 +203,7 @@ def bench_index(workspace: Path, settings: Settings, label: str | None = None) -
 
             def embed_query(text: str) -> np.ndarray:
                 if text not in cache:
-                    cache[text] = embedder.embed([text])[0]
+                    cache[text] = embedder.embed_query(text)
                 return cache[text]
 
             retriever = HybridRetriever(scaled, embed_query, settings.retrieval.rrf_k)

@@ -98,11 +98,14 @@ class RetrievalSettings(_Section):
         20, ge=1, le=400, description="lines before the cursor in the lexical query"
     )
     dense_query_lines: int = Field(
-        6,
-        ge=1,
-        le=400,
-        description="lines before the cursor that are embedded for the dense query (the embedder "
-        "costs ~0.13 ms per token on 2 cores, so a short window keeps a query near 10 ms)",
+        6, ge=1, le=400, description="at most this many lines before the cursor in the dense query"
+    )
+    dense_query_tokens: int = Field(
+        64,
+        ge=8,
+        le=512,
+        description="and at most this many embedder tokens (whole lines nearest the cursor): the "
+        "embedder costs ~0.15 ms per token on 2 cores, so this bounds a query's embedding cost",
     )
 
 

@@ -68,11 +68,39 @@ class CursorQuery:
     dense: str
 
 
-def cursor_queries(prefix: str, suffix: str, settings: RetrievalSettings) -> CursorQuery:
+def cursor_queries(
+    prefix: str,
+    suffix: str,
+    settings: RetrievalSettings,
+    count_tokens: Callable[[str], int] | None = None,
+) -> CursorQuery:
+    """`count_tokens` (the embedder's) bounds the dense window to `dense_query_tokens`: whole
+    lines nearest the cursor, so a query costs the same whatever the lines' lengths."""
     return CursorQuery(
         lexical=cursor_query(prefix, suffix, settings.query_lines),
-        dense=cursor_query(prefix, suffix, settings.dense_query_lines),
+        dense=dense_cursor_query(prefix, suffix, settings, count_tokens),
     )
+
+
+def dense_cursor_query(
+    prefix: str,
+    suffix: str,
+    settings: RetrievalSettings,
+    count_tokens: Callable[[str], int] | None = None,
+) -> str:
+    before = prefix.splitlines()[-settings.dense_query_lines :]
+    after = suffix.splitlines()[:1]
+    if count_tokens is None:
+        return "\n".join([*before, *after]).strip()
+    budget = settings.dense_query_tokens - sum(count_tokens(line) for line in after)
+    kept: list[str] = []
+    for line in reversed(before):
+        cost = count_tokens(line)
+        if kept and cost > budget:
+            break
+        kept.append(line)
+        budget -= cost
+    return "\n".join([*reversed(kept), *after]).strip()
 
 
 def cursor_region(path: str, prefix: str, settings: RetrievalSettings) -> Region:

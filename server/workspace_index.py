@@ -163,7 +163,7 @@ class WorkspaceIndex:
         with self._embed_lock.for_query(QUERY_EMBED_WAIT_S) as acquired:
             if not acquired:
                 return None
-            vector = self._embedder.embed([text])[0]
+            vector = self._embedder.embed_query(text)
         with self._cache_lock:
             self._query_cache[text] = vector
             while len(self._query_cache) > QUERY_CACHE_SIZE:
@@ -423,7 +423,9 @@ class WorkspaceIndex:
         """Context for a cursor in `path` (workspace-relative), its own window excluded; the one
         query recipe shared by the server, the CLI, the benchmarks and the dataset builder."""
         retrieval = self.settings.retrieval
-        query = cursor_queries(prefix, suffix, retrieval)
+        embedder = self._embedder
+        counter = getattr(embedder, "count_text_tokens", None) if embedder is not None else None
+        query = cursor_queries(prefix, suffix, retrieval, counter)
         return self.search(
             query.lexical, k, cursor_region(path, prefix, retrieval), dense_query=query.dense
         )

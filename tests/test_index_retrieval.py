@@ -131,3 +131,24 @@ def test_excluded_region_and_dedup(index: WorkspaceIndex) -> None:
     assert len({(h.path, h.start_line) for h in hits}) == len(hits)
     assert all(a.score >= b.score for a, b in itertools.pairwise(hits))
     assert index.search("anything", 0) == [] and index.search("   ", 5) == []
+
+
+def test_dense_query_keeps_whole_lines_nearest_the_cursor_within_its_token_budget() -> None:
+    from repotune.server.config import RetrievalSettings
+    from repotune.server.retrieval import cursor_queries, dense_cursor_query
+
+    settings = RetrievalSettings(dense_query_lines=6, dense_query_tokens=10, query_lines=20)
+    prefix = "one two three\nfour five six\nseven eight nine\nten eleven\ntwelve = "
+
+    def words(text: str) -> int:
+        return len(text.split())
+
+    query = dense_cursor_query(prefix, " tail\nbelow", settings, words)
+    assert query == "seven eight nine\nten eleven\ntwelve = \n tail"
+    assert "four" not in query and "below" not in query
+    # a single line over the budget is still kept whole: the query is never empty
+    assert dense_cursor_query("x " * 50, "", settings, words).split() == ["x"] * 50
+    # without the embedder's tokenizer: the line window alone
+    both = cursor_queries(prefix, " tail\nbelow", settings)
+    assert both.dense.startswith("one two three") and "below" not in both.dense
+    assert both.lexical.startswith("one two three")
