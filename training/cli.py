@@ -12,10 +12,13 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
+import repotune
 import typer
 from repotune.server.config import Settings, SettingsError, load_settings, parse_overrides
 from repotune.server.models import ModelError
 from repotune.training.base import TrainError
+
+repotune.use_default_openmp_spin()  # a training process owns its cores
 
 app = typer.Typer(
     help="RAG fine-tuning: repository -> dataset -> LoRA -> GGUF adapter the server loads.",

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
+import repotune
 import typer
 from repotune.server.config import (
     Settings,
@@ -71,6 +72,8 @@ CONDITIONS: dict[str, tuple[str | None, bool]] = {
     "ft": ("own", False),
     "other+ctx": ("other", True),
 }
+repotune.use_default_openmp_spin()  # an evaluation run owns its cores (it trains, too)
+
 COMPARISONS = [
     ("ft+ctx", "base+ctx"),
     ("ft+ctx", "other+ctx"),
