@@ -23,7 +23,7 @@ import platform
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -349,7 +349,7 @@ def _argmax(llm: Any, index: int) -> int:
 
 def greedy_tokens(
     llm: Any, tokens: Sequence[int], lookup: bool, counters: dict[str, int]
-) -> Iterator[int]:
+) -> Generator[int, None, None]:
     """Greedy decoding with llama.cpp's KV cache reused for the common prefix, and optional
     prompt-lookup drafts verified in one batch.
 
@@ -731,6 +731,7 @@ class CompletionEngine:
         import llama_cpp
 
         counters = {"reused": 0, "drafted": 0, "accepted": 0}
+        stream: Generator[int, None, None]
         if comp.temperature == 0:
             stream = greedy_tokens(llm, tokens, comp.prompt_lookup, counters)
         else:

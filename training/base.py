@@ -53,7 +53,7 @@ def _convert_gguf(gguf_path: Path, target: Path) -> None:
             "directory of the same model as the base instead"
         ) from None
     # The weights are plain float32 now; forget the GGUF "quantizer" so they can be saved.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]  # transformers types it loosely
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     tmp = target.with_name(target.name + f".tmp{os.getpid()}")
