@@ -112,6 +112,10 @@ class WorkspaceIndex:
         self._observer: Any = None
         self._watch_lock = threading.Lock()
         self._watches: dict[str, tuple[bool, Any]] = {}  # rel dir -> (recursive, watch)
+        # What is watched, replaced whole after each refresh: read without the lock by the
+        # event handler, which runs under watchdog's own lock (taking ours there would invert
+        # the order the refresh takes them in: schedule() needs watchdog's lock).
+        self._watched: WatchPlan = {}
         self._watch_plan_due = threading.Event()
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
@@ -218,17 +222,15 @@ class WorkspaceIndex:
 
     def watched_directories(self) -> WatchPlan:
         """The directories watched now ('' = the root) and whether recursively."""
-        with self._watch_lock:
-            return {rel: recursive for rel, (recursive, _) in self._watches.items()}
+        return dict(self._watched)
 
     def _directory_changed(self, rel: str) -> None:
         """A directory appeared, went or moved: re-plan the watches if they must follow it (a new
         directory beside non-recursive watches, or an ignored one inside a recursive watch)."""
         parent = rel.rpartition("/")[0]
-        with self._watch_lock:
-            beside = parent in self._watches and not self._watches[parent][0]
-            watched = rel in self._watches
-        if beside or watched or self.filter.dir_path_ignored(rel):
+        watched = self._watched
+        beside = watched.get(parent) is False
+        if beside or rel in watched or self.filter.dir_path_ignored(rel):
             self._watch_plan_due.set()
 
     def _watch_planner_loop(self) -> None:
@@ -264,6 +266,7 @@ class WorkspaceIndex:
                 self._watches[rel] = (plan[rel], watch)
                 if rel and self._lexical_ready.is_set() and not self.store.paths_under(rel):
                     self.debouncer.add(rel)  # a new directory: files may predate its watch
+            self._watched = {rel: recursive for rel, (recursive, _) in self._watches.items()}
 
     def close(self) -> None:
         """Stop watching and working (the current file or batch completes), close the store."""
