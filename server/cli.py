@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from repotune.server.config import Settings, SettingsError, load_settings
+from repotune.server.console import print_error
 from repotune.server.models import ModelError
 
 app = typer.Typer(
@@ -25,7 +26,7 @@ WorkspaceArg = Annotated[Path, typer.Argument(help="workspace (repository) root"
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    typer.secho(f"repotune: {message}", fg=typer.colors.RED, err=True)
+    print_error(f"repotune: {message}")
     return typer.Exit(code)
 
 
@@ -213,7 +214,7 @@ def main() -> None:
     try:
         app()
     except (SettingsError, ModelError) as exc:
-        typer.secho(f"repotune: {exc}", fg=typer.colors.RED, err=True)
+        print_error(f"repotune: {exc}")
         sys.exit(1)
 
 

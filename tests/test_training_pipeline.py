@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -173,8 +175,11 @@ def held_out_requests(pipeline: dict, limit: int) -> list:
     return requests
 
 
-def served_completions(requests: list, generator: str, adapter: str | None) -> list[str | None]:
-    """Greedy completions from the server's engine for one model (+ adapter)."""
+def served_completions(
+    requests: list, generator: str, adapter: str | None, with_prompts: bool = False
+) -> Any:
+    """Greedy completions from the server's engine for one model (+ adapter); with_prompts:
+    also the token ids of the prompts it built for them."""
     from repotune.server.engine import CompletionEngine
 
     settings = load_settings(
@@ -189,14 +194,18 @@ def served_completions(requests: list, generator: str, adapter: str | None) -> l
     try:
         assert engine.wait_ready(300), engine.load_error
         completions = [engine.complete(request) for request in requests]
+        llm = engine._loaded.llm
+        prompts = [
+            llm.tokenize(engine.build_prompt(request).text.encode(), add_bos=True, special=True)
+            for request in requests
+        ]
     finally:
         engine.close()
-    return [None if c is None else c.text for c in completions]
+    texts = [None if c is None else c.text for c in completions]
+    return (texts, prompts) if with_prompts else texts
 
 
 def test_merged_q8_export_is_checked_served_and_agrees_with_the_adapter(pipeline: dict) -> None:
-    import re
-
     from repotune.training.export import export, f32_base, gguf_file_type, held_out_texts
     from repotune.training.finetune import base_for_run
 
@@ -217,28 +226,53 @@ def test_merged_q8_export_is_checked_served_and_agrees_with_the_adapter(pipeline
     assert saved["merged_kind"] == "Q8_0" and saved["merged_path"] == str(merged)
     assert [r["passed"] for r in saved["merged_parity"]] == [True, True]
 
-    # Served: the merged Q8_0 alone against llama.cpp serving base + adapter (the F32 base,
-    # so only the merge's 8-bit rounding separates the two): greedy completions must start the
-    # same way on most held-out cursors. Against the served Q4_K_M base + adapter (4-bit
-    # noise on both sides) the agreement is lower and only reported: 6/8 in one run here.
+    # Served: the server's engine loads the merged Q8_0 alone and completes held-out cursors.
     requests = held_out_requests(pipeline, limit=8)
-    reference = served_completions(requests, str(f32_base(base_for_run(run_dir))), str(adapter))
-    merged_alone = served_completions(requests, str(merged), None)
-    served_q4 = served_completions(requests, str(base_gguf(run_dir)), str(adapter))
-
-    def head(text: str | None) -> list[str]:
-        return re.findall(r"\w+|[^\w\s]", text or "")[:3]
-
-    def agreement(others: list[str | None]) -> int:
-        return sum(head(a) == head(b) for a, b in zip(others, merged_alone, strict=True))
-
-    agree, agree_q4 = agreement(reference), agreement(served_q4)
-    print(
-        f"merged Q8_0: first 3 tokens agree with F32 base + adapter on {agree}/{len(requests)}, "
-        f"with Q4_K_M base + adapter on {agree_q4}/{len(requests)} cursors"
-    )
+    merged_alone, prompts = served_completions(requests, str(merged), None, with_prompts=True)
     assert sum(c is not None for c in merged_alone) >= len(requests) // 2, merged_alone
-    assert agree >= 0.75 * len(requests), list(zip(reference, merged_alone, strict=True))
+    # And it predicts what llama.cpp serving base + adapter predicts on those very prompts (the
+    # F32 base, so only the merge's 8-bit rounding separates the two). Greedy completions are
+    # not compared: at a cursor the top two tokens are often nearly tied, and rounding noise
+    # flips them (4/8 to 8/8 of first-3-token agreement across runs). Compared instead: the
+    # next-token choice at every prompt position, and at each cursor where the reference is not
+    # nearly tied (top-1 logit at least 1.0 above the second) the first completion token.
+    reference = last_logits(f32_base(base_for_run(run_dir)), adapter, prompts)
+    candidate = last_logits(merged, None, prompts)
+    positions = np.concatenate(
+        [r.argmax(1) == c.argmax(1) for r, c in zip(reference, candidate, strict=True)]
+    )
+    clear = [
+        (r[-1], c[-1]) for r, c in zip(reference, candidate, strict=True) if margin(r[-1]) >= 1.0
+    ]
+    clear_agree = sum(int(r.argmax() == c.argmax()) for r, c in clear)
+    print(
+        f"merged Q8_0 vs F32 base + adapter on {len(prompts)} served prompts: next-token agreement "
+        f"{positions.mean():.3f} over {positions.size} positions; first completion token "
+        f"{clear_agree}/{len(clear)} at cursors without a near tie"
+    )
+    assert positions.mean() >= 0.9
+    assert clear_agree == len(clear)
+
+
+def margin(logits: np.ndarray) -> float:
+    top_two = np.sort(logits)[-2:]
+    return float(top_two[1] - top_two[0])
+
+
+def last_logits(model: Path, adapter: Path | None, prompts: list[list[int]]) -> list[np.ndarray]:
+    """llama.cpp's logits over the last 64 positions of each prompt (all rows would be a GB)."""
+    from repotune.training.export import open_llama
+
+    llm = open_llama(model, adapter, n_ctx=max(len(p) for p in prompts) + 8)
+    try:
+        rows = []
+        for prompt in prompts:
+            llm.reset()
+            llm.eval(prompt)
+            rows.append(np.array(llm.scores[max(0, len(prompt) - 64) : len(prompt)]))
+        return rows
+    finally:
+        llm.close()
 
 
 def base_gguf(run_dir: Path) -> Path:

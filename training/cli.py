@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import repotune
 import typer
 from repotune.server.config import Settings, SettingsError, load_settings, parse_overrides
+from repotune.server.console import print_error
 from repotune.server.models import ModelError
 from repotune.training.base import TrainError
 
@@ -34,7 +35,7 @@ SetOption = Annotated[
 
 
 def _fail(message: str) -> typer.Exit:
-    typer.secho(f"repotune train: {message}", fg=typer.colors.RED, err=True)
+    print_error(f"repotune train: {message}")
     return typer.Exit(1)
 
 

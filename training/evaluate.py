@@ -51,6 +51,7 @@ from repotune.server.config import (
     parse_overrides,
     settings_with,
 )
+from repotune.server.console import print_error
 from repotune.server.models import ModelError
 from repotune.training.base import TrainError
 from repotune.training.corpora import EvalError, Repo, files_digest, resolve_repo
@@ -819,7 +820,7 @@ def main(args: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="repotune eval", standalone_mode=False)
     except (EvalError, TrainError, ModelError, SettingsError) as exc:
-        typer.secho(f"repotune eval: {exc}", fg=typer.colors.RED, err=True)
+        print_error(f"repotune eval: {exc}")
         raise SystemExit(1) from None
     except typer.Abort:
         raise SystemExit(130) from None

@@ -1,0 +1,36 @@
+"""Error lines that reach the terminal even while llama.cpp loads a model.
+
+llama-cpp-python silences model loading by pointing file descriptors 1 and 2 at /dev/null for
+the whole process; an error printed by another thread meanwhile (the embedder loads in the index's
+thread while the command's own thread fails) vanished, leaving an exit status 1 and no message.
+Errors are written to a copy of stderr taken when this module is first imported, before any model
+loads (the CLI imports it at start).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TextIO
+
+import typer
+
+
+def _original_stderr() -> TextIO:
+    try:
+        return os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1, encoding="utf-8")
+    except (OSError, ValueError, AttributeError):  # no real stderr (embedded, captured)
+        return sys.stderr
+
+
+_STDERR = _original_stderr()
+
+
+def print_error(message: str) -> None:
+    target: TextIO = sys.stderr
+    try:
+        if target.fileno() == 2:  # the process's stderr, which llama.cpp may have silenced
+            target = _STDERR
+    except (OSError, ValueError, AttributeError):  # redirected in Python (tests, an embedding app)
+        pass
+    typer.secho(message, fg=typer.colors.RED, file=target)
