@@ -3,7 +3,9 @@
 It indexes PATH, then replays typing sessions at sampled cursor positions in its Python files:
 - a *cold* request is the first of a session (a new place in a file, so little KV cache to reuse);
 - *warm* requests follow it as the user types the next characters of the real line, each one a
-  full request (retrieval + prompt + generation), the way an editor sends them.
+  full request (retrieval + prompt + generation), the way an editor sends them;
+- a *next_line* request ends each session: the line finished, Enter, the first request on the
+  new line below it (the common way a cold request happens while writing code).
 Most sessions start mid-line (single-line completions, the common case); one in four starts on
 an empty line in a function body (a block). The text after the cursor on the cursor's line is
 removed (the user has not typed it yet), everything else in the file stays.
@@ -48,7 +50,7 @@ class Cursor:
     path: str  # workspace-relative
     prefix: str
     suffix: str
-    kind: str  # "cold" | "warm"
+    kind: str  # "cold" | "warm" | "next_line" (Enter at the end of the typed line)
     session: int
 
 
@@ -115,6 +117,8 @@ def sample_sessions(root: Path, samples: int, seed: int = SEED) -> list[list[Cur
                 end = min(len(line), column + step)
                 kind = "cold" if step == 0 else "warm"
                 cursors.append(Cursor(relative, before + line[:end], after, kind, session))
+        # The line done, Enter: the first request on the new line below it.
+        cursors.append(Cursor(relative, before + line + "\n" + indent, after, "next_line", session))
         sessions.append(cursors)
         total += len(cursors)
     return sessions
@@ -348,6 +352,7 @@ def run_bench_complete(
         "warm": _summary(warm),
         "warm_single_line": _summary(warm_single),
         "cold_multi_line": _summary([r for r in cold if r["multiline"]]),
+        "next_line": _summary([r for r in records if r["kind"] == "next_line"]),
         "targets": {
             "warm_share_outside_generation_max": 0.35,
             "warm_single_line_p50_ms_max": 300,

@@ -124,7 +124,12 @@ class CompletionSettings(_Section):
     prompt_lookup: bool = Field(False, description="llama.cpp prompt-lookup decoding")
     sticky_context: bool = Field(
         True,
-        description="keep the retrieved snippets while typing on one line (KV cache reuse)",
+        description="keep the retrieved snippets while the cursor stays near where they were "
+        "retrieved (KV cache reuse: the next line's first request re-evaluates a few tokens, "
+        "not the whole prompt)",
+    )
+    sticky_context_lines: int = Field(
+        8, ge=0, le=1000, description="how near, in lines of the same file (0 = the same line)"
     )
     debounce_ms: int = Field(150, ge=0, le=5000)
 

@@ -325,9 +325,11 @@ def truncate_prefix(
 ) -> tuple[str, int, int]:
     """Keep the last whole lines of `prefix` that fit `budget` (the cursor's line always).
 
-    `quantum` > 1 reserves the cursor line's share in steps of that many tokens, so typing on
-    one line does not move the first kept line at every keystroke (which would make llama.cpp
-    re-evaluate the whole prefix). Returns (kept text, tokens counted, lines dropped).
+    `quantum` > 1 keeps the window's first line still while the cursor moves on, so llama.cpp
+    re-evaluates the last few tokens instead of the whole prefix: the cursor line's share is
+    reserved in steps of `quantum` tokens (typing on one line), and the first kept line is the
+    first line number divisible by PREFIX_LINE_STEP that fits (typing on into the next lines).
+    Returns (kept text, tokens counted, lines dropped).
     """
     lines = prefix.split("\n")
     current = lines[-1]
@@ -336,17 +338,22 @@ def truncate_prefix(
         current = _cut_to_tokens_right(current, budget, count)
         return current, count(current) if current else 0, len(lines) - 1
     reserve = min(budget, -(-max(used, 1) // quantum) * quantum) if quantum > 1 else used
-    kept: list[str] = [current]
     spent = reserve
+    start = len(lines) - 1  # index of the first kept line
+    costs: list[int] = []
     for line in reversed(lines[:-1]):
         cost = count(line + "\n")
         if spent + cost > budget:
             break
         spent += cost
-        kept.append(line)
-        used += cost
-    dropped = len(lines) - len(kept)
-    return "\n".join(reversed(kept)), used, dropped
+        costs.append(cost)
+        start -= 1
+    if quantum > 1 and start > 0:
+        stable = min(len(lines) - 1, -(-start // PREFIX_LINE_STEP) * PREFIX_LINE_STEP)
+        costs = costs[: len(costs) - (stable - start)]  # costs run from the cursor upwards
+        start = stable
+    used += sum(costs)
+    return "\n".join(lines[start:]), used, start
 
 
 def truncate_suffix(suffix: str, budget: int, count: CountTokens) -> tuple[str, int, int]:
@@ -508,6 +515,8 @@ class CachedTokenCounter:
 # does not move the first kept line on every keystroke (KV-cache reuse). Engine and trainer both
 # cut prefixes with it, so training prompts look exactly like served ones.
 PREFIX_QUANTUM = 32
+# The prefix window's first line moves in steps of this many lines (see truncate_prefix).
+PREFIX_LINE_STEP = 8
 
 
 def build_fim_prompt(

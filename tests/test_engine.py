@@ -185,13 +185,33 @@ def test_context_sticks_while_typing_on_one_line(engine) -> None:
     assert second is not None and second.prompt is not None
     assert second.prompt.snippets == (first_snippet,)
     assert second.reused_tokens >= second.prompt_tokens - 3
-    # on another line the new snippets are used
+    # far from there (or in another file) the new snippets are used
     engine.cache.clear()
-    moved = replace(base, prefix="# one more line\n" + base.prefix, context=(other_snippet,))
+    far = "\n".join(f"# filler line {n}" for n in range(20)) + "\n"
+    moved = replace(base, prefix=far + base.prefix, context=(other_snippet,))
     assert engine.wants_context(moved.path, moved.prefix) is True
     third = engine.complete(moved)
     assert third is not None and third.prompt is not None
     assert third.prompt.snippets == (other_snippet,)
+
+
+def test_context_sticks_to_the_next_lines_and_their_prompt_is_mostly_reused(engine) -> None:
+    """Enter at the end of a line: the next line's first request keeps the snippets (no
+    retrieval) and llama.cpp re-evaluates only the tail of the prompt, not all of it."""
+    snippet = ContextSnippet("json/decoder.py", "class JSONDecoder:\n    pass\n", 10)
+    other = ContextSnippet("json/scanner.py", "def make_scanner():\n    pass\n", 3)
+    base = line_request()
+    line_end = base.prefix + "result = decode(text)"
+    first = fresh(engine, replace(base, prefix=line_end, context=(snippet,)))
+    assert first is not None and first.prompt is not None
+    engine.cache.clear()
+    next_line = line_end + "\n    "
+    assert engine.wants_context(base.path, next_line) is False
+    second = engine.complete(replace(base, prefix=next_line, context=(other,)))
+    assert second is not None and second.prompt is not None, engine.last_reason
+    assert second.prompt.snippets == (snippet,)
+    assert second.prompt_tokens - second.reused_tokens <= 40, second
+    assert second.reused_tokens >= 0.9 * second.prompt_tokens
 
 
 def test_repeated_request_is_served_from_the_cache(engine) -> None:
@@ -404,11 +424,16 @@ def test_bench_sessions_are_seeded_and_cut_real_lines(tiny_repo: Path) -> None:
     assert sessions == sample_sessions(tiny_repo, samples=6)  # reproducible
     assert sum(len(s) for s in sessions) >= 6
     for cursors in sessions:
-        assert cursors[0].kind == "cold" and all(c.kind == "warm" for c in cursors[1:])
+        assert cursors[0].kind == "cold" and all(c.kind == "warm" for c in cursors[1:-1])
+        assert cursors[-1].kind == "next_line"
         source = (tiny_repo / cursors[0].path).read_text(encoding="utf-8")
-        for cursor in cursors:
+        enter = cursors[-1]  # the real line finished, then Enter: a new, indented empty line
+        head, _, indent = enter.prefix.rpartition("\n")
+        assert not indent.strip() and source.startswith(head) and source.endswith(enter.suffix)
+        assert head.rsplit("\n", 1)[-1].strip()
+        for cursor in cursors[:-1]:
             # the cursor's line is cut after the cursor; everything else is the real file
             assert source.startswith(cursor.prefix.rsplit("\n", 1)[0])
             assert source.endswith(cursor.suffix.split("\n", 1)[1])
         typed = [len(c.prefix) for c in cursors]
-        assert typed == sorted(typed)  # typing on
+        assert typed == sorted(typed)  # typing on, then the next line

@@ -355,3 +355,25 @@ def test_ask_document_for_base_models_ends_in_answer_and_cites_snippets() -> Non
     assert "### pkg/math.py:3-4\n```python\ndef add(a, b):\n    return a + b\n```" in prompt
     assert prompt.endswith("\n\nQuestion: What does add do?\nAnswer:")
     assert "\nQuestion:" in stops
+
+
+def test_prefix_window_start_moves_in_line_steps_as_lines_are_added() -> None:
+    """Typing on into the next lines keeps the first kept line for several lines (KV reuse),
+    and it is always a line number divisible by the step; without the quantum it moves at every
+    line."""
+    from repotune.server.prompts import PREFIX_LINE_STEP
+
+    def words(text: str) -> int:
+        return len(text.split()) + text.count("\n")
+
+    body = "".join(f"line number {i}\n" for i in range(60))
+    starts = []
+    for added in range(PREFIX_LINE_STEP * 2):
+        text = body + "".join(f"typed line {j}\n" for j in range(added)) + "x"
+        kept, used, dropped = truncate_prefix(text, 64, words, quantum=16)
+        assert used <= 64 and dropped % PREFIX_LINE_STEP == 0
+        assert kept == "\n".join(text.split("\n")[dropped:])
+        starts.append(dropped)
+    assert len(set(starts)) <= 3  # moved at most twice over 16 new lines
+    exact = {truncate_prefix(body + "y\n" * n + "x", 64, words)[2] for n in range(16)}
+    assert len(exact) >= 8  # without the quantum it moves every line or two
