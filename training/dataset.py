@@ -657,6 +657,16 @@ def build_dataset(
     stats.skipped_files = dict(skipped)
     seen: set[str] = set()
     rows: dict[str, list[dict[str, Any]]] = {name: [] for name in SPLITS}
+
+    def keep(row: dict[str, Any], split: str) -> None:
+        """Append an example unless the same prompt and completion is already in the dataset."""
+        key = hashlib.sha256((row["prompt"] + "\0" + row["completion"]).encode()).hexdigest()
+        if key in seen:
+            stats.duplicates_dropped += 1
+            return
+        seen.add(key)
+        rows[split].append(row)
+
     try:
         for source in tqdm(files, desc="dataset", unit="file", disable=not progress):
             file_rng = random.Random(f"{settings.train.seed}:{source.path}")
@@ -664,16 +674,8 @@ def build_dataset(
                 if len(rows[source.split]) >= settings.train.max_examples:
                     break
                 row = builder.example(source, span)
-                if row is None:
-                    continue
-                key = hashlib.sha256(
-                    (row["prompt"] + "\0" + row["completion"]).encode()
-                ).hexdigest()
-                if key in seen:
-                    stats.duplicates_dropped += 1
-                    continue
-                seen.add(key)
-                rows[source.split].append(row)
+                if row is not None:
+                    keep(row, source.split)
         if client is not None:
             from repotune.training.teacher import AskPrompt, TeacherStats, qa_examples
 
@@ -681,14 +683,7 @@ def build_dataset(
             for row in qa_examples(
                 builder, client, AskPrompt.for_model(count.llm), teacher_stats, progress
             ):
-                key = hashlib.sha256(
-                    (row["prompt"] + "\0" + row["completion"]).encode()
-                ).hexdigest()
-                if key in seen:
-                    stats.duplicates_dropped += 1
-                    continue
-                seen.add(key)
-                rows["train"].append(row)  # only train files are ever shown to the teacher
+                keep(row, "train")  # only train files are ever shown to the teacher
             stats.teacher = teacher_stats.to_json()
     finally:
         retriever.close()
