@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import shutil
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,14 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     cache = tmp_path / "cache"
     monkeypatch.setenv("REPOTUNE_CACHE_DIR", str(cache))
     return cache
+
+
+SERVER_SOURCES = Path(__file__).resolve().parents[1] / "server"
+
+
+def copy_server_sources(names: Iterable[str], target: Path) -> Path:
+    """A small real repository for tests: some of RepoTune's own modules, copied to `target`."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copy(SERVER_SOURCES / name, target / name)
+    return target

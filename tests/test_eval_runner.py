@@ -4,25 +4,21 @@ the same seed gives the same figures, outputs are written, and bad input is one 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import copy_server_sources
 from repotune.training.evaluate import EvalConfig, quality, run
 
-SERVER = Path(__file__).resolve().parents[1] / "server"
 FILES = ["retrieval.py", "postprocess.py", "prompts.py", "models.py", "embeddings.py", "files.py"]
 
 
 @pytest.fixture(scope="module")
 def fixture_repo(tmp_path_factory: pytest.TempPathFactory) -> dict:
     tmp = tmp_path_factory.mktemp("eval-runner")
-    repo = tmp / "fixture"
-    repo.mkdir()
-    for name in FILES:
-        shutil.copy(SERVER / name, repo / name)
+    repo = copy_server_sources(FILES, tmp / "fixture")
     overrides = {
         "train": {"test_share": 0.4},
         "index": {"index_dir": str(tmp / "index")},

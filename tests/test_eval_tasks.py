@@ -4,16 +4,15 @@ definitions their answers use."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
+from conftest import copy_server_sources
 from repotune.server.config import load_settings
 from repotune.training.corpora import EvalError
 from repotune.training.dataset import SourceFile, assign_splits, collect_files, split_for
 from repotune.training.eval_tasks import extract_tasks
 
-SERVER = Path(__file__).resolve().parents[1] / "server"
 FILES = [
     "retrieval.py",
     "postprocess.py",
@@ -31,10 +30,7 @@ COUNTS = {"line": 40, "span": 12, "api": 12}
 
 @pytest.fixture(scope="module")
 def repo_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[SourceFile], object]:
-    repo = tmp_path_factory.mktemp("eval-tasks") / "repo"
-    repo.mkdir()
-    for name in FILES:
-        shutil.copy(SERVER / name, repo / name)
+    repo = copy_server_sources(FILES, tmp_path_factory.mktemp("eval-tasks") / "repo")
     settings = load_settings(None, {"train": {"test_share": 0.3, "validation_share": 0.2}})
     files, _ = collect_files(repo, settings)
     assign_splits(files, settings)

@@ -7,12 +7,12 @@ and llama.cpp's tokenizer for the default generator; no torch needed.
 from __future__ import annotations
 
 import json
-import shutil
 import textwrap
 import warnings
 from pathlib import Path
 
 import pytest
+from conftest import copy_server_sources
 from repotune.server.config import load_settings
 from repotune.training.base import TrainError
 from repotune.training.dataset import (
@@ -26,15 +26,12 @@ from repotune.training.dataset import (
     syntax_spans,
 )
 
-SERVER = Path(__file__).resolve().parents[1] / "server"
 REPO_FILES = ["retrieval.py", "postprocess.py", "prompts.py", "models.py", "embeddings.py"]
 
 
 def small_repo(target: Path) -> Path:
     """A small real repository: some of RepoTune's own modules."""
-    target.mkdir(parents=True, exist_ok=True)
-    for name in REPO_FILES:
-        shutil.copy(SERVER / name, target / name)
+    copy_server_sources(REPO_FILES, target)
     (target / "README.md").write_text("# demo\n")
     return target
 

@@ -18,12 +18,12 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
+from conftest import copy_server_sources  # noqa: E402
 from repotune.server.config import load_settings  # noqa: E402
 from repotune.training.base import TrainError  # noqa: E402
 
 pytestmark = [pytest.mark.train, pytest.mark.slow]
 
-SERVER = Path(__file__).resolve().parents[1] / "server"
 REPO_FILES = ["retrieval.py", "postprocess.py", "prompts.py", "models.py", "embeddings.py"]
 TRAIN = {
     "max_seq_tokens": 192,
@@ -43,10 +43,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict:
     from repotune.training.finetune import finetune
 
     tmp = tmp_path_factory.mktemp("pipeline")
-    repo = tmp / "repo"
-    repo.mkdir()
-    for name in REPO_FILES:
-        shutil.copy(SERVER / name, repo / name)
+    repo = copy_server_sources(REPO_FILES, tmp / "repo")
     settings = load_settings(
         None,
         {"train": TRAIN, "model": {"threads": 2}, "index": {"index_dir": str(tmp / "index")}},

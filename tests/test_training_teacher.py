@@ -9,7 +9,6 @@ as malformed instead of failing; and that an unreachable endpoint is a clear err
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import copy_server_sources
 from repotune.server.config import load_settings
 from repotune.server.prompts import ContextSnippet, build_ask_document
 from repotune.training.base import TrainError
@@ -31,7 +31,6 @@ pytest.importorskip("sse_starlette")
 pytest.importorskip("starlette_context")
 pytest.importorskip("pydantic_settings")
 
-SERVER = Path(__file__).resolve().parents[1] / "server"
 REPO_FILES = ["retrieval.py", "postprocess.py", "prompts.py", "models.py", "embeddings.py"]
 
 # llama_cpp.server with llama.cpp's repacked ("extra") CPU buffers off, as the engine loads models
@@ -112,10 +111,7 @@ def teacher_url(generator_model: Any, tmp_path_factory: pytest.TempPathFactory) 
 
 
 def small_repo(target: Path) -> Path:
-    target.mkdir(parents=True, exist_ok=True)
-    for name in REPO_FILES:
-        shutil.copy(SERVER / name, target / name)
-    return target
+    return copy_server_sources(REPO_FILES, target)
 
 
 def settings_for(tmp: Path, url: str | None, **train: object):  # type: ignore[no-untyped-def]
