@@ -54,6 +54,31 @@ class RawClient:
                 return message
         raise TimeoutError(f"no response to {msg_id}")
 
+    def send_initialize(self, options: dict[str, Any]) -> None:
+        """`initialize` (id 1) with no workspace and these initializationOptions."""
+        self.send(
+            {
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "processId": None,
+                    "rootUri": None,
+                    "capabilities": {},
+                    "initializationOptions": options,
+                },
+            }
+        )
+
+    def status(self, msg_id: int) -> dict[str, Any]:
+        self.send(
+            {
+                "id": msg_id,
+                "method": "workspace/executeCommand",
+                "params": {"command": "repotune.status", "arguments": []},
+            }
+        )
+        return self.response_to(msg_id)["result"]
+
     def close(self) -> int:
         self.send({"id": "shutdown", "method": "shutdown"})
         self.response_to("shutdown")
@@ -64,18 +89,7 @@ class RawClient:
 @pytest.fixture()
 def raw(tmp_path: Path) -> RawClient:
     client = RawClient(tmp_path)
-    client.send(
-        {
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "processId": None,
-                "rootUri": None,
-                "capabilities": {},
-                "initializationOptions": {"completion": {"enabled": False}},
-            },
-        }
-    )
+    client.send_initialize({"completion": {"enabled": False}})
     assert "result" in client.response_to(1)
     client.send({"method": "initialized", "params": {}})
     yield client
@@ -96,14 +110,7 @@ def test_malformed_params_unknown_methods_and_bad_json(raw: RawClient) -> None:
     raw.send({"id": 3, "method": "repotune/noSuchMethod", "params": {}})
     assert raw.response_to(3)["error"]["code"] == -32601
     raw.send_bytes(b"{this is not json")
-    raw.send(
-        {
-            "id": 4,
-            "method": "workspace/executeCommand",
-            "params": {"command": "repotune.status", "arguments": []},
-        }
-    )
-    status = raw.response_to(4)["result"]
+    status = raw.status(4)
     assert status["state"] in ("starting", "loading", "idle", "indexing")
     assert raw.close() == 0  # shutdown then exit: a clean exit code
 
@@ -111,18 +118,7 @@ def test_malformed_params_unknown_methods_and_bad_json(raw: RawClient) -> None:
 def test_invalid_initialization_option_is_shown_and_defaults_kept(tmp_path: Path) -> None:
     client = RawClient(tmp_path)
     try:
-        client.send(
-            {
-                "id": 1,
-                "method": "initialize",
-                "params": {
-                    "processId": None,
-                    "rootUri": None,
-                    "capabilities": {},
-                    "initializationOptions": {"completion": {"max_tokens_line": "many"}},
-                },
-            }
-        )
+        client.send_initialize({"completion": {"max_tokens_line": "many"}})
         messages: list[dict[str, Any]] = []
         deadline = time.monotonic() + 30
         got_result = False
@@ -135,14 +131,7 @@ def test_invalid_initialization_option_is_shown_and_defaults_kept(tmp_path: Path
         assert got_result
         assert any("completion.max_tokens_line" in m["message"] for m in messages), messages
         client.send({"method": "initialized", "params": {}})
-        client.send(
-            {
-                "id": 2,
-                "method": "workspace/executeCommand",
-                "params": {"command": "repotune.status", "arguments": []},
-            }
-        )
-        status = client.response_to(2)["result"]
+        status = client.status(2)
         assert status["settings"]["completion"]["max_tokens_line"] == 48  # the default
         assert client.close() == 0
     finally:
