@@ -562,10 +562,11 @@ class Store:
     def _informative_terms(self, terms: list[str]) -> list[str]:
         """Drop terms absent from the index and very common ones; keep the rarest few, within
         the postings budget."""
-        counts = {t: c for t, c in self._term_document_counts(terms).items() if c > 0}
+        found, chunks = self._term_document_counts(terms)
+        counts = {t: c for t, c in found.items() if c > 0}
         if not counts:
             return []
-        limit = max(50, int(self._cached_chunk_total() * COMMON_TERM_SHARE))
+        limit = max(50, int(chunks * COMMON_TERM_SHARE))
         rarest = sorted((t for t in counts if counts[t] <= limit), key=lambda t: counts[t])
         if not rarest:  # only common words: use the least common of them
             return sorted(counts, key=lambda t: counts[t])[:3]
@@ -580,7 +581,8 @@ class Store:
             postings += counts[term]
         return kept
 
-    def _term_document_counts(self, terms: list[str]) -> dict[str, int]:
+    def _term_document_counts(self, terms: list[str]) -> tuple[dict[str, int], int]:
+        """Each term's document count, and the number of chunks they were counted over."""
         counts = self._term_counts
         if counts is None:
             counts = self.refresh_term_counts()
@@ -600,7 +602,7 @@ class Store:
                     f"SELECT term, doc FROM chunks_vocab WHERE term IN ({marks})", missing
                 ).fetchall()
             )
-        return found
+        return found, counts.chunks
 
     def refresh_term_counts(self) -> TermCounts:
         """Read every term's document count (on a connection of its own: WAL lets it read while
@@ -617,10 +619,6 @@ class Store:
             self._term_counts = counts
             self._writes_since_counts -= writes
             return counts
-
-    def _cached_chunk_total(self) -> int:
-        counts = self._term_counts
-        return counts.chunks if counts is not None else max(1, self.chunk_count())
 
     def chunk_count(self) -> int:
         with self._lock:
