@@ -226,7 +226,7 @@ def _sample_chunk_texts(
 ) -> list[str]:
     """Texts as the dense pass embeds them, for chunks of randomly chosen files."""
     from repotune.server.chunking import Chunker
-    from repotune.server.files import read_text_file
+    from repotune.server.files import ContentSkip, read_text_file
 
     chunker = Chunker(settings.index.chunk_lines, settings.index.chunk_overlap)
     files = WorkspaceFilter(workspace, settings).scan().files
@@ -234,7 +234,7 @@ def _sample_chunk_texts(
     for entry in rng.sample(files, len(files)):
         try:
             text = read_text_file(entry.path, settings.index.max_file_bytes).text
-        except Exception:  # skipped by the index too
+        except (ContentSkip, OSError):  # skipped by the index too
             continue
         for chunk in chunker.chunk(entry.rel, text, "sample"):
             texts.append(

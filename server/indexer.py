@@ -36,11 +36,11 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
 Emit = Callable[[dict[str, Any]], None]
 PRIORITY_EDIT = 0
+PRIORITY_FULL = 1
+RESCAN = "\0rescan"
 # The dense fill embeds a batch in slices this small (~0.3 s on 2 cores) and lets a waiting
 # query in between them; the vectors are still stored once per batch.
 EMBED_SLICE = 8
-PRIORITY_FULL = 1
-RESCAN = "\0rescan"
 
 
 def progress(phase: str, done: int = 0, total: int = 0, message: str = "") -> dict[str, Any]:
