@@ -1,10 +1,10 @@
 """Error lines that reach the terminal even while llama.cpp loads a model.
 
 llama-cpp-python silences model loading by pointing file descriptors 1 and 2 at /dev/null for
-the whole process; an error printed by another thread meanwhile (the embedder loads in the index's
-thread while the command's own thread fails) vanished, leaving an exit status 1 and no message.
-Errors are written to a copy of stderr taken when this module is first imported, before any model
-loads (the CLI imports it at start).
+the whole process, and sys.stdout/sys.stderr at /dev/null files. An error printed by another
+thread meanwhile (the embedder loads in the index's thread while the command's own thread
+fails) vanished, leaving an exit status 1 and no message. Errors are written to a copy of stderr
+taken when this module is first imported, before any model loads (the CLI imports it at start).
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ _STDERR = _original_stderr()
 def print_error(message: str) -> None:
     target: TextIO = sys.stderr
     try:
-        if target.fileno() == 2:  # the process's stderr, which llama.cpp may have silenced
-            target = _STDERR
-    except (OSError, ValueError, AttributeError):  # redirected in Python (tests, an embedding app)
+        # A real file: the process's stderr, or the /dev/null file llama-cpp-python swaps in
+        # for sys.stderr (besides pointing fd 2 at /dev/null) while it loads a model.
+        target.fileno()
+        target = _STDERR
+    except (OSError, ValueError, AttributeError):  # captured in Python (tests, an embedding app)
         pass
     typer.secho(message, fg=typer.colors.RED, file=target)

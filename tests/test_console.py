@@ -7,15 +7,18 @@ import subprocess
 import sys
 
 SCRIPT = """
-import os
+import os, sys
 from repotune.server.console import print_error
-devnull = os.open(os.devnull, os.O_WRONLY)
-saved = os.dup(2)
-os.dup2(devnull, 2)  # what llama-cpp-python does around a model load (verbose=False)
+# what llama-cpp-python's suppress_stdout_stderr does around a model load (verbose=False)
+null = open(os.devnull, "w")
+saved_fd, saved_stream = os.dup(2), sys.stderr
+os.dup2(null.fileno(), 2)
+sys.stderr = null
 try:
     print_error("repotune: the model could not be loaded")
 finally:
-    os.dup2(saved, 2)
+    os.dup2(saved_fd, 2)
+    sys.stderr = saved_stream
 """
 
 
