@@ -77,7 +77,7 @@ class Embedder:
         max_tokens: int | None = None,
     ) -> None:
         """`batch_tokens` bounds one llama.cpp batch: texts are packed into it whole, and its
-        attention buffers grow with its square (2048 cost ~240 MB more RSS than 512 and was
+        attention buffers grow with its square (2048 cost ~210 MB more RSS than 512 and was
         no faster), so it only needs to hold the longest text (`max_tokens`)."""
         from llama_cpp import Llama
 
