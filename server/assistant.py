@@ -64,7 +64,14 @@ class Assistant:
         self.settings = self._settings_for(None)
         self._engine: Any = None
         self._state = "starting"
-        self.counters = {"completions": 0, "cancelled": 0, "empty": 0, "cached": 0}
+        self.counters = {
+            "completions": 0,
+            "cancelled": 0,
+            "empty": 0,
+            "cached": 0,
+            "skipped_after_deletion": 0,
+            "skipped_mid_line": 0,
+        }
         # Wall time of the last completion inside the core, so the LSP layer's own cost can be
         # measured from the client side (repotune bench lsp).
         self.last_completion: dict[str, float] = {}
@@ -214,11 +221,22 @@ class Assistant:
         language: str | None = None,
         cancel: threading.Event | None = None,
         use_context: bool = True,
+        automatic: bool = False,
+        after_deletion: bool = False,
     ) -> CompletionOutcome | None:
         """A completion at `offset` of `text` (the buffer as typed), or None (disabled, not
-        ready, cancelled, nothing good)."""
+        ready, cancelled, nothing good, or an `automatic` request where a suggestion would be
+        noise: see trigger.py)."""
         started = time.perf_counter()
         try:
+            if automatic:
+                from repotune.server.trigger import auto_trigger_skip, line_suffix_at
+
+                settings = self.settings_for_path(path).completion
+                reason = auto_trigger_skip(line_suffix_at(text, offset), after_deletion, settings)
+                if reason is not None:
+                    self.counters[f"skipped_{reason}"] += 1
+                    return None
             return self._complete(path, text, offset, language, cancel, use_context)
         finally:
             self.last_completion = {"total_ms": (time.perf_counter() - started) * 1000.0}

@@ -206,10 +206,15 @@ def bench_index(workspace: Path, settings: Settings, label: str | None = None) -
                     cache[text] = embedder.embed_query(text)
                 return cache[text]
 
-            retriever = HybridRetriever(scaled, embed_query, settings.retrieval.rrf_k)
+            retriever = HybridRetriever(
+                scaled,
+                embed_query,
+                settings.retrieval.rrf_k,
+                settings.retrieval.definition_weight,
+            )
             result["query_ms_scaled"] = _time_queries(
                 retriever,
-                [CursorQuery(q.lexical, q.dense + " ") for q in queries],  # no cache hits
+                [CursorQuery(q.lexical, q.dense + " ", q.names) for q in queries],  # no cache hits
                 settings.retrieval.top_k,
             )
             result["query_ms_scaled"]["chunks"] = scaled.chunk_count()
@@ -257,7 +262,7 @@ def _time_queries(retriever: Any, queries: list[CursorQuery], k: int) -> dict[st
     embed: list[float] = []
     search: list[float] = []
     for query in queries:
-        retriever.search(query.lexical, k, dense_query=query.dense)
+        retriever.search(query.lexical, k, dense_query=query.dense, names=query.names)
         timings = retriever.last_timings
         total.append(timings.total_ms)
         embed.append(timings.embed_ms)
@@ -302,6 +307,7 @@ def _scaled_store(scratch: Path, source_location: Path, target: int, rng: random
                 r[9],
                 r[7],
                 r[8],
+                tuple(r[11].split()),
             )
             by_path.setdefault(chunk.path, []).append(chunk)
         for path, chunks in by_path.items():

@@ -14,7 +14,7 @@ import hashlib
 import re
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import PurePosixPath
 from typing import Any
@@ -179,6 +179,9 @@ class Chunk:
     file_hash: str
     parent: str | None = None  # enclosing class/impl/module
     signature: str | None = None
+    # Bare names whose definition starts in this chunk (merged neighbours included): what
+    # retrieval looks up when the cursor uses a name (retrieval.cursor_names).
+    defines: tuple[str, ...] = ()
 
     def header(self) -> str:
         """A short provenance line that goes in front of the text for embedding and search."""
@@ -197,6 +200,7 @@ class _Seg:
     parent: str | None
     signature: str | None
     is_def: bool
+    names: tuple[str, ...] = ()  # definitions that start in this segment
 
 
 def language_for(path: str) -> str:
@@ -298,16 +302,20 @@ class Chunker:
             kind = "method"
         symbol = f"{owner}.{name}" if owner and name else name
         signature = _signature(inner, source)
+        names = _defined_names(name, kind)
         if end - start + 1 <= self.max_lines:
-            return [_Seg(start, end, kind, symbol, owner, signature, True)]
+            return [_Seg(start, end, kind, symbol, owner, signature, True, names)]
         nested = list(_child_defs(inner, language))
         if nested:
             parts = self._segments(start, end, nested, symbol, source, language)
-            if parts and not parts[0].is_def and parts[0].start == start:
-                first = parts[0]
-                parts[0] = _Seg(first.start, first.end, kind, symbol, owner, signature, True)
-            return parts
-        return self._windows(start, end, kind, symbol, owner, signature, True)
+        else:
+            parts = self._windows(start, end, kind, symbol, owner, signature, True)
+        if parts and parts[0].start == start:
+            first = parts[0]
+            if nested and not first.is_def:
+                first = _Seg(first.start, first.end, kind, symbol, owner, signature, True)
+            parts[0] = replace(first, names=(*names, *first.names))
+        return parts
 
     # ------------------------------------------------------------------ sizing
 
@@ -357,6 +365,7 @@ class Chunker:
                         lead.parent,
                         lead.signature,
                         last.is_def or seg.is_def,
+                        (*last.names, *seg.names),
                     )
                     continue
             out.append(seg)
@@ -388,9 +397,19 @@ class Chunker:
                     file_hash=file_hash,
                     parent=seg.parent,
                     signature=seg.signature,
+                    defines=tuple(dict.fromkeys(seg.names)),
                 )
             )
         return chunks
+
+
+def _defined_names(name: str | None, kind: str) -> tuple[str, ...]:
+    """The bare name a definition makes known (`A::g` -> `g`); an impl block or a namespace
+    defines no name of its own (its type or contents are defined elsewhere)."""
+    if not name or kind in ("impl", "namespace"):
+        return ()
+    bare = re.split(r"::|\.", name)[-1]
+    return (bare,) if re.fullmatch(r"[A-Za-z_$][\w$]*", bare) else ()
 
 
 def _weight(seg: _Seg) -> tuple[bool, int]:

@@ -107,6 +107,13 @@ class RetrievalSettings(_Section):
         description="and at most this many embedder tokens (whole lines nearest the cursor): the "
         "embedder costs ~0.15 ms per token on 2 cores, so this bounds a query's embedding cost",
     )
+    definition_weight: float = Field(
+        1.0,
+        ge=0.0,
+        le=10.0,
+        description="weight of the definitions of names used near the cursor (found in other "
+        "files) in the rank fusion; 0 turns the lookup off",
+    )
 
 
 class CompletionSettings(_Section):
@@ -132,6 +139,18 @@ class CompletionSettings(_Section):
         8, ge=0, le=1000, description="how near, in lines of the same file (0 = the same line)"
     )
     debounce_ms: int = Field(150, ge=0, le=5000)
+    auto_skip_after_deletion: bool = Field(
+        True,
+        description="no automatic completion right after text was deleted (backspace, delete, "
+        "cut); an explicit request still gets one",
+    )
+    auto_max_chars_right: int = Field(
+        8,
+        ge=0,
+        le=100_000,
+        description="no automatic completion when more than this many characters (closing "
+        "brackets, quotes and punctuation not counted) follow the cursor on its line",
+    )
 
 
 class TrainSettings(_Section):

@@ -14,7 +14,9 @@ import os
 import sys
 import threading
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,8 @@ class RepoTuneServer(LanguageServer):
         # Generation holds one llama.cpp context: one worker keeps requests in arrival order.
         self.generation_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
         self.inflight: dict[str, threading.Event] = {}
+        # uri -> whether the document's latest edit only removed text (see trigger.py)
+        self.last_edit_deleted: dict[str, bool] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self.progress_tokens: dict[str, dict[str, Any]] = {}
         self.client_supports_progress = False
@@ -261,6 +265,27 @@ async def on_configuration(ls: RepoTuneServer, params: types.DidChangeConfigurat
         _show_settings_error(ls, error)
 
 
+def edit_only_deletes(changes: Sequence[types.TextDocumentContentChangeEvent]) -> bool:
+    """True for backspace, delete or cut: ranged changes that insert nothing."""
+    return bool(changes) and all(
+        isinstance(change, types.TextDocumentContentChangePartial)
+        and change.text == ""
+        and change.range.start != change.range.end
+        for change in changes
+    )
+
+
+@server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+def on_did_change(ls: RepoTuneServer, params: types.DidChangeTextDocumentParams) -> None:
+    # pygls has applied the changes to its document already; only their kind is kept here.
+    ls.last_edit_deleted[params.text_document.uri] = edit_only_deletes(params.content_changes)
+
+
+@server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+def on_did_close(ls: RepoTuneServer, params: types.DidCloseTextDocumentParams) -> None:
+    ls.last_edit_deleted.pop(params.text_document.uri, None)
+
+
 @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
 def on_did_save(ls: RepoTuneServer, params: types.DidSaveTextDocumentParams) -> None:
     path = to_fs_path(params.text_document.uri)
@@ -280,10 +305,16 @@ def _document_request(
     return Path(path), text, offset, document.language_id
 
 
-async def _complete(ls: RepoTuneServer, uri: str, position: types.Position) -> Any:
-    """Run one completion in the generation thread; a newer request for the document wins."""
+async def _complete(ls: RepoTuneServer, uri: str, position: types.Position, automatic: bool) -> Any:
+    """Run one completion in the generation thread; a newer request for the document wins.
+    `automatic`: triggered by typing rather than asked for (trigger.py may decline it)."""
     assistant = _assistant(ls)
     path, text, offset, language = _document_request(ls, uri, position)
+    complete = partial(
+        assistant.complete,
+        automatic=automatic,
+        after_deletion=ls.last_edit_deleted.get(uri, False),
+    )
     previous = ls.inflight.get(uri)
     if previous is not None:
         previous.set()
@@ -292,7 +323,7 @@ async def _complete(ls: RepoTuneServer, uri: str, position: types.Position) -> A
     loop = asyncio.get_running_loop()
     try:
         return await loop.run_in_executor(
-            ls.generation_pool, assistant.complete, path, text, offset, language, cancel
+            ls.generation_pool, complete, path, text, offset, language, cancel
         )
     except asyncio.CancelledError:
         cancel.set()  # $/cancelRequest: stop generating at the next token
@@ -306,7 +337,8 @@ async def _complete(ls: RepoTuneServer, uri: str, position: types.Position) -> A
 async def on_inline_completion(
     ls: RepoTuneServer, params: types.InlineCompletionParams
 ) -> types.InlineCompletionList | None:
-    outcome = await _complete(ls, params.text_document.uri, params.position)
+    automatic = params.context.trigger_kind == types.InlineCompletionTriggerKind.Automatic
+    outcome = await _complete(ls, params.text_document.uri, params.position, automatic)
     if outcome is None:
         return types.InlineCompletionList(items=[])
     # No range: the text is inserted at the cursor. An explicit empty range makes Neovim draw
@@ -325,7 +357,11 @@ async def on_completion(ls: RepoTuneServer, params: types.CompletionParams) -> t
     empty = types.CompletionList(is_incomplete=True, items=[])
     if not path or not assistant.settings_for_path(Path(path)).completion.fallback_completion_item:
         return empty
-    outcome = await _complete(ls, params.text_document.uri, params.position)
+    automatic = (
+        params.context is not None
+        and params.context.trigger_kind != types.CompletionTriggerKind.Invoked
+    )
+    outcome = await _complete(ls, params.text_document.uri, params.position, automatic)
     if outcome is None:
         return empty
     first_line = outcome.text.strip().splitlines()[0] if outcome.text.strip() else outcome.text

@@ -7,8 +7,9 @@ a completion never gets its own surroundings back as "context".
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,20 @@ CANDIDATES_PER_RESULT = 4
 MIN_CANDIDATES = 20
 # A chunk overlapping a better one by more than this share of its lines adds nothing new.
 MAX_OVERLAP_SHARE = 0.5
+# Names near the cursor looked up among the workspace's definitions, nearest first.
+MAX_CURSOR_NAMES = 128
+# A name defined in more places than this names nothing specific (`__init__`, `forward`, `run`).
+MAX_DEFINITION_SITES = 3
+# A chunk's leading run of at least BOILERPLATE_RUN lines that also stand in candidates from at
+# least BOILERPLATE_FILES files is boilerplate (a license header) and is cut off: otherwise the
+# same header, retrieved from every file, crowds out the code a completion needs.
+BOILERPLATE_RUN = 3
+BOILERPLATE_FILES = 3
+
+_NAME = re.compile(r"[A-Za-z_$][\w$]*")
+_IMPORT_LINE = re.compile(
+    r"^\s*(?:from|import|use|using|require|include|#\s*include|package)\b|\brequire\s*\("
+)
 
 Region = tuple[str, int, int]  # (workspace-relative path, start_line, end_line), 1-based inclusive
 
@@ -66,6 +81,7 @@ class CursorQuery:
 
     lexical: str
     dense: str
+    names: tuple[str, ...] = ()
 
 
 def cursor_queries(
@@ -79,6 +95,9 @@ def cursor_queries(
     return CursorQuery(
         lexical=cursor_query(prefix, suffix, settings.query_lines),
         dense=dense_cursor_query(prefix, suffix, settings, count_tokens),
+        names=tuple(cursor_names(prefix, suffix, settings.query_lines))
+        if settings.definition_weight > 0
+        else (),
     )
 
 
@@ -103,6 +122,47 @@ def dense_cursor_query(
     return "\n".join([*reversed(kept), *after]).strip()
 
 
+def cursor_names(
+    prefix: str, suffix: str, window_lines: int, limit: int = MAX_CURSOR_NAMES
+) -> list[str]:
+    """Identifiers the code at the cursor uses, nearest first: the lines before the cursor, the
+    rest of its line, the file's imports, then the rest of the file above. Their definitions in
+    other files are what a completion most often needs and a text search most often misses."""
+    lines = prefix.split("\n")
+    window = lines[-window_lines:] if window_lines > 0 else []
+    earlier = lines[: len(lines) - len(window)]
+    groups: list[Iterable[str]] = [
+        reversed(window),
+        suffix.split("\n", 1)[:1],
+        import_lines(earlier),
+        reversed(earlier),
+    ]
+    names: dict[str, None] = {}
+    for group in groups:
+        for line in group:
+            for name in reversed(_NAME.findall(line)):
+                if len(name) >= 3:
+                    names.setdefault(name, None)
+                    if len(names) >= limit:
+                        return list(names)
+    return list(names)
+
+
+def import_lines(lines: Sequence[str]) -> list[str]:
+    """The lines of import statements, continuation lines of bracketed or backslashed ones
+    included (`from x import (` ... `)`, `import {` ... `} from "y"`)."""
+    out: list[str] = []
+    depth = 0
+    continued = False
+    for line in lines:
+        if depth > 0 or continued or _IMPORT_LINE.search(line):
+            out.append(line)
+            depth = max(0, depth + line.count("(") + line.count("{"))
+            depth = max(0, depth - line.count(")") - line.count("}"))
+            continued = line.rstrip().endswith("\\")
+    return out
+
+
 def cursor_region(path: str, prefix: str, settings: RetrievalSettings) -> Region:
     """The cursor's own surroundings, which must not come back as context."""
     cursor_line = prefix.count("\n") + 1
@@ -111,14 +171,16 @@ def cursor_region(path: str, prefix: str, settings: RetrievalSettings) -> Region
 
 
 def rrf_fuse(
-    rankings: Mapping[str, Sequence[str]], k: int
+    rankings: Mapping[str, Sequence[str]], k: int, weights: Mapping[str, float] | None = None
 ) -> list[tuple[str, float, tuple[str, ...]]]:
-    """Reciprocal-rank fusion: score(id) = sum over rankings of 1 / (k + rank), rank from 1."""
+    """Reciprocal-rank fusion: score(id) = sum over rankings of weight / (k + rank), rank from 1
+    (weight 1 unless given)."""
     scores: dict[str, float] = {}
     sources: dict[str, list[str]] = {}
     for source, ids in rankings.items():
+        weight = (weights or {}).get(source, 1.0)
         for rank, chunk_id in enumerate(ids, 1):
-            scores[chunk_id] = scores.get(chunk_id, 0.0) + 1.0 / (k + rank)
+            scores[chunk_id] = scores.get(chunk_id, 0.0) + weight / (k + rank)
             sources.setdefault(chunk_id, []).append(source)
     ordered = sorted(scores, key=lambda cid: (-scores[cid], cid))
     return [(cid, scores[cid], tuple(sources[cid])) for cid in ordered]
@@ -143,23 +205,78 @@ class SearchTimings:
     embed_ms: float = 0.0
     lexical_ms: float = 0.0
     dense_ms: float = 0.0
+    definitions_ms: float = 0.0
     total_ms: float = 0.0
+
+
+def _normalized(line: str) -> str:
+    return " ".join(line.split())
+
+
+def boilerplate_lines(rows: Iterable[Any]) -> set[str]:
+    """Lines (whitespace-normalized) that stand in candidates from BOILERPLATE_FILES files."""
+    paths_by_line: dict[str, set[str]] = {}
+    for row in rows:
+        for line in {_normalized(line) for line in row["text"].split("\n")}:
+            if line:
+                paths_by_line.setdefault(line, set()).add(row["path"])
+    return {line for line, paths in paths_by_line.items() if len(paths) >= BOILERPLATE_FILES}
+
+
+def trim_boilerplate(text: str, start_line: int, boilerplate: set[str]) -> tuple[str, int] | None:
+    """The chunk without its leading boilerplate run (text, new start line); None when nothing
+    but boilerplate (or one line) would be left."""
+    lines = text.split("\n")
+    run = 0
+    position = 0
+    while position < len(lines):
+        line = _normalized(lines[position])
+        if line and line not in boilerplate:
+            break
+        run += bool(line)
+        position += 1
+    if run < BOILERPLATE_RUN:
+        return text, start_line
+    rest = lines[position:]
+    if sum(bool(line.strip()) for line in rest) < 2:
+        return None
+    return "\n".join(rest), start_line + position
 
 
 class HybridRetriever:
     """Searches one store. `embed_query` returns None when no dense vector can be had now
-    (embedder loading, failed, or busy): the search then runs on the lexical ranking alone."""
+    (embedder loading, failed, or busy): the search then runs on the lexical ranking alone.
+    Names given with a query add a third ranking: where those names are defined (other files
+    than the excluded region's), nearest name first."""
 
     def __init__(
         self,
         store: Store,
         embed_query: Callable[[str], np.ndarray | None] | None,
         rrf_k: int = 60,
+        definition_weight: float = 1.0,
     ) -> None:
         self.store = store
         self.embed_query = embed_query
         self.rrf_k = rrf_k
+        self.weights = {"definition": definition_weight}
         self.last_timings = SearchTimings()
+
+    def definition_ranking(self, names: Sequence[str], n: int, skip_path: str | None) -> list[str]:
+        """Chunks defining the given names, in the names' order; names defined in more than
+        MAX_DEFINITION_SITES places are ambiguous and skipped."""
+        sites = self.store.definition_sites(names)
+        ranking: list[str] = []
+        for name in names:
+            found = sites.get(name, [])
+            if len(found) > MAX_DEFINITION_SITES:
+                continue
+            for chunk_id, path in found:
+                if path != skip_path and chunk_id not in ranking:
+                    ranking.append(chunk_id)
+            if len(ranking) >= n:
+                break
+        return ranking[:n]
 
     def search(
         self,
@@ -167,6 +284,7 @@ class HybridRetriever:
         k: int,
         exclude: Region | None = None,
         dense_query: str | None = None,
+        names: Sequence[str] = (),
     ) -> list[RetrievedChunk]:
         """`dense_query` (default: `query`) is the text embedded for the dense ranking."""
         started = time.perf_counter()
@@ -179,6 +297,11 @@ class HybridRetriever:
         t0 = time.perf_counter()
         rankings["lexical"] = [cid for cid, _ in self.store.lexical_search(query, n)]
         timings.lexical_ms = (time.perf_counter() - t0) * 1000
+        if names and self.weights["definition"] > 0:
+            t0 = time.perf_counter()
+            skip_path = exclude[0] if exclude is not None else None
+            rankings["definition"] = self.definition_ranking(names, n, skip_path)
+            timings.definitions_ms = (time.perf_counter() - t0) * 1000
         if self.embed_query is not None and self.store.dense_enabled:
             t0 = time.perf_counter()
             vector = self.embed_query(dense_query or query)
@@ -187,15 +310,20 @@ class HybridRetriever:
                 t0 = time.perf_counter()
                 rankings["dense"] = [cid for cid, _ in self.store.dense_query(vector, n)]
                 timings.dense_ms = (time.perf_counter() - t0) * 1000
-        fused = rrf_fuse(rankings, self.rrf_k)
+        fused = rrf_fuse(rankings, self.rrf_k, self.weights)
         rows = self.store.get_chunks([cid for cid, _, _ in fused])
+        boilerplate = boilerplate_lines(rows.values())
         results: list[RetrievedChunk] = []
         kept: dict[str, list[tuple[int, int]]] = {}
         for chunk_id, score, sources in fused:
             row = rows.get(chunk_id)
             if row is None or _in_region(row, exclude):
                 continue  # a stale vector, or the cursor's own window
-            span = (row["start_line"], row["end_line"])
+            trimmed = trim_boilerplate(row["text"], row["start_line"], boilerplate)
+            if trimmed is None:
+                continue  # nothing but a header every file carries
+            text, start_line = trimmed
+            span = (start_line, row["end_line"])
             length = span[1] - span[0] + 1
             if any(
                 overlap_lines(span, other)
@@ -207,9 +335,9 @@ class HybridRetriever:
             results.append(
                 RetrievedChunk(
                     path=row["path"],
-                    start_line=row["start_line"],
+                    start_line=start_line,
                     end_line=row["end_line"],
-                    text=row["text"],
+                    text=text,
                     symbol=row["symbol"],
                     kind=row["kind"],
                     language=row["language"],

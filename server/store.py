@@ -27,7 +27,7 @@ import numpy as np
 from repotune.server.chunking import Chunk
 from repotune.server.config import Settings, cache_dir
 
-INDEX_FORMAT_VERSION = 3
+INDEX_FORMAT_VERSION = 4
 DB_NAME = "index.sqlite3"
 CHROMA_DIR = "chroma"
 COLLECTION = "chunks"
@@ -56,11 +56,15 @@ CREATE TABLE IF NOT EXISTS chunks(
     rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, path TEXT NOT NULL,
     start_line INTEGER NOT NULL, end_line INTEGER NOT NULL, symbol TEXT, kind TEXT NOT NULL,
     language TEXT NOT NULL, parent TEXT, signature TEXT, file_hash TEXT NOT NULL,
-    text TEXT NOT NULL);
+    text TEXT NOT NULL, defines TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
     names, body, tokenize = "unicode61 remove_diacritics 0 tokenchars '_'");
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_vocab USING fts5vocab(chunks_fts, 'row');
+CREATE TABLE IF NOT EXISTS definitions(
+    name TEXT NOT NULL, chunk_id TEXT NOT NULL, path TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS definitions_name ON definitions(name);
+CREATE INDEX IF NOT EXISTS definitions_path ON definitions(path);
 CREATE TABLE IF NOT EXISTS dense_pending(id TEXT PRIMARY KEY, priority INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS dense_pending_order ON dense_pending(priority);
 CREATE TABLE IF NOT EXISTS dense_deleted(id TEXT PRIMARY KEY);
@@ -144,7 +148,7 @@ class FileRecord:
 
 def _chunk_names(chunk: Chunk) -> str:
     parts = [chunk.path.replace("/", " ").replace(".", " ")]
-    for value in (chunk.symbol, chunk.parent):
+    for value in (chunk.symbol, chunk.parent, *chunk.defines):
         if value:
             parts.append(" ".join(code_terms(value)))
     return " ".join(parts)
@@ -342,7 +346,8 @@ class Store:
             for chunk in chunks:
                 cursor = self._db.execute(
                     "INSERT INTO chunks(id, path, start_line, end_line, symbol, kind, language,"
-                    " parent, signature, file_hash, text) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    " parent, signature, file_hash, text, defines)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         chunk.id,
                         path,
@@ -355,11 +360,16 @@ class Store:
                         chunk.signature,
                         file_hash,
                         chunk.text,
+                        " ".join(chunk.defines),
                     ),
                 )
                 self._db.execute(
                     "INSERT INTO chunks_fts(rowid, names, body) VALUES (?, ?, ?)",
                     (cursor.lastrowid, _chunk_names(chunk), " ".join(code_terms(chunk.text))),
+                )
+                self._db.executemany(
+                    "INSERT INTO definitions(name, chunk_id, path) VALUES (?, ?, ?)",
+                    [(name, chunk.id, path) for name in chunk.defines],
                 )
             added = [i for i in new_ids if i not in old_ids]
             removed = [i for i in old_ids if i not in set(new_ids)]
@@ -410,6 +420,7 @@ class Store:
             (path,),
         )
         self._db.execute("DELETE FROM chunks WHERE path = ?", (path,))
+        self._db.execute("DELETE FROM definitions WHERE path = ?", (path,))
 
     def _dense_bookkeeping(self, added: list[str], removed: list[str], priority: int) -> None:
         if not self.dense_enabled:
@@ -529,7 +540,8 @@ class Store:
                 tuple(row)
                 for row in self._db.execute(
                     "SELECT id, path, start_line, end_line, symbol, kind, language, parent,"
-                    " signature, file_hash, text FROM chunks ORDER BY path, start_line, id"
+                    " signature, file_hash, text, defines FROM chunks"
+                    " ORDER BY path, start_line, id"
                 )
             ]
 
@@ -540,6 +552,21 @@ class Store:
         with self._lock:
             rows = self._db.execute(f"SELECT * FROM chunks WHERE id IN ({marks})", list(ids))
             return {row["id"]: row for row in rows}
+
+    def definition_sites(self, names: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+        """Where each name is defined: name -> [(chunk id, path)], for the names that are."""
+        if not names:
+            return {}
+        marks = ",".join("?" * len(names))
+        sites: dict[str, list[tuple[str, str]]] = {}
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT name, chunk_id, path FROM definitions WHERE name IN ({marks})",
+                list(names),
+            ).fetchall()
+        for name, chunk_id, path in rows:
+            sites.setdefault(name, []).append((chunk_id, path))
+        return sites
 
     def lexical_search(self, query: str, n: int) -> list[tuple[str, float]]:
         """Chunk ids ranked by BM25 over code-aware tokens (names weigh more than bodies)."""

@@ -98,7 +98,12 @@ class WorkspaceIndex:
             settings.index.embed_batch_size,
             self._emit,
         )
-        self.retriever = HybridRetriever(self.store, self._embed_query, settings.retrieval.rrf_k)
+        self.retriever = HybridRetriever(
+            self.store,
+            self._embed_query,
+            settings.retrieval.rrf_k,
+            settings.retrieval.definition_weight,
+        )
         self.debouncer = Debouncer(settings.index.debounce_ms / 1000)
         self._work: queue.Queue[str] = queue.Queue(maxsize=WORK_QUEUE_SIZE)
         self._stop = threading.Event()
@@ -414,10 +419,11 @@ class WorkspaceIndex:
         k: int | None = None,
         exclude: Region | None = None,
         dense_query: str | None = None,
+        names: tuple[str, ...] = (),
     ) -> list[RetrievedChunk]:
         """Top-k chunks for a query, fused from what exists now (thread-safe)."""
         return self.retriever.search(
-            query, self.settings.retrieval.top_k if k is None else k, exclude, dense_query
+            query, self.settings.retrieval.top_k if k is None else k, exclude, dense_query, names
         )
 
     def search_cursor(
@@ -430,7 +436,11 @@ class WorkspaceIndex:
         counter = getattr(embedder, "count_text_tokens", None) if embedder is not None else None
         query = cursor_queries(prefix, suffix, retrieval, counter)
         return self.search(
-            query.lexical, k, cursor_region(path, prefix, retrieval), dense_query=query.dense
+            query.lexical,
+            k,
+            cursor_region(path, prefix, retrieval),
+            dense_query=query.dense,
+            names=query.names,
         )
 
     def notify_file_changed(self, path: str | Path) -> None:

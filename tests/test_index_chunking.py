@@ -154,3 +154,33 @@ def test_broken_and_empty_sources_do_not_crash() -> None:
     assert chunk_file("e.py", "", "h") == []
     chunks = chunk_file("b.py", "def broken(:\n    pass\nclass\n", "h")
     assert chunks and chunks[0].start_line == 1
+
+
+def test_chunks_record_the_names_they_define() -> None:
+    """Retrieval looks definitions up by name: every definition's name belongs to the chunk
+    holding its first line, merged tiny neighbours included; continuation windows define none."""
+    body = "\n".join(f"    total += {i}" for i in range(150))
+    tiny = "\n".join(f"def tiny_{i}():\n    return {i}\n" for i in range(6))
+    source = f"def long_one(total):\n{body}\n    return total\n\n{tiny}"
+    chunks = chunk_file("x.py", source, "h", chunk_lines=60, chunk_overlap=10)
+    defined = {name: c for c in chunks for name in c.defines}
+    assert set(defined) == {"long_one", *(f"tiny_{i}" for i in range(6))}
+    assert defined["long_one"].start_line == 1
+    assert [c for c in chunks if "long_one" in c.defines] == [chunks[0]]
+    assert all(f"def tiny_{i}()" in defined[f"tiny_{i}"].text for i in range(6))
+
+    methods = "\n".join(
+        f"    def method_{i}(self):\n" + "        x = 1\n" * 12 + "        return x\n"
+        for i in range(4)
+    )
+    chunks = chunk_file("acc.py", f"class Accumulator:\n    '''Adds.'''\n\n{methods}", "h", 30, 5)
+    defined = {name: c for c in chunks for name in c.defines}
+    assert set(defined) == {"Accumulator", *(f"method_{i}" for i in range(4))}
+    assert defined["Accumulator"].start_line == 1
+
+    cpp = chunk_file("m.cpp", SAMPLES["cpp"][1], "h", chunk_lines=5, chunk_overlap=1)
+    assert {"Shape", "area"} <= {n for c in cpp for n in c.defines}
+    assert "geo" not in {n for c in cpp for n in c.defines}  # a namespace defines no name
+    rust = chunk_file("m.rs", SAMPLES["rust"][1], "h", chunk_lines=5, chunk_overlap=1)
+    point = [c for c in rust if "Point" in c.defines]
+    assert [c.kind for c in point] == ["struct"]  # the impl block does not define Point

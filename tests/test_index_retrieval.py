@@ -152,3 +152,144 @@ def test_dense_query_keeps_whole_lines_nearest_the_cursor_within_its_token_budge
     both = cursor_queries(prefix, " tail\nbelow", settings)
     assert both.dense.startswith("one two three") and "below" not in both.dense
     assert both.lexical.startswith("one two three")
+
+
+def test_cursor_names_come_nearest_first_then_imports_then_the_rest() -> None:
+    from repotune.server.retrieval import cursor_names
+
+    prefix = (
+        "from billing.rates import apply_surcharge, RateTable\n"
+        "import helpers\n"
+        "def far_away():\n    return old_value\n"
+        + "\n".join(f"filler_{i} = {i}" for i in range(20))
+        + "\ndef total(order):\n    amount = order.subtotal\n    return compute_tax("
+    )
+    names = cursor_names(prefix, "amount, region)\nnext_line_name", window_lines=3)
+    assert names[:5] == ["compute_tax", "return", "subtotal", "order", "amount"]
+    assert names.index("region") < names.index("apply_surcharge")  # rest of the cursor's line
+    assert names.index("RateTable") < names.index("old_value")  # imports before the rest
+    assert "next_line_name" not in names and "to" not in names  # short names are skipped
+    assert len(cursor_names("\n".join(f"name_{i}" for i in range(500)), "", 20, limit=7)) == 7
+
+
+def test_boilerplate_head_is_trimmed_and_pure_boilerplate_dropped() -> None:
+    from repotune.server.retrieval import boilerplate_lines, trim_boilerplate
+
+    header = "# Copyright 2024 Example\n# Licensed under the Apache License\n# See LICENSE\n\n"
+    rows = [
+        {"path": f"m{i}.py", "text": header + f"import os\n\ndef f{i}():\n    return {i}"}
+        for i in range(3)
+    ]
+    common = boilerplate_lines(rows)
+    assert "# Licensed under the Apache License" in common and "import os" in common
+    text, start = trim_boilerplate(rows[0]["text"], 10, common) or ("", 0)
+    assert text.startswith("def f0():") and start == 16
+    assert trim_boilerplate(header + "x = 1", 1, common) is None  # nothing left but one line
+    # a run shorter than BOILERPLATE_RUN (here two shared lines) is kept as it is
+    short = "import os\n# See LICENSE\ndef g():\n    pass"
+    assert trim_boilerplate(short, 5, common) == (short, 5)
+    # lines shared by fewer than BOILERPLATE_FILES files are no boilerplate
+    assert boilerplate_lines(rows[:2]) == set()
+
+
+LICENSE = "".join(
+    f"# Licensed line {i} of the Example Corp license, all rights reserved.\n" for i in range(8)
+)
+DEFINITION_FILES = {
+    "billing/rates.py": LICENSE
+    + '''
+def apply_surcharge(amount, region):
+    """Regional extras added on top of a price."""
+    extra = SURCHARGES.get(region, 0)
+    return amount + extra
+''',
+    "billing/invoice.py": LICENSE
+    + """
+from billing.rates import apply_surcharge
+
+
+def invoice_total(order, region):
+    amount = sum(line.price for line in order.lines)
+    return apply_surcharge(""",
+    **{
+        f"misc/module_{i}.py": LICENSE + f"\n\ndef helper_{i}(value):\n    return value * {i}\n"
+        for i in range(4)
+    },
+    **{
+        f"plugins/p{i}/hooks.py": "\n\ndef setup_hooks(app):\n    app.register()\n"
+        for i in range(4)
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def definitions_index(
+    tmp_path_factory: pytest.TempPathFactory, embedder: Any
+) -> Iterator[WorkspaceIndex]:
+    base = tmp_path_factory.mktemp("definitions")
+    root = base / "repo"
+    for rel, text in DEFINITION_FILES.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    workspace = WorkspaceIndex(root, Settings(), embedder=embedder, location=base / "index")
+    workspace.start(watch=False)
+    assert workspace.wait_idle(120)
+    yield workspace
+    workspace.close()
+
+
+def test_cursor_search_brings_the_definition_of_a_name_used_there(
+    definitions_index: WorkspaceIndex,
+) -> None:
+    source = DEFINITION_FILES["billing/invoice.py"]
+    hits = definitions_index.search_cursor("billing/invoice.py", source, "amount, region)\n", 3)
+    assert hits[0].path == "billing/rates.py", [(h.path, h.sources) for h in hits]
+    assert "definition" in hits[0].sources
+    assert hits[0].text.startswith("def apply_surcharge")  # the license header cut off
+    assert all("Licensed line" not in h.text for h in hits)
+    # with the lookup off, the same cursor is served by the text rankings only
+    settings = Settings.model_validate({"retrieval": {"definition_weight": 0}})
+    off = WorkspaceIndex(
+        definitions_index.root,
+        settings,
+        embedder=definitions_index._embedder,
+        location=definitions_index.location,
+    )
+    try:
+        off_hits = off.search_cursor("billing/invoice.py", source, "amount, region)\n", 3)
+        assert all("definition" not in h.sources for h in off_hits)
+    finally:
+        off.close()
+
+
+def test_ambiguous_and_same_file_names_are_not_looked_up(
+    definitions_index: WorkspaceIndex,
+) -> None:
+    ranking = definitions_index.retriever.definition_ranking
+    assert ranking(["setup_hooks"], 10, None) == []  # defined in four files: ambiguous
+    assert len(ranking(["helper_1", "helper_2"], 10, None)) == 2
+    assert ranking(["invoice_total"], 10, "billing/invoice.py") == []  # the cursor's own file
+    assert ranking(["no_such_name"], 10, None) == []
+
+
+def test_import_lines_follow_bracketed_and_continued_imports() -> None:
+    from repotune.server.retrieval import import_lines
+
+    lines = [
+        "import os",
+        "from ..utils import (",
+        "    apply_surcharge,",
+        "    RateTable,",
+        ")",
+        "x = compute()",
+        "from a import b, \\",
+        "    c",
+        "import {",
+        "  parseArgs,",
+        '} from "./cli";',
+        "const y = 2;",
+    ]
+    assert import_lines(lines) == [
+        line for line in lines if line not in ("x = compute()", "const y = 2;")
+    ]

@@ -234,6 +234,74 @@ async def test_unsaved_buffer_text_is_used(client: LanguageClient, repo: Path) -
     assert result.items, "the unsaved buffer produced no completion"
 
 
+async def test_automatic_requests_after_a_deletion_or_mid_line_are_declined(
+    client: LanguageClient, repo: Path
+) -> None:
+    """Backspace gets no ghost text (it would re-insert what was deleted), nor does a cursor
+    with code to its right; asking explicitly still gets a completion."""
+    uri = (repo / "typing.py").as_uri()
+    line = "    return distance("
+    text = f"from geometry import distance\n\n\ndef gap(a, b):\n{line}x"
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(
+                uri=uri, language_id="python", version=1, text=text
+            )
+        )
+    )
+    client.text_document_did_change(  # backspace over the "x"
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+            content_changes=[
+                types.TextDocumentContentChangePartial(
+                    range=types.Range(
+                        start=types.Position(line=4, character=len(line)),
+                        end=types.Position(line=4, character=len(line) + 1),
+                    ),
+                    text="",
+                )
+            ],
+        )
+    )
+
+    async def request(kind: types.InlineCompletionTriggerKind, character: int) -> list[Any]:
+        result = await client.text_document_inline_completion_async(
+            types.InlineCompletionParams(
+                text_document=types.TextDocumentIdentifier(uri=uri),
+                position=types.Position(line=4, character=character),
+                context=types.InlineCompletionContext(trigger_kind=kind),
+            )
+        )
+        items = result.items if isinstance(result, types.InlineCompletionList) else result
+        return list(items or [])
+
+    before = (await execute(client, "repotune.status"))["engine"]
+    assert await request(types.InlineCompletionTriggerKind.Automatic, len(line)) == []
+    assert await request(types.InlineCompletionTriggerKind.Invoked, len(line)), "invoked: none"
+    after = (await execute(client, "repotune.status"))["engine"]
+    assert after["skipped_after_deletion"] == before["skipped_after_deletion"] + 1
+    # typing again re-enables automatic completions; a cursor before "distance(" is mid-line
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=3),
+            content_changes=[
+                types.TextDocumentContentChangePartial(
+                    range=types.Range(
+                        start=types.Position(line=4, character=len(line)),
+                        end=types.Position(line=4, character=len(line)),
+                    ),
+                    text="a",
+                )
+            ],
+        )
+    )
+    assert await request(types.InlineCompletionTriggerKind.Automatic, len("    return ")) == []
+    assert await request(types.InlineCompletionTriggerKind.Automatic, len(line) + 1)
+    final = (await execute(client, "repotune.status"))["engine"]
+    assert final["skipped_mid_line"] == after["skipped_mid_line"] + 1
+    assert final["skipped_after_deletion"] == after["skipped_after_deletion"]
+
+
 async def test_cancelled_request_stops_generation(client: LanguageClient, repo: Path) -> None:
     uri = open_document(client, repo / "geometry.py")
     before = (await execute(client, "repotune.status"))["engine"]
