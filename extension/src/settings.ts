@@ -40,6 +40,16 @@ export const SERVER_SETTINGS: readonly SettingSpec[] = [
   { key: "repotune.maxLineTokens", server: ["completion", "max_tokens_line"], kind: "integer" },
   { key: "repotune.maxBlockTokens", server: ["completion", "max_tokens_block"], kind: "integer" },
   { key: "repotune.timeCapMs", server: ["completion", "time_cap_ms"], kind: "integer" },
+  {
+    key: "repotune.skipAfterDeletion",
+    server: ["completion", "auto_skip_after_deletion"],
+    kind: "boolean",
+  },
+  {
+    key: "repotune.maxCharsRightOfCursor",
+    server: ["completion", "auto_max_chars_right"],
+    kind: "integer",
+  },
   { key: "repotune.exclude", server: ["index", "exclude"], kind: "stringArray" },
 ];
 
