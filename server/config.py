@@ -108,11 +108,13 @@ class RetrievalSettings(_Section):
         "embedder costs ~0.15 ms per token on 2 cores, so this bounds a query's embedding cost",
     )
     definition_weight: float = Field(
-        1.0,
+        2.0,
         ge=0.0,
         le=10.0,
         description="weight of the definitions of names used near the cursor (found in other "
-        "files) in the rank fusion; 0 turns the lookup off",
+        "files) in the rank fusion, against 1 for the lexical and dense rankings; 0 turns the "
+        "lookup off (recall@5 of cross-file definitions on trl/outlines: 3/13 % at 0, 23/43 % "
+        "at 1, 30/74 % at 2)",
     )
 
 

@@ -254,7 +254,7 @@ class HybridRetriever:
         store: Store,
         embed_query: Callable[[str], np.ndarray | None] | None,
         rrf_k: int = 60,
-        definition_weight: float = 1.0,
+        definition_weight: float = 2.0,
     ) -> None:
         self.store = store
         self.embed_query = embed_query
