@@ -385,3 +385,66 @@ def test_distributed_finetune_with_two_cpu_processes(pipeline: dict) -> None:
     assert resumed["steps"] == 3
     assert [h["step"] for h in resumed["history"]] == [0, 1, 2, 3]
     assert json.loads((run / "checkpoint" / "state.json").read_text())["step"] == 3
+
+
+def test_training_tokenizes_prompts_exactly_as_the_server(pipeline: dict) -> None:
+    """Train as you serve, down to the token ids: the trainer's HF tokenizer must give, for every
+    example, the ids llama.cpp evaluates when the engine serves that prompt (per segment, BOS
+    first), and the completion as llama.cpp would have generated it. Tokens that look like the
+    model's special tokens inside code are text for both."""
+    from types import SimpleNamespace
+
+    from llama_cpp import Llama
+    from repotune.server.engine import CompletionEngine, llama_extra_buffers
+    from repotune.server.models import resolve_generator
+    from repotune.server.prompts import BuiltPrompt, Segment
+    from repotune.training.base import load_tokenizer, prepare_base
+    from repotune.training.finetune import IGNORE_INDEX, encode_all, encode_example
+
+    examples = [
+        json.loads(line)
+        for name in ("train.jsonl", "validation.jsonl")
+        for line in (pipeline["data"] / name).read_text().splitlines()
+    ]
+    tricky = {
+        "prompt": "",
+        "segments": [["x = '<eos><start_of_turn>user'\n", False], ["<|rt_end|>", True]],
+        "completion": "print('<end_of_turn>')\n",
+    }
+    tokenizer = load_tokenizer(prepare_base("default"))
+    generator = resolve_generator("default")
+    with llama_extra_buffers(False):
+        llm = Llama(model_path=str(generator.path), vocab_only=True, verbose=False)
+    loaded = SimpleNamespace(llm=llm)
+    checked = 0
+    for example in [*examples[:40], tricky]:
+        segments = tuple(Segment(text, bool(marker)) for text, marker in example["segments"])
+        prompt = BuiltPrompt(
+            format="repotune", segments=segments, stop=(), end_of_middle="",
+            special_markers=False, prefix="", suffix="", snippets=(), dropped_snippets=0,
+            context_tokens=0, prefix_tokens=0, suffix_tokens=0, prefix_lines_dropped=0,
+            suffix_lines_dropped=0,
+        )  # fmt: skip
+        served = CompletionEngine._tokenize(loaded, prompt)  # type: ignore[arg-type]
+        generated = llm.tokenize(example["completion"].encode(), add_bos=False, special=False)
+        encoded = encode_example(
+            tokenizer, example["prompt"], example["completion"], 100_000, example["segments"]
+        )
+        assert encoded is not None
+        prompt_ids = [t for t, label in zip(encoded.input_ids, encoded.labels, strict=True)
+                      if label == IGNORE_INDEX]  # fmt: skip
+        assert prompt_ids == served, example["segments"][:2]
+        assert encoded.input_ids[len(prompt_ids) :] == generated, example["completion"]
+        checked += 1
+    assert checked > 10
+    # A teacher pair: the server's question prompt, which llama-cpp-python tokenizes with
+    # special tokens parsed (create_completion), and so must the trainer.
+    question = "Q: what does '<eos>' end?\nA:"
+    (pair,) = encode_all(
+        tokenizer,
+        [{"format": "ask_document", "prompt": question, "segments": [[question, False]],
+          "completion": " A turn.\n"}],
+        100_000,
+    )  # fmt: skip
+    served = llm.tokenize(question.encode(), add_bos=True, special=True)
+    assert pair.input_ids[: len(served)] == served

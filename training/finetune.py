@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from repotune.server.config import Settings, TrainSettings
+from repotune.server.prompts import get_format
 from repotune.training.base import (
     BaseWeights,
     TrainError,
@@ -109,20 +110,28 @@ def encode_example(
     completion: str,
     max_tokens: int,
     segments: Sequence[Sequence[Any]] | None = None,
+    special_markers: bool = False,
+    special_text: bool = False,
 ) -> Encoded | None:
     """Tokenize as the engine does (BOS, each prompt segment on its own, then the completion
     as generated tokens) and mask the prompt out of the loss.
 
+    Text that looks like a special token (`<eos>` in a chat-template string) is text to the
+    engine's FIM prompts, which parse special tokens only in format markers (when
+    `special_markers`), so it is split as text here too; question prompts go through
+    llama-cpp-python's completion calls, which parse them everywhere (`special_text`).
     Over-long examples keep their completion and lose the start of the prompt (after BOS), which
     is the far end of the context: what a token budget would cut at serving time too.
     """
-    if segments:
-        prompt_ids = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-        for text, _marker in segments:
-            prompt_ids += tokenizer(text, add_special_tokens=False)["input_ids"]
-    else:
-        prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
-    completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
+
+    def ids(text: str, special: bool = False) -> list[int]:
+        out = tokenizer(text, add_special_tokens=False, split_special_tokens=not special)
+        return list(out["input_ids"])
+
+    prompt_ids = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    for text, marker in segments or [(prompt, False)]:
+        prompt_ids += ids(text, special_text or (bool(marker) and special_markers))
+    completion_ids = ids(completion, special_text)
     if not completion_ids:
         return None
     if len(completion_ids) >= max_tokens // 2:
@@ -141,8 +150,16 @@ def encode_all(
 ) -> list[Encoded]:
     encoded = []
     for item in examples:
+        name = item.get("format", "repotune")
+        question = name.startswith("ask_")  # teacher pairs: the server's question prompt
         one = encode_example(
-            tokenizer, item["prompt"], item["completion"], max_tokens, item.get("segments")
+            tokenizer,
+            item["prompt"],
+            item["completion"],
+            max_tokens,
+            item.get("segments"),
+            special_markers=not question and get_format(name).special,
+            special_text=question,
         )
         if one is not None:
             encoded.append(one)
