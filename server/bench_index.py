@@ -261,16 +261,19 @@ def _time_queries(retriever: Any, queries: list[CursorQuery], k: int) -> dict[st
     total: list[float] = []
     embed: list[float] = []
     search: list[float] = []
+    definitions: list[float] = []
     for query in queries:
         retriever.search(query.lexical, k, dense_query=query.dense, names=query.names)
         timings = retriever.last_timings
         total.append(timings.total_ms)
         embed.append(timings.embed_ms)
         search.append(timings.total_ms - timings.embed_ms)
+        definitions.append(timings.definitions_ms)
     return {
         "hybrid_total": _percentiles(total),
         "query_embedding": _percentiles(embed),
         "hybrid_without_embedding": _percentiles(search),
+        "definition_lookup": _percentiles(definitions),
     }
 
 
