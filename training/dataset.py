@@ -553,7 +553,8 @@ class Builder:
             mode = "distractors_only"
             retrieved = []
         roles = {(c.path, c.start_line): "retrieved" for c in retrieved}
-        roles.update({(c.path, c.start_line): "distractor" for c in distractors})
+        for c in distractors:  # (one may repeat a retrieved chunk in a very small repository)
+            roles.setdefault((c.path, c.start_line), "distractor")
         context = [*retrieved, *distractors]
         if not context:
             mode = "none"
@@ -600,12 +601,11 @@ class Builder:
         }
 
     def _distractors(self, path: str, allowed: set[str], avoid: set[str]) -> list[Chunk]:
+        """Chunks of other allowed files, preferably files retrieval did not find (`avoid`);
+        in a repository too small for that, any other allowed file."""
         count = self.settings.train.distractors
-        pool = [
-            p
-            for p in sorted(allowed)
-            if p != path and p not in avoid and self.distractor_pool.get(p)
-        ]
+        candidates = [p for p in sorted(allowed) if p != path and self.distractor_pool.get(p)]
+        pool = [p for p in candidates if p not in avoid] or candidates
         if not pool or count == 0:
             return []
         chosen = []

@@ -378,9 +378,12 @@ def qa_examples(
         rest = [*helpful[1:], *distractors]
         builder.rng.shuffle(rest)
         snippets = [*helpful[:1], *rest]
+        if not snippets:
+            mode = "none"
         roles = {(s.path, s.start_line): "retrieved" for s in retrieved}
         roles[(oracle.path, oracle.start_line)] = "oracle"
-        roles.update({(s.path, s.start_line): "distractor" for s in distractors})
+        for s in distractors:  # (one may repeat a retrieved chunk in a very small repository)
+            roles.setdefault((s.path, s.start_line), "distractor")
         prompt = ask.build(question, snippets, chars)
         completion = ask.completion(answer)
         span = Span("qa", definition.node, definition.start, definition.end)
