@@ -209,15 +209,17 @@ class SearchTimings:
     total_ms: float = 0.0
 
 
-def _normalized(line: str) -> str:
-    return " ".join(line.split())
+# Only a chunk's first lines can hold the leading boilerplate run (license headers are shorter).
+BOILERPLATE_SCAN_LINES = 40
 
 
 def boilerplate_lines(rows: Iterable[Any]) -> set[str]:
-    """Lines (whitespace-normalized) that stand in candidates from BOILERPLATE_FILES files."""
+    """Lines (stripped) among the first BOILERPLATE_SCAN_LINES of candidates from at least
+    BOILERPLATE_FILES files."""
     paths_by_line: dict[str, set[str]] = {}
     for row in rows:
-        for line in {_normalized(line) for line in row["text"].split("\n")}:
+        head = row["text"].split("\n", BOILERPLATE_SCAN_LINES)[:BOILERPLATE_SCAN_LINES]
+        for line in {line.strip() for line in head}:
             if line:
                 paths_by_line.setdefault(line, set()).add(row["path"])
     return {line for line, paths in paths_by_line.items() if len(paths) >= BOILERPLATE_FILES}
@@ -226,11 +228,13 @@ def boilerplate_lines(rows: Iterable[Any]) -> set[str]:
 def trim_boilerplate(text: str, start_line: int, boilerplate: set[str]) -> tuple[str, int] | None:
     """The chunk without its leading boilerplate run (text, new start line); None when nothing
     but boilerplate (or one line) would be left."""
+    if not boilerplate:
+        return text, start_line
     lines = text.split("\n")
     run = 0
     position = 0
     while position < len(lines):
-        line = _normalized(lines[position])
+        line = lines[position].strip()
         if line and line not in boilerplate:
             break
         run += bool(line)
@@ -265,13 +269,10 @@ class HybridRetriever:
     def definition_ranking(self, names: Sequence[str], n: int, skip_path: str | None) -> list[str]:
         """Chunks defining the given names, in the names' order; names defined in more than
         MAX_DEFINITION_SITES places are ambiguous and skipped."""
-        sites = self.store.definition_sites(names)
+        sites = self.store.definition_sites(names, MAX_DEFINITION_SITES)
         ranking: list[str] = []
         for name in names:
-            found = sites.get(name, [])
-            if len(found) > MAX_DEFINITION_SITES:
-                continue
-            for chunk_id, path in found:
+            for chunk_id, path in sites.get(name, []):
                 if path != skip_path and chunk_id not in ranking:
                     ranking.append(chunk_id)
             if len(ranking) >= n:

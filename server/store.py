@@ -553,19 +553,34 @@ class Store:
             rows = self._db.execute(f"SELECT * FROM chunks WHERE id IN ({marks})", list(ids))
             return {row["id"]: row for row in rows}
 
-    def definition_sites(self, names: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
-        """Where each name is defined: name -> [(chunk id, path)], for the names that are."""
+    def definition_sites(
+        self, names: Sequence[str], max_sites: int | None = None
+    ) -> dict[str, list[tuple[str, str]]]:
+        """Where each name is defined: name -> [(chunk id, path)], for the names that are;
+        names defined in more than `max_sites` places come back with no sites (counted on the
+        index alone, their rows are never read)."""
         if not names:
             return {}
-        marks = ",".join("?" * len(names))
         sites: dict[str, list[tuple[str, str]]] = {}
         with self._lock:
-            rows = self._db.execute(
-                f"SELECT name, chunk_id, path FROM definitions WHERE name IN ({marks})",
-                list(names),
-            ).fetchall()
-        for name, chunk_id, path in rows:
-            sites.setdefault(name, []).append((chunk_id, path))
+            wanted = list(names)
+            if max_sites is not None:
+                marks = ",".join("?" * len(wanted))
+                counts = self._db.execute(
+                    f"SELECT name, count(*) FROM definitions WHERE name IN ({marks})"
+                    " GROUP BY name",
+                    wanted,
+                ).fetchall()
+                wanted = [name for name, count in counts if count <= max_sites]
+                sites = {name: [] for name, count in counts if count > max_sites}
+            if wanted:
+                marks = ",".join("?" * len(wanted))
+                rows = self._db.execute(
+                    f"SELECT name, chunk_id, path FROM definitions WHERE name IN ({marks})",
+                    wanted,
+                ).fetchall()
+                for name, chunk_id, path in rows:
+                    sites.setdefault(name, []).append((chunk_id, path))
         return sites
 
     def lexical_search(self, query: str, n: int) -> list[tuple[str, float]]:
@@ -578,13 +593,23 @@ class Store:
             if not terms:
                 return []
             match = " OR ".join(f'"{term}"' for term in terms)
-            rows = self._db.execute(
-                "SELECT c.id, bm25(chunks_fts, 4.0, 1.0) AS score FROM chunks_fts"
-                " JOIN chunks c ON c.rowid = chunks_fts.rowid"
+            # Ranked on the FTS table alone, then ids for the top rows only: joining chunks in
+            # the ranking query looked up every matching row (3.7 vs 2.0 ms at 50,000 chunks).
+            ranked = self._db.execute(
+                "SELECT rowid, bm25(chunks_fts, 4.0, 1.0) AS score FROM chunks_fts"
                 " WHERE chunks_fts MATCH ? ORDER BY score LIMIT ?",
                 (match, n),
             ).fetchall()
-        return [(row[0], -float(row[1])) for row in rows]
+            if not ranked:
+                return []
+            marks = ",".join("?" * len(ranked))
+            ids = dict(
+                self._db.execute(
+                    f"SELECT rowid, id FROM chunks WHERE rowid IN ({marks})",
+                    [row[0] for row in ranked],
+                ).fetchall()
+            )
+        return [(ids[rowid], -float(score)) for rowid, score in ranked if rowid in ids]
 
     def _informative_terms(self, terms: list[str]) -> list[str]:
         """Drop terms absent from the index and very common ones; keep the rarest few, within
