@@ -567,8 +567,7 @@ class Store:
             if max_sites is not None:
                 marks = ",".join("?" * len(wanted))
                 counts = self._db.execute(
-                    f"SELECT name, count(*) FROM definitions WHERE name IN ({marks})"
-                    " GROUP BY name",
+                    f"SELECT name, count(*) FROM definitions WHERE name IN ({marks}) GROUP BY name",
                     wanted,
                 ).fetchall()
                 wanted = [name for name, count in counts if count <= max_sites]
