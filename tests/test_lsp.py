@@ -249,20 +249,25 @@ async def test_automatic_requests_after_a_deletion_or_mid_line_are_declined(
             )
         )
     )
-    client.text_document_did_change(  # backspace over the "x"
-        types.DidChangeTextDocumentParams(
-            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
-            content_changes=[
-                types.TextDocumentContentChangePartial(
-                    range=types.Range(
-                        start=types.Position(line=4, character=len(line)),
-                        end=types.Position(line=4, character=len(line) + 1),
-                    ),
-                    text="",
-                )
-            ],
+
+    def edit(version: int, start: int, end: int, new_text: str) -> None:
+        """One incremental change on line 4, as an editor sends a keystroke."""
+        client.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+                content_changes=[
+                    types.TextDocumentContentChangePartial(
+                        range=types.Range(
+                            start=types.Position(line=4, character=start),
+                            end=types.Position(line=4, character=end),
+                        ),
+                        text=new_text,
+                    )
+                ],
+            )
         )
-    )
+
+    edit(2, len(line), len(line) + 1, "")  # backspace over the "x"
 
     async def request(kind: types.InlineCompletionTriggerKind, character: int) -> list[Any]:
         result = await client.text_document_inline_completion_async(
@@ -281,20 +286,7 @@ async def test_automatic_requests_after_a_deletion_or_mid_line_are_declined(
     after = (await execute(client, "repotune.status"))["engine"]
     assert after["skipped_after_deletion"] == before["skipped_after_deletion"] + 1
     # typing again re-enables automatic completions; a cursor before "distance(" is mid-line
-    client.text_document_did_change(
-        types.DidChangeTextDocumentParams(
-            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=3),
-            content_changes=[
-                types.TextDocumentContentChangePartial(
-                    range=types.Range(
-                        start=types.Position(line=4, character=len(line)),
-                        end=types.Position(line=4, character=len(line)),
-                    ),
-                    text="a",
-                )
-            ],
-        )
-    )
+    edit(3, len(line), len(line), "a")
     assert await request(types.InlineCompletionTriggerKind.Automatic, len("    return ")) == []
     assert await request(types.InlineCompletionTriggerKind.Automatic, len(line) + 1)
     final = (await execute(client, "repotune.status"))["engine"]
