@@ -80,21 +80,23 @@ class Embedder:
         attention buffers grow with its square (2048 cost ~210 MB more RSS than 512 and was
         no faster), so it only needs to hold the longest text (`max_tokens`)."""
         from llama_cpp import Llama
+        from repotune.server.engine import llama_extra_buffers
 
         self.model_path = model_path
         self.threads = threads or physical_cores()
         try:
-            self._llm = Llama(
-                model_path=str(model_path),
-                embedding=True,
-                n_ctx=batch_tokens,
-                n_batch=batch_tokens,
-                n_ubatch=batch_tokens,
-                n_threads=self.threads,
-                n_threads_batch=self.threads,
-                flash_attn=True,
-                verbose=False,
-            )
+            with llama_extra_buffers(True):  # one load at a time in the process (see there)
+                self._llm = Llama(
+                    model_path=str(model_path),
+                    embedding=True,
+                    n_ctx=batch_tokens,
+                    n_batch=batch_tokens,
+                    n_ubatch=batch_tokens,
+                    n_threads=self.threads,
+                    n_threads_batch=self.threads,
+                    flash_attn=True,
+                    verbose=False,
+                )
         except (ValueError, RuntimeError) as exc:
             raise ModelError(
                 f"embedder {model_path}: llama.cpp could not load it ({exc})"

@@ -177,18 +177,24 @@ def _cpu_has_amx() -> bool:
     return False
 
 
-_PARAMS_LOCK = threading.Lock()
+_LOAD_LOCK = threading.RLock()
 
 
 @contextlib.contextmanager
 def llama_extra_buffers(use_extra_bufts: bool) -> Iterator[None]:
-    """Llama() has no argument for llama.cpp's `use_extra_bufts`; wrap its defaults meanwhile."""
+    """Every Llama() of the process is built inside this, one at a time.
+
+    Llama() has no argument for llama.cpp's `use_extra_bufts`, so its defaults are wrapped
+    meanwhile. And llama-cpp-python's verbose=False silences a load by pointing fds 1 and 2
+    (and sys.stdout/stderr) at /dev/null and back: two loads in two threads (the embedder's and
+    the generator's, the dataset's tokenizer) interleaved those swaps and left them on /dev/null
+    for good, which silenced every later log line and the CLI's JSON result."""
     import llama_cpp.llama_cpp as native
 
-    if use_extra_bufts:
-        yield
-        return
-    with _PARAMS_LOCK:
+    with _LOAD_LOCK:
+        if use_extra_bufts:
+            yield
+            return
         original = native.llama_model_default_params
 
         def patched() -> Any:
