@@ -31,6 +31,8 @@ MAX_DEFINITION_SITES = 3
 # same header, retrieved from every file, crowds out the code a completion needs.
 BOILERPLATE_RUN = 3
 BOILERPLATE_FILES = 3
+# Only a chunk's first lines can hold that run (license headers are shorter).
+BOILERPLATE_SCAN_LINES = 40
 
 _NAME = re.compile(r"[A-Za-z_$][\w$]*")
 _IMPORT_LINE = re.compile(
@@ -209,10 +211,6 @@ class SearchTimings:
     total_ms: float = 0.0
 
 
-# Only a chunk's first lines can hold the leading boilerplate run (license headers are shorter).
-BOILERPLATE_SCAN_LINES = 40
-
-
 def boilerplate_lines(rows: Iterable[Any]) -> set[str]:
     """Lines (stripped) among the first BOILERPLATE_SCAN_LINES of candidates from at least
     BOILERPLATE_FILES files."""
@@ -270,14 +268,14 @@ class HybridRetriever:
         """Chunks defining the given names, in the names' order; names defined in more than
         MAX_DEFINITION_SITES places are ambiguous and skipped."""
         sites = self.store.definition_sites(names, MAX_DEFINITION_SITES)
-        ranking: list[str] = []
+        ranking: dict[str, None] = {}  # ordered, without repeats
         for name in names:
             for chunk_id, path in sites.get(name, []):
-                if path != skip_path and chunk_id not in ranking:
-                    ranking.append(chunk_id)
+                if path != skip_path:
+                    ranking.setdefault(chunk_id, None)
             if len(ranking) >= n:
                 break
-        return ranking[:n]
+        return list(ranking)[:n]
 
     def search(
         self,
