@@ -229,15 +229,9 @@ class Assistant:
         noise: see trigger.py)."""
         started = time.perf_counter()
         try:
-            if automatic:
-                from repotune.server.trigger import auto_trigger_skip, line_suffix_at
-
-                settings = self.settings_for_path(path).completion
-                reason = auto_trigger_skip(line_suffix_at(text, offset), after_deletion, settings)
-                if reason is not None:
-                    self.counters[f"skipped_{reason}"] += 1
-                    return None
-            return self._complete(path, text, offset, language, cancel, use_context)
+            return self._complete(
+                path, text, offset, language, cancel, use_context, automatic, after_deletion
+            )
         finally:
             self.last_completion = {"total_ms": (time.perf_counter() - started) * 1000.0}
 
@@ -249,15 +243,24 @@ class Assistant:
         language: str | None,
         cancel: threading.Event | None,
         use_context: bool,
+        automatic: bool,
+        after_deletion: bool,
     ) -> CompletionOutcome | None:
         from repotune.server.engine import CompletionRequest
         from repotune.server.prompts import ContextSnippet
+        from repotune.server.trigger import auto_trigger_skip, line_suffix_at
 
         settings = self.settings_for_path(path)
         if not settings.completion.enabled:
             return None
         if not _language_matches(language, settings.completion.languages):
             return None
+        if automatic:
+            line_suffix = line_suffix_at(text, offset)
+            reason = auto_trigger_skip(line_suffix, after_deletion, settings.completion)
+            if reason is not None:
+                self.counters[f"skipped_{reason}"] += 1
+                return None
         engine = self._engine
         if engine is None or not engine.ready:
             return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,19 +150,18 @@ def cursor_names(
     return list(names)
 
 
-def import_lines(lines: Sequence[str]) -> list[str]:
+def import_lines(lines: Sequence[str]) -> Iterator[str]:
     """The lines of import statements, continuation lines of bracketed or backslashed ones
-    included (`from x import (` ... `)`, `import {` ... `} from "y"`)."""
-    out: list[str] = []
+    included (`from x import (` ... `)`, `import {` ... `} from "y"`). Lazy: cursor_names stops
+    reading the file once it has its names."""
     depth = 0
     continued = False
     for line in lines:
         if depth > 0 or continued or _IMPORT_LINE.search(line):
-            out.append(line)
+            yield line
             depth = max(0, depth + line.count("(") + line.count("{"))
             depth = max(0, depth - line.count(")") - line.count("}"))
             continued = line.rstrip().endswith("\\")
-    return out
 
 
 def cursor_region(path: str, prefix: str, settings: RetrievalSettings) -> Region:

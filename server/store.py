@@ -554,24 +554,23 @@ class Store:
             return {row["id"]: row for row in rows}
 
     def definition_sites(
-        self, names: Sequence[str], max_sites: int | None = None
+        self, names: Sequence[str], max_sites: int
     ) -> dict[str, list[tuple[str, str]]]:
         """Where each name is defined: name -> [(chunk id, path)], for the names that are;
         names defined in more than `max_sites` places come back with no sites (counted on the
         index alone, their rows are never read)."""
         if not names:
             return {}
-        sites: dict[str, list[tuple[str, str]]] = {}
+        marks = ",".join("?" * len(names))
         with self._lock:
-            wanted = list(names)
-            if max_sites is not None:
-                marks = ",".join("?" * len(wanted))
-                counts = self._db.execute(
-                    f"SELECT name, count(*) FROM definitions WHERE name IN ({marks}) GROUP BY name",
-                    wanted,
-                ).fetchall()
-                wanted = [name for name, count in counts if count <= max_sites]
-                sites = {name: [] for name, count in counts if count > max_sites}
+            counts = self._db.execute(
+                f"SELECT name, count(*) FROM definitions WHERE name IN ({marks}) GROUP BY name",
+                list(names),
+            ).fetchall()
+            sites: dict[str, list[tuple[str, str]]] = {
+                name: [] for name, count in counts if count > max_sites
+            }
+            wanted = [name for name, count in counts if count <= max_sites]
             if wanted:
                 marks = ",".join("?" * len(wanted))
                 rows = self._db.execute(
