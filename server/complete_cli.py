@@ -43,8 +43,7 @@ def cursor_offset(text: str, line: int, column: int) -> int:
     content = lines[line - 1].rstrip("\r\n")
     if column > len(content) + 1:
         raise SystemExit(
-            f"repotune: column {column} is past the end of line {line} "
-            f"({len(content)} characters)"
+            f"repotune: column {column} is past the end of line {line} ({len(content)} characters)"
         )
     return sum(len(item) for item in lines[: line - 1]) + column - 1
 

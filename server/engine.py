@@ -35,12 +35,12 @@ from repotune.server.prompts import (
     PREFIX_QUANTUM,
     BuiltPrompt,
     CachedTokenCounter,
-    clip_to_tokens,
     ContextSnippet,
     PromptFormat,
     build_ask_document,
     build_ask_messages,
     build_fim_prompt,
+    clip_to_tokens,
     detect_format,
     get_format,
 )
@@ -703,7 +703,8 @@ class CompletionEngine:
             self.last_reason = self._load_error or "model not loaded yet"
             return None
         multiline = decide_multiline(
-            request.prefix[-POSTPROCESS_WINDOW:], request.suffix[:POSTPROCESS_WINDOW],
+            request.prefix[-POSTPROCESS_WINDOW:],
+            request.suffix[:POSTPROCESS_WINDOW],
             request.language,
         )
         hit = self.cache.get(request.path, request.prefix, request.suffix)

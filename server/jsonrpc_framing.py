@@ -117,9 +117,8 @@ class MessageFramer:
             if self._length is not None and not self._resync:
                 return self._start_body(), True
             return None, True  # a stray blank line between messages
-        match = None
-        for match in _HEADER.finditer(line):  # the last one: a short body's tail may precede it
-            pass
+        # The last header in the line: a short body's tail may precede it.
+        match = next(reversed(list(_HEADER.finditer(line))), None)
         if match is not None:
             garbage = match.start()
             error = self._garbage_error(garbage)
@@ -132,7 +131,7 @@ class MessageFramer:
                 return FramingError(f"Content-Length is not a number: {shown!r}"), True
             self._length = int(value)
             return error, True
-        if self._resync or self._length is None and b":" not in stripped:
+        if self._resync or (self._length is None and b":" not in stripped):
             self._garbage += len(line)
             self._resync = True
             return None, True

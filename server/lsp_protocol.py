@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 from lsprotocol.types import ResponseError
 from pygls.exceptions import JsonRpcException
@@ -121,8 +121,11 @@ class RepoTuneProtocol(LanguageServerProtocol):
         logger.error("a JSON-RPC batch of %d messages was refused", len(batch))
         message = "Invalid Request: batches are not supported by the Language Server Protocol"
         errors = [
-            {"jsonrpc": "2.0", "id": _request_id(item), "error": {"code": INVALID_REQUEST,
-                                                              "message": message}}
+            {
+                "jsonrpc": "2.0",
+                "id": _request_id(item),
+                "error": {"code": INVALID_REQUEST, "message": message},
+            }
             for item in batch
             if not isinstance(item, dict) or "method" not in item or "id" in item
         ]
@@ -210,7 +213,7 @@ async def _read_loop(
     return 0
 
 
-def serve_stdio(server: JsonRPCServer, stdin: IO[bytes], stdout: IO[bytes]) -> int:
+def serve_stdio(server: JsonRPCServer, stdin: IO[bytes], stdout: BinaryIO) -> int:
     """Serve until `exit` or end of input; returns the process exit code."""
     protocol = server.protocol
     assert isinstance(protocol, RepoTuneProtocol)

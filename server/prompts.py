@@ -353,7 +353,11 @@ def suffix_window(suffix: str, budget: int) -> str:
 def clip_to_tokens(text: str, budget: int, count: CountTokens) -> str:
     """The longest head of `text` within `budget` tokens (a question too long for the context);
     only a window of budget x MAX_CHARS_PER_TOKEN characters is ever tokenized."""
-    head = suffix_window(text, budget) if "\n" in text else text[: max(budget, 1) * MAX_CHARS_PER_TOKEN]
+    head = (
+        suffix_window(text, budget)
+        if "\n" in text
+        else text[: max(budget, 1) * MAX_CHARS_PER_TOKEN]
+    )
     if count(head) <= budget:
         return head
     return _cut_to_tokens_left(head, budget, count)

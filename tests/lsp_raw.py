@@ -16,7 +16,6 @@ def framed(body: bytes, header: str = "Content-Length", delta: int = 0) -> bytes
     return f"{header}: {len(body) + delta}\r\n\r\n".encode() + body
 
 
-
 class RawClient:
     """Just enough LSP framing to send what no well-behaved client library would."""
 
@@ -60,7 +59,11 @@ class RawClient:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             message = self.read()
-            if isinstance(message, dict) and message.get("id") == msg_id and "method" not in message:
+            if (
+                isinstance(message, dict)
+                and message.get("id") == msg_id
+                and "method" not in message
+            ):
                 return message
             self.unrelated.append(message)
         raise TimeoutError(f"no response to {msg_id}")
@@ -72,7 +75,11 @@ class RawClient:
             for m in self.unrelated
             if isinstance(m, dict) and "error" in m and m.get("id") is None
         ]
-        self.unrelated = [m for m in self.unrelated if not (isinstance(m, dict) and "error" in m and m.get("id") is None)]
+        self.unrelated = [
+            m
+            for m in self.unrelated
+            if not (isinstance(m, dict) and "error" in m and m.get("id") is None)
+        ]
         return found
 
     def status_request(self, msg_id: int) -> bytes:

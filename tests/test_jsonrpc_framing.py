@@ -1,4 +1,4 @@
-"""The framer alone, byte by byte (the same cases go over real stdio in test_lsp_protocol_errors)."""
+"""The framer alone, byte by byte (test_lsp_protocol_errors sends the same over real stdio)."""
 
 from __future__ import annotations
 

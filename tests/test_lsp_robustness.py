@@ -82,12 +82,13 @@ def _plain_error(response: dict[str, Any]) -> dict[str, Any]:
 def test_wrong_arguments_get_invalid_params_and_k_is_clamped(server: RawClient) -> None:
     search = "repotune.search"
     assert "query" in _plain_error(server.command(20, search, {"query": 5}))["message"]
-    assert "k must be" in _plain_error(server.command(21, search, {"query": "x", "k": "many"}))[
-        "message"
-    ]
-    assert "question" in _plain_error(server.command(22, "repotune.ask", {"question": 42}))[
-        "message"
-    ]
+    assert (
+        "k must be"
+        in _plain_error(server.command(21, search, {"query": "x", "k": "many"}))["message"]
+    )
+    assert (
+        "question" in _plain_error(server.command(22, "repotune.ask", {"question": 42}))["message"]
+    )
     assert "question" in _plain_error(server.command(23, "repotune.ask"))["message"]
     assert server.command(24, search, {"query": "x", "k": 10**30})["result"] == []
     bad_position = {"textDocument": {"uri": 42}, "position": "here"}
