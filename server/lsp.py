@@ -35,17 +35,6 @@ from repotune.server.lsp_protocol import RepoTuneProtocol, serve_stdio
 logger = logging.getLogger("repotune.lsp")
 
 
-def _load_libc() -> Any:
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-    except OSError:
-        return None
-    return libc if libc is not None and hasattr(libc, "malloc_trim") else None  # glibc only
-
-
-_LIBC = _load_libc()
-
 COMMAND_ASK = "repotune.ask"
 COMMAND_REINDEX = "repotune.reindex"
 COMMAND_STATUS = "repotune.status"
@@ -281,6 +270,18 @@ def _release_heap() -> None:
     of the messages that carried it) otherwise, and the server's memory never comes down."""
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
+
+
+def _load_libc() -> Any:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None  # glibc only
+
+
+_LIBC = _load_libc()
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
