@@ -17,6 +17,9 @@ from repotune.server.config import Settings, SettingsError, load_settings, setti
 
 EventSink = Callable[[dict[str, Any]], None]
 
+# The most characters of a question that retrieval searches for (the model sees more of it).
+MAX_QUERY_CHARS = 4_000
+
 
 @dataclass(frozen=True)
 class Citation:
@@ -161,6 +164,8 @@ class Assistant:
         return list(self._folders)
 
     def folder_for(self, path: Path) -> Path | None:
+        if not path.is_absolute():
+            return None  # a buffer with no file (untitled:, a notebook cell): no index
         resolved = path.resolve()
         best: Path | None = None
         for root in self._folders:
@@ -338,9 +343,10 @@ class Assistant:
             reason = engine.load_error if engine is not None and engine.load_error else "loading"
             raise RuntimeError(f"the model is not ready ({reason})")
         hits: list[tuple[Path, Any]] = []
+        query = question[:MAX_QUERY_CHARS]  # a pasted log as a question: search by its start
         for root, index in list(self._folders.items()):
             k = self._folder_settings[root].retrieval.top_k or 5
-            hits.extend((root, chunk) for chunk in index.search(question, k))
+            hits.extend((root, chunk) for chunk in index.search(query, k))
         hits.sort(key=lambda item: -item[1].score)
         hits = hits[: max(self.settings.retrieval.top_k, 1)]
         retrieval_ms = (time.perf_counter() - started) * 1000.0

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from repotune.server.config import Settings, load_settings
+from repotune.server.lsp_text import lsp_lines
 from repotune.server.models import ModelError
 
 INDEX_TIMEOUT_S = 600.0
@@ -32,16 +33,19 @@ def parse_position(position: str) -> tuple[Path, int, int]:
 
 
 def cursor_offset(text: str, line: int, column: int) -> int:
-    """Character offset of a 1-based (line, column); the column may sit just past the end."""
-    lines = text.split("\n")
+    """Character offset of a 1-based (line, column); the column may sit just past the end.
+    Lines are counted as LSP counts them (``\\n``, ``\\r\\n``, ``\\r``), as in the editor."""
+    lines = lsp_lines(text)
+    if not lines or lines[-1].endswith(("\n", "\r")):
+        lines.append("")  # the empty last line after a final line break
     if line > len(lines):
         raise SystemExit(f"repotune: line {line} is past the end of the file ({len(lines)} lines)")
-    if column > len(lines[line - 1]) + 1:
+    content = lines[line - 1].rstrip("\r\n")
+    if column > len(content) + 1:
         raise SystemExit(
-            f"repotune: column {column} is past the end of line {line} "
-            f"({len(lines[line - 1])} characters)"
+            f"repotune: column {column} is past the end of line {line} ({len(content)} characters)"
         )
-    return sum(len(item) + 1 for item in lines[: line - 1]) + column - 1
+    return sum(len(item) for item in lines[: line - 1]) + column - 1
 
 
 def find_workspace(path: Path) -> Path:

@@ -45,6 +45,7 @@ from repotune.server.prompts import (
     build_ask_document,
     build_ask_messages,
     build_fim_prompt,
+    clip_to_tokens,
     detect_format,
     get_format,
 )
@@ -147,7 +148,8 @@ class CompletionCache:
                 for typed in range(1, len(candidate.text)):
                     if not prefix.endswith(candidate.text[:typed]):
                         continue
-                    if not prefix[:-typed].endswith(candidate.prefix_tail[-CACHE_PREFIX_CHARS:]):
+                    tail = candidate.prefix_tail[-CACHE_PREFIX_CHARS:]
+                    if not prefix.endswith(tail, 0, len(prefix) - typed):
                         continue
                     rest = candidate.text[typed:]
                     if not rest.strip():
@@ -223,6 +225,21 @@ def default_threads() -> int:
     from repotune.server.embeddings import physical_cores
 
     return physical_cores()
+
+
+# Characters around the cursor that the stop rules and post-processing see (they look at the
+# cursor's line and a few dozen lines around it).
+POSTPROCESS_WINDOW = 64 * 1024
+
+
+# Tokens kept free for a chat template's own markers around a question.
+_ASK_SLACK = 64
+# A question keeps at least this many tokens, however many the snippets take.
+_MIN_QUESTION_TOKENS = 64
+
+
+class PromptCancelled(Exception):
+    """The request was cancelled while its prompt was being packed."""
 
 
 @dataclass
@@ -595,10 +612,23 @@ class CompletionEngine:
         scale = max(room, 16) / total
         return (int(parts[0] * scale), max(16, int(parts[1] * scale)), int(parts[2] * scale))
 
-    def build_prompt(self, request: CompletionRequest, multiline: bool = False) -> BuiltPrompt:
+    def build_prompt(
+        self,
+        request: CompletionRequest,
+        multiline: bool = False,
+        cancel: threading.Event | None = None,
+    ) -> BuiltPrompt:
+        """The request's prompt; raises PromptCancelled as soon as `cancel` is set (every
+        token count checks it, so a cancelled request stops during packing too)."""
         loaded = self._loaded
         if loaded is None:
             raise ModelError("the generator is not loaded yet")
+
+        def count(text: str) -> int:
+            if cancel is not None and cancel.is_set():
+                raise PromptCancelled
+            return self._count(loaded, text)
+
         return build_fim_prompt(
             loaded.format,
             path=request.path,
@@ -606,7 +636,7 @@ class CompletionEngine:
             suffix=request.suffix,
             context=request.context,
             budget=self._budget(multiline),
-            count_tokens=lambda text: self._count(loaded, text),
+            count_tokens=count,
             repo_name=request.repo_name,
             prefix_quantum=PREFIX_QUANTUM,
         )
@@ -678,7 +708,11 @@ class CompletionEngine:
             self.start_loading()
             self.last_reason = self._load_error or "model not loaded yet"
             return None
-        multiline = decide_multiline(request.prefix, request.suffix, request.language)
+        multiline = decide_multiline(
+            request.prefix[-POSTPROCESS_WINDOW:],
+            request.suffix[:POSTPROCESS_WINDOW],
+            request.language,
+        )
         hit = self.cache.get(request.path, request.prefix, request.suffix)
         if hit is not None:
             self.last_reason = "cache"
@@ -729,14 +763,24 @@ class CompletionEngine:
         llm = loaded.llm
         comp = self._settings.completion
         request = self._sticky_context(request)
-        prompt = self.build_prompt(request, multiline)
+        try:
+            prompt = self.build_prompt(request, multiline, cancel)
+        except PromptCancelled:
+            self.last_reason = "cancelled"
+            return None
         tokens = self._tokenize(loaded, prompt)
+        if cancel.is_set():
+            self.last_reason = "cancelled"
+            return None
         limit = self._settings.model.context_length - 8
         max_tokens = comp.max_tokens_block if multiline else comp.max_tokens_line
         if len(tokens) + max_tokens > limit:  # the budget should prevent this; keep the end
             keep = max(1, limit - max_tokens)
             tokens = tokens[:1] + tokens[len(tokens) - keep + 1 :]
         tokenized = time.perf_counter()
+        # Stop rules look at nearby lines only: per token, a huge buffer must cost nothing more.
+        near_prefix = request.prefix[-POSTPROCESS_WINDOW:]
+        near_suffix = request.suffix[:POSTPROCESS_WINDOW]
 
         stop = prompt.stop
         generated: list[int] = []
@@ -779,8 +823,8 @@ class CompletionEngine:
                 text = llm.detokenize(generated).decode("utf-8", errors="ignore")
                 cut = truncate(
                     text,
-                    prefix=request.prefix,
-                    suffix=request.suffix,
+                    prefix=near_prefix,
+                    suffix=near_suffix,
                     multiline=multiline,
                     stop=stop,
                 )
@@ -804,8 +848,8 @@ class CompletionEngine:
             text = text[: text.rstrip("\n").rfind("\n")]  # a block keeps whole lines only
         final = postprocess(
             text,
-            prefix=request.prefix,
-            suffix=request.suffix,
+            prefix=near_prefix,
+            suffix=near_suffix,
             multiline=multiline,
             stop=stop,
             language=request.language,
@@ -874,6 +918,16 @@ class CompletionEngine:
             stream.close()  # type: ignore[union-attr]
         return "".join(pieces).strip()
 
+    def _fit_question(
+        self, loaded: _Loaded, question: str, snippets: Sequence[Any], max_tokens: int
+    ) -> str:
+        """The question cut to what the context window leaves beside the snippets and the
+        answer (a pasted log or file as a question is answered, not refused)."""
+        prompt, _ = build_ask_document("", snippets)
+        room = self._settings.model.context_length - max_tokens - _ASK_SLACK
+        budget = max(_MIN_QUESTION_TOKENS, room - self._count(loaded, prompt))
+        return clip_to_tokens(question, budget, lambda text: self._count(loaded, text))
+
     def ask(
         self,
         question: str,
@@ -890,13 +944,14 @@ class CompletionEngine:
             self.start_loading()
             raise ModelError(self._load_error or "the generator is still loading; try again")
         cancel = cancel or threading.Event()
-        messages = build_ask_messages(question, snippets)
         if not self._acquire(cancel):
             return ""
         try:
             loaded = self._loaded
             if loaded is None:
                 raise ModelError(self._load_error or "the generator is not loaded")
+            question = self._fit_question(loaded, question, snippets, max_tokens)
+            messages = build_ask_messages(question, snippets)
             llm = loaded.llm
             if not loaded.info.get("chat_template"):
                 return self._ask_document(llm, question, snippets, max_tokens, cancel)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import os
 import sys
@@ -19,49 +21,25 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException
+from pygls.exceptions import JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
 from repotune import __version__
 from repotune.server.assistant import Assistant
 from repotune.server.config import SettingsError
+from repotune.server.lsp_protocol import RepoTuneProtocol, serve_stdio
 
 logger = logging.getLogger("repotune.lsp")
+
 
 COMMAND_ASK = "repotune.ask"
 COMMAND_REINDEX = "repotune.reindex"
 COMMAND_STATUS = "repotune.status"
 COMMAND_SEARCH = "repotune.search"
 STATUS_NOTIFICATION = "repotune/status"
-
-
-class _AlreadyAnswered:
-    """Stands in for a request that failed to parse and was answered with an error already."""
-
-    jsonrpc = None
-
-
-class RepoTuneProtocol(LanguageServerProtocol):
-    """pygls drops a request whose params do not parse without answering; the client would then
-    wait forever. Answer it with the JSON-RPC error instead (InvalidParams, usually)."""
-
-    def structure_message(self, data: dict[str, Any]) -> Any:
-        try:
-            return super().structure_message(data)
-        except JsonRpcException as error:
-            if isinstance(data, dict) and "id" in data and "method" in data:
-                logger.warning("answering unparsable %s request with an error", data.get("method"))
-                self._send_response(data["id"], error=error.to_response_error())
-                return _AlreadyAnswered()
-            raise
-
-    def handle_message(self, message: Any) -> None:
-        if isinstance(message, _AlreadyAnswered):
-            return
-        super().handle_message(message)
 
 
 class RepoTuneServer(LanguageServer):
@@ -284,6 +262,26 @@ def on_did_change(ls: RepoTuneServer, params: types.DidChangeTextDocumentParams)
 @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
 def on_did_close(ls: RepoTuneServer, params: types.DidCloseTextDocumentParams) -> None:
     ls.last_edit_deleted.pop(params.text_document.uri, None)
+    _release_heap()
+
+
+def _release_heap() -> None:
+    """Hand freed heap back to the system: glibc keeps the pages of a closed 20 MB buffer (and
+    of the messages that carried it) otherwise, and the server's memory never comes down."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _load_libc() -> Any:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None  # glibc only
+
+
+_LIBC = _load_libc()
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
@@ -295,21 +293,32 @@ def on_did_save(ls: RepoTuneServer, params: types.DidSaveTextDocumentParams) -> 
 
 def _document_request(
     ls: RepoTuneServer, uri: str, position: types.Position
-) -> tuple[Path, str, int, str | None]:
+) -> tuple[Path, str, int, str | None] | None:
+    """The document's path, text, cursor offset and language; None when there is no text.
+
+    A document that is not a file (``untitled:``, a notebook cell) gets a relative path of its
+    own name: the assistant completes it from the buffer alone, with no index.
+    """
     path = to_fs_path(uri)
-    if not path:
-        raise ValueError(f"not a file URI: {uri}")
+    documents = ls.workspace.text_documents
+    if uri not in documents and not (path and Path(path).is_file()):
+        return None  # never opened and not on disk: nothing to complete
     document = ls.workspace.get_text_document(uri)
-    text = document.source
     offset = document.offset_at_position(position)
-    return Path(path), text, offset, document.language_id
+    if not path or not uri.startswith("file:"):
+        name = Path(urlparse(uri).path).name or "untitled"
+        return Path(name), document.source, offset, document.language_id
+    return Path(path), document.source, offset, document.language_id
 
 
 async def _complete(ls: RepoTuneServer, uri: str, position: types.Position, automatic: bool) -> Any:
     """Run one completion in the generation thread; a newer request for the document wins.
     `automatic`: triggered by typing rather than asked for (trigger.py may decline it)."""
     assistant = _assistant(ls)
-    path, text, offset, language = _document_request(ls, uri, position)
+    document = _document_request(ls, uri, position)
+    if document is None:
+        return None
+    path, text, offset, language = document
     complete = partial(
         assistant.complete,
         automatic=automatic,
@@ -353,9 +362,9 @@ async def on_inline_completion(
 async def on_completion(ls: RepoTuneServer, params: types.CompletionParams) -> types.CompletionList:
     """The same completion as a single item, for clients without inline completion."""
     assistant = _assistant(ls)
-    path = to_fs_path(params.text_document.uri)
+    path = Path(to_fs_path(params.text_document.uri) or "untitled")
     empty = types.CompletionList(is_incomplete=True, items=[])
-    if not path or not assistant.settings_for_path(Path(path)).completion.fallback_completion_item:
+    if not assistant.settings_for_path(path).completion.fallback_completion_item:
         return empty
     automatic = (
         params.context is not None
@@ -382,19 +391,35 @@ async def on_completion(ls: RepoTuneServer, params: types.CompletionParams) -> t
     return types.CompletionList(is_incomplete=True, items=[item])
 
 
-def _question_from(arguments: tuple[Any, ...]) -> str:
-    if not arguments:
-        raise ValueError('repotune.ask needs a question: [{"question": "..."}]')
-    first = arguments[0]
-    question = first.get("question") if isinstance(first, dict) else first
-    if not isinstance(question, str) or not question.strip():
-        raise ValueError("repotune.ask needs a non-empty question string")
-    return question
+# The most results a search may ask for: k is a count for a person to read, not a resource.
+MAX_SEARCH_K = 100
+
+
+def _first_argument(arguments: tuple[Any, ...]) -> Any:
+    return arguments[0] if arguments else None
+
+
+def _text_argument(arguments: tuple[Any, ...], key: str, usage: str) -> str:
+    """`[{key: "..."}]` or `["..."]`; anything else is InvalidParams with `usage` as the hint."""
+    first = _first_argument(arguments)
+    value = first.get(key) if isinstance(first, dict) else first
+    if not isinstance(value, str) or not value.strip():
+        raise JsonRpcInvalidParams(f"{usage} needs a non-empty {key} string")
+    return value
+
+
+def _k_argument(arguments: tuple[Any, ...], default: int = 8) -> int:
+    first = _first_argument(arguments)
+    k = first.get("k", default) if isinstance(first, dict) else default
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise JsonRpcInvalidParams(f"k must be an integer, got {type(k).__name__}")
+    return max(1, min(k, MAX_SEARCH_K))
 
 
 @server.command(COMMAND_ASK)
 async def cmd_ask(ls: RepoTuneServer, *arguments: Any) -> dict[str, Any]:
-    question = _question_from(arguments)
+    """Answer a question about the workspace: [{"question": str}]."""
+    question = _text_argument(arguments, "question", 'repotune.ask [{"question": "..."}]')
     assistant = _assistant(ls)
     cancel = threading.Event()
     try:
@@ -413,12 +438,9 @@ async def cmd_ask(ls: RepoTuneServer, *arguments: Any) -> dict[str, Any]:
 
 @server.command(COMMAND_SEARCH)
 async def cmd_search(ls: RepoTuneServer, *arguments: Any) -> list[dict[str, Any]]:
-    """Show what retrieval finds for a query: [{"query": str, "k": int}]."""
-    first = arguments[0] if arguments else None
-    query = first.get("query") if isinstance(first, dict) else first
-    if not isinstance(query, str) or not query.strip():
-        raise ValueError('repotune.search needs a query: [{"query": "...", "k": 8}]')
-    k = int(first.get("k", 8)) if isinstance(first, dict) else 8
+    """Show what retrieval finds for a query: [{"query": str, "k": int}] (k at most 100)."""
+    query = _text_argument(arguments, "query", 'repotune.search [{"query": "...", "k": 8}]')
+    k = _k_argument(arguments)
     return await asyncio.get_running_loop().run_in_executor(
         ls.thread_pool, _assistant(ls).search, query, k
     )
@@ -459,4 +481,7 @@ def run_stdio() -> None:
     protocol_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    server.start_io(sys.stdin.buffer, protocol_out)
+    code = serve_stdio(server, sys.stdin.buffer, protocol_out)
+    if server.assistant is not None and not server.protocol._shutdown:
+        on_shutdown(server)  # exit without shutdown: still stop watchers and workers
+    raise SystemExit(code)

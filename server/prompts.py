@@ -32,6 +32,8 @@ Formats (`FORMATS`):
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -320,6 +322,47 @@ def _cut_to_tokens_left(text: str, budget: int, count: CountTokens) -> str:
     return text[:low]
 
 
+# A token is rarely longer than this many characters: a window of budget x this holds what fits
+# the budget, and tokenizing it costs the same whatever the length of the file or of its lines
+# (a 20 MB minified line used to be tokenized whole, again and again).
+MAX_CHARS_PER_TOKEN = 16
+
+
+def prefix_window(prefix: str, budget: int) -> tuple[str, int]:
+    """The end of `prefix` that can matter for `budget` tokens, from a line start when there is
+    one in reach; returns (window, lines before it)."""
+    limit = max(budget, 1) * MAX_CHARS_PER_TOKEN
+    if len(prefix) <= limit:
+        return prefix, 0
+    cut = len(prefix) - limit
+    newline = prefix.find("\n", cut)
+    start = newline + 1 if newline >= 0 else cut
+    return prefix[start:], prefix.count("\n", 0, start)
+
+
+def suffix_window(suffix: str, budget: int) -> str:
+    """The start of `suffix` that can matter for `budget` tokens, ending at a line end when
+    there is one in reach."""
+    limit = max(budget, 1) * MAX_CHARS_PER_TOKEN
+    if len(suffix) <= limit:
+        return suffix
+    newline = suffix.rfind("\n", 0, limit)
+    return suffix[: newline if newline >= 0 else limit]
+
+
+def clip_to_tokens(text: str, budget: int, count: CountTokens) -> str:
+    """The longest head of `text` within `budget` tokens (a question too long for the context);
+    only a window of budget x MAX_CHARS_PER_TOKEN characters is ever tokenized."""
+    head = (
+        suffix_window(text, budget)
+        if "\n" in text
+        else text[: max(budget, 1) * MAX_CHARS_PER_TOKEN]
+    )
+    if count(head) <= budget:
+        return head
+    return _cut_to_tokens_left(head, budget, count)
+
+
 def truncate_prefix(
     prefix: str, budget: int, count: CountTokens, quantum: int = 1
 ) -> tuple[str, int, int]:
@@ -329,17 +372,18 @@ def truncate_prefix(
     re-evaluates the last few tokens instead of the whole prefix: the cursor line's share is
     reserved in steps of `quantum` tokens (typing on one line), and the first kept line is the
     first line number divisible by PREFIX_LINE_STEP that fits (typing on into the next lines).
-    Returns (kept text, tokens counted, lines dropped).
+    Only `prefix_window` is tokenized. Returns (kept text, tokens counted, lines dropped).
     """
-    lines = prefix.split("\n")
+    window, base = prefix_window(prefix, budget)
+    lines = window.split("\n")
     current = lines[-1]
     used = count(current) if current else 0
     if used > budget:
         current = _cut_to_tokens_right(current, budget, count)
-        return current, count(current) if current else 0, len(lines) - 1
+        return current, count(current) if current else 0, base + len(lines) - 1
     reserve = min(budget, -(-max(used, 1) // quantum) * quantum) if quantum > 1 else used
     spent = reserve
-    start = len(lines) - 1  # index of the first kept line
+    start = len(lines) - 1  # index of the first kept line (in the window)
     costs: list[int] = []
     for line in reversed(lines[:-1]):
         cost = count(line + "\n")
@@ -348,24 +392,27 @@ def truncate_prefix(
         spent += cost
         costs.append(cost)
         start -= 1
-    if quantum > 1 and start > 0:
-        stable = min(len(lines) - 1, -(-start // PREFIX_LINE_STEP) * PREFIX_LINE_STEP)
+    if quantum > 1 and base + start > 0:
+        # Line numbers of the whole prefix, so the first kept line stays put as the window moves.
+        stable_line = -(-(base + start) // PREFIX_LINE_STEP) * PREFIX_LINE_STEP
+        stable = min(len(lines) - 1, stable_line - base)
         costs = costs[: len(costs) - (stable - start)]  # costs run from the cursor upwards
         start = stable
     used += sum(costs)
-    return "\n".join(lines[start:]), used, start
+    return "\n".join(lines[start:]), used, base + start
 
 
 def truncate_suffix(suffix: str, budget: int, count: CountTokens) -> tuple[str, int, int]:
     """Keep the first whole lines of `suffix` that fit `budget` (the cursor's line first)."""
     if not suffix or budget <= 0:
         return "", 0, suffix.count("\n") + (1 if suffix else 0)
-    lines = suffix.split("\n")
+    total_lines = suffix.count("\n") + 1
+    lines = suffix_window(suffix, budget).split("\n")
     first = lines[0]
     used = count(first) if first else 0
     if used > budget:
         first = _cut_to_tokens_left(first, budget, count)
-        return first, count(first) if first else 0, len(lines) - 1
+        return first, count(first) if first else 0, total_lines - 1
     kept = [first]
     for line in lines[1:]:
         cost = count("\n" + line)
@@ -373,7 +420,7 @@ def truncate_suffix(suffix: str, budget: int, count: CountTokens) -> tuple[str, 
             break
         kept.append(line)
         used += cost
-    return "\n".join(kept), used, len(lines) - len(kept)
+    return "\n".join(kept), used, total_lines - len(kept)
 
 
 # --------------------------------------------------------------------------- comments
@@ -492,22 +539,52 @@ def pack_context(
 
 class CachedTokenCounter:
     """Token counts memoised per text: packing a prompt counts the same lines again and again,
-    for the engine and for the trainer alike. `tokenize` turns text into token ids."""
+    for the engine and for the trainer alike. `tokenize` turns text into token ids.
 
-    def __init__(self, tokenize: Callable[[str], Sequence[int]], max_entries: int = 20_000):
+    Bounded: least recently used entries go first once there are `max_entries` or their texts
+    hold `max_chars` characters, and a text longer than `max_key_chars` is counted, not kept (a
+    huge buffer's strings must not outlive its request)."""
+
+    def __init__(
+        self,
+        tokenize: Callable[[str], Sequence[int]],
+        max_entries: int = 20_000,
+        max_chars: int = 4_000_000,
+        max_key_chars: int = 16_384,
+    ):
         self._tokenize = tokenize
         self._max_entries = max_entries
-        self._counts: dict[str, int] = {}
+        self._max_chars = max_chars
+        self._max_key_chars = max_key_chars
+        self._counts: OrderedDict[str, int] = OrderedDict()
+        self._chars = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+    @property
+    def chars(self) -> int:
+        return self._chars
 
     def __call__(self, text: str) -> int:
         if not text:
             return 0
-        count = self._counts.get(text)
-        if count is None:
-            count = len(self._tokenize(text))
-            if len(self._counts) >= self._max_entries:
-                self._counts.clear()
-            self._counts[text] = count
+        with self._lock:
+            count = self._counts.get(text)
+            if count is not None:
+                self._counts.move_to_end(text)
+                return count
+        count = len(self._tokenize(text))
+        if len(text) > self._max_key_chars:
+            return count
+        with self._lock:
+            if text not in self._counts:
+                self._counts[text] = count
+                self._chars += len(text)
+            while len(self._counts) > self._max_entries or self._chars > self._max_chars:
+                old, _ = self._counts.popitem(last=False)
+                self._chars -= len(old)
         return count
 
 

@@ -68,11 +68,31 @@ class RetrievedChunk:
         }
 
 
+# The most characters of any one line next to the cursor that a query looks at: a query costs
+# the same for a minified 20 MB line as for code (the cursor's neighbourhood is what matters).
+QUERY_LINE_CHARS = 2_000
+
+
+def _lines_before(prefix: str, count: int) -> list[str]:
+    """The last `count` lines of `prefix`, each cut to its QUERY_LINE_CHARS nearest the end."""
+    if count <= 0:
+        return []
+    window = prefix[-count * QUERY_LINE_CHARS :]
+    return [line[-QUERY_LINE_CHARS:] for line in window.splitlines()[-count:]]
+
+
+def _lines_after(suffix: str, count: int) -> list[str]:
+    if count <= 0:
+        return []
+    window = suffix[: count * QUERY_LINE_CHARS]
+    return [line[:QUERY_LINE_CHARS] for line in window.splitlines()[:count]]
+
+
 def cursor_query(prefix: str, suffix: str, lines: int) -> str:
     """Query text from the cursor window: the last `lines` lines before the cursor (what is
     being written) and a few lines after it (what it must fit)."""
-    before = prefix.splitlines()[-lines:] if lines > 0 else []
-    after = suffix.splitlines()[: max(1, lines // 4)] if lines > 0 else []
+    before = _lines_before(prefix, lines)
+    after = _lines_after(suffix, max(1, lines // 4)) if lines > 0 else []
     return "\n".join([*before, *after]).strip()
 
 
@@ -109,8 +129,8 @@ def dense_cursor_query(
     settings: RetrievalSettings,
     count_tokens: Callable[[str], int] | None = None,
 ) -> str:
-    before = prefix.splitlines()[-settings.dense_query_lines :]
-    after = suffix.splitlines()[:1]
+    before = _lines_before(prefix, settings.dense_query_lines)
+    after = _lines_after(suffix, 1)
     if count_tokens is None:
         return "\n".join([*before, *after]).strip()
     budget = settings.dense_query_tokens - sum(count_tokens(line) for line in after)
@@ -135,14 +155,14 @@ def cursor_names(
     earlier = lines[: len(lines) - len(window)]
     groups: list[Iterable[str]] = [
         reversed(window),
-        suffix.split("\n", 1)[:1],
+        suffix[:QUERY_LINE_CHARS].split("\n", 1)[:1],
         import_lines(earlier),
         reversed(earlier),
     ]
     names: dict[str, None] = {}
     for group in groups:
         for line in group:
-            for name in reversed(_NAME.findall(line)):
+            for name in reversed(_NAME.findall(line[-QUERY_LINE_CHARS:])):
                 if len(name) >= 3:
                     names.setdefault(name, None)
                     if len(names) >= limit:

@@ -3,91 +3,17 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-
-class RawClient:
-    """Just enough LSP framing to send what no well-behaved client library would."""
-
-    def __init__(self, cwd: Path) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "repotune", "serve"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            cwd=cwd,
-        )
-
-    def send_bytes(self, body: bytes) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
-        self.process.stdin.flush()
-
-    def send(self, message: dict[str, Any]) -> None:
-        self.send_bytes(json.dumps({"jsonrpc": "2.0", **message}).encode())
-
-    def read(self) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        length = 0
-        while True:
-            line = self.process.stdout.readline()
-            if not line:
-                raise EOFError("server closed its output")
-            if line in (b"\r\n", b"\n"):
-                break
-            name, _, value = line.decode().partition(":")
-            if name.lower() == "content-length":
-                length = int(value)
-        return json.loads(self.process.stdout.read(length))
-
-    def response_to(self, msg_id: Any, timeout: float = 30) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            message = self.read()
-            if message.get("id") == msg_id and "method" not in message:
-                return message
-        raise TimeoutError(f"no response to {msg_id}")
-
-    def send_initialize(self, options: dict[str, Any]) -> None:
-        """`initialize` (id 1) with no workspace and these initializationOptions."""
-        self.send(
-            {
-                "id": 1,
-                "method": "initialize",
-                "params": {
-                    "processId": None,
-                    "rootUri": None,
-                    "capabilities": {},
-                    "initializationOptions": options,
-                },
-            }
-        )
-
-    def status(self, msg_id: int) -> dict[str, Any]:
-        self.send(
-            {
-                "id": msg_id,
-                "method": "workspace/executeCommand",
-                "params": {"command": "repotune.status", "arguments": []},
-            }
-        )
-        return self.response_to(msg_id)["result"]
-
-    def close(self) -> int:
-        self.send({"id": "shutdown", "method": "shutdown"})
-        self.response_to("shutdown")
-        self.send({"method": "exit"})
-        return self.process.wait(timeout=30)
+from lsp_raw import RawClient, framed
 
 
 @pytest.fixture()
-def raw(tmp_path: Path) -> RawClient:
+def raw(tmp_path: Path) -> Iterator[RawClient]:
     client = RawClient(tmp_path)
     client.send_initialize({"completion": {"enabled": False}})
     assert "result" in client.response_to(1)
@@ -137,3 +63,101 @@ def test_invalid_initialization_option_is_shown_and_defaults_kept(tmp_path: Path
     finally:
         if client.process.poll() is None:
             client.process.kill()
+
+
+def test_bad_framing_is_answered_and_the_server_resynchronizes(raw: RawClient) -> None:
+    raw.send_raw(framed(raw.status_request(10), header="content-length"))
+    assert "result" in raw.response_to(10)  # header names are case-insensitive
+
+    raw.send_raw(b'Content-Length: ten\r\n\r\n{"x": 1}' + framed(raw.status_request(11)))
+    assert "result" in raw.response_to(11)
+    [error] = raw.null_id_errors()
+    assert error["code"] == -32700 and "not a number" in error["message"]
+
+    raw.send_raw(framed(raw.status_request(12), delta=-3) + framed(raw.status_request(13)))
+    assert "result" in raw.response_to(13)  # a short length: 12 is lost, the stream is not
+    [error] = raw.null_id_errors()
+    assert error["code"] == -32700
+
+    raw.send_raw(framed(raw.status_request(14), delta=4) + framed(raw.status_request(15)))
+    assert "result" in raw.response_to(14)  # a long length ends at the next header
+    assert "result" in raw.response_to(15)
+
+    raw.send_raw(b"Content-Length: 99999999999999\r\n\r\n" + framed(raw.status_request(16)))
+    assert "result" in raw.response_to(16)  # no MemoryError, no waiting for 100 TB
+    [error] = raw.null_id_errors()
+    assert "larger than the limit" in error["message"]
+
+    raw.send_bytes(b'{"jsonrpc": "2.0", "id": 17, "method": ')
+    raw.send_raw(framed(raw.status_request(18)))
+    assert "result" in raw.response_to(18)
+    assert [e["code"] for e in raw.null_id_errors()] == [-32700]
+    assert raw.process.poll() is None
+    assert raw.close() == 0
+
+
+def test_an_oversized_message_is_refused_and_skipped(tmp_path: Path) -> None:
+    client = RawClient(tmp_path, env={"REPOTUNE_MAX_MESSAGE_BYTES": "1000000"})
+    try:
+        client.send_initialize({"completion": {"enabled": False}})
+        client.response_to(1)
+        text = "x = 1\n" * 400_000  # 2.4 MB, over this server's 1 MB limit
+        client.send(
+            {
+                "id": 2,
+                "method": "textDocument/hover",
+                "params": {"textDocument": {"uri": text}, "position": {"line": 0, "character": 0}},
+            }
+        )
+        client.send_raw(framed(client.status_request(3)))
+        assert "result" in client.response_to(3)
+        [error] = client.null_id_errors()
+        assert "larger than the limit of 1000000" in error["message"]
+        assert client.close() == 0
+    finally:
+        if client.process.poll() is None:
+            client.process.kill()
+
+
+def test_batches_and_other_jsonrpc_versions_get_invalid_request(raw: RawClient) -> None:
+    batch = [json.loads(raw.status_request(20)), {"jsonrpc": "2.0", "method": "initialized"}]
+    raw.send_bytes(json.dumps(batch).encode())
+    answer = raw.read()
+    assert isinstance(answer, list)
+    assert [(a["id"], a["error"]["code"]) for a in answer] == [(20, -32600)]
+
+    raw.send({"id": 21, "method": "workspace/executeCommand", "jsonrpc": "1.0"})
+    assert raw.response_to(21)["error"]["code"] == -32600
+    raw.send_bytes(b"[]")
+    raw.send_raw(framed(raw.status_request(22)))
+    assert "result" in raw.response_to(22)
+    assert [e["code"] for e in raw.null_id_errors()] == [-32600]
+
+
+def test_lifecycle_errors_and_exit_codes(tmp_path: Path) -> None:
+    early = RawClient(tmp_path)
+    try:
+        early.send_raw(framed(early.status_request(1)))
+        assert early.response_to(1)["error"]["code"] == -32002  # ServerNotInitialized
+        early.send_initialize({"completion": {"enabled": False}})
+        assert "result" in early.response_to(1)
+        early.send({"id": "shutdown", "method": "shutdown"})
+        assert "error" not in early.response_to("shutdown")
+        early.send_raw(framed(early.status_request(3)))
+        assert early.response_to(3)["error"]["code"] == -32600  # after shutdown
+        early.send({"method": "exit"})
+        assert early.process.wait(timeout=30) == 0
+    finally:
+        if early.process.poll() is None:
+            early.process.kill()
+
+    abrupt = RawClient(tmp_path)
+    try:
+        abrupt.send_initialize({"completion": {"enabled": False}})
+        abrupt.response_to(1)
+        abrupt.send({"method": "initialized", "params": {}})
+        abrupt.send({"method": "exit"})
+        assert abrupt.process.wait(timeout=30) == 1  # exit without shutdown
+    finally:
+        if abrupt.process.poll() is None:
+            abrupt.process.kill()

@@ -377,3 +377,47 @@ def test_prefix_window_start_moves_in_line_steps_as_lines_are_added() -> None:
     assert len(set(starts)) <= 3  # moved at most twice over 16 new lines
     exact = {truncate_prefix(body + "y\n" * n + "x", 64, words)[2] for n in range(16)}
     assert len(exact) >= 8  # without the quantum it moves every line or two
+
+
+def test_truncation_tokenizes_a_window_not_a_huge_line() -> None:
+    from repotune.server.prompts import MAX_CHARS_PER_TOKEN, truncate_prefix, truncate_suffix
+
+    seen: list[int] = []
+
+    def count(text: str) -> int:
+        seen.append(len(text))
+        return len(text) // 4 + 1
+
+    line = "var a=1;" * 250_000  # a 2 MB minified line
+    kept, used, dropped = truncate_prefix("import x\n" + line, 100, count, quantum=32)
+    assert used <= 100 and line.endswith(kept) and dropped == 1
+    kept, used, dropped = truncate_suffix(line + "\nmore", 100, count)
+    assert used <= 100 and line.startswith(kept) and dropped == 1
+    assert max(seen) <= 100 * MAX_CHARS_PER_TOKEN
+
+
+def test_prefix_window_keeps_line_numbers_for_the_stable_first_line() -> None:
+    from repotune.server.prompts import truncate_prefix
+
+    text = "".join(f"line {n} = {n}\n" for n in range(5000)) + "cursor"
+    count = lambda s: len(s) // 4 + 1  # noqa: E731
+    kept, _, dropped = truncate_prefix(text, 200, count, quantum=32)
+    assert text.endswith(kept) and dropped % 8 == 0  # PREFIX_LINE_STEP, counted in the file
+    assert text.split("\n")[dropped] == kept.split("\n")[0]
+
+
+def test_token_counter_is_bounded_and_does_not_keep_huge_texts() -> None:
+    from repotune.server.prompts import CachedTokenCounter
+
+    calls: list[str] = []
+    counter = CachedTokenCounter(lambda t: calls.append(t) or list(t), max_entries=3,
+                                 max_chars=100, max_key_chars=50)  # fmt: skip
+    assert counter("x" * 1000) == 1000 and len(counter) == 0  # counted, not kept
+    for text in ("a", "bb", "ccc", "dddd"):
+        counter(text)
+    assert len(counter) == 3 and counter.chars == 9  # "a" went first (least recent)
+    counter("bb")
+    assert calls.count("bb") == 1  # a hit
+    for n in range(5):
+        counter(str(n) * 40)
+    assert counter.chars <= 100
