@@ -848,9 +848,11 @@ class CompletionEngine:
         snippets: Sequence[Any],
         max_tokens: int,
         cancel: threading.Event,
+        deadline: float,
     ) -> str:
         """Base models (no chat template) continue a Q&A document instead of a chat turn."""
-        prompt, stops = build_ask_document(question, snippets)
+        chars = self._settings.ask.context_chars
+        prompt, stops = build_ask_document(question, snippets, max_snippet_chars=chars)
         pieces: list[str] = []
         stream = llm.create_completion(
             prompt,
@@ -861,7 +863,7 @@ class CompletionEngine:
             stream=True,
         )
         for chunk in stream:
-            if cancel.is_set():
+            if cancel.is_set() or time.monotonic() > deadline:
                 break
             pieces.append(chunk["choices"][0].get("text", ""))  # type: ignore[index]
         with contextlib.suppress(Exception):
@@ -872,19 +874,23 @@ class CompletionEngine:
         self,
         question: str,
         snippets: Sequence[Any],
-        max_tokens: int = 512,
+        max_tokens: int | None = None,
         cancel: threading.Event | None = None,
     ) -> str:
         """Answer a question about the codebase from `snippets`, with the model's chat template.
 
+        Bounded by `ask.max_tokens` (unless `max_tokens` is given) and `ask.time_cap_ms`.
         Raises ModelError when no model is loaded (the caller reports it); returns the text
-        generated so far when cancelled.
+        generated so far when cancelled or out of time.
         """
         if not self.ready:
             self.start_loading()
             raise ModelError(self._load_error or "the generator is still loading; try again")
         cancel = cancel or threading.Event()
-        messages = build_ask_messages(question, snippets)
+        bounds = self._settings.ask
+        max_tokens = max_tokens or bounds.max_tokens
+        deadline = time.monotonic() + bounds.time_cap_ms / 1000.0
+        messages = build_ask_messages(question, snippets, max_snippet_chars=bounds.context_chars)
         if not self._acquire(cancel):
             return ""
         try:
@@ -893,7 +899,7 @@ class CompletionEngine:
                 raise ModelError(self._load_error or "the generator is not loaded")
             llm = loaded.llm
             if not loaded.info.get("chat_template"):
-                return self._ask_document(llm, question, snippets, max_tokens, cancel)
+                return self._ask_document(llm, question, snippets, max_tokens, cancel, deadline)
             if llm.chat_format == "gemma" and messages and messages[0]["role"] == "system":
                 # Gemma's template has no system role; its convention is to prepend it.
                 system = messages[0]["content"]
@@ -909,7 +915,7 @@ class CompletionEngine:
                 stream=True,
             )
             for chunk in stream:
-                if cancel.is_set():
+                if cancel.is_set() or time.monotonic() > deadline:
                     break
                 delta = chunk["choices"][0].get("delta", {})  # type: ignore[index]
                 if delta.get("content"):

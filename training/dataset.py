@@ -667,22 +667,35 @@ def build_dataset(
         seen.add(key)
         rows[split].append(row)
 
+    from repotune.training.qa import AskPrompt
+    from repotune.training.questions import plan, question_count, question_rows, repository_names
+
+    ask = AskPrompt.for_model(count.llm)
+    taken = repository_names(files) if settings.train.question_share > 0 else set()
     try:
         for source in tqdm(files, desc="dataset", unit="file", disable=not progress):
             file_rng = random.Random(f"{settings.train.seed}:{source.path}")
+            made = 0
             for span in choose_spans(source, file_rng, per_kind):
                 if len(rows[source.split]) >= settings.train.max_examples:
                     break
                 row = builder.example(source, span)
                 if row is not None:
                     keep(row, source.split)
+                    made += 1
+            # Questions about this file's code, in its split, as a share of its examples.
+            wanted = question_count(made, settings.train.question_share, file_rng)
+            share = settings.train.question_abstain_share
+            for row in question_rows(
+                builder, ask, source, plan(source, wanted, share, taken, file_rng)
+            ):
+                if len(rows[source.split]) < settings.train.max_examples:
+                    keep(row, source.split)
         if client is not None:
-            from repotune.training.teacher import AskPrompt, TeacherStats, qa_examples
+            from repotune.training.teacher import TeacherStats, qa_examples
 
             teacher_stats = TeacherStats()
-            for row in qa_examples(
-                builder, client, AskPrompt.for_model(count.llm), teacher_stats, progress
-            ):
+            for row in qa_examples(builder, client, ask, teacher_stats, progress):
                 keep(row, "train")  # only train files are ever shown to the teacher
             stats.teacher = teacher_stats.to_json()
     finally:
