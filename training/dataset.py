@@ -16,8 +16,10 @@ Example kinds:
 - ``fim_random``: a random span of one to three lines (what a cursor anywhere looks like);
 - ``describe``: code from description: the docstring or leading comment is in the prefix and the
   implementation is the middle (the local counterpart of the original work's Q&A pairs);
-- ``qa``: optional question/answer pairs written by a teacher (`train.teacher_endpoint`, any
-  OpenAI-compatible endpoint; see teacher.py), train split only, in the server's question prompt.
+- ``qa``: questions about the code in the server's question prompt: derived from each file's
+  definitions (questions.py; `train.question_share` of the file's examples, in its split), and
+  optionally pairs written by a teacher (`train.teacher_endpoint`, any OpenAI-compatible
+  endpoint; see teacher.py), train split only.
 In the spirit of RAFT every example gets `train.distractors` random chunks from other files, and a
 `train.no_context_share` of them get only the distractors (the helpful context left out).
 
@@ -34,10 +36,14 @@ JSONL schema (one object per line; `train.jsonl`, `validation.jsonl`, `test.json
   segments: [[text, is_marker], ...]  the same prompt as segments (the engine tokenizes per segment)
   completion: str          middle + the format's end-of-middle marker
   middle: str              the target alone (qa: the answer)
-  question: str            qa only: the teacher's question
+  question: str            qa only: the question
+  question_kind: str       code-derived qa only: what | where | call | which | setting
+  answerable: bool         code-derived qa only: false when the answer abstains
+  subject: {name, path, start_line, end_line}  code-derived qa only: what the question is about
+                           (path and lines null for a made-up name)
   context: [{path, start_line, end_line, role}]  role: "retrieved" | "distractor" | "oracle"
                            (qa: the definition the pair is about)
-  context_mode: "retrieved" | "distractors_only" | "none"
+  context_mode: "retrieved" | "distractors_only" | "oracle_removed" | "none"
   context_hit: bool        a kept retrieved snippet holds an identifier of the middle that the
                            visible prefix/suffix do not (the context could have helped)
   prompt_tokens, completion_tokens: int
