@@ -332,7 +332,7 @@ class Assistant:
         return results[:k]
 
     def ask(
-        self, question: str, cancel: threading.Event | None = None, max_tokens: int = 384
+        self, question: str, cancel: threading.Event | None = None, max_tokens: int | None = None
     ) -> Answer:
         """Answer from retrieved chunks of every folder; the sources are always listed."""
         from repotune.server.prompts import ContextSnippet

@@ -159,6 +159,18 @@ class CompletionSettings(_Section):
     )
 
 
+class AskSettings(_Section):
+    """Codebase questions: how long an answer may be and how much code the model is shown."""
+
+    max_tokens: int = Field(256, ge=16, le=4096, description="token cap per answer")
+    time_cap_ms: int = Field(
+        30_000, ge=500, le=600_000, description="answers stop (with what they have) after this"
+    )
+    context_chars: int = Field(
+        6000, ge=200, le=200_000, description="characters of retrieved code in a question prompt"
+    )
+
+
 class TrainSettings(_Section):
     lora_r: int = Field(16, ge=1, le=512)
     lora_alpha: int = Field(32, ge=1)
@@ -182,6 +194,20 @@ class TrainSettings(_Section):
     teacher_max_pairs: int = Field(32, ge=0, le=10_000, description="teacher Q&A pairs to ask for")
     teacher_max_tokens: int = Field(384, ge=16, description="token cap per teacher reply")
     teacher_timeout_s: float = Field(120.0, gt=0, description="per-request teacher timeout")
+    question_share: float = Field(
+        0.2,
+        ge=0.0,
+        lt=1.0,
+        description="share of each file's examples that are questions derived from its code "
+        "(what/where/how to call/which function/setting; 0 = none)",
+    )
+    question_abstain_share: float = Field(
+        0.2,
+        ge=0.0,
+        le=1.0,
+        description="share of those questions whose answer abstains: half about names the "
+        "repository does not define, half with the definition left out of the context",
+    )
     lora_target_modules: list[str] = Field(
         default_factory=lambda: [
             "q_proj",
@@ -212,6 +238,7 @@ class Settings(_Section):
     index: IndexSettings = Field(default_factory=IndexSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     completion: CompletionSettings = Field(default_factory=CompletionSettings)
+    ask: AskSettings = Field(default_factory=AskSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
     telemetry: Literal[False] = Field(False, description="there is none; kept to say so")
 

@@ -898,9 +898,11 @@ class CompletionEngine:
         snippets: Sequence[Any],
         max_tokens: int,
         cancel: threading.Event,
+        deadline: float,
     ) -> str:
         """Base models (no chat template) continue a Q&A document instead of a chat turn."""
-        prompt, stops = build_ask_document(question, snippets)
+        chars = self._settings.ask.context_chars
+        prompt, stops = build_ask_document(question, snippets, max_snippet_chars=chars)
         pieces: list[str] = []
         stream = llm.create_completion(
             prompt,
@@ -911,7 +913,7 @@ class CompletionEngine:
             stream=True,
         )
         for chunk in stream:
-            if cancel.is_set():
+            if cancel.is_set() or time.monotonic() > deadline:
                 break
             pieces.append(chunk["choices"][0].get("text", ""))  # type: ignore[index]
         with contextlib.suppress(Exception):
@@ -923,7 +925,9 @@ class CompletionEngine:
     ) -> str:
         """The question cut to what the context window leaves beside the snippets and the
         answer (a pasted log or file as a question is answered, not refused)."""
-        prompt, _ = build_ask_document("", snippets)
+        prompt, _ = build_ask_document(
+            "", snippets, max_snippet_chars=self._settings.ask.context_chars
+        )
         room = self._settings.model.context_length - max_tokens - _ASK_SLACK
         budget = max(_MIN_QUESTION_TOKENS, room - self._count(loaded, prompt))
         return clip_to_tokens(question, budget, lambda text: self._count(loaded, text))
@@ -932,18 +936,22 @@ class CompletionEngine:
         self,
         question: str,
         snippets: Sequence[Any],
-        max_tokens: int = 512,
+        max_tokens: int | None = None,
         cancel: threading.Event | None = None,
     ) -> str:
         """Answer a question about the codebase from `snippets`, with the model's chat template.
 
+        Bounded by `ask.max_tokens` (unless `max_tokens` is given) and `ask.time_cap_ms`.
         Raises ModelError when no model is loaded (the caller reports it); returns the text
-        generated so far when cancelled.
+        generated so far when cancelled or out of time.
         """
         if not self.ready:
             self.start_loading()
             raise ModelError(self._load_error or "the generator is still loading; try again")
         cancel = cancel or threading.Event()
+        bounds = self._settings.ask
+        max_tokens = max_tokens or bounds.max_tokens
+        deadline = time.monotonic() + bounds.time_cap_ms / 1000.0
         if not self._acquire(cancel):
             return ""
         try:
@@ -951,10 +959,12 @@ class CompletionEngine:
             if loaded is None:
                 raise ModelError(self._load_error or "the generator is not loaded")
             question = self._fit_question(loaded, question, snippets, max_tokens)
-            messages = build_ask_messages(question, snippets)
+            messages = build_ask_messages(
+                question, snippets, max_snippet_chars=bounds.context_chars
+            )
             llm = loaded.llm
             if not loaded.info.get("chat_template"):
-                return self._ask_document(llm, question, snippets, max_tokens, cancel)
+                return self._ask_document(llm, question, snippets, max_tokens, cancel, deadline)
             if llm.chat_format == "gemma" and messages and messages[0]["role"] == "system":
                 # Gemma's template has no system role; its convention is to prepend it.
                 system = messages[0]["content"]
@@ -970,7 +980,7 @@ class CompletionEngine:
                 stream=True,
             )
             for chunk in stream:
-                if cancel.is_set():
+                if cancel.is_set() or time.monotonic() > deadline:
                     break
                 delta = chunk["choices"][0].get("delta", {})  # type: ignore[index]
                 if delta.get("content"):

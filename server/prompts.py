@@ -718,13 +718,22 @@ def build_fim_prompt(
 # --------------------------------------------------------------------------- questions
 
 ASK_SYSTEM = (
-    "You are RepoTune, an assistant for one code repository. Answer the question using the "
-    "code snippets from the repository below. Cite the snippets you rely on as path:start-end. "
-    "If the snippets do not contain the answer, say so instead of guessing."
+    "You are RepoTune, an assistant for one code repository. Answer the question in a few lines "
+    "from the code snippets of the repository below, and from nothing else. Name the code you "
+    "rely on and cite where it is defined as path:line, e.g. `parse_pin` (src/pins.py:49), then "
+    "quote the lines that matter in a fenced block. If the snippets do not answer the question, "
+    "say only: The indexed code does not define `NAME`. (or: The indexed code does not answer "
+    "this.) Never invent a function, argument or file."
+)
+ASK_DOCUMENT_HEADER = (
+    "Code snippets from a repository, then a question about the code and a short answer. The "
+    "answer cites where the code it names is defined (path:line), quotes the lines that matter, "
+    'and says "The indexed code does not define ..." when the snippets do not answer it.'
 )
 
 
-def _fence_language(path: str) -> str:
+def fence_language(path: str) -> str:
+    """The Markdown fence name of a file's language (``python`` for ``.py``)."""
     ext = path.rsplit(".", 1)[-1].lower() if "." in path else ""
     return {"py": "python", "js": "javascript", "ts": "typescript", "rs": "rust"}.get(ext, ext)
 
@@ -739,7 +748,7 @@ def _ask_context(snippets: Sequence[Any], max_snippet_chars: int) -> str:
             break
         body = body[: max(0, max_snippet_chars - spent)]
         spent += len(body)
-        parts.append(f"### {snippet.citation}\n```{_fence_language(snippet.path)}\n{body}\n```")
+        parts.append(f"### {snippet.citation}\n```{fence_language(snippet.path)}\n{body}\n```")
     return "\n\n".join(parts) if parts else "(no code was retrieved for this question)"
 
 
@@ -769,9 +778,5 @@ def build_ask_document(
     270M is one): instructions in a chat turn are just echoed by such a model, while a document
     that ends in "Answer:" is continued as an answer. Returns (prompt, stop strings)."""
     context = _ask_context(snippets, max_snippet_chars)
-    prompt = (
-        "Code snippets from a repository, then a question about the code and a short answer "
-        "that names the files (path:start-end) it relies on.\n\n"
-        f"{context}\n\nQuestion: {question.strip()}\nAnswer:"
-    )
+    prompt = f"{ASK_DOCUMENT_HEADER}\n\n{context}\n\nQuestion: {question.strip()}\nAnswer:"
     return prompt, ASK_DOCUMENT_STOPS

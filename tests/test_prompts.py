@@ -333,7 +333,8 @@ def test_ask_messages_cite_snippets() -> None:
     assert [m["role"] for m in messages] == ["system", "user"]
     assert "### a.py:3-4\n```python\ny = x + 1\n```" in messages[1]["content"]
     assert messages[1]["content"].endswith("Question: How is y computed?")
-    assert "path:start-end" in messages[0]["content"]
+    assert "path:line" in messages[0]["content"]
+    assert "The indexed code does not define" in messages[0]["content"]  # how to abstain
     empty = build_ask_messages("Where?", [])
     assert "(no code was retrieved" in empty[1]["content"]
 

@@ -123,6 +123,7 @@ def settings_for(tmp: Path, url: str | None, **train: object):  # type: ignore[n
         "teacher_max_pairs": 3,
         "teacher_max_tokens": 96,
         "teacher_timeout_s": 60.0,
+        "question_share": 0.0,  # only the teacher's pairs (code-derived ones: their own test)
         **train,
     }
     return load_settings(

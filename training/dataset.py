@@ -16,8 +16,10 @@ Example kinds:
 - ``fim_random``: a random span of one to three lines (what a cursor anywhere looks like);
 - ``describe``: code from description: the docstring or leading comment is in the prefix and the
   implementation is the middle (the local counterpart of the original work's Q&A pairs);
-- ``qa``: optional question/answer pairs written by a teacher (`train.teacher_endpoint`, any
-  OpenAI-compatible endpoint; see teacher.py), train split only, in the server's question prompt.
+- ``qa``: questions about the code in the server's question prompt: derived from each file's
+  definitions (questions.py; `train.question_share` of the file's examples, in its split), and
+  optionally pairs written by a teacher (`train.teacher_endpoint`, any OpenAI-compatible
+  endpoint; see teacher.py), train split only.
 In the spirit of RAFT every example gets `train.distractors` random chunks from other files, and a
 `train.no_context_share` of them get only the distractors (the helpful context left out).
 
@@ -34,10 +36,14 @@ JSONL schema (one object per line; `train.jsonl`, `validation.jsonl`, `test.json
   segments: [[text, is_marker], ...]  the same prompt as segments (the engine tokenizes per segment)
   completion: str          middle + the format's end-of-middle marker
   middle: str              the target alone (qa: the answer)
-  question: str            qa only: the teacher's question
+  question: str            qa only: the question
+  question_kind: str       code-derived qa only: what | where | call | which | setting
+  answerable: bool         code-derived qa only: false when the answer abstains
+  subject: {name, path, start_line, end_line}  code-derived qa only: what the question is about
+                           (path and lines null for a made-up name)
   context: [{path, start_line, end_line, role}]  role: "retrieved" | "distractor" | "oracle"
                            (qa: the definition the pair is about)
-  context_mode: "retrieved" | "distractors_only" | "none"
+  context_mode: "retrieved" | "distractors_only" | "oracle_removed" | "none"
   context_hit: bool        a kept retrieved snippet holds an identifier of the middle that the
                            visible prefix/suffix do not (the context could have helped)
   prompt_tokens, completion_tokens: int
@@ -667,22 +673,35 @@ def build_dataset(
         seen.add(key)
         rows[split].append(row)
 
+    from repotune.training.qa import AskPrompt
+    from repotune.training.questions import plan, question_count, question_rows, repository_names
+
+    ask = AskPrompt.for_model(count.llm)
+    taken = repository_names(files) if settings.train.question_share > 0 else set()
     try:
         for source in tqdm(files, desc="dataset", unit="file", disable=not progress):
             file_rng = random.Random(f"{settings.train.seed}:{source.path}")
+            made = 0
             for span in choose_spans(source, file_rng, per_kind):
                 if len(rows[source.split]) >= settings.train.max_examples:
                     break
                 row = builder.example(source, span)
                 if row is not None:
                     keep(row, source.split)
+                    made += 1
+            # Questions about this file's code, in its split, as a share of its examples.
+            wanted = question_count(made, settings.train.question_share, file_rng)
+            share = settings.train.question_abstain_share
+            for row in question_rows(
+                builder, ask, source, plan(source, wanted, share, taken, file_rng)
+            ):
+                if len(rows[source.split]) < settings.train.max_examples:
+                    keep(row, source.split)
         if client is not None:
-            from repotune.training.teacher import AskPrompt, TeacherStats, qa_examples
+            from repotune.training.teacher import TeacherStats, qa_examples
 
             teacher_stats = TeacherStats()
-            for row in qa_examples(
-                builder, client, AskPrompt.for_model(count.llm), teacher_stats, progress
-            ):
+            for row in qa_examples(builder, client, ask, teacher_stats, progress):
                 keep(row, "train")  # only train files are ever shown to the teacher
             stats.teacher = teacher_stats.to_json()
     finally:

@@ -18,38 +18,28 @@ from __future__ import annotations
 
 import json
 import os
-import random
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from repotune.server.config import Settings
-from repotune.server.prompts import (
-    ASK_DOCUMENT_STOPS,
-    ContextSnippet,
-    as_snippet,
-    build_ask_document,
-    build_ask_messages,
-)
 from repotune.training.base import TrainError
+from repotune.training.definitions import Definition, definitions, sample_definitions, snippet_of
+from repotune.training.qa import DOCUMENT_END, AskPrompt, assemble, qa_row
 
-DEFINITION_NODES = frozenset(
-    {
-        "function_definition",
-        "function_declaration",
-        "function_item",
-        "method_definition",
-        "method_declaration",
-        "class_definition",
-        "class_declaration",
-        "impl_item",
-    }
-)
-MIN_DEFINITION_LINES = 3
-MAX_DEFINITION_LINES = 80
+__all__ = [
+    "DOCUMENT_END",
+    "AskPrompt",
+    "Definition",
+    "TeacherClient",
+    "TeacherStats",
+    "definitions",
+    "parse_pair",
+    "qa_examples",
+    "sample_definitions",
+    "snippet_of",
+]
+
 MAX_CODE_CHARS = 4000  # what the teacher is shown of one definition
-# The answer ends the way the served document prompt is stopped, so the model learns to stop.
-DOCUMENT_END = ASK_DOCUMENT_STOPS[0]
 
 # No minLength/maxLength: grammar-constrained servers (llama.cpp) expand them into huge rules.
 QA_SCHEMA: dict[str, Any] = {
@@ -204,121 +194,7 @@ def teacher_messages(path: str, code: str) -> list[dict[str, str]]:
     return [{"role": "system", "content": TEACHER_SYSTEM}, {"role": "user", "content": user}]
 
 
-# --------------------------------------------------------------------------- definitions
-
-
-@dataclass(frozen=True)
-class Definition:
-    path: str
-    node: str
-    start: int  # bytes
-    end: int
-    start_line: int
-    end_line: int
-
-
-def definitions(source: Any) -> list[Definition]:
-    """Functions, methods and classes of one file with a reasonable size (tree-sitter)."""
-    from repotune.training.dataset import _parser, _walk
-
-    try:
-        tree = _parser(source.language).parse(source.data)
-    except Exception:  # a grammar that fails to load: no definitions from this file
-        return []
-    found = []
-    for node in _walk(tree.root_node):
-        if node.type not in DEFINITION_NODES or node.has_error:
-            continue
-        first, last = node.start_point[0] + 1, node.end_point[0] + 1
-        if MIN_DEFINITION_LINES <= last - first + 1 <= MAX_DEFINITION_LINES:
-            found.append(
-                Definition(source.path, node.type, node.start_byte, node.end_byte, first, last)
-            )
-    return found
-
-
-def sample_definitions(files: Sequence[Any], count: int, seed: int) -> list[Definition]:
-    """`count` train-split definitions, spread over files (round robin in a seeded order)."""
-    rng = random.Random(f"{seed}:teacher")
-    per_file = []
-    for source in files:
-        if source.split != "train":
-            continue
-        found = definitions(source)
-        rng.shuffle(found)
-        if found:
-            per_file.append(found)
-    rng.shuffle(per_file)
-    chosen: list[Definition] = []
-    while len(chosen) < count and any(per_file):
-        for group in per_file:
-            if group and len(chosen) < count:
-                chosen.append(group.pop())
-    return chosen
-
-
 # --------------------------------------------------------------------------- examples
-
-
-@dataclass
-class AskPrompt:
-    """The server's question prompt for this generator: document (base model) or chat."""
-
-    chat_template: str | None = None
-    bos_token: str = ""
-    eos_token: str = ""
-
-    @classmethod
-    def for_model(cls, llm: Any) -> AskPrompt:
-        metadata = {str(k): str(v) for k, v in llm.metadata.items()}
-        template = metadata.get("tokenizer.chat_template")
-        if not template:
-            return cls()
-
-        def token_text(key: str) -> str:
-            token_id = metadata.get(key)
-            if token_id is None:
-                return ""
-            return llm.detokenize([int(token_id)], special=True).decode("utf-8", "replace")
-
-        return cls(
-            template,
-            token_text("tokenizer.ggml.bos_token_id"),
-            token_text("tokenizer.ggml.eos_token_id"),
-        )
-
-    @property
-    def name(self) -> str:
-        return "ask_chat" if self.chat_template else "ask_document"
-
-    def build(self, question: str, snippets: Sequence[ContextSnippet], chars: int) -> str:
-        if not self.chat_template:
-            prompt, _stops = build_ask_document(question, snippets, max_snippet_chars=chars)
-            return prompt
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        messages = build_ask_messages(question, snippets, max_snippet_chars=chars)
-        formatter = Jinja2ChatFormatter(self.chat_template, self.eos_token, self.bos_token)
-        prompt = formatter(messages=messages).prompt  # type: ignore[arg-type]
-        # The engine's tokenizer adds BOS itself; the template's textual BOS would double it.
-        return prompt.removeprefix(self.bos_token) if self.bos_token else prompt
-
-    def completion(self, answer: str) -> str:
-        if not self.chat_template:
-            return " " + answer.strip() + DOCUMENT_END
-        return answer.strip() + self.eos_token
-
-
-def snippet_of(source: Any, definition: Definition) -> ContextSnippet:
-    text = source.data[definition.start : definition.end].decode("utf-8", "replace")
-    line_start = source.data.rfind(b"\n", 0, definition.start) + 1
-    indent = source.data[line_start : definition.start].decode("utf-8", "replace")
-    return ContextSnippet(
-        path=definition.path,
-        text=indent + text if not indent.strip() else text,
-        start_line=definition.start_line,
-        end_line=definition.end_line,
-    )
 
 
 def qa_examples(
@@ -330,7 +206,7 @@ def qa_examples(
 ) -> list[dict[str, Any]]:
     """Ask the teacher about sampled train definitions; one ``qa`` row per usable pair."""
     import httpx
-    from repotune.training.dataset import Span, _example_id, context_hit
+    from repotune.training.dataset import Span, _example_id
     from tqdm import tqdm
 
     settings: Settings = builder.settings
@@ -358,72 +234,24 @@ def qa_examples(
             stats.count("empty" if not reply.strip() else "not the JSON asked for")
             continue
         question, answer = pair
-        # What the server's ask does (index.search(question, top_k)), from train files only.
-        retrieved = [
-            as_snippet(c)
-            for c in builder.retriever.index.search(question, settings.retrieval.top_k * 4 + 8)
-            if c.path in allowed
-        ][: max(1, settings.retrieval.top_k)]
-        retrieved = [s for s in retrieved if not _overlaps(s, oracle)]
-        distractors = [
-            as_snippet(c)
-            for c in builder._distractors(definition.path, allowed, {s.path for s in retrieved})
-        ]
-        mode = "retrieved"
-        helpful = [oracle, *retrieved]
-        if builder.rng.random() < train.no_context_share:
-            mode, helpful = "distractors_only", []
-        # The oracle leads, as the best hit does in the server's ranked context (and so it
-        # survives the character cap); other hits and distractors follow in random order.
-        rest = [*helpful[1:], *distractors]
-        builder.rng.shuffle(rest)
-        snippets = [*helpful[:1], *rest]
-        if not snippets:
-            mode = "none"
-        roles = {(s.path, s.start_line): "retrieved" for s in retrieved}
-        roles[(oracle.path, oracle.start_line)] = "oracle"
-        for s in distractors:  # (one may repeat a retrieved chunk in a very small repository)
-            roles.setdefault((s.path, s.start_line), "distractor")
-        prompt = ask.build(question, snippets, chars)
-        completion = ask.completion(answer)
+        mode = "distractors_only" if builder.rng.random() < train.no_context_share else "retrieved"
+        context = assemble(builder, question, definition.path, oracle, allowed, mode)
         span = Span("qa", definition.node, definition.start, definition.end)
         rows.append(
-            {
-                "id": _example_id(definition.path, span) + f"-{stats.pairs}",
-                "kind": "qa",
-                "span": definition.node,
-                "split": "train",
-                "path": definition.path,
-                "language": source.language,
-                "start_byte": definition.start,
-                "end_byte": definition.end,
-                "format": ask.name,
-                "prompt": prompt,
-                "segments": [[prompt, False]],
-                "completion": completion,
-                "middle": answer,
-                "question": question,
-                "context": [
-                    {
-                        "path": s.path,
-                        "start_line": s.start_line,
-                        "end_line": s.last_line,
-                        "role": roles.get((s.path, s.start_line), "retrieved"),
-                    }
-                    for s in snippets
-                    if f"### {s.citation}" in prompt
-                ],
-                "context_mode": mode if snippets else "none",
-                "context_hit": context_hit(answer, question, helpful),
-                "prompt_tokens": builder.count(prompt),
-                "completion_tokens": builder.count(completion),
-            }
+            qa_row(
+                builder,
+                ask,
+                row_id=_example_id(definition.path, span) + f"-{stats.pairs}",
+                source=source,
+                span=definition.node,
+                start=definition.start,
+                end=definition.end,
+                question=question,
+                answer=answer,
+                context=context,
+                chars=chars,
+                split="train",
+            )
         )
         stats.pairs += 1
     return rows
-
-
-def _overlaps(snippet: ContextSnippet, oracle: ContextSnippet) -> bool:
-    if snippet.path != oracle.path:
-        return False
-    return not (snippet.last_line < oracle.start_line or snippet.start_line > oracle.last_line)

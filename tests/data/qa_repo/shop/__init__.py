@@ -1,0 +1,1 @@
+"""A tiny shop used to test questions about code."""
