@@ -229,6 +229,10 @@ def rebuild(
     corpus = build_corpus_dataset(packages, work, settings)
     run_dir = work / "run"
     resume = (run_dir / "checkpoint").exists()
+    # A path in train.init_adapter continues an earlier default adapter ("default" would be
+    # this very file, so it means a fresh start here).
+    start = settings.train.init_adapter
+    init = None if resume or start in ("default", "none") else Path(start)
     trained = finetune(
         work / "dataset",
         run_dir,
@@ -237,10 +241,18 @@ def rebuild(
         resume=resume,
         max_steps=max_steps,
         time_budget_s=time_budget_s,
+        init_adapter=init,
     )
     adapter = work / DEFAULT_ADAPTER_FILE
     exported = export(run_dir, adapter, held_out_texts(run_dir), dtype="f16")
-    card = model_card(packages, overlap, trained.to_json(), exported.to_json(), settings)
+    started = json.loads((run_dir / "run.json").read_text()).get("init_adapter")
+    card = model_card(
+        packages,
+        overlap,
+        trained.to_json() | {"started_from": started},
+        exported.to_json(),
+        settings,
+    )
     (work / "MODEL_CARD.md").write_text(card)
     summary = {
         "adapter": str(adapter),
@@ -260,6 +272,12 @@ def rebuild(
         shutil.copyfile(work / "MODEL_CARD.md", target.parent / "MODEL_CARD.md")
         summary["installed"] = str(target)
     return summary
+
+
+def _started(info: dict[str, Any] | None) -> str:
+    if not info:
+        return "the bare base"
+    return f"adapter sha256 {info['sha256'][:16]}… ({info['layers']} layers)"
 
 
 def model_card(
@@ -296,7 +314,8 @@ def model_card(
         f"- steps {trained['steps']}, training tokens {trained['train_tokens']}, "
         f"{trained['tokens_per_s']:.0f} tokens/s, stopped by the time budget: "
         f"{trained.get('out_of_time', False)}\n"
-        f"- validation loss {trained['initial_val_loss']:.3f} (base) -> "
+        f"- started from: {_started(trained.get('started_from'))}\n"
+        f"- validation loss {trained['initial_val_loss']:.3f} (start) -> "
         f"{trained['best_val_loss']:.3f} (best, step {trained['best_step']})\n"
         f"- export parity (llama.cpp vs PyTorch): {json.dumps(exported.get('parity'))}\n\n"
         + data_card(packages, overlap or [])
