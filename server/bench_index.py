@@ -90,7 +90,9 @@ def bench_index(workspace: Path, settings: Settings, label: str | None = None) -
         copy = scratch / "workspace"
         result["files_copied"] = _copy_workspace(workspace, settings, copy)
         started = time.perf_counter()
-        embedder = load_embedder(settings.model.embedder, threads=settings.model.threads)
+        embedder = load_embedder(
+            settings.model.embedder, settings.model.threads, settings.model.gpu_layers
+        )
         result["embedder_load_s"] = round(time.perf_counter() - started, 2)
         # The embedder's own throughput on a fixed sample of this corpus's chunks, measured just
         # before and just after the dense pass (the mean is the reference: a load that drifts

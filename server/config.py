@@ -13,7 +13,7 @@ import os
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -64,7 +64,11 @@ class ModelSettings(_Section):
     adapter_scale: float = Field(1.0, ge=0.0, le=4.0)
     context_length: int = Field(4096, ge=256, le=131072)
     threads: int = Field(0, ge=0, description="0 = automatic (all physical cores)")
-    gpu_layers: int = Field(-1, ge=-1, description="-1 = all layers when llama.cpp has a GPU")
+    gpu_layers: Literal["auto"] | Annotated[int, Field(ge=-1)] = Field(
+        "auto",
+        description="'auto' = every layer when llama.cpp was built with a GPU backend (-1 is the "
+        "same), 0 = CPU only, N = the first N layers; the generator and the embedder",
+    )
     prompt_format: str = Field("auto", description="'auto' or a format name from prompts.py")
     cpu_extra_buffers: bool | None = Field(
         None,

@@ -9,6 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from repotune.server.config import SettingsError, cache_dir, load_settings
+from repotune.server.gpu import (
+    backend_report,
+    block_count,
+    install_commands,
+    likely_backend,
+    offloaded_layers,
+    requested_layers,
+)
 from repotune.server.models import ModelError, resolve_embedder, resolve_generator
 
 PACKAGES = (
@@ -42,6 +50,39 @@ def gpu_offload_supported() -> bool | None:
     except ImportError:
         return None
     return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+def _block_count(path: Path) -> int | None:
+    """The model's layer count, from a vocabulary-only load (no weights are read)."""
+    try:
+        from llama_cpp import Llama
+        from repotune.server.engine import llama_extra_buffers
+
+        with llama_extra_buffers(True):
+            llm = Llama(model_path=str(path), vocab_only=True, verbose=False)
+        blocks = block_count(llm.metadata)
+        llm.close()
+        return blocks or None
+    except Exception:  # an unreadable model is reported by the model check itself
+        return None
+
+
+def gpu_report(gpu_layers: int | str, models: dict[str, Path]) -> dict[str, Any]:
+    """The build's backends and devices, the layers each model would offload, and, for a
+    CPU-only build, the commands that rebuild llama-cpp-python with a GPU backend."""
+    supported = bool(gpu_offload_supported())
+    requested = requested_layers(gpu_layers, supported)
+    report: dict[str, Any] = {"offload": supported, "gpu_layers_setting": gpu_layers}
+    report.update(backend_report())
+    report["layers"] = {}
+    for role, path in models.items():
+        blocks = _block_count(path)
+        if blocks is not None:
+            offloaded = offloaded_layers(requested, blocks) if requested else 0
+            report["layers"][role] = {"offloaded": offloaded, "total": blocks + 1}
+    if not supported:
+        report["install"] = install_commands(likely_backend(), _version("llama-cpp-python") or "")
+    return report
 
 
 def run_doctor(workspace: Path) -> dict[str, Any]:
@@ -84,6 +125,10 @@ def run_doctor(workspace: Path) -> dict[str, Any]:
             except ModelError as exc:
                 problems.append(str(exc))
                 report["models"][role] = {"reference": reference, "error": str(exc)}
+        report["gpu"] = gpu_report(
+            settings.model.gpu_layers,
+            {role: Path(info["path"]) for role, info in report["models"].items() if "path" in info},
+        )
         from repotune.server.models import adapter_reference, resolve_adapter
 
         adapter_ref = adapter_reference(settings.model.adapter, settings.model.generator)
@@ -110,6 +155,7 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append(
         f"gpu offload {'yes' if offload else 'no (CPU only)' if offload is False else '?'}"
     )
+    lines.extend(_format_gpu(report.get("gpu")))
     lines.append(f"cache dir   {report['cache_dir']}")
     if "index_dir" in report:
         lines.append(f"index dir   {report['index_dir']}")
@@ -127,3 +173,26 @@ def format_report(report: dict[str, Any]) -> str:
     else:
         lines.append("no problems found")
     return "\n".join(lines)
+
+
+def _format_gpu(gpu: dict[str, Any] | None) -> list[str]:
+    if gpu is None:
+        return []
+    lines = [f"  backends   {', '.join(gpu['backends']) or '-'}"]
+    for device in gpu["devices"]:
+        lines.append(
+            f"  device     {device['name']} ({device['type']}): {device['description']}, "
+            f"{device['memory_mb']} MiB"
+        )
+    for role, layers in gpu["layers"].items():
+        lines.append(
+            f"  {role:<10} {layers['offloaded']}/{layers['total']} layers offloaded "
+            f"(model.gpu_layers = {gpu['gpu_layers_setting']})"
+        )
+    if "install" in gpu:
+        hint = gpu["install"]
+        lines.append("  for GPU offload, rebuild llama-cpp-python with a GPU backend:")
+        lines.append(f"    {hint['make']}")
+        lines.append(f"    {hint['pip']}")
+        lines.append(f"    other backends: {hint['other_backends']}")
+    return lines

@@ -75,18 +75,27 @@ class Embedder:
         threads: int = 0,
         batch_tokens: int = 512,
         max_tokens: int | None = None,
+        gpu_layers: int | str = "auto",
     ) -> None:
         """`batch_tokens` bounds one llama.cpp batch: texts are packed into it whole, and its
         attention buffers grow with its square (2048 cost ~210 MB more RSS than 512 and was
         no faster), so it only needs to hold the longest text (`max_tokens`)."""
         from llama_cpp import Llama
         from repotune.server.engine import llama_extra_buffers
+        from repotune.server.gpu import (
+            block_count,
+            load_with_fallback,
+            offload_supported,
+            offloaded_layers,
+            requested_layers,
+        )
 
         self.model_path = model_path
         self.threads = threads or physical_cores()
-        try:
+
+        def build(n_gpu_layers: int) -> Llama:
             with llama_extra_buffers(True):  # one load at a time in the process (see there)
-                self._llm = Llama(
+                return Llama(
                     model_path=str(model_path),
                     embedding=True,
                     n_ctx=batch_tokens,
@@ -94,14 +103,22 @@ class Embedder:
                     n_ubatch=batch_tokens,
                     n_threads=self.threads,
                     n_threads_batch=self.threads,
+                    n_gpu_layers=n_gpu_layers,
                     flash_attn=True,
                     verbose=False,
                 )
+
+        try:
+            self._llm, self.gpu_layers, self.gpu_fallback = load_with_fallback(
+                build, requested_layers(gpu_layers, offload_supported()), "embedder"
+            )
         except (ValueError, RuntimeError) as exc:
             raise ModelError(
                 f"embedder {model_path}: llama.cpp could not load it ({exc})"
             ) from None
         metadata = self._llm.metadata
+        if self.gpu_layers:  # as many as llama.cpp offloads (all: the blocks + the output)
+            self.gpu_layers = offloaded_layers(self.gpu_layers, block_count(metadata))
         self.max_tokens = min(
             batch_tokens,
             max_tokens or int(metadata.get("repotune.max_seq_tokens", DEFAULT_MAX_TOKENS)),
@@ -165,8 +182,10 @@ class Embedder:
             self._llm.close()
 
 
-def load_embedder(reference: str = "default", threads: int = 0) -> Embedder:
-    return Embedder(resolve_embedder(reference).path, threads=threads)
+def load_embedder(
+    reference: str = "default", threads: int = 0, gpu_layers: int | str = "auto"
+) -> Embedder:
+    return Embedder(resolve_embedder(reference).path, threads=threads, gpu_layers=gpu_layers)
 
 
 class SharedEmbedders:
@@ -182,11 +201,11 @@ class SharedEmbedders:
         with self._lock:
             return self._turns.setdefault((reference, threads), QueryFirstLock())
 
-    def get(self, reference: str, threads: int) -> Embedder:
-        key = (reference, threads)
+    def get(self, reference: str, threads: int, gpu_layers: int | str = "auto") -> Embedder:
+        key = (reference, threads)  # the first folder's gpu_layers holds for the shared one
         with self._lock:
             if key not in self._loaded:
-                self._loaded[key] = load_embedder(reference, threads=threads)
+                self._loaded[key] = load_embedder(reference, threads, gpu_layers)
             return self._loaded[key]
 
     def close(self) -> None:

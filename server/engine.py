@@ -29,6 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from repotune.server.config import Settings
+from repotune.server.gpu import (
+    block_count,
+    load_with_fallback,
+    offloaded_layers,
+    requested_layers,
+)
 from repotune.server.models import (
     ModelError,
     adapter_reference,
@@ -272,26 +278,31 @@ def load_model(settings: Settings) -> _Loaded:
     if adapter_ref:
         adapter_path = resolve_adapter(adapter_ref).path
     gpu = bool(llama_cpp.llama_supports_gpu_offload())
-    gpu_layers = (model.gpu_layers if model.gpu_layers >= 0 else 999) if gpu else 0
     threads = model.threads or default_threads()
     extra_bufts = model.cpu_extra_buffers
     if extra_bufts is None:
         extra_bufts = gpu or not _cpu_has_amx()
     started = time.perf_counter()
-    try:
+
+    def build(n_gpu_layers: int) -> Any:
         with llama_extra_buffers(extra_bufts):
-            llm = Llama(
+            return Llama(
                 model_path=str(resolved.path),
                 n_ctx=model.context_length,
                 n_batch=min(512, model.context_length),
                 n_threads=threads,
                 n_threads_batch=threads,
-                n_gpu_layers=gpu_layers,
+                n_gpu_layers=n_gpu_layers,
                 lora_path=str(adapter_path) if adapter_path else None,
                 lora_scale=model.adapter_scale,
                 swa_full=True,  # sliding-window models (Gemma 3) keep prefix reuse possible
                 verbose=False,
             )
+
+    try:
+        llm, gpu_layers, gpu_fallback = load_with_fallback(
+            build, requested_layers(model.gpu_layers, gpu), "generator"
+        )
     except (ValueError, RuntimeError, OSError) as exc:
         what = f"generator {resolved.path}"
         if adapter_path:
@@ -324,7 +335,8 @@ def load_model(settings: Settings) -> _Loaded:
         "format": fmt.name,
         "format_forced": model.prompt_format != "auto",
         "gpu_offload": gpu,
-        "gpu_layers": gpu_layers,
+        "gpu_layers": offloaded_layers(gpu_layers, block_count(metadata)) if gpu_layers else 0,
+        "gpu_fallback": gpu_fallback,
         "threads": threads,
         "context_length": model.context_length,
         "cpu_extra_buffers": extra_bufts,

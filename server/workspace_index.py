@@ -148,11 +148,13 @@ class WorkspaceIndex:
         if self._embedder is None:
             model = self.settings.model
             if self._shared_embedders is not None:
-                self._embedder = self._shared_embedders.get(model.embedder, model.threads)
+                self._embedder = self._shared_embedders.get(
+                    model.embedder, model.threads, model.gpu_layers
+                )
             else:
                 from repotune.server.embeddings import load_embedder
 
-                self._embedder = load_embedder(model.embedder, threads=model.threads)
+                self._embedder = load_embedder(model.embedder, model.threads, model.gpu_layers)
                 self._own_embedder = True
         return self._embedder
 
@@ -502,6 +504,8 @@ class WorkspaceIndex:
                 "phase": self.phase,
                 "dense_enabled": self.dense,
                 "embedder_error": self.embedder_error,
+                "embedder_gpu_layers": getattr(self._embedder, "gpu_layers", None),
+                "embedder_gpu_fallback": getattr(self._embedder, "gpu_fallback", None),
                 "last_errors": list(self.indexer.errors[-5:]),
                 "watching": self._observer is not None,
                 "embedded": self.filler.embedded,

@@ -32,6 +32,32 @@ def test_doctor_reports_models_checksums_and_locations(tmp_path: Path) -> None:
     assert report["cache_dir"] and report["index_dir"]
 
 
+def test_doctor_says_what_the_build_offloads_and_how_to_get_a_gpu_build(tmp_path: Path) -> None:
+    result = run(["doctor", "--json", "--workspace", str(tmp_path)])
+    assert result.returncode == 0, result.stderr + result.stdout
+    gpu = json.loads(result.stdout)["gpu"]
+    assert gpu["gpu_layers_setting"] == "auto"
+    assert "CPU" in gpu["backends"]
+    assert any(device["type"] == "cpu" for device in gpu["devices"])
+    assert gpu["layers"]["generator"]["total"] == 19  # Gemma 3 270M: 18 blocks + output
+    assert gpu["layers"]["embedder"]["total"] == 7  # MiniLM-L6: 6 blocks + output
+    text = run(["doctor", "--workspace", str(tmp_path)]).stdout
+    if gpu["offload"]:
+        assert gpu["layers"]["generator"]["offloaded"] == 19 and "install" not in gpu
+        return
+    # The CPU-only build of this machine: nothing offloaded, and the exact rebuild commands.
+    assert gpu["layers"]["generator"]["offloaded"] == 0
+    assert gpu["backends"] == ["CPU"]
+    hint = gpu["install"]
+    assert hint["make"].startswith(f"make install GPU={hint['backend']}")
+    assert hint["pip"].startswith('CMAKE_ARGS="-DGGML_')
+    assert "--no-binary llama-cpp-python --force-reinstall" in hint["pip"]
+    assert hint["pip"].endswith("llama-cpp-python==0.3.36")
+    assert "gpu offload no (CPU only)" in text
+    assert "generator  0/19 layers offloaded (model.gpu_layers = auto)" in text
+    assert hint["make"] in text and hint["pip"] in text
+
+
 def test_doctor_human_output_and_bad_settings(tmp_path: Path) -> None:
     (tmp_path / "repotune.toml").write_text("[model]\ngenerater = 'x'\n")
     result = run(["doctor", "--workspace", str(tmp_path)])
