@@ -3,8 +3,9 @@
 Only high-confidence shapes: private-key blocks, cloud and service tokens with a known prefix,
 and assignments of long literal values to names that say secret (API_TOKEN = "..."). A line
 that holds one keeps its place (chunk line numbers stay right) but loses the value: a token or
-an assigned value is replaced by REDACTED, a private-key block's lines by REDACTED alone. Callers: `files.read_text_file`
-(indexing and training data) and the assistant (the open buffer's prefix and suffix).
+an assigned value is replaced by REDACTED, a private-key block's lines by REDACTED alone.
+Callers: `files.read_text_file` (indexing and training data) and the assistant (the open
+buffer's prefix and suffix).
 """
 
 from __future__ import annotations
