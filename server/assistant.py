@@ -59,6 +59,7 @@ class Assistant:
         self._editor_overrides: dict[str, Any] = dict(editor_overrides or {})
         self._on_event = on_event or (lambda event: None)
         self._lock = threading.RLock()
+        self._reload_lock = threading.Lock()
         self._folders: dict[Path, Any] = {}  # root -> WorkspaceIndex
         from repotune.server.embeddings import SharedEmbedders
 
@@ -104,7 +105,7 @@ class Assistant:
             # background only when model settings changed.
             if self._engine is not None and self.settings != old_settings:
                 self._engine.reload(self.settings)
-        for root, settings in new_folder_settings.items():
+        for root, settings in list(new_folder_settings.items()):
             self._apply_index_settings(root, old_folder_settings.get(root), settings)
         self._emit_status()
 
@@ -112,20 +113,23 @@ class Assistant:
         """Re-read a folder's own settings file (it changed, or a reindex was asked for) and
         apply what changed; an invalid file is reported and the editor's settings are used."""
         root = root.resolve()
-        try:
-            settings = load_settings(root, self._editor_overrides)
-        except SettingsError as exc:
-            self._settings_errors[root] = f"{exc} (the folder uses the editor's settings)"
-            self._record_error(self._settings_errors[root])
-            settings = load_settings(None, self._editor_overrides)
-        else:
-            self._settings_errors.pop(root, None)
-        with self._lock:
-            if root not in self._folders:
-                return
-            old = self._folder_settings.get(root)
-            self._folder_settings[root] = settings
-        self._apply_index_settings(root, old, settings)
+        # One at a time: a save sends several events, and an early reader may see a half-written
+        # file; serialized, the last one to run reads the file as it ends up.
+        with self._reload_lock:
+            try:
+                settings = load_settings(root, self._editor_overrides)
+            except SettingsError as exc:
+                self._settings_errors[root] = f"{exc} (the folder uses the editor's settings)"
+                self._record_error(self._settings_errors[root])
+                settings = load_settings(None, self._editor_overrides)
+            else:
+                self._settings_errors.pop(root, None)
+            with self._lock:
+                if root not in self._folders:
+                    return
+                old = self._folder_settings.get(root)
+                self._folder_settings[root] = settings
+            self._apply_index_settings(root, old, settings)
         self._emit_status()
 
     def _apply_index_settings(self, root: Path, old: Settings | None, new: Settings) -> None:

@@ -333,6 +333,7 @@ class WatchHandler(FileSystemEventHandler):
         index_dir: Path | None = None,
         directory_changed: Callable[[str], None] | None = None,
         settings_changed: Callable[[], None] | None = None,
+        root_deleted: Callable[[], None] | None = None,
     ) -> None:
         self.root = root
         self.filter = file_filter
@@ -341,6 +342,7 @@ class WatchHandler(FileSystemEventHandler):
         self.index_dir = index_dir
         self.directory_changed = directory_changed
         self.settings_changed = settings_changed
+        self.root_deleted = root_deleted
         self.ignored_events = 0
 
     def _rel(self, raw: str | bytes) -> str | None:
@@ -358,6 +360,10 @@ class WatchHandler(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in ("opened", "closed_no_write"):
             return
+        if event.event_type in ("deleted", "moved") and self.root_deleted is not None:
+            source = event.src_path
+            if Path(source.decode() if isinstance(source, bytes) else source) == self.root:
+                self.root_deleted()  # its watches died with it
         paths = [event.src_path]
         if event.event_type == "moved":
             paths.append(event.dest_path)

@@ -217,6 +217,7 @@ class WorkspaceIndex:
             self.location,
             directory_changed=self._directory_changed,
             settings_changed=self._settings_file_changed,
+            root_deleted=self._root_deleted,
         )
         self.watch_handler = handler
         observer = Observer()
@@ -249,6 +250,9 @@ class WorkspaceIndex:
             threading.Thread(
                 target=self._on_settings_file, name="repotune-settings-file", daemon=True
             ).start()
+
+    def _root_deleted(self) -> None:
+        self._root_missing = True
 
     def _check_root(self) -> None:
         """A workspace folder deleted and created again gets fresh watches and a full pass (the
