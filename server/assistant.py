@@ -94,7 +94,7 @@ class Assistant:
         with self._lock:
             new_base = settings_with(Settings(), overrides, source)  # validates the layer
             new_folder_settings = {
-                root: load_settings(root, overrides, source) for root in self._folders
+                root: self._load_folder_settings(root, overrides, source) for root in self._folders
             }
             old_settings = self.settings
             old_folder_settings = dict(self._folder_settings)
@@ -109,6 +109,21 @@ class Assistant:
             self._apply_index_settings(root, old_folder_settings.get(root), settings)
         self._emit_status()
 
+    def _load_folder_settings(
+        self, root: Path, overrides: Mapping[str, Any], source: str = "editor settings"
+    ) -> Settings:
+        """A folder's settings; when its own file is invalid (or refused, like an index_dir
+        outside its .repotune/), the error is kept for the status and the editor's apply."""
+        try:
+            settings = load_settings(root, overrides, source)
+        except SettingsError as exc:
+            self._settings_errors[root] = f"{exc} (the folder uses the editor's settings)"
+            if self._settings_errors[root] not in self.errors:
+                self._record_error(self._settings_errors[root])
+            return load_settings(None, overrides, source)
+        self._settings_errors.pop(root, None)
+        return settings
+
     def reload_folder_settings(self, root: Path) -> None:
         """Re-read a folder's own settings file (it changed, or a reindex was asked for) and
         apply what changed; an invalid file is reported and the editor's settings are used."""
@@ -116,14 +131,7 @@ class Assistant:
         # One at a time: a save sends several events, and an early reader may see a half-written
         # file; serialized, the last one to run reads the file as it ends up.
         with self._reload_lock:
-            try:
-                settings = load_settings(root, self._editor_overrides)
-            except SettingsError as exc:
-                self._settings_errors[root] = f"{exc} (the folder uses the editor's settings)"
-                self._record_error(self._settings_errors[root])
-                settings = load_settings(None, self._editor_overrides)
-            else:
-                self._settings_errors.pop(root, None)
+            settings = self._load_folder_settings(root, self._editor_overrides)
             with self._lock:
                 if root not in self._folders:
                     return
@@ -185,14 +193,7 @@ class Assistant:
         with self._lock:
             if root in self._folders:
                 return
-            try:
-                settings = load_settings(root, self._editor_overrides)
-            except SettingsError as exc:
-                self._settings_errors[root] = f"{exc} (the folder uses the editor's settings)"
-                self._record_error(self._settings_errors[root])
-                settings = load_settings(None, self._editor_overrides)
-            else:
-                self._settings_errors.pop(root, None)
+            settings = self._load_folder_settings(root, self._editor_overrides)
             try:
                 index = WorkspaceIndex(
                     root,

@@ -88,6 +88,12 @@ def test_index_dir_dot_with_a_fake_database_deletes_nothing(
         index = assistant.index_for(repo.resolve())
         assert index.location.is_relative_to(isolated_cache)  # the default place works
         assert index.wait_idle(30) and "app.py" in index.store.files()
+        # the refused file does not block the editor's own settings for that folder
+        assistant.update_editor_settings(
+            {"index": {"dense": False, "exclude": ["docs/"]}}, "editor settings"
+        )
+        assert wait_for(lambda: "docs/guide.md" not in index.store.files())
+        assert any("index.index_dir" in error for error in assistant.status()["errors"])
     finally:
         assistant.close()
     assert snapshot(repo) == before
