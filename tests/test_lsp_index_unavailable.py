@@ -45,13 +45,12 @@ async def client(
     lsp_client: LanguageClient,
     repo: Path,
     tmp_path_factory: pytest.TempPathFactory,
-    generator_model: ResolvedModel,
+    generator_model: ResolvedModel,  # provisioned before the server looks for "default"
 ):
     a_file = tmp_path_factory.mktemp("blocker") / "a-file"
     a_file.write_text("precious")
     lsp_client.blocker = a_file  # type: ignore[attr-defined]
     options = {
-        "model": {"generator": str(generator_model.path)},
         "index": {"index_dir": str(a_file / "index"), "dense": False},
     }
     await lsp_client.initialize_session(
@@ -69,7 +68,7 @@ async def client(
 async def test_unopenable_index_is_reported_and_the_model_still_serves(
     client: LanguageClient, repo: Path
 ) -> None:
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 480
     status: dict[str, Any] = {}
     while time.monotonic() < deadline:
         status = await execute(client, "repotune.status")

@@ -71,7 +71,7 @@ async def execute(client: LanguageClient, command: str, *arguments: Any) -> Any:
     )
 
 
-async def wait_until_idle(client: LanguageClient, timeout: float = 240.0) -> dict[str, Any]:
+async def wait_until_idle(client: LanguageClient, timeout: float = 480.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     status: dict[str, Any] = {}
     while time.monotonic() < deadline:
