@@ -35,35 +35,42 @@ _TOKENS = re.compile(
         )
     )
 )
-# NAME = "value", NAME: value, NAME := value, "name": "value", NAME=value (.env)
+# NAME = "value", NAME: value, NAME := value, "name": "value", NAME=value (.env). The name must
+# say secret (tokenizer, author... do not); an unquoted value must look like a credential, not code.
 _ASSIGNMENT = re.compile(
-    r"""(?P<lead>["']?(?P<name>[A-Za-z0-9_.-]*(?:secret|token|passw(?:or)?d|pwd|api[_-]?key|"""
-    r"""apikey|access[_-]?key|private[_-]?key|client[_-]?secret|auth)[A-Za-z0-9_.-]*)["']?"""
-    r"""\s*(?::=|=>|=|:)\s*)(?P<quote>["'`]?)(?P<value>[^"'`\s,;]{12,})(?P=quote)""",
+    r"""(?P<lead>["']?(?P<name>[A-Za-z0-9_.-]*(?:secret|token(?!iz)|passw(?:or)?d|pwd|"""
+    r"""api[_-]?key|apikey|access[_-]?key|private[_-]?key)[A-Za-z0-9_.-]*)["']?"""
+    r"""\s*(?::=|=>|=|:)\s*)(?:(?P<quote>["'`])(?P<qvalue>[^"'`\s]{12,})(?P=quote)"""
+    r"""|(?P<uvalue>[A-Za-z0-9_+/=.~@-]{12,})(?=$|[\s,;#]))""",
     re.IGNORECASE,
 )
 _PLACEHOLDER = re.compile(
     r"changeme|change_me|xxx|\*\*\*|\.\.\.|<.*>|\$\{|\$\(|%\(|\{\{|your[_-]|example|dummy|"
-    r"placeholder|redacted|getenv|environ|process\.env|secrets\.|settings\.|config\.|"
+    r"placeholder|redacted|getenv|environ|process\.env|"
     r"^https?://[^@]*$|^[a-z_.-]+$|^[A-Z_.-]+$|^\d+$",
     re.IGNORECASE,
 )
+_DOTTED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
 def _secret_value(value: str, quoted: bool) -> bool:
     if _PLACEHOLDER.search(value) or len(set(value)) < 5:
         return False
-    if not quoted and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*(?:\(\))?", value):
-        return bool(re.search(r"\d", value))  # an identifier is code; with digits, maybe not
-    return True
+    if quoted:
+        return True
+    # unquoted: a credential has letters and digits; a (dotted) name is code
+    digits = sum(c.isdigit() for c in value)
+    letters = sum(c.isalpha() for c in value)
+    if digits < 2 or letters < 2:
+        return False
+    return not (_DOTTED_NAME.fullmatch(value) and "." in value)
 
 
 def _redact_assignment(match: re.Match[str]) -> str:
-    if REDACTED in match.group("value"):
+    quote = match.group("quote") or ""
+    value = match.group("qvalue") if quote else match.group("uvalue")
+    if REDACTED in value or not _secret_value(value, bool(quote)):
         return match.group(0)
-    if not _secret_value(match.group("value"), bool(match.group("quote"))):
-        return match.group(0)
-    quote = match.group("quote")
     return match.group("lead") + f"{quote}{REDACTED}{quote}"
 
 

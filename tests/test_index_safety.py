@@ -260,6 +260,16 @@ def test_secret_shapes_are_redacted_line_by_line() -> None:
     # placeholders, URLs and code stay as they are
     assert lines[0] == "x = 1" and lines[2] == 'password = "changeme"'
     assert lines[4] == text.split("\n")[4] and lines[11] == text.split("\n")[11]
+    code = "\n".join(
+        [
+            '        tokens = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)',
+            'tokenizer_name = "google/gemma-3-270m-it"',
+            "    count_tokens: Callable[[str], int] | None = None,",
+            '        "prompt_tokens_mean": round(prompt_tokens / len(served), 1),',
+            "secret = settings.secret_key_value",
+        ]
+    )
+    assert redact_secrets(code) == code  # code that merely names tokens is left alone
     prefix, suffix = redact_buffer(text, text.index("slack"), 10_000, 10_000)
     assert TOKEN not in prefix and "xoxb-1234567890" not in suffix
 
