@@ -14,8 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from repotune.server.config import Settings, SettingsError, load_settings, settings_with
+from repotune.server.redact import redact_buffer
 
 EventSink = Callable[[dict[str, Any]], None]
+# No tokenizer's token covers more characters than this (long whitespace runs included), so a
+# prompt never holds buffer text farther from the cursor than tokens * this.
+MAX_CHARS_PER_TOKEN = 64
 
 # The most characters of a question that retrieval searches for (the model sees more of it).
 MAX_QUERY_CHARS = 4_000
@@ -58,11 +62,14 @@ class Assistant:
         self._editor_overrides: dict[str, Any] = dict(editor_overrides or {})
         self._on_event = on_event or (lambda event: None)
         self._lock = threading.RLock()
+        self._reload_lock = threading.Lock()
         self._folders: dict[Path, Any] = {}  # root -> WorkspaceIndex
         from repotune.server.embeddings import SharedEmbedders
 
         self._embedders = SharedEmbedders()  # one embedder for all folders
         self._folder_settings: dict[Path, Settings] = {}
+        self._folder_errors: dict[Path, str] = {}  # folders whose index could not be opened
+        self._settings_errors: dict[Path, str] = {}  # folders whose own settings are invalid
         self.errors: list[str] = []
         self.settings = self._settings_for(None)
         self._engine: Any = None
@@ -85,13 +92,15 @@ class Assistant:
         return load_settings(root, self._editor_overrides)
 
     def update_editor_settings(self, overrides: Mapping[str, Any], source: str) -> None:
-        """Apply new editor settings; on error nothing changes and SettingsError is raised."""
+        """Apply new editor settings; on error nothing changes and SettingsError is raised.
+        Index rules that changed are applied to each folder's index (with a full pass)."""
         with self._lock:
             new_base = settings_with(Settings(), overrides, source)  # validates the layer
             new_folder_settings = {
-                root: load_settings(root, overrides, source) for root in self._folders
+                root: self._load_folder_settings(root, overrides, source) for root in self._folders
             }
             old_settings = self.settings
+            old_folder_settings = dict(self._folder_settings)
             self._editor_overrides = dict(overrides)
             self._folder_settings = new_folder_settings
             self.settings = self._primary_settings(default=new_base)
@@ -99,7 +108,60 @@ class Assistant:
             # background only when model settings changed.
             if self._engine is not None and self.settings != old_settings:
                 self._engine.reload(self.settings)
+        for root, settings in list(new_folder_settings.items()):
+            self._apply_index_settings(root, old_folder_settings.get(root), settings)
         self._emit_status()
+
+    def _load_folder_settings(
+        self, root: Path, overrides: Mapping[str, Any], source: str = "editor settings"
+    ) -> Settings:
+        """A folder's settings; when its own file is invalid (or refused, like an index_dir
+        outside its .repotune/), the error is kept for the status and the editor's apply."""
+        try:
+            settings = load_settings(root, overrides, source)
+        except SettingsError as exc:
+            self._settings_errors[root] = f"{exc} (the folder uses the editor's settings)"
+            if self._settings_errors[root] not in self.errors:
+                self._record_error(self._settings_errors[root])
+            return load_settings(None, overrides, source)
+        self._settings_errors.pop(root, None)
+        return settings
+
+    def reload_folder_settings(self, root: Path) -> None:
+        """Re-read a folder's own settings file (it changed, or a reindex was asked for) and
+        apply what changed; an invalid file is reported and the editor's settings are used."""
+        root = root.resolve()
+        # One at a time: a save sends several events, and an early reader may see a half-written
+        # file; serialized, the last one to run reads the file as it ends up.
+        with self._reload_lock:
+            settings = self._load_folder_settings(root, self._editor_overrides)
+            with self._lock:
+                if root not in self._folders:
+                    return
+                old = self._folder_settings.get(root)
+                self._folder_settings[root] = settings
+            self._apply_index_settings(root, old, settings)
+        self._emit_status()
+
+    def _apply_index_settings(self, root: Path, old: Settings | None, new: Settings) -> None:
+        """Filter rules go to the running index (a full pass); where the index lives, how it
+        chunks or embeds need a new index, so the folder is reopened."""
+        index = self._folders.get(root)
+        if index is None or old is None or old == new:
+            if index is not None:
+                index.settings = new
+            return
+        filter_keys = {"exclude", "include", "secret_patterns", "max_file_bytes"}
+        old_rest = old.index.model_dump(exclude=filter_keys)
+        new_rest = new.index.model_dump(exclude=filter_keys)
+        if old_rest != new_rest or old.model.embedder != new.model.embedder:
+            self.remove_folder(root)
+            self.add_folder(root)
+            return
+        if old.index != new.index:
+            index.apply_filter_settings(new)
+        else:
+            index.settings = new
 
     def _primary_settings(self, default: Settings) -> Settings:
         """The model is shared by all folders; the first folder's settings choose it."""
@@ -134,15 +196,22 @@ class Assistant:
         with self._lock:
             if root in self._folders:
                 return
+            settings = self._load_folder_settings(root, self._editor_overrides)
             try:
-                settings = load_settings(root, self._editor_overrides)
-            except SettingsError as exc:
-                self._record_error(str(exc))
-                settings = load_settings(None, self._editor_overrides)
+                index = WorkspaceIndex(
+                    root,
+                    settings,
+                    self._index_event(root),
+                    shared_embedders=self._embedders,
+                    on_settings_file=lambda: self.reload_folder_settings(root),
+                )
+            except Exception as exc:  # no index for this folder; completions still work
+                self._folder_errors[root] = f"{root}: the index cannot be used: {exc}"
+                self._record_error(self._folder_errors[root])
+                self._emit_status()
+                return
+            self._folder_errors.pop(root, None)
             self._folder_settings[root] = settings
-            index = WorkspaceIndex(
-                root, settings, self._index_event(root), shared_embedders=self._embedders
-            )
             self._folders[root] = index
             was_first = len(self._folders) == 1
         index.start(watch=watch)
@@ -154,6 +223,8 @@ class Assistant:
 
     def remove_folder(self, root: Path) -> None:
         with self._lock:
+            self._folder_errors.pop(root.resolve(), None)
+            self._settings_errors.pop(root.resolve(), None)
             index = self._folders.pop(root.resolve(), None)
             self._folder_settings.pop(root.resolve(), None)
         if index is not None:
@@ -178,6 +249,11 @@ class Assistant:
         return self._folders[root]
 
     def reindex(self) -> None:
+        """Re-read each folder's settings (applying changed rules) and re-check every file."""
+        for root in list(self._folders):
+            self.reload_folder_settings(root)
+        for root in list(self._folder_errors):  # the cause may be fixed by now
+            self.add_folder(root)
         for index in list(self._folders.values()):
             index.reindex()
         self._emit_status()
@@ -269,7 +345,14 @@ class Assistant:
         engine = self._engine
         if engine is None or not engine.ready:
             return None
-        prefix, suffix = text[:offset], text[offset:]
+        # Secret-shaped lines of the buffer never reach the model (nor its completions).
+        limits = settings.completion
+        prefix, suffix = redact_buffer(
+            text,
+            offset,
+            limits.prefix_tokens * MAX_CHARS_PER_TOKEN,
+            limits.suffix_tokens * MAX_CHARS_PER_TOKEN,
+        )
         root = self.folder_for(path)
         relative = path.resolve().relative_to(root).as_posix() if root else path.name
         # The engine keeps one line's snippets while typing on it (KV-cache reuse), so
@@ -413,9 +496,13 @@ class Assistant:
         for root, index in list(self._folders.items()):
             stats = index.stats()
             folders.append({"root": str(root), **stats})
+            if root in self._settings_errors:
+                folders[-1]["settings_error"] = self._settings_errors[root]
             for key in totals:
                 totals[key] += int(stats.get(key, 0) or 0)
             indexing = indexing or not index.is_idle()
+        for root, error in list(self._folder_errors.items()):
+            folders.append({"root": str(root), "phase": "error", "error": error})
         load_error = engine_status.get("load_error")
         if load_error:
             state, message = "error", str(load_error)
@@ -436,11 +523,21 @@ class Assistant:
             "format": engine_status.get("format"),
             "index": totals,
             "folders": folders,
-            "errors": [*self.errors, *([load_error] if load_error else [])],
+            "errors": [
+                *self._standing_errors(),
+                *self.errors,
+                *([load_error] if load_error else []),
+            ],
             "engine": {**engine_status, **self.counters},
             "last_completion": self.last_completion,
             "settings": self.settings.model_dump(mode="json"),
         }
+
+    def _standing_errors(self) -> list[str]:
+        """Errors that hold until fixed (a folder without index, a refused setting), even once
+        newer errors have pushed them out of the recent list."""
+        standing = [*self._folder_errors.values(), *self._settings_errors.values()]
+        return [error for error in standing if error not in self.errors]
 
     def _emit_status(self) -> None:
         try:

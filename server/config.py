@@ -20,27 +20,52 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 CONFIG_FILE_NAME = "repotune.toml"
 
+# Matched (gitignore-style) against a file's workspace path and, for a symlink, its target's.
 DEFAULT_SECRET_PATTERNS: list[str] = [
     ".env",
     ".env.*",
+    "*.env",
+    ".envrc",
     "*.pem",
     "*.key",
     "*.p12",
     "*.pfx",
     "*.keystore",
     "*.jks",
+    "*.ppk",
+    "*.asc",
+    "*.gpg",
     "id_rsa*",
     "id_dsa*",
     "id_ecdsa*",
     "id_ed25519*",
     ".netrc",
+    "_netrc",
     ".npmrc",
     ".pypirc",
+    ".pgpass",
+    ".git-credentials",
+    ".dockercfg",
+    ".docker/config.json",
+    ".kube/config",
+    "kubeconfig",
+    "*.kubeconfig",
+    ".aws/credentials",
+    ".aws/config",
     "credentials",
     "credentials.json",
     "*credentials*.json",
+    "*-credentials.*",
+    "*service-account*.json",
+    "*service_account*.json",
+    "client_secret*.json",
+    "*.tfvars",
+    "*.tfvars.json",
+    "*.tfstate",
+    "*.tfstate.backup",
     "secrets.*",
     "*.secret",
+    "*.secrets",
     ".htpasswd",
 ]
 
@@ -90,7 +115,8 @@ class IndexSettings(_Section):
     index_dir: str | None = Field(
         None,
         description="where the index lives (default: the cache dir); relative: inside the "
-        "workspace; absolute: a folder per workspace is made inside it",
+        "workspace; absolute: a folder per workspace is made inside it. From a repository's "
+        "own file: only below its .repotune/ folder or inside the cache dir",
     )
     chunk_lines: int = Field(60, ge=5, le=1000, description="target chunk size in lines")
     chunk_overlap: int = Field(10, ge=0, le=500)
@@ -339,6 +365,28 @@ def _anchor_model_paths(values: Mapping[str, Any], workspace: Path) -> dict[str,
     return {**values, "model": anchored}
 
 
+def repository_index_dir_problem(workspace: Path, value: str) -> str | None:
+    """Why a repository's own settings may not put the index at `value`, or None.
+
+    A repository is untrusted: a folder it names is where RepoTune writes (and, on a rebuild,
+    deletes its own files), so it may only name a folder below its own `.repotune/` (never that
+    folder itself, which holds training outputs) or inside RepoTune's cache. Symlinks and `..`
+    are resolved before the check."""
+    root = workspace.resolve()
+    configured = Path(value).expanduser()
+    target = (configured if configured.is_absolute() else root / configured).resolve()
+    own = (root / ".repotune").resolve()
+    if target.is_relative_to(own) and target != own:
+        return None
+    if target.is_relative_to(cache_dir().resolve()):
+        return None
+    return (
+        f"setting 'index.index_dir' ({value!r} -> {target}) points outside the repository's "
+        f"own .repotune/ folder and RepoTune's cache; a repository may not choose where RepoTune "
+        "writes (use a folder such as '.repotune/index', or set it in the editor settings)"
+    )
+
+
 def validate_layer(values: Mapping[str, Any], source: str) -> None:
     """Check one layer on its own so an error names the layer that is wrong."""
     try:
@@ -358,6 +406,13 @@ def load_settings(
         file_values, file_source = read_workspace_config(workspace)
         if file_source:
             validate_layer(file_values, file_source)
+            index_dir = (file_values.get("index") or {}).get("index_dir")
+            editor_index = (overrides or {}).get("index")
+            editor_sets_it = isinstance(editor_index, Mapping) and "index_dir" in editor_index
+            if isinstance(index_dir, str) and not editor_sets_it:
+                problem = repository_index_dir_problem(workspace, index_dir)
+                if problem:
+                    raise SettingsError(f"{file_source}: {problem}")
             merged = deep_merge(merged, _anchor_model_paths(file_values, workspace))
     if overrides:
         validate_layer(overrides, overrides_source)

@@ -5,7 +5,9 @@ matcher): `.gitignore` at every level (deeper files win, negations included), th
 `.git/info/exclude` (lowest priority), `.repotuneignore` (any level, same syntax, above git's),
 `index.exclude` (settings) and finally `index.include`, which re-includes vendored code. As in git,
 a file below an excluded directory cannot be re-included by a negation, except through
-`index.include`. Likely secrets are never indexed unless `index.secret_patterns` says otherwise.
+`index.include`. Likely secrets are never indexed unless `index.secret_patterns` says otherwise:
+the patterns are matched on a symlink's target as well as on the link, a credentials file is
+recognised by its content too, and secret-shaped lines of indexed files are redacted (redact.py).
 Every skipped file is recorded with its reason, so a user can see why something is missing.
 """
 
@@ -19,6 +21,7 @@ from pathlib import Path, PurePosixPath
 
 import pathspec
 from repotune.server.config import Settings
+from repotune.server.redact import is_service_account_json, redact_secrets
 
 IGNORE_FILE_NAMES = (".gitignore", ".repotuneignore")
 ALWAYS_SKIPPED_DIRS = frozenset({".git", ".hg", ".svn", ".repotune"})
@@ -215,14 +218,32 @@ class WorkspaceFilter:
                 return "ignored"
         return self._file_reason(rel)
 
-    def _file_reason(self, rel: str) -> str | None:
+    def _file_reason(self, rel: str, is_link: bool | None = None) -> str | None:
         if self._ignored_by_rules(rel, is_dir=False) and not self.re_included(rel):
             return "ignored"
-        if self._secrets is not None and self._secrets.match_file(rel):
+        if self._secrets is not None and self._is_secret(rel, is_link):
             return "secret"
         if self._generated is not None and self._generated.match_file(rel):
             return "generated"
         return None
+
+    def _is_secret(self, rel: str, is_link: bool | None = None) -> bool:
+        """The secret patterns, on the path and, for a symlink, on what it points to (inside the
+        workspace: its workspace path; outside: its absolute path and its own name)."""
+        assert self._secrets is not None
+        if self._secrets.match_file(rel):
+            return True
+        path = self.root / rel
+        if is_link is False or (is_link is None and not path.is_symlink()):
+            return False
+        try:
+            target = path.resolve()
+        except (OSError, RuntimeError):
+            return False
+        candidates = [target.as_posix().lstrip("/"), target.name]
+        if target.is_relative_to(self.root):
+            candidates.append(target.relative_to(self.root).as_posix())
+        return any(self._secrets.match_file(candidate) for candidate in candidates)
 
     # ------------------------------------------------------------------ walking
 
@@ -289,7 +310,7 @@ class WorkspaceFilter:
                 continue
             if not stat.S_ISREG(st.st_mode):
                 continue
-            reason = self._file_reason(rel)
+            reason = self._file_reason(rel, is_link)
             if reason is None and self._include is not None and self._below_ignored_dir(rel):
                 reason = "ignored"
             if reason is None and st.st_size > self.max_file_bytes:
@@ -384,7 +405,8 @@ def check_generated(data: bytes) -> str | None:
 
 
 def read_text_file(path: Path, max_bytes: int) -> TextFile:
-    """Read and decode one file, or raise ContentSkip with the reason it is not indexed."""
+    """Read and decode one file, secret-shaped lines redacted, or raise ContentSkip with the
+    reason it is not indexed (a credentials file: 'secret')."""
     with path.open("rb") as handle:
         data = handle.read(max_bytes + 1)
     if len(data) > max_bytes:
@@ -395,4 +417,6 @@ def read_text_file(path: Path, max_bytes: int) -> TextFile:
     if reason is not None:
         raise ContentSkip(reason)
     text, encoding = decode_text(data)
-    return TextFile(text=text, encoding=encoding, content_hash=content_hash(data))
+    if is_service_account_json(text):
+        raise ContentSkip("secret")
+    return TextFile(text=redact_secrets(text), encoding=encoding, content_hash=content_hash(data))

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 from repotune.server.chunking import Chunker, language_for
+from repotune.server.config import CONFIG_FILE_NAME
 from repotune.server.embeddings import QueryFirstLock
 from repotune.server.files import (
     IGNORE_FILE_NAMES,
@@ -38,6 +39,8 @@ Emit = Callable[[dict[str, Any]], None]
 PRIORITY_EDIT = 0
 PRIORITY_FULL = 1
 RESCAN = "\0rescan"
+# Files at the workspace root whose change means new settings for the workspace.
+SETTINGS_FILE_NAMES = (CONFIG_FILE_NAME, "pyproject.toml")
 # The dense fill embeds a batch in slices this small (~0.3 s on 2 cores) and lets a waiting
 # query in between them; the vectors are still stored once per batch.
 EMBED_SLICE = 8
@@ -329,6 +332,8 @@ class WatchHandler(FileSystemEventHandler):
         request_rescan: Callable[[], None],
         index_dir: Path | None = None,
         directory_changed: Callable[[str], None] | None = None,
+        settings_changed: Callable[[], None] | None = None,
+        root_deleted: Callable[[], None] | None = None,
     ) -> None:
         self.root = root
         self.filter = file_filter
@@ -336,6 +341,8 @@ class WatchHandler(FileSystemEventHandler):
         self.request_rescan = request_rescan
         self.index_dir = index_dir
         self.directory_changed = directory_changed
+        self.settings_changed = settings_changed
+        self.root_deleted = root_deleted
         self.ignored_events = 0
 
     def _rel(self, raw: str | bytes) -> str | None:
@@ -353,6 +360,10 @@ class WatchHandler(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in ("opened", "closed_no_write"):
             return
+        if event.event_type in ("deleted", "moved") and self.root_deleted is not None:
+            source = event.src_path
+            if Path(source.decode() if isinstance(source, bytes) else source) == self.root:
+                self.root_deleted()  # its watches died with it
         paths = [event.src_path]
         if event.event_type == "moved":
             paths.append(event.dest_path)
@@ -373,6 +384,8 @@ class WatchHandler(FileSystemEventHandler):
         if parts[-1] in IGNORE_FILE_NAMES:
             self.request_rescan()  # the rules changed: a full (stat-only) pass finds out what
             return
+        if rel in SETTINGS_FILE_NAMES and not is_directory and self.settings_changed is not None:
+            self.settings_changed()  # re-read and applied by the owner; still indexed below
         if is_directory:
             if event_type == "modified":
                 return  # a directory's mtime changes with its entries, which have own events

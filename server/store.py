@@ -26,10 +26,18 @@ from typing import Any
 import numpy as np
 from repotune.server.chunking import Chunk
 from repotune.server.config import Settings, cache_dir
+from repotune.server.index_folder import (
+    CHROMA_DIR,
+    DB_NAME,
+    IndexFolderError,
+    claim,
+    create_private_file,
+    make_private,
+    owns,
+    wipe,
+)
 
 INDEX_FORMAT_VERSION = 4
-DB_NAME = "index.sqlite3"
-CHROMA_DIR = "chroma"
 COLLECTION = "chunks"
 MAX_QUERY_TERMS = 12
 # Terms found in more than this share of chunks say little and make FTS5 rank most of the table.
@@ -74,6 +82,21 @@ CREATE TABLE IF NOT EXISTS skipped(path TEXT PRIMARY KEY, reason TEXT NOT NULL);
 
 class StoreError(RuntimeError):
     """The index could not be opened or written; the message says where and why."""
+
+
+# SQLite's result codes for a file that is not a database or is damaged: only these mean
+# "rebuild"; anything else (cannot open, read-only, permission denied) is an error to report.
+_SQLITE_CORRUPT = 11
+_SQLITE_NOTADB = 26
+
+
+def _is_corruption(error: sqlite3.Error) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return int(code) & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+    return isinstance(error, sqlite3.DatabaseError) and not isinstance(
+        error, sqlite3.OperationalError
+    )
 
 
 def index_location(workspace: Path, settings: Settings) -> Path:
@@ -162,6 +185,7 @@ class Store:
         self.dense_enabled = dense
         self.embedder_id = embedder_id
         self.rebuilt = False
+        self.notices: list[str] = []  # what was repaired on the way (shown in the status)
         self._lock = threading.RLock()
         self._chroma_lock = threading.Lock()
         self._collection: Any = None
@@ -169,12 +193,16 @@ class Store:
         self._term_counts: TermCounts | None = None
         self._term_counts_loading = threading.Lock()
         self._writes_since_counts = 0
-        location.mkdir(parents=True, exist_ok=True)
+        try:
+            claim(location)
+        except IndexFolderError as exc:
+            raise StoreError(str(exc)) from exc
         self._db = self._open_db()
 
     # ------------------------------------------------------------------ opening
 
     def _connect(self) -> sqlite3.Connection:
+        create_private_file(self.location / DB_NAME)
         db = sqlite3.connect(
             self.location / DB_NAME, check_same_thread=False, isolation_level=None, timeout=30
         )
@@ -184,25 +212,39 @@ class Store:
         return db
 
     def _open_db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = None
         try:
             db = self._connect()
             version = self._read_version(db)
-        except sqlite3.DatabaseError:
-            version = "corrupt"
-            db = None
+        except (sqlite3.Error, OSError) as exc:
+            if db is not None:
+                db.close()
+            if not isinstance(exc, sqlite3.Error) or not _is_corruption(exc):
+                raise StoreError(f"cannot open the index in {self.location}: {exc}") from exc
+            version, db = "damaged", None
         if version is not None and version != str(INDEX_FORMAT_VERSION):
+            version = version if version in ("damaged", "unknown") else f"format {version}"
             # An index in another format (or a damaged one) is rebuilt, never an error.
             if db is not None:
                 db.close()
             self._wipe()
             self.rebuilt = True
-            db = self._connect()
+            self.notices.append(f"the index database was rebuilt (it was {version})")
+            try:
+                db = self._connect()
+            except (sqlite3.Error, OSError) as exc:
+                raise StoreError(f"cannot open the index in {self.location}: {exc}") from exc
         assert db is not None
-        db.executescript(SCHEMA)
-        db.execute(
-            "INSERT OR IGNORE INTO meta VALUES ('format_version', ?)", (str(INDEX_FORMAT_VERSION),)
-        )
-        db.execute("INSERT OR IGNORE INTO meta VALUES ('created', ?)", (str(time.time()),))
+        try:
+            db.executescript(SCHEMA)
+            db.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('format_version', ?)",
+                (str(INDEX_FORMAT_VERSION),),
+            )
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('created', ?)", (str(time.time()),))
+        except sqlite3.Error as exc:  # e.g. a read-only folder or file
+            db.close()
+            raise StoreError(f"cannot write the index in {self.location}: {exc}") from exc
         return db
 
     @staticmethod
@@ -214,11 +256,11 @@ class Store:
         return row[0] if row else "unknown"
 
     def _wipe(self) -> None:
-        for child in self.location.iterdir():
-            if child.is_dir():
-                shutil.rmtree(child, ignore_errors=True)
-            else:
-                child.unlink(missing_ok=True)
+        """Remove the store's own files only, and only in a folder RepoTune owns."""
+        try:
+            wipe(self.location)
+        except (IndexFolderError, OSError) as exc:
+            raise StoreError(f"cannot rebuild the index in {self.location}: {exc}") from exc
 
     def close(self) -> None:
         with self._lock, contextlib.suppress(sqlite3.Error):
@@ -243,12 +285,42 @@ class Store:
                 self._collection = self._client.get_or_create_collection(
                     COLLECTION, metadata={"hnsw:space": "cosine"}, embedding_function=None
                 )
+                make_private(self.location / CHROMA_DIR)
             return self._collection
 
     def reconcile_dense(self) -> dict[str, int]:
-        """Bring Chroma in line with SQLite after whatever happened (crash, model change)."""
+        """Bring Chroma in line with SQLite after whatever happened (crash, model change, a
+        damaged Chroma folder: rebuilt empty, every vector queued again)."""
         if not self.dense_enabled:
             return {"stale": 0, "missing": 0}
+        try:
+            return self._reconcile_dense()
+        except Exception as exc:  # Chroma raises many types for a damaged store
+            self._reset_chroma()
+            self.notices.append(f"the vector store was damaged ({exc}); it is being rebuilt")
+            return self._reconcile_dense()
+
+    def _reset_chroma(self) -> None:
+        """Drop the Chroma folder (the store's own, in a folder RepoTune owns)."""
+        import chromadb
+
+        with self._chroma_lock:
+            self._collection = None
+            self._client = None
+            # Chroma keeps one system per path for the whole process; a new client would
+            # otherwise get the damaged one back.
+            shared = getattr(chromadb.api.client, "SharedSystemClient", None)
+            if shared is not None and hasattr(shared, "clear_system_cache"):
+                shared.clear_system_cache()
+            if not owns(self.location):
+                raise StoreError(f"{self.location} is not a RepoTune index folder")
+            path = self.location / CHROMA_DIR
+            if path.is_symlink():
+                path.unlink()
+            elif path.exists():
+                shutil.rmtree(path)
+
+    def _reconcile_dense(self) -> dict[str, int]:
         with self._lock:
             stored = self._db.execute("SELECT value FROM meta WHERE key='embedder'").fetchone()
         collection = self.collection()
@@ -296,6 +368,7 @@ class Store:
         collection = self.collection()
         with self._chroma_lock:
             collection.upsert(ids=list(ids), embeddings=vectors)
+        make_private(self.location / CHROMA_DIR)  # new segment files come with the umask
 
     def delete_vectors(self, ids: Sequence[str]) -> None:
         if not ids:
@@ -688,6 +761,7 @@ class Store:
             "dense_pending": int(pending) if self.dense_enabled else None,
             "skipped": {str(k): int(v) for k, v in reasons.items()},
             "location": str(self.location),
+            "notices": list(self.notices[-5:]),
         }
 
     def skipped(self) -> dict[str, str]:

@@ -65,8 +65,11 @@ class WorkspaceIndex:
         embedder: Any = None,
         location: Path | None = None,
         shared_embedders: SharedEmbedders | None = None,
+        on_settings_file: Callable[[], None] | None = None,
     ) -> None:
         self.root = Path(root).resolve()
+        self._on_settings_file = on_settings_file
+        self._root_missing = False
         self.settings = settings
         self.location = location or index_location(self.root, settings)
         self._on_event = on_event
@@ -215,6 +218,8 @@ class WorkspaceIndex:
             self._request_rescan,
             self.location,
             directory_changed=self._directory_changed,
+            settings_changed=self._settings_file_changed,
+            root_deleted=self._root_deleted,
         )
         self.watch_handler = handler
         observer = Observer()
@@ -240,8 +245,51 @@ class WorkspaceIndex:
         if beside or rel in watched or self.filter.dir_path_ignored(rel):
             self._watch_plan_due.set()
 
+    def _settings_file_changed(self) -> None:
+        """repotune.toml (or pyproject.toml) changed: the owner re-reads and applies it, off the
+        watchdog thread (applying may replace this index, which stops the observer)."""
+        if self._on_settings_file is not None:
+            threading.Thread(
+                target=self._on_settings_file, name="repotune-settings-file", daemon=True
+            ).start()
+
+    def _root_deleted(self) -> None:
+        self._root_missing = True
+
+    def _check_root(self) -> None:
+        """A workspace folder deleted and created again gets fresh watches and a full pass (the
+        old watches died with the old directory)."""
+        if not self.root.is_dir():
+            self._root_missing = True
+            return
+        if not self._root_missing or self._observer is None:
+            return
+        self._root_missing = False
+        with self._watch_lock:
+            for _, watch in self._watches.values():
+                with contextlib.suppress(Exception):
+                    self._observer.unschedule(watch)
+            self._watches.clear()
+        self._refresh_watches()
+        self._request_rescan()
+
+    def apply_filter_settings(self, settings: Settings) -> None:
+        """New exclude/include/secret rules or size limit: a new filter and a full pass (files
+        now excluded leave the index, files now included enter it)."""
+        new_filter = WorkspaceFilter(self.root, settings, extra_skipped_dirs=[self.location])
+        self.settings = settings
+        self.filter = new_filter
+        self.indexer.filter = new_filter
+        self.indexer.max_file_bytes = settings.index.max_file_bytes
+        handler = getattr(self, "watch_handler", None)
+        if handler is not None:
+            handler.filter = new_filter
+        self._watch_plan_due.set()
+        self._request_rescan()
+
     def _watch_planner_loop(self) -> None:
         while not self._stop.is_set():
+            self._check_root()
             if not self._watch_plan_due.wait(0.5):
                 continue
             self._stop.wait(WATCH_REPLAN_DELAY_S)  # let a burst (git checkout, npm install) land
@@ -507,6 +555,7 @@ class WorkspaceIndex:
                 "embedder_gpu_layers": getattr(self._embedder, "gpu_layers", None),
                 "embedder_gpu_fallback": getattr(self._embedder, "gpu_fallback", None),
                 "last_errors": list(self.indexer.errors[-5:]),
+                "root_missing": self._root_missing,
                 "watching": self._observer is not None,
                 "embedded": self.filler.embedded,
                 "embed_seconds": round(self.filler.embed_seconds, 3),

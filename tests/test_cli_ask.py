@@ -21,7 +21,7 @@ def test_ask_answers_and_lists_the_retrieved_files(tmp_path: Path) -> None:
         "    subtotal = sum(price * quantity for price, quantity in lines)\n"
         "    return round(subtotal * (1 + tax_rate), 2)\n"
     )
-    (repo / "repotune.toml").write_text(f'[index]\nindex_dir = "{tmp_path / "index"}"\n')
+    (repo / "repotune.toml").write_text('[index]\nindex_dir = ".repotune/index"\n')
     result = subprocess.run(
         [sys.executable, "-m", "repotune", "ask", str(repo), "How is the invoice total computed?"],
         capture_output=True,

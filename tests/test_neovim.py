@@ -110,14 +110,15 @@ def _git(repo: Path, *args: str) -> None:
     subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True)
 
 
-def _make_repository(root: Path, index_dir: Path) -> tuple[Path, int]:
-    """A small git repository; returns the file to edit and the 1-based cursor line."""
+def _make_repository(root: Path) -> tuple[Path, int]:
+    """A small git repository; returns the file to edit and the 1-based cursor line (its index
+    in its own .repotune/index, the one place outside the cache its settings may name)."""
     repo = root / "shop-repo"
     package = repo / "shop"
     package.mkdir(parents=True)
     (repo / "pyproject.toml").write_text(
         '[project]\nname = "shop"\nversion = "0.1.0"\n\n'
-        f"[tool.repotune.index]\nindex_dir = {json.dumps(str(index_dir))}\n",
+        '[tool.repotune.index]\nindex_dir = ".repotune/index"\n',
         encoding="utf-8",
     )
     (package / "__init__.py").write_text('"""A tiny shop."""\n', encoding="utf-8")
@@ -189,7 +190,7 @@ def test_neovim_shows_and_accepts_inline_completion(
     # The snippet starts `repotune serve` from PATH, as a user's shell would.
     scripts = Path(sys.executable).parent
     assert (scripts / "repotune").exists(), f"no repotune script in {scripts}"
-    cart, cursor_line = _make_repository(tmp_path, tmp_path / "index")
+    cart, cursor_line = _make_repository(tmp_path)
     result_path = tmp_path / "result.json"
     state_home = tmp_path / "state"
     env = {

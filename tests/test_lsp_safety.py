@@ -1,0 +1,146 @@
+"""Issue 17 over real stdio: a hostile repository (its repotune.toml points the index at its own
+root, beside a file named like the index database) loses nothing and the status says why; a
+secret in one file, or behind a symlink, is not what search returns. The real server, the real
+default model (paths given, so the cache can be a private temp dir for the indexes)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_lsp
+from lsprotocol import types
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+from repotune.server.models import ResolvedModel
+
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+
+CACHE = Path(tempfile.mkdtemp(prefix="repotune-safety-cache-"))
+TOKEN = "sk-live-4f9a8b7c6d5e4f3a2b1c0d9e8f7a"
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("hostile") / "hostile-repo"
+    root.mkdir()
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    (root / "repotune.toml").write_text('[index]\nindex_dir = "."\n')
+    (root / "index.sqlite3").write_bytes(b"this is not a database\n" * 40)
+    (root / "tool.py").write_text("def hostile_tool_function():\n    return 'kept'\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def secrets_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("secrets") / "secrets-repo"
+    root.mkdir()
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    (root / "config.py").write_text(
+        f'"""Service settings."""\n\nAPI_TOKEN = "{TOKEN}"\nTIMEOUT_SECONDS = 30\n'
+    )
+    (root / ".env").write_text("DATABASE_PASSWORD_VALUE=correct-horse-battery\n")
+    (root / "env_notes.txt").symlink_to(".env")
+    (root / ".aws").mkdir()
+    (root / ".aws" / "credentials").write_text(
+        "[default]\naws_access_key_id = AKIAQWERTYUIOPASDFGH\n"
+    )
+    (root / "app").mkdir()
+    (root / "app" / "aws_settings.ini").symlink_to("../.aws/credentials")
+    (root / "client.py").write_text("from config import API_TOKEN\n\n\ndef call():\n    return 1\n")
+    return root
+
+
+async def execute(client: LanguageClient, command: str, *arguments: Any) -> Any:
+    return await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command=command, arguments=list(arguments))
+    )
+
+
+async def wait_until_idle(client: LanguageClient, timeout: float = 480.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = await execute(client, "repotune.status")
+        if status["state"] == "idle":
+            return status
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"server not idle after {timeout}s: {status}")
+
+
+@pytest_lsp.fixture(
+    scope="module",
+    config=ClientServerConfig(
+        server_command=[sys.executable, "-m", "repotune", "serve"],
+        server_env={**os.environ, "REPOTUNE_CACHE_DIR": str(CACHE)},
+    ),
+)
+async def client(
+    lsp_client: LanguageClient,
+    hostile: Path,
+    secrets_repo: Path,
+    generator_model: ResolvedModel,
+    embedder_model: ResolvedModel,
+):
+    lsp_client.hostile_before = snapshot(hostile)  # type: ignore[attr-defined]
+    roots = [hostile, secrets_repo]
+    options = {
+        "model": {"generator": str(generator_model.path), "embedder": str(embedder_model.path)},
+        "index": {"dense": False},
+    }
+    await lsp_client.initialize_session(
+        types.InitializeParams(
+            capabilities=client_capabilities("visual-studio-code"),
+            root_uri=roots[0].as_uri(),
+            workspace_folders=[types.WorkspaceFolder(uri=r.as_uri(), name=r.name) for r in roots],
+            initialization_options=options,
+        )
+    )
+    await wait_until_idle(lsp_client)
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_hostile_index_dir_deletes_nothing_and_the_status_says_why(
+    client: LanguageClient, hostile: Path
+) -> None:
+    status = await execute(client, "repotune.status")
+    assert status["state"] == "idle"  # the model loaded; nothing is stuck
+    assert any("index.index_dir" in e and "repotune.toml" in e for e in status["errors"])
+    folder = next(f for f in status["folders"] if f["root"] == str(hostile.resolve()))
+    assert "index.index_dir" in folder["settings_error"]
+    assert Path(folder["location"]).is_relative_to(CACHE)  # indexed in the default place
+    assert snapshot(hostile) == client.hostile_before  # type: ignore[attr-defined]
+    assert not (hostile / ".repotune-index").exists()
+    results = await execute(client, "repotune.search", {"query": "hostile_tool_function"})
+    assert any(r["path"] == "tool.py" for r in results)
+
+
+async def test_secrets_are_not_searchable_even_behind_symlinks(
+    client: LanguageClient, secrets_repo: Path
+) -> None:
+    results = await execute(client, "repotune.search", {"query": "API_TOKEN config", "k": 10})
+    assert any(r["path"] == "config.py" for r in results)
+    assert all(TOKEN not in r["text"] for r in results)
+    for query in ("DATABASE_PASSWORD_VALUE correct horse", "aws_access_key_id default"):
+        results = await execute(client, "repotune.search", {"query": query, "k": 10})
+        paths = {r["path"] for r in results}
+        assert not paths & {"env_notes.txt", "app/aws_settings.ini", ".env", ".aws/credentials"}
+        assert all("correct-horse" not in r["text"] and "AKIAQ" not in r["text"] for r in results)
+    status = await execute(client, "repotune.status")
+    folder = next(f for f in status["folders"] if f["root"] == str(secrets_repo.resolve()))
+    assert folder["skipped"].get("secret", 0) >= 3
