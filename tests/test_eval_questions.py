@@ -146,3 +146,49 @@ def test_runner_asks_questions_with_the_real_model(shop: dict[str, Any]) -> None
     assert "### Questions" in (out / "eval.md").read_text()
     summary = json.loads((out / "eval-summary.json").read_text())
     assert "tasks" not in summary["repos"]["shop-repo"]["questions"]  # no third-party text
+
+
+def test_summary_and_table_from_known_answers() -> None:
+    from repotune.training.eval_questions import Answered, score_answers, summarize_questions
+    from repotune.training.eval_report import question_lines
+
+    subject = {"name": "reserve", "path": "shop/inventory.py", "start_line": 21, "end_line": 27}
+    made_up = {"name": "reserves", "path": None, "start_line": None, "end_line": None}
+    reference = "`reserve` (shop/inventory.py:21): Take units from the nearest warehouse."
+    tasks = [
+        QuestionTask(
+            "a", "what", "shop/inventory.py", "What does `reserve` do?", reference, True, subject
+        ),
+        QuestionTask(
+            "b", "where", "shop/inventory.py", "Where is `reserve`?", reference, True, subject
+        ),
+        QuestionTask(
+            "c",
+            "what",
+            "shop/inventory.py",
+            "What does `reserves` do?",
+            ABSTAIN.format(name="reserves"),
+            False,
+            made_up,
+        ),
+    ]
+    answers = [
+        Answered(reference, 120.0, 3),  # right, cited
+        Answered(ABSTAIN.format(name="reserve"), 80.0, 3),  # a false abstention
+        Answered(ABSTAIN.format(name="reserves"), 100.0, 3),  # a right abstention
+    ]
+    scores = score_answers(tasks, answers, embedder=None)
+    summary = summarize_questions(tasks, scores, answers)
+    assert summary["citation"] == 0.5 and summary["citation_file"] == 0.5
+    assert summary["abstention"] == 1.0 and summary["false_abstention"] == 0.5
+    assert summary["rouge_l"] is not None and 0.5 < summary["rouge_l"] < 1.0
+    assert summary["cosine"] is None  # no embedder given
+    assert summary["latency_ms"]["p50"] == 100.0
+    section = {
+        "task_counts": {"answerable": 2, "unanswerable": 1},
+        "conditions": {"base+ctx": summary},
+        "comparisons": compare_questions(tasks, {"x": scores, "y": scores}, [("x", "y")], 100, 0),
+    }
+    table = "\n".join(question_lines(section))
+    assert "| base+ctx | 50.0 | 50.0 | – |" in table
+    assert "| x − y | +0.0 [+0.0, +0.0]" in table
