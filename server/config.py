@@ -196,8 +196,9 @@ class AskSettings(_Section):
     time_cap_ms: int = Field(
         30_000, ge=500, le=600_000, description="answers stop (with what they have) after this"
     )
+    # About what training fits in train.max_seq_tokens (1024 tokens: ~2300 characters of code).
     context_chars: int = Field(
-        6000, ge=200, le=200_000, description="characters of retrieved code in a question prompt"
+        3000, ge=200, le=200_000, description="characters of retrieved code in a question prompt"
     )
 
 

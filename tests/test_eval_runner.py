@@ -142,7 +142,13 @@ def test_unavailable_package_is_a_clear_error(
         (["--repo", "no-such-folder-or-pin"], "neither a folder nor a pinned package"),
         (["--repo", "name=="], "pinned package NAME==VERSION"),
         (["--repo", ".", "--conditions", "base,best"], "unknown condition"),
-        (["--repo", ".", "--line-tasks", "0", "--span-tasks", "0", "--api-tasks", "0"], "no tasks"),
+        (
+            [
+                *("--repo", ".", "--question-tasks", "0"),
+                *("--line-tasks", "0", "--span-tasks", "0", "--api-tasks", "0"),
+            ],
+            "no tasks",
+        ),
         (["--repo", ".", "--adapter", "no-equals-sign"], "LABEL=PATH"),
         (["--repo", ".", "--set", "completion.context_tokens=-5"], "context_tokens"),
     ],

@@ -100,8 +100,65 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"- Target: {target['description']}: **{verdict}** ({target['detail']})")
         for note in repo.get("notes", []):
             lines.append(f"- Note: {note}")
+        if "questions" in repo:
+            lines += question_lines(repo["questions"])
     lines.append("")
     return "\n".join(lines)
+
+
+def question_lines(section: dict[str, Any]) -> list[str]:
+    """Question tasks: citation, similarity, abstention and latency per condition, then the
+    paired differences."""
+    counts = section["task_counts"]
+    lines = [
+        "",
+        f"### Questions ({counts['answerable']} answerable, {counts['unanswerable']} about names "
+        "the repository does not define)",
+        "",
+        "cite = the answer cites a line of the subject's definition (file: the file at all); "
+        "cos = embedder cosine and R-L = ROUGE-L F1 to the reference answer (answerable); "
+        "abstain = says the indexed code does not define it (unanswerable); false abst. = the "
+        "same on answerable questions; all in %.",
+        "",
+        "| condition | cite | file | cos | R-L | abstain | false abst. | latency p50/p95 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, scores in section["conditions"].items():
+        latency = scores["latency_ms"]
+        cells = [
+            _pct(scores[key])
+            for key in (
+                "citation",
+                "citation_file",
+                "cosine",
+                "rouge_l",
+                "abstention",
+                "false_abstention",
+            )
+        ]
+        cells.append(f"{_ms(latency['p50'])}/{_ms(latency['p95'])}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if section["comparisons"]:
+        metrics = ("citation", "cosine", "rouge_l", "abstention")
+        lines += [
+            "",
+            "| difference (points, 95 % paired bootstrap CI) | " + " | ".join(metrics) + " |",
+            "|---|" + "---:|" * len(metrics),
+        ]
+        for comparison in section["comparisons"]:
+            cells = []
+            for metric in metrics:
+                interval = comparison["intervals"][metric]
+                if not interval["n"]:
+                    cells.append("–")
+                    continue
+                mark = " *" if interval["excludes_zero"] else ""
+                cells.append(
+                    f"{100 * interval['difference']:+.1f} "
+                    f"[{100 * interval['low']:+.1f}, {100 * interval['high']:+.1f}]{mark}"
+                )
+            lines.append(f"| {comparison['a']} − {comparison['b']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def chart(result: dict[str, Any], path: Path) -> Path:

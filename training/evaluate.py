@@ -99,7 +99,9 @@ LOAD_TIMEOUT_S = 600.0
 class EvalConfig:
     repos: list[str]
     conditions: list[str] = field(default_factory=lambda: list(CONDITIONS))
-    counts: dict[str, int] = field(default_factory=lambda: {"line": 60, "span": 20, "api": 20})
+    counts: dict[str, int] = field(
+        default_factory=lambda: {"line": 60, "span": 20, "api": 20, "question": 30}
+    )
     seed: int = 1234
     train_steps: int = 40
     per_kind: int = 1
@@ -538,8 +540,10 @@ def validate(config: EvalConfig) -> None:
     unknown = [c for c in config.conditions if c not in CONDITIONS]
     if unknown:
         raise EvalError(f"unknown condition(s) {unknown}; known: {', '.join(CONDITIONS)}")
-    if not any(config.counts.get(k, 0) > 0 for k in KINDS):
-        raise EvalError("no tasks asked for: set --line-tasks, --span-tasks or --api-tasks")
+    if not any(config.counts.get(k, 0) > 0 for k in (*KINDS, "question")):
+        raise EvalError(
+            "no tasks asked for: set --line-tasks, --span-tasks, --api-tasks or --question-tasks"
+        )
     for label, path in config.adapters.items():
         if not Path(path).expanduser().is_file():
             raise EvalError(f"adapter for '{label}' not found: {path}")
@@ -583,6 +587,12 @@ def run(config: EvalConfig) -> dict[str, Any]:
 
     generator = resolve_generator(settings.model.generator)
     count_tokens = TokenCounter(generator.path)
+    questions = config.counts.get("question", 0)
+    embedder = None
+    if questions > 0:
+        from repotune.server.embeddings import load_embedder
+
+        embedder = load_embedder(settings.model.embedder, settings.model.threads)
     for position, item in enumerate(prepared):
         label = item.repo.label
         tasks = extract_tasks(
@@ -592,7 +602,7 @@ def run(config: EvalConfig) -> dict[str, Any]:
             count_tokens=count_tokens,
             max_target_tokens=settings.completion.max_tokens_block,
         )
-        if not tasks:
+        if not tasks and questions <= 0:
             raise EvalError(f"{label}: no tasks could be cut from its held-out test files")
         task_counts = {k: sum(t.kind == k for t in tasks) for k in KINDS}
         _log(config, f"{label}: {len(tasks)} tasks {task_counts}; retrieving context")
@@ -600,7 +610,7 @@ def run(config: EvalConfig) -> dict[str, Any]:
         other = prepared[(position + 1) % len(prepared)] if len(prepared) > 1 else None
         per_condition: dict[str, list[dict[str, float]]] = {}
         summaries: dict[str, Any] = {}
-        for condition in conditions:
+        for condition in conditions if tasks else []:
             which, with_context = CONDITIONS[condition]
             adapter = None
             if which == "own":
@@ -661,12 +671,18 @@ def run(config: EvalConfig) -> dict[str, Any]:
             "targets": targets(comparisons),
             "notes": list(notes),
         }
+        if questions > 0:
+            repos[label]["questions"] = _questions(
+                item, other, settings, conditions, config, embedder, predictions_out
+            )
+    if embedder is not None:
+        embedder.close()
     result = {
         "config": {
             "command": config.command,
             "repos": config.repos,
             "conditions": conditions,
-            "counts": counts,
+            "counts": {**counts, "question": questions},
             "seed": config.seed,
             "train_steps": config.train_steps,
             "per_kind": config.per_kind,
@@ -692,6 +708,39 @@ def run(config: EvalConfig) -> dict[str, Any]:
     return result
 
 
+def _questions(
+    item: Prepared,
+    other: Prepared | None,
+    settings: Settings,
+    conditions: Sequence[str],
+    config: EvalConfig,
+    embedder: Any,
+    predictions_out: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Question tasks under the conditions that retrieve context (a question always does)."""
+    from repotune.training.eval_questions import evaluate_questions
+
+    asked = []
+    for condition in conditions:
+        which, with_context = CONDITIONS[condition]
+        if not with_context:
+            continue
+        if which == "other" and other is None:
+            continue
+        adapter = {"own": item.adapter, "other": other.adapter if other else None}.get(which or "")
+        asked.append((condition, adapter))
+    _log(config, f"{item.repo.label}: question tasks under {[c for c, _ in asked]}")
+    index = open_index(item.repo.root, settings)
+    try:
+        section, rows = evaluate_questions(
+            item, settings, asked, config.counts["question"], config, embedder, index
+        )
+    finally:
+        index.close()
+    predictions_out.extend(rows)
+    return section
+
+
 def write_outputs(result: dict[str, Any], predictions: list[dict[str, Any]], out: Path) -> None:
     from repotune.training.eval_report import chart, markdown
 
@@ -700,15 +749,21 @@ def write_outputs(result: dict[str, Any], predictions: list[dict[str, Any]], out
     # The same without the tasks' text (third-party code): small enough to commit and publish.
     summary = dict(result)
     summary["repos"] = {
-        label: {k: v for k, v in repo.items() if k != "tasks"}
+        label: {k: _without_tasks(v) if k == "questions" else v for k, v in repo.items()}
         for label, repo in result["repos"].items()
     }
+    for repo in summary["repos"].values():
+        repo.pop("tasks", None)
     (out / "eval-summary.json").write_text(json.dumps(summary, indent=2, default=str))
     with (out / "predictions.jsonl").open("w", encoding="utf-8") as handle:
         for row in predictions:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     (out / "eval.md").write_text(markdown(result))
     chart(result, out / "eval.png")
+
+
+def _without_tasks(section: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in section.items() if k != "tasks"}
 
 
 def quality(result: dict[str, Any]) -> dict[str, Any]:
@@ -727,6 +782,15 @@ def quality(result: dict[str, Any]) -> dict[str, Any]:
             "comparisons": repo["comparisons"],
             "recall_at_k": repo["retrieval"]["recall_at_k"],
         }
+        if "questions" in repo:
+            section = repo["questions"]
+            out[label]["questions"] = {
+                "tasks": section["tasks"],
+                "conditions": {
+                    name: {k: v for k, v in scores.items() if k != "latency_ms"}
+                    for name, scores in section["conditions"].items()
+                },
+            }
     return out
 
 
@@ -759,6 +823,9 @@ def command(
     line_tasks: Annotated[int, typer.Option(help="line completions per repository")] = 60,
     span_tasks: Annotated[int, typer.Option(help="syntax span completions per repository")] = 20,
     api_tasks: Annotated[int, typer.Option(help="API call completions per repository")] = 20,
+    question_tasks: Annotated[
+        int, typer.Option(help="codebase questions per repository (answered as `ask` does)")
+    ] = 30,
     seed: Annotated[int, typer.Option(help="task sampling and bootstrap seed")] = 1234,
     train_steps: Annotated[int, typer.Option(help="fine-tuning steps per repository")] = 40,
     per_kind: Annotated[int, typer.Option(help="dataset spans per kind per file")] = 1,
@@ -779,7 +846,12 @@ def command(
     config = EvalConfig(
         repos=list(repo),
         conditions=[c.strip() for c in conditions.split(",") if c.strip()],
-        counts={"line": line_tasks, "span": span_tasks, "api": api_tasks},
+        counts={
+            "line": line_tasks,
+            "span": span_tasks,
+            "api": api_tasks,
+            "question": question_tasks,
+        },
         seed=seed,
         train_steps=train_steps,
         per_kind=per_kind,
@@ -803,9 +875,21 @@ def command(
         }
         for label, repo in result["repos"].items()
     }
+    cited = {
+        label: {
+            name: scores["citation"]
+            for name, scores in repo.get("questions", {}).get("conditions", {}).items()
+        }
+        for label, repo in result["repos"].items()
+    }
     print(
         json.dumps(
-            {"out": str(config.out), "exact_match": summary, "duration_s": result["duration_s"]}
+            {
+                "out": str(config.out),
+                "exact_match": summary,
+                "question_citation": cited,
+                "duration_s": result["duration_s"],
+            }
         )
     )
 
