@@ -304,12 +304,13 @@ class WorkspaceIndex:
             return
         with self._watch_lock:
             plan = plan_watches(self.root, self.filter)
-            for rel, (recursive, watch) in list(self._watches.items()):
-                if plan.get(rel) != recursive:
-                    with contextlib.suppress(Exception):
-                        observer.unschedule(watch)
-                    del self._watches[rel]
-            for rel in sorted(set(plan) - set(self._watches)):
+            stale = []
+            # New watches go in before the ones they replace come out: a directory whose watch
+            # changes (recursive or not) is never unwatched in between, so no event falls in a gap.
+            for rel in sorted(plan):
+                current = self._watches.get(rel)
+                if current is not None and current[0] == plan[rel]:
+                    continue
                 path = self.root / rel if rel else self.root
                 try:
                     watch = observer.schedule(self.watch_handler, str(path), recursive=plan[rel])
@@ -318,9 +319,17 @@ class WorkspaceIndex:
                         self.indexer.errors.append(f"cannot watch {rel or '.'}/: {exc}")
                         log.warning("cannot watch %s: %s", rel or ".", exc)
                     continue
+                if current is not None:
+                    stale.append(current[1])
                 self._watches[rel] = (plan[rel], watch)
-                if rel and self._lexical_ready.is_set() and not self.store.paths_under(rel):
-                    self.debouncer.add(rel)  # a new directory: files may predate its watch
+                if current is None and rel and self._lexical_ready.is_set():
+                    if not self.store.paths_under(rel):
+                        self.debouncer.add(rel)  # a new directory: files may predate its watch
+            for rel in [rel for rel in self._watches if rel not in plan]:
+                stale.append(self._watches.pop(rel)[1])
+            for watch in stale:
+                with contextlib.suppress(Exception):
+                    observer.unschedule(watch)
             self._watched = {rel: recursive for rel, (recursive, _) in self._watches.items()}
 
     def close(self) -> None:

@@ -425,8 +425,8 @@ def test_the_prompt_never_holds_a_secret_from_the_buffer_or_the_index(
         prompts: list[str] = []
         build = engine.build_prompt
 
-        def spy(request: object, multiline: bool = False) -> object:
-            built = build(request, multiline)
+        def spy(request: object, *args: object) -> object:
+            built = build(request, *args)
             prompts.append("".join(segment.text for segment in built.segments))
             return built
 

@@ -274,6 +274,13 @@ def rebuild(
     return summary
 
 
+def _parity(exported: dict[str, Any]) -> str:
+    checks = exported.get("parity") or []
+    return ", ".join(
+        f"{c['top1_agreement']:.3f} on the {Path(c['base']).name} base" for c in checks
+    )
+
+
 def _started(info: dict[str, Any] | None) -> str:
     if not info:
         return "the bare base"
@@ -317,7 +324,7 @@ def model_card(
         f"- started from: {_started(trained.get('started_from'))}\n"
         f"- validation loss {trained['initial_val_loss']:.3f} (start) -> "
         f"{trained['best_val_loss']:.3f} (best, step {trained['best_step']})\n"
-        f"- export parity (llama.cpp vs PyTorch): {json.dumps(exported.get('parity'))}\n\n"
+        f"- export parity (llama.cpp vs PyTorch, top-1 agreement): {_parity(exported)}\n\n"
         + data_card(packages, overlap or [])
         + f"\nHumanEval overlap check: {check}.\n"
         "\n## Evaluation\n\nSee the README's Evaluation section and training/eval_results/.\n"
