@@ -322,9 +322,9 @@ class WorkspaceIndex:
                 if current is not None:
                     stale.append(current[1])
                 self._watches[rel] = (plan[rel], watch)
-                if current is None and rel and self._lexical_ready.is_set():
-                    if not self.store.paths_under(rel):
-                        self.debouncer.add(rel)  # a new directory: files may predate its watch
+                new_dir = current is None and rel and self._lexical_ready.is_set()
+                if new_dir and not self.store.paths_under(rel):
+                    self.debouncer.add(rel)  # a new directory: files may predate its watch
             for rel in [rel for rel in self._watches if rel not in plan]:
                 stale.append(self._watches.pop(rel)[1])
             for watch in stale:
