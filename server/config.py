@@ -56,7 +56,11 @@ class _Section(BaseModel):
 class ModelSettings(_Section):
     generator: str = Field("default", description="'default', a .gguf path or hf:ORG/REPO[:FILE]")
     embedder: str = Field("default", description="'default' (MiniLM-L6-v2) or a GGUF embedder")
-    adapter: str | None = Field(None, description="LoRA adapter in GGUF: path or hf: reference")
+    adapter: str | None = Field(
+        None,
+        description="LoRA adapter in GGUF: 'default' (shipped with RepoTune, for the default "
+        "generator), 'none', a path or an hf: reference",
+    )
     adapter_scale: float = Field(1.0, ge=0.0, le=4.0)
     context_length: int = Field(4096, ge=256, le=131072)
     threads: int = Field(0, ge=0, description="0 = automatic (all physical cores)")
@@ -196,6 +200,11 @@ class TrainSettings(_Section):
     max_examples: int = Field(20_000, ge=1, description="cap on examples per dataset split")
     test_share: float = Field(0.1, ge=0.0, lt=1.0, description="files held out for testing")
     validation_share: float = Field(0.1, ge=0.0, lt=1.0, description="files for validation")
+    init_adapter: str = Field(
+        "default",
+        description="the adapter a fine-tune starts from: 'default' (the shipped default "
+        "adapter, when training the default generator), 'none', or a GGUF adapter path",
+    )
 
 
 class Settings(_Section):
@@ -289,7 +298,9 @@ def _anchor_model_paths(values: Mapping[str, Any], workspace: Path) -> dict[str,
     anchored = dict(model)
     for key in ("generator", "embedder", "adapter"):
         reference = anchored.get(key)
-        if not isinstance(reference, str) or reference == "default" or reference.startswith("hf:"):
+        if not isinstance(reference, str) or reference in ("default", "none"):
+            continue
+        if reference.startswith("hf:"):
             continue
         path = Path(reference).expanduser()
         if not path.is_absolute():

@@ -84,14 +84,21 @@ def run_doctor(workspace: Path) -> dict[str, Any]:
             except ModelError as exc:
                 problems.append(str(exc))
                 report["models"][role] = {"reference": reference, "error": str(exc)}
-        if settings.model.adapter:
-            from repotune.server.models import resolve_adapter
+        from repotune.server.models import adapter_reference, resolve_adapter
 
+        adapter_ref = adapter_reference(settings.model.adapter, settings.model.generator)
+        if adapter_ref:
             try:
-                adapter = resolve_adapter(settings.model.adapter)
-                report["models"]["adapter"] = {"path": str(adapter.path), "sha256": adapter.sha256}
+                adapter = resolve_adapter(adapter_ref)
+                report["models"]["adapter"] = {
+                    "reference": adapter_ref,
+                    "path": str(adapter.path),
+                    "sha256": adapter.sha256,
+                    "source": adapter.source,
+                }
             except ModelError as exc:
                 problems.append(str(exc))
+                report["models"]["adapter"] = {"reference": adapter_ref, "error": str(exc)}
     return report
 
 

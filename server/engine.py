@@ -29,7 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from repotune.server.config import Settings
-from repotune.server.models import ModelError, resolve_adapter, resolve_generator
+from repotune.server.models import (
+    ModelError,
+    adapter_reference,
+    resolve_adapter,
+    resolve_generator,
+)
 from repotune.server.postprocess import decide_multiline, postprocess, truncate
 from repotune.server.prompts import (
     PREFIX_QUANTUM,
@@ -246,8 +251,9 @@ def load_model(settings: Settings) -> _Loaded:
     model = settings.model
     resolved = resolve_generator(model.generator)
     adapter_path: Path | None = None
-    if model.adapter:
-        adapter_path = resolve_adapter(model.adapter).path
+    adapter_ref = adapter_reference(model.adapter, model.generator)
+    if adapter_ref:
+        adapter_path = resolve_adapter(adapter_ref).path
     gpu = bool(llama_cpp.llama_supports_gpu_offload())
     gpu_layers = (model.gpu_layers if model.gpu_layers >= 0 else 999) if gpu else 0
     threads = model.threads or default_threads()

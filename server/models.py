@@ -240,6 +240,33 @@ def resolve_embedder(reference: str = DEFAULT_REF) -> ResolvedModel:
     return _resolve(reference)
 
 
+NO_ADAPTER = "none"
+DEFAULT_ADAPTER_FILE = "default-adapter.gguf"
+
+
+def default_adapter_path() -> Path:
+    """Where the shipped default adapter lives (package data of repotune.server)."""
+    return Path(__file__).resolve().parent / "adapters" / DEFAULT_ADAPTER_FILE
+
+
+def adapter_reference(model_adapter: str | None, generator: str) -> str | None:
+    """The adapter to load for these settings: 'default' applies to the default base only
+    (it was trained on it), 'none' or unset means the bare base."""
+    if not model_adapter or model_adapter == NO_ADAPTER:
+        return None
+    if model_adapter == DEFAULT_REF and generator != DEFAULT_REF:
+        return None
+    return model_adapter
+
+
 def resolve_adapter(reference: str) -> ResolvedModel:
-    """A LoRA adapter in GGUF, by path or hf: reference (the per-repo model)."""
+    """A LoRA adapter in GGUF: 'default' (shipped), a path, or an hf: reference."""
+    if reference == DEFAULT_REF:
+        path = default_adapter_path()
+        if not path.is_file():
+            raise ModelError(
+                f"the default adapter is missing from this installation ({path}); "
+                'reinstall RepoTune, or set [model] adapter = "none"'
+            )
+        return ResolvedModel(DEFAULT_REF, path, sha256_file(path), "package:repotune")
     return _resolve(reference)

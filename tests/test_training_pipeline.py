@@ -99,6 +99,52 @@ def test_export_passes_parity_and_changes_the_servers_completion(pipeline: dict)
     assert outputs[0] != outputs[1], outputs
 
 
+def test_a_run_starts_from_a_gguf_adapter_and_stops_on_its_time_budget(pipeline: dict) -> None:
+    """Warm start: the exported adapter, loaded back into a new run, gives the same validation
+    loss as the run that trained it; a spent time budget ends the run validated and saved."""
+    from repotune.training.export import read_peft_adapter, write_adapter_gguf
+    from repotune.training.finetune import finetune
+
+    result = pipeline["result"]
+    base = base_gguf(result.run_dir)
+    lora = read_peft_adapter(result.adapter_dir, "gemma3", 18)
+    adapter = write_adapter_gguf(lora, base, pipeline["tmp"] / "warm.gguf")
+    warm = finetune(
+        pipeline["data"],
+        pipeline["tmp"] / "run-warm",
+        pipeline["settings"],
+        max_steps=6,
+        progress=False,
+        time_budget_s=0.0,
+        init_adapter=adapter,
+    )
+    assert warm.out_of_time and warm.steps == 0
+    assert warm.initial_val_loss == pytest.approx(result.best_val_loss, abs=2e-3)
+    assert warm.initial_val_loss < result.initial_val_loss - 0.05  # not the bare base
+    info = json.loads((warm.run_dir / "run.json").read_text())
+    assert info["init_adapter"]["layers"] == len(lora.pairs)
+    assert (warm.adapter_dir / "adapter_model.safetensors").is_file()
+
+
+def test_warm_start_refuses_an_adapter_of_another_rank(pipeline: dict) -> None:
+    from repotune.training.export import read_peft_adapter, write_adapter_gguf
+    from repotune.training.finetune import finetune
+
+    result = pipeline["result"]
+    lora = read_peft_adapter(result.adapter_dir, "gemma3", 18)
+    lora.pairs = {k: (a[:4], b[:, :4]) for k, (a, b) in lora.pairs.items()}
+    adapter = write_adapter_gguf(lora, base_gguf(result.run_dir), pipeline["tmp"] / "r4.gguf")
+    with pytest.raises(TrainError, match="lora_r"):
+        finetune(
+            pipeline["data"],
+            pipeline["tmp"] / "run-r4",
+            pipeline["settings"],
+            max_steps=1,
+            progress=False,
+            init_adapter=adapter,
+        )
+
+
 def test_resume_continues_the_run(pipeline: dict) -> None:
     from repotune.training.finetune import finetune
 

@@ -62,6 +62,26 @@ def _default_dir(repo: Path, name: str) -> Path:
     return repo / ".repotune" / name
 
 
+TimeBudget = Annotated[
+    float | None,
+    typer.Option("--time-budget", help="stop training after this many minutes (best kept)"),
+]
+
+
+def _init_adapter(settings: Settings, base: str | None) -> Path | None:
+    """The adapter a fine-tune starts from (train.init_adapter; 'default' = the shipped one)."""
+    from repotune.server.models import DEFAULT_REF, NO_ADAPTER, resolve_adapter
+
+    choice = settings.train.init_adapter
+    if choice == NO_ADAPTER:
+        return None
+    if choice == DEFAULT_REF:
+        if (base or settings.model.generator) != DEFAULT_REF:
+            return None  # the default adapter belongs to the default base only
+        return Path(_guard(lambda: resolve_adapter(DEFAULT_REF)).path)
+    return Path(choice)
+
+
 # --------------------------------------------------------------------------- commands
 
 
@@ -92,16 +112,28 @@ def finetune(
     base: Annotated[str | None, typer.Option(help="base model (default: model.generator)")] = None,
     resume: Annotated[bool, typer.Option(help="continue the run in --out")] = False,
     max_steps: Annotated[int | None, typer.Option(help="stop after this many steps")] = None,
+    time_budget: TimeBudget = None,
     workspace: Annotated[Path | None, typer.Option(help="repository whose settings apply")] = None,
     set_: SetOption = None,
 ) -> None:
-    """LoRA fine-tune on the served base; prints tokens/s and validation losses."""
+    """LoRA fine-tune on the served base (from the default adapter); prints tokens/s and
+    validation losses."""
     from repotune.training.finetune import finetune as run_finetune
 
     settings = _settings(workspace, set_)
     run_dir = out or data.parent / "run"
+    init = None if resume else _init_adapter(settings, base)
     result = _guard(
-        lambda: run_finetune(data, run_dir, settings, base, resume=resume, max_steps=max_steps)
+        lambda: run_finetune(
+            data,
+            run_dir,
+            settings,
+            base,
+            resume=resume,
+            max_steps=max_steps,
+            time_budget_s=time_budget * 60 if time_budget else None,
+            init_adapter=init,
+        )
     )
     if int(os.environ.get("RANK", "0")) == 0:  # one summary under `accelerate launch`
         _emit(result.to_json())
@@ -180,6 +212,7 @@ def publish(
 def all_steps(
     repo: Annotated[Path, typer.Argument(help="repository root")],
     max_steps: Annotated[int | None, typer.Option(help="cap on training steps")] = None,
+    time_budget: TimeBudget = None,
     check: Annotated[bool, typer.Option(help="parity check on export")] = True,
     set_: SetOption = None,
 ) -> None:
@@ -197,12 +230,54 @@ def all_steps(
     stats = _guard(lambda: build_dataset(repo, data_dir, settings))
     typer.echo(format_stats(stats), err=True)
     resume = (run_dir / "checkpoint").exists()
+    init = None if resume else _init_adapter(settings, None)
     result = _guard(
-        lambda: run_finetune(data_dir, run_dir, settings, None, resume=resume, max_steps=max_steps)
+        lambda: run_finetune(
+            data_dir,
+            run_dir,
+            settings,
+            None,
+            resume=resume,
+            max_steps=max_steps,
+            time_budget_s=time_budget * 60 if time_budget else None,
+            init_adapter=init,
+        )
     )
     exported = _guard(lambda: run_export(run_dir, adapter, held_out_texts(run_dir), check=check))
     typer.echo(f'use it: add to {repo / "repotune.toml"}: [model] adapter = "{adapter}"', err=True)
     _emit({"finetune": result.to_json(), "export": exported.to_json()})
+
+
+@app.command("default-adapter")
+def default_adapter(
+    out: Annotated[Path | None, typer.Option(help="work folder (default: in the cache)")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="cap on training steps")] = None,
+    time_budget: TimeBudget = None,
+    humaneval: Annotated[
+        Path | None, typer.Option(help="HumanEval-*.jsonl.gz: check the corpus holds none of it")
+    ] = None,
+    install: Annotated[
+        bool, typer.Option(help="copy the adapter and its card into the package (maintainers)")
+    ] = False,
+    set_: SetOption = None,
+) -> None:
+    """Rebuild the shipped default adapter from the pinned corpus (resumable)."""
+    from repotune.server.config import cache_dir
+    from repotune.training import default_adapter as recipe
+
+    settings = recipe.corpus_settings(_settings(None, set_))
+    work = out or cache_dir() / "default-adapter"
+    result = _guard(
+        lambda: recipe.rebuild(
+            work,
+            settings,
+            max_steps=max_steps,
+            time_budget_s=time_budget * 60 if time_budget else None,
+            humaneval=humaneval,
+            install=install,
+        )
+    )
+    _emit(result)
 
 
 def main() -> None:  # pragma: no cover - `python -m repotune.training.cli`

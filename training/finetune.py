@@ -72,6 +72,7 @@ class FinetuneResult:
     best_step: int
     stopped_early: bool
     history: list[dict[str, float]] = field(default_factory=list)
+    out_of_time: bool = False  # stopped by the time budget
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -372,8 +373,15 @@ def finetune(
     resume: bool = False,
     max_steps: int | None = None,
     progress: bool = True,
+    time_budget_s: float | None = None,
+    init_adapter: Path | None = None,
 ) -> FinetuneResult:
-    """Train a LoRA adapter on `data_dir/train.jsonl`, validating on `validation.jsonl`."""
+    """Train a LoRA adapter on `data_dir/train.jsonl`, validating on `validation.jsonl`.
+
+    `init_adapter` (a GGUF LoRA adapter, e.g. the shipped default) is where the weights start;
+    `time_budget_s` stops the run (after a last validation, best adapter kept) once this
+    invocation has trained that long.
+    """
     import torch
     from accelerate import Accelerator
     from peft import get_peft_model, set_peft_model_state_dict
@@ -416,6 +424,11 @@ def finetune(
 
     model = load_model(base)
     model = get_peft_model(model, lora_config(train_cfg))
+    warm_start = None
+    if init_adapter is not None and not resume:
+        from repotune.training.warm_start import load_gguf_adapter
+
+        warm_start = load_gguf_adapter(model, Path(init_adapter))
     if train_cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
@@ -461,6 +474,7 @@ def finetune(
             "train": train_cfg.model_dump(),
             "train_examples": len(train_data),
             "validation_examples": len(val_data),
+            "init_adapter": warm_start,
             "processes": world,
         }
         (run_dir / RUN_FILE).write_text(json.dumps(run_info, indent=2))
@@ -527,7 +541,15 @@ def finetune(
         disable=not progress or not accelerator.is_main_process,
     )
     stopped_early = False
+    budget_start = time.monotonic()
+    out_of_time = False
     while state["step"] < total_steps and not stopped_early:
+        if time_budget_s is not None and time.monotonic() - budget_start >= time_budget_s:
+            if not state["history"] or state["history"][-1]["step"] != state["step"]:
+                run_eval()  # the budget ends the run as the last step would: validated, saved
+                checkpoint()
+            out_of_time = True
+            break
         started = time.perf_counter()
         step_tokens = 0
         step_loss = 0.0
@@ -586,6 +608,7 @@ def finetune(
         best_step=state["best_step"],
         stopped_early=stopped_early,
         history=list(state["history"]),
+        out_of_time=out_of_time,
     )
     if accelerator.is_main_process:
         metrics = result.to_json() | {
