@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import copy_server_sources
-from repotune.training.evaluate import EvalConfig, quality, run
+from repotune.training.evaluate import EvalConfig, quality, run, validate
 
 FILES = ["retrieval.py", "postprocess.py", "prompts.py", "models.py", "embeddings.py", "files.py"]
 
@@ -57,19 +57,21 @@ def test_same_seed_same_figures(fixture_repo: dict) -> None:
     for scores in repo["conditions"].values():
         overall = scores["all"]
         assert overall["n"] == 4
-        for metric in ("exact_match", "edit_similarity", "identifier_em", "identifier_f1"):
+        for metric in ("exact_match", "edit_similarity", "identifier_em", "identifier_f1", "hit"):
             assert 0.0 <= overall[metric] <= 1.0
         assert overall["latency_ms"]["p50"] > 0
     assert [c["a"] + "/" + c["b"] for c in repo["comparisons"]] == ["base+ctx/base"]
+    assert 0.0 < repo["comparisons"][0]["mcnemar_em"]["line"]["p_value"] <= 1.0
     assert repo["retrieval"]["snippets_per_task"] > 0
     assert first["config"]["settings"]["completion"]["cache_size"] == 0  # no leaks between tasks
+    assert all("hit" in row for row in _rows(fixture_repo["tmp"] / "out1"))
 
     out = fixture_repo["tmp"] / "out1"
     saved = json.loads((out / "eval.json").read_text())
     assert saved["repos"]["fixture"]["conditions"] == json.loads(json.dumps(repo["conditions"]))
     assert (out / "eval.png").read_bytes()[:4] == b"\x89PNG"
     table = (out / "eval.md").read_text()
-    assert "| base+ctx |" in table and "base+ctx − base" in table
+    assert "| base+ctx |" in table and "base+ctx − base" in table and "McNemar" in table
     rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 8
     by_condition: dict[str, list[int]] = {}
@@ -79,6 +81,18 @@ def test_same_seed_same_figures(fixture_repo: dict) -> None:
     assert sum(by_condition["base+ctx"]) > sum(by_condition["base"])
     second_rows = (fixture_repo["tmp"] / "out2" / "predictions.jsonl").read_text().splitlines()
     assert [json.loads(r)["prediction"] for r in second_rows] == [r["prediction"] for r in rows]
+
+
+def _rows(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+
+
+def test_old_condition_names_still_work(fixture_repo: dict) -> None:
+    config = _config(
+        fixture_repo, fixture_repo["tmp"] / "unused", conditions=["ft+ctx", "other+ctx"]
+    )
+    validate(config)
+    assert config.conditions == ["repo+ctx", "other-repo+ctx"]
 
 
 def _one_line_error(capsys: pytest.CaptureFixture[str], args: list[str]) -> str:
@@ -144,6 +158,7 @@ def test_unavailable_package_is_a_clear_error(
         (["--repo", ".", "--conditions", "base,best"], "unknown condition"),
         (["--repo", ".", "--line-tasks", "0", "--span-tasks", "0", "--api-tasks", "0"], "no tasks"),
         (["--repo", ".", "--adapter", "no-equals-sign"], "LABEL=PATH"),
+        (["--repo", ".", "--time-budget", "0"], "--time-budget"),
         (["--repo", ".", "--set", "completion.context_tokens=-5"], "context_tokens"),
     ],
 )
