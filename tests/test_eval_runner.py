@@ -166,3 +166,40 @@ def test_bad_arguments_are_clear_errors(
     args: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert message in _one_line_error(capsys, [*args, "--quiet"])
+
+
+def test_fine_tunes_start_from_the_init_adapter_and_it_keys_the_cache(tmp_path: Path) -> None:
+    """ensure_adapter warm-starts from train.init_adapter (as `repotune train finetune` does);
+    a different start adapter or time budget is a different cached adapter."""
+    from repotune.training.corpora import Repo
+    from repotune.training.evaluate import Prepared, adapter_key, eval_settings
+    from repotune.training.warm_start import init_adapter_path
+
+    start = tmp_path / "start.gguf"
+    start.write_bytes(b"not really an adapter, only its checksum matters here")
+    fresh = eval_settings({"train": {"init_adapter": "none"}})
+    warm = eval_settings({"train": {"init_adapter": str(start)}})
+    other_base = eval_settings({"model": {"generator": str(start)}})
+    assert init_adapter_path(fresh) is None
+    assert init_adapter_path(warm) == start
+    assert init_adapter_path(other_base) is None  # the default adapter fits the default base only
+    prepared = Prepared(Repo("r", "r", tmp_path, False), [], "digest")
+    config = EvalConfig(repos=["r"])
+    keys = {adapter_key(prepared, s, config) for s in (fresh, warm)}
+    config.time_budget_min = 30
+    keys.add(adapter_key(prepared, warm, config))
+    assert len(keys) == 3
+
+
+def test_a_missing_default_adapter_fails_before_any_work(
+    fixture_repo: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import repotune.server.models as models
+    from repotune.server.models import ModelError
+
+    missing = fixture_repo["tmp"] / "missing-default.gguf"
+    monkeypatch.setattr(models, "default_adapter_path", lambda: missing)
+    out = fixture_repo["tmp"] / "out-default"
+    with pytest.raises(ModelError, match="default adapter is missing"):
+        run(_config(fixture_repo, out, conditions=["base", "default+ctx"]))
+    assert not out.exists()

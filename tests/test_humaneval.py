@@ -170,3 +170,17 @@ def test_the_command_line_reports_bad_input_in_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     ours = [line for line in result.stderr.splitlines() if line.startswith("repotune eval")]
     assert len(ours) == 1 and "cannot read HumanEval tasks" in ours[0], result.stderr
+
+
+def test_a_missing_default_adapter_fails_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import repotune.server.models as models
+    from repotune.server.models import ModelError
+
+    monkeypatch.setattr(models, "default_adapter_path", lambda: tmp_path / "missing.gguf")
+    data = tmp_path / "HumanEval-SingleLineInfilling.jsonl"
+    data.write_text(json.dumps(vars(TASK)) + "\n")
+    config = HumanEvalConfig(data=[data], progress=False)  # base and default
+    with pytest.raises(ModelError, match="default adapter is missing"):
+        run(config)
