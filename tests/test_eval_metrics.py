@@ -9,9 +9,12 @@ from repotune.training.eval_metrics import (
     edit_similarity,
     exact_match,
     first_line,
+    hit,
     identifier_match,
     identifiers,
+    key_identifier,
     lcs_length,
+    mcnemar_exact,
     normalize,
     paired_bootstrap,
     percentile,
@@ -118,6 +121,39 @@ def test_paired_bootstrap() -> None:
         paired_bootstrap([1, 0], [1])
 
 
+def test_mcnemar_exact_on_known_inputs() -> None:
+    # 10 discordant pairs, 8 vs 2: p = 2 * P(X <= 2), X ~ Bin(10, 1/2) = 2 * 56 / 1024
+    a = [1] * 8 + [0] * 2 + [1] * 5 + [0] * 5
+    b = [0] * 8 + [1] * 2 + [1] * 5 + [0] * 5
+    test = mcnemar_exact(a, b)
+    assert (test.a_only, test.b_only) == (8, 2)
+    assert test.p_value == pytest.approx(112 / 1024)  # 0.109375
+    assert mcnemar_exact(b, a).p_value == test.p_value  # two-sided
+    assert mcnemar_exact([1, 0, 1], [1, 0, 1]).p_value == 1.0  # no discordant pairs
+    assert mcnemar_exact([1, 0], [0, 1]).p_value == 1.0  # capped at 1
+    six = mcnemar_exact([1] * 6, [0] * 6)
+    assert six.p_value == pytest.approx(2 / 64)  # 0.03125
+    many = mcnemar_exact([1] * 1500 + [0] * 1400, [0] * 1500 + [1] * 1400)  # no float overflow
+    assert 0.0 < many.p_value < 0.1
+    with pytest.raises(ValueError, match="differ in length"):
+        mcnemar_exact([1], [1, 0])
+
+
+def test_key_identifier_and_hit() -> None:
+    prefix = "from .store import Store\n\ndef load(path):\n    store = Store(path)\n"
+    # the last name the prefix does not show is the one the model had to know
+    assert key_identifier("    return store.read_chunks(limit)", prefix, "python") == "limit"
+    assert key_identifier("    return store.read_chunks()", prefix, "python") == "read_chunks"
+    # everything visible: the last called name
+    assert key_identifier("store = Store(path)", prefix, "python") == "Store"
+    # an API call task: the called function's name
+    assert key_identifier("read_chunks(limit=3)", prefix, "python", api_call=True) == "read_chunks"
+    assert key_identifier(")", prefix, "python") is None
+    assert hit("return store.read_chunks(5)", "read_chunks")
+    assert not hit("return store.read_chunks_all(5)", "read_chunks")  # a longer name is not it
+    assert not hit("return store.read(5)", "read_chunks")
+
+
 def _comparison(a: str, b: str, difference: float, low: float, high: float) -> dict:
     interval = {"difference": difference, "low": low, "high": high, "n": 50}
     return {"a": a, "b": b, "intervals": {"line": {"exact_match": interval}}}
@@ -128,15 +164,21 @@ def test_targets_need_the_gain_and_an_interval_above_zero() -> None:
 
     met = targets(
         [
-            _comparison("ft+ctx", "base+ctx", 0.12, 0.02, 0.22),
-            _comparison("ft+ctx", "other+ctx", 0.04, 0.01, 0.08),
+            _comparison("default+ctx", "base", 0.25, 0.12, 0.38),
+            _comparison("default+ctx", "base+ctx", 0.18, 0.05, 0.30),
+            _comparison("default+ctx", "default", 0.04, 0.01, 0.08),
+            _comparison("repo+ctx", "default+ctx", 0.03, 0.01, 0.06),
+            _comparison("repo+ctx", "other-repo+ctx", 0.04, 0.01, 0.08),
         ]
     )
-    assert [t["met"] for t in met] == [True, True]
-    crossing = targets([_comparison("ft+ctx", "base+ctx", 0.12, -0.01, 0.25)])
-    assert [t["met"] for t in crossing] == [False]
-    too_small = targets([_comparison("ft+ctx", "base+ctx", 0.05, 0.01, 0.09)])
+    assert [t["met"] for t in met] == [True, True, True, True]
+    assert "+18.0 points" in met[0]["detail"]  # judged against the better baseline
+    too_small = targets(
+        [
+            _comparison("default+ctx", "base", 0.25, 0.12, 0.38),
+            _comparison("default+ctx", "base+ctx", 0.12, 0.02, 0.22),
+        ]
+    )
     assert [t["met"] for t in too_small] == [False]
-    assert "+5.0 points" in too_small[0]["detail"]
-    behind_other = targets([_comparison("ft+ctx", "other+ctx", 0.0, -0.05, 0.05)])
-    assert [t["met"] for t in behind_other] == [False]
+    crossing = targets([_comparison("repo+ctx", "default+ctx", 0.05, -0.01, 0.11)])
+    assert [t["met"] for t in crossing] == [False]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import copy_server_sources
-from repotune.training.evaluate import EvalConfig, quality, run
+from repotune.training.evaluate import EvalConfig, quality, run, validate
 
 FILES = ["retrieval.py", "postprocess.py", "prompts.py", "models.py", "embeddings.py", "files.py"]
 
@@ -57,19 +57,21 @@ def test_same_seed_same_figures(fixture_repo: dict) -> None:
     for scores in repo["conditions"].values():
         overall = scores["all"]
         assert overall["n"] == 4
-        for metric in ("exact_match", "edit_similarity", "identifier_em", "identifier_f1"):
+        for metric in ("exact_match", "edit_similarity", "identifier_em", "identifier_f1", "hit"):
             assert 0.0 <= overall[metric] <= 1.0
         assert overall["latency_ms"]["p50"] > 0
     assert [c["a"] + "/" + c["b"] for c in repo["comparisons"]] == ["base+ctx/base"]
+    assert 0.0 < repo["comparisons"][0]["mcnemar_em"]["line"]["p_value"] <= 1.0
     assert repo["retrieval"]["snippets_per_task"] > 0
     assert first["config"]["settings"]["completion"]["cache_size"] == 0  # no leaks between tasks
+    assert all("hit" in row for row in _rows(fixture_repo["tmp"] / "out1"))
 
     out = fixture_repo["tmp"] / "out1"
     saved = json.loads((out / "eval.json").read_text())
     assert saved["repos"]["fixture"]["conditions"] == json.loads(json.dumps(repo["conditions"]))
     assert (out / "eval.png").read_bytes()[:4] == b"\x89PNG"
     table = (out / "eval.md").read_text()
-    assert "| base+ctx |" in table and "base+ctx − base" in table
+    assert "| base+ctx |" in table and "base+ctx − base" in table and "McNemar" in table
     rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 8
     by_condition: dict[str, list[int]] = {}
@@ -79,6 +81,18 @@ def test_same_seed_same_figures(fixture_repo: dict) -> None:
     assert sum(by_condition["base+ctx"]) > sum(by_condition["base"])
     second_rows = (fixture_repo["tmp"] / "out2" / "predictions.jsonl").read_text().splitlines()
     assert [json.loads(r)["prediction"] for r in second_rows] == [r["prediction"] for r in rows]
+
+
+def _rows(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+
+
+def test_old_condition_names_still_work(fixture_repo: dict) -> None:
+    config = _config(
+        fixture_repo, fixture_repo["tmp"] / "unused", conditions=["ft+ctx", "other+ctx"]
+    )
+    validate(config)
+    assert config.conditions == ["repo+ctx", "other-repo+ctx"]
 
 
 def _one_line_error(capsys: pytest.CaptureFixture[str], args: list[str]) -> str:
@@ -150,6 +164,7 @@ def test_unavailable_package_is_a_clear_error(
             "no tasks",
         ),
         (["--repo", ".", "--adapter", "no-equals-sign"], "LABEL=PATH"),
+        (["--repo", ".", "--time-budget", "0"], "--time-budget"),
         (["--repo", ".", "--set", "completion.context_tokens=-5"], "context_tokens"),
     ],
 )
@@ -157,3 +172,40 @@ def test_bad_arguments_are_clear_errors(
     args: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert message in _one_line_error(capsys, [*args, "--quiet"])
+
+
+def test_fine_tunes_start_from_the_init_adapter_and_it_keys_the_cache(tmp_path: Path) -> None:
+    """ensure_adapter warm-starts from train.init_adapter (as `repotune train finetune` does);
+    a different start adapter or time budget is a different cached adapter."""
+    from repotune.training.corpora import Repo
+    from repotune.training.evaluate import Prepared, adapter_key, eval_settings
+    from repotune.training.warm_start import init_adapter_path
+
+    start = tmp_path / "start.gguf"
+    start.write_bytes(b"not really an adapter, only its checksum matters here")
+    fresh = eval_settings({"train": {"init_adapter": "none"}})
+    warm = eval_settings({"train": {"init_adapter": str(start)}})
+    other_base = eval_settings({"model": {"generator": str(start)}})
+    assert init_adapter_path(fresh) is None
+    assert init_adapter_path(warm) == start
+    assert init_adapter_path(other_base) is None  # the default adapter fits the default base only
+    prepared = Prepared(Repo("r", "r", tmp_path, False), [], "digest")
+    config = EvalConfig(repos=["r"])
+    keys = {adapter_key(prepared, s, config) for s in (fresh, warm)}
+    config.time_budget_min = 30
+    keys.add(adapter_key(prepared, warm, config))
+    assert len(keys) == 3
+
+
+def test_a_missing_default_adapter_fails_before_any_work(
+    fixture_repo: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import repotune.server.models as models
+    from repotune.server.models import ModelError
+
+    missing = fixture_repo["tmp"] / "missing-default.gguf"
+    monkeypatch.setattr(models, "default_adapter_path", lambda: missing)
+    out = fixture_repo["tmp"] / "out-default"
+    with pytest.raises(ModelError, match="default adapter is missing"):
+        run(_config(fixture_repo, out, conditions=["base", "default+ctx"]))
+    assert not out.exists()

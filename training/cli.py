@@ -70,16 +70,9 @@ TimeBudget = Annotated[
 
 def _init_adapter(settings: Settings, base: str | None) -> Path | None:
     """The adapter a fine-tune starts from (train.init_adapter; 'default' = the shipped one)."""
-    from repotune.server.models import DEFAULT_REF, NO_ADAPTER, resolve_adapter
+    from repotune.training.warm_start import init_adapter_path
 
-    choice = settings.train.init_adapter
-    if choice == NO_ADAPTER:
-        return None
-    if choice == DEFAULT_REF:
-        if (base or settings.model.generator) != DEFAULT_REF:
-            return None  # the default adapter belongs to the default base only
-        return Path(_guard(lambda: resolve_adapter(DEFAULT_REF)).path)
-    return Path(choice)
+    return _guard(lambda: init_adapter_path(settings, base))  # type: ignore[no-any-return]
 
 
 # --------------------------------------------------------------------------- commands

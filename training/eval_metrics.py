@@ -6,19 +6,24 @@
   exactly with a bit-parallel LCS (Hyyrö 2004) so no C extension is needed;
 - identifier exact match and F1: the identifiers (names, keywords removed) of both, in order for
   EM, as multisets for precision/recall;
+- hit: the completion contains the answer's key identifier (`key_identifier`), the metric of the
+  original RAG fine-tuning work;
 - percentiles for latency, and a paired bootstrap over tasks for differences between conditions
-  (every condition answers the same tasks, so resampling tasks keeps the pairing).
+  (every condition answers the same tasks, so resampling tasks keeps the pairing), plus McNemar's
+  exact test for paired pass/fail outcomes (exact match, a test passing).
 """
 
 from __future__ import annotations
 
 import io
 import keyword
+import math
 import re
 import tokenize
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -181,6 +186,36 @@ def identifier_match(prediction: str, reference: str, language: str | None) -> I
     return IdentifierScores(predicted == wanted, precision, recall, f1)
 
 
+_CALLED = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(")
+
+
+def key_identifier(
+    reference: str, prefix: str, language: str | None, api_call: bool = False
+) -> str | None:
+    """The answer's key identifier, for the hit metric; None when the answer names nothing.
+
+    API-call tasks: the called function's name (the answer starts with it). Other tasks: the last
+    identifier of the answer that the visible prefix does not contain (what the model had to
+    know, not copy); when the prefix shows them all, the last called name, else the last name.
+    """
+    names = identifiers(reference, language)
+    if not names:
+        return None
+    if api_call:
+        return names[0]
+    visible = set(_IDENT.findall(prefix))  # comments and strings count: they are visible too
+    unseen = [name for name in names if name not in visible]
+    if unseen:
+        return unseen[-1]
+    called = [name for name in _CALLED.findall(reference) if name in names]
+    return called[-1] if called else names[-1]
+
+
+def hit(prediction: str, key: str) -> bool:
+    """The prediction contains `key` as a whole identifier (not inside a longer name)."""
+    return re.search(rf"(?<![A-Za-z0-9_]){re.escape(key)}(?![A-Za-z0-9_])", prediction) is not None
+
+
 def percentile(values: Sequence[float], q: float) -> float | None:
     """The q-th percentile (linear interpolation); None for no values."""
     if not values:
@@ -233,3 +268,29 @@ def paired_bootstrap(
     tail = (1.0 - confidence) / 2 * 100
     low, high = np.percentile(means, [tail, 100 - tail])
     return Interval(float(diffs.mean()), float(low), float(high), n)
+
+
+@dataclass(frozen=True)
+class McNemar:
+    """McNemar's exact test on paired binary outcomes: only discordant pairs carry information."""
+
+    a_only: int  # tasks a gets right and b wrong
+    b_only: int  # tasks b gets right and a wrong
+    p_value: float  # two-sided exact (binomial, p = 1/2 over the discordant pairs)
+
+    def to_json(self) -> dict[str, float | int]:
+        return {"a_only": self.a_only, "b_only": self.b_only, "p_value": self.p_value}
+
+
+def mcnemar_exact(a: Sequence[float], b: Sequence[float]) -> McNemar:
+    """Two-sided exact McNemar test of paired outcomes (truthy = right) of two conditions."""
+    if len(a) != len(b):
+        raise ValueError(f"paired samples differ in length ({len(a)} != {len(b)})")
+    a_only = sum(1 for x, y in zip(a, b, strict=True) if x and not y)
+    b_only = sum(1 for x, y in zip(a, b, strict=True) if y and not x)
+    n = a_only + b_only
+    if n == 0:
+        return McNemar(0, 0, 1.0)
+    tail = sum(math.comb(n, i) for i in range(min(a_only, b_only) + 1))
+    # Exact in integers (a float 2**n overflows past n = 1023), one rounding at the end.
+    return McNemar(a_only, b_only, float(min(Fraction(1), Fraction(2 * tail, 2**n))))

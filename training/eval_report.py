@@ -31,7 +31,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"(context/prefix/suffix tokens {config['budget']}).",
         "",
         "EM = exact match, ES = edit similarity (CrossCodeEval's fuzz.ratio), ID-F1 = identifier "
-        "F1, all in %; latency = completion time per request (ms, p50/p95); tok = generated "
+        "F1, hit = the completion contains the answer's key identifier (tasks whose answer names "
+        "one), all in %; latency = completion time per request (ms, p50/p95); tok = generated "
         "tokens per completion. `+ctx` = with retrieved repository context.",
     ]
     for label, repo in result["repos"].items():
@@ -47,9 +48,9 @@ def markdown(result: dict[str, Any]) -> str:
             f"tasks whose answer uses a definition from another file; retrieval latency p50 "
             f"{_ms(retrieval['latency_ms']['p50'])} ms.",
             "",
-            "| condition | line EM | line ES | span EM | span ES | API EM | API ES | ID-F1 "
+            "| condition | line EM | line ES | span EM | span ES | API EM | API ES | ID-F1 | hit "
             "| latency p50/p95 | tok |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for name, scores in repo["conditions"].items():
             cells = []
@@ -64,6 +65,7 @@ def markdown(result: dict[str, Any]) -> str:
                     ]
             overall = scores["all"]
             cells.append(_pct(overall["identifier_f1"]))
+            cells.append(_pct(overall.get("hit")))
             cells.append(f"{_ms(overall['latency_ms']['p50'])}/{_ms(overall['latency_ms']['p95'])}")
             tokens = overall["tokens_per_completion"]
             cells.append("–" if tokens is None else f"{tokens:.1f}")
@@ -71,8 +73,9 @@ def markdown(result: dict[str, Any]) -> str:
         if repo["comparisons"]:
             lines += [
                 "",
-                "| difference (points, 95 % paired bootstrap CI) | line EM | line ES | all EM |",
-                "|---|---:|---:|---:|",
+                "| difference (points, 95 % paired bootstrap CI) | line EM | line ES | all EM "
+                "| line EM McNemar p |",
+                "|---|---:|---:|---:|---:|",
             ]
             for comparison in repo["comparisons"]:
                 cells = []
@@ -90,6 +93,8 @@ def markdown(result: dict[str, Any]) -> str:
                         f"{100 * interval['difference']:+.1f} "
                         f"[{100 * interval['low']:+.1f}, {100 * interval['high']:+.1f}]{mark}"
                     )
+                test = comparison.get("mcnemar_em", {}).get("line")
+                cells.append("–" if test is None else f"{test['p_value']:.3g}")
                 lines.append(
                     f"| {comparison['a']} − {comparison['b']} | " + " | ".join(cells) + " |"
                 )

@@ -13,9 +13,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from repotune.server.config import Settings
 from repotune.training.base import TrainError
 
 _LORA_A, _LORA_B = ".weight.lora_a", ".weight.lora_b"
+
+
+def init_adapter_path(settings: Settings, base: str | None = None) -> Path | None:
+    """The adapter a fine-tune starts from (train.init_adapter; 'default' = the shipped one,
+    for the default base only); None = fresh LoRA weights. Raises ModelError when missing."""
+    from repotune.server.models import DEFAULT_REF, NO_ADAPTER, resolve_adapter
+
+    choice = settings.train.init_adapter
+    if choice == NO_ADAPTER:
+        return None
+    if choice == DEFAULT_REF:
+        if (base or settings.model.generator) != DEFAULT_REF:
+            return None  # the default adapter belongs to the default base only
+        return resolve_adapter(DEFAULT_REF).path
+    return Path(choice)
 
 
 def read_gguf_adapter(path: Path) -> tuple[float, dict[str, tuple[np.ndarray, np.ndarray]]]:

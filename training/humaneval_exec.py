@@ -1,0 +1,86 @@
+"""Run a filled-in HumanEval program and its tests in a separate process (generated code is
+untrusted input).
+
+The program runs under `sys.executable -I` (no user site, no PYTHON* variables) in a fresh
+temporary folder that is also its HOME and TMPDIR, with its own process group (killed whole on
+timeout or when it is done, so nothing it started lives on), no stdin, capped address space, file
+size and CPU time. This keeps the caller's process, working directory and files out of reach of
+ordinary code; it is not a sandbox against code written to escape (absolute paths stay writable).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_TIMEOUT_S = 10.0
+MEMORY_BYTES = 2 * 2**30
+FILE_BYTES = 16 * 2**20
+PROGRAM = "program.py"
+# Limits are set inside the child before the program runs (no preexec_fn: the caller has threads).
+_RUNNER = """
+import resource, runpy, sys
+memory, files, cpu = (int(v) for v in sys.argv[1:4])
+resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+resource.setrlimit(resource.RLIMIT_FSIZE, (files, files))
+resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+sys.argv = [sys.argv[4]]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # passed | failed | timeout
+    detail: str = ""  # the last line of stderr (the exception) when it failed
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+
+def build_program(prompt: str, middle: str, suffix: str, test: str, entry_point: str) -> str:
+    """The filled-in solution, the task's `check` and the call that runs it."""
+    return f"{prompt}{middle}{suffix}\n\n{test}\n\ncheck({entry_point})\n"
+
+
+def run_program(source: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Outcome:
+    """Run `source` in a fresh temporary folder; passed = exit status 0 within the time limit."""
+    with tempfile.TemporaryDirectory(prefix="repotune-humaneval-") as folder:
+        Path(folder, PROGRAM).write_text(source, encoding="utf-8")
+        env = {"PATH": os.environ.get("PATH", os.defpath), "HOME": folder, "TMPDIR": folder}
+        cpu = max(1, int(timeout_s) + 1)
+        command = [sys.executable, "-I", "-c", _RUNNER, str(MEMORY_BYTES), str(FILE_BYTES)]
+        process = subprocess.Popen(
+            [*command, str(cpu), PROGRAM],
+            cwd=folder,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # its own process group, killed as a whole below
+        )
+        try:
+            _, err = process.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+            process.communicate()
+            return Outcome("timeout", f"killed after {timeout_s:g} s")
+        finally:
+            _kill_group(process)  # children it left behind go too
+        if process.returncode == 0:
+            return Outcome("passed")
+        lines = err.decode("utf-8", "replace").strip().splitlines()
+        return Outcome("failed", (lines[-1] if lines else f"exit {process.returncode}")[:300])
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
+        os.killpg(process.pid, signal.SIGKILL)
