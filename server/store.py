@@ -27,7 +27,7 @@ import numpy as np
 from repotune.server.chunking import Chunk
 from repotune.server.config import Settings, cache_dir
 
-INDEX_FORMAT_VERSION = 4
+INDEX_FORMAT_VERSION = 5
 DB_NAME = "index.sqlite3"
 CHROMA_DIR = "chroma"
 COLLECTION = "chunks"
