@@ -73,6 +73,8 @@ def git_commit(root: Path = SOURCE_ROOT) -> dict[str, Any] | None:
         ).stdout
 
     try:
+        if Path(git("rev-parse", "--show-toplevel").strip()).resolve() != root.resolve():
+            return None  # installed inside some other repository (a virtualenv in a project)
         commit = git("rev-parse", "HEAD").strip()
         changes = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
