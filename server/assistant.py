@@ -362,6 +362,7 @@ class Assistant:
             self.retrieve(path, prefix, suffix, settings) if retrieve_now else ([], 0.0)
         )
         if cancel is not None and cancel.is_set():
+            self.counters["cancelled"] += 1
             return None
         request = CompletionRequest(
             path=relative,

@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import statistics
 import tempfile
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from repotune.server.chunking import Chunk
 from repotune.server.config import Settings
 from repotune.server.corpora import ensure_corpus
 from repotune.server.files import WorkspaceFilter
@@ -33,6 +35,7 @@ QUERIES = 60
 SCALE_CHUNKS = 50_000
 EDIT_TIMEOUT_S = 20.0
 THROUGHPUT_SAMPLE = 256
+_IDENTIFIER = re.compile(r"[A-Za-z_$][\w$]*")
 
 
 def _percentiles(values: list[float]) -> dict[str, float | None]:
@@ -199,7 +202,7 @@ def bench_index(workspace: Path, settings: Settings, label: str | None = None) -
         }
 
         # Query latency at 50,000 chunks: the real chunks and vectors replicated under new paths.
-        scaled = _scaled_store(scratch, scratch / "index", SCALE_CHUNKS, rng)
+        scaled = scaled_store(scratch, scratch / "index", SCALE_CHUNKS, rng)
         if scaled is not None:
             cache: dict[str, np.ndarray] = {}
 
@@ -279,10 +282,12 @@ def _time_queries(retriever: Any, queries: list[CursorQuery], k: int) -> dict[st
     }
 
 
-def _scaled_store(scratch: Path, source_location: Path, target: int, rng: random.Random) -> Any:
+def scaled_store(scratch: Path, source_location: Path, target: int, rng: random.Random) -> Any:
     """A store with `target` chunks: copies of the real rows (prefixed paths) and their vectors
-    with a little noise, so FTS5 and HNSW work at that size without hours of embedding."""
-    from repotune.server.chunking import Chunk
+    with a little noise, so FTS5 and HNSW work at that size without hours of embedding. Every
+    copy but the first renames the names its chunks define (`parse` -> `parse_c3`, uses
+    included), so a name is defined as often as in the real corpus and the definition lookup
+    reads real rows instead of dropping every name as ambiguous."""
     from repotune.server.store import Store
 
     source = Store(source_location, dense=True)
@@ -297,23 +302,10 @@ def _scaled_store(scratch: Path, source_location: Path, target: int, rng: random
     store = Store(scratch / "scaled", dense=True)
     copies = max(1, -(-target // len(rows)))
     noise = np.random.default_rng(rng.randrange(1 << 30))
+    defined = {name for r in rows for name in r[11].split()}
     for copy in range(copies):
         by_path: dict[str, list[Chunk]] = {}
-        for r in rows:
-            chunk = Chunk(
-                f"{r[0]}-c{copy}",
-                f"copy{copy}/{r[1]}",
-                r[6],
-                r[4],
-                r[5],
-                r[2],
-                r[3],
-                r[10],
-                r[9],
-                r[7],
-                r[8],
-                tuple(r[11].split()),
-            )
+        for chunk in copied_chunks(rows, copy, defined):
             by_path.setdefault(chunk.path, []).append(chunk)
         for path, chunks in by_path.items():
             store.replace_file(path, "h", 1, 1, chunks[0].language, "utf-8", chunks)
@@ -329,11 +321,48 @@ def _scaled_store(scratch: Path, source_location: Path, target: int, rng: random
     return store
 
 
-def run_bench_index(workspace: Path | None, settings: Settings, corpus: str | None = None) -> None:
+def copied_chunks(rows: list[tuple[Any, ...]], copy: int, defined: set[str]) -> list[Chunk]:
+    """Copy number `copy` of the store rows `rows` under `copy<N>/`; from copy 1 on, every
+    identifier in `defined` is suffixed `_c<N>` wherever it appears (text, symbol, parent,
+    signature, defines)."""
+
+    def rename(text: str | None) -> str | None:
+        if text is None or copy == 0:
+            return text
+        return _IDENTIFIER.sub(
+            lambda m: f"{m[0]}_c{copy}" if m[0] in defined else m[0],
+            text,
+        )
+
+    return [
+        Chunk(
+            id=f"{r[0]}-c{copy}",
+            path=f"copy{copy}/{r[1]}",
+            language=r[6],
+            symbol=rename(r[4]),
+            kind=r[5],
+            start_line=r[2],
+            end_line=r[3],
+            text=rename(r[10]) or "",
+            file_hash=r[9],
+            parent=rename(r[7]),
+            signature=rename(r[8]),
+            defines=tuple((rename(r[11]) or "").split()),
+        )
+        for r in rows
+    ]
+
+
+def run_bench_index(
+    workspace: Path | None, settings: Settings, corpus: str | None = None
+) -> dict[str, Any]:
+    """Print (and return) the JSON report for `workspace` or a pinned corpus."""
     label = None
     if corpus:
         workspace = ensure_corpus(corpus)
         label = corpus
     if workspace is None or not workspace.is_dir():
         raise SystemExit("repotune: bench index needs a workspace directory or --corpus NAME==VER")
-    print(json.dumps(bench_index(workspace, settings, label), indent=2))
+    result = bench_index(workspace, settings, label)
+    print(json.dumps(result, indent=2))
+    return result

@@ -144,8 +144,9 @@ async def _replay(
     return records, ready
 
 
-def run_bench_lsp(workspace: Path | None, settings: Settings, samples: int = 30) -> None:
-    """Print one JSON object: client-side vs core latency per request, and their difference."""
+def run_bench_lsp(workspace: Path | None, settings: Settings, samples: int = 30) -> dict[str, Any]:
+    """Print (and return) one JSON object: client-side vs core latency per request, and their
+    difference."""
     del settings  # the server reads the workspace's own settings, as in an editor
     root = workspace if workspace is not None else ensure_corpus(DEFAULT_CORPUS)
     sessions = sample_sessions(root, samples)
@@ -174,3 +175,4 @@ def run_bench_lsp(workspace: Path | None, settings: Settings, samples: int = 30)
         "seconds": round(time.perf_counter() - wall, 1),
     }
     print(json.dumps(report, indent=2))
+    return report

@@ -91,6 +91,7 @@ _DEFS: dict[str, dict[str, str]] = {
         "type_alias_declaration": "type",
         "enum_declaration": "enum",
         "internal_module": "module",
+        "module": "module",  # `declare module "name" { ... }`
     },
     "go": {
         "function_declaration": "function",
@@ -179,8 +180,9 @@ class Chunk:
     file_hash: str
     parent: str | None = None  # enclosing class/impl/module
     signature: str | None = None
-    # Bare names whose definition starts in this chunk (merged neighbours included): what
-    # retrieval looks up when the cursor uses a name (retrieval.cursor_names).
+    # Bare names whose definition starts in this chunk (merged neighbours and the members of a
+    # namespace, module or class kept whole included): what retrieval looks up when the cursor
+    # uses a name (retrieval.cursor_names).
     defines: tuple[str, ...] = ()
 
     def header(self) -> str:
@@ -304,6 +306,9 @@ class Chunker:
         signature = _signature(inner, source)
         names = _defined_names(name, kind)
         if end - start + 1 <= self.max_lines:
+            # Kept whole: the names its members define (a namespace's classes, their methods)
+            # start in this chunk too.
+            names = (*names, *_member_names(inner, kind, language, source))
             return [_Seg(start, end, kind, symbol, owner, signature, True, names)]
         nested = list(_child_defs(inner, language))
         if nested:
@@ -410,6 +415,19 @@ def _defined_names(name: str | None, kind: str) -> tuple[str, ...]:
         return ()
     bare = re.split(r"::|\.", name)[-1]
     return (bare,) if re.fullmatch(r"[A-Za-z_$][\w$]*", bare) else ()
+
+
+def _member_names(node: Any, kind: str, language: str, source: bytes) -> tuple[str, ...]:
+    """Names defined inside a container (namespace, module, class, impl...), nested ones
+    included; a function's own locals are not reachable from other files and are left out."""
+    if kind not in _CLASS_KINDS:
+        return ()
+    names: list[str] = []
+    for _, inner, member_kind in _child_defs(node, language):
+        name, _ = _name_of(inner, language, source)
+        names.extend(_defined_names(name, member_kind))
+        names.extend(_member_names(inner, member_kind, language, source))
+    return tuple(names)
 
 
 def _weight(seg: _Seg) -> tuple[bool, int]:

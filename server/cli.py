@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -23,15 +24,19 @@ bench_app = typer.Typer(help="Benchmarks; each prints one JSON object.", no_args
 app.add_typer(bench_app, name="bench")
 
 WorkspaceArg = Annotated[Path, typer.Argument(help="workspace (repository) root")]
+SaveOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--save",
+        help="also store the JSON, with the command, commit and machine, in this folder "
+        "(the README's figures come from server/bench_results)",
+    ),
+]
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     print_error(f"repotune: {message}")
     return typer.Exit(code)
-
-
-def not_implemented(what: str) -> typer.Exit:
-    return fail(f"'{what}' is not implemented yet (see README, Status)", code=2)
 
 
 def settings_for(workspace: Path | None, overrides: dict | None = None) -> Settings:
@@ -63,10 +68,8 @@ def doctor(
 @app.command()
 def serve() -> None:
     """Run the language server over stdio (what editors start)."""
-    try:
-        from repotune.server.lsp import run_stdio
-    except ImportError as exc:  # pragma: no cover - until the LSP module lands
-        raise not_implemented(f"serve ({exc})") from None
+    from repotune.server.lsp import run_stdio
+
     run_stdio()
 
 
@@ -76,10 +79,8 @@ def index(
     watch: Annotated[bool, typer.Option(help="keep watching and indexing changes")] = False,
 ) -> None:
     """Index a workspace (incremental; resumes after a crash)."""
-    try:
-        from repotune.server.index_cli import run_index
-    except ImportError as exc:
-        raise not_implemented(f"index ({exc})") from None
+    from repotune.server.index_cli import run_index
+
     run_index(workspace.resolve(), settings_for(workspace), watch=watch)
 
 
@@ -91,10 +92,8 @@ def search(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Search the workspace index (hybrid: dense + lexical)."""
-    try:
-        from repotune.server.index_cli import run_search
-    except ImportError as exc:
-        raise not_implemented(f"search ({exc})") from None
+    from repotune.server.index_cli import run_search
+
     run_search(workspace.resolve(), settings_for(workspace), query, k=k, as_json=as_json)
 
 
@@ -110,10 +109,8 @@ def complete(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Complete at a cursor position and show the retrieved context and timings."""
-    try:
-        from repotune.server.complete_cli import run_complete
-    except ImportError as exc:
-        raise not_implemented(f"complete ({exc})") from None
+    from repotune.server.complete_cli import run_complete
+
     overrides: dict = {"model": {}}
     if adapter:
         overrides["model"]["adapter"] = adapter
@@ -128,10 +125,8 @@ def ask(
     question: Annotated[str, typer.Argument(help="a question about the codebase")],
 ) -> None:
     """Answer a question about the codebase from retrieved code, citing files."""
-    try:
-        from repotune.server.complete_cli import run_ask
-    except ImportError as exc:
-        raise not_implemented(f"ask ({exc})") from None
+    from repotune.server.complete_cli import run_ask
+
     run_ask(workspace.resolve(), settings_for(workspace), question)
 
 
@@ -141,27 +136,26 @@ def bench_index(
     corpus: Annotated[
         str | None, typer.Option(help="pinned PyPI wheel to benchmark, e.g. wandb==0.19.11")
     ] = None,
+    save: SaveOption = None,
 ) -> None:
     """Index throughput, save-to-searchable latency, query latency, RSS."""
-    try:
-        from repotune.server.bench_index import run_bench_index
-    except ImportError as exc:
-        raise not_implemented(f"bench index ({exc})") from None
+    from repotune.server.bench_index import run_bench_index
+
     root = workspace.resolve() if workspace else None
-    run_bench_index(root, settings_for(root), corpus=corpus)
+    store_result("index", run_bench_index(root, settings_for(root), corpus=corpus), save)
 
 
 @bench_app.command("complete")
 def bench_complete(
     workspace: WorkspaceArg,
     samples: Annotated[int, typer.Option(help="cursor positions to sample")] = 100,
+    save: SaveOption = None,
 ) -> None:
     """Completion latency (cold/warm), KV reuse, decode speed."""
-    try:
-        from repotune.server.bench_complete import run_bench_complete
-    except ImportError as exc:
-        raise not_implemented(f"bench complete ({exc})") from None
-    run_bench_complete(workspace.resolve(), settings_for(workspace), samples=samples)
+    from repotune.server.bench_complete import run_bench_complete
+
+    report = run_bench_complete(workspace.resolve(), settings_for(workspace), samples=samples)
+    store_result("complete", report, save)
 
 
 @bench_app.command("lsp")
@@ -170,14 +164,22 @@ def bench_lsp(
         Path | None, typer.Argument(help="workspace (default: the pinned requests corpus)")
     ] = None,
     samples: Annotated[int, typer.Option(help="cursor positions to sample")] = 30,
+    save: SaveOption = None,
 ) -> None:
     """LSP request-to-response latency against the engine's own latency."""
-    try:
-        from repotune.server.bench_lsp import run_bench_lsp
-    except ImportError as exc:
-        raise not_implemented(f"bench lsp ({exc})") from None
+    from repotune.server.bench_lsp import run_bench_lsp
+
     root = workspace.resolve() if workspace else None
-    run_bench_lsp(root, settings_for(root), samples=samples)
+    store_result("lsp", run_bench_lsp(root, settings_for(root), samples=samples), save)
+
+
+def store_result(benchmark: str, report: dict, directory: Path | None) -> None:
+    """With --save, keep the printed JSON as a result file (command, commit, machine, time)."""
+    if directory is None:
+        return
+    from repotune.server.bench_record import save_result
+
+    print_error(f"repotune: saved {save_result(benchmark, report, directory)}")
 
 
 @app.command(
@@ -189,10 +191,8 @@ def train(ctx: typer.Context) -> None:
     """RAG fine-tuning: dataset, finetune, export, publish, all (needs the [train] extra)."""
     # The training package owns its own sub-CLI; it is imported only when asked for, so the
     # server never depends on it (DESIGN: training imports server, never the reverse).
-    try:
-        from repotune.training.cli import app as training_app
-    except ImportError as exc:
-        raise not_implemented(f"train ({exc}); install the [train] extra") from None
+    from repotune.training.cli import app as training_app
+
     training_app(args=ctx.args, prog_name="repotune train")
 
 
@@ -203,11 +203,50 @@ def train(ctx: typer.Context) -> None:
 )
 def evaluate(ctx: typer.Context) -> None:
     """Evaluate retrieval and fine-tuning conditions on held-out files."""
-    try:
-        from repotune.training.evaluate import main as eval_main
-    except ImportError as exc:
-        raise not_implemented(f"eval ({exc})") from None
+    from repotune.training.evaluate import main as eval_main
+
     eval_main(ctx.args)
+
+
+def _requirement_for(module: str) -> tuple[str | None, str | None]:
+    """RepoTune's own requirement that provides `module` (as declared in its metadata), and
+    the extra it belongs to: `llama_cpp` -> ("llama-cpp-python==0.3.36", None)."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    try:
+        declared = requires("repotune") or []
+    except PackageNotFoundError:
+        return None, None
+    wanted = re.sub(r"[-_.]+", "-", module).lower()
+    parsed = []
+    for line in declared:
+        spec, _, marker = line.partition(";")
+        name = re.split(r"[<>=!~\[ (]", spec.strip(), maxsplit=1)[0]
+        extra = re.search(r"extra\s*==\s*[\"']([^\"']+)", marker)
+        parsed.append((re.sub(r"[-_.]+", "-", name).lower(), spec.strip(), extra))
+    # the exact name first (tree-sitter before tree-sitter-languages), then a prefix
+    for exact in (True, False):
+        for name, spec, extra in parsed:
+            if name == wanted if exact else name.startswith(wanted + "-"):
+                return spec, extra.group(1) if extra else None
+    return None, None
+
+
+def missing_dependency(exc: ImportError) -> str:
+    """A one-line report of a dependency that could not be imported, and how to install it."""
+    module = (exc.name or "").split(".")[0] or "?"
+    requirement, extra = _requirement_for(module)
+    if extra:
+        how = f"pip install 'repotune[{extra}]' (in a checkout: make install)"
+    else:
+        how = "pip install repotune (in a checkout: make install-server, or make install)"
+    package = f" (from the package {requirement})" if requirement else ""
+    if isinstance(exc, ModuleNotFoundError):
+        return f"the Python module '{module}'{package} is not installed: {how}"
+    return (
+        f"could not import from '{module}'{package}: {exc}; the installed version may not be "
+        f"one RepoTune supports: {how}"
+    )
 
 
 def main() -> None:
@@ -215,6 +254,11 @@ def main() -> None:
         app()
     except (SettingsError, ModelError) as exc:
         print_error(f"repotune: {exc}")
+        sys.exit(1)
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] in ("", "repotune"):
+            raise  # RepoTune's own modules ship with it: that is a bug, shown as one
+        print_error(f"repotune: {missing_dependency(exc)}")
         sys.exit(1)
 
 

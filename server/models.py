@@ -50,9 +50,11 @@ def _checksum_memo_path() -> Path:
 
 
 def sha256_file(path: Path) -> str:
-    """SHA-256 of a file, memoised on (path, size, mtime) so a restart does not rehash 250 MB."""
+    """SHA-256 of a file, memoised so a restart does not rehash 250 MB. The memo is keyed on the
+    file's inode, size, mtime and ctime: any write re-hashes it, even one that puts the size and
+    mtime back (`os.utime` can set mtime, nothing but the kernel sets ctime)."""
     stat = path.stat()
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    key = f"{path.resolve()}|{stat.st_ino}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ctime_ns}"
     memo_path = _checksum_memo_path()
     try:
         memo = json.loads(memo_path.read_text())

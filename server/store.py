@@ -37,7 +37,7 @@ from repotune.server.index_folder import (
     wipe,
 )
 
-INDEX_FORMAT_VERSION = 4
+INDEX_FORMAT_VERSION = 5
 COLLECTION = "chunks"
 MAX_QUERY_TERMS = 12
 # Terms found in more than this share of chunks say little and make FTS5 rank most of the table.

@@ -48,3 +48,16 @@ def copy_server_sources(names: Iterable[str], target: Path) -> Path:
     for name in names:
         shutil.copy(SERVER_SOURCES / name, target / name)
     return target
+
+
+def spy_on_completions(monkeypatch: pytest.MonkeyPatch, llama_class: type) -> list[dict]:
+    """Record the arguments of every Llama.create_completion call (the real one still runs)."""
+    calls: list[dict] = []
+    real = llama_class.create_completion
+
+    def recording(self, prompt, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append({"llama": self, "prompt": prompt, **kwargs})
+        return real(self, prompt, *args, **kwargs)
+
+    monkeypatch.setattr(llama_class, "create_completion", recording)
+    return calls

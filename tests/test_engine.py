@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import spy_on_completions
 from repotune.server.config import load_settings, settings_with
 from repotune.server.engine import (
     CompletionEngine,
@@ -293,10 +294,20 @@ def test_a_pre_cancelled_request_does_nothing(engine) -> None:
 # --------------------------------------------------------------------------- questions
 
 
-def test_ask_answers_with_the_chat_template(engine) -> None:
+def test_ask_without_a_chat_template_continues_a_qa_document(
+    engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default Gemma GGUF has no chat template: the question goes out as a Q&A document
+    (the chat-template path is tested with a model that has one, test_engine_chat_template.py)."""
+    from llama_cpp import Llama
+    from repotune.server.prompts import build_ask_document
+
+    sent = spy_on_completions(monkeypatch, Llama)
     snippet = ContextSnippet(PATH, "def py_encode_basestring(s):\n    return '\"' + s + '\"'\n", 37)
-    answer = engine.ask("What does py_encode_basestring return?", [snippet], max_tokens=24)
+    question = "What does py_encode_basestring return?"
+    answer = engine.ask(question, [snippet], max_tokens=24)
     assert isinstance(answer, str) and answer.strip()
+    assert [call["prompt"] for call in sent] == [build_ask_document(question, [snippet])[0]]
 
 
 # --------------------------------------------------------------------------- prompt lookup
@@ -310,27 +321,56 @@ def test_lookup_draft_proposes_what_followed_the_last_ngram() -> None:
     assert lookup_draft([1, 2, 7, 1, 2, 8, 1, 2], min_ngram=2, size=1) == [8]
 
 
-def test_prompt_lookup_drafts_are_verified(engine) -> None:
-    """Drafts are accepted only where the model's own (batched) argmax agrees.
-
-    The text may differ from token-by-token greedy at near-ties: llama.cpp's batched kernels
-    round differently (here logits 9.04 vs 9.11 for the top two tokens at the first position).
-    """
-    request = body_request()
-    plain = fresh(engine, request)
-    with_lookup = settings_with(engine.settings, {"completion": {"prompt_lookup": True}}, "test")
-    engine.reload(with_lookup)  # completion settings only: applied at once, no model reload
-    assert engine.ready
+def test_prompt_lookup_accepts_only_what_greedy_decoding_gives(engine) -> None:
+    """Lookup on or off, the output is the same tokens: a draft token is kept only where the
+    model's own argmax agrees. A repetitive block (registrations in a pattern) gets drafts
+    accepted. Each run starts from an empty KV cache, so both evaluate the prompt alike."""
+    rows = "".join(
+        f'    registry.add("handler_{i}", Handler{i}, priority={i})\n' for i in range(12)
+    )
+    request = CompletionRequest(
+        "reg.py",
+        "python",
+        "def register_all(registry):\n" + rows + "    ",
+        "\n    return registry\n",
+        (),
+        "demo",
+    )
+    results = {}
     try:
-        drafted = fresh(engine, request)
+        for lookup in (False, True):
+            settings = settings_with(
+                engine.settings, {"completion": {"prompt_lookup": lookup}}, "t"
+            )
+            engine.reload(settings)  # completion settings only: applied at once, no model reload
+            engine._loaded.llm.reset()  # no KV reuse from an earlier request
+            results[lookup] = fresh(engine, request)
     finally:
-        engine.reload(settings_with(with_lookup, {"completion": {"prompt_lookup": False}}, "t"))
+        engine.reload(settings_with(engine.settings, {"completion": {"prompt_lookup": False}}, "t"))
+    plain, drafted = results[False], results[True]
     assert plain is not None and drafted is not None
-    assert drafted.drafted_tokens > 0
-    assert 0 <= drafted.accepted_tokens <= drafted.drafted_tokens
-    assert drafted.text.strip() and "<|rt_" not in drafted.text
-    assert drafted.generated_tokens <= 32
     assert plain.drafted_tokens == 0
+    assert drafted.drafted_tokens > 0
+    assert 0 < drafted.accepted_tokens <= drafted.drafted_tokens
+    assert drafted.text == plain.text
+    assert drafted.generated_tokens == plain.generated_tokens
+    assert drafted.stop_reason == plain.stop_reason
+
+
+def test_generation_stops_at_the_time_cap(engine) -> None:
+    """A cap of 0 ms (below what the settings accept; set here to make the stop certain on any
+    machine) is already reached when the first token arrives: decoding stops after it, on the
+    time cap, where the block would otherwise run to its 32-token cap."""
+    capped = engine.settings.completion.model_copy(update={"time_cap_ms": 0})
+    settings = engine.settings.model_copy(update={"completion": capped})
+    engine.reload(settings)
+    try:
+        fresh(engine, body_request())
+        reason, stats = engine.last_reason, dict(engine.last_stats)
+    finally:
+        engine.reload(load_settings(None, SMALL))
+    assert "time cap" in reason, reason
+    assert stats["generated_tokens"] == 1
 
 
 def test_bad_adapter_is_a_clear_load_error(generator_model, tmp_path: Path) -> None:

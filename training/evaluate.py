@@ -37,8 +37,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import platform
 import shlex
 import sys
 import time
@@ -49,6 +47,7 @@ from typing import Annotated, Any
 
 import repotune
 import typer
+from repotune.server.bench_record import machine_facts
 from repotune.server.config import (
     Settings,
     SettingsError,
@@ -551,52 +550,6 @@ def targets(comparisons: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- the run
 
 
-def machine() -> dict[str, Any]:
-    import psutil
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    cores = psutil.cpu_count(logical=False) or 0
-    logical = psutil.cpu_count() or 0
-    memory = psutil.virtual_memory().total / 2**30
-    try:
-        import llama_cpp
-
-        llama = llama_cpp.__version__
-    except ImportError:  # pragma: no cover - the engine needs it anyway
-        llama = None
-    return {
-        "summary": f"{cpu}, {cores} cores / {logical} threads, {memory:.0f} GiB RAM, "
-        f"{platform.system()} {platform.release()}, no GPU offload"
-        if not _gpu()
-        else f"{cpu}, GPU offload, {memory:.0f} GiB RAM",
-        "cpu": cpu,
-        "physical_cores": cores,
-        "logical_cores": logical,
-        "memory_gib": round(memory, 1),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "llama_cpp_python": llama,
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-    }
-
-
-def _gpu() -> bool:
-    try:
-        import llama_cpp
-
-        return bool(llama_cpp.llama_supports_gpu_offload())
-    except ImportError:  # pragma: no cover
-        return False
-
-
 def validate(config: EvalConfig) -> None:
     """Everything that can be checked before any download or training."""
     if not config.repos:
@@ -772,7 +725,7 @@ def run(config: EvalConfig) -> dict[str, Any]:
             "settings": settings.model_dump(),
             "overrides": config.overrides,
         },
-        "machine": machine(),
+        "machine": machine_facts(),
         "repos": repos,
         "duration_s": round(time.perf_counter() - started, 1),
     }

@@ -277,14 +277,22 @@ describe.skipIf(!python)("the RepoTune server, started as the extension starts i
       arguments: [{ question: "Which function computes the area of a circle?" }],
     });
     const result = parseAskResult(raw);
-    expect(result.answer.trim()).not.toBe("");
+    // The server appends the Sources list to every answer: the model's own text comes before it.
+    const [ownText] = result.answer.split("**Sources**");
+    expect(ownText.trim(), "the model said nothing before the Sources list").not.toBe("");
+    expect(result.citations.map((citation) => citation.path)).toContain("geometry.py");
     const markdown = renderAnswer("Which function computes the area of a circle?", result, repo);
-    if (result.citations.length > 0) expect(markdown).toMatch(/\]\(file:\/\/.+#L\d+\)/);
+    expect(markdown).toMatch(/\]\(file:\/\/.+#L\d+\)/);
   }, 180_000);
 });
 
 describe.skipIf(Boolean(python))("the RepoTune server", () => {
-  it("is skipped: set REPOTUNE_PYTHON to an interpreter with RepoTune installed", () => {
-    console.warn("REPOTUNE_PYTHON is not set: the server integration test did not run.");
-  });
+  // Never a pass: under CI (CI=true) a failure, elsewhere a skip that says why.
+  if (process.env.CI === "true") {
+    it("needs REPOTUNE_PYTHON under CI", () => {
+      throw new Error("CI=true but REPOTUNE_PYTHON is not set: the server integration test cannot run");
+    });
+  } else {
+    it.skip("is skipped: REPOTUNE_PYTHON is not set (an interpreter with RepoTune installed)", () => {});
+  }
 });
