@@ -82,7 +82,7 @@ class ModelSettings(_Section):
     generator: str = Field("default", description="'default', a .gguf path or hf:ORG/REPO[:FILE]")
     embedder: str = Field("default", description="'default' (MiniLM-L6-v2) or a GGUF embedder")
     adapter: str | None = Field(
-        None,
+        "default",
         description="LoRA adapter in GGUF: 'default' (shipped with RepoTune, for the default "
         "generator), 'none', a path or an hf: reference",
     )

@@ -115,6 +115,7 @@ def test_the_default_adapter_applies_to_the_default_generator_only() -> None:
     assert adapter_reference("none", "default") is None
     assert adapter_reference(None, "default") is None
     assert adapter_reference("/a.gguf", "/models/qwen.gguf") == "/a.gguf"
+    assert load_settings(None, {}).model.adapter == "default"  # on by default
 
 
 def test_a_missing_default_adapter_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from repotune.server.bench_record import machine_facts
 from repotune.server.config import Settings, SettingsError, load_settings, settings_with
 from repotune.server.console import print_error
 from repotune.server.models import DEFAULT_REF, NO_ADAPTER, ModelError
@@ -39,7 +40,7 @@ from repotune.training.eval_metrics import (
     paired_bootstrap,
     percentile,
 )
-from repotune.training.evaluate import EVAL_COMPLETION, LOAD_TIMEOUT_S, machine
+from repotune.training.evaluate import EVAL_COMPLETION, LOAD_TIMEOUT_S
 from repotune.training.humaneval_exec import DEFAULT_TIMEOUT_S, build_program, run_program
 
 BUILT_IN = {"base": NO_ADAPTER, "default": DEFAULT_REF}
@@ -308,7 +309,7 @@ def run(config: HumanEvalConfig) -> dict[str, Any]:
         "benchmark": "HumanEval infilling (openai/human-eval-infilling), pass@1, greedy",
         "command": config.command,
         **source_commit(),
-        "machine": machine(),
+        "machine": machine_facts(),
         "config": {
             "data": [str(p) for p in config.data],
             "limit": config.limit,
