@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import copy_server_sources
@@ -210,75 +209,3 @@ def test_a_missing_default_adapter_fails_before_any_work(
     with pytest.raises(ModelError, match="default adapter is missing"):
         run(_config(fixture_repo, out, conditions=["base", "default+ctx"]))
     assert not out.exists()
-
-
-@pytest.mark.train
-def test_fine_tuned_and_other_repository_conditions(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, generator_model: Any, embedder_model: Any
-) -> None:
-    """The conditions with adapters, on two tiny repositories: each gets its own adapter
-    (dataset -> 2 LoRA steps -> GGUF, trained here), `ft` and `ft+ctx` run with it and
-    `other+ctx` with the other repository's."""
-    pytest.importorskip("peft")
-    from repotune.server.config import cache_dir
-
-    real_training = cache_dir() / "training"
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("REPOTUNE_CACHE_DIR", str(cache))  # adapters trained here, not reused
-    if real_training.is_dir():  # the dequantized base weights, converted once per machine
-        cache.mkdir()
-        (cache / "training").symlink_to(real_training, target_is_directory=True)
-    repos = {
-        "alpha": copy_server_sources(FILES[:3], tmp_path / "alpha"),
-        "beta": copy_server_sources(FILES[3:], tmp_path / "beta"),
-    }
-    overrides = {
-        "model": {
-            "generator": str(generator_model.path),
-            "embedder": str(embedder_model.path),
-            "context_length": 1024,
-        },
-        "completion": {"context_tokens": 96, "prefix_tokens": 96, "suffix_tokens": 32},
-        "train": {
-            "test_share": 0.4,
-            "max_seq_tokens": 160,
-            "batch_size": 2,
-            "micro_batch_size": 2,
-            "eval_every": 2,
-            "eval_max_examples": 4,
-            "max_examples": 24,
-        },
-    }
-    config = EvalConfig(
-        repos=[str(path) for path in repos.values()],
-        conditions=["ft+ctx", "ft", "other+ctx"],
-        counts={"line": 2, "span": 0, "api": 0},
-        train_steps=2,
-        parity=False,
-        seed=3,
-        bootstrap=100,
-        overrides=overrides,
-        out=tmp_path / "out",
-        progress=False,
-        command="test",
-    )
-    result = run(config)
-    adapters = {}
-    for label in repos:
-        repo = result["repos"][label]
-        assert repo["adapter"]["trained_here"] is True
-        assert repo["adapter"]["finetune"]["steps"] == 2
-        assert Path(repo["adapter"]["path"]).is_file()
-        assert Path(repo["adapter"]["path"]).is_relative_to(cache)
-        adapters[label] = repo["adapter"]["path"]
-        assert set(repo["conditions"]) == {"ft+ctx", "ft", "other+ctx"}
-        assert all(scores["all"]["n"] == 2 for scores in repo["conditions"].values())
-        pairs = {c["a"] + "/" + c["b"] for c in repo["comparisons"]}
-        assert {"ft+ctx/other+ctx", "ft+ctx/ft"} <= pairs
-    assert adapters["alpha"] != adapters["beta"]
-    assert result["repos"]["alpha"]["other_adapter"] == adapters["beta"]
-    assert result["repos"]["beta"]["other_adapter"] == adapters["alpha"]
-    rows = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").open()]
-    assert {(r["repo"], r["condition"]) for r in rows} == {
-        (label, condition) for label in repos for condition in ("ft+ctx", "ft", "other+ctx")
-    }
