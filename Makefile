@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SERVER_STAMP := $(VENV)/.server-stamp
 
-.PHONY: install install-server models demo test test-python test-extension lint vsix clean
+.PHONY: install install-server models vscode-e2e-deps demo test test-python test-extension lint vsix clean
 
 # Full development environment: server + training extra + test tools.
 install: $(STAMP)
@@ -35,7 +35,15 @@ demo: models
 	$(BIN)/repotune index .
 	$(BIN)/repotune complete $(DEMO_FILE):$$(( $(DEMO_LINE) + 2 )):5 --workspace .
 
-test: models test-python test-extension
+# What the real-editor test (tests/test_vscode_e2e.py) drives: Chromium and its fonts (apt-get
+# when missing), Node 24 and code-server from the npm registry, cached in RepoTune's cache folder
+# by version (a second run only checks). About 2 minutes and 1 GB the first time.
+vscode-e2e-deps:
+	tests/vscode/install.sh
+
+# In `make test` the VS Code test must run: a missing piece fails it instead of skipping it.
+test: export REPOTUNE_E2E_REQUIRED = 1
+test: models vscode-e2e-deps test-python test-extension
 
 test-python: $(STAMP)
 	$(BIN)/python -m pytest -ra
