@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 SERVER_STAMP := $(VENV)/.server-stamp
 
 .PHONY: install install-server llama-gpu models demo test test-python test-extension test-vulkan \
-	lint vsix clean
+	vscode-e2e-deps test-vscode-e2e lint vsix clean
 
 # GPU=cuda|metal|hip|vulkan rebuilds llama-cpp-python with that llama.cpp backend after the normal
 # install (`make install GPU=cuda`, `make install-server GPU=vulkan`); extra CMake flags (e.g.
@@ -60,7 +60,20 @@ demo: models
 	$(BIN)/repotune index .
 	$(BIN)/repotune complete $(DEMO_FILE):$$(( $(DEMO_LINE) + 2 )):5 --workspace .
 
+# What the real-editor test (tests/test_vscode_e2e.py) drives: Chromium and its fonts (apt-get
+# when missing), Node 24 and code-server from the npm registry, cached in RepoTune's cache folder
+# by version (a second run only checks). About 2 minutes and 1 GB the first time.
+vscode-e2e-deps:
+	tests/vscode/install.sh
+
 test: models test-python test-extension
+
+# The real-editor test on its own (not yet in `make test`: it has not passed end to end on the
+# development machine; see README Status). A missing piece fails it instead of skipping it.
+test-vscode-e2e: export REPOTUNE_E2E_REQUIRED = 1
+test-vscode-e2e: export REPOTUNE_E2E = 1
+test-vscode-e2e: vscode-e2e-deps $(STAMP)
+	$(BIN)/python -m pytest -ra tests/test_vscode_e2e.py
 
 test-python: $(STAMP)
 	$(BIN)/python -m pytest -ra

@@ -10,6 +10,7 @@ export default defineConfig({
         test: {
           name: "integration",
           include: ["test/integration/**/*.test.ts"],
+          setupFiles: ["test/integration/vscode-stub.ts"],
           testTimeout: 300_000,
           hookTimeout: 60_000,
         },

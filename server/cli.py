@@ -65,9 +65,41 @@ def doctor(
         raise typer.Exit(1)
 
 
+# Transport flags LSP clients conventionally append (vscode-languageclient, for one).
+_OTHER_TRANSPORTS = ("--socket", "--port", "--pipe", "--node-ipc")
+
+
+def _transport_error(flag: str) -> typer.Exit:
+    return fail(
+        f"serve speaks LSP over stdio only; {flag} is not supported "
+        "(start it with no transport flag, or with --stdio)",
+        code=2,
+    )
+
+
 @app.command()
-def serve() -> None:
+def serve(
+    stdio: Annotated[bool, typer.Option("--stdio", help="LSP over stdio (the default)")] = False,
+    socket: Annotated[str | None, typer.Option("--socket", hidden=True)] = None,
+    port: Annotated[str | None, typer.Option("--port", hidden=True)] = None,
+    pipe: Annotated[str | None, typer.Option("--pipe", hidden=True)] = None,
+    node_ipc: Annotated[bool, typer.Option("--node-ipc", hidden=True)] = False,
+    client_process_id: Annotated[
+        str | None,
+        typer.Option(
+            "--clientProcessId",
+            metavar="PID",
+            help="the editor's process id (accepted for LSP clients that pass it; the server "
+            "already exits when its stdin closes)",
+        ),
+    ] = None,
+) -> None:
     """Run the language server over stdio (what editors start)."""
+    for flag, given in zip(_OTHER_TRANSPORTS, (socket, port, pipe, node_ipc), strict=True):
+        if given not in (None, False):
+            raise _transport_error(flag)
+    if client_process_id is not None and not client_process_id.strip().isdigit():
+        raise fail(f"--clientProcessId must be a process id, not {client_process_id!r}", code=2)
     from repotune.server.lsp import run_stdio
 
     run_stdio()

@@ -70,11 +70,27 @@ export function linkifyAnswer(
     .join("");
 }
 
+/**
+ * The answer with any code fence it leaves open closed at its end (a small model can stop
+ * inside a code block), so the sections that follow still render as Markdown, not as code.
+ */
+export function closeOpenFence(answer: string): string {
+  let open: string | undefined;
+  for (const line of answer.split(/\r?\n/)) {
+    const fence = /^ {0,3}(`{3,}|~{3,})/.exec(line)?.[1];
+    if (!fence) continue;
+    if (open === undefined) open = fence;
+    else if (fence[0] === open[0] && fence.length >= open.length && line.trim() === fence) open = undefined;
+  }
+  return open === undefined ? answer : `${answer}\n${open}`;
+}
+
 /** The whole document: the question, the answer, then the sources as a list of links. */
 export function renderAnswer(question: string, result: AskResult, root?: string): string {
   const lines: string[] = [];
   lines.push(`# ${question.replace(/\s+/g, " ").trim()}`, "");
-  lines.push(linkifyAnswer(result.answer.trim(), result.citations, root) || "_The server gave no answer._", "");
+  const answer = closeOpenFence(linkifyAnswer(result.answer.trim(), result.citations, root));
+  lines.push(answer || "_The server gave no answer._", "");
   if (result.citations.length > 0) {
     lines.push("## Sources", "");
     const seen = new Set<string>();

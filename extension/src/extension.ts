@@ -13,15 +13,14 @@ import {
   ExecuteCommandRequest,
   LanguageClient,
   State,
-  TransportKind,
   type LanguageClientOptions,
-  type ServerOptions,
 } from "vscode-languageclient/node";
 
 import { renderAnswer } from "./answer";
 import { debounce, debounceFor } from "./debounce";
 import {
   choosePython,
+  configuredPython,
   interpreterFromPythonExtension,
   judgeProbe,
   type InterpreterChoice,
@@ -37,6 +36,7 @@ import {
   type StatusPayload,
 } from "./protocol";
 import { RestartPolicy, gaveUpMessage } from "./retry";
+import { serverOptions, stdioOptions } from "./serverOptions";
 import {
   CLIENT_SETTINGS,
   DEFAULTS,
@@ -152,13 +152,16 @@ class RepoTune implements vscode.Disposable {
 
   private async chooseInterpreter(): Promise<InterpreterChoice> {
     const folder = workspaceFolder();
-    const configured = userValue(CLIENT_SETTINGS.pythonPath, folder?.uri);
+    const configured = configuredPython(
+      vscode.workspace.getConfiguration(undefined, folder?.uri).inspect(CLIENT_SETTINGS.pythonPath),
+      vscode.workspace.isTrusted,
+    );
     let fromExtension: string | undefined;
-    if (typeof configured !== "string" || configured.trim() === "") {
+    if (configured === undefined) {
       fromExtension = await interpreterFromPythonExtension(await this.pythonExtensionApi(), folder?.uri);
     }
     return choosePython({
-      configured: typeof configured === "string" ? configured : undefined,
+      configured,
       fromPythonExtension: fromExtension,
       workspaceFolder: folder?.uri.fsPath,
       home: os.homedir(),
@@ -236,20 +239,15 @@ class RepoTune implements vscode.Disposable {
     }
 
     const launch = serverLaunch(choice.python, folder);
-    const serverOptions: ServerOptions = {
-      command: launch.command,
-      args: launch.args,
-      transport: TransportKind.stdio,
-      options: { cwd: launch.cwd, env },
-    };
     const initial = this.mapped().settings;
-    this.log.info(`starting: ${launch.command} ${launch.args.join(" ")}`);
+    this.log.info(`starting: ${launch.command} ${launch.args.join(" ")} (LSP over stdio)`);
     this.log.info(`initializationOptions: ${JSON.stringify(initial)}`);
 
     const clientOptions: LanguageClientOptions = {
       documentSelector: [{ scheme: "file" }, { scheme: "untitled" }],
       initializationOptions: initial,
       outputChannel: this.log,
+      stdioOptions,
       errorHandler: {
         error: () => ({ action: ErrorAction.Continue }),
         closed: () => this.onClosed(),
@@ -285,7 +283,12 @@ class RepoTune implements vscode.Disposable {
       },
     };
 
-    const client = new LanguageClient("repotune", "RepoTune", serverOptions, clientOptions);
+    const client = new LanguageClient(
+      "repotune",
+      "RepoTune",
+      serverOptions(launch, env),
+      clientOptions,
+    );
     this.client = client;
     client.onDidChangeState((event) => {
       if (event.newState === State.Running) this.setState("running");
@@ -513,6 +516,8 @@ export function activate(context: vscode.ExtensionContext): void {
     vscode.commands.registerCommand(COMMANDS.showMenu, () => repotune.showMenu()),
     vscode.commands.registerCommand(COMMANDS.selectInterpreter, () => repotune.selectInterpreter()),
     vscode.workspace.onDidChangeConfiguration((event) => repotune.onConfigurationChanged(event)),
+    // Trusting the workspace brings its repotune.pythonPath into play.
+    vscode.workspace.onDidGrantWorkspaceTrust(() => repotune.restart()),
   );
   void repotune.watchPythonExtension();
   void repotune.start();

@@ -20,6 +20,30 @@ export interface ChoiceInput {
   platform: NodeJS.Platform;
 }
 
+/** The layers of a setting as `WorkspaceConfiguration.inspect()` reports them. */
+export interface SettingLayers {
+  globalValue?: unknown;
+  workspaceValue?: unknown;
+  workspaceFolderValue?: unknown;
+}
+
+/**
+ * `repotune.pythonPath` as set: folder, then workspace, then user settings (in a remote window
+ * VS Code merges the remote machine's user settings over the local ones into the user layer).
+ * An untrusted workspace's own values are ignored, so a repository cannot choose the program
+ * that runs. Empty strings count as unset.
+ */
+export function configuredPython(layers: SettingLayers | undefined, trusted: boolean): string | undefined {
+  if (!layers) return undefined;
+  const candidates = trusted
+    ? [layers.workspaceFolderValue, layers.workspaceValue, layers.globalValue]
+    : [layers.globalValue];
+  for (const value of candidates) {
+    if (typeof value === "string" && value.trim() !== "") return value;
+  }
+  return undefined;
+}
+
 /** Expand `~` and `${workspaceFolder}` / `${userHome}` the way VS Code users expect. */
 export function expandPath(value: string, workspaceFolder: string | undefined, home: string): string {
   let out = value.trim();

@@ -1,9 +1,12 @@
 /**
- * Starts the real RepoTune server the way the extension does (serverLaunch, serverEnv and
- * toServerSettings are the extension's own functions), speaks LSP to it with vscode-jsonrpc, and
- * waits for an inline completion inside a function of a small temporary repository.
+ * Starts the real RepoTune server the way the extension does: the extension's ServerOptions and
+ * stdio handling (serverOptions, stdioOptions, serverLaunch, serverEnv) go to
+ * vscode-languageclient's own LanguageClient, which builds the command line and spawns the
+ * process (see vscode-stub.ts for how the library loads outside VS Code). The test then speaks
+ * LSP over the transports the library made, and waits for an inline completion inside a function
+ * of a small temporary repository.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { type ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,14 +16,17 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   CancellationTokenSource,
   createMessageConnection,
-  StreamMessageReader,
-  StreamMessageWriter,
   type MessageConnection,
+  type MessageReader,
+  type MessageWriter,
 } from "vscode-jsonrpc/node";
+import { LanguageClient } from "vscode-languageclient/node";
 
 import { renderAnswer } from "../../src/answer";
 import { judgeProbe } from "../../src/interpreter";
 import { probeLaunch, runProbe, serverEnv, serverLaunch } from "../../src/launch";
+import type { LogLevel, LogSink } from "../../src/serverLog";
+import { serverOptions, stdioOptions } from "../../src/serverOptions";
 import {
   COMMANDS,
   SERVER_COMMANDS,
@@ -81,12 +87,49 @@ function textOf(item: InlineItem): string {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** The output channel the library writes the server's stderr to, as the extension's would. */
+class RecordingChannel implements LogSink {
+  readonly lines: { level: LogLevel; line: string }[] = [];
+  error(line: string): void {
+    this.lines.push({ level: "error", line });
+  }
+  warn(line: string): void {
+    this.lines.push({ level: "warn", line });
+  }
+  info(line: string): void {
+    this.lines.push({ level: "info", line });
+  }
+  debug(line: string): void {
+    this.lines.push({ level: "debug", line });
+  }
+  trace(line: string): void {
+    this.lines.push({ level: "trace", line });
+  }
+  appendLine(line: string): void {
+    this.info(line);
+  }
+  text(): string {
+    return this.lines.map(({ level, line }) => `[${level}] ${line}`).join("\n");
+  }
+}
+
+interface Transports {
+  reader: MessageReader;
+  writer: MessageWriter;
+}
+
+/** LanguageClient spawns the server in createMessageTransports (called by start() in VS Code). */
+async function spawnWithLanguageClient(client: LanguageClient): Promise<Transports> {
+  const internals = client as unknown as { createMessageTransports(encoding: string): Promise<Transports> };
+  return internals.createMessageTransports("utf-8");
+}
+
 describe.skipIf(!python)("the RepoTune server, started as the extension starts it", () => {
   let base = "";
   let repo = "";
   let child: ChildProcess | undefined;
   let connection: MessageConnection | undefined;
-  let stderr = "";
+  const channel = new RecordingChannel();
   const statuses: StatusPayload[] = [];
   let initializeResult: { capabilities: Record<string, unknown> } | undefined;
   // What a user might have set in VS Code; mapped by the extension's own function.
@@ -118,19 +161,16 @@ describe.skipIf(!python)("the RepoTune server, started as the extension starts i
     if (!verdict.ok) throw new Error(`REPOTUNE_PYTHON is not usable: ${verdict.message}`);
 
     const launch = serverLaunch(pythonPath, repo);
-    const proc = spawn(launch.command, launch.args, {
-      cwd: launch.cwd,
-      env: serverEnv(process.env),
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    child = proc;
-    proc.stderr.on("data", (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    const conn = createMessageConnection(
-      new StreamMessageReader(proc.stdout),
-      new StreamMessageWriter(proc.stdin),
+    const client = new LanguageClient(
+      "repotune",
+      "RepoTune",
+      serverOptions(launch, serverEnv(process.env)),
+      { outputChannel: channel as never, stdioOptions },
     );
+    const transports = await spawnWithLanguageClient(client);
+    child = client.serverProcess;
+    if (!child) throw new Error("vscode-languageclient started no server process");
+    const conn = createMessageConnection(transports.reader, transports.writer);
     connection = conn;
     conn.onRequest("window/workDoneProgress/create", () => null);
     conn.onRequest("client/registerCapability", () => null);
@@ -144,7 +184,14 @@ describe.skipIf(!python)("the RepoTune server, started as the extension starts i
     conn.listen();
 
     const rootUri = pathToFileURL(repo).href;
-    initializeResult = await conn.sendRequest("initialize", {
+    const proc = child;
+    // A server that exits (an option it does not know, say) fails here with its stderr.
+    const exited = new Promise<never>((_resolve, reject) => {
+      proc.once("exit", (code) => {
+        reject(new Error(`the server exited with ${String(code)} before initialize:\n${channel.text()}`));
+      });
+    });
+    const initialize = conn.sendRequest<{ capabilities: Record<string, unknown> }>("initialize", {
       processId: process.pid,
       clientInfo: { name: "repotune-extension-test" },
       rootUri,
@@ -156,6 +203,8 @@ describe.skipIf(!python)("the RepoTune server, started as the extension starts i
         textDocument: { inlineCompletion: { dynamicRegistration: true } },
       },
     });
+    initializeResult = await Promise.race([initialize, exited]);
+    exited.catch(() => undefined); // a later exit is checked by the tests themselves
     await conn.sendNotification("initialized", {});
   }, 90_000);
 
@@ -175,6 +224,15 @@ describe.skipIf(!python)("the RepoTune server, started as the extension starts i
     }
     if (base) rmSync(base, { recursive: true, force: true });
   }, 30_000);
+
+  it("runs with the command line vscode-languageclient built for the extension's options", () => {
+    // The library appends its transport flag (`--stdio`); an exit here is the bug users saw.
+    const argv = child?.spawnargs ?? [];
+    expect(argv.slice(1, 4)).toEqual(["-m", "repotune", "serve"]);
+    expect(argv.length, `argv: ${JSON.stringify(argv)}`).toBeGreaterThan(4);
+    expect(child?.exitCode, `the server exited; stderr:\n${channel.text()}`).toBeNull();
+    expect(initializeResult).toBeDefined();
+  });
 
   it("initializes with the extension's options and offers what the extension uses", () => {
     const capabilities = initializeResult?.capabilities ?? {};
@@ -250,7 +308,7 @@ describe.skipIf(!python)("the RepoTune server, started as the extension starts i
         `first inline completion after ${seconds} s, ${attempts} request(s), ` +
           `${unanswered} unanswered after ${REQUEST_TIMEOUT_MS / 1000} s: ${JSON.stringify(text)}`,
       );
-      expect(text.trim(), `no completion; last error: ${lastError}\nserver stderr:\n${stderr}`).not.toBe("");
+      expect(text.trim(), `no completion; last error: ${lastError}\nserver stderr:\n${channel.text()}`).not.toBe("");
     },
     FIRST_COMPLETION_DEADLINE_MS + 30_000,
   );
@@ -284,6 +342,11 @@ describe.skipIf(!python)("the RepoTune server, started as the extension starts i
     const markdown = renderAnswer("Which function computes the area of a circle?", result, repo);
     expect(markdown).toMatch(/\]\(file:\/\/.+#L\d+\)/);
   }, 180_000);
+
+  it("logs the server's stderr by level: loader chatter below errors, no error in a healthy run", () => {
+    const errors = channel.lines.filter(({ level }) => level === "error");
+    expect(errors, `stderr as logged:\n${channel.text()}`).toEqual([]);
+  });
 });
 
 describe.skipIf(Boolean(python))("the RepoTune server", () => {

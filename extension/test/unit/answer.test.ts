@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { citationTarget, linkifyAnswer, pathToFileUri, renderAnswer } from "../../src/answer";
+import { citationTarget, closeOpenFence, linkifyAnswer, pathToFileUri, renderAnswer } from "../../src/answer";
 import { parseAskResult, type Citation } from "../../src/protocol";
 
 const cite: Citation = {
@@ -28,6 +28,28 @@ describe("renderAnswer", () => {
     const md = renderAnswer("q", { answer: "  ", citations: [] });
     expect(md).toContain("_The server gave no answer._");
     expect(md).not.toContain("Sources");
+  });
+});
+
+describe("closeOpenFence", () => {
+  it("closes a code block the answer leaves open, so the sources after it render as links", () => {
+    expect(closeOpenFence("Use this:\n```python\nx = 1")).toBe("Use this:\n```python\nx = 1\n```");
+    const markdown = renderAnswer(
+      "q",
+      parseAskResult({
+        answer: "It is area_of_circle.\n\n```python\ndef area",
+        citations: [{ path: "geometry.py", start_line: 5, end_line: 7 }],
+      }),
+      "/repo",
+    );
+    expect(markdown).toMatch(/```\n\n## Sources\n\n- \[geometry\.py:5-7\]\(file:\/\/\/repo\/geometry\.py#L5\)/);
+  });
+
+  it("leaves balanced fences, longer fences and tildes alone", () => {
+    for (const text of ["a\n```\nb\n```", "````\n```\n````", "~~~\nx\n~~~", "no code"]) {
+      expect(closeOpenFence(text)).toBe(text);
+    }
+    expect(closeOpenFence("~~~\nx")).toBe("~~~\nx\n~~~");
   });
 });
 

@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from "vitest";
 
 import {
   choosePython,
+  configuredPython,
   expandPath,
   installCommand,
   interpreterFromPythonExtension,
@@ -49,6 +50,27 @@ describe("choosePython", () => {
   it("falls back to python3 (python on Windows)", () => {
     expect(choosePython(base)).toEqual({ python: "python3", source: "default" });
     expect(choosePython({ ...base, platform: "win32" }).python).toBe("python");
+  });
+});
+
+describe("configuredPython", () => {
+  const layers = { globalValue: "/user/python", workspaceValue: "/ws/python", workspaceFolderValue: "/folder/python" };
+
+  it("takes the nearest layer in a trusted workspace: folder, workspace, then user", () => {
+    expect(configuredPython(layers, true)).toBe("/folder/python");
+    expect(configuredPython({ ...layers, workspaceFolderValue: undefined }, true)).toBe("/ws/python");
+    expect(configuredPython({ globalValue: "/user/python" }, true)).toBe("/user/python");
+  });
+
+  it("ignores the workspace's own values when the workspace is not trusted", () => {
+    expect(configuredPython(layers, false)).toBe("/user/python");
+    expect(configuredPython({ workspaceValue: "/evil" }, false)).toBeUndefined();
+  });
+
+  it("treats empty and non-string values as unset", () => {
+    expect(configuredPython({ globalValue: "/user/python", workspaceValue: "  " }, true)).toBe("/user/python");
+    expect(configuredPython({ globalValue: 3 }, true)).toBeUndefined();
+    expect(configuredPython(undefined, true)).toBeUndefined();
   });
 });
 
