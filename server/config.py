@@ -78,6 +78,10 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+# 'auto' (every layer the device takes), -1 (the same), 0 (CPU only) or a layer count.
+GpuLayers = Literal["auto"] | Annotated[int, Field(ge=-1)]
+
+
 class ModelSettings(_Section):
     generator: str = Field("default", description="'default', a .gguf path or hf:ORG/REPO[:FILE]")
     embedder: str = Field("default", description="'default' (MiniLM-L6-v2) or a GGUF embedder")
@@ -89,7 +93,7 @@ class ModelSettings(_Section):
     adapter_scale: float = Field(1.0, ge=0.0, le=4.0)
     context_length: int = Field(4096, ge=256, le=131072)
     threads: int = Field(0, ge=0, description="0 = automatic (all physical cores)")
-    gpu_layers: Literal["auto"] | Annotated[int, Field(ge=-1)] = Field(
+    gpu_layers: GpuLayers = Field(
         "auto",
         description="'auto' = every layer when llama.cpp was built with a GPU backend (-1 is the "
         "same), 0 = CPU only, N = the first N layers; the generator and the embedder",

@@ -10,6 +10,7 @@ export type SettingKind =
   | "string"
   | "nullableString"
   | "integer"
+  | "integerOrAuto"
   | "number"
   | "stringArray";
 
@@ -33,7 +34,7 @@ export const SERVER_SETTINGS: readonly SettingSpec[] = [
   { key: "repotune.model", server: ["model", "generator"], kind: "string" },
   { key: "repotune.adapter", server: ["model", "adapter"], kind: "nullableString" },
   { key: "repotune.adapterScale", server: ["model", "adapter_scale"], kind: "number" },
-  { key: "repotune.gpuLayers", server: ["model", "gpu_layers"], kind: "integer" },
+  { key: "repotune.gpuLayers", server: ["model", "gpu_layers"], kind: "integerOrAuto" },
   { key: "repotune.threads", server: ["model", "threads"], kind: "integer" },
   { key: "repotune.contextTokens", server: ["completion", "context_tokens"], kind: "integer" },
   { key: "repotune.debounceMs", server: ["completion", "debounce_ms"], kind: "integer" },
@@ -91,6 +92,10 @@ function convert(kind: SettingKind, value: unknown): { ok: true; value: unknown 
       return typeof value === "number" && Number.isInteger(value)
         ? { ok: true, value }
         : { ok: false };
+    case "integerOrAuto":
+      return value === "auto" || (typeof value === "number" && Number.isInteger(value))
+        ? { ok: true, value }
+        : { ok: false };
     case "number":
       return typeof value === "number" && Number.isFinite(value)
         ? { ok: true, value }
@@ -107,6 +112,7 @@ const KIND_NAMES: Record<SettingKind, string> = {
   string: "a non-empty string",
   nullableString: "a string or null",
   integer: "a whole number",
+  integerOrAuto: "a whole number or \"auto\"",
   number: "a number",
   stringArray: "a list of strings",
 };
