@@ -938,10 +938,15 @@ def main(args: list[str] | None = None) -> None:
         humaneval_main(argv[1:])
         return
     _COMMAND[0] = "repotune eval " + shlex.join(argv)
+    run_app(app, argv, "repotune eval")
+
+
+def run_app(command: typer.Typer, argv: list[str], prog_name: str) -> None:
+    """Run an evaluation command: a user error is one line on stderr and exit status 1."""
     try:
-        app(args=argv, prog_name="repotune eval", standalone_mode=False)
+        command(args=argv, prog_name=prog_name, standalone_mode=False)
     except (EvalError, TrainError, ModelError, SettingsError) as exc:
-        print_error(f"repotune eval: {exc}")
+        print_error(f"{prog_name}: {exc}")
         raise SystemExit(1) from None
     except typer.Abort:
         raise SystemExit(130) from None

@@ -29,8 +29,7 @@ from typing import Annotated, Any
 import typer
 from repotune.server.bench_record import machine_facts
 from repotune.server.config import Settings, SettingsError, load_settings, settings_with
-from repotune.server.console import print_error
-from repotune.server.models import DEFAULT_REF, NO_ADAPTER, ModelError
+from repotune.server.models import DEFAULT_REF, NO_ADAPTER
 from repotune.training.corpora import EvalError
 from repotune.training.eval_metrics import (
     exact_match,
@@ -40,7 +39,7 @@ from repotune.training.eval_metrics import (
     paired_bootstrap,
     percentile,
 )
-from repotune.training.evaluate import EVAL_COMPLETION, LOAD_TIMEOUT_S
+from repotune.training.evaluate import EVAL_COMPLETION, LOAD_TIMEOUT_S, run_app
 from repotune.training.humaneval_exec import DEFAULT_TIMEOUT_S, build_program, run_program
 
 BUILT_IN = {"base": NO_ADAPTER, "default": DEFAULT_REF}
@@ -457,20 +456,7 @@ _COMMAND = [""]
 def main(args: list[str]) -> None:
     """`repotune eval humaneval ARGS...`; errors are one line on stderr, exit status 1."""
     _COMMAND[0] = "repotune eval humaneval " + shlex.join(args)
-    try:
-        app(args=args, prog_name="repotune eval humaneval", standalone_mode=False)
-    except (EvalError, ModelError, SettingsError) as exc:
-        print_error(f"repotune eval humaneval: {exc}")
-        raise SystemExit(1) from None
-    except typer.Abort:
-        raise SystemExit(130) from None
-    except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            raise SystemExit(exc.exit_code) from None
-        raise
+    run_app(app, args, "repotune eval humaneval")
 
 
 if __name__ == "__main__":  # pragma: no cover
