@@ -403,7 +403,10 @@ def test_distributed_finetune_with_two_cpu_processes(pipeline: dict) -> None:
         pytest.skip("torchrun is not installed")
     run = pipeline["tmp"] / "run-ddp"
     train = TRAIN | {"eval_every": 1}
-    sets = [f"train.{key}={value}" for key, value in train.items()] + ["model.threads=2"]
+    sets = [f"train.{key}={value}" for key, value in train.items()] + [
+        "model.threads=2",
+        "train.init_adapter=none",
+    ]
 
     def launch(*extra: str) -> subprocess.CompletedProcess[str]:
         with socket.socket() as sock:
