@@ -401,10 +401,18 @@ async def test_errors_leave_the_server_serving(client: LanguageClient) -> None:
 
 
 async def test_invalid_setting_is_reported_and_previous_value_kept(client: LanguageClient) -> None:
+    # A client sends its whole settings section each time (the index stays where it is; a
+    # payload that moves the index reopens the folder — see README Status).
+    index_dir = (await execute(client, "repotune.status"))["settings"]["index"]["index_dir"]
     client.messages.clear()
     client.workspace_did_change_configuration(
         types.DidChangeConfigurationParams(
-            settings={"repotune": {"completion": {"max_tokens_line": "lots"}}}
+            settings={
+                "repotune": {
+                    "completion": {"max_tokens_line": "lots"},
+                    "index": {"index_dir": index_dir},
+                }
+            }
         )
     )
     deadline = time.monotonic() + 10
@@ -417,7 +425,12 @@ async def test_invalid_setting_is_reported_and_previous_value_kept(client: Langu
     # a valid change is applied
     client.workspace_did_change_configuration(
         types.DidChangeConfigurationParams(
-            settings={"repotune": {"completion": {"max_tokens_line": 20}}}
+            settings={
+                "repotune": {
+                    "completion": {"max_tokens_line": 20},
+                    "index": {"index_dir": index_dir},
+                }
+            }
         )
     )
     deadline = time.monotonic() + 10
@@ -460,7 +473,10 @@ async def test_multi_root_folders_added_and_removed_at_run_time(
         await asyncio.sleep(0.3)
     status = await execute(client, "repotune.status")
     roots = {folder["root"] for folder in status["folders"]}
-    assert roots == {str(repo.resolve()), str(second_repo.resolve())}
+    assert roots == {str(repo.resolve()), str(second_repo.resolve())}, (
+        [f["root"] for f in status["folders"]],
+        status.get("errors"),
+    )
     assert any(r["uri"].startswith(second_repo.as_uri()) for r in results)
     client.workspace_did_change_workspace_folders(
         types.DidChangeWorkspaceFoldersParams(
