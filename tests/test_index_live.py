@@ -218,44 +218,6 @@ def test_sigkill_mid_index_then_restart_equals_fresh_index(
     partial.close()
 
 
-def test_sigkills_at_random_moments_then_restart_equals_fresh_index(
-    kill_corpus: Any, tmp_path: Path, embedder: Any
-) -> None:
-    """Killed at seeded random moments, several times in a row on the same index (during start
-    up, either pass, or the recovery from the kill before), then left to finish: the index equals
-    a fresh one. The moments are wall-clock delays, so which phase each kill hits varies with the
-    machine; the test holds for every one."""
-    import random
-
-    root, expected = kill_corpus
-    location = tmp_path / "killed"
-    rng = random.Random(19)
-    kills = 0
-    for _ in range(6):
-        proc = subprocess.Popen(
-            [sys.executable, "-c", KILL_SCRIPT, str(root), str(location)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            proc.wait(timeout=rng.uniform(0.5, 10.0))
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-            kills += 1
-    assert kills >= 3, "the indexer finished before most kills: the corpus is too small"
-    restarted = WorkspaceIndex(root, Settings(), embedder=embedder, location=location)
-    try:
-        restarted.start(watch=False)
-        assert restarted.wait_idle(300)
-        got = snapshot(restarted)
-    finally:
-        restarted.close()
-    assert got[0] == expected[0]  # files: hash, size, chunk ids
-    assert got[1] == expected[1]  # chunk rows
-    assert got[2] == expected[2]  # vector ids
-
-
 def test_ignored_top_level_directories_get_no_watch(live: tuple[Path, WorkspaceIndex]) -> None:
     """Only indexable directories are watched (no inotify watches for build/ or .git), and a
     top-level directory created or un-ignored later is picked up."""
