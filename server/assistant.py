@@ -44,9 +44,20 @@ class CompletionOutcome:
 
 @dataclass
 class Answer:
-    answer: str
+    answer: str  # the model's own text
     citations: list[Citation]
     timings: dict[str, float]
+
+    @property
+    def text(self) -> str:
+        """The answer with its sources listed, for clients that show text as it is."""
+        if not self.citations:
+            return f"{self.answer}\n\n_No indexed code matched this question._"
+        sources = "\n".join(
+            f"- [{c.path}:{c.start_line}-{c.end_line}]({c.uri}#L{c.start_line})"
+            for c in self.citations
+        )
+        return f"{self.answer}\n\n**Sources** (retrieved for this question):\n{sources}"
 
 
 def _language_matches(language: str | None, allowed: list[str]) -> bool:
@@ -70,6 +81,7 @@ class Assistant:
         self._folder_settings: dict[Path, Settings] = {}
         self._folder_errors: dict[Path, str] = {}  # folders whose index could not be opened
         self._settings_errors: dict[Path, str] = {}  # folders whose own settings are invalid
+        self._reopening: set[Path] = set()  # folders whose index is being replaced in place
         self.errors: list[str] = []
         self.settings = self._settings_for(None)
         self._engine: Any = None
@@ -145,7 +157,7 @@ class Assistant:
 
     def _apply_index_settings(self, root: Path, old: Settings | None, new: Settings) -> None:
         """Filter rules go to the running index (a full pass); where the index lives, how it
-        chunks or embeds need a new index, so the folder is reopened."""
+        chunks or embeds need a new index, so the folder's index is replaced."""
         index = self._folders.get(root)
         if index is None or old is None or old == new:
             if index is not None:
@@ -155,13 +167,52 @@ class Assistant:
         old_rest = old.index.model_dump(exclude=filter_keys)
         new_rest = new.index.model_dump(exclude=filter_keys)
         if old_rest != new_rest or old.model.embedder != new.model.embedder:
-            self.remove_folder(root)
-            self.add_folder(root)
+            self._replace_index(root, index, new)
             return
         if old.index != new.index:
             index.apply_filter_settings(new)
         else:
             index.settings = new
+
+    def _replace_index(self, root: Path, current: Any, settings: Settings) -> None:
+        """Swap a folder's index for one built with new settings; the folder stays listed
+        throughout (as "reopening" while no index serves it), so clients never see it vanish."""
+        from repotune.server.store import index_location
+
+        moved = index_location(root, settings) != current.location
+        if not moved:  # the same files: the old index must let go of them first
+            with self._lock:
+                if not self._registered(root, current):
+                    return  # removed or replaced meanwhile
+                del self._folders[root]
+                self._reopening.add(root)
+            current.close()
+        try:
+            replacement = self._open_index(root, settings)
+        except Exception as exc:  # no index for this folder; completions still work
+            replacement, error = None, f"{root}: the index cannot be used: {exc}"
+        with self._lock:
+            wanted = self._registered(root, current) if moved else root in self._reopening
+            self._reopening.discard(root)
+            if wanted and moved:
+                del self._folders[root]
+            if wanted and replacement is not None:
+                self._folders[root] = replacement
+                self._folder_settings[root] = settings
+            elif wanted:
+                self._folder_errors[root] = error
+        if replacement is None and wanted:
+            self._record_error(error)
+        if replacement is not None and wanted:
+            replacement.start(watch=True)
+        elif replacement is not None:
+            replacement.close()
+        if moved and wanted:
+            current.close()
+        self._emit_status()
+
+    def _registered(self, root: Path, index: Any) -> bool:
+        return self._folders.get(root) is index
 
     def _primary_settings(self, default: Settings) -> Settings:
         """The model is shared by all folders; the first folder's settings choose it."""
@@ -189,22 +240,25 @@ class Assistant:
     def engine(self) -> Any:
         return self._engine
 
-    def add_folder(self, root: Path, watch: bool = True) -> None:
+    def _open_index(self, root: Path, settings: Settings) -> Any:
         from repotune.server.workspace_index import WorkspaceIndex
 
+        return WorkspaceIndex(
+            root,
+            settings,
+            self._index_event(root),
+            shared_embedders=self._embedders,
+            on_settings_file=lambda: self.reload_folder_settings(root),
+        )
+
+    def add_folder(self, root: Path, watch: bool = True) -> None:
         root = root.resolve()
         with self._lock:
             if root in self._folders:
                 return
             settings = self._load_folder_settings(root, self._editor_overrides)
             try:
-                index = WorkspaceIndex(
-                    root,
-                    settings,
-                    self._index_event(root),
-                    shared_embedders=self._embedders,
-                    on_settings_file=lambda: self.reload_folder_settings(root),
-                )
+                index = self._open_index(root, settings)
             except Exception as exc:  # no index for this folder; completions still work
                 self._folder_errors[root] = f"{root}: the index cannot be used: {exc}"
                 self._record_error(self._folder_errors[root])
@@ -227,6 +281,7 @@ class Assistant:
             self._settings_errors.pop(root.resolve(), None)
             index = self._folders.pop(root.resolve(), None)
             self._folder_settings.pop(root.resolve(), None)
+            self._reopening.discard(root.resolve())
         if index is not None:
             index.close()
         self._emit_status()
@@ -453,19 +508,11 @@ class Assistant:
             )
             for root, c in hits
         ]
-        if citations:
-            sources = "\n".join(
-                f"- [{c.path}:{c.start_line}-{c.end_line}]({c.uri}#L{c.start_line})"
-                for c in citations
-            )
-            text = f"{text.strip()}\n\n**Sources** (retrieved for this question):\n{sources}"
-        else:
-            text = f"{text.strip()}\n\n_No indexed code matched this question._"
         timings = {
             "retrieval": retrieval_ms,
             "generate": (time.perf_counter() - generate_started) * 1000.0,
         }
-        return Answer(text, citations, timings)
+        return Answer(text.strip(), citations, timings)
 
     # ------------------------------------------------------------------ status and events
 
@@ -504,6 +551,9 @@ class Assistant:
             indexing = indexing or not index.is_idle()
         for root, error in list(self._folder_errors.items()):
             folders.append({"root": str(root), "phase": "error", "error": error})
+        for root in list(self._reopening):
+            folders.append({"root": str(root), "phase": "reopening"})
+            indexing = True
         load_error = engine_status.get("load_error")
         if load_error:
             state, message = "error", str(load_error)

@@ -272,7 +272,7 @@ def run_ask(workspace: Path, settings: Settings, question: str) -> None:
         pending = int(index.stats().get("dense_pending", 0) or 0)
     finally:
         assistant.close()
-    print(answer.answer)
+    print(answer.text)
     note = "" if dense_complete else f"; {pending} chunks had no vectors yet (lexical search only)"
     timings = ", ".join(f"{name} {value:.0f} ms" for name, value in answer.timings.items())
     total = (time.perf_counter() - started) * 1000.0

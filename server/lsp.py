@@ -431,6 +431,7 @@ async def cmd_ask(ls: RepoTuneServer, *arguments: Any) -> dict[str, Any]:
         raise
     return {
         "answer": answer.answer,
+        "text": answer.text,  # with the sources listed, for clients that show it as it is
         "citations": [vars(citation) for citation in answer.citations],
         "timings": answer.timings,
     }

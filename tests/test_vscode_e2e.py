@@ -360,11 +360,6 @@ def test_ghost_text_appears_and_tab_accepts_it(editor: Editor) -> None:
     assert f"\n        {TYPED}{first_line}" in saved.replace("\u00a0", " "), (shown, saved)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: the answer's links are file:///...#L<n>, and VS Code's Markdown preview "
-    "(markdown-it's validateLink) refuses the file: scheme, so they render as plain text",
-)
 def test_ask_renders_an_answer_with_a_file_link(editor: Editor) -> None:
     page = editor.page
     editor.run_command("RepoTune: Ask about this codebase")
@@ -383,10 +378,15 @@ def test_ask_renders_an_answer_with_a_file_link(editor: Editor) -> None:
 
     anchor = editor.wait_for("the rendered answer with a file:line link", ANSWER_TIMEOUT_S, link)
     editor.shot("05-answer")
+    body = str(anchor.locator("xpath=/ancestor::body").inner_text())
+    assert body.count("Sources") == 1, body  # listed once, not by both the server and the extension
     target = str(anchor.inner_text())
     anchor.click()
-    name = target.split(":")[0]
-    page.locator(".tab.active", has_text=name).wait_for(timeout=30_000)
+    name, _, lines = target.partition(":")
+    page.locator(".tab.active", has_text=Path(name).name).wait_for(timeout=30_000)
+    # the editor's cursor is on the cited line
+    first_line = int(lines.split("-")[0])
+    page.get_by_text(re.compile(rf"Ln {first_line}, Col 1\b")).first.wait_for(timeout=30_000)
     editor.shot("06-link-opened")
 
 

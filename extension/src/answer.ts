@@ -2,13 +2,24 @@
 import type { AskResult, Citation } from "./protocol";
 
 /**
- * A link target that opens the file at the line: the server's file URI with VS Code's `#L<line>`
- * fragment, which both the Markdown preview and the editor's link provider understand.
+ * A link target for a citation: the path relative to the workspace root with a `#L<line>`
+ * fragment (or the absolute path for a file outside it). No `file:` URI: VS Code's Markdown
+ * renderer refuses that scheme, so such links would show as plain text.
  */
 export function citationTarget(citation: Citation, root?: string): string {
-  const base = citation.uri || pathToFileUri(resolvePath(citation.path, root));
-  const safe = base.split("#")[0].replace(/\(/g, "%28").replace(/\)/g, "%29").replace(/ /g, "%20");
+  const absolute = citation.uri ? fileUriToPath(citation.uri) : resolvePath(citation.path, root);
+  const shown = (root && relativeTo(absolute, root)) ?? absolute;
+  const safe = shown
+    .replace(/\\/g, "/")
+    .split("/")
+    .map((segment, i) => (i === 0 && /^[A-Za-z]:$/.test(segment) ? segment : encodeSegment(segment)))
+    .join("/");
   return `${safe}#L${citation.start_line}`;
+}
+
+/** A path segment safe inside a Markdown link destination (parentheses end one). */
+function encodeSegment(segment: string): string {
+  return encodeURIComponent(segment).replace(/\(/g, "%28").replace(/\)/g, "%29");
 }
 
 /** A workspace-relative path made absolute against the workspace root, when there is one. */
@@ -18,14 +29,53 @@ export function resolvePath(path: string, root: string | undefined): string {
   return `${root.replace(/[\\/]+$/, "")}/${path.replace(/^\.[\\/]/, "")}`;
 }
 
-/** A file URI for an absolute path (used only when the server sent no URI). */
-export function pathToFileUri(path: string): string {
-  const segments = path
-    .replace(/\\/g, "/")
-    .split("/")
-    .map((s, i) => (i === 0 && /^[A-Za-z]:$/.test(s) ? s : encodeURIComponent(s)));
-  const joined = segments.join("/");
-  return joined.startsWith("/") ? `file://${joined}` : `file:///${joined}`;
+/** `path` relative to `root` when it lies inside it (no `..`), else undefined. */
+export function relativeTo(path: string, root: string): string | undefined {
+  const norm = (p: string): string => p.replace(/\\/g, "/").replace(/\/+$/, "");
+  const base = norm(root);
+  const full = norm(path);
+  if (!base || !full.startsWith(`${base}/`)) return undefined;
+  return full.slice(base.length + 1);
+}
+
+/** The file system path of a `file:` URI (other strings are returned unchanged). */
+export function fileUriToPath(uri: string): string {
+  if (!uri.startsWith("file://")) return uri;
+  const path = decodeURIComponent(uri.slice("file://".length).split("#")[0]);
+  return /^\/[A-Za-z]:\//.test(path) ? path.slice(1) : path; // file:///C:/x -> C:/x
+}
+
+/** Where a link in a rendered answer points: a file and a 1-based line, or undefined. */
+export interface LinkTarget {
+  path: string;
+  line: number;
+}
+
+/**
+ * Resolve a link clicked in the answer view against the workspace folders; links that leave
+ * every folder (`..`, another absolute path) or use another scheme open nothing.
+ */
+export function resolveLinkTarget(href: string, roots: readonly string[]): LinkTarget | undefined {
+  const [rawPath, fragment = ""] = href.split("#", 2);
+  const drive = /^[A-Za-z]:[\\/]/.test(rawPath);
+  if (!rawPath || (/^[a-z][a-z0-9+.-]*:/i.test(rawPath) && !drive)) return undefined; // http:, command:, ...
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(rawPath);
+  } catch {
+    return undefined;
+  }
+  if (decoded.split(/[\\/]/).includes("..")) return undefined;
+  const line = Math.max(1, Number(/^L(\d+)/.exec(fragment)?.[1] ?? 1));
+  const absolute = decoded.startsWith("/") || /^[A-Za-z]:[\\/]/.test(decoded);
+  for (const root of roots) {
+    if (absolute) {
+      if (relativeTo(decoded, root) !== undefined) return { path: decoded, line };
+    } else {
+      return { path: resolvePath(decoded, root), line };
+    }
+  }
+  return undefined;
 }
 
 export function citationLabel(citation: Citation): string {
@@ -103,4 +153,43 @@ export function renderAnswer(question: string, result: AskResult, root?: string)
     lines.push("");
   }
   return lines.join("\n");
+}
+
+/**
+ * The answer view's page: the rendered Markdown under a policy that runs only our own script
+ * (the answer is model output, so any script or handler it contains stays inert), which hands
+ * each clicked link to the extension instead of letting the webview navigate.
+ */
+export function answerPage(bodyHtml: string, nonce: string, cspSource: string): string {
+  const policy = [
+    "default-src 'none'",
+    `style-src ${cspSource} 'unsafe-inline'`,
+    `img-src ${cspSource}`,
+    `script-src 'nonce-${nonce}'`,
+  ].join("; ");
+  return `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="UTF-8">
+<meta http-equiv="Content-Security-Policy" content="${policy}">
+<style>
+body { font-family: var(--vscode-markdown-font-family, var(--vscode-font-family)); font-size: var(--vscode-markdown-font-size, 14px); line-height: 1.5; padding: 0 20px; }
+code, pre { font-family: var(--vscode-editor-font-family); }
+pre { background: var(--vscode-textCodeBlock-background); padding: 8px; overflow-x: auto; }
+a { color: var(--vscode-textLink-foreground); cursor: pointer; }
+</style>
+</head>
+<body>
+${bodyHtml}
+<script nonce="${nonce}">
+const vscode = acquireVsCodeApi();
+document.addEventListener("click", (event) => {
+  const link = event.target instanceof Element ? event.target.closest("a") : null;
+  if (!link) return;
+  event.preventDefault();
+  vscode.postMessage({ type: "open", href: link.getAttribute("href") || "" });
+});
+</script>
+</body>
+</html>`;
 }

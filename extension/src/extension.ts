@@ -17,6 +17,7 @@ import {
 } from "vscode-languageclient/node";
 
 import { renderAnswer } from "./answer";
+import { showAnswer } from "./answerView";
 import { debounce, debounceFor } from "./debounce";
 import {
   choosePython,
@@ -441,12 +442,7 @@ class RepoTune implements vscode.Disposable {
       );
       if (raw === undefined || raw === null) return; // cancelled
       const content = renderAnswer(question, parseAskResult(raw), workspaceFolder()?.uri.fsPath);
-      const document = await vscode.workspace.openTextDocument({ language: "markdown", content });
-      try {
-        await vscode.commands.executeCommand("markdown.showPreview", document.uri);
-      } catch {
-        await vscode.window.showTextDocument(document);
-      }
+      await showAnswer(question.trim(), content, this.log);
     } catch (error) {
       if (error instanceof vscode.CancellationError) return;
       const message = error instanceof Error ? error.message : String(error);

@@ -1,6 +1,13 @@
 import { describe, expect, it } from "vitest";
 
-import { citationTarget, closeOpenFence, linkifyAnswer, pathToFileUri, renderAnswer } from "../../src/answer";
+import {
+  answerPage,
+  citationTarget,
+  closeOpenFence,
+  linkifyAnswer,
+  renderAnswer,
+  resolveLinkTarget,
+} from "../../src/answer";
 import { parseAskResult, type Citation } from "../../src/protocol";
 
 const cite: Citation = {
@@ -12,15 +19,20 @@ const cite: Citation = {
 
 describe("renderAnswer", () => {
   it("renders the question, the answer and a source list of file:line links", () => {
-    const md = renderAnswer("Where are\nsettings validated?", {
-      answer: "In `load_settings`, see server/config.py:120.",
-      citations: [cite, { ...cite }, { path: "server/cli.py", uri: "file:///repo/server/cli.py", start_line: 7, end_line: 7 }],
-    });
+    const md = renderAnswer(
+      "Where are\nsettings validated?",
+      {
+        answer: "In `load_settings`, see server/config.py:120.",
+        citations: [cite, { ...cite }, { path: "server/cli.py", uri: "file:///repo/server/cli.py", start_line: 7, end_line: 7 }],
+      },
+      "/repo",
+    );
     expect(md).toContain("# Where are settings validated?");
-    expect(md).toContain("see [server/config.py:120](file:///repo/server/config.py#L120).");
+    expect(md).toContain("see [server/config.py:120](server/config.py#L120).");
     expect(md).toContain("## Sources");
-    expect(md).toContain("- [server/config.py:120-140](file:///repo/server/config.py#L120)");
-    expect(md).toContain("- [server/cli.py:7](file:///repo/server/cli.py#L7)");
+    expect(md).toContain("- [server/config.py:120-140](server/config.py#L120)");
+    expect(md).toContain("- [server/cli.py:7](server/cli.py#L7)");
+    expect(md).not.toContain("file:"); // VS Code's Markdown renderer drops file: links
     expect(md.match(/config\.py:120-140/g)).toHaveLength(1); // duplicates listed once
   });
 
@@ -42,7 +54,7 @@ describe("closeOpenFence", () => {
       }),
       "/repo",
     );
-    expect(markdown).toMatch(/```\n\n## Sources\n\n- \[geometry\.py:5-7\]\(file:\/\/\/repo\/geometry\.py#L5\)/);
+    expect(markdown).toMatch(/```\n\n## Sources\n\n- \[geometry\.py:5-7\]\(geometry\.py#L5\)/);
   });
 
   it("leaves balanced fences, longer fences and tildes alone", () => {
@@ -58,8 +70,8 @@ describe("linkifyAnswer", () => {
     const text =
       "See server/config.py:12-20 and other/file.py:3. `server/config.py:5` " +
       "```\nserver/config.py:9\n``` [server/config.py:1](x)";
-    const out = linkifyAnswer(text, [cite]);
-    expect(out).toContain("[server/config.py:12-20](file:///repo/server/config.py#L12)");
+    const out = linkifyAnswer(text, [cite], "/repo");
+    expect(out).toContain("[server/config.py:12-20](server/config.py#L12)");
     expect(out).toContain("other/file.py:3.");
     expect(out).toContain("`server/config.py:5`");
     expect(out).toContain("```\nserver/config.py:9\n```");
@@ -72,10 +84,43 @@ describe("linkifyAnswer", () => {
 });
 
 describe("link targets", () => {
-  it("builds file URIs from paths when the server sent none, relative to the workspace", () => {
-    expect(citationTarget({ ...cite, uri: "", path: "src/a b.py" }, "/ws/")).toBe("file:///ws/src/a%20b.py#L120");
-    expect(pathToFileUri("C:\\repo\\x (1).py")).toBe("file:///C:/repo/x%20(1).py");
-    expect(citationTarget({ ...cite, uri: "", path: "C:\\repo\\x (1).py" })).toBe("file:///C:/repo/x%20%281%29.py#L120");
+  it("are workspace-relative paths with a line fragment, never file: URIs", () => {
+    expect(citationTarget({ ...cite, uri: "", path: "src/a b.py" }, "/ws/")).toBe("src/a%20b.py#L120");
+    expect(citationTarget(cite, "/repo")).toBe("server/config.py#L120");
+    // a file outside the first folder (another root of a multi-root window) keeps its path
+    expect(citationTarget({ ...cite, uri: "file:///other/x%20(1).py" }, "/repo")).toBe("/other/x%20%281%29.py#L120");
+    expect(citationTarget({ ...cite, uri: "file:///C:/repo/x.py" }, "C:\\repo")).toBe("x.py#L120");
+  });
+
+  it("resolve a clicked link to a file and line inside a workspace folder only", () => {
+    const roots = ["/repo", "/other"];
+    expect(resolveLinkTarget("server/config.py#L120", roots)).toEqual({ path: "/repo/server/config.py", line: 120 });
+    expect(resolveLinkTarget("src/a%20b.py", roots)).toEqual({ path: "/repo/src/a b.py", line: 1 });
+    expect(resolveLinkTarget("/other/x%20%281%29.py#L3", roots)).toEqual({ path: "/other/x (1).py", line: 3 });
+    for (const refused of ["/etc/passwd#L1", "../secrets.py#L1", "server/../../x.py", "https://example.com/x.py", "command:workbench.action.quit", ""]) {
+      expect(resolveLinkTarget(refused, roots)).toBeUndefined();
+    }
+    expect(resolveLinkTarget("x.py", [])).toBeUndefined();
+  });
+
+  it("round-trip: every rendered link resolves back to its cited file and line", () => {
+    const md = renderAnswer("q", { answer: "a", citations: [cite, { ...cite, uri: "file:///other/u.py", path: "u.py", start_line: 4 }] }, "/repo");
+    const targets = [...md.matchAll(/\]\(([^)]+)\)/g)].map((m) => resolveLinkTarget(m[1], ["/repo", "/other"]));
+    expect(targets).toEqual([
+      { path: "/repo/server/config.py", line: 120 },
+      { path: "/other/u.py", line: 4 },
+    ]);
+  });
+});
+
+describe("answerPage", () => {
+  it("runs only its own script: the answer's scripts and handlers are blocked by the policy", () => {
+    const page = answerPage('<p>hi</p><script>alert(1)</script>', "abc123", "vscode-webview:");
+    expect(page).toContain("script-src 'nonce-abc123'");
+    expect(page).toContain("default-src 'none'");
+    expect(page).not.toContain("unsafe-eval");
+    expect(page.match(/<script nonce="abc123">/g)).toHaveLength(1);
+    expect(page).toContain('postMessage({ type: "open"');
   });
 });
 
