@@ -28,6 +28,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from repotune.server.ask_grounding import (
+    ABSTAIN,
+    contradicting_definition,
+    grounded_opening,
+    unsupported_name,
+)
 from repotune.server.config import Settings
 from repotune.server.gpu import (
     block_count,
@@ -915,6 +921,26 @@ class CompletionEngine:
         """Base models (no chat template) continue a Q&A document instead of a chat turn."""
         chars = self._settings.ask.context_chars
         prompt, stops = build_ask_document(question, snippets, max_snippet_chars=chars)
+        answer = self._continue_document(llm, prompt, stops, max_tokens, cancel, deadline)
+        denied = contradicting_definition(question, answer, snippets)
+        if denied is None or cancel.is_set() or time.monotonic() > deadline:
+            return answer
+        # The abstention denies a definition the snippets hold: answer from that definition.
+        opening = grounded_opening(denied)
+        rest = self._continue_document(
+            llm, f"{prompt} {opening}", stops, max_tokens, cancel, deadline
+        )
+        return f"{opening}{'' if rest[:1] in ',.:;' else ' '}{rest}".strip()
+
+    def _continue_document(
+        self,
+        llm: Any,
+        prompt: str,
+        stops: Sequence[str],
+        max_tokens: int,
+        cancel: threading.Event,
+        deadline: float,
+    ) -> str:
         pieces: list[str] = []
         stream = llm.create_completion(
             prompt,
@@ -976,7 +1002,8 @@ class CompletionEngine:
             )
             llm = loaded.llm
             if not loaded.info.get("chat_template"):
-                return self._ask_document(llm, question, snippets, max_tokens, cancel, deadline)
+                answer = self._ask_document(llm, question, snippets, max_tokens, cancel, deadline)
+                return self._grounded(question, answer, snippets)
             if llm.chat_format == "gemma" and messages and messages[0]["role"] == "system":
                 # Gemma's template has no system role; its convention is to prepend it.
                 system = messages[0]["content"]
@@ -999,6 +1026,12 @@ class CompletionEngine:
                     pieces.append(delta["content"])
             with contextlib.suppress(Exception):
                 stream.close()  # type: ignore[union-attr]
-            return "".join(pieces).strip()
+            return self._grounded(question, "".join(pieces).strip(), snippets)
         finally:
             self._lock.release()
+
+    @staticmethod
+    def _grounded(question: str, answer: str, snippets: Sequence[Any]) -> str:
+        """An answer about a name no snippet contains is not from the code: abstain instead."""
+        missing = unsupported_name(question, answer, snippets)
+        return ABSTAIN.format(name=missing) if missing else answer

@@ -33,3 +33,44 @@ def test_ask_answers_and_lists_the_retrieved_files(tmp_path: Path) -> None:
     assert answer.strip(), "empty answer"
     assert "[billing.py:1-4]" in sources
     assert "generate" in result.stderr  # timings are reported
+
+
+GEOMETRY = '''"""Shapes and their areas."""
+import math
+
+
+def area_of_circle(radius: float) -> float:
+    """Area of a circle with the given radius."""
+    return math.pi * radius * radius
+
+
+def area_of_square(side: float) -> float:
+    """Area of a square with the given side."""
+    return side * side
+'''
+
+
+def _ask(repo: Path, question: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "repotune", "ask", str(repo), question],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.partition("**Sources**")[0].strip()
+
+
+def test_answers_stand_on_the_indexed_code(tmp_path: Path) -> None:
+    """The default model alone denied area_of_square while its snippet defined it, and described
+    an area_of_triangle that nothing defines; answers are checked against the snippets."""
+    repo = tmp_path / "shapes"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "geometry.py").write_text(GEOMETRY)
+    (repo / "repotune.toml").write_text('[index]\nindex_dir = ".repotune/index"\n')
+    defined = _ask(repo, "Where is area_of_square defined?")
+    assert "area_of_square" in defined and "does not define" not in defined, defined
+    invented = _ask(repo, "What does area_of_triangle return?")
+    assert invented.startswith("The indexed code does not define"), invented
+    assert "area_of_triangle" in invented
