@@ -39,14 +39,16 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return cache
 
 
-SERVER_SOURCES = Path(__file__).resolve().parents[1] / "server"
+# A frozen snapshot of some of RepoTune's own modules: a real repository that does not change
+# when the server is refactored.
+FIXTURE_REPO = Path(__file__).resolve().parent / "fixtures" / "repo"
 
 
 def copy_server_sources(names: Iterable[str], target: Path) -> Path:
-    """A small real repository for tests: some of RepoTune's own modules, copied to `target`."""
+    """A small real repository for tests: files of tests/fixtures/repo, copied to `target`."""
     target.mkdir(parents=True, exist_ok=True)
     for name in names:
-        shutil.copy(SERVER_SOURCES / name, target / name)
+        shutil.copy(FIXTURE_REPO / name, target / name)
     return target
 
 
