@@ -1,6 +1,6 @@
 """The editor-agnostic core of the server: workspace folders, retrieval, completion, questions.
 
-The LSP layer (lsp.py) only converts protocol types to and from the plain values used here, so
+The LSP layer (lsp/) only converts protocol types to and from the plain values used here, so
 everything below can be driven and tested without an editor.
 """
 
@@ -13,8 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from repotune.server.completion.engine import CompletionEngine
+from repotune.server.completion.prompts import ContextSnippet
+from repotune.server.completion.request import CompletionRequest
+from repotune.server.completion.trigger import auto_trigger_skip, line_suffix_at
 from repotune.server.config import Settings, SettingsError, load_settings, settings_with
-from repotune.server.redact import redact_buffer
+from repotune.server.index.redact import redact_buffer
+from repotune.server.index.retrieval import RetrievedChunk
+from repotune.server.index.workspace import WorkspaceIndex
+from repotune.server.llm.embeddings import SharedEmbedders
 
 EventSink = Callable[[dict[str, Any]], None]
 # No tokenizer's token covers more characters than this (long whitespace runs included), so a
@@ -38,7 +45,7 @@ class CompletionOutcome:
     text: str
     multiline: bool
     timings: dict[str, float]
-    context: list[Any] = field(default_factory=list)
+    context: list[RetrievedChunk] = field(default_factory=list)
     cached: bool = False
 
 
@@ -63,16 +70,14 @@ class Assistant:
         self._on_event = on_event or (lambda event: None)
         self._lock = threading.RLock()
         self._reload_lock = threading.Lock()
-        self._folders: dict[Path, Any] = {}  # root -> WorkspaceIndex
-        from repotune.server.embeddings import SharedEmbedders
-
+        self._folders: dict[Path, WorkspaceIndex] = {}
         self._embedders = SharedEmbedders()  # one embedder for all folders
         self._folder_settings: dict[Path, Settings] = {}
         self._folder_errors: dict[Path, str] = {}  # folders whose index could not be opened
         self._settings_errors: dict[Path, str] = {}  # folders whose own settings are invalid
         self.errors: list[str] = []
         self.settings = self._settings_for(None)
-        self._engine: Any = None
+        self._engine: CompletionEngine | None = None
         self._state = "starting"
         self.counters = {
             "completions": 0,
@@ -177,8 +182,6 @@ class Assistant:
 
     def start(self) -> None:
         """Begin loading the model in the background; returns at once."""
-        from repotune.server.engine import CompletionEngine
-
         with self._lock:
             if self._engine is None:
                 self._engine = CompletionEngine(self.settings)
@@ -186,12 +189,10 @@ class Assistant:
         self._emit_status()
 
     @property
-    def engine(self) -> Any:
+    def engine(self) -> CompletionEngine | None:
         return self._engine
 
     def add_folder(self, root: Path, watch: bool = True) -> None:
-        from repotune.server.workspace_index import WorkspaceIndex
-
         root = root.resolve()
         with self._lock:
             if root in self._folders:
@@ -245,7 +246,7 @@ class Assistant:
                 best = root
         return best
 
-    def index_for(self, root: Path) -> Any:
+    def index_for(self, root: Path) -> WorkspaceIndex:
         return self._folders[root]
 
     def reindex(self) -> None:
@@ -278,7 +279,7 @@ class Assistant:
 
     def retrieve(
         self, path: Path, prefix: str, suffix: str, settings: Settings
-    ) -> tuple[list[Any], float]:
+    ) -> tuple[list[RetrievedChunk], float]:
         """Chunks for the cursor from the file's workspace index, minus the cursor's own window."""
         root = self.folder_for(path)
         if root is None or settings.retrieval.top_k == 0:
@@ -307,7 +308,7 @@ class Assistant:
     ) -> CompletionOutcome | None:
         """A completion at `offset` of `text` (the buffer as typed), or None (disabled, not
         ready, cancelled, nothing good, or an `automatic` request where a suggestion would be
-        noise: see trigger.py)."""
+        noise: see completion/trigger.py)."""
         started = time.perf_counter()
         try:
             return self._complete(
@@ -327,10 +328,6 @@ class Assistant:
         automatic: bool,
         after_deletion: bool,
     ) -> CompletionOutcome | None:
-        from repotune.server.engine import CompletionRequest
-        from repotune.server.prompts import ContextSnippet
-        from repotune.server.trigger import auto_trigger_skip, line_suffix_at
-
         settings = self.settings_for_path(path)
         if not settings.completion.enabled:
             return None
@@ -419,14 +416,12 @@ class Assistant:
         self, question: str, cancel: threading.Event | None = None, max_tokens: int | None = None
     ) -> Answer:
         """Answer from retrieved chunks of every folder; the sources are always listed."""
-        from repotune.server.prompts import ContextSnippet
-
         started = time.perf_counter()
         engine = self._engine
         if engine is None or not engine.ready:
             reason = engine.load_error if engine is not None and engine.load_error else "loading"
             raise RuntimeError(f"the model is not ready ({reason})")
-        hits: list[tuple[Path, Any]] = []
+        hits: list[tuple[Path, RetrievedChunk]] = []
         query = question[:MAX_QUERY_CHARS]  # a pasted log as a question: search by its start
         for root, index in list(self._folders.items()):
             k = self._folder_settings[root].retrieval.top_k or 5
