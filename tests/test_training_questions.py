@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from repotune.server.completion.engine import CompletionEngine
+from repotune.server.completion.prompts import ContextSnippet
 from repotune.server.config import load_settings
-from repotune.server.engine import CompletionEngine
-from repotune.server.prompts import ContextSnippet
 from repotune.training.dataset import SourceFile, build_dataset
 from repotune.training.definitions import definitions, first_sentence
 from repotune.training.questions import (

@@ -6,9 +6,10 @@ import jinja2
 import pytest
 from conftest import spy_on_completions
 from llama_cpp import Llama
+from repotune.server.ask.prompts import build_ask_messages
+from repotune.server.completion.engine import CompletionEngine
+from repotune.server.completion.prompts import ContextSnippet
 from repotune.server.config import load_settings
-from repotune.server.engine import CompletionEngine
-from repotune.server.prompts import ContextSnippet, build_ask_messages
 from tiny_models import BOS_TOKEN, CHATML_TEMPLATE, EOS_TOKEN, write_tiny_llama
 
 

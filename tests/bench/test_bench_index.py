@@ -40,9 +40,9 @@ def test_scaled_store_gives_every_copy_its_own_names(tmp_path: Path) -> None:
     import random
 
     import numpy as np
-    from repotune.server.chunking import chunk_file
-    from repotune.server.retrieval import MAX_DEFINITION_SITES, HybridRetriever
-    from repotune.server.store import Store
+    from repotune.server.index.chunking import chunk_file
+    from repotune.server.index.retrieval import MAX_DEFINITION_SITES, HybridRetriever
+    from repotune.server.index.store import Store
 
     files = {
         "geo.py": "def distance(a, b):\n    return abs(a - b)\n",

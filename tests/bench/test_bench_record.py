@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from repotune.server.bench_record import SOURCE_ROOT, save_result
+from repotune.server.bench.record import SOURCE_ROOT, save_result
 
 
 def test_saved_result_names_command_commit_machine_and_time(tmp_path: Path) -> None:

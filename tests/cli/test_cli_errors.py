@@ -6,12 +6,12 @@ import subprocess
 import sys
 
 import pytest
-from repotune.server.cli import missing_dependency
+from repotune.server.cli.app import missing_dependency
 
 # `None` in sys.modules makes `import NAME` raise ModuleNotFoundError, as if not installed.
 BLOCKED_RUN = (
     "import sys; sys.modules[{module!r}] = None; "
-    "from repotune.server.cli import main; sys.argv = ['repotune', *{args!r}]; main()"
+    "from repotune.server.cli.app import main; sys.argv = ['repotune', *{args!r}]; main()"
 )
 
 

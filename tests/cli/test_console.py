@@ -8,7 +8,7 @@ import sys
 
 SCRIPT = """
 import os, sys
-from repotune.server.console import print_error
+from repotune.server.cli.console import print_error
 # what llama-cpp-python's suppress_stdout_stderr does around a model load (verbose=False)
 null = open(os.devnull, "w")
 saved_fd, saved_stream = os.dup(2), sys.stderr

@@ -17,16 +17,13 @@ from pathlib import Path
 
 import pytest
 from conftest import spy_on_completions
+from repotune.server.completion.engine import CompletionEngine
+from repotune.server.completion.postprocess import indent_width
+from repotune.server.completion.prompts import ContextSnippet
+from repotune.server.completion.request import CompletionRequest, CompletionResult
 from repotune.server.config import load_settings, settings_with
-from repotune.server.engine import (
-    CompletionEngine,
-    CompletionRequest,
-    CompletionResult,
-    lookup_draft,
-)
+from repotune.server.llm.decoding import lookup_draft
 from repotune.server.models import ModelError
-from repotune.server.postprocess import indent_width
-from repotune.server.prompts import ContextSnippet
 
 pytestmark = pytest.mark.slow
 
@@ -298,9 +295,9 @@ def test_ask_without_a_chat_template_continues_a_qa_document(
     engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The default Gemma GGUF has no chat template: the question goes out as a Q&A document
-    (the chat-template path is tested with a model that has one, test_engine_chat_template.py)."""
+    (the chat-template path is tested with a model that has one, ask/test_chat_template.py)."""
     from llama_cpp import Llama
-    from repotune.server.prompts import build_ask_document
+    from repotune.server.ask.prompts import build_ask_document
 
     sent = spy_on_completions(monkeypatch, Llama)
     snippet = ContextSnippet(PATH, "def py_encode_basestring(s):\n    return '\"' + s + '\"'\n", 37)
@@ -458,7 +455,7 @@ def test_cli_complete_rejects_bad_positions(tiny_repo: Path) -> None:
 
 
 def test_bench_sessions_are_seeded_and_cut_real_lines(tiny_repo: Path) -> None:
-    from repotune.server.bench_complete import sample_sessions
+    from repotune.server.bench.complete import sample_sessions
 
     sessions = sample_sessions(tiny_repo, samples=6)
     assert sessions == sample_sessions(tiny_repo, samples=6)  # reproducible

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from repotune.server.postprocess import (
+from repotune.server.completion.postprocess import (
     balance_brackets,
     decide_multiline,
     drop_suffix_overlap,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from lsprotocol import types
+from repotune.server.completion.trigger import auto_trigger_skip, line_suffix_at
 from repotune.server.config import CompletionSettings
-from repotune.server.lsp import edit_only_deletes
-from repotune.server.trigger import auto_trigger_skip, line_suffix_at
+from repotune.server.lsp.server import edit_only_deletes
 
 
 def test_deletions_and_long_line_suffixes_decline_automatic_requests() -> None:

@@ -23,11 +23,11 @@ from typing import Any
 
 import pytest
 
-NVIM_DIR = Path(__file__).parent / "nvim"
+NVIM_DIR = Path(__file__).resolve().parents[1] / "nvim"
 SNIPPET = NVIM_DIR / "repotune.lua"
 DRIVER = NVIM_DIR / "driver.lua"
 SNIPPET_DOC = NVIM_DIR / "README-snippet.md"
-README = Path(__file__).parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 SUGGESTION_TIMEOUT_S = 180  # the model loads in the background; CI has 2 cores
 NVIM_TIMEOUT_S = SUGGESTION_TIMEOUT_S + 60

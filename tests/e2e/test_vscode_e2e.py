@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 INSTALL_SCRIPT = ROOT / "tests" / "vscode" / "install.sh"
 SERVE_SCRIPT = ROOT / "tests" / "vscode" / "serve.cjs"
 VSIX = ROOT / "extension" / "repotune.vsix"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from repotune.server.chunking import chunk_file, language_for
+from repotune.server.index.chunking import chunk_file
+from repotune.server.languages import language_for
 
 SAMPLES: dict[str, tuple[str, str, set[tuple[str, str]]]] = {
     "python": (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from repotune.server.config import Settings
-from repotune.server.files import (
+from repotune.server.index.files import (
     ContentSkip,
     WorkspaceFilter,
     decode_text,

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from repotune.server.config import Settings
-from repotune.server.workspace_index import WorkspaceIndex
+from repotune.server.index.workspace import WorkspaceIndex
 
 pytestmark = pytest.mark.slow
 SETTLE_TIMEOUT = 15.0
@@ -138,7 +138,7 @@ KILL_SCRIPT = """
 import json, sys
 from pathlib import Path
 from repotune.server.config import Settings
-from repotune.server.workspace_index import WorkspaceIndex
+from repotune.server.index.workspace import WorkspaceIndex
 settings = Settings.model_validate({"index": {"embed_batch_size": 8}})
 index = WorkspaceIndex(Path(sys.argv[1]), settings, lambda e: print(json.dumps(e), flush=True),
                        location=Path(sys.argv[2]))
@@ -284,7 +284,7 @@ def test_nested_ignored_directories_get_no_watch(tmp_path: Path, embedder: Any) 
 def test_folders_share_one_embedder(tmp_path: Path) -> None:
     """Multi-root: every folder's index uses the same loaded embedder (each costs ~140 MB), and
     closing one folder leaves the others searching by meaning."""
-    from repotune.server.embeddings import SharedEmbedders
+    from repotune.server.llm.embeddings import SharedEmbedders
 
     shared = SharedEmbedders()
     settings = Settings.model_validate({"index": {"debounce_ms": 100}})

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 from repotune.server.config import Settings
-from repotune.server.retrieval import cursor_query, rrf_fuse
-from repotune.server.workspace_index import WorkspaceIndex
+from repotune.server.index.retrieval import cursor_query, rrf_fuse
+from repotune.server.index.workspace import WorkspaceIndex
 
 FILES = {
     "text/distance.py": '''
@@ -135,7 +135,7 @@ def test_excluded_region_and_dedup(index: WorkspaceIndex) -> None:
 
 def test_dense_query_keeps_whole_lines_nearest_the_cursor_within_its_token_budget() -> None:
     from repotune.server.config import RetrievalSettings
-    from repotune.server.retrieval import cursor_queries, dense_cursor_query
+    from repotune.server.index.retrieval import cursor_queries, dense_cursor_query
 
     settings = RetrievalSettings(dense_query_lines=6, dense_query_tokens=10, query_lines=20)
     prefix = "one two three\nfour five six\nseven eight nine\nten eleven\ntwelve = "
@@ -155,7 +155,7 @@ def test_dense_query_keeps_whole_lines_nearest_the_cursor_within_its_token_budge
 
 
 def test_cursor_names_come_nearest_first_then_imports_then_the_rest() -> None:
-    from repotune.server.retrieval import cursor_names
+    from repotune.server.index.retrieval import cursor_names
 
     prefix = (
         "from billing.rates import apply_surcharge, RateTable\n"
@@ -173,7 +173,7 @@ def test_cursor_names_come_nearest_first_then_imports_then_the_rest() -> None:
 
 
 def test_boilerplate_head_is_trimmed_and_pure_boilerplate_dropped() -> None:
-    from repotune.server.retrieval import boilerplate_lines, trim_boilerplate
+    from repotune.server.index.retrieval import boilerplate_lines, trim_boilerplate
 
     header = "# Copyright 2024 Example\n# Licensed under the Apache License\n# See LICENSE\n\n"
     rows = [
@@ -274,7 +274,7 @@ def test_ambiguous_and_same_file_names_are_not_looked_up(
 
 
 def test_import_lines_follow_bracketed_and_continued_imports() -> None:
-    from repotune.server.retrieval import import_lines
+    from repotune.server.index.retrieval import import_lines
 
     lines = [
         "import os",

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from repotune.server.assistant import Assistant
-from repotune.server.chunking import chunk_file
 from repotune.server.config import Settings, SettingsError, load_settings
-from repotune.server.files import WorkspaceFilter, read_text_file
-from repotune.server.index_folder import MARKER_NAME
-from repotune.server.redact import redact_buffer, redact_secrets
-from repotune.server.store import DB_NAME, Store, StoreError
-from repotune.server.workspace_index import WorkspaceIndex
+from repotune.server.index.chunking import chunk_file
+from repotune.server.index.files import WorkspaceFilter, read_text_file
+from repotune.server.index.folder import MARKER_NAME
+from repotune.server.index.redact import redact_buffer, redact_secrets
+from repotune.server.index.store import DB_NAME, Store, StoreError
+from repotune.server.index.workspace import WorkspaceIndex
 
 TOKEN = "sk-live-4f9a8b7c6d5e4f3a2b1c0d9e8f7a"
 CONFIG_PY = f'''"""Service settings."""
@@ -301,7 +301,7 @@ def test_symlinked_and_wider_default_secrets_are_not_indexed(tmp_path: Path) -> 
         ".env",
     ):
         assert reasons.get(rel) == "secret", (rel, reasons.get(rel))
-    from repotune.server.files import ContentSkip
+    from repotune.server.index.files import ContentSkip
 
     with pytest.raises(ContentSkip, match="secret"):
         read_text_file(repo / "deploy.json", 10_000)

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from repotune.server.chunking import chunk_file
 from repotune.server.config import Settings
-from repotune.server.store import DB_NAME, Store, code_terms, index_location, split_identifier
+from repotune.server.index.chunking import chunk_file
+from repotune.server.index.store import DB_NAME, Store, index_location
+from repotune.server.index.terms import code_terms, split_identifier
 
 SOURCE = '''
 def parse_config_file(path):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from repotune.server.config import Settings
-from repotune.server.files import WorkspaceFilter
-from repotune.server.watches import plan_watches
+from repotune.server.index.files import WorkspaceFilter
+from repotune.server.index.watch import plan_watches
 
 
 def make(root: Path, *rels: str) -> None:

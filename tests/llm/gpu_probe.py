@@ -1,7 +1,7 @@
 """One greedy completion and one embedding through RepoTune's own loaders, printed as JSON, so a
 test can run it under two llama-cpp-python builds (CPU, GPU backend) and compare the results.
 
-Usage: python tests/gpu/probe.py GPU_LAYERS   ("auto" or a layer count)"""
+Usage: python tests/llm/gpu_probe.py GPU_LAYERS   ("auto" or a layer count)"""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ NEW_TOKENS = 16
 
 
 def main(gpu_layers: str) -> None:
+    from repotune.server.completion.model import load_model
     from repotune.server.config import load_settings
-    from repotune.server.embeddings import load_embedder
-    from repotune.server.engine import load_model
-    from repotune.server.gpu import backend_report, offload_supported
+    from repotune.server.llm.embeddings import load_embedder
+    from repotune.server.llm.gpu import backend_report, offload_supported
 
     layers: int | str = gpu_layers if gpu_layers == "auto" else int(gpu_layers)
     settings = load_settings(

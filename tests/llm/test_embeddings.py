@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any
 
-from repotune.server.embeddings import QueryFirstLock
+from repotune.server.llm.embeddings import QueryFirstLock
 
 
 def test_waiting_query_goes_before_the_next_background_slice() -> None:

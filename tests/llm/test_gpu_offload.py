@@ -9,7 +9,7 @@ from typing import Any
 import llama_cpp
 import pytest
 from repotune.server.config import SettingsError, load_settings
-from repotune.server.gpu import (
+from repotune.server.llm.gpu import (
     ALL_LAYERS,
     install_commands,
     load_with_fallback,
@@ -98,7 +98,7 @@ def device_refuses_offload(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def test_generator_falls_back_to_the_cpu_and_status_says_so(
     generator_model, device_refuses_offload: list[int]
 ) -> None:
-    from repotune.server.engine import CompletionEngine
+    from repotune.server.completion.engine import CompletionEngine
 
     settings = load_settings(None, {"model": {"adapter": "none", "context_length": 512}})
     engine = CompletionEngine(settings)
@@ -116,7 +116,7 @@ def test_generator_falls_back_to_the_cpu_and_status_says_so(
 
 
 def test_embedder_falls_back_to_the_cpu(embedder_model, device_refuses_offload: list[int]) -> None:
-    from repotune.server.embeddings import Embedder
+    from repotune.server.llm.embeddings import Embedder
 
     embedder = Embedder(embedder_model.path, gpu_layers="auto")
     try:
@@ -132,7 +132,7 @@ def test_embedder_falls_back_to_the_cpu(embedder_model, device_refuses_offload: 
 def test_cpu_only_setting_never_tries_the_device(
     embedder_model, device_refuses_offload: list[int]
 ) -> None:
-    from repotune.server.embeddings import Embedder
+    from repotune.server.llm.embeddings import Embedder
 
     embedder = Embedder(embedder_model.path, gpu_layers=0)
     try:
@@ -144,7 +144,7 @@ def test_cpu_only_setting_never_tries_the_device(
 def test_cpu_build_offloads_nothing_and_needs_no_fallback(embedder_model) -> None:
     if llama_cpp.llama_supports_gpu_offload():
         pytest.skip("this build has a GPU backend")
-    from repotune.server.embeddings import Embedder
+    from repotune.server.llm.embeddings import Embedder
 
     embedder = Embedder(embedder_model.path)
     try:

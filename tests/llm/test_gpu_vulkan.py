@@ -15,7 +15,7 @@ import llama_cpp
 import numpy as np
 import pytest
 
-PROBE = Path(__file__).parent / "gpu" / "probe.py"
+PROBE = Path(__file__).parent / "gpu_probe.py"
 CPU_PYTHON = os.environ.get("REPOTUNE_CPU_PYTHON", "")
 
 pytestmark = pytest.mark.skipif(

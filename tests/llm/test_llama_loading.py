@@ -18,8 +18,8 @@ def test_concurrent_model_loads_restore_stdout_and_stderr(
     generator_model: ResolvedModel, embedder_model: ResolvedModel
 ) -> None:
     from llama_cpp import Llama
-    from repotune.server.embeddings import Embedder
-    from repotune.server.engine import llama_extra_buffers
+    from repotune.server.llm.embeddings import Embedder
+    from repotune.server.llm.runtime import llama_extra_buffers
 
     def identity(fd: int) -> tuple[int, int]:
         stat = os.fstat(fd)
@@ -66,9 +66,10 @@ def test_every_model_load_waits_for_the_process_wide_load_lock(
 ) -> None:
     """The embedder, the generator and the dataset's tokenizer all load under one lock (the
     end-to-end race above is timing-dependent; this is its cause, checked deterministically)."""
+    from repotune.server.completion.engine import CompletionEngine
     from repotune.server.config import Settings
-    from repotune.server.embeddings import Embedder
-    from repotune.server.engine import CompletionEngine, llama_extra_buffers
+    from repotune.server.llm.embeddings import Embedder
+    from repotune.server.llm.runtime import llama_extra_buffers
     from repotune.training.dataset import TokenCounter
 
     done: list[str] = []

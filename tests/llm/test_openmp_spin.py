@@ -30,12 +30,15 @@ def spin_after_import(module: str, **env: str) -> str:
 def test_server_gets_a_short_spin_before_llama_cpp_loads() -> None:
     # "active" keeps the 1000 spins when libgomp manages more threads than CPUs (it would
     # throttle them to 100 otherwise: see repotune/__init__.py)
-    assert spin_after_import("repotune.server.engine") == "1000 active"
+    assert spin_after_import("repotune.server.completion.engine") == "1000 active"
 
 
 def test_users_own_openmp_settings_win() -> None:
-    assert spin_after_import("repotune.server.engine", GOMP_SPINCOUNT="50") == "50 None"
-    assert spin_after_import("repotune.server.engine", OMP_WAIT_POLICY="passive") == "None passive"
+    assert spin_after_import("repotune.server.completion.engine", GOMP_SPINCOUNT="50") == "50 None"
+    assert (
+        spin_after_import("repotune.server.completion.engine", OMP_WAIT_POLICY="passive")
+        == "None passive"
+    )
 
 
 @pytest.mark.parametrize("module", ["repotune.training.cli", "repotune.training.evaluate"])

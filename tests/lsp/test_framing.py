@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from repotune.server.jsonrpc_framing import Body, FramingError, MessageFramer
+from repotune.server.lsp.framing import Body, FramingError, MessageFramer
 
 
 def frame(message: dict[str, object], header: str = "Content-Length", delta: int = 0) -> bytes:

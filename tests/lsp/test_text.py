@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lsprotocol import types
-from repotune.server.lsp_text import LspTextDocument, lsp_lines
+from repotune.server.lsp.text import LspTextDocument, lsp_lines
 
 ODD = "a\x0cb\vc\x1cd\x1de\x1ef\x85g\u2028h\u2029i"  # line breaks to splitlines, not to LSP
 
