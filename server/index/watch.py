@@ -17,18 +17,25 @@ work.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import queue
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from repotune.server.config import CONFIG_FILE_NAME
 from repotune.server.index.files import IGNORE_FILE_NAMES, WorkspaceFilter
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
+log = logging.getLogger(__name__)
+
 MAX_WATCHES = 64
+# Directory events are gathered this long before the watches are re-planned (a tree walk).
+WATCH_REPLAN_DELAY_S = 0.3
 
 WatchPlan = dict[str, bool]  # workspace-relative directory ("" = the root) -> recursive
 # Files at the workspace root whose change means new settings for the workspace.
@@ -230,3 +237,160 @@ def drain_into(
                 work.put_nowait(rel)
             except queue.Full:
                 request_rescan()
+
+
+class Watcher:
+    """The watchdog observer of one workspace: every indexable directory watched with as few
+    watches as possible, re-planned as directories come and go."""
+
+    def __init__(
+        self,
+        root: Path,
+        file_filter: WorkspaceFilter,
+        debouncer: Debouncer,
+        index_dir: Path,
+        *,
+        request_rescan: Callable[[], None],
+        settings_changed: Callable[[], None],
+        is_new_directory: Callable[[str], bool],
+        report_error: Callable[[str], None],
+        stop: threading.Event,
+    ) -> None:
+        self.root = root
+        self.filter = file_filter
+        self.debouncer = debouncer
+        self.index_dir = index_dir
+        self._request_rescan = request_rescan
+        self._settings_changed = settings_changed
+        self._is_new_directory = is_new_directory
+        self._report_error = report_error
+        self._stop = stop
+        self.handler: WatchHandler | None = None
+        self.root_missing = False
+        self._observer: Any = None
+        self._lock = threading.Lock()
+        self._watches: dict[str, tuple[bool, Any]] = {}  # rel dir -> (recursive, watch)
+        # What is watched, replaced whole after each refresh: read without the lock by the
+        # event handler, which runs under watchdog's own lock (taking ours there would invert
+        # the order the refresh takes them in: schedule() needs watchdog's lock).
+        self._watched: WatchPlan = {}
+        self._plan_due = threading.Event()
+
+    @property
+    def watching(self) -> bool:
+        return self._observer is not None
+
+    def start(self, spawn: Callable[[str, Callable[[], None]], None]) -> None:
+        """Schedule the first plan and start the observer and the planner thread (`spawn`)."""
+        from watchdog.observers import Observer
+
+        handler = WatchHandler(
+            self.root,
+            self.filter,
+            self.debouncer,
+            self._request_rescan,
+            self.index_dir,
+            directory_changed=self._directory_changed,
+            settings_changed=self._settings_changed,
+            root_deleted=self._root_deleted,
+        )
+        self.handler = handler
+        observer = Observer()
+        git_info = self.root / ".git" / "info"
+        if git_info.is_dir():
+            observer.schedule(handler, str(git_info), recursive=False)
+        observer.daemon = True
+        self._observer = observer
+        self.refresh()
+        observer.start()
+        spawn("repotune-watch-planner", self._planner_loop)
+
+    def watched(self) -> WatchPlan:
+        """The directories watched now ('' = the root) and whether recursively."""
+        return dict(self._watched)
+
+    def set_filter(self, file_filter: WorkspaceFilter) -> None:
+        """New ignore rules: events are filtered by them at once, the watches re-planned soon."""
+        self.filter = file_filter
+        if self.handler is not None:
+            self.handler.filter = file_filter
+        self._plan_due.set()
+
+    def stop(self) -> None:
+        if self._observer is not None:
+            with contextlib.suppress(Exception):
+                self._observer.stop()
+                self._observer.join(timeout=5)
+
+    def _directory_changed(self, rel: str) -> None:
+        """A directory appeared, went or moved: re-plan the watches if they must follow it (a new
+        directory beside non-recursive watches, or an ignored one inside a recursive watch)."""
+        parent = rel.rpartition("/")[0]
+        watched = self._watched
+        beside = watched.get(parent) is False
+        if beside or rel in watched or self.filter.dir_path_ignored(rel):
+            self._plan_due.set()
+
+    def _root_deleted(self) -> None:
+        self.root_missing = True
+
+    def _check_root(self) -> None:
+        """A workspace folder deleted and created again gets fresh watches and a full pass (the
+        old watches died with the old directory)."""
+        if not self.root.is_dir():
+            self.root_missing = True
+            return
+        if not self.root_missing or self._observer is None:
+            return
+        self.root_missing = False
+        with self._lock:
+            for _, watch in self._watches.values():
+                with contextlib.suppress(Exception):
+                    self._observer.unschedule(watch)
+            self._watches.clear()
+        self.refresh()
+        self._request_rescan()
+
+    def _planner_loop(self) -> None:
+        while not self._stop.is_set():
+            self._check_root()
+            if not self._plan_due.wait(0.5):
+                continue
+            self._stop.wait(WATCH_REPLAN_DELAY_S)  # let a burst (git checkout, npm install) land
+            self._plan_due.clear()
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Apply the current watch plan: drop watches no longer wanted, add new ones (and look
+        through a newly watched directory, whose files may predate the watch)."""
+        observer = self._observer
+        if observer is None or self._stop.is_set():
+            return
+        with self._lock:
+            plan = plan_watches(self.root, self.filter)
+            stale = []
+            # New watches go in before the ones they replace come out: a directory whose watch
+            # changes (recursive or not) is never unwatched in between, so no event falls in a gap.
+            for rel in sorted(plan):
+                current = self._watches.get(rel)
+                if current is not None and current[0] == plan[rel]:
+                    continue
+                path = self.root / rel if rel else self.root
+                try:
+                    watch = observer.schedule(self.handler, str(path), recursive=plan[rel])
+                except OSError as exc:  # e.g. the system's inotify watch limit, or it just went
+                    if path.is_dir():
+                        self._report_error(f"cannot watch {rel or '.'}/: {exc}")
+                        log.warning("cannot watch %s: %s", rel or ".", exc)
+                    continue
+                if current is not None:
+                    stale.append(current[1])
+                self._watches[rel] = (plan[rel], watch)
+                if current is None and rel and self._is_new_directory(rel):
+                    self.debouncer.add(rel)  # a new directory: files may predate its watch
+            for rel in [rel for rel in self._watches if rel not in plan]:
+                stale.append(self._watches.pop(rel)[1])
+            for watch in stale:
+                with contextlib.suppress(Exception):
+                    observer.unschedule(watch)
+            self._watched = {rel: recursive for rel, (recursive, _) in self._watches.items()}

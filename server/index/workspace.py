@@ -31,7 +31,7 @@ from repotune.server.index.retrieval import (
     cursor_region,
 )
 from repotune.server.index.store import Store, index_location
-from repotune.server.index.watch import Debouncer, WatchHandler, WatchPlan, drain_into, plan_watches
+from repotune.server.index.watch import Debouncer, Watcher, WatchHandler, WatchPlan, drain_into
 from repotune.server.llm.embeddings import QueryFirstLock, SharedEmbedders, load_embedder
 from repotune.server.models import resolve_embedder
 
@@ -41,8 +41,6 @@ WORK_QUEUE_SIZE = 1024
 # A query waits at most this long for the embedder (busy with a batch) before going lexical-only.
 QUERY_EMBED_WAIT_S = 0.3
 QUERY_CACHE_SIZE = 256
-# Directory events are gathered this long before the watches are re-planned (a tree walk).
-WATCH_REPLAN_DELAY_S = 0.3
 
 EventCallback = Callable[[dict[str, Any]], None]
 
@@ -61,7 +59,6 @@ class WorkspaceIndex:
     ) -> None:
         self.root = Path(root).resolve()
         self._on_settings_file = on_settings_file
-        self._root_missing = False
         self.settings = settings
         self.location = location or index_location(self.root, settings)
         self._on_event = on_event
@@ -109,14 +106,17 @@ class WorkspaceIndex:
         self._dense_busy = threading.Event()
         self._dense_done = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._observer: Any = None
-        self._watch_lock = threading.Lock()
-        self._watches: dict[str, tuple[bool, Any]] = {}  # rel dir -> (recursive, watch)
-        # What is watched, replaced whole after each refresh: read without the lock by the
-        # event handler, which runs under watchdog's own lock (taking ours there would invert
-        # the order the refresh takes them in: schedule() needs watchdog's lock).
-        self._watched: WatchPlan = {}
-        self._watch_plan_due = threading.Event()
+        self.watcher = Watcher(
+            self.root,
+            self.filter,
+            self.debouncer,
+            self.location,
+            request_rescan=self._request_rescan,
+            settings_changed=self._settings_file_changed,
+            is_new_directory=self._is_new_directory,
+            report_error=self.indexer.errors.append,
+            stop=self._stop,
+        )
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
         self.last_reconcile: ReconcileReport | None = None
@@ -182,7 +182,7 @@ class WorkspaceIndex:
             self.dense = dense and self.settings.index.dense
         self._started_at = time.perf_counter()
         if watch:
-            self._start_observer()
+            self.watcher.start(self._spawn)
         self._spawn("repotune-index-worker", self._worker_loop)
         self._spawn("repotune-debounce", self._debounce_loop)
         if self.dense and self.embedder_error is None:
@@ -195,43 +195,17 @@ class WorkspaceIndex:
         self._threads.append(thread)
         thread.start()
 
-    def _start_observer(self) -> None:
-        """Watch every indexable directory, with as few watches as possible (see watch.py)."""
-        from watchdog.observers import Observer
-
-        handler = WatchHandler(
-            self.root,
-            self.filter,
-            self.debouncer,
-            self._request_rescan,
-            self.location,
-            directory_changed=self._directory_changed,
-            settings_changed=self._settings_file_changed,
-            root_deleted=self._root_deleted,
-        )
-        self.watch_handler = handler
-        observer = Observer()
-        git_info = self.root / ".git" / "info"
-        if git_info.is_dir():
-            observer.schedule(handler, str(git_info), recursive=False)
-        observer.daemon = True
-        self._observer = observer
-        self._refresh_watches()
-        observer.start()
-        self._spawn("repotune-watch-planner", self._watch_planner_loop)
+    @property
+    def watch_handler(self) -> WatchHandler | None:
+        return self.watcher.handler
 
     def watched_directories(self) -> WatchPlan:
         """The directories watched now ('' = the root) and whether recursively."""
-        return dict(self._watched)
+        return self.watcher.watched()
 
-    def _directory_changed(self, rel: str) -> None:
-        """A directory appeared, went or moved: re-plan the watches if they must follow it (a new
-        directory beside non-recursive watches, or an ignored one inside a recursive watch)."""
-        parent = rel.rpartition("/")[0]
-        watched = self._watched
-        beside = watched.get(parent) is False
-        if beside or rel in watched or self.filter.dir_path_ignored(rel):
-            self._watch_plan_due.set()
+    def _is_new_directory(self, rel: str) -> bool:
+        """Not indexed yet although the first pass is done: its files may predate its watch."""
+        return self._lexical_ready.is_set() and not self.store.paths_under(rel)
 
     def _settings_file_changed(self) -> None:
         """repotune.toml (or pyproject.toml) changed: the owner re-reads and applies it, off the
@@ -241,26 +215,6 @@ class WorkspaceIndex:
                 target=self._on_settings_file, name="repotune-settings-file", daemon=True
             ).start()
 
-    def _root_deleted(self) -> None:
-        self._root_missing = True
-
-    def _check_root(self) -> None:
-        """A workspace folder deleted and created again gets fresh watches and a full pass (the
-        old watches died with the old directory)."""
-        if not self.root.is_dir():
-            self._root_missing = True
-            return
-        if not self._root_missing or self._observer is None:
-            return
-        self._root_missing = False
-        with self._watch_lock:
-            for _, watch in self._watches.values():
-                with contextlib.suppress(Exception):
-                    self._observer.unschedule(watch)
-            self._watches.clear()
-        self._refresh_watches()
-        self._request_rescan()
-
     def apply_filter_settings(self, settings: Settings) -> None:
         """New exclude/include/secret rules or size limit: a new filter and a full pass (files
         now excluded leave the index, files now included enter it)."""
@@ -269,64 +223,13 @@ class WorkspaceIndex:
         self.filter = new_filter
         self.indexer.filter = new_filter
         self.indexer.max_file_bytes = settings.index.max_file_bytes
-        handler = getattr(self, "watch_handler", None)
-        if handler is not None:
-            handler.filter = new_filter
-        self._watch_plan_due.set()
+        self.watcher.set_filter(new_filter)
         self._request_rescan()
-
-    def _watch_planner_loop(self) -> None:
-        while not self._stop.is_set():
-            self._check_root()
-            if not self._watch_plan_due.wait(0.5):
-                continue
-            self._stop.wait(WATCH_REPLAN_DELAY_S)  # let a burst (git checkout, npm install) land
-            self._watch_plan_due.clear()
-            self._refresh_watches()
-
-    def _refresh_watches(self) -> None:
-        """Apply the current watch plan: drop watches no longer wanted, add new ones (and look
-        through a newly watched directory, whose files may predate the watch)."""
-        observer = self._observer
-        if observer is None or self._stop.is_set():
-            return
-        with self._watch_lock:
-            plan = plan_watches(self.root, self.filter)
-            stale = []
-            # New watches go in before the ones they replace come out: a directory whose watch
-            # changes (recursive or not) is never unwatched in between, so no event falls in a gap.
-            for rel in sorted(plan):
-                current = self._watches.get(rel)
-                if current is not None and current[0] == plan[rel]:
-                    continue
-                path = self.root / rel if rel else self.root
-                try:
-                    watch = observer.schedule(self.watch_handler, str(path), recursive=plan[rel])
-                except OSError as exc:  # e.g. the system's inotify watch limit, or it just went
-                    if path.is_dir():
-                        self.indexer.errors.append(f"cannot watch {rel or '.'}/: {exc}")
-                        log.warning("cannot watch %s: %s", rel or ".", exc)
-                    continue
-                if current is not None:
-                    stale.append(current[1])
-                self._watches[rel] = (plan[rel], watch)
-                new_dir = current is None and rel and self._lexical_ready.is_set()
-                if new_dir and not self.store.paths_under(rel):
-                    self.debouncer.add(rel)  # a new directory: files may predate its watch
-            for rel in [rel for rel in self._watches if rel not in plan]:
-                stale.append(self._watches.pop(rel)[1])
-            for watch in stale:
-                with contextlib.suppress(Exception):
-                    observer.unschedule(watch)
-            self._watched = {rel: recursive for rel, (recursive, _) in self._watches.items()}
 
     def close(self) -> None:
         """Stop watching and working (the current file or batch completes), close the store."""
         self._stop.set()
-        if self._observer is not None:
-            with contextlib.suppress(Exception):
-                self._observer.stop()
-                self._observer.join(timeout=5)
+        self.watcher.stop()
         self.debouncer.wake()
         self._dense_wakeup.set()
         for thread in self._threads:
@@ -384,7 +287,7 @@ class WorkspaceIndex:
         report = self.indexer.reconcile(self._stop)
         self.last_reconcile = report
         self.store.refresh_term_counts()  # so that no query pays for reading them
-        self._refresh_watches()  # ignore rules may have changed which directories matter
+        self.watcher.refresh()  # ignore rules may have changed which directories matter
         self._dense_wakeup.set()
         stats = self.store.stats()
         self._emit(
@@ -552,8 +455,8 @@ class WorkspaceIndex:
                 "embedder_gpu_layers": getattr(self._embedder, "gpu_layers", None),
                 "embedder_gpu_fallback": getattr(self._embedder, "gpu_fallback", None),
                 "last_errors": list(self.indexer.errors[-5:]),
-                "root_missing": self._root_missing,
-                "watching": self._observer is not None,
+                "root_missing": self.watcher.root_missing,
+                "watching": self.watcher.watching,
                 "embedded": self.filler.embedded,
                 "embed_seconds": round(self.filler.embed_seconds, 3),
             }
