@@ -63,7 +63,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from repotune.server.completion.formats import PromptFormat, choose_format
+from repotune.server.completion.formats import PromptFormat
+from repotune.server.completion.model import format_of
 from repotune.server.completion.prompts import (
     PREFIX_QUANTUM,
     CachedTokenCounter,
@@ -473,16 +474,7 @@ class TokenCounter:
         return self._counter(text)
 
     def prompt_format(self, settings: Settings) -> PromptFormat:
-        llm = self.llm
-
-        def has_token(text: str) -> bool:
-            try:
-                return len(llm.tokenize(text.encode(), add_bos=False, special=True)) == 1
-            except RuntimeError:
-                return False
-
-        metadata = {str(k): str(v) for k, v in llm.metadata.items()}
-        return choose_format(metadata, has_token, settings.model.prompt_format)
+        return format_of(self.llm, settings.model.prompt_format)
 
 
 def serving_budget(settings: Settings) -> tuple[int, int, int]:

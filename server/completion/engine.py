@@ -412,24 +412,8 @@ class CompletionEngine:
             stop=prompt.stop,
             language=request.language,
         )
-        done = time.perf_counter()
-        first = decoded.first_token_at or decoded.finished_at
-        timings = {
-            "tokenize": (tokenized - started) * 1000,
-            "prompt_eval": (first - tokenized) * 1000,
-            "generate": (decoded.finished_at - first) * 1000,
-            "postprocess": (done - decoded.finished_at) * 1000,
-            "total": (done - started) * 1000,
-        }
+        timings = self._record_stats(len(tokens), decoded, started, tokenized)
         counters = decoded.counters
-        self.last_stats = {
-            "timings": timings,
-            "prompt_tokens": len(tokens),
-            "reused_tokens": counters["reused"],
-            "generated_tokens": decoded.generated,
-            "drafted_tokens": counters["drafted"],
-            "accepted_tokens": counters["accepted"],
-        }
         if final is None:
             self.last_reason = f"nothing left after post-processing (stop: {reason})"
             return None
@@ -447,6 +431,30 @@ class CompletionEngine:
             drafted_tokens=counters["drafted"],
             accepted_tokens=counters["accepted"],
         )
+
+    def _record_stats(
+        self, prompt_tokens: int, decoded: _Decoded, started: float, tokenized: float
+    ) -> dict[str, float]:
+        """The request's timings (ms), kept in `last_stats` with its token counts."""
+        done = time.perf_counter()
+        first = decoded.first_token_at or decoded.finished_at
+        timings = {
+            "tokenize": (tokenized - started) * 1000,
+            "prompt_eval": (first - tokenized) * 1000,
+            "generate": (decoded.finished_at - first) * 1000,
+            "postprocess": (done - decoded.finished_at) * 1000,
+            "total": (done - started) * 1000,
+        }
+        counters = decoded.counters
+        self.last_stats = {
+            "timings": timings,
+            "prompt_tokens": prompt_tokens,
+            "reused_tokens": counters["reused"],
+            "generated_tokens": decoded.generated,
+            "drafted_tokens": counters["drafted"],
+            "accepted_tokens": counters["accepted"],
+        }
+        return timings
 
     def _fit_window(self, tokens: list[int], multiline: bool) -> list[int]:
         """The prompt's tokens with room left for the answer (the budget should already leave

@@ -67,45 +67,16 @@ def load_model(settings: Settings) -> LoadedModel:
     if extra_bufts is None:
         extra_bufts = gpu or not cpu_has_amx()
     started = time.perf_counter()
-
-    def build(n_gpu_layers: int) -> Any:
-        with llama_extra_buffers(extra_bufts):
-            return Llama(
-                model_path=str(resolved.path),
-                n_ctx=model.context_length,
-                n_batch=min(512, model.context_length),
-                n_threads=threads,
-                n_threads_batch=threads,
-                n_gpu_layers=n_gpu_layers,
-                lora_path=str(adapter_path) if adapter_path else None,
-                lora_scale=model.adapter_scale,
-                swa_full=True,  # sliding-window models (Gemma 3) keep prefix reuse possible
-                verbose=False,
-            )
-
-    try:
-        llm, gpu_layers, gpu_fallback = load_with_fallback(
-            build, requested_layers(model.gpu_layers, gpu), "generator"
-        )
-    except (ValueError, RuntimeError, OSError) as exc:
-        what = f"generator {resolved.path}"
-        if adapter_path:
-            what += f" with adapter {adapter_path}"
-        raise ModelError(f"{what}: llama.cpp could not load it ({exc})") from None
+    llm, gpu_layers, gpu_fallback = _load(
+        Llama, settings, resolved.path, adapter_path, gpu, threads, extra_bufts
+    )
     metadata = {str(k): str(v) for k, v in llm.metadata.items()}
     if "tokenizer.chat_template" not in metadata and metadata.get(
         "general.architecture", ""
     ).startswith("gemma"):
         llm.chat_format = "gemma"  # llama-cpp-python would otherwise fall back to llama-2
 
-    def has_token(text: str) -> bool:
-        try:
-            tokens = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
-        except RuntimeError:
-            return False
-        return len(tokens) == 1
-
-    fmt = choose_format(metadata, has_token, model.prompt_format)
+    fmt = format_of(llm, model.prompt_format)
     info = {
         "model": str(resolved.path),
         "model_ref": model.generator,
@@ -126,3 +97,54 @@ def load_model(settings: Settings) -> LoadedModel:
         "load_ms": round((time.perf_counter() - started) * 1000, 1),
     }
     return LoadedModel(llm=llm, format=fmt, info=info)
+
+
+def _load(
+    llama_class: Any,
+    settings: Settings,
+    path: Path,
+    adapter_path: Path | None,
+    gpu: bool,
+    threads: int,
+    extra_bufts: bool,
+) -> tuple[Any, int, str | None]:
+    """The Llama object, with the GPU layers it got and why it fell back (if it did)."""
+    model = settings.model
+
+    def build(n_gpu_layers: int) -> Any:
+        with llama_extra_buffers(extra_bufts):
+            return llama_class(
+                model_path=str(path),
+                n_ctx=model.context_length,
+                n_batch=min(512, model.context_length),
+                n_threads=threads,
+                n_threads_batch=threads,
+                n_gpu_layers=n_gpu_layers,
+                lora_path=str(adapter_path) if adapter_path else None,
+                lora_scale=model.adapter_scale,
+                swa_full=True,  # sliding-window models (Gemma 3) keep prefix reuse possible
+                verbose=False,
+            )
+
+    try:
+        return load_with_fallback(build, requested_layers(model.gpu_layers, gpu), "generator")
+    except (ValueError, RuntimeError, OSError) as exc:
+        what = f"generator {path}"
+        if adapter_path:
+            what += f" with adapter {adapter_path}"
+        raise ModelError(f"{what}: llama.cpp could not load it ({exc})") from None
+
+
+def format_of(llm: Any, setting: str = "auto") -> PromptFormat:
+    """The prompt format of a loaded llama.cpp model: the one `setting` names, or the one its
+    metadata and vocabulary show when "auto" (the engine's and the training data's choice)."""
+
+    def has_token(text: str) -> bool:
+        try:
+            tokens = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        except RuntimeError:
+            return False
+        return len(tokens) == 1
+
+    metadata = {str(k): str(v) for k, v in llm.metadata.items()}
+    return choose_format(metadata, has_token, setting)
