@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from repotune.server.completion.context import ContextSnippet
 from repotune.server.completion.engine import CompletionEngine
-from repotune.server.completion.prompts import ContextSnippet
 from repotune.server.completion.request import CompletionRequest
 from repotune.server.completion.trigger import auto_trigger_skip, line_suffix_at
 from repotune.server.config import Settings, SettingsError, load_settings, settings_with

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from repotune.server.completion.context import ContextSnippet
 from repotune.server.completion.engine import CompletionEngine
-from repotune.server.completion.prompts import ContextSnippet
 from repotune.server.config import load_settings
 from repotune.training.dataset import SourceFile, build_dataset
 from repotune.training.definitions import definitions, first_sentence

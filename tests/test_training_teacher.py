@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from conftest import copy_server_sources
 from repotune.server.ask.prompts import build_ask_document
-from repotune.server.completion.prompts import ContextSnippet
+from repotune.server.completion.context import ContextSnippet
 from repotune.server.config import load_settings
 from repotune.training.base import TrainError
 from repotune.training.teacher import DOCUMENT_END, parse_pair

@@ -63,15 +63,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from repotune.server.completion.context import ContextSnippet
 from repotune.server.completion.formats import PromptFormat
 from repotune.server.completion.model import format_of
-from repotune.server.completion.prompts import (
-    PREFIX_QUANTUM,
-    CachedTokenCounter,
-    ContextSnippet,
-    build_fim_prompt,
-    scaled_budget,
-)
+from repotune.server.completion.prompts import PREFIX_QUANTUM, build_fim_prompt, scaled_budget
+from repotune.server.completion.tokens import CachedTokenCounter
 from repotune.server.config import Settings
 from repotune.server.index.chunking import Chunk, Chunker
 from repotune.server.index.chunking import new_parser as _parser

@@ -129,7 +129,7 @@ def _task_id(key: str) -> str:
 
 def ask_context(index: Any, question: str, settings: Any) -> list[Any]:
     """What the server's ask retrieves for a question (`Assistant.ask`: top_k by score)."""
-    from repotune.server.completion.prompts import as_snippets
+    from repotune.server.completion.context import as_snippets
 
     return as_snippets(index.search(question, max(settings.retrieval.top_k, 1)))
 

@@ -344,7 +344,7 @@ class Retrieved:
 
 def retrieve_all(prepared: Prepared, tasks: Sequence[Task], settings: Settings) -> list[Retrieved]:
     """Context for every task, once, from an index of the whole repository minus the hole."""
-    from repotune.server.completion.prompts import as_snippets
+    from repotune.server.completion.context import as_snippets
     from repotune.training.dataset import Retriever
 
     index = open_index(prepared.repo.root, settings)

@@ -10,7 +10,7 @@ from typing import Any
 
 from repotune.server.ask.prompts import build_ask_document, build_ask_messages
 from repotune.server.completion.model import LoadedModel
-from repotune.server.completion.prompts import clip_to_tokens
+from repotune.server.completion.truncation import clip_to_tokens
 from repotune.server.config import Settings
 
 # Tokens kept free for a chat template's own markers around a question.

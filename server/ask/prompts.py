@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from repotune.server.completion.prompts import as_snippets
+from repotune.server.completion.context import as_snippets
 from repotune.server.languages import fence_language
 
 ASK_SYSTEM = (

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from repotune.server.bench.stats import rounded_percentile
+from repotune.server.completion.context import as_snippets
 from repotune.server.completion.engine import CompletionEngine
-from repotune.server.completion.prompts import as_snippets
 from repotune.server.completion.request import CompletionRequest
 from repotune.server.config import Settings, settings_with
 from repotune.server.corpora import ensure_corpus

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from repotune.server.assistant import Assistant
+from repotune.server.completion.context import as_snippets
 from repotune.server.completion.engine import CompletionEngine
-from repotune.server.completion.prompts import as_snippets
 from repotune.server.completion.request import CompletionRequest
 from repotune.server.config import Settings, load_settings
 from repotune.server.index.workspace import WorkspaceIndex

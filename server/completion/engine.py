@@ -26,13 +26,13 @@ from typing import Any
 
 from repotune.server.ask.answer import answer
 from repotune.server.completion.cache import CompletionCache
+from repotune.server.completion.context import ContextSnippet
 from repotune.server.completion.formats import PromptFormat
 from repotune.server.completion.model import LoadedModel, load_model
 from repotune.server.completion.postprocess import decide_multiline, postprocess, truncate
 from repotune.server.completion.prompts import (
     PREFIX_QUANTUM,
     BuiltPrompt,
-    ContextSnippet,
     build_fim_prompt,
     scaled_budget,
 )

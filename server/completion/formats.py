@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Literal
 from repotune.server.languages import comment_prefix
 
 if TYPE_CHECKING:
-    from repotune.server.completion.prompts import ContextSnippet
+    from repotune.server.completion.context import ContextSnippet
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from repotune.server.completion.formats import PromptFormat, choose_format
-from repotune.server.completion.prompts import CachedTokenCounter
+from repotune.server.completion.tokens import CachedTokenCounter
 from repotune.server.config import Settings
 from repotune.server.llm.gpu import (
     block_count,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from repotune.server.completion.prompts import BuiltPrompt, ContextSnippet
+from repotune.server.completion.context import ContextSnippet
+from repotune.server.completion.prompts import BuiltPrompt
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ import pytest
 from conftest import spy_on_completions
 from llama_cpp import Llama
 from repotune.server.ask.prompts import build_ask_messages
+from repotune.server.completion.context import ContextSnippet
 from repotune.server.completion.engine import CompletionEngine
-from repotune.server.completion.prompts import ContextSnippet
 from repotune.server.config import load_settings
 from tiny_models import BOS_TOKEN, CHATML_TEMPLATE, EOS_TOKEN, write_tiny_llama
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 from conftest import spy_on_completions
+from repotune.server.completion.context import ContextSnippet
 from repotune.server.completion.engine import CompletionEngine
 from repotune.server.completion.postprocess import indent_width
-from repotune.server.completion.prompts import ContextSnippet
 from repotune.server.completion.request import CompletionRequest, CompletionResult
 from repotune.server.config import load_settings, settings_with
 from repotune.server.llm.decoding import lookup_draft

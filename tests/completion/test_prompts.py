@@ -7,14 +7,10 @@ from pathlib import Path
 
 import pytest
 from repotune.server.ask.prompts import build_ask_messages
+from repotune.server.completion.context import ContextSnippet, as_snippet
 from repotune.server.completion.formats import FORMATS, detect_format, get_format
-from repotune.server.completion.prompts import (
-    ContextSnippet,
-    as_snippet,
-    build_fim_prompt,
-    truncate_prefix,
-    truncate_suffix,
-)
+from repotune.server.completion.prompts import build_fim_prompt
+from repotune.server.completion.truncation import truncate_prefix, truncate_suffix
 
 
 def chars(text: str) -> int:
@@ -339,7 +335,7 @@ def test_ask_messages_cite_snippets() -> None:
 
 def test_ask_document_for_base_models_ends_in_answer_and_cites_snippets() -> None:
     from repotune.server.ask.prompts import build_ask_document
-    from repotune.server.completion.prompts import ContextSnippet
+    from repotune.server.completion.context import ContextSnippet
 
     prompt, stops = build_ask_document(
         "  What does add do? ",
@@ -361,7 +357,7 @@ def test_prefix_window_start_moves_in_line_steps_as_lines_are_added() -> None:
     """Typing on into the next lines keeps the first kept line for several lines (KV reuse),
     and it is always a line number divisible by the step; without the quantum it moves at every
     line."""
-    from repotune.server.completion.prompts import PREFIX_LINE_STEP
+    from repotune.server.completion.truncation import PREFIX_LINE_STEP
 
     def words(text: str) -> int:
         return len(text.split()) + text.count("\n")
@@ -380,7 +376,7 @@ def test_prefix_window_start_moves_in_line_steps_as_lines_are_added() -> None:
 
 
 def test_truncation_tokenizes_a_window_not_a_huge_line() -> None:
-    from repotune.server.completion.prompts import (
+    from repotune.server.completion.truncation import (
         MAX_CHARS_PER_TOKEN,
         truncate_prefix,
         truncate_suffix,
@@ -401,7 +397,7 @@ def test_truncation_tokenizes_a_window_not_a_huge_line() -> None:
 
 
 def test_prefix_window_keeps_line_numbers_for_the_stable_first_line() -> None:
-    from repotune.server.completion.prompts import truncate_prefix
+    from repotune.server.completion.truncation import truncate_prefix
 
     text = "".join(f"line {n} = {n}\n" for n in range(5000)) + "cursor"
     count = lambda s: len(s) // 4 + 1  # noqa: E731
@@ -411,7 +407,7 @@ def test_prefix_window_keeps_line_numbers_for_the_stable_first_line() -> None:
 
 
 def test_token_counter_is_bounded_and_does_not_keep_huge_texts() -> None:
-    from repotune.server.completion.prompts import CachedTokenCounter
+    from repotune.server.completion.tokens import CachedTokenCounter
 
     calls: list[str] = []
     counter = CachedTokenCounter(lambda t: calls.append(t) or list(t), max_entries=3,
