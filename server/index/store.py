@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import json
 import re
-import shutil
 import sqlite3
 import threading
 import time
@@ -27,19 +26,16 @@ import numpy as np
 from repotune.server.config import Settings, cache_dir
 from repotune.server.index.chunking import Chunk
 from repotune.server.index.folder import (
-    CHROMA_DIR,
     DB_NAME,
     IndexFolderError,
     claim,
     create_private_file,
-    make_private,
-    owns,
     wipe,
 )
 from repotune.server.index.terms import MAX_QUERY_TERMS, code_terms, query_terms
+from repotune.server.index.vectors import Vectors, VectorStoreError
 
 INDEX_FORMAT_VERSION = 5
-COLLECTION = "chunks"
 # Terms found in more than this share of chunks say little and make FTS5 rank most of the table.
 COMMON_TERM_SHARE = 0.2
 # FTS5's cost grows with the postings it reads: terms are taken rarest first until their document
@@ -151,9 +147,6 @@ class Store:
         self.rebuilt = False
         self.notices: list[str] = []  # what was repaired on the way (shown in the status)
         self._lock = threading.RLock()
-        self._chroma_lock = threading.Lock()
-        self._collection: Any = None
-        self._client: Any = None
         self._term_counts: TermCounts | None = None
         self._term_counts_loading = threading.Lock()
         self._writes_since_counts = 0
@@ -162,6 +155,7 @@ class Store:
         except IndexFolderError as exc:
             raise StoreError(str(exc)) from exc
         self._db = self._open_db()
+        self.vectors = Vectors(location)
 
     # ------------------------------------------------------------------ opening
 
@@ -229,28 +223,13 @@ class Store:
     def close(self) -> None:
         with self._lock, contextlib.suppress(sqlite3.Error):
             self._db.close()
-        with self._chroma_lock:
-            self._collection = None
-            self._client = None
+        self.vectors.close()
 
     # ------------------------------------------------------------------ chroma
 
     def collection(self) -> Any:
         """The Chroma collection, created on first use (it never embeds anything itself)."""
-        with self._chroma_lock:
-            if self._collection is None:
-                import chromadb
-                from chromadb.config import Settings as ChromaSettings
-
-                self._client = chromadb.PersistentClient(
-                    path=str(self.location / CHROMA_DIR),
-                    settings=ChromaSettings(anonymized_telemetry=False, allow_reset=True),
-                )
-                self._collection = self._client.get_or_create_collection(
-                    COLLECTION, metadata={"hnsw:space": "cosine"}, embedding_function=None
-                )
-                make_private(self.location / CHROMA_DIR)
-            return self._collection
+        return self.vectors.collection()
 
     def reconcile_dense(self) -> dict[str, int]:
         """Bring Chroma in line with SQLite after whatever happened (crash, model change, a
@@ -260,56 +239,24 @@ class Store:
         try:
             return self._reconcile_dense()
         except Exception as exc:  # Chroma raises many types for a damaged store
-            self._reset_chroma()
+            try:
+                self.vectors.reset()
+            except VectorStoreError as reset_error:
+                raise StoreError(str(reset_error)) from reset_error
             self.notices.append(f"the vector store was damaged ({exc}); it is being rebuilt")
             return self._reconcile_dense()
-
-    def _reset_chroma(self) -> None:
-        """Drop the Chroma folder (the store's own, in a folder RepoTune owns)."""
-        import chromadb
-
-        with self._chroma_lock:
-            self._collection = None
-            self._client = None
-            # Chroma keeps one system per path for the whole process; a new client would
-            # otherwise get the damaged one back.
-            shared = getattr(chromadb.api.client, "SharedSystemClient", None)
-            if shared is not None and hasattr(shared, "clear_system_cache"):
-                shared.clear_system_cache()
-            if not owns(self.location):
-                raise StoreError(f"{self.location} is not a RepoTune index folder")
-            path = self.location / CHROMA_DIR
-            if path.is_symlink():
-                path.unlink()
-            elif path.exists():
-                shutil.rmtree(path)
 
     def _reconcile_dense(self) -> dict[str, int]:
         with self._lock:
             stored = self._db.execute("SELECT value FROM meta WHERE key='embedder'").fetchone()
-        collection = self.collection()
         if self.embedder_id and stored and stored[0] != self.embedder_id:
-            # Vectors from another embedder are meaningless next to the new ones.
-            with self._chroma_lock:
-                self._client.delete_collection(COLLECTION)
-                self._collection = self._client.get_or_create_collection(
-                    COLLECTION, metadata={"hnsw:space": "cosine"}, embedding_function=None
-                )
-                collection = self._collection
+            self.vectors.clear()  # vectors of another embedder mean nothing next to the new ones
         if self.embedder_id:
             with self._lock:
                 self._db.execute(
                     "INSERT OR REPLACE INTO meta VALUES ('embedder', ?)", (self.embedder_id,)
                 )
-        with self._chroma_lock:
-            in_chroma: set[str] = set()
-            offset = 0
-            while True:
-                page = collection.get(include=[], limit=5000, offset=offset)["ids"]
-                in_chroma.update(page)
-                if len(page) < 5000:
-                    break
-                offset += len(page)
+        in_chroma = self.vectors.ids()
         with self._lock:
             in_sqlite = {row[0] for row in self._db.execute("SELECT id FROM chunks")}
             pending = {row[0] for row in self._db.execute("SELECT id FROM dense_pending")}
@@ -327,37 +274,17 @@ class Store:
         return {"stale": len(stale), "missing": len(missing)}
 
     def upsert_vectors(self, ids: Sequence[str], vectors: np.ndarray) -> None:
-        if not ids:
-            return
-        collection = self.collection()
-        with self._chroma_lock:
-            collection.upsert(ids=list(ids), embeddings=vectors)
-        make_private(self.location / CHROMA_DIR)  # new segment files come with the umask
+        self.vectors.upsert(ids, vectors)
 
     def delete_vectors(self, ids: Sequence[str]) -> None:
-        if not ids:
-            return
-        collection = self.collection()
-        with self._chroma_lock:
-            for start in range(0, len(ids), 5000):
-                collection.delete(ids=list(ids[start : start + 5000]))
+        self.vectors.delete(ids)
 
     def dense_query(self, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
         """Nearest chunk ids by cosine distance (ids may be stale: callers check in SQLite)."""
-        collection = self.collection()
-        with self._chroma_lock:
-            # Chroma returns what it has when asked for more (no count() round trip per query)
-            result = collection.query(query_embeddings=[vector], n_results=n, include=["distances"])
-        if not result["ids"]:
-            return []
-        ids = result["ids"][0]
-        distances = result["distances"][0] if result.get("distances") else [0.0] * len(ids)
-        return list(zip(ids, (float(d) for d in distances), strict=True))
+        return self.vectors.query(vector, n)
 
     def vector_ids(self) -> set[str]:
-        collection = self.collection()
-        with self._chroma_lock:
-            return set(collection.get(include=[])["ids"])
+        return self.vectors.ids()
 
     # ------------------------------------------------------------------ writing files
 
