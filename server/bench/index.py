@@ -133,53 +133,11 @@ def bench_index(workspace: Path, settings: Settings, label: str | None = None) -
             result["dense_pass_vs_embedder"] = round(result["dense_chunks_per_s"] / own, 3)
 
         # Save-to-searchable: append a new function to real files, wait until both halves see it.
-        candidates = sorted(p for p in index.store.files() if p.endswith(".py")) or sorted(
-            index.store.files()
-        )
-        lexical_ms: list[float] = []
-        dense_ms: list[float] = []
-        for n in range(EDITS):
-            rel = rng.choice(candidates)
-            probe = f"repotune_bench_probe_{n}"
-            path = copy / rel
-            with path.open("a", encoding="utf-8") as handle:
-                handle.write(f"\n\ndef {probe}(value):\n    return value + {n}\n")
-            t0 = time.perf_counter()
-            deadline = t0 + EDIT_TIMEOUT_S
-            seen_lexical = False
-            while time.perf_counter() < deadline:
-                if not seen_lexical:
-                    ids = [cid for cid, _ in index.store.lexical_search(probe, 3)]
-                    rows_found = index.store.get_chunks(ids)
-                    if any(probe in r["text"] for r in rows_found.values()):
-                        lexical_ms.append((time.perf_counter() - t0) * 1000)
-                        seen_lexical = True
-                if seen_lexical and index.store.dense_pending_count(rel) == 0:
-                    dense_ms.append((time.perf_counter() - t0) * 1000)
-                    break
-                time.sleep(0.002)
-            time.sleep(0.2)
-        result["save_to_searchable_ms"] = {
-            "lexical": p50_p95(lexical_ms),
-            "lexical_and_dense": p50_p95(dense_ms),
-            "debounce_ms": settings.index.debounce_ms,
-        }
+        result["save_to_searchable_ms"] = _save_to_searchable(index, copy, settings, rng)
         index.wait_idle(120)
 
         # Query latency: cursor windows taken from random chunks, all distinct (no cache hits).
-        query_rows = rng.sample(rows, min(QUERIES, len(rows)))
-        queries = []
-        for row in query_rows:
-            lines = row[10].splitlines()
-            cut = len(lines) // 2
-            queries.append(
-                cursor_queries(
-                    "\n".join(lines[:cut]),
-                    "\n".join(lines[cut:]),
-                    settings.retrieval,
-                    embedder.count_text_tokens,
-                )
-            )
+        queries = _cursor_windows(rows, settings, embedder, rng)
         result["query_ms"] = _time_queries(index.retriever, queries, settings.retrieval.top_k)
         result["query_ms"]["chunks"] = index.store.chunk_count()
         index.close()
@@ -193,33 +151,101 @@ def bench_index(workspace: Path, settings: Settings, label: str | None = None) -
         }
 
         # Query latency at 50,000 chunks: the real chunks and vectors replicated under new paths.
-        scaled = scaled_store(scratch, scratch / "index", SCALE_CHUNKS, rng)
+        scaled = _scaled_query_ms(scratch, settings, embedder, queries, rng)
         if scaled is not None:
-            cache: dict[str, np.ndarray] = {}
-
-            def embed_query(text: str) -> np.ndarray:
-                if text not in cache:
-                    cache[text] = embedder.embed_query(text)
-                return cache[text]
-
-            retriever = HybridRetriever(
-                scaled,
-                embed_query,
-                settings.retrieval.rrf_k,
-                settings.retrieval.definition_weight,
-            )
-            result["query_ms_scaled"] = _time_queries(
-                retriever,
-                [CursorQuery(q.lexical, q.dense + " ", q.names) for q in queries],  # no cache hits
-                settings.retrieval.top_k,
-            )
-            result["query_ms_scaled"]["chunks"] = scaled.chunk_count()
-            scaled.close()
+            result["query_ms_scaled"] = scaled
         embedder.close()
         result["machine"]["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
         return result
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _save_to_searchable(
+    index: WorkspaceIndex, copy: Path, settings: Settings, rng: random.Random
+) -> dict[str, Any]:
+    """Milliseconds from an appended function to its lexical hit, and to its vector."""
+    candidates = sorted(p for p in index.store.files() if p.endswith(".py")) or sorted(
+        index.store.files()
+    )
+    lexical_ms: list[float] = []
+    dense_ms: list[float] = []
+    for n in range(EDITS):
+        rel = rng.choice(candidates)
+        probe = f"repotune_bench_probe_{n}"
+        path = copy / rel
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(f"\n\ndef {probe}(value):\n    return value + {n}\n")
+        t0 = time.perf_counter()
+        deadline = t0 + EDIT_TIMEOUT_S
+        seen_lexical = False
+        while time.perf_counter() < deadline:
+            if not seen_lexical:
+                ids = [cid for cid, _ in index.store.lexical_search(probe, 3)]
+                rows_found = index.store.get_chunks(ids)
+                if any(probe in r["text"] for r in rows_found.values()):
+                    lexical_ms.append((time.perf_counter() - t0) * 1000)
+                    seen_lexical = True
+            if seen_lexical and index.store.dense_pending_count(rel) == 0:
+                dense_ms.append((time.perf_counter() - t0) * 1000)
+                break
+            time.sleep(0.002)
+        time.sleep(0.2)
+    return {
+        "lexical": p50_p95(lexical_ms),
+        "lexical_and_dense": p50_p95(dense_ms),
+        "debounce_ms": settings.index.debounce_ms,
+    }
+
+
+def _cursor_windows(
+    rows: list[tuple[Any, ...]], settings: Settings, embedder: Any, rng: random.Random
+) -> list[CursorQuery]:
+    """Cursor windows taken from random chunks, all distinct (no cache hits)."""
+    queries = []
+    for row in rng.sample(rows, min(QUERIES, len(rows))):
+        lines = row[10].splitlines()
+        cut = len(lines) // 2
+        queries.append(
+            cursor_queries(
+                "\n".join(lines[:cut]),
+                "\n".join(lines[cut:]),
+                settings.retrieval,
+                embedder.count_text_tokens,
+            )
+        )
+    return queries
+
+
+def _scaled_query_ms(
+    scratch: Path,
+    settings: Settings,
+    embedder: Any,
+    queries: list[CursorQuery],
+    rng: random.Random,
+) -> dict[str, Any] | None:
+    """Query latency at SCALE_CHUNKS: the real chunks and vectors replicated under new paths."""
+    scaled = scaled_store(scratch, scratch / "index", SCALE_CHUNKS, rng)
+    if scaled is None:
+        return None
+    cache: dict[str, np.ndarray] = {}
+
+    def embed_query(text: str) -> np.ndarray:
+        if text not in cache:
+            cache[text] = embedder.embed_query(text)
+        return cache[text]
+
+    retriever = HybridRetriever(
+        scaled, embed_query, settings.retrieval.rrf_k, settings.retrieval.definition_weight
+    )
+    timed = _time_queries(
+        retriever,
+        [CursorQuery(q.lexical, q.dense + " ", q.names) for q in queries],  # no cache hits
+        settings.retrieval.top_k,
+    )
+    timed["chunks"] = scaled.chunk_count()
+    scaled.close()
+    return timed
 
 
 def _sample_chunk_texts(
