@@ -16,7 +16,7 @@ from typing import Any
 from repotune.server.assistant import Assistant
 from repotune.server.completion.context import as_snippets
 from repotune.server.completion.engine import CompletionEngine
-from repotune.server.completion.request import CompletionRequest
+from repotune.server.completion.request import CompletionRequest, CompletionResult
 from repotune.server.config import Settings, load_settings
 from repotune.server.index.workspace import WorkspaceIndex
 from repotune.server.languages import language_for
@@ -102,15 +102,10 @@ def retrieve_context(
         index.close()
 
 
-def run_complete(
-    position: str,
-    workspace: Path | None,
-    overrides: dict[str, Any],
-    no_context: bool = False,
-    as_json: bool = False,
-) -> None:
-    """Complete at FILE:LINE:COL and print the context, prompt size, completion and timings."""
-    file_path, line, column = parse_position(position)
+def _read_cursor(
+    file_path: Path, line: int, column: int, workspace: Path | None
+) -> tuple[Path, str, str, int]:
+    """(workspace root, path in it, the file's text, the cursor's offset); exits on a bad path."""
     if not file_path.is_file():
         raise SystemExit(f"repotune: {file_path} is not a file")
     try:
@@ -123,6 +118,72 @@ def run_complete(
         relative = file_path.resolve().relative_to(root).as_posix()
     except ValueError:
         raise SystemExit(f"repotune: {file_path} is not inside the workspace {root}") from None
+    return root, relative, text, offset
+
+
+def _report(
+    relative: str,
+    line: int,
+    column: int,
+    language: str,
+    root: Path,
+    status: dict[str, Any],
+    chunks: list[Any],
+    context_info: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "file": relative,
+        "line": line,
+        "column": column,
+        "language": language,
+        "workspace": str(root),
+        "model": status.get("model"),
+        "adapter": status.get("adapter"),
+        "format": status.get("format"),
+        "context": {
+            "note": context_info["note"],
+            "retrieved": [
+                {
+                    "path": c.path,
+                    "start_line": c.start_line,
+                    "end_line": c.end_line,
+                    "score": round(float(getattr(c, "score", 0.0)), 4),
+                    "sources": list(getattr(c, "sources", ())),
+                }
+                for c in chunks
+            ],
+        },
+    }
+
+
+def _result_report(result: CompletionResult, context_info: dict[str, Any]) -> dict[str, Any]:
+    prompt = result.prompt
+    timings = {"retrieval": context_info.get("ms", 0.0), **result.timings}
+    return {
+        "multiline": result.multiline,
+        "prompt_tokens": result.prompt_tokens,
+        "prompt_parts": {
+            "context": prompt.context_tokens if prompt else 0,
+            "prefix": prompt.prefix_tokens if prompt else 0,
+            "suffix": prompt.suffix_tokens if prompt else 0,
+        },
+        "snippets_in_prompt": [s.citation for s in prompt.snippets] if prompt else [],
+        "reused_tokens": result.reused_tokens,
+        "generated_tokens": result.generated_tokens,
+        "timings_ms": {key: round(value, 1) for key, value in timings.items()},
+    }
+
+
+def run_complete(
+    position: str,
+    workspace: Path | None,
+    overrides: dict[str, Any],
+    no_context: bool = False,
+    as_json: bool = False,
+) -> None:
+    """Complete at FILE:LINE:COL and print the context, prompt size, completion and timings."""
+    file_path, line, column = parse_position(position)
+    root, relative, text, offset = _read_cursor(file_path, line, column, workspace)
     overrides = {key: value for key, value in overrides.items() if value}
     settings = load_settings(root, overrides, overrides_source="command line")
     prefix, suffix = text[:offset], text[offset:]
@@ -152,49 +213,11 @@ def run_complete(
     finally:
         engine.close()
 
-    report: dict[str, Any] = {
-        "file": relative,
-        "line": line,
-        "column": column,
-        "language": language,
-        "workspace": str(root),
-        "model": status.get("model"),
-        "adapter": status.get("adapter"),
-        "format": status.get("format"),
-        "context": {
-            "note": context_info["note"],
-            "retrieved": [
-                {
-                    "path": c.path,
-                    "start_line": c.start_line,
-                    "end_line": c.end_line,
-                    "score": round(float(getattr(c, "score", 0.0)), 4),
-                    "sources": list(getattr(c, "sources", ())),
-                }
-                for c in chunks
-            ],
-        },
-        "completion": result.text if result else None,
-        "reason": reason,
-    }
+    report = _report(relative, line, column, language, root, status, chunks, context_info)
+    report["completion"] = result.text if result else None
+    report["reason"] = reason
     if result is not None:
-        prompt = result.prompt
-        timings = {"retrieval": context_info.get("ms", 0.0), **result.timings}
-        report.update(
-            {
-                "multiline": result.multiline,
-                "prompt_tokens": result.prompt_tokens,
-                "prompt_parts": {
-                    "context": prompt.context_tokens if prompt else 0,
-                    "prefix": prompt.prefix_tokens if prompt else 0,
-                    "suffix": prompt.suffix_tokens if prompt else 0,
-                },
-                "snippets_in_prompt": [s.citation for s in prompt.snippets] if prompt else [],
-                "reused_tokens": result.reused_tokens,
-                "generated_tokens": result.generated_tokens,
-                "timings_ms": {key: round(value, 1) for key, value in timings.items()},
-            }
-        )
+        report.update(_result_report(result, context_info))
     if as_json:
         print(json.dumps(report, indent=2))
     else:
