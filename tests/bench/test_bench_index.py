@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from repotune.server import bench_index
+from repotune.server.bench import index as bench_index
 from repotune.server.config import Settings
 
 pytestmark = pytest.mark.slow

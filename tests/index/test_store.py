@@ -156,7 +156,7 @@ def test_term_counts_follow_writes_and_bound_the_query(tmp_path: Path) -> None:
     a query keeps only the rarest terms within the postings budget."""
     import time
 
-    from repotune.server import store as store_module
+    from repotune.server.index import store as store_module
 
     store = Store(tmp_path / "idx", dense=False)
     for n in range(30):

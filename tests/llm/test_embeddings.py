@@ -54,7 +54,7 @@ def test_query_gives_up_after_its_timeout() -> None:
 def test_short_query_padded_with_a_filler_sequence_keeps_its_vector(embedder: Any) -> None:
     """embed_query sends a 32-63-token query beside a filler sequence (llama.cpp's fast path
     starts at 64 tokens in a batch); the real embedder must give the same vector as alone."""
-    from repotune.server import embeddings
+    from repotune.server.llm import embeddings
 
     query = (
         "def load_settings(path, overrides=None):\n"
