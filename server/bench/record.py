@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-SOURCE_ROOT = Path(__file__).resolve().parent.parent  # the checkout, for an editable install
+SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the checkout, for an editable install
 
 
 def machine_facts() -> dict[str, Any]:
