@@ -33,7 +33,7 @@ def answer(
     messages = build_ask_messages(question, snippets, max_snippet_chars=settings.ask.context_chars)
     llm = loaded.llm
     if not loaded.info.get("chat_template"):
-        return _continue_document(llm, settings, question, snippets, max_tokens, cancel, deadline)
+        return continue_document(llm, settings, question, snippets, max_tokens, cancel, deadline)
     if llm.chat_format == "gemma" and messages and messages[0]["role"] == "system":
         # Gemma's template has no system role; its convention is to prepend it.
         system = messages[0]["content"]
@@ -59,7 +59,7 @@ def answer(
     return "".join(pieces).strip()
 
 
-def _continue_document(
+def continue_document(
     llm: Any,
     settings: Settings,
     question: str,

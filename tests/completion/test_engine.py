@@ -474,36 +474,3 @@ def test_bench_sessions_are_seeded_and_cut_real_lines(tiny_repo: Path) -> None:
             assert source.endswith(cursor.suffix.split("\n", 1)[1])
         typed = [len(c.prefix) for c in cursors]
         assert typed == sorted(typed)  # typing on, then the next line
-
-
-class EndlessModel:
-    """Stands in for llama.cpp: a document answer that never stops on its own."""
-
-    def __init__(self) -> None:
-        self.prompts: list[str] = []
-        self.closed = False
-
-    def create_completion(self, prompt: str, **_: object) -> Iterator[dict]:
-        self.prompts.append(prompt)
-
-        def stream() -> Iterator[dict]:
-            while not self.closed:
-                time.sleep(0.01)
-                yield {"choices": [{"text": " more"}]}
-
-        return stream()
-
-
-def test_ask_stops_at_its_time_cap_with_the_configured_context() -> None:
-    settings = load_settings(None, {"ask": {"time_cap_ms": 500, "context_chars": 300}})
-    engine = CompletionEngine(settings)
-    model = EndlessModel()
-    snippet = ContextSnippet("a.py", "x = 1\n" * 200, 1)
-    deadline = time.monotonic() + settings.ask.time_cap_ms / 1000.0
-    answer = engine._ask_document(
-        model, "What is x?", [snippet], 10**6, threading.Event(), deadline
-    )
-    model.closed = True
-    assert answer.startswith("more")  # it stopped (the model would not) with what it had
-    body = model.prompts[0].split("```python\n", 1)[1].split("\n```", 1)[0]
-    assert len(body) == settings.ask.context_chars  # ask.context_chars caps the code shown
