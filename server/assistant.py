@@ -11,17 +11,15 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from repotune.server.completion.context import ContextSnippet
-from repotune.server.completion.engine import CompletionEngine
-from repotune.server.completion.request import CompletionRequest
-from repotune.server.completion.trigger import auto_trigger_skip, line_suffix_at
 from repotune.server.config import Settings, SettingsError, load_settings, settings_with
 from repotune.server.index.redact import redact_buffer
-from repotune.server.index.retrieval import RetrievedChunk
-from repotune.server.index.workspace import WorkspaceIndex
-from repotune.server.llm.embeddings import SharedEmbedders
+
+if TYPE_CHECKING:
+    from repotune.server.completion.engine import CompletionEngine
+    from repotune.server.index.retrieval import RetrievedChunk
+    from repotune.server.index.workspace import WorkspaceIndex
 
 EventSink = Callable[[dict[str, Any]], None]
 # No tokenizer's token covers more characters than this (long whitespace runs included), so a
@@ -71,6 +69,9 @@ class Assistant:
         self._lock = threading.RLock()
         self._reload_lock = threading.Lock()
         self._folders: dict[Path, WorkspaceIndex] = {}
+        # Model and index modules load after `initialize` is answered (it must be instant).
+        from repotune.server.llm.embeddings import SharedEmbedders
+
         self._embedders = SharedEmbedders()  # one embedder for all folders
         self._folder_settings: dict[Path, Settings] = {}
         self._folder_errors: dict[Path, str] = {}  # folders whose index could not be opened
@@ -182,6 +183,8 @@ class Assistant:
 
     def start(self) -> None:
         """Begin loading the model in the background; returns at once."""
+        from repotune.server.completion.engine import CompletionEngine
+
         with self._lock:
             if self._engine is None:
                 self._engine = CompletionEngine(self.settings)
@@ -193,6 +196,8 @@ class Assistant:
         return self._engine
 
     def add_folder(self, root: Path, watch: bool = True) -> None:
+        from repotune.server.index.workspace import WorkspaceIndex
+
         root = root.resolve()
         with self._lock:
             if root in self._folders:
@@ -328,6 +333,10 @@ class Assistant:
         automatic: bool,
         after_deletion: bool,
     ) -> CompletionOutcome | None:
+        from repotune.server.completion.context import ContextSnippet
+        from repotune.server.completion.request import CompletionRequest
+        from repotune.server.completion.trigger import auto_trigger_skip, line_suffix_at
+
         settings = self.settings_for_path(path)
         if not settings.completion.enabled:
             return None
@@ -416,6 +425,8 @@ class Assistant:
         self, question: str, cancel: threading.Event | None = None, max_tokens: int | None = None
     ) -> Answer:
         """Answer from retrieved chunks of every folder; the sources are always listed."""
+        from repotune.server.completion.context import ContextSnippet
+
         started = time.perf_counter()
         engine = self._engine
         if engine is None or not engine.ready:
