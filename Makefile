@@ -60,7 +60,7 @@ demo: models
 	$(BIN)/repotune index .
 	$(BIN)/repotune complete $(DEMO_FILE):$$(( $(DEMO_LINE) + 2 )):5 --workspace .
 
-# What the real-editor test (tests/test_vscode_e2e.py) drives: Chromium and its fonts (apt-get
+# What the real-editor test (tests/e2e/test_vscode_e2e.py) drives: Chromium and its fonts (apt-get
 # when missing), Node 24 and code-server from the npm registry, cached in RepoTune's cache folder
 # by version (a second run only checks). About 2 minutes and 1 GB the first time.
 vscode-e2e-deps:
@@ -75,7 +75,7 @@ test: models vscode-e2e-deps test-python test-extension
 test-vscode-e2e: export REPOTUNE_E2E_REQUIRED = 1
 test-vscode-e2e: export REPOTUNE_E2E = 1
 test-vscode-e2e: vscode-e2e-deps $(STAMP)
-	$(BIN)/python -m pytest -ra tests/test_vscode_e2e.py
+	$(BIN)/python -m pytest -ra tests/e2e/test_vscode_e2e.py
 
 test-python: $(STAMP)
 	$(BIN)/python -m pytest -ra
@@ -94,7 +94,7 @@ test-vulkan: $(STAMP)
 	$(MAKE) --no-print-directory llama-gpu GPU=vulkan VENV=$(VULKAN_VENV)
 	echo "import site; site.addsitedir('$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')')" > $(VULKAN_PTH)
 	GGML_VK_VISIBLE_DEVICES=$${GGML_VK_VISIBLE_DEVICES:-0} REPOTUNE_CPU_PYTHON=$(CURDIR)/$(BIN)/python \
-		$(VULKAN_VENV)/bin/python -m pytest -ra -p no:cacheprovider tests/test_gpu_vulkan.py
+		$(VULKAN_VENV)/bin/python -m pytest -ra -p no:cacheprovider tests/llm/test_gpu_vulkan.py
 
 test-extension: $(STAMP)
 	$(MAKE) -C extension test REPOTUNE_PYTHON=$(CURDIR)/$(BIN)/python

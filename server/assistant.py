@@ -1,6 +1,6 @@
 """The editor-agnostic core of the server: workspace folders, retrieval, completion, questions.
 
-The LSP layer (lsp.py) only converts protocol types to and from the plain values used here, so
+The LSP layer (lsp/) only converts protocol types to and from the plain values used here, so
 everything below can be driven and tested without an editor.
 """
 
@@ -11,10 +11,15 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from repotune.server.config import Settings, SettingsError, load_settings, settings_with
-from repotune.server.redact import redact_buffer
+from repotune.server.index.redact import redact_buffer
+
+if TYPE_CHECKING:
+    from repotune.server.completion.engine import CompletionEngine
+    from repotune.server.index.retrieval import RetrievedChunk
+    from repotune.server.index.workspace import WorkspaceIndex
 
 EventSink = Callable[[dict[str, Any]], None]
 # No tokenizer's token covers more characters than this (long whitespace runs included), so a
@@ -38,7 +43,7 @@ class CompletionOutcome:
     text: str
     multiline: bool
     timings: dict[str, float]
-    context: list[Any] = field(default_factory=list)
+    context: list[RetrievedChunk] = field(default_factory=list)
     cached: bool = False
 
 
@@ -74,8 +79,9 @@ class Assistant:
         self._on_event = on_event or (lambda event: None)
         self._lock = threading.RLock()
         self._reload_lock = threading.Lock()
-        self._folders: dict[Path, Any] = {}  # root -> WorkspaceIndex
-        from repotune.server.embeddings import SharedEmbedders
+        self._folders: dict[Path, WorkspaceIndex] = {}
+        # Model and index modules load after `initialize` is answered (it must be instant).
+        from repotune.server.llm.embeddings import SharedEmbedders
 
         self._embedders = SharedEmbedders()  # one embedder for all folders
         self._folder_settings: dict[Path, Settings] = {}
@@ -84,7 +90,7 @@ class Assistant:
         self._reopening: set[Path] = set()  # folders whose index is being replaced in place
         self.errors: list[str] = []
         self.settings = self._settings_for(None)
-        self._engine: Any = None
+        self._engine: CompletionEngine | None = None
         self._state = "starting"
         self.counters = {
             "completions": 0,
@@ -174,10 +180,10 @@ class Assistant:
         else:
             index.settings = new
 
-    def _replace_index(self, root: Path, current: Any, settings: Settings) -> None:
+    def _replace_index(self, root: Path, current: WorkspaceIndex, settings: Settings) -> None:
         """Swap a folder's index for one built with new settings; the folder stays listed
         throughout (as "reopening" while no index serves it), so clients never see it vanish."""
-        from repotune.server.store import index_location
+        from repotune.server.index.store import index_location
 
         moved = index_location(root, settings) != current.location
         if not moved:  # the same files: the old index must let go of them first
@@ -211,7 +217,7 @@ class Assistant:
             current.close()
         self._emit_status()
 
-    def _registered(self, root: Path, index: Any) -> bool:
+    def _registered(self, root: Path, index: WorkspaceIndex) -> bool:
         return self._folders.get(root) is index
 
     def _primary_settings(self, default: Settings) -> Settings:
@@ -228,7 +234,7 @@ class Assistant:
 
     def start(self) -> None:
         """Begin loading the model in the background; returns at once."""
-        from repotune.server.engine import CompletionEngine
+        from repotune.server.completion.engine import CompletionEngine
 
         with self._lock:
             if self._engine is None:
@@ -237,11 +243,11 @@ class Assistant:
         self._emit_status()
 
     @property
-    def engine(self) -> Any:
+    def engine(self) -> CompletionEngine | None:
         return self._engine
 
-    def _open_index(self, root: Path, settings: Settings) -> Any:
-        from repotune.server.workspace_index import WorkspaceIndex
+    def _open_index(self, root: Path, settings: Settings) -> WorkspaceIndex:
+        from repotune.server.index.workspace import WorkspaceIndex
 
         return WorkspaceIndex(
             root,
@@ -300,7 +306,7 @@ class Assistant:
                 best = root
         return best
 
-    def index_for(self, root: Path) -> Any:
+    def index_for(self, root: Path) -> WorkspaceIndex:
         return self._folders[root]
 
     def reindex(self) -> None:
@@ -333,7 +339,7 @@ class Assistant:
 
     def retrieve(
         self, path: Path, prefix: str, suffix: str, settings: Settings
-    ) -> tuple[list[Any], float]:
+    ) -> tuple[list[RetrievedChunk], float]:
         """Chunks for the cursor from the file's workspace index, minus the cursor's own window."""
         root = self.folder_for(path)
         if root is None or settings.retrieval.top_k == 0:
@@ -362,7 +368,7 @@ class Assistant:
     ) -> CompletionOutcome | None:
         """A completion at `offset` of `text` (the buffer as typed), or None (disabled, not
         ready, cancelled, nothing good, or an `automatic` request where a suggestion would be
-        noise: see trigger.py)."""
+        noise: see completion/trigger.py)."""
         started = time.perf_counter()
         try:
             return self._complete(
@@ -382,9 +388,9 @@ class Assistant:
         automatic: bool,
         after_deletion: bool,
     ) -> CompletionOutcome | None:
-        from repotune.server.engine import CompletionRequest
-        from repotune.server.prompts import ContextSnippet
-        from repotune.server.trigger import auto_trigger_skip, line_suffix_at
+        from repotune.server.completion.context import ContextSnippet
+        from repotune.server.completion.request import CompletionRequest
+        from repotune.server.completion.trigger import auto_trigger_skip, line_suffix_at
 
         settings = self.settings_for_path(path)
         if not settings.completion.enabled:
@@ -474,14 +480,14 @@ class Assistant:
         self, question: str, cancel: threading.Event | None = None, max_tokens: int | None = None
     ) -> Answer:
         """Answer from retrieved chunks of every folder; the sources are always listed."""
-        from repotune.server.prompts import ContextSnippet
+        from repotune.server.completion.context import ContextSnippet
 
         started = time.perf_counter()
         engine = self._engine
         if engine is None or not engine.ready:
             reason = engine.load_error if engine is not None and engine.load_error else "loading"
             raise RuntimeError(f"the model is not ready ({reason})")
-        hits: list[tuple[Path, Any]] = []
+        hits: list[tuple[Path, RetrievedChunk]] = []
         query = question[:MAX_QUERY_CHARS]  # a pasted log as a question: search by its start
         for root, index in list(self._folders.items()):
             k = self._folder_settings[root].retrieval.top_k or 5

@@ -98,7 +98,9 @@ class ModelSettings(_Section):
         description="'auto' = every layer when llama.cpp was built with a GPU backend (-1 is the "
         "same), 0 = CPU only, N = the first N layers; the generator and the embedder",
     )
-    prompt_format: str = Field("auto", description="'auto' or a format name from prompts.py")
+    prompt_format: str = Field(
+        "auto", description="'auto' or a format name from completion/prompts.py"
+    )
     cpu_extra_buffers: bool | None = Field(
         None,
         description="llama.cpp extra CPU weight buffers (repack/AMX); unset = off on AMX CPUs, "

@@ -162,7 +162,7 @@ def _source_checksum(model_dir: Path) -> str:
 
 
 def _default_embedder() -> ResolvedModel:
-    from repotune.server.embedder_gguf import convert_minilm_to_gguf
+    from repotune.server.llm.embedder_gguf import convert_minilm_to_gguf
 
     source = minilm_source_dir()
     if not (source / "model.safetensors").is_file():

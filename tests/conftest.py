@@ -24,7 +24,7 @@ def embedder_model() -> ResolvedModel:
 
 @pytest.fixture(scope="session")
 def embedder(embedder_model: ResolvedModel) -> Iterator[object]:
-    from repotune.server.embeddings import Embedder
+    from repotune.server.llm.embeddings import Embedder
 
     instance = Embedder(embedder_model.path)
     yield instance
@@ -39,14 +39,16 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return cache
 
 
-SERVER_SOURCES = Path(__file__).resolve().parents[1] / "server"
+# A frozen snapshot of some of RepoTune's own modules: a real repository that does not change
+# when the server is refactored.
+FIXTURE_REPO = Path(__file__).resolve().parent / "fixtures" / "repo"
 
 
 def copy_server_sources(names: Iterable[str], target: Path) -> Path:
-    """A small real repository for tests: some of RepoTune's own modules, copied to `target`."""
+    """A small real repository for tests: files of tests/fixtures/repo, copied to `target`."""
     target.mkdir(parents=True, exist_ok=True)
     for name in names:
-        shutil.copy(SERVER_SOURCES / name, target / name)
+        shutil.copy(FIXTURE_REPO / name, target / name)
     return target
 
 
@@ -61,3 +63,17 @@ def spy_on_completions(monkeypatch: pytest.MonkeyPatch, llama_class: type) -> li
 
     monkeypatch.setattr(llama_class, "create_completion", recording)
     return calls
+
+
+# Whole-product tests (real editors, the training pipeline) run after the stages' own tests, so a
+# broken stage fails fast with its own message (as pygls orders its suite).
+END_TO_END_FILES = {"test_training_pipeline.py"}
+
+
+def _end_to_end(item: pytest.Item) -> bool:
+    path = Path(str(item.path))
+    return path.parent.name == "e2e" or path.name in END_TO_END_FILES
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=_end_to_end)  # stable: the order within each group is kept

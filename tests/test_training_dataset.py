@@ -165,7 +165,7 @@ def test_context_hit_rate_is_what_the_examples_say(built: tuple[Path, Path, dict
         assert all("question_kind" in e for e in rows(out, name) if e["kind"] == "qa")
     assert stats["teacher"] is None
     # the definition itself: only identifiers that the visible text lacks count
-    from repotune.server.prompts import ContextSnippet
+    from repotune.server.completion.context import ContextSnippet
 
     snippet = ContextSnippet("a.py", "def parse_header(x):\n    return x\n")
     assert context_hit("parse_header(line)", "line = read()", [snippet])

@@ -66,7 +66,8 @@ def test_finetune_lowers_validation_loss(pipeline: dict) -> None:
 
 
 def test_export_passes_parity_and_changes_the_servers_completion(pipeline: dict) -> None:
-    from repotune.server.engine import CompletionEngine, CompletionRequest
+    from repotune.server.completion.engine import CompletionEngine
+    from repotune.server.completion.request import CompletionRequest
     from repotune.training.export import export, held_out_texts
 
     run_dir = pipeline["result"].run_dir
@@ -231,7 +232,7 @@ def test_broken_adapter_fails_parity(pipeline: dict) -> None:
 
 def held_out_requests(pipeline: dict, limit: int) -> list:
     """Completion requests at the cursors of held-out (test, then validation) examples."""
-    from repotune.server.engine import CompletionRequest
+    from repotune.server.completion.request import CompletionRequest
 
     requests = []
     for name in ("test.jsonl", "validation.jsonl"):
@@ -250,7 +251,7 @@ def served_completions(
 ) -> Any:
     """Greedy completions from the server's engine for one model (+ adapter); with_prompts:
     also the token ids of the prompts it built for them."""
-    from repotune.server.engine import CompletionEngine
+    from repotune.server.completion.engine import CompletionEngine
 
     settings = load_settings(
         None,
@@ -471,9 +472,11 @@ def test_training_tokenizes_prompts_exactly_as_the_server(pipeline: dict) -> Non
     from types import SimpleNamespace
 
     from llama_cpp import Llama
-    from repotune.server.engine import CompletionEngine, llama_extra_buffers
+    from repotune.server.completion.engine import CompletionEngine
+    from repotune.server.completion.formats import Segment
+    from repotune.server.completion.prompts import BuiltPrompt
+    from repotune.server.llm.runtime import llama_extra_buffers
     from repotune.server.models import resolve_generator
-    from repotune.server.prompts import BuiltPrompt, Segment
     from repotune.training.base import load_tokenizer, prepare_base
     from repotune.training.finetune import IGNORE_INDEX, encode_all, encode_example
 

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from repotune.server.ask.answer import continue_document
+from repotune.server.completion.context import ContextSnippet
 from repotune.server.config import load_settings
-from repotune.server.engine import CompletionEngine
-from repotune.server.prompts import ContextSnippet
 from repotune.training.dataset import SourceFile, build_dataset
 from repotune.training.definitions import definitions, first_sentence
 from repotune.training.questions import (
@@ -155,7 +155,7 @@ def test_token_and_context_budget(built: tuple[Path, Path, Any]) -> None:
 
 
 class RecordingModel:
-    """Stands in for llama.cpp to see the exact prompt the engine's ask builds."""
+    """Stands in for llama.cpp to see the exact prompt the server's ask builds."""
 
     def __init__(self) -> None:
         self.prompts: list[str] = []
@@ -167,7 +167,6 @@ class RecordingModel:
 
 def test_prompt_is_what_the_server_builds(built: tuple[Path, Path, Any]) -> None:
     repo, out, settings = built
-    engine = CompletionEngine(settings)
     model = RecordingModel()
     checked = 0
     for row in questions(out):
@@ -178,7 +177,9 @@ def test_prompt_is_what_the_server_builds(built: tuple[Path, Path, Any]) -> None
             text = "\n".join(lines[entry["start_line"] - 1 : entry["end_line"]])
             snippets.append(ContextSnippet(entry["path"], text, entry["start_line"]))
         deadline = time.monotonic() + 60
-        engine._ask_document(model, row["question"], snippets, 8, threading.Event(), deadline)
+        continue_document(
+            model, settings, row["question"], snippets, 8, threading.Event(), deadline
+        )
         assert model.prompts[-1] == row["prompt"]
         checked += 1
     assert checked

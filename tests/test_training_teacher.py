@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 from conftest import copy_server_sources
+from repotune.server.ask.prompts import build_ask_document
+from repotune.server.completion.context import ContextSnippet
 from repotune.server.config import load_settings
-from repotune.server.prompts import ContextSnippet, build_ask_document
 from repotune.training.base import TrainError
 from repotune.training.teacher import DOCUMENT_END, parse_pair
 

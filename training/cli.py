@@ -14,8 +14,8 @@ from typing import Annotated, Any
 
 import repotune
 import typer
+from repotune.server.cli.console import print_error
 from repotune.server.config import Settings, SettingsError, load_settings, parse_overrides
-from repotune.server.console import print_error
 from repotune.server.models import ModelError
 from repotune.training.base import TrainError
 

@@ -71,7 +71,7 @@ def resolve_repo(spec: str) -> Repo:
             return Repo(root.name, spec, root, pinned=False)
         raise EvalError(f"--repo '{spec}' is neither a folder nor a pinned package NAME==VERSION")
     name, version = parse_pin(spec)
-    from repotune.server.bench_complete import ensure_corpus
+    from repotune.server.corpora import ensure_corpus
 
     try:
         root = ensure_corpus(f"{name}=={version}")

@@ -57,25 +57,22 @@ import json
 import logging
 import random
 import re
-import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from repotune.server.chunking import CODE_LANGUAGES, Chunk, Chunker, language_for
+from repotune.server.completion.context import ContextSnippet
+from repotune.server.completion.formats import PromptFormat
+from repotune.server.completion.model import format_of
+from repotune.server.completion.prompts import PREFIX_QUANTUM, build_fim_prompt, scaled_budget
+from repotune.server.completion.tokens import CachedTokenCounter
 from repotune.server.config import Settings
-from repotune.server.files import ContentSkip, WorkspaceFilter, read_text_file
-from repotune.server.prompts import (
-    PREFIX_QUANTUM,
-    CachedTokenCounter,
-    ContextSnippet,
-    PromptFormat,
-    build_fim_prompt,
-    detect_format,
-    get_format,
-)
+from repotune.server.index.chunking import Chunk, Chunker
+from repotune.server.index.chunking import new_parser as _parser
+from repotune.server.index.files import ContentSkip, WorkspaceFilter, read_text_file
+from repotune.server.languages import CODE_LANGUAGES, language_for
 from repotune.training.base import TrainError
 
 SPLITS = ("train", "validation", "test")
@@ -96,7 +93,6 @@ VENDORED_DIRS = frozenset(
 )
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
 MAX_MIDDLE_LINES = 24
-MARKER_SLACK = 64  # like the engine: room for markers and BOS
 
 # tree-sitter node kinds per span type, by language (others fall back to generic names).
 FUNCTION_NODES = {
@@ -269,14 +265,6 @@ def assign_splits(files: Sequence[SourceFile], settings: Settings) -> None:
 # --------------------------------------------------------------------------- spans
 
 
-def _parser(language: str) -> Any:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from tree_sitter_languages import get_parser
-
-        return get_parser(language)
-
-
 def _walk(node: Any) -> Iterator[Any]:
     stack = [node]
     while stack:
@@ -402,7 +390,7 @@ class Retriever:
         self.index = index
         self._own = False
         if index is None:
-            from repotune.server.workspace_index import WorkspaceIndex
+            from repotune.server.index.workspace import WorkspaceIndex
 
             self.index = WorkspaceIndex(root, settings)
             self._own = True
@@ -482,29 +470,13 @@ class TokenCounter:
         return self._counter(text)
 
     def prompt_format(self, settings: Settings) -> PromptFormat:
-        if settings.model.prompt_format != "auto":
-            return get_format(settings.model.prompt_format)
-        llm = self.llm
-
-        def has_token(text: str) -> bool:
-            try:
-                return len(llm.tokenize(text.encode(), add_bos=False, special=True)) == 1
-            except RuntimeError:
-                return False
-
-        metadata = {str(k): str(v) for k, v in llm.metadata.items()}
-        return get_format(detect_format(metadata, has_token))
+        return format_of(self.llm, settings.model.prompt_format)
 
 
 def serving_budget(settings: Settings) -> tuple[int, int, int]:
     """The engine's split, scaled to fit `train.max_seq_tokens` with room for the middle."""
     comp = settings.completion
-    room = settings.train.max_seq_tokens - MARKER_SLACK - comp.max_tokens_block
-    parts = (comp.context_tokens, comp.prefix_tokens, comp.suffix_tokens)
-    if sum(parts) <= room:
-        return parts
-    scale = max(room, 48) / sum(parts)
-    return (int(parts[0] * scale), max(16, int(parts[1] * scale)), int(parts[2] * scale))
+    return scaled_budget(comp, settings.train.max_seq_tokens, comp.max_tokens_block, floor=48)
 
 
 def context_hit(middle: str, visible: str, snippets: Sequence[ContextSnippet]) -> bool:

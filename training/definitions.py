@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from repotune.server.prompts import ContextSnippet
+from repotune.server.completion.context import ContextSnippet
 
 DEFINITION_NODES = frozenset(
     {

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
+from repotune.server.bench.stats import percentile as percentile  # one percentile for all reports
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Keywords of the C-like languages the chunker knows, for the regex fallback.
@@ -214,13 +215,6 @@ def key_identifier(
 def hit(prediction: str, key: str) -> bool:
     """The prediction contains `key` as a whole identifier (not inside a longer name)."""
     return re.search(rf"(?<![A-Za-z0-9_]){re.escape(key)}(?![A-Za-z0-9_])", prediction) is not None
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """The q-th percentile (linear interpolation); None for no values."""
-    if not values:
-        return None
-    return float(np.percentile(np.asarray(values, dtype=float), q))
 
 
 def mean(values: Sequence[float]) -> float | None:

@@ -69,7 +69,7 @@ def question_tasks(
 ) -> list[QuestionTask]:
     """`count` questions about the test files (about one in five unanswerable), with reference
     answers composed from the code and the context the question retrieves."""
-    from repotune.server.prompts import build_ask_document
+    from repotune.server.ask.prompts import build_ask_document
     from repotune.training.questions import (
         Question,
         answer_for,
@@ -129,7 +129,7 @@ def _task_id(key: str) -> str:
 
 def ask_context(index: Any, question: str, settings: Any) -> list[Any]:
     """What the server's ask retrieves for a question (`Assistant.ask`: top_k by score)."""
-    from repotune.server.prompts import as_snippets
+    from repotune.server.completion.context import as_snippets
 
     return as_snippets(index.search(question, max(settings.retrieval.top_k, 1)))
 
@@ -146,8 +146,8 @@ def answer_all(
     desc: str,
 ) -> list[Answered]:
     """Answer every question with a fresh engine, as `repotune ask` does."""
+    from repotune.server.completion.engine import CompletionEngine
     from repotune.server.config import settings_with
-    from repotune.server.engine import CompletionEngine
     from tqdm import tqdm
 
     engine = CompletionEngine(settings_with(settings, {"model": {"adapter": adapter}}, "eval"))

@@ -47,7 +47,8 @@ from typing import Annotated, Any
 
 import repotune
 import typer
-from repotune.server.bench_record import machine_facts
+from repotune.server.bench.record import machine_facts
+from repotune.server.cli.console import print_error
 from repotune.server.config import (
     Settings,
     SettingsError,
@@ -56,7 +57,6 @@ from repotune.server.config import (
     parse_overrides,
     settings_with,
 )
-from repotune.server.console import print_error
 from repotune.server.models import DEFAULT_REF, NO_ADAPTER, ModelError
 from repotune.training.base import TrainError
 from repotune.training.corpora import EvalError, Repo, files_digest, resolve_repo
@@ -184,7 +184,7 @@ class Prepared:
 
 def open_index(root: Path, settings: Settings) -> Any:
     """The repository's index (cached under the cache dir), complete, with dense queries."""
-    from repotune.server.workspace_index import WorkspaceIndex
+    from repotune.server.index.workspace import WorkspaceIndex
 
     index = WorkspaceIndex(root, settings)
     index.start(watch=False)
@@ -344,7 +344,7 @@ class Retrieved:
 
 def retrieve_all(prepared: Prepared, tasks: Sequence[Task], settings: Settings) -> list[Retrieved]:
     """Context for every task, once, from an index of the whole repository minus the hole."""
-    from repotune.server.prompts import as_snippets
+    from repotune.server.completion.context import as_snippets
     from repotune.training.dataset import Retriever
 
     index = open_index(prepared.repo.root, settings)
@@ -381,7 +381,8 @@ def run_condition(
     desc: str,
 ) -> list[Prediction]:
     """Complete every task with a fresh engine (nothing carried over from another condition)."""
-    from repotune.server.engine import CompletionEngine, CompletionRequest
+    from repotune.server.completion.engine import CompletionEngine
+    from repotune.server.completion.request import CompletionRequest
     from tqdm import tqdm
 
     engine = CompletionEngine(_with_adapter(settings, adapter))
@@ -614,7 +615,7 @@ def run(config: EvalConfig) -> dict[str, Any]:
     questions = config.counts.get("question", 0)
     embedder = None
     if questions > 0:
-        from repotune.server.embeddings import load_embedder
+        from repotune.server.llm.embeddings import load_embedder
 
         embedder = load_embedder(settings.model.embedder, settings.model.threads)
     for position, item in enumerate(prepared):

@@ -80,7 +80,7 @@ class ParityError(TrainError):
 def _no_extra_buffers() -> contextlib.AbstractContextManager[None]:
     """Load without llama.cpp's "extra" (repacked) weight buffers: some virtual machines advertise
     AMX without enabling it and llama.cpp's AMX kernels then die with SIGSEGV (see the engine)."""
-    from repotune.server.engine import llama_extra_buffers
+    from repotune.server.llm.runtime import llama_extra_buffers
 
     return llama_extra_buffers(False)
 

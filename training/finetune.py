@@ -32,8 +32,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from repotune.server.completion.formats import get_format
 from repotune.server.config import Settings, TrainSettings
-from repotune.server.prompts import get_format
 from repotune.training.base import (
     BaseWeights,
     TrainError,

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from repotune.server.bench_record import machine_facts
+from repotune.server.bench.record import machine_facts
 from repotune.server.config import Settings, SettingsError, load_settings, settings_with
 from repotune.server.models import DEFAULT_REF, NO_ADAPTER
 from repotune.training.corpora import EvalError
@@ -144,7 +144,8 @@ def complete_and_run(
     progress: bool,
 ) -> list[Answer]:
     """Complete every task with one engine (this condition's adapter), run each program."""
-    from repotune.server.engine import CompletionEngine, CompletionRequest
+    from repotune.server.completion.engine import CompletionEngine
+    from repotune.server.completion.request import CompletionRequest
     from tqdm import tqdm
 
     engine = CompletionEngine(settings)

@@ -13,13 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from repotune.server.prompts import (
-    ASK_DOCUMENT_STOPS,
-    ContextSnippet,
-    as_snippet,
-    build_ask_document,
-    build_ask_messages,
-)
+from repotune.server.ask.prompts import ASK_DOCUMENT_STOPS, build_ask_document, build_ask_messages
+from repotune.server.completion.context import ContextSnippet, as_snippet
 
 # The answer ends the way the served document prompt is stopped, so the model learns to stop.
 DOCUMENT_END = ASK_DOCUMENT_STOPS[0]

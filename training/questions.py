@@ -31,7 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from repotune.server.prompts import ContextSnippet, fence_language
+from repotune.server.completion.context import ContextSnippet
+from repotune.server.languages import fence_language
 from repotune.training.definitions import UNSAFE, Definition, definitions, snippet_of
 from repotune.training.qa import AskPrompt, QAContext, assemble, qa_row, shown
 

@@ -1,5 +1,5 @@
 /**
- * The wire contract with the RepoTune language server (server/lsp.py).
+ * The wire contract with the RepoTune language server (server/lsp/server.py).
  *
  * Kept in one module with no `vscode` import so the extension, the unit tests and the node
  * integration test all speak exactly the same protocol.

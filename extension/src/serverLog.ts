@@ -30,7 +30,7 @@ const LOGGING_LEVELS: Record<string, LogLevel> = {
 const TIMESTAMPED_RECORD =
   /^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?\s+(?:\S+\s+)?(CRITICAL|ERROR|WARNING|INFO|DEBUG)\b/;
 const BARE_RECORD = /^(CRITICAL|ERROR|WARNING|INFO|DEBUG):/;
-// What `repotune` prints itself when it fails (repotune.server.console.print_error), and the
+// What `repotune` prints itself when it fails (repotune.server.cli.console.print_error), and the
 // command line parser's "Error: No such option: ..." when it refuses its arguments.
 const REPOTUNE_ERROR = /^(repotune: |Error: )/;
 const TRACEBACK_START = /^Traceback \(most recent call last\):/;

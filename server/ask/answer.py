@@ -1,0 +1,125 @@
+"""Answering a question about the workspace from retrieved snippets, with the loaded generator."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from repotune.server.ask.grounding import (
+    ABSTAIN,
+    contradicting_definition,
+    grounded_opening,
+    unsupported_name,
+)
+from repotune.server.ask.prompts import build_ask_document, build_ask_messages
+from repotune.server.completion.model import LoadedModel
+from repotune.server.completion.truncation import clip_to_tokens
+from repotune.server.config import Settings
+
+# Tokens kept free for a chat template's own markers around a question.
+_ASK_SLACK = 64
+# A question keeps at least this many tokens, however many the snippets take.
+_MIN_QUESTION_TOKENS = 64
+
+
+def answer(
+    loaded: LoadedModel,
+    settings: Settings,
+    question: str,
+    snippets: Sequence[Any],
+    max_tokens: int,
+    cancel: threading.Event,
+    deadline: float,
+) -> str:
+    """The answer generated until done, cancelled or past `deadline` (time.monotonic())."""
+    question = fit_question(loaded, settings, question, snippets, max_tokens)
+    messages = build_ask_messages(question, snippets, max_snippet_chars=settings.ask.context_chars)
+    llm = loaded.llm
+    if not loaded.info.get("chat_template"):
+        text = continue_document(llm, settings, question, snippets, max_tokens, cancel, deadline)
+        denied = contradicting_definition(question, text, snippets)
+        if denied is not None and not cancel.is_set() and time.monotonic() < deadline:
+            # The abstention denies a definition the snippets hold: answer from that definition.
+            opening = grounded_opening(denied)
+            rest = continue_document(
+                llm, settings, question, snippets, max_tokens, cancel, deadline, opening=opening
+            )
+            text = f"{opening}{'' if rest[:1] in ',.:;' else ' '}{rest}".strip()
+        return grounded(question, text, snippets)
+    if llm.chat_format == "gemma" and messages and messages[0]["role"] == "system":
+        # Gemma's template has no system role; its convention is to prepend it.
+        system = messages[0]["content"]
+        messages = [
+            {"role": "user", "content": f"{system}\n\n{messages[1]['content']}"},
+            *messages[2:],
+        ]
+    pieces: list[str] = []
+    stream = llm.create_chat_completion(
+        messages=messages,  # type: ignore[arg-type]
+        max_tokens=max_tokens,
+        temperature=max(0.0, settings.completion.temperature),
+        stream=True,
+    )
+    for chunk in stream:
+        if cancel.is_set() or time.monotonic() > deadline:
+            break
+        delta = chunk["choices"][0].get("delta", {})  # type: ignore[index]
+        if delta.get("content"):
+            pieces.append(delta["content"])
+    with contextlib.suppress(Exception):
+        stream.close()  # type: ignore[union-attr]
+    return grounded(question, "".join(pieces).strip(), snippets)
+
+
+def grounded(question: str, text: str, snippets: Sequence[Any]) -> str:
+    """An answer about a code name that no snippet contains is not from the code: abstain."""
+    missing = unsupported_name(question, text, snippets)
+    return ABSTAIN.format(name=missing) if missing else text
+
+
+def continue_document(
+    llm: Any,
+    settings: Settings,
+    question: str,
+    snippets: Sequence[Any],
+    max_tokens: int,
+    cancel: threading.Event,
+    deadline: float,
+    opening: str = "",
+) -> str:
+    """Base models (no chat template) continue a Q&A document instead of a chat turn; with an
+    `opening`, the answer is continued from it (the opening itself is not returned)."""
+    chars = settings.ask.context_chars
+    prompt, stops = build_ask_document(question, snippets, max_snippet_chars=chars)
+    if opening:
+        prompt = f"{prompt} {opening}"
+    pieces: list[str] = []
+    stream = llm.create_completion(
+        prompt,
+        max_tokens=max_tokens,
+        temperature=max(0.0, settings.completion.temperature),
+        repeat_penalty=1.15,
+        stop=list(stops),
+        stream=True,
+    )
+    for chunk in stream:
+        if cancel.is_set() or time.monotonic() > deadline:
+            break
+        pieces.append(chunk["choices"][0].get("text", ""))  # type: ignore[index]
+    with contextlib.suppress(Exception):
+        stream.close()  # type: ignore[union-attr]
+    return "".join(pieces).strip()
+
+
+def fit_question(
+    loaded: LoadedModel, settings: Settings, question: str, snippets: Sequence[Any], max_tokens: int
+) -> str:
+    """The question cut to what the context window leaves beside the snippets and the
+    answer (a pasted log or file as a question is answered, not refused)."""
+    prompt, _ = build_ask_document("", snippets, max_snippet_chars=settings.ask.context_chars)
+    room = settings.model.context_length - max_tokens - _ASK_SLACK
+    budget = max(_MIN_QUESTION_TOKENS, room - loaded.count(prompt))
+    return clip_to_tokens(question, budget, lambda text: loaded.count(text))

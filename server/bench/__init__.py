@@ -1,0 +1,1 @@
+"""Benchmarks: completion, index and LSP latency on pinned corpora, and their saved results."""

@@ -1,0 +1,1 @@
+"""The `repotune` command line (an adapter over the core, like the LSP server)."""

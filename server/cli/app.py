@@ -1,0 +1,298 @@
+"""The `repotune` command. Each subcommand is a thin adapter over a core module."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from repotune.server.cli.console import print_error
+from repotune.server.config import Settings, SettingsError, load_settings
+from repotune.server.models import ModelError
+
+app = typer.Typer(
+    help="RepoTune: a local code assistant that learns your repository.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+bench_app = typer.Typer(help="Benchmarks; each prints one JSON object.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+WorkspaceArg = Annotated[Path, typer.Argument(help="workspace (repository) root")]
+SaveOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--save",
+        help="also store the JSON, with the command, commit and machine, in this folder "
+        "(the README's figures come from server/bench/results)",
+    ),
+]
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    print_error(f"repotune: {message}")
+    return typer.Exit(code)
+
+
+def settings_for(workspace: Path | None, overrides: dict | None = None) -> Settings:
+    try:
+        return load_settings(workspace, overrides, overrides_source="command line")
+    except SettingsError as exc:
+        raise fail(str(exc)) from None
+
+
+@app.command()
+def doctor(
+    workspace: Annotated[Path, typer.Option(help="workspace whose settings to check")] = Path(),
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Check versions, models, GPU offload, cache and index locations."""
+    from repotune.server.cli.doctor import run_doctor
+
+    report = run_doctor(workspace)
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        from repotune.server.cli.doctor import format_report
+
+        print(format_report(report))
+    if report["problems"]:
+        raise typer.Exit(1)
+
+
+# Transport flags LSP clients conventionally append (vscode-languageclient, for one).
+_OTHER_TRANSPORTS = ("--socket", "--port", "--pipe", "--node-ipc")
+
+
+def _transport_error(flag: str) -> typer.Exit:
+    return fail(
+        f"serve speaks LSP over stdio only; {flag} is not supported "
+        "(start it with no transport flag, or with --stdio)",
+        code=2,
+    )
+
+
+@app.command()
+def serve(
+    stdio: Annotated[bool, typer.Option("--stdio", help="LSP over stdio (the default)")] = False,
+    socket: Annotated[str | None, typer.Option("--socket", hidden=True)] = None,
+    port: Annotated[str | None, typer.Option("--port", hidden=True)] = None,
+    pipe: Annotated[str | None, typer.Option("--pipe", hidden=True)] = None,
+    node_ipc: Annotated[bool, typer.Option("--node-ipc", hidden=True)] = False,
+    client_process_id: Annotated[
+        str | None,
+        typer.Option(
+            "--clientProcessId",
+            metavar="PID",
+            help="the editor's process id (accepted for LSP clients that pass it; the server "
+            "already exits when its stdin closes)",
+        ),
+    ] = None,
+) -> None:
+    """Run the language server over stdio (what editors start)."""
+    for flag, given in zip(_OTHER_TRANSPORTS, (socket, port, pipe, node_ipc), strict=True):
+        if given not in (None, False):
+            raise _transport_error(flag)
+    if client_process_id is not None and not client_process_id.strip().isdigit():
+        raise fail(f"--clientProcessId must be a process id, not {client_process_id!r}", code=2)
+    from repotune.server.lsp.server import run_stdio
+
+    run_stdio()
+
+
+@app.command()
+def index(
+    workspace: WorkspaceArg,
+    watch: Annotated[bool, typer.Option(help="keep watching and indexing changes")] = False,
+) -> None:
+    """Index a workspace (incremental; resumes after a crash)."""
+    from repotune.server.cli.index import run_index
+
+    run_index(workspace.resolve(), settings_for(workspace), watch=watch)
+
+
+@app.command()
+def search(
+    workspace: WorkspaceArg,
+    query: Annotated[str, typer.Argument(help="text, an identifier or a description")],
+    k: Annotated[int, typer.Option("-k", help="number of results")] = 8,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Search the workspace index (hybrid: dense + lexical)."""
+    from repotune.server.cli.index import run_search
+
+    run_search(workspace.resolve(), settings_for(workspace), query, k=k, as_json=as_json)
+
+
+@app.command()
+def complete(
+    position: Annotated[str, typer.Argument(help="FILE:LINE:COL, 1-based line and column")],
+    workspace: Annotated[
+        Path | None, typer.Option(help="workspace root (default: git root)")
+    ] = None,
+    no_context: Annotated[bool, typer.Option("--no-context", help="skip retrieval")] = False,
+    adapter: Annotated[str | None, typer.Option(help="LoRA adapter (GGUF path or hf:)")] = None,
+    model: Annotated[str | None, typer.Option(help="generator model reference")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Complete at a cursor position and show the retrieved context and timings."""
+    from repotune.server.cli.complete import run_complete
+
+    overrides: dict = {"model": {}}
+    if adapter:
+        overrides["model"]["adapter"] = adapter
+    if model:
+        overrides["model"]["generator"] = model
+    run_complete(position, workspace, overrides, no_context=no_context, as_json=as_json)
+
+
+@app.command()
+def ask(
+    workspace: WorkspaceArg,
+    question: Annotated[str, typer.Argument(help="a question about the codebase")],
+) -> None:
+    """Answer a question about the codebase from retrieved code, citing files."""
+    from repotune.server.cli.complete import run_ask
+
+    run_ask(workspace.resolve(), settings_for(workspace), question)
+
+
+@bench_app.command("index")
+def bench_index(
+    workspace: Annotated[Path | None, typer.Argument(help="workspace root (copied first)")] = None,
+    corpus: Annotated[
+        str | None, typer.Option(help="pinned PyPI wheel to benchmark, e.g. wandb==0.19.11")
+    ] = None,
+    save: SaveOption = None,
+) -> None:
+    """Index throughput, save-to-searchable latency, query latency, RSS."""
+    from repotune.server.bench.index import run_bench_index
+
+    root = workspace.resolve() if workspace else None
+    store_result("index", run_bench_index(root, settings_for(root), corpus=corpus), save)
+
+
+@bench_app.command("complete")
+def bench_complete(
+    workspace: WorkspaceArg,
+    samples: Annotated[int, typer.Option(help="cursor positions to sample")] = 100,
+    save: SaveOption = None,
+) -> None:
+    """Completion latency (cold/warm), KV reuse, decode speed."""
+    from repotune.server.bench.complete import run_bench_complete
+
+    report = run_bench_complete(workspace.resolve(), settings_for(workspace), samples=samples)
+    store_result("complete", report, save)
+
+
+@bench_app.command("lsp")
+def bench_lsp(
+    workspace: Annotated[
+        Path | None, typer.Argument(help="workspace (default: the pinned requests corpus)")
+    ] = None,
+    samples: Annotated[int, typer.Option(help="cursor positions to sample")] = 30,
+    save: SaveOption = None,
+) -> None:
+    """LSP request-to-response latency against the engine's own latency."""
+    from repotune.server.bench.lsp import run_bench_lsp
+
+    root = workspace.resolve() if workspace else None
+    store_result("lsp", run_bench_lsp(root, settings_for(root), samples=samples), save)
+
+
+def store_result(benchmark: str, report: dict, directory: Path | None) -> None:
+    """With --save, keep the printed JSON as a result file (command, commit, machine, time)."""
+    if directory is None:
+        return
+    from repotune.server.bench.record import save_result
+
+    print_error(f"repotune: saved {save_result(benchmark, report, directory)}")
+
+
+@app.command(
+    "train",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def train(ctx: typer.Context) -> None:
+    """RAG fine-tuning: dataset, finetune, export, publish, all (needs the [train] extra)."""
+    # The training package owns its own sub-CLI; it is imported only when asked for, so the
+    # server never depends on it (DESIGN: training imports server, never the reverse).
+    from repotune.training.cli import app as training_app
+
+    training_app(args=ctx.args, prog_name="repotune train")
+
+
+@app.command(
+    "eval",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,  # `repotune eval --help` shows the evaluator's own options
+)
+def evaluate(ctx: typer.Context) -> None:
+    """Evaluate retrieval and fine-tuning conditions on held-out files."""
+    from repotune.training.evaluate import main as eval_main
+
+    eval_main(ctx.args)
+
+
+def _requirement_for(module: str) -> tuple[str | None, str | None]:
+    """RepoTune's own requirement that provides `module` (as declared in its metadata), and
+    the extra it belongs to: `llama_cpp` -> ("llama-cpp-python==0.3.36", None)."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    try:
+        declared = requires("repotune") or []
+    except PackageNotFoundError:
+        return None, None
+    wanted = re.sub(r"[-_.]+", "-", module).lower()
+    parsed = []
+    for line in declared:
+        spec, _, marker = line.partition(";")
+        name = re.split(r"[<>=!~\[ (]", spec.strip(), maxsplit=1)[0]
+        extra = re.search(r"extra\s*==\s*[\"']([^\"']+)", marker)
+        parsed.append((re.sub(r"[-_.]+", "-", name).lower(), spec.strip(), extra))
+    # the exact name first (tree-sitter before tree-sitter-languages), then a prefix
+    for exact in (True, False):
+        for name, spec, extra in parsed:
+            if name == wanted if exact else name.startswith(wanted + "-"):
+                return spec, extra.group(1) if extra else None
+    return None, None
+
+
+def missing_dependency(exc: ImportError) -> str:
+    """A one-line report of a dependency that could not be imported, and how to install it."""
+    module = (exc.name or "").split(".")[0] or "?"
+    requirement, extra = _requirement_for(module)
+    if extra:
+        how = f"pip install 'repotune[{extra}]' (in a checkout: make install)"
+    else:
+        how = "pip install repotune (in a checkout: make install-server, or make install)"
+    package = f" (from the package {requirement})" if requirement else ""
+    if isinstance(exc, ModuleNotFoundError):
+        return f"the Python module '{module}'{package} is not installed: {how}"
+    return (
+        f"could not import from '{module}'{package}: {exc}; the installed version may not be "
+        f"one RepoTune supports: {how}"
+    )
+
+
+def main() -> None:
+    try:
+        app()
+    except (SettingsError, ModelError) as exc:
+        print_error(f"repotune: {exc}")
+        sys.exit(1)
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] in ("", "repotune"):
+            raise  # RepoTune's own modules ship with it: that is a bug, shown as one
+        print_error(f"repotune: {missing_dependency(exc)}")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,569 @@
+"""The completion engine: one llama.cpp model, loaded in the background, serving FIM completions.
+
+Why it looks the way it does:
+- llama.cpp contexts are not thread-safe, so one generation runs at a time (`_lock`); a newer
+  `complete()` sets the cancel event of the one in flight, and generation checks it between
+  tokens (decoding is a token generator, so stopping is just not asking for the next).
+- The KV cache of the longest common token prefix with the previous prompt is kept
+  (`greedy_tokens`, or `Llama.generate` when sampling with a temperature). Prompts put the
+  retrieved context first in a stable order and (RepoTune format) the suffix before the
+  prefix, so typing re-evaluates only the last few tokens; `reused_tokens` reports how many.
+- Loading never happens on the caller's thread (`start_loading()`); until the model is ready
+  `complete()` returns None, and a load failure becomes `load_error` (a ModelError message),
+  never an exception out of a worker thread.
+- An LRU cache keyed by the text around the cursor answers repeats and "typing through" a
+  suggestion (the typed characters match the start of a cached completion).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from repotune.server.ask.answer import answer
+from repotune.server.completion.cache import CompletionCache
+from repotune.server.completion.context import ContextSnippet
+from repotune.server.completion.formats import PromptFormat
+from repotune.server.completion.model import LoadedModel, load_model
+from repotune.server.completion.postprocess import decide_multiline, postprocess, truncate
+from repotune.server.completion.prompts import (
+    PREFIX_QUANTUM,
+    BuiltPrompt,
+    build_fim_prompt,
+    scaled_budget,
+)
+from repotune.server.completion.request import CompletionRequest, CompletionResult
+from repotune.server.config import Settings
+from repotune.server.llm.decoding import common_prefix, greedy_tokens
+from repotune.server.models import ModelError
+
+log = logging.getLogger(__name__)
+
+
+# Characters around the cursor that the stop rules and post-processing see (they look at the
+# cursor's line and a few dozen lines around it).
+POSTPROCESS_WINDOW = 64 * 1024
+
+
+class PromptCancelled(Exception):
+    """The request was cancelled while its prompt was being packed."""
+
+
+@dataclass
+class _Decoded:
+    text: str
+    reason: str  # why decoding stopped
+    generated: int  # tokens
+    first_token_at: float | None
+    finished_at: float
+    counters: dict[str, int]  # reused, drafted, accepted tokens
+
+
+# --------------------------------------------------------------------------- engine
+
+
+class CompletionEngine:
+    """Owns the generator model; thread-safe; see the module docstring for the contract."""
+
+    def __init__(
+        self, settings: Settings, loader: Callable[[Settings], LoadedModel] = load_model
+    ) -> None:
+        self._settings = settings
+        self._loader = loader
+        self._lock = threading.Lock()  # the llama.cpp context
+        self._state = threading.Lock()  # the fields below
+        self._loaded: LoadedModel | None = None
+        self._load_error: str | None = None
+        self._load_thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._generation = 0  # bumped by reload(); a stale load thread discards its model
+        self._latest_cancel: threading.Event | None = None
+        self._closed = False
+        self.cache = CompletionCache(settings.completion.cache_size)
+        # Why the last complete() ended as it did ("end of line", "cancelled", ...), for the CLI.
+        self.last_reason = ""
+        # Timings and token counts of the last generation, kept even when it produced nothing.
+        self.last_stats: dict[str, Any] = {}
+        self._last_context: tuple[tuple[str, int], tuple[ContextSnippet, ...]] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set() and self._loaded is not None
+
+    @property
+    def load_error(self) -> str | None:
+        return self._load_error
+
+    @property
+    def format(self) -> PromptFormat | None:
+        loaded = self._loaded
+        return loaded.format if loaded else None
+
+    def start_loading(self) -> None:
+        """Load the model on a background thread (once); returns at once."""
+        with self._state:
+            if self._closed or self._load_thread is not None:
+                return
+            self._load_error = None
+            generation = self._generation
+            settings = self._settings
+            thread = threading.Thread(
+                target=self._load, args=(generation, settings), name="repotune-model", daemon=True
+            )
+            self._load_thread = thread
+        thread.start()
+
+    def _load(self, generation: int, settings: Settings) -> None:
+        try:
+            loaded = self._loader(settings)
+        except ModelError as exc:
+            error: str | None = str(exc)
+            loaded = None
+        except Exception as exc:  # never let a load failure escape the thread
+            error = f"generator: unexpected error while loading ({type(exc).__name__}: {exc})"
+            loaded = None
+        else:
+            error = None
+        with self._state:
+            if generation != self._generation or self._closed:
+                if loaded is not None:
+                    loaded.llm.close()
+                return
+            self._loaded = loaded
+            self._load_error = error
+            if error:
+                log.error("%s", error)
+            else:
+                log.info("generator loaded: %s", loaded.info if loaded else None)
+            self._ready.set()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until loading finished (successfully or not); True when a model is ready."""
+        self.start_loading()
+        self._ready.wait(timeout)
+        return self.ready
+
+    def reload(self, settings: Settings) -> None:
+        """Apply new settings. Model settings (model, adapter, format...) reload the model in
+        the background; completion settings alone apply at once (the result cache is cleared).
+        Call it for every settings change; it never waits for a generation in flight (the old
+        model is closed in the background once that generation has let go of it)."""
+        self.cancel_inflight()
+        with self._state:
+            if settings.model == self._settings.model and self._loaded is not None:
+                self._settings = settings
+                self.cache = CompletionCache(settings.completion.cache_size)
+                self._last_context = None
+                return
+            self._generation += 1
+            old = self._loaded
+            self._loaded = None
+            self._settings = settings
+            self._load_thread = None
+            self._load_error = None
+            self._last_context = None
+            self._ready.clear()
+            self.cache = CompletionCache(settings.completion.cache_size)
+        if old is not None:
+            threading.Thread(
+                target=self._retire, args=(old,), name="repotune-model-retire", daemon=True
+            ).start()
+        self.start_loading()
+
+    def _retire(self, old: LoadedModel) -> None:
+        with self._lock:  # a generation still using the old model finishes first
+            old.llm.close()
+
+    def close(self) -> None:
+        self.cancel_inflight()
+        with self._lock, self._state:
+            self._closed = True
+            self._generation += 1
+            old, self._loaded = self._loaded, None
+        if old is not None:
+            old.llm.close()
+
+    def status(self) -> dict[str, Any]:
+        loaded = self._loaded
+        state = "ready" if loaded else ("error" if self._load_error else "loading")
+        if self._load_thread is None and not loaded and not self._load_error:
+            state = "not started"
+        info: dict[str, Any] = {
+            "state": state,
+            "loaded": loaded is not None,
+            "load_error": self._load_error,
+            "model_ref": self._settings.model.generator,
+            "adapter_ref": self._settings.model.adapter,
+            "cache_entries": len(self.cache._entries),
+            "cache_hits": self.cache.hits,
+            "cache_misses": self.cache.misses,
+        }
+        if loaded:
+            info.update(loaded.info)
+        info["prompt_lookup"] = self._settings.completion.prompt_lookup
+        return info
+
+    def cancel_inflight(self) -> None:
+        with self._state:
+            if self._latest_cancel is not None:
+                self._latest_cancel.set()
+
+    # ------------------------------------------------------------------ helpers
+
+    def count_tokens(self, text: str) -> int:
+        loaded = self._loaded
+        if loaded is None:
+            raise ModelError("the generator is not loaded yet")
+        return loaded.count(text)
+
+    def _budget(self, multiline: bool) -> tuple[int, int, int]:
+        """The settings' split, scaled down to fit the context window if need be."""
+        comp = self._settings.completion
+        generated = comp.max_tokens_block if multiline else comp.max_tokens_line
+        return scaled_budget(comp, self._settings.model.context_length, generated)
+
+    def build_prompt(
+        self,
+        request: CompletionRequest,
+        multiline: bool = False,
+        cancel: threading.Event | None = None,
+    ) -> BuiltPrompt:
+        """The request's prompt; raises PromptCancelled as soon as `cancel` is set (every
+        token count checks it, so a cancelled request stops during packing too)."""
+        loaded = self._loaded
+        if loaded is None:
+            raise ModelError("the generator is not loaded yet")
+
+        def count(text: str) -> int:
+            if cancel is not None and cancel.is_set():
+                raise PromptCancelled
+            return loaded.count(text)
+
+        return build_fim_prompt(
+            loaded.format,
+            path=request.path,
+            prefix=request.prefix,
+            suffix=request.suffix,
+            context=request.context,
+            budget=self._budget(multiline),
+            count_tokens=count,
+            repo_name=request.repo_name,
+            prefix_quantum=PREFIX_QUANTUM,
+        )
+
+    @staticmethod
+    def _tokenize(loaded: LoadedModel, prompt: BuiltPrompt) -> list[int]:
+        llm = loaded.llm
+        tokens: list[int] = []
+        add_bos = llm.metadata.get("tokenizer.ggml.add_bos_token", "true") != "false"
+        if add_bos and llm.token_bos() >= 0:
+            tokens.append(llm.token_bos())
+        for segment in prompt.segments:
+            special = segment.marker and prompt.special_markers
+            piece = llm.tokenize(segment.text.encode("utf-8"), add_bos=False, special=special)
+            if special and len(piece) != 1:
+                # Code Llama's markers are stored as "▁<PRE>" in its vocabulary.
+                alt = llm.tokenize(("▁" + segment.text).encode(), add_bos=False, special=True)
+                if len(alt) == 1:
+                    piece = alt
+            tokens.extend(piece)
+        return tokens
+
+    def wants_context(self, path: str, prefix: str) -> bool:
+        """False while the cursor stays near the request whose snippets are kept (see
+        `_sticky_context`): callers skip retrieval then, which costs more than a warm
+        generation on a small CPU."""
+        return not self._context_still_near(path, prefix.count("\n"))
+
+    def _context_still_near(self, path: str, line: int) -> bool:
+        completion = self._settings.completion
+        last = self._last_context
+        if not completion.sticky_context or last is None:
+            return False
+        (last_path, last_line), _ = last
+        return last_path == path and abs(line - last_line) <= completion.sticky_context_lines
+
+    def _sticky_context(self, request: CompletionRequest) -> CompletionRequest:
+        """While the cursor stays within a few lines of one file, keep the snippets of the
+        request that retrieved them: retrieval results shift with every keystroke and line,
+        and the context block comes first in the prompt, so a new one makes llama.cpp
+        re-evaluate the whole prompt instead of the last few tokens."""
+        line = request.prefix.count("\n")
+        last = self._last_context
+        if last is not None and self._context_still_near(request.path, line):
+            return replace(request, context=last[1])
+        self._last_context = ((request.path, line), tuple(request.context))
+        return request
+
+    def _acquire(self, cancel: threading.Event) -> bool:
+        while not self._lock.acquire(timeout=0.02):
+            if cancel.is_set() or self._closed:
+                return False
+        if cancel.is_set():
+            self._lock.release()
+            return False
+        return True
+
+    # ------------------------------------------------------------------ completion
+
+    def complete(
+        self, request: CompletionRequest, cancel: threading.Event | None = None
+    ) -> CompletionResult | None:
+        """A completion for `request`, or None (not loaded yet, cancelled, nothing good).
+
+        Blocking; run it on a worker thread. A newer call cancels this one between tokens.
+        """
+        started = time.perf_counter()
+        if not self.ready:
+            self.start_loading()
+            self.last_reason = self._load_error or "model not loaded yet"
+            return None
+        multiline = decide_multiline(
+            request.prefix[-POSTPROCESS_WINDOW:],
+            request.suffix[:POSTPROCESS_WINDOW],
+            request.language,
+        )
+        hit = self.cache.get(request.path, request.prefix, request.suffix)
+        if hit is not None:
+            self.last_reason = "cache"
+            total = (time.perf_counter() - started) * 1000
+            return CompletionResult(
+                text=hit.text,
+                multiline=hit.multiline,
+                timings={"tokenize": 0.0, "prompt_eval": 0.0, "generate": 0.0, "total": total},
+                prompt_tokens=0,
+                reused_tokens=0,
+                generated_tokens=0,
+                cached=True,
+                format=hit.format,
+                stop_reason="cache",
+            )
+        cancel = cancel or threading.Event()
+        with self._state:
+            if self._latest_cancel is not None:
+                self._latest_cancel.set()
+            self._latest_cancel = cancel
+        if not self._acquire(cancel):
+            self.last_reason = "cancelled"
+            return None
+        try:
+            loaded = self._loaded
+            if loaded is None:
+                self.last_reason = "model not loaded"
+                return None
+            result = self._generate(loaded, request, multiline, cancel, started)
+        finally:
+            self._lock.release()
+            with self._state:
+                if self._latest_cancel is cancel:
+                    self._latest_cancel = None
+        if result is not None and result.text:
+            self.cache.put(request.path, request.prefix, request.suffix, result)
+        return result
+
+    def _generate(
+        self,
+        loaded: LoadedModel,
+        request: CompletionRequest,
+        multiline: bool,
+        cancel: threading.Event,
+        started: float,
+    ) -> CompletionResult | None:
+        """The pipeline of one completion: prompt -> tokens -> decode -> postprocess."""
+        request = self._sticky_context(request)
+        try:
+            prompt = self.build_prompt(request, multiline, cancel)
+        except PromptCancelled:
+            self.last_reason = "cancelled"
+            return None
+        tokens = self._fit_window(self._tokenize(loaded, prompt), multiline)
+        if cancel.is_set():
+            self.last_reason = "cancelled"
+            return None
+        tokenized = time.perf_counter()
+        # Stop rules look at nearby lines only: per token, a huge buffer must cost nothing more.
+        near_prefix = request.prefix[-POSTPROCESS_WINDOW:]
+        near_suffix = request.suffix[:POSTPROCESS_WINDOW]
+        decoded = self._decode(
+            loaded, tokens, prompt.stop, near_prefix, near_suffix, multiline, cancel
+        )
+        if decoded is None or cancel.is_set():
+            self.last_reason = "cancelled"
+            return None
+        text, reason = decoded.text, decoded.reason
+        self.last_reason = reason
+        if multiline and reason in ("time cap", "token cap") and "\n" in text.strip("\n"):
+            text = text[: text.rstrip("\n").rfind("\n")]  # a block keeps whole lines only
+        final = postprocess(
+            text,
+            prefix=near_prefix,
+            suffix=near_suffix,
+            multiline=multiline,
+            stop=prompt.stop,
+            language=request.language,
+        )
+        timings = self._record_stats(len(tokens), decoded, started, tokenized)
+        counters = decoded.counters
+        if final is None:
+            self.last_reason = f"nothing left after post-processing (stop: {reason})"
+            return None
+        return CompletionResult(
+            text=final,
+            multiline=multiline,
+            timings=timings,
+            prompt_tokens=len(tokens),
+            reused_tokens=counters["reused"],
+            generated_tokens=decoded.generated,
+            cached=False,
+            format=prompt.format,
+            stop_reason=reason,
+            prompt=prompt,
+            drafted_tokens=counters["drafted"],
+            accepted_tokens=counters["accepted"],
+        )
+
+    def _record_stats(
+        self, prompt_tokens: int, decoded: _Decoded, started: float, tokenized: float
+    ) -> dict[str, float]:
+        """The request's timings (ms), kept in `last_stats` with its token counts."""
+        done = time.perf_counter()
+        first = decoded.first_token_at or decoded.finished_at
+        timings = {
+            "tokenize": (tokenized - started) * 1000,
+            "prompt_eval": (first - tokenized) * 1000,
+            "generate": (decoded.finished_at - first) * 1000,
+            "postprocess": (done - decoded.finished_at) * 1000,
+            "total": (done - started) * 1000,
+        }
+        counters = decoded.counters
+        self.last_stats = {
+            "timings": timings,
+            "prompt_tokens": prompt_tokens,
+            "reused_tokens": counters["reused"],
+            "generated_tokens": decoded.generated,
+            "drafted_tokens": counters["drafted"],
+            "accepted_tokens": counters["accepted"],
+        }
+        return timings
+
+    def _fit_window(self, tokens: list[int], multiline: bool) -> list[int]:
+        """The prompt's tokens with room left for the answer (the budget should already leave
+        it; if not, BOS and the end nearest the cursor are kept)."""
+        comp = self._settings.completion
+        limit = self._settings.model.context_length - 8
+        max_tokens = comp.max_tokens_block if multiline else comp.max_tokens_line
+        if len(tokens) + max_tokens > limit:
+            keep = max(1, limit - max_tokens)
+            tokens = tokens[:1] + tokens[len(tokens) - keep + 1 :]
+        return tokens
+
+    def _token_stream(
+        self, llm: Any, tokens: list[int], counters: dict[str, int]
+    ) -> Generator[int, None, None]:
+        comp = self._settings.completion
+        if comp.temperature == 0:
+            return greedy_tokens(llm, tokens, comp.prompt_lookup, counters)
+        counters["reused"] = common_prefix(llm, tokens)
+        return llm.generate(  # type: ignore[no-any-return]
+            tokens,
+            temp=comp.temperature,
+            top_k=40,
+            top_p=0.95,
+            min_p=0.05,
+            repeat_penalty=1.0,
+            reset=True,
+        )
+
+    def _decode(
+        self,
+        loaded: LoadedModel,
+        tokens: list[int],
+        stop: tuple[str, ...],
+        near_prefix: str,
+        near_suffix: str,
+        multiline: bool,
+        cancel: threading.Event,
+    ) -> _Decoded | None:
+        """Tokens until a stop rule, a cap or the end of generation; None when cancelled."""
+        import llama_cpp
+
+        llm = loaded.llm
+        comp = self._settings.completion
+        max_tokens = comp.max_tokens_block if multiline else comp.max_tokens_line
+        vocab = llm._model.vocab
+        generated: list[int] = []
+        text = ""
+        reason = "token cap"
+        first_token_at: float | None = None
+        # The time cap bounds decoding: a slow cold prompt must not leave a one-token stub.
+        deadline = float("inf")
+        counters = {"reused": 0, "drafted": 0, "accepted": 0}
+        stream = self._token_stream(llm, tokens, counters)
+        try:
+            for token in stream:
+                now = time.perf_counter()
+                if first_token_at is None:
+                    first_token_at = now
+                    deadline = now + comp.time_cap_ms / 1000
+                if cancel.is_set():
+                    return None
+                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                    reason = "end of generation"
+                    break
+                generated.append(token)
+                text = llm.detokenize(generated).decode("utf-8", errors="ignore")
+                cut = truncate(
+                    text, prefix=near_prefix, suffix=near_suffix, multiline=multiline, stop=stop
+                )
+                if cut.done:
+                    reason = cut.reason
+                    break
+                if len(generated) >= max_tokens:
+                    reason = "token cap"
+                    break
+                if now >= deadline:
+                    reason = "time cap"
+                    break
+        finally:
+            stream.close()
+        return _Decoded(text, reason, len(generated), first_token_at, time.perf_counter(), counters)
+
+    def ask(
+        self,
+        question: str,
+        snippets: Sequence[Any],
+        max_tokens: int | None = None,
+        cancel: threading.Event | None = None,
+    ) -> str:
+        """Answer a question about the codebase from `snippets`, with the model's chat template.
+
+        Bounded by `ask.max_tokens` (unless `max_tokens` is given) and `ask.time_cap_ms`.
+        Raises ModelError when no model is loaded (the caller reports it); returns the text
+        generated so far when cancelled or out of time.
+        """
+        if not self.ready:
+            self.start_loading()
+            raise ModelError(self._load_error or "the generator is still loading; try again")
+        cancel = cancel or threading.Event()
+        bounds = self._settings.ask
+        max_tokens = max_tokens or bounds.max_tokens
+        deadline = time.monotonic() + bounds.time_cap_ms / 1000.0
+        if not self._acquire(cancel):
+            return ""
+        try:
+            loaded = self._loaded
+            if loaded is None:
+                raise ModelError(self._load_error or "the generator is not loaded")
+            return answer(loaded, self._settings, question, snippets, max_tokens, cancel, deadline)
+        finally:
+            self._lock.release()

@@ -1,0 +1,297 @@
+"""What to generate and what to keep: single- vs multi-line, stops while streaming, clean-up.
+
+Pure functions over strings, so they are tested without a model and applied after every token
+by the engine (completions are short, so re-scanning the whole text each time is cheap).
+
+- `decide_multiline`: mid-line after an expression means one line; at the end of a block opener
+  (``:``, ``{``, ``(`` …) or on an empty line in a body means a block.
+- `truncate`: where a stream must end (stop strings, the end of the line, the end of the block
+  when indentation falls below where it started, a repeated line, the suffix's next line).
+- `postprocess`: drop what duplicates the text after the cursor, keep brackets balanced, never
+  return only whitespace.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from repotune.server.languages import HASH_COMMENT_LANGUAGES
+
+OPENERS = {"(": ")", "[": "]", "{": "}"}
+CLOSER_TO_OPENER = {v: k for k, v in OPENERS.items()}
+
+# Line endings that open a block in common languages.
+_BLOCK_OPENER = re.compile(
+    r"(:|\{|\(|\[|=>|->|\bthen|\bdo|\bbegin|\belse|\bin)\s*(#.*|//.*)?$", re.IGNORECASE
+)
+
+
+def line_prefix_of(prefix: str) -> str:
+    """Text before the cursor on the cursor's line."""
+    return prefix.rsplit("\n", 1)[-1]
+
+
+def line_suffix_of(suffix: str) -> str:
+    """Text after the cursor on the cursor's line."""
+    return suffix.split("\n", 1)[0]
+
+
+def indent_width(line: str, tab_size: int = 4) -> int:
+    width = 0
+    for char in line:
+        if char == " ":
+            width += 1
+        elif char == "\t":
+            width += tab_size - width % tab_size
+        else:
+            break
+    return width
+
+
+def ends_with_block_opener(text: str) -> bool:
+    return bool(_BLOCK_OPENER.search(text.rstrip()))
+
+
+def decide_multiline(prefix: str, suffix: str, language: str | None = None) -> bool:
+    """True when the cursor's syntax asks for a block rather than the rest of one line.
+
+    - any text after the cursor on this line → one line (even closing brackets: ``f(|)``
+      wants arguments, not a block);
+    - cursor at the end of a line that opens a block (``def f():``, ``if x {``) → a block;
+    - empty (whitespace-only) line → a block (a statement or more in the body);
+    - otherwise (mid-line, after an expression) → one line.
+    """
+    before = line_prefix_of(prefix)
+    after = line_suffix_of(suffix)
+    if after.strip():
+        return False
+    if not before.strip():
+        return True
+    return ends_with_block_opener(before)
+
+
+# --------------------------------------------------------------------------- streaming stops
+
+
+@dataclass(frozen=True)
+class Cut:
+    """Where to end a stream: `text` is what is kept; `done` says generation should stop."""
+
+    text: str
+    done: bool
+    reason: str = ""
+
+
+def _min_repeat_len(line: str) -> bool:
+    stripped = line.strip()
+    return len(stripped) >= 4 and any(ch.isalnum() for ch in stripped)
+
+
+def first_suffix_line(suffix: str) -> str:
+    """The first non-empty line after the cursor's line (what a block would run into)."""
+    for line in suffix.split("\n")[1:]:
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def truncate(
+    text: str, *, prefix: str, suffix: str, multiline: bool, stop: tuple[str, ...] = ()
+) -> Cut:
+    """Apply the stop rules to the text generated so far.
+
+    Only complete lines (followed by a newline) are judged for block rules, so a stream is never
+    cut on a half-written line; the final call (after the last token) judges the rest.
+    """
+    for marker in stop:
+        index = text.find(marker) if marker else -1
+        if index >= 0:
+            text = text[:index]
+            return Cut(text, True, f"stop string {marker!r}")
+    if not multiline:
+        newline = text.find("\n")
+        if newline >= 0:
+            return Cut(text[:newline], True, "end of line")
+        return Cut(text, False)
+
+    before = line_prefix_of(prefix)
+    lines = text.split("\n")
+    complete = lines[:-1]  # each followed by "\n"
+    base: int | None = None
+    if not before.strip():
+        # On an empty line the block starts at the cursor's column.
+        base = indent_width(before + (lines[0] if lines else ""))
+    previous = ""
+    if not before.strip():
+        prefix_lines = prefix.split("\n")[:-1]
+        previous = next((ln.strip() for ln in reversed(prefix_lines) if ln.strip()), "")
+    suffix_next = first_suffix_line(suffix)
+    kept: list[str] = []
+    for index, line in enumerate(complete):
+        full = (before + line) if index == 0 else line
+        if line.strip():
+            width = indent_width(full)
+            if base is None:
+                base = width
+                opener_width = indent_width(before)
+                if index > 0 and width <= opener_width:
+                    return Cut("\n".join(kept), True, "no indented block after opener")
+            elif width < base:
+                return Cut("\n".join(kept), True, "end of block (dedent)")
+            stripped = line.strip()
+            if _min_repeat_len(line) and stripped == previous:
+                return Cut("\n".join(kept), True, "repeated line")
+            if suffix_next and stripped == suffix_next and _min_repeat_len(line):
+                return Cut("\n".join(kept), True, "reached the suffix")
+            previous = stripped
+        kept.append(line)
+    return Cut(text, False)
+
+
+# --------------------------------------------------------------------------- clean-up
+
+
+def _strip_partial_stop(text: str, stop: tuple[str, ...]) -> str:
+    """Drop the start of a stop string left at the very end (e.g. ``<|rt`` when capped)."""
+    for marker in stop:
+        for size in range(min(len(marker), len(text)), 1, -1):
+            if text.endswith(marker[:size]):
+                return text[:-size]
+    return text
+
+
+def _code_chars(text: str, hash_comments: bool) -> Iterator[tuple[int, str]]:
+    """(index, char) of the characters outside strings and line comments: not any language's
+    grammar, but enough to count brackets. An unterminated one-line string ends with its line."""
+    quote = ""
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if quote:
+            if char == "\\":
+                index += 2
+                continue
+            if text.startswith(quote, index):
+                index += len(quote)
+                quote = ""
+                continue
+            if char != "\n" or len(quote) != 1:
+                index += 1
+                continue
+            quote = ""
+        elif char in "\"'`":
+            triple = text[index : index + 3]
+            quote = triple if triple in ('"""', "'''") else char
+            index += len(quote)
+            continue
+        elif (hash_comments and char == "#") or text.startswith("//", index):
+            newline = text.find("\n", index)
+            index = len(text) if newline < 0 else newline
+            continue
+        yield index, char
+        index += 1
+
+
+def _scan_brackets(text: str, hash_comments: bool) -> list[str]:
+    """Open brackets left by `text`."""
+    stack: list[str] = []
+    for _, char in _code_chars(text, hash_comments):
+        if char in OPENERS:
+            stack.append(char)
+        elif char in CLOSER_TO_OPENER and stack and stack[-1] == CLOSER_TO_OPENER[char]:
+            stack.pop()
+    return stack
+
+
+def balance_brackets(
+    completion: str, prefix: str, suffix: str, multiline: bool, language: str | None = None
+) -> str:
+    """Cut a completion where it closes a bracket that is not open; close what it opened.
+
+    Brackets opened in the prefix may be closed by the completion. Brackets the completion opens
+    and leaves open are closed at its end, unless the text after the cursor already closes them;
+    for a block, the completion is first cut back to the last line where its own brackets were
+    balanced.
+    """
+    hash_comments = (language or "python").lower() in HASH_COMMENT_LANGUAGES
+    outer = _scan_brackets("\n".join(prefix.split("\n")[-60:]), hash_comments)
+    stack: list[tuple[str, bool]] = [(char, False) for char in outer]  # (bracket, own)
+    balanced_at = 0  # end of the last line where the completion's own brackets were closed
+    text = completion
+    for index, char in _code_chars(completion, hash_comments):
+        if char in OPENERS:
+            stack.append((char, True))
+        elif char in CLOSER_TO_OPENER:
+            if not stack or stack[-1][0] != CLOSER_TO_OPENER[char]:
+                text = completion[:index]
+                break
+            stack.pop()
+        elif char == "\n" and not any(own for _, own in stack):
+            balanced_at = index
+    own = [char for char, mine in stack if mine]
+    if not own:
+        return text
+    if multiline and balanced_at > 0 and text[:balanced_at].strip():
+        return text[:balanced_at]
+    closers = "".join(OPENERS[char] for char in reversed(own))
+    provided = line_suffix_of(suffix).lstrip()
+    while closers and provided and provided[0] == closers[0]:
+        closers = closers[1:]
+        provided = provided[1:].lstrip()
+    return text.rstrip() + closers if closers else text
+
+
+def drop_suffix_overlap(completion: str, suffix: str, multiline: bool) -> str:
+    """Remove the part of a completion that repeats the text right after the cursor."""
+    after = line_suffix_of(suffix).rstrip()
+    if after.strip():
+        first_line, newline, rest = completion.partition("\n")
+        # The completion types the rest of the line itself: cut where it starts.
+        if len(after.strip()) >= 2:
+            position = first_line.find(after.strip())
+            if position >= 0:
+                return first_line[:position]
+        # The completion ends with the start of the suffix (e.g. a closing bracket).
+        for size in range(min(len(after), len(first_line)), 0, -1):
+            if first_line.endswith(after[:size]):
+                first_line = first_line[:-size]
+                break
+        completion = first_line + (newline + rest if multiline else "")
+    if multiline:
+        following = [line.strip() for line in suffix.split("\n")[1:] if line.strip()]
+        if following:
+            lines = completion.split("\n")
+            for index, line in enumerate(lines):
+                if index and line.strip() == following[0] and _min_repeat_len(line):
+                    return "\n".join(lines[:index])
+    return completion
+
+
+def postprocess(
+    text: str,
+    *,
+    prefix: str,
+    suffix: str,
+    multiline: bool,
+    stop: tuple[str, ...] = (),
+    language: str | None = None,
+) -> str | None:
+    """The final completion, or None when nothing worth showing is left."""
+    cut = truncate(text, prefix=prefix, suffix=suffix, multiline=multiline, stop=stop)
+    text = _strip_partial_stop(cut.text, stop)
+    if multiline and not cut.done:
+        # The last (unterminated) line gets the same block rules as the others.
+        text = truncate(text + "\n", prefix=prefix, suffix=suffix, multiline=True).text
+    text = drop_suffix_overlap(text, suffix, multiline)
+    text = balance_brackets(text, prefix, suffix, multiline, language)
+    lines = [line.rstrip() for line in text.split("\n")]
+    while len(lines) > 1 and not lines[-1].strip():
+        lines.pop()
+    text = "\n".join(lines)
+    if not multiline:
+        text = text.rstrip()
+    if not text.strip():
+        return None
+    return text

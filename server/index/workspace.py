@@ -1,0 +1,464 @@
+"""`WorkspaceIndex`: one workspace folder's index, as the LSP server and the CLI use it.
+
+`start()` returns at once; background threads reconcile with the disk (lexical data first), fill
+in dense vectors behind it, and (optionally) follow watchdog events. `search()` works at any time
+with what exists. Thread layout: one index worker (the only writer of files), one dense filler
+(the only user of the embedder besides queries), one debounce thread and the watchdog observer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from repotune.server.config import Settings
+from repotune.server.index.chunking import Chunker
+from repotune.server.index.files import WorkspaceFilter
+from repotune.server.index.indexer import RESCAN, DenseFiller, Indexer, ReconcileReport, progress
+from repotune.server.index.retrieval import (
+    HybridRetriever,
+    Region,
+    RetrievedChunk,
+    cursor_queries,
+    cursor_region,
+)
+from repotune.server.index.store import Store, index_location
+from repotune.server.index.watch import Debouncer, Watcher, WatchHandler, WatchPlan, drain_into
+from repotune.server.llm.embeddings import QueryFirstLock, SharedEmbedders, load_embedder
+from repotune.server.models import resolve_embedder
+
+log = logging.getLogger(__name__)
+
+WORK_QUEUE_SIZE = 1024
+# A query waits at most this long for the embedder (busy with a batch) before going lexical-only.
+QUERY_EMBED_WAIT_S = 0.3
+QUERY_CACHE_SIZE = 256
+
+EventCallback = Callable[[dict[str, Any]], None]
+
+
+class WorkspaceIndex:
+    def __init__(
+        self,
+        root: Path,
+        settings: Settings,
+        on_event: EventCallback | None = None,
+        *,
+        embedder: Any = None,
+        location: Path | None = None,
+        shared_embedders: SharedEmbedders | None = None,
+        on_settings_file: Callable[[], None] | None = None,
+    ) -> None:
+        self.root = Path(root).resolve()
+        self._on_settings_file = on_settings_file
+        self.settings = settings
+        self.location = location or index_location(self.root, settings)
+        self._on_event = on_event
+        self._embedder = embedder
+        self._own_embedder = False
+        self._shared_embedders = shared_embedders
+        self.embedder_error: str | None = None
+        self.dense = settings.index.dense
+        embedder_id = self._embedder_id()
+        self.store = Store(self.location, dense=self.dense, embedder_id=embedder_id)
+        self.filter = WorkspaceFilter(self.root, settings, extra_skipped_dirs=[self.location])
+        self.indexer = Indexer(
+            self.root,
+            self.store,
+            self.filter,
+            Chunker(settings.index.chunk_lines, settings.index.chunk_overlap),
+            settings.index.max_file_bytes,
+            self._emit,
+        )
+        self._embed_lock = (
+            shared_embedders.lock_for(settings.model.embedder, settings.model.threads)
+            if shared_embedders is not None and embedder is None
+            else QueryFirstLock()
+        )
+        self.filler = DenseFiller(
+            self.store,
+            self._get_embedder,
+            self._embed_lock,
+            settings.index.embed_batch_size,
+            self._emit,
+        )
+        self.retriever = HybridRetriever(
+            self.store,
+            self._embed_query,
+            settings.retrieval.rrf_k,
+            settings.retrieval.definition_weight,
+        )
+        self.debouncer = Debouncer(settings.index.debounce_ms / 1000)
+        self._work: queue.Queue[str] = queue.Queue(maxsize=WORK_QUEUE_SIZE)
+        self._stop = threading.Event()
+        self._dense_wakeup = threading.Event()
+        self._lexical_ready = threading.Event()
+        self._rescan = threading.Event()
+        self._worker_busy = threading.Event()
+        self._dense_busy = threading.Event()
+        self._dense_done = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.watcher = Watcher(
+            self.root,
+            self.filter,
+            self.debouncer,
+            self.location,
+            request_rescan=self._request_rescan,
+            settings_changed=self._settings_file_changed,
+            is_new_directory=self._is_new_directory,
+            report_error=self.indexer.errors.append,
+            stop=self._stop,
+        )
+        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self.last_reconcile: ReconcileReport | None = None
+        self.phase = "new"
+        self.timings: dict[str, float] = {}
+        self._started_at = 0.0
+
+    # ------------------------------------------------------------------ embedder
+
+    def _embedder_id(self) -> str | None:
+        if not self.dense:
+            return None
+        if self._embedder is not None:
+            return Path(getattr(self._embedder, "model_path", "injected")).name
+        try:
+            return resolve_embedder(self.settings.model.embedder).path.name
+        except Exception as exc:  # resolution failure: lexical-only, with the reason kept
+            self.embedder_error = str(exc)
+            return None
+
+    def _get_embedder(self) -> Any:
+        if self._embedder is None:
+            model = self.settings.model
+            if self._shared_embedders is not None:
+                self._embedder = self._shared_embedders.get(
+                    model.embedder, model.threads, model.gpu_layers
+                )
+            else:
+                self._embedder = load_embedder(model.embedder, model.threads, model.gpu_layers)
+                self._own_embedder = True
+        return self._embedder
+
+    def load_query_embedder(self) -> None:
+        """Load the embedder now (the CLI's search wants dense results without a dense fill)."""
+        with self._embed_lock.for_background():
+            self._get_embedder()
+
+    def _embed_query(self, text: str) -> np.ndarray | None:
+        if self._embedder is None or self.embedder_error is not None:
+            return None
+        with self._cache_lock:
+            cached = self._query_cache.get(text)
+            if cached is not None:
+                self._query_cache.move_to_end(text)
+                return cached
+        with self._embed_lock.for_query(QUERY_EMBED_WAIT_S) as acquired:
+            if not acquired:
+                return None
+            vector = self._embedder.embed_query(text)
+        with self._cache_lock:
+            self._query_cache[text] = vector
+            while len(self._query_cache) > QUERY_CACHE_SIZE:
+                self._query_cache.popitem(last=False)
+        return vector
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, watch: bool = False, dense: bool | None = None) -> None:
+        """Reconcile, index lexically, fill dense vectors, optionally watch; returns at once."""
+        if self._threads:
+            raise RuntimeError("WorkspaceIndex.start() called twice")
+        if dense is not None:
+            self.dense = dense and self.settings.index.dense
+        self._started_at = time.perf_counter()
+        if watch:
+            self.watcher.start(self._spawn)
+        self._spawn("repotune-index-worker", self._worker_loop)
+        self._spawn("repotune-debounce", self._debounce_loop)
+        if self.dense and self.embedder_error is None:
+            self._spawn("repotune-dense", self._dense_loop)
+        else:
+            self._dense_done.set()
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    @property
+    def watch_handler(self) -> WatchHandler | None:
+        return self.watcher.handler
+
+    def watched_directories(self) -> WatchPlan:
+        """The directories watched now ('' = the root) and whether recursively."""
+        return self.watcher.watched()
+
+    def _is_new_directory(self, rel: str) -> bool:
+        """Not indexed yet although the first pass is done: its files may predate its watch."""
+        return self._lexical_ready.is_set() and not self.store.paths_under(rel)
+
+    def _settings_file_changed(self) -> None:
+        """repotune.toml (or pyproject.toml) changed: the owner re-reads and applies it, off the
+        watchdog thread (applying may replace this index, which stops the observer)."""
+        if self._on_settings_file is not None:
+            threading.Thread(
+                target=self._on_settings_file, name="repotune-settings-file", daemon=True
+            ).start()
+
+    def apply_filter_settings(self, settings: Settings) -> None:
+        """New exclude/include/secret rules or size limit: a new filter and a full pass (files
+        now excluded leave the index, files now included enter it)."""
+        new_filter = WorkspaceFilter(self.root, settings, extra_skipped_dirs=[self.location])
+        self.settings = settings
+        self.filter = new_filter
+        self.indexer.filter = new_filter
+        self.indexer.max_file_bytes = settings.index.max_file_bytes
+        self.watcher.set_filter(new_filter)
+        self._request_rescan()
+
+    def close(self) -> None:
+        """Stop watching and working (the current file or batch completes), close the store."""
+        self._stop.set()
+        self.watcher.stop()
+        self.debouncer.wake()
+        self._dense_wakeup.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        self.store.close()
+        if self._own_embedder and self._embedder is not None:
+            with contextlib.suppress(Exception):
+                self._embedder.close()
+        self.phase = "closed"
+
+    def __enter__(self) -> WorkspaceIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ threads
+
+    def _worker_loop(self) -> None:
+        self._worker_busy.set()
+        try:
+            self._reconcile()
+            self.timings["lexical_ready_s"] = time.perf_counter() - self._started_at
+        finally:
+            self._lexical_ready.set()
+            self._worker_busy.clear()
+        while not self._stop.is_set():
+            if self._rescan.is_set():
+                self._rescan.clear()
+                self._worker_busy.set()
+                try:
+                    self._reconcile()
+                finally:
+                    self._worker_busy.clear()
+                continue
+            try:
+                rel = self._work.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            self._worker_busy.set()
+            try:
+                if rel == RESCAN:
+                    self._reconcile()
+                else:
+                    self.indexer.update_path(rel)
+            except Exception as exc:  # one bad path must not stop the worker
+                log.exception("indexing %s failed", rel)
+                self.indexer.errors.append(f"{rel}: {exc}")
+            finally:
+                self._worker_busy.clear()
+                self._dense_wakeup.set()
+
+    def _reconcile(self) -> None:
+        self.phase = "lexical"
+        report = self.indexer.reconcile(self._stop)
+        self.last_reconcile = report
+        self.store.refresh_term_counts()  # so that no query pays for reading them
+        self.watcher.refresh()  # ignore rules may have changed which directories matter
+        self._dense_wakeup.set()
+        stats = self.store.stats()
+        self._emit(
+            progress(
+                "lexical",
+                report.scanned,
+                report.scanned,
+                f"{stats['files']} files, {stats['chunks']} chunks",
+            )
+        )
+        if not self.dense or self.embedder_error is not None:
+            self.phase = "idle"
+            self._emit(progress("idle", stats["chunks"], stats["chunks"], "index up to date"))
+
+    def _debounce_loop(self) -> None:
+        drain_into(self.debouncer, self._work, self._stop, self._request_rescan)
+
+    def _dense_loop(self) -> None:
+        try:
+            self.store.reconcile_dense()
+            self._get_embedder()
+        except Exception as exc:  # no embedder: the index stays useful lexically
+            self.embedder_error = f"dense index disabled: {exc}"
+            log.warning("%s", self.embedder_error)
+            self._emit(progress("idle", 0, 0, self.embedder_error))
+            self._dense_done.set()
+            return
+        # Dense work waits for the first lexical pass: lexical search is what users need first.
+        while not self._lexical_ready.wait(0.2):
+            if self._stop.is_set():
+                return
+        fill_start = time.perf_counter()
+        done_in_fill = 0
+        total = self.store.dense_pending_count()
+        while not self._stop.is_set():
+            self._dense_busy.set()
+            try:
+                count = self.filler.step()
+            except Exception as exc:
+                log.exception("dense step failed")
+                self.indexer.errors.append(f"dense: {exc}")
+                count = 0
+                self._stop.wait(1.0)
+            finally:
+                self._dense_busy.clear()
+            if count:
+                self._dense_done.clear()
+                done_in_fill += count
+                total = max(total, done_in_fill + self.store.dense_pending_count())
+                self.phase = "dense"
+                self._emit(progress("dense", done_in_fill, total, "embedding chunks"))
+                continue
+            if not self._dense_done.is_set():
+                if "dense_ready_s" not in self.timings:
+                    self.timings["dense_ready_s"] = time.perf_counter() - self._started_at
+                    self.timings["dense_fill_s"] = time.perf_counter() - fill_start
+                self.phase = "idle"
+                self._emit(progress("idle", done_in_fill, total, "index up to date"))
+                self._dense_done.set()
+                done_in_fill = total = 0
+            self._dense_wakeup.wait(0.5)
+            self._dense_wakeup.clear()
+
+    # ------------------------------------------------------------------ API
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        if self._on_event is not None:
+            try:
+                self._on_event(event)
+            except Exception:  # a broken listener must not break indexing
+                log.exception("progress callback failed")
+
+    def _request_rescan(self) -> None:
+        self._rescan.set()
+
+    def search(
+        self,
+        query: str,
+        k: int | None = None,
+        exclude: Region | None = None,
+        dense_query: str | None = None,
+        names: tuple[str, ...] = (),
+    ) -> list[RetrievedChunk]:
+        """Top-k chunks for a query, fused from what exists now (thread-safe)."""
+        return self.retriever.search(
+            query, self.settings.retrieval.top_k if k is None else k, exclude, dense_query, names
+        )
+
+    def search_cursor(
+        self, path: str, prefix: str, suffix: str, k: int | None = None
+    ) -> list[RetrievedChunk]:
+        """Context for a cursor in `path` (workspace-relative), its own window excluded; the one
+        query recipe shared by the server, the CLI, the benchmarks and the dataset builder."""
+        retrieval = self.settings.retrieval
+        embedder = self._embedder
+        counter = getattr(embedder, "count_text_tokens", None) if embedder is not None else None
+        query = cursor_queries(prefix, suffix, retrieval, counter)
+        return self.search(
+            query.lexical,
+            k,
+            cursor_region(path, prefix, retrieval),
+            dense_query=query.dense,
+            names=query.names,
+        )
+
+    def notify_file_changed(self, path: str | Path) -> None:
+        """A hint (e.g. didSave): re-check this path soon, debounced like watchdog events."""
+        candidate = Path(path)
+        if candidate.is_absolute():
+            try:
+                rel = candidate.resolve().relative_to(self.root).as_posix()
+            except ValueError:
+                return
+        else:
+            rel = candidate.as_posix()
+        self.debouncer.add(rel)
+
+    def reindex(self) -> None:
+        """Re-check every file against the disk (stat first, so cheap when little changed)."""
+        self._request_rescan()
+
+    def is_idle(self) -> bool:
+        lexical_idle = (
+            self._lexical_ready.is_set()
+            and not self._rescan.is_set()
+            and self._work.empty()
+            and self.debouncer.pending() == 0
+            and not self._worker_busy.is_set()
+        )
+        if not lexical_idle:
+            return False
+        if not self.dense or self.embedder_error is not None or not self._threads:
+            return True
+        return (
+            not self._dense_busy.is_set()
+            and self.store.dense_pending_count() == 0
+            and self.store.dense_deleted_count() == 0
+        )
+
+    def wait_lexical(self, timeout: float) -> bool:
+        return self._lexical_ready.wait(timeout)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no work is pending anywhere (twice in a row, to close small races)."""
+        deadline = time.monotonic() + timeout
+        streak = 0
+        while time.monotonic() < deadline:
+            if self.is_idle():
+                streak += 1
+                if streak >= 2:
+                    return True
+            else:
+                streak = 0
+            time.sleep(0.02)
+        return False
+
+    def stats(self) -> dict[str, Any]:
+        stats = self.store.stats()
+        stats.update(
+            {
+                "workspace": str(self.root),
+                "phase": self.phase,
+                "dense_enabled": self.dense,
+                "embedder_error": self.embedder_error,
+                "embedder_gpu_layers": getattr(self._embedder, "gpu_layers", None),
+                "embedder_gpu_fallback": getattr(self._embedder, "gpu_fallback", None),
+                "last_errors": list(self.indexer.errors[-5:]),
+                "root_missing": self.watcher.root_missing,
+                "watching": self.watcher.watching,
+                "embedded": self.filler.embedded,
+                "embed_seconds": round(self.filler.embed_seconds, 3),
+            }
+        )
+        return stats

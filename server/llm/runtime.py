@@ -1,0 +1,80 @@
+"""How this process runs llama.cpp: one model load at a time, the CPU's extra weight buffers,
+and the thread count. Training loads its llama.cpp models through here too."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+
+def physical_cores() -> int:
+    try:
+        import psutil
+
+        return max(1, psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+    except ImportError:  # pragma: no cover
+        return max(1, os.cpu_count() or 1)
+
+
+def cpu_has_amx() -> bool:
+    """llama.cpp's AMX weight buffers crashed (SIGSEGV in ggml_backend_amx_mul_mat) on the
+    Gemma 3 GGUF on an AMX CPU here, so extra CPU buffer types are off where AMX is present."""
+    if platform.system() != "Linux":
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return "amx_int8" in line.split() or "amx_tile" in line.split()
+    except OSError:
+        return False
+    return False
+
+
+_LOAD_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def llama_extra_buffers(use_extra_bufts: bool) -> Iterator[None]:
+    """Every Llama() of the process is built inside this, one at a time.
+
+    Llama() has no argument for llama.cpp's `use_extra_bufts`, so its defaults are wrapped
+    meanwhile. And llama-cpp-python's verbose=False silences a load by pointing fds 1 and 2
+    (and sys.stdout/stderr) at /dev/null and back: two loads in two threads (the embedder's and
+    the generator's, the dataset's tokenizer) interleaved those swaps and left them on /dev/null
+    for good, which silenced every later log line and the CLI's JSON result."""
+    import llama_cpp.llama_cpp as native
+
+    with _LOAD_LOCK:
+        if use_extra_bufts:
+            yield
+            return
+        original = native.llama_model_default_params
+
+        def patched() -> Any:
+            params = original()
+            params.use_extra_bufts = False
+            return params
+
+        native.llama_model_default_params = patched  # type: ignore[assignment]
+        try:
+            yield
+        finally:
+            native.llama_model_default_params = original  # type: ignore[assignment]
+
+
+def default_threads() -> int:
+    """All physical cores: with the short OpenMP spin set in `repotune/__init__.py` a thread per
+    core decodes and evaluates prompts faster than fewer threads, even with a core busy elsewhere
+    (the README's Benchmarks have the figures)."""
+    return physical_cores()
+
+
+def no_extra_buffers() -> contextlib.AbstractContextManager[None]:
+    """A load without llama.cpp's "extra" (repacked) weight buffers, whose AMX kernels crash on
+    virtual machines that advertise AMX without enabling it (see `cpu_has_amx`)."""
+    return llama_extra_buffers(False)

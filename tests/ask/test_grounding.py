@@ -1,0 +1,96 @@
+"""An abstention is checked against the snippets the model was given (pure logic)."""
+
+from __future__ import annotations
+
+from repotune.server.ask.grounding import (
+    Definition,
+    contradicting_definition,
+    definitions,
+    grounded_opening,
+    is_abstention,
+    name_words,
+    unsupported_name,
+)
+from repotune.server.completion.context import ContextSnippet
+
+GEOMETRY = ContextSnippet(
+    path="geometry.py",
+    start_line=1,
+    text='"""Shapes."""\nimport math\n\n\ndef area_of_circle(radius: float) -> float:\n'
+    "    return math.pi * radius * radius\n\n\ndef area_of_square(side: float) -> float:\n"
+    "    return side * side\n",
+)
+SETTINGS = ContextSnippet(
+    path="app/settings.ts",
+    start_line=40,
+    text="export const retryLimit = 3;\nexport class HttpClient {\n  timeoutMs: number = 5;\n}\n",
+)
+ABSTAIN = "The indexed code does not define the area of a circle."
+
+
+def test_definitions_are_found_with_their_lines_in_several_languages() -> None:
+    found = definitions([GEOMETRY, SETTINGS])
+    assert Definition("area_of_circle", "geometry.py", 5) in found
+    assert Definition("area_of_square", "geometry.py", 9) in found
+    assert Definition("retryLimit", "app/settings.ts", 40) in found
+    assert Definition("HttpClient", "app/settings.ts", 41) in found
+    assert [d.name for d in found][:2] == ["area_of_circle", "area_of_square"]  # snippet order
+
+
+def test_an_abstention_denying_a_defined_name_is_contradicted() -> None:
+    denied = contradicting_definition(
+        "Where is area_of_square defined?",
+        "The indexed code does not define area_of_square.",
+        [GEOMETRY],
+    )
+    assert denied == Definition("area_of_square", "geometry.py", 9)
+    assert grounded_opening(denied) == "`area_of_square` (geometry.py:9)"
+
+
+def test_a_description_whose_words_name_a_definition_contradicts_it() -> None:
+    question = "Which function computes the area of a circle?"
+    assert contradicting_definition(question, ABSTAIN, [GEOMETRY]).name == "area_of_circle"
+    camel = contradicting_definition("What is the retry limit?", ABSTAIN, [SETTINGS])
+    assert camel is not None and camel.name == "retryLimit"
+
+
+def test_a_true_abstention_stands() -> None:
+    # a name the snippets do not define (the trained abstention case), or words matching nothing
+    assert (
+        contradicting_definition(
+            "What does area_of_triangle return?",
+            "The indexed code does not define `area_of_triangle`.",
+            [GEOMETRY],
+        )
+        is None
+    )
+    assert contradicting_definition("How are users logged in?", ABSTAIN, [GEOMETRY]) is None
+    # one shared word is not enough: "area" alone does not pick area_of_square
+    assert contradicting_definition("What is the area?", ABSTAIN, [GEOMETRY]) is None
+
+
+def test_an_answer_that_does_not_abstain_is_left_alone() -> None:
+    answer = "`area_of_circle` (geometry.py:5) multiplies pi by the radius squared."
+    assert not is_abstention(answer)
+    assert contradicting_definition("Where is area_of_circle?", answer, [GEOMETRY]) is None
+
+
+def test_name_words_split_snake_and_camel_case_without_filler() -> None:
+    assert name_words("area_of_circle") == {"area", "circle"}
+    assert name_words("HTTPRetryLimits") == {"http", "retry", "limit"}
+    assert name_words("get_value") == set()
+
+
+def test_an_answer_about_a_name_no_snippet_contains_is_unsupported() -> None:
+    invented = "Area_of_triangle is the sum of the areas of a triangle with given sides."
+    assert unsupported_name("What does area_of_triangle return?", invented, [GEOMETRY]) == (
+        "area_of_triangle"
+    )
+    assert unsupported_name("What does `Polygon.perimeter` do?", "It adds.", [GEOMETRY]) == (
+        "perimeter"
+    )
+    assert unsupported_name("What is retryLimit?", "Three.", [GEOMETRY]) == "retryLimit"
+    # names the snippets contain, plain words, and abstentions are fine
+    assert unsupported_name("What does area_of_circle do?", "Pi r squared.", [GEOMETRY]) is None
+    assert unsupported_name("How is the area computed?", "With pi.", [GEOMETRY]) is None
+    assert unsupported_name("What is retryLimit?", ABSTAIN, [GEOMETRY]) is None

@@ -1,0 +1,56 @@
+"""`repotune` reports a dependency it cannot import by name, with how to install it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from repotune.server.cli.app import missing_dependency
+
+# `None` in sys.modules makes `import NAME` raise ModuleNotFoundError, as if not installed.
+BLOCKED_RUN = (
+    "import sys; sys.modules[{module!r}] = None; "
+    "from repotune.server.cli.app import main; sys.argv = ['repotune', *{args!r}]; main()"
+)
+
+
+def run_without(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    code = BLOCKED_RUN.format(module=module, args=list(args))
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_serve_without_pygls_names_it_and_how_to_install() -> None:
+    result = run_without("pygls", "serve")
+    assert result.returncode == 1, result
+    message = result.stderr.strip()
+    assert "not implemented" not in message
+    assert "the Python module 'pygls' (from the package pygls" in message
+    assert "pip install repotune" in message and "make install-server" in message
+    assert "Traceback" not in message
+
+
+@pytest.mark.parametrize(
+    ("module", "package", "how"),
+    [
+        ("llama_cpp", "llama-cpp-python==0.3.36", "pip install repotune "),
+        ("tree_sitter", "tree-sitter", "pip install repotune "),
+        ("tree_sitter_languages", "tree-sitter-languages==1.10.2", "pip install repotune "),
+        ("torch", "torch==2.13.0", "pip install 'repotune[train]'"),
+        ("peft", "peft", "pip install 'repotune[train]'"),
+    ],
+)
+def test_missing_module_is_mapped_to_its_package_and_extra(
+    module: str, package: str, how: str
+) -> None:
+    message = missing_dependency(ModuleNotFoundError(f"No module named '{module}'", name=module))
+    assert f"the Python module '{module}' (from the package {package}" in message
+    assert how in message
+
+
+def test_an_incompatible_version_is_reported_as_such() -> None:
+    error = ImportError(
+        "cannot import name 'JsonRPCServer' from 'pygls.server'", name="pygls.server"
+    )
+    message = missing_dependency(error)
+    assert "could not import from 'pygls'" in message and "version" in message

@@ -1,0 +1,170 @@
+"""Single- vs multi-line decisions, streaming stops and the final clean-up (pure logic)."""
+
+from __future__ import annotations
+
+import pytest
+from repotune.server.completion.postprocess import (
+    balance_brackets,
+    decide_multiline,
+    drop_suffix_overlap,
+    postprocess,
+    truncate,
+)
+
+BODY_PREFIX = "def f(x):\n    y = x + 1\n    "
+BODY_SUFFIX = "\n    return y\n"
+
+
+# --------------------------------------------------------------------------- decisions
+
+
+@pytest.mark.parametrize(
+    ("prefix", "suffix", "multiline"),
+    [
+        ("x = compute(a, ", ")\n", False),  # mid-line, text after the cursor
+        ("    total = price * ", "\n", False),  # after an operator, end of line
+        ("    result = obj.method()", "\n", False),  # after a finished expression
+        ("    values = [1, 2, 3]", "", False),
+        ("def f(x):", "\n    pass\n", True),  # end of a block opener
+        ("    if ready:", "\n", True),
+        ("function g() {", "\n}\n", True),
+        ("    for (let i = 0; i < n; i++) {", "\n", True),
+        (BODY_PREFIX, BODY_SUFFIX, True),  # empty line in a body
+        ("", "", True),  # empty file
+        ("    x = foo(", ")\n", False),  # closing bracket right after: arguments, one line
+        ("def f(x):  # note", "\n", True),  # opener followed by a comment
+    ],
+)
+def test_decide_multiline(prefix: str, suffix: str, multiline: bool) -> None:
+    assert decide_multiline(prefix, suffix, "python") is multiline
+
+
+# --------------------------------------------------------------------------- streaming stops
+
+
+def test_single_line_stops_at_newline() -> None:
+    cut = truncate("a + b\nnext()", prefix="x = ", suffix="", multiline=False)
+    assert cut.text == "a + b" and cut.done
+    assert not truncate("a + b", prefix="x = ", suffix="", multiline=False).done
+
+
+def test_stop_strings_end_the_stream() -> None:
+    cut = truncate("value<|rt_end|>junk", prefix="", suffix="", multiline=True, stop=("<|rt_",))
+    assert cut.text == "value" and cut.done
+
+
+def test_dedent_ends_the_block() -> None:
+    generated = "z = y * 2\n    w = z\n\ndef g():\n    pass\n"
+    cut = truncate(generated, prefix=BODY_PREFIX, suffix="", multiline=True)
+    assert cut.done and cut.reason == "end of block (dedent)"
+    assert cut.text == "z = y * 2\n    w = z\n"
+
+
+def test_block_after_opener_ends_when_indentation_returns() -> None:
+    generated = "\n    return x * 2\n\nprint(f(3))\n"
+    cut = truncate(generated, prefix="def f(x):", suffix="", multiline=True)
+    assert cut.done
+    assert cut.text == "\n    return x * 2\n"
+
+
+def test_opener_without_indented_body_stops() -> None:
+    cut = truncate("\nprint(1)\n", prefix="def f(x):", suffix="", multiline=True)
+    assert cut.done and cut.text == ""
+
+
+def test_repeated_line_stops() -> None:
+    generated = "items.append(x)\n    items.append(x)\n    items.append(x)\n"
+    cut = truncate(generated, prefix=BODY_PREFIX, suffix="", multiline=True)
+    assert cut.done and cut.reason == "repeated line"
+    assert cut.text == "items.append(x)"
+
+
+def test_repeating_the_line_above_the_cursor_stops() -> None:
+    cut = truncate("y = x + 1\n", prefix=BODY_PREFIX, suffix="", multiline=True)
+    assert cut.done and cut.text == ""
+
+
+def test_short_closing_lines_may_repeat() -> None:
+    generated = "if a:\n        if b:\n            g()\n"
+    prefix = "function h() {\n  "
+    cut = truncate("g(() => {\n  })\n  })\n", prefix=prefix, suffix="", multiline=True)
+    assert not cut.done  # "})" twice is nesting, not a loop
+    assert not truncate(generated, prefix=BODY_PREFIX, suffix="", multiline=True).done
+
+
+def test_block_stops_where_the_suffix_begins() -> None:
+    cut = truncate("z = y\n    return y\n", prefix=BODY_PREFIX, suffix=BODY_SUFFIX, multiline=True)
+    assert cut.done and cut.reason == "reached the suffix"
+    assert cut.text == "z = y"
+
+
+def test_half_written_line_is_not_judged() -> None:
+    cut = truncate("z = y\ndef", prefix=BODY_PREFIX, suffix="", multiline=True)
+    assert not cut.done  # "def" may become a deeper line; wait for its newline
+
+
+# --------------------------------------------------------------------------- clean-up
+
+
+def test_suffix_overlap_closing_bracket_is_dropped() -> None:
+    assert drop_suffix_overlap("b, c)", ")\n", multiline=False) == "b, c"
+    assert postprocess("b, c)", prefix="f(a, ", suffix=")\n", multiline=False) == "b, c"
+
+
+def test_completion_that_retypes_the_rest_of_the_line_is_cut() -> None:
+    text = postprocess(
+        "key, default) or fallback", prefix="v = d.get(", suffix=") or fallback\n", multiline=False
+    )
+    assert text == "key, default"
+
+
+def test_block_that_runs_into_the_suffix_is_cut_at_the_end() -> None:
+    text = postprocess(
+        "z = y * 2\n    return y", prefix=BODY_PREFIX, suffix=BODY_SUFFIX, multiline=True
+    )
+    assert text == "z = y * 2"
+
+
+def test_dedented_last_line_is_dropped_after_the_stream() -> None:
+    text = postprocess("z = y * 2\nclass", prefix=BODY_PREFIX, suffix="", multiline=True)
+    assert text == "z = y * 2"
+
+
+def test_unmatched_closer_is_cut() -> None:
+    assert balance_brackets("x) + 1", "y = ", "", multiline=False) == "x"
+    # a closer for a bracket opened in the prefix is fine
+    assert balance_brackets("x) + 1", "y = (", "", multiline=False) == "x) + 1"
+    assert balance_brackets("a]", "f(", "", multiline=False) == "a"
+
+
+def test_brackets_opened_by_the_completion_are_closed() -> None:
+    assert balance_brackets("foo(a, [1, 2", "x = ", "", multiline=False) == "foo(a, [1, 2])"
+    # ... unless the text after the cursor closes them already
+    assert balance_brackets("foo(a", "x = ", ")\n", multiline=False) == "foo(a"
+
+
+def test_brackets_inside_strings_and_comments_are_ignored() -> None:
+    assert balance_brackets('print(")")', "", "", multiline=False) == 'print(")")'
+    assert balance_brackets("x = 1  # (see above", "", "", multiline=False) == "x = 1  # (see above"
+
+
+def test_block_cut_back_to_last_balanced_line() -> None:
+    text = "a = 1\n    b = compute(\n        x,"
+    assert balance_brackets(text, BODY_PREFIX, "", multiline=True) == "a = 1"
+
+
+def test_never_only_whitespace() -> None:
+    assert postprocess("   \n  ", prefix=BODY_PREFIX, suffix="", multiline=True) is None
+    assert postprocess("\nfoo()", prefix="x = 1", suffix="", multiline=False) is None
+    assert postprocess("", prefix="x", suffix="", multiline=False) is None
+
+
+def test_partial_stop_marker_at_the_end_is_removed() -> None:
+    assert postprocess("value<|rt", prefix="x = ", suffix="", multiline=False, stop=("<|rt_",)) == (
+        "value"
+    )
+
+
+def test_trailing_blank_lines_and_spaces_are_trimmed() -> None:
+    text = postprocess("z = 1   \n    w = 2\n\n\n", prefix=BODY_PREFIX, suffix="", multiline=True)
+    assert text == "z = 1\n    w = 2"

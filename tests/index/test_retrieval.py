@@ -1,0 +1,295 @@
+"""Retrieval: RRF fusion and query building (pure logic), then hybrid search over a real index
+with the real embedder: a function is found by its name and by a description of what it does."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from repotune.server.config import Settings
+from repotune.server.index.retrieval import cursor_query, rrf_fuse
+from repotune.server.index.workspace import WorkspaceIndex
+
+FILES = {
+    "text/distance.py": '''
+def levenshtein(a: str, b: str) -> int:
+    """Number of single-character insertions, deletions or substitutions turning a into b."""
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+''',
+    "net/download.py": '''
+import urllib.request
+
+
+def fetch_with_retries(url: str, attempts: int = 3) -> bytes:
+    """Download a URL over HTTP, retrying on network errors."""
+    for attempt in range(attempts):
+        try:
+            return urllib.request.urlopen(url, timeout=10).read()
+        except OSError:
+            if attempt == attempts - 1:
+                raise
+    return b""
+''',
+    "storage/cache.py": '''
+import collections
+
+
+class LruCache:
+    """Keeps the most recently used entries, evicting the oldest beyond a capacity."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.items = collections.OrderedDict()
+
+    def get(self, key):
+        value = self.items.pop(key)
+        self.items[key] = value
+        return value
+''',
+    "math/stats.py": '''
+def mean_and_variance(values: list[float]) -> tuple[float, float]:
+    """Average and spread of a list of numbers."""
+    mean = sum(values) / len(values)
+    return mean, sum((v - mean) ** 2 for v in values) / len(values)
+''',
+    "docs/guide.md": "# Guide\n\nInstall the package, then run the command line tool.\n",
+}
+
+
+def test_rrf_fusion_rewards_agreement() -> None:
+    fused = rrf_fuse({"lexical": ["a", "b", "c"], "dense": ["b", "d"]}, k=60)
+    assert [cid for cid, _, _ in fused][:2] == ["b", "a"]
+    scores = {cid: score for cid, score, _ in fused}
+    assert scores["b"] == pytest.approx(1 / 62 + 1 / 61)
+    assert dict((cid, src) for cid, _, src in fused)["b"] == ("lexical", "dense")
+    assert rrf_fuse({}, 60) == []
+
+
+def test_cursor_query_takes_the_window_around_the_cursor() -> None:
+    prefix = "\n".join(f"line {i}" for i in range(100))
+    suffix = "\n".join(f"after {i}" for i in range(100))
+    query = cursor_query(prefix, suffix, 20)
+    assert query.splitlines()[0] == "line 80" and "line 79" not in query
+    assert query.splitlines()[-1] == "after 4"
+    assert cursor_query("", "", 20) == ""
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[WorkspaceIndex]:
+    base = tmp_path_factory.mktemp("retrieval")
+    root = base / "repo"
+    for rel, text in FILES.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text.lstrip("\n"))
+    workspace = WorkspaceIndex(root, Settings(), embedder=embedder, location=base / "index")
+    workspace.start(watch=False)
+    assert workspace.wait_idle(120)
+    yield workspace
+    workspace.close()
+
+
+def test_finds_a_function_by_its_name(index: WorkspaceIndex) -> None:
+    hits = index.search("fetch_with_retries", 3)
+    assert hits[0].path == "net/download.py"
+    assert hits[0].symbol == "fetch_with_retries" and hits[0].kind == "function"
+    assert set(hits[0].sources) == {"lexical", "dense"}
+    assert hits[0].start_line <= 4 <= hits[0].end_line
+
+
+@pytest.mark.parametrize(
+    ("description", "path"),
+    [
+        ("edit distance between two strings", "text/distance.py"),
+        ("evict least recently used items when full", "storage/cache.py"),
+        ("compute the average of numbers", "math/stats.py"),
+    ],
+)
+def test_finds_a_function_by_a_description(
+    index: WorkspaceIndex, description: str, path: str
+) -> None:
+    hits = index.search(description, 3)
+    assert hits[0].path == path, [(h.path, h.sources) for h in hits]
+    assert "dense" in hits[0].sources
+
+
+def test_excluded_region_and_dedup(index: WorkspaceIndex) -> None:
+    hits = index.search("levenshtein edit distance", 5)
+    own = next(h for h in hits if h.path == "text/distance.py")
+    excluded = index.search(
+        "levenshtein edit distance", 5, exclude=("text/distance.py", own.start_line, own.start_line)
+    )
+    assert all(h.path != "text/distance.py" for h in excluded)
+    assert len({(h.path, h.start_line) for h in hits}) == len(hits)
+    assert all(a.score >= b.score for a, b in itertools.pairwise(hits))
+    assert index.search("anything", 0) == [] and index.search("   ", 5) == []
+
+
+def test_dense_query_keeps_whole_lines_nearest_the_cursor_within_its_token_budget() -> None:
+    from repotune.server.config import RetrievalSettings
+    from repotune.server.index.retrieval import cursor_queries, dense_cursor_query
+
+    settings = RetrievalSettings(dense_query_lines=6, dense_query_tokens=10, query_lines=20)
+    prefix = "one two three\nfour five six\nseven eight nine\nten eleven\ntwelve = "
+
+    def words(text: str) -> int:
+        return len(text.split())
+
+    query = dense_cursor_query(prefix, " tail\nbelow", settings, words)
+    assert query == "seven eight nine\nten eleven\ntwelve = \n tail"
+    assert "four" not in query and "below" not in query
+    # a single line over the budget is still kept whole: the query is never empty
+    assert dense_cursor_query("x " * 50, "", settings, words).split() == ["x"] * 50
+    # without the embedder's tokenizer: the line window alone
+    both = cursor_queries(prefix, " tail\nbelow", settings)
+    assert both.dense.startswith("one two three") and "below" not in both.dense
+    assert both.lexical.startswith("one two three")
+
+
+def test_cursor_names_come_nearest_first_then_imports_then_the_rest() -> None:
+    from repotune.server.index.retrieval import cursor_names
+
+    prefix = (
+        "from billing.rates import apply_surcharge, RateTable\n"
+        "import helpers\n"
+        "def far_away():\n    return old_value\n"
+        + "\n".join(f"filler_{i} = {i}" for i in range(20))
+        + "\ndef total(order):\n    amount = order.subtotal\n    return compute_tax("
+    )
+    names = cursor_names(prefix, "amount, region)\nnext_line_name", window_lines=3)
+    assert names[:5] == ["compute_tax", "return", "subtotal", "order", "amount"]
+    assert names.index("region") < names.index("apply_surcharge")  # rest of the cursor's line
+    assert names.index("RateTable") < names.index("old_value")  # imports before the rest
+    assert "next_line_name" not in names and "to" not in names  # short names are skipped
+    assert len(cursor_names("\n".join(f"name_{i}" for i in range(500)), "", 20, limit=7)) == 7
+
+
+def test_boilerplate_head_is_trimmed_and_pure_boilerplate_dropped() -> None:
+    from repotune.server.index.retrieval import boilerplate_lines, trim_boilerplate
+
+    header = "# Copyright 2024 Example\n# Licensed under the Apache License\n# See LICENSE\n\n"
+    rows = [
+        {"path": f"m{i}.py", "text": header + f"import os\n\ndef f{i}():\n    return {i}"}
+        for i in range(3)
+    ]
+    common = boilerplate_lines(rows)
+    assert "# Licensed under the Apache License" in common and "import os" in common
+    text, start = trim_boilerplate(rows[0]["text"], 10, common) or ("", 0)
+    assert text.startswith("def f0():") and start == 16
+    assert trim_boilerplate(header + "x = 1", 1, common) is None  # nothing left but one line
+    # a run shorter than BOILERPLATE_RUN (here two shared lines) is kept as it is
+    short = "import os\n# See LICENSE\ndef g():\n    pass"
+    assert trim_boilerplate(short, 5, common) == (short, 5)
+    # lines shared by fewer than BOILERPLATE_FILES files are no boilerplate
+    assert boilerplate_lines(rows[:2]) == set()
+
+
+LICENSE = "".join(
+    f"# Licensed line {i} of the Example Corp license, all rights reserved.\n" for i in range(8)
+)
+DEFINITION_FILES = {
+    "billing/rates.py": LICENSE
+    + '''
+def apply_surcharge(amount, region):
+    """Regional extras added on top of a price."""
+    extra = SURCHARGES.get(region, 0)
+    return amount + extra
+''',
+    "billing/invoice.py": LICENSE
+    + """
+from billing.rates import apply_surcharge
+
+
+def invoice_total(order, region):
+    amount = sum(line.price for line in order.lines)
+    return apply_surcharge(""",
+    **{
+        f"misc/module_{i}.py": LICENSE + f"\n\ndef helper_{i}(value):\n    return value * {i}\n"
+        for i in range(4)
+    },
+    **{
+        f"plugins/p{i}/hooks.py": "\n\ndef setup_hooks(app):\n    app.register()\n"
+        for i in range(4)
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def definitions_index(
+    tmp_path_factory: pytest.TempPathFactory, embedder: Any
+) -> Iterator[WorkspaceIndex]:
+    base = tmp_path_factory.mktemp("definitions")
+    root = base / "repo"
+    for rel, text in DEFINITION_FILES.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    workspace = WorkspaceIndex(root, Settings(), embedder=embedder, location=base / "index")
+    workspace.start(watch=False)
+    assert workspace.wait_idle(120)
+    yield workspace
+    workspace.close()
+
+
+def test_cursor_search_brings_the_definition_of_a_name_used_there(
+    definitions_index: WorkspaceIndex,
+) -> None:
+    source = DEFINITION_FILES["billing/invoice.py"]
+    hits = definitions_index.search_cursor("billing/invoice.py", source, "amount, region)\n", 3)
+    assert hits[0].path == "billing/rates.py", [(h.path, h.sources) for h in hits]
+    assert "definition" in hits[0].sources
+    assert hits[0].text.startswith("def apply_surcharge")  # the license header cut off
+    assert all("Licensed line" not in h.text for h in hits)
+    # with the lookup off, the same cursor is served by the text rankings only
+    settings = Settings.model_validate({"retrieval": {"definition_weight": 0}})
+    off = WorkspaceIndex(
+        definitions_index.root,
+        settings,
+        embedder=definitions_index._embedder,
+        location=definitions_index.location,
+    )
+    try:
+        off_hits = off.search_cursor("billing/invoice.py", source, "amount, region)\n", 3)
+        assert all("definition" not in h.sources for h in off_hits)
+    finally:
+        off.close()
+
+
+def test_ambiguous_and_same_file_names_are_not_looked_up(
+    definitions_index: WorkspaceIndex,
+) -> None:
+    ranking = definitions_index.retriever.definition_ranking
+    assert ranking(["setup_hooks"], 10, None) == []  # defined in four files: ambiguous
+    assert len(ranking(["helper_1", "helper_2"], 10, None)) == 2
+    assert ranking(["invoice_total"], 10, "billing/invoice.py") == []  # the cursor's own file
+    assert ranking(["no_such_name"], 10, None) == []
+
+
+def test_import_lines_follow_bracketed_and_continued_imports() -> None:
+    from repotune.server.index.retrieval import import_lines
+
+    lines = [
+        "import os",
+        "from ..utils import (",
+        "    apply_surcharge,",
+        "    RateTable,",
+        ")",
+        "x = compute()",
+        "from a import b, \\",
+        "    c",
+        "import {",
+        "  parseArgs,",
+        '} from "./cli";',
+        "const y = 2;",
+    ]
+    assert list(import_lines(lines)) == [
+        line for line in lines if line not in ("x = compute()", "const y = 2;")
+    ]

@@ -1,0 +1,96 @@
+"""llama.cpp models loaded from several threads at once leave stdout and stderr alone.
+
+llama-cpp-python silences a load (verbose=False) by pointing fds 1 and 2 and sys.stdout/stderr
+at /dev/null and back; concurrent loads used to interleave those swaps and leave the process
+writing to /dev/null for good (an evaluation run lost its log and its JSON result that way)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from typing import Any
+
+from repotune.server.models import ResolvedModel
+
+
+def test_concurrent_model_loads_restore_stdout_and_stderr(
+    generator_model: ResolvedModel, embedder_model: ResolvedModel
+) -> None:
+    from llama_cpp import Llama
+    from repotune.server.llm.embeddings import Embedder
+    from repotune.server.llm.runtime import llama_extra_buffers
+
+    def identity(fd: int) -> tuple[int, int]:
+        stat = os.fstat(fd)
+        return stat.st_dev, stat.st_ino
+
+    before = (identity(1), identity(2), sys.stdout, sys.stderr)
+    loaded: list[Any] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def load(kind: str) -> None:
+        try:
+            start.wait()
+            for _ in range(4):
+                if kind == "embedder":
+                    loaded.append(Embedder(embedder_model.path))
+                else:
+                    with llama_extra_buffers(False):
+                        loaded.append(
+                            Llama(
+                                model_path=str(generator_model.path), vocab_only=True, verbose=False
+                            )
+                        )
+        except BaseException as exc:  # reported below, on the test's thread
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=load, args=("vocab" if i % 4 == 0 else "embedder",))
+        for i in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert not errors, errors
+    assert len(loaded) == 32
+    assert (identity(1), identity(2), sys.stdout, sys.stderr) == before
+    for model in loaded:
+        model.close()
+
+
+def test_every_model_load_waits_for_the_process_wide_load_lock(
+    generator_model: ResolvedModel, embedder_model: ResolvedModel
+) -> None:
+    """The embedder, the generator and the dataset's tokenizer all load under one lock (the
+    end-to-end race above is timing-dependent; this is its cause, checked deterministically)."""
+    from repotune.server.completion.engine import CompletionEngine
+    from repotune.server.config import Settings
+    from repotune.server.llm.embeddings import Embedder
+    from repotune.server.llm.runtime import llama_extra_buffers
+    from repotune.training.dataset import TokenCounter
+
+    done: list[str] = []
+    loaders = {
+        "embedder": lambda: Embedder(embedder_model.path).close(),
+        "tokenizer": lambda: TokenCounter(generator_model.path),
+    }
+    engine = CompletionEngine(Settings())
+    with llama_extra_buffers(True):  # held by this thread: nobody else may load meanwhile
+        threads = [
+            threading.Thread(target=lambda name=name, load=load: (load(), done.append(name)))
+            for name, load in loaders.items()
+        ]
+        for thread in threads:
+            thread.start()
+        engine.start_loading()
+        for thread in threads:
+            thread.join(timeout=3)
+        assert done == [] and not engine.ready
+    for thread in threads:
+        thread.join(timeout=120)
+    assert sorted(done) == ["embedder", "tokenizer"]
+    assert engine.wait_ready(120), engine.load_error
+    engine.close()
