@@ -1,13 +1,14 @@
 """The base weights for training: the very GGUF the server runs, read by transformers.
 
-transformers dequantizes a GGUF to float (`gguf_file=`), which takes ~40 s for Gemma 3 270M
-(mostly the 262k-token tokenizer). The result is cached once per GGUF checksum as an ordinary
-Hugging Face folder, so every later run loads in seconds and trains on exactly the same numbers.
+transformers dequantizes a GGUF to float (`gguf_file=`), slowly (mostly the tokenizer), so the
+result is cached once per GGUF checksum as an ordinary Hugging Face folder: every later run loads
+quickly and trains on exactly the same numbers.
 A Hugging Face model directory is accepted as a base as well (no GGUF export parity then).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -101,3 +102,32 @@ def load_model(base: BaseWeights, dtype: Any = None) -> Any:
     return AutoModelForCausalLM.from_pretrained(
         base.hf_dir, dtype=dtype or torch.float32, attn_implementation="eager"
     )
+
+
+# --------------------------------------------------------------------------- llama.cpp
+
+
+def no_extra_buffers() -> contextlib.AbstractContextManager[None]:
+    """Load without llama.cpp's "extra" (repacked) weight buffers: some virtual machines advertise
+    AMX without enabling it and llama.cpp's AMX kernels then die with SIGSEGV (see the engine)."""
+    from repotune.server.engine import llama_extra_buffers
+
+    return llama_extra_buffers(False)
+
+
+def open_llama(model_path: Path, lora_path: Path | None = None, n_ctx: int = 1024) -> Any:
+    """A llama.cpp model for scoring (all logits). `lora_path` disables mmap: the base is read
+    into RAM (about the GGUF's size), which the caller must allow for."""
+    import psutil
+    from llama_cpp import Llama
+
+    with no_extra_buffers():
+        return Llama(
+            model_path=str(model_path),
+            lora_path=str(lora_path) if lora_path else None,
+            n_ctx=n_ctx,
+            n_batch=n_ctx,
+            logits_all=True,
+            n_threads=psutil.cpu_count(logical=False) or 1,
+            verbose=False,
+        )

@@ -85,7 +85,7 @@ class FinetuneResult:
 
 
 def read_examples(path: Path) -> list[dict[str, Any]]:
-    """Read a JSONL file of examples (schema in dataset.py); a clear error on bad lines."""
+    """Read a JSONL file of examples (schema in data.build); a clear error on bad lines."""
     if not path.is_file():
         raise TrainError(f"dataset file not found: {path}")
     examples = []
@@ -426,7 +426,7 @@ def finetune(
     model = get_peft_model(model, lora_config(train_cfg))
     warm_start = None
     if init_adapter is not None and not resume:
-        from repotune.training.warm_start import load_gguf_adapter
+        from repotune.training.export.warm_start import load_gguf_adapter
 
         warm_start = load_gguf_adapter(model, Path(init_adapter))
     if train_cfg.gradient_checkpointing:

@@ -19,17 +19,18 @@ import pytest
 from repotune.server.config import load_settings
 from repotune.server.engine import CompletionEngine
 from repotune.server.prompts import ContextSnippet
-from repotune.training.dataset import SourceFile, build_dataset
-from repotune.training.definitions import definitions, first_sentence
-from repotune.training.questions import (
+from repotune.training.data.build import build_dataset
+from repotune.training.data.definitions import definitions, first_sentence
+from repotune.training.data.questions import (
     ABSTAIN,
     ABSTAIN_TASK,
     KINDS,
     fake_name,
     repository_names,
 )
+from repotune.training.data.splits import SourceFile
 
-FIXTURE = Path(__file__).parent / "data" / "qa_repo"
+FIXTURE = Path(__file__).resolve().parents[2] / "data" / "qa_repo"
 CITATION = re.compile(r"([\w./-]+\.py):(\d+)")
 MAX_SEQ = 2048
 CONTEXT_CHARS = 2000

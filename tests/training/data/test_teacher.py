@@ -22,7 +22,7 @@ from conftest import copy_server_sources
 from repotune.server.config import load_settings
 from repotune.server.prompts import ContextSnippet, build_ask_document
 from repotune.training.base import TrainError
-from repotune.training.teacher import DOCUMENT_END, parse_pair
+from repotune.training.data.teacher import DOCUMENT_END, parse_pair
 
 pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
@@ -153,7 +153,7 @@ def test_parse_pair_is_defensive() -> None:
 def test_teacher_pairs_are_train_only_in_the_servers_prompt(
     teacher_url: str, tmp_path: Path
 ) -> None:
-    from repotune.training.dataset import build_dataset
+    from repotune.training.data.build import build_dataset
 
     repo = small_repo(tmp_path / "repo")
     out = tmp_path / "out"
@@ -201,7 +201,7 @@ def test_teacher_pairs_are_train_only_in_the_servers_prompt(
 
 def test_truncated_teacher_replies_are_counted_not_fatal(teacher_url: str, tmp_path: Path) -> None:
     """A 16-token cap cuts the JSON short: the build goes on and the statistics say why."""
-    from repotune.training.dataset import build_dataset
+    from repotune.training.data.build import build_dataset
 
     repo = small_repo(tmp_path / "repo")
     settings = settings_for(tmp_path, teacher_url, teacher_max_pairs=2, teacher_max_tokens=16)
@@ -214,7 +214,7 @@ def test_truncated_teacher_replies_are_counted_not_fatal(teacher_url: str, tmp_p
 
 
 def test_unreachable_teacher_is_a_clear_error_up_front(tmp_path: Path) -> None:
-    from repotune.training.dataset import build_dataset
+    from repotune.training.data.build import build_dataset
 
     repo = small_repo(tmp_path / "repo")
     url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there

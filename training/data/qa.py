@@ -20,6 +20,7 @@ from repotune.server.prompts import (
     build_ask_document,
     build_ask_messages,
 )
+from repotune.training.data.examples import context_hit
 
 # The answer ends the way the served document prompt is stopped, so the model learns to stop.
 DOCUMENT_END = ASK_DOCUMENT_STOPS[0]
@@ -167,8 +168,7 @@ def qa_row(
     split: str | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One ``qa`` row (dataset.py's schema) for a question, its answer and its context."""
-    from repotune.training.dataset import context_hit
+    """One ``qa`` row (data.build's schema) for a question, its answer and its context."""
 
     prompt = ask.build(question, context.snippets, chars)
     completion = ask.completion(answer)
