@@ -1,8 +1,8 @@
 """The base weights for training: the very GGUF the server runs, read by transformers.
 
-transformers dequantizes a GGUF to float (`gguf_file=`), which takes ~40 s for Gemma 3 270M
-(mostly the 262k-token tokenizer). The result is cached once per GGUF checksum as an ordinary
-Hugging Face folder, so every later run loads in seconds and trains on exactly the same numbers.
+transformers dequantizes a GGUF to float (`gguf_file=`), slowly (mostly the tokenizer), so the
+result is cached once per GGUF checksum as an ordinary Hugging Face folder: every later run loads
+quickly and trains on exactly the same numbers.
 A Hugging Face model directory is accepted as a base as well (no GGUF export parity then).
 """
 
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from repotune.server.config import cache_dir
+from repotune.server.llm.runtime import no_extra_buffers
 from repotune.server.models import ModelError, resolve_generator, sha256_file
 
 
@@ -101,3 +102,24 @@ def load_model(base: BaseWeights, dtype: Any = None) -> Any:
     return AutoModelForCausalLM.from_pretrained(
         base.hf_dir, dtype=dtype or torch.float32, attn_implementation="eager"
     )
+
+
+# --------------------------------------------------------------------------- llama.cpp
+
+
+def open_llama(model_path: Path, lora_path: Path | None = None, n_ctx: int = 1024) -> Any:
+    """A llama.cpp model for scoring (all logits). `lora_path` disables mmap: the base is read
+    into RAM (about the GGUF's size), which the caller must allow for."""
+    import psutil
+    from llama_cpp import Llama
+
+    with no_extra_buffers():
+        return Llama(
+            model_path=str(model_path),
+            lora_path=str(lora_path) if lora_path else None,
+            n_ctx=n_ctx,
+            n_batch=n_ctx,
+            logits_all=True,
+            n_threads=psutil.cpu_count(logical=False) or 1,
+            verbose=False,
+        )

@@ -18,6 +18,7 @@ from repotune.server.cli.console import print_error
 from repotune.server.config import Settings, SettingsError, load_settings, parse_overrides
 from repotune.server.models import ModelError
 from repotune.training.base import TrainError
+from repotune.training.options import OutOption, SetOption
 
 repotune.use_default_openmp_spin()  # a training process owns its cores
 
@@ -27,11 +28,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-SetOption = Annotated[
-    list[str] | None,
-    typer.Option("--set", help="a setting, e.g. train.learning_rate=1e-4 (repeatable)"),
-]
 
 
 def _fail(message: str) -> typer.Exit:
@@ -70,7 +66,7 @@ TimeBudget = Annotated[
 
 def _init_adapter(settings: Settings, base: str | None) -> Path | None:
     """The adapter a fine-tune starts from (train.init_adapter; 'default' = the shipped one)."""
-    from repotune.training.warm_start import init_adapter_path
+    from repotune.training.export.warm_start import init_adapter_path
 
     return _guard(lambda: init_adapter_path(settings, base))  # type: ignore[no-any-return]
 
@@ -81,12 +77,12 @@ def _init_adapter(settings: Settings, base: str | None) -> Path | None:
 @app.command()
 def dataset(
     repo: Annotated[Path, typer.Argument(help="repository root")],
-    out: Annotated[Path | None, typer.Option(help="output folder")] = None,
+    out: OutOption = None,
     per_kind: Annotated[int, typer.Option(help="spans per kind per file")] = 4,
     set_: SetOption = None,
 ) -> None:
     """Build train/validation/test JSONL (split by file) with retrieved context."""
-    from repotune.training.dataset import build_dataset, format_stats
+    from repotune.training.data.build import build_dataset, format_stats
 
     repo = repo.resolve()
     settings = _settings(repo if repo.is_dir() else None, set_)
@@ -147,8 +143,8 @@ def export(
     ] = False,
 ) -> None:
     """Write the adapter as a llama.cpp GGUF adapter; fail loudly when parity is poor."""
-    from repotune.training.export import export as run_export
-    from repotune.training.export import held_out_texts
+    from repotune.training.export.parity import held_out_texts
+    from repotune.training.export.run import export as run_export
 
     if dtype not in ("f32", "f16"):
         raise _fail("--dtype must be f32 or f16")
@@ -210,9 +206,9 @@ def all_steps(
     set_: SetOption = None,
 ) -> None:
     """dataset -> finetune -> export into <repo>/.repotune/."""
-    from repotune.training.dataset import build_dataset, format_stats
-    from repotune.training.export import export as run_export
-    from repotune.training.export import held_out_texts
+    from repotune.training.data.build import build_dataset, format_stats
+    from repotune.training.export.parity import held_out_texts
+    from repotune.training.export.run import export as run_export
     from repotune.training.finetune import finetune as run_finetune
 
     repo = repo.resolve()
@@ -256,12 +252,13 @@ def default_adapter(
 ) -> None:
     """Rebuild the shipped default adapter from the pinned corpus (resumable)."""
     from repotune.server.config import cache_dir
-    from repotune.training import default_adapter as recipe
+    from repotune.training.data.corpus import corpus_settings
+    from repotune.training.default_adapter import rebuild
 
-    settings = recipe.corpus_settings(_settings(None, set_))
+    settings = corpus_settings(_settings(None, set_))
     work = out or cache_dir() / "default-adapter"
     result = _guard(
-        lambda: recipe.rebuild(
+        lambda: rebuild(
             work,
             settings,
             max_steps=max_steps,

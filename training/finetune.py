@@ -34,13 +34,7 @@ from typing import Any
 
 from repotune.server.completion.formats import get_format
 from repotune.server.config import Settings, TrainSettings
-from repotune.training.base import (
-    BaseWeights,
-    TrainError,
-    load_model,
-    load_tokenizer,
-    prepare_base,
-)
+from repotune.training.base import BaseWeights, TrainError, load_model, load_tokenizer, prepare_base
 
 IGNORE_INDEX = -100
 ADAPTER_DIR = "adapter"  # the best adapter (peft format) inside a run directory
@@ -85,7 +79,7 @@ class FinetuneResult:
 
 
 def read_examples(path: Path) -> list[dict[str, Any]]:
-    """Read a JSONL file of examples (schema in dataset.py); a clear error on bad lines."""
+    """Read a JSONL file of examples (schema in data.build); a clear error on bad lines."""
     if not path.is_file():
         raise TrainError(f"dataset file not found: {path}")
     examples = []
@@ -365,6 +359,26 @@ def _stream(batches_for_epoch: Any, start_epoch: int, start_index: int) -> Itera
         epoch, index = epoch + 1, 0
 
 
+@dataclass
+class Run:
+    """What `setup` prepares and `fit` and `validate` share: one fine-tune in progress."""
+
+    run_dir: Path
+    train: TrainSettings
+    accelerator: Any
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    params: list[Any]
+    train_data: list[Encoded]
+    val_data: list[Encoded]
+    pad_id: int
+    accumulation: int  # micro-batches per rank per optimizer step
+    total_steps: int
+    threads: int
+    state: dict[str, Any]  # what a checkpoint restores: step, data position, losses, timing
+
+
 def finetune(
     data_dir: Path,
     run_dir: Path,
@@ -382,69 +396,146 @@ def finetune(
     `time_budget_s` stops the run (after a last validation, best adapter kept) once this
     invocation has trained that long.
     """
-    import torch
-    from accelerate import Accelerator
-    from peft import get_peft_model, set_peft_model_state_dict
-    from tqdm import tqdm
-    from transformers import get_linear_schedule_with_warmup
+    run = setup(data_dir, Path(run_dir), settings, base_reference, resume, max_steps, init_adapter)
+    if run.state["step"] == 0 and not run.state["history"]:
+        validate(run)  # the base model's validation loss: the bar the adapter must clear
+        checkpoint(run)
+    stopped_early, out_of_time = fit(run, progress, time_budget_s)
+    return finish(run, stopped_early, out_of_time)
 
-    train_cfg = settings.train
-    reference = base_reference or settings.model.generator
-    run_dir = Path(run_dir)
-    if not resume and (run_dir / CHECKPOINT_DIR).exists():
-        raise TrainError(f"{run_dir} holds a previous run: pass --resume, or choose a new --out")
-    if resume and (run_dir / RUN_FILE).is_file():
-        previous = json.loads((run_dir / RUN_FILE).read_text())
-        if base_reference is None:
-            reference = previous.get("base_reference", reference)
+
+def setup(
+    data_dir: Path,
+    run_dir: Path,
+    settings: Settings,
+    base_reference: str | None,
+    resume: bool,
+    max_steps: int | None,
+    init_adapter: Path | None,
+) -> Run:
+    """Data, base with LoRA, optimizer and schedule; on resume, restored from the checkpoint."""
+    import torch
+
+    cfg = settings.train
+    reference = _run_reference(run_dir, settings, base_reference, resume)
     train_examples = read_examples(Path(data_dir) / "train.jsonl")
     val_examples = read_examples(Path(data_dir) / "validation.jsonl")
     if not train_examples:
         raise TrainError(f"{data_dir}/train.jsonl has no examples")
+    accelerator, threads = _accelerator(settings)
+    world = accelerator.num_processes
+    torch.manual_seed(cfg.seed)
+    base = prepare_base(reference)
+    tokenizer = load_tokenizer(base)
+    train_data = encode_all(tokenizer, train_examples, cfg.max_seq_tokens)
+    val_pool = encode_all(tokenizer, val_examples, cfg.max_seq_tokens)
+    val_data = random.Random(cfg.seed).sample(val_pool, min(len(val_pool), cfg.eval_max_examples))
+    if not train_data:
+        raise TrainError("no training example has a non-empty completion")
+    model, warm_start = _lora_model(base, cfg, None if resume else init_adapter)
+    # batch_size is the global batch: per rank, accumulation micro-batches of micro_batch_size.
+    accumulation = max(1, cfg.batch_size // (cfg.micro_batch_size * world))
+    lengths = [item.length for item in train_data]
+    n_batches = len(bucketed_batches(lengths, cfg.micro_batch_size, cfg.seed, 0))
+    total_steps = _total_steps(n_batches, accumulation * world, cfg.epochs)
+    if max_steps is not None:
+        total_steps = min(total_steps, max_steps)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer, scheduler = _optimizer(params, cfg, total_steps)
+    state = _fresh_state()
+    if resume:
+        _restore(run_dir, model, optimizer, scheduler, state)
+    elif accelerator.is_main_process:
+        run_info = {
+            "base_reference": reference,
+            "base_sha256": base.sha256,
+            "base_gguf": str(base.gguf_path) if base.gguf_path else None,
+            "data_dir": str(Path(data_dir).resolve()),
+            "train": cfg.model_dump(),
+            "train_examples": len(train_data),
+            "validation_examples": len(val_data),
+            "init_adapter": warm_start,
+            "processes": world,
+        }
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / RUN_FILE).write_text(json.dumps(run_info, indent=2))
+    model, optimizer = accelerator.prepare(model, optimizer)
+    model.train()
+    return Run(
+        run_dir=run_dir,
+        train=cfg,
+        accelerator=accelerator,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        params=params,
+        train_data=train_data,
+        val_data=val_data,
+        pad_id=int(tokenizer.pad_token_id),
+        accumulation=accumulation,
+        total_steps=total_steps,
+        threads=threads,
+        state=state,
+    )
+
+
+def _lora_model(
+    base: BaseWeights, cfg: TrainSettings, init_adapter: Path | None
+) -> tuple[Any, dict[str, Any] | None]:
+    """The base with fresh LoRA layers, warm-started from a GGUF adapter when one is given."""
+    from peft import get_peft_model
+
+    model = get_peft_model(load_model(base), lora_config(cfg))
+    warm_start = None
+    if init_adapter is not None:
+        from repotune.training.export.warm_start import load_gguf_adapter
+
+        warm_start = load_gguf_adapter(model, Path(init_adapter))
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    return model, warm_start
+
+
+def _optimizer(params: list[Any], cfg: TrainSettings, total_steps: int) -> tuple[Any, Any]:
+    """AdamW (no weight decay) with a linear warmup and decay over `total_steps`."""
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=0.0)
+    warmup = max(1, int(total_steps * cfg.warmup_ratio)) if total_steps > 1 else 0
+    return optimizer, get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
+
+
+def _run_reference(
+    run_dir: Path, settings: Settings, base_reference: str | None, resume: bool
+) -> str:
+    """The base to train: as asked, else (resuming) the run's own, else the served generator."""
+    if not resume and (run_dir / CHECKPOINT_DIR).exists():
+        raise TrainError(f"{run_dir} holds a previous run: pass --resume, or choose a new --out")
+    reference = base_reference or settings.model.generator
+    if resume and base_reference is None and (run_dir / RUN_FILE).is_file():
+        previous = json.loads((run_dir / RUN_FILE).read_text())
+        reference = previous.get("base_reference", reference)
+    return reference
+
+
+def _accelerator(settings: Settings) -> tuple[Any, int]:
+    """accelerate on the GPU (bf16 where it can) or the CPU, and the CPU threads per process."""
+    import torch
+    from accelerate import Accelerator
 
     on_gpu = torch.cuda.is_available()
     accelerator = Accelerator(
         mixed_precision="bf16" if on_gpu and torch.cuda.is_bf16_supported() else "no",
         cpu=not on_gpu,
     )
-    world, rank = accelerator.num_processes, accelerator.process_index
-    threads = configure_threads(
-        settings, 1 if on_gpu else int(os.environ.get("LOCAL_WORLD_SIZE", world))
-    )
-    torch.manual_seed(train_cfg.seed)
-    base = prepare_base(reference)
-    tokenizer = load_tokenizer(base)
-    pad_id = int(tokenizer.pad_token_id)
-    train_data = encode_all(tokenizer, train_examples, train_cfg.max_seq_tokens)
-    rng = random.Random(train_cfg.seed)
-    val_pool = encode_all(tokenizer, val_examples, train_cfg.max_seq_tokens)
-    val_data = rng.sample(val_pool, min(len(val_pool), train_cfg.eval_max_examples))
-    if not train_data:
-        raise TrainError("no training example has a non-empty completion")
+    local = 1 if on_gpu else int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
+    return accelerator, configure_threads(settings, local)
 
-    model = load_model(base)
-    model = get_peft_model(model, lora_config(train_cfg))
-    warm_start = None
-    if init_adapter is not None and not resume:
-        from repotune.training.warm_start import load_gguf_adapter
 
-        warm_start = load_gguf_adapter(model, Path(init_adapter))
-    if train_cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.config.use_cache = False
-    # batch_size is the global batch: per rank, accumulation micro-batches of micro_batch_size.
-    accumulation = max(1, train_cfg.batch_size // (train_cfg.micro_batch_size * world))
-    lengths = [item.length for item in train_data]
-    n_batches = len(bucketed_batches(lengths, train_cfg.micro_batch_size, train_cfg.seed, 0))
-    total_steps = _total_steps(n_batches, accumulation * world, train_cfg.epochs)
-    if max_steps is not None:
-        total_steps = min(total_steps, max_steps)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=train_cfg.learning_rate, weight_decay=0.0)
-    warmup = max(1, int(total_steps * train_cfg.warmup_ratio)) if total_steps > 1 else 0
-    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
-
-    state: dict[str, Any] = {
+def _fresh_state() -> dict[str, Any]:
+    return {
         "step": 0,
         "epoch": 0,
         "batch_index": 0,
@@ -456,150 +547,165 @@ def finetune(
         "train_seconds": 0.0,
         "history": [],
     }
-    if resume:
-        saved, weights = _load_checkpoint(run_dir)
-        set_peft_model_state_dict(model, weights)
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        random.setstate(saved["python_rng"])
-        torch.set_rng_state(saved["torch_rng"])
-        state.update({k: v for k, v in saved.items() if k in state})
-    elif accelerator.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        run_info = {
-            "base_reference": reference,
-            "base_sha256": base.sha256,
-            "base_gguf": str(base.gguf_path) if base.gguf_path else None,
-            "data_dir": str(Path(data_dir).resolve()),
-            "train": train_cfg.model_dump(),
-            "train_examples": len(train_data),
-            "validation_examples": len(val_data),
-            "init_adapter": warm_start,
-            "processes": world,
-        }
-        (run_dir / RUN_FILE).write_text(json.dumps(run_info, indent=2))
 
-    model, optimizer = accelerator.prepare(model, optimizer)
-    device = accelerator.device
-    model.train()
 
-    def save_best() -> None:
-        unwrapped = accelerator.unwrap_model(model)
-        _atomic_dir(run_dir / ADAPTER_DIR, lambda folder: unwrapped.save_pretrained(folder))
+def _restore(
+    run_dir: Path, model: Any, optimizer: Any, scheduler: Any, state: dict[str, Any]
+) -> None:
+    """Continue exactly where the checkpoint left off: weights, optimizer, schedule, RNGs, data."""
+    import torch
+    from peft import set_peft_model_state_dict
 
-    def checkpoint() -> None:
-        if not accelerator.is_main_process:
-            return
-        snapshot = dict(state)
-        snapshot.update(
-            optimizer=optimizer.state_dict(),
-            scheduler=scheduler.state_dict(),
-            python_rng=random.getstate(),
-            torch_rng=torch.get_rng_state(),
-        )
-        _save_checkpoint(run_dir, accelerator.unwrap_model(model), snapshot)
+    saved, weights = _load_checkpoint(run_dir)
+    set_peft_model_state_dict(model, weights)
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    random.setstate(saved["python_rng"])
+    torch.set_rng_state(saved["torch_rng"])
+    state.update({k: v for k, v in saved.items() if k in state})
 
-    def run_eval() -> bool:
-        """Evaluate; keep the best adapter; True when patience is exhausted."""
-        if not val_data:
-            if accelerator.is_main_process:
-                save_best()
-            return False
-        loss = evaluate_loss(
-            accelerator.unwrap_model(model),
-            val_data,
-            pad_id,
-            device,
-            train_cfg.micro_batch_size,
-            accelerator,
-        )
-        state["history"].append({"step": state["step"], "val_loss": loss})
-        if state["initial_val_loss"] is None:
-            state["initial_val_loss"] = loss
-        best = state["best_val_loss"]
-        if best is None or loss < best:
-            state.update(best_val_loss=loss, best_step=state["step"], bad_evals=0)
-            if accelerator.is_main_process:
-                save_best()
-        elif state["step"] > 0:
-            state["bad_evals"] += 1
-        return bool(state["bad_evals"] >= train_cfg.early_stopping_patience)
 
-    if state["step"] == 0 and not state["history"]:
-        run_eval()  # the base model's validation loss: the bar the adapter must clear
-        checkpoint()
+def fit(run: Run, progress: bool, time_budget_s: float | None) -> tuple[bool, bool]:
+    """Steps until the last, early stopping or the time budget: (stopped early, out of time)."""
+    from tqdm import tqdm
+
+    cfg, state = run.train, run.state
+    lengths = [item.length for item in run.train_data]
 
     def batches_for_epoch(epoch: int) -> list[list[int]]:
-        return bucketed_batches(lengths, train_cfg.micro_batch_size, train_cfg.seed, epoch)
+        return bucketed_batches(lengths, cfg.micro_batch_size, cfg.seed, epoch)
 
     stream = _stream(batches_for_epoch, state["epoch"], state["batch_index"])
     bar = tqdm(
-        total=total_steps,
+        total=run.total_steps,
         initial=state["step"],
         desc="finetune",
         unit="step",
-        disable=not progress or not accelerator.is_main_process,
+        disable=not progress or not run.accelerator.is_main_process,
     )
-    stopped_early = False
     budget_start = time.monotonic()
-    out_of_time = False
-    while state["step"] < total_steps and not stopped_early:
-        if time_budget_s is not None and time.monotonic() - budget_start >= time_budget_s:
-            if not state["history"] or state["history"][-1]["step"] != state["step"]:
-                run_eval()  # the budget ends the run as the last step would: validated, saved
-                checkpoint()
-            out_of_time = True
-            break
-        started = time.perf_counter()
-        step_tokens = 0
-        step_loss = 0.0
-        optimizer.zero_grad(set_to_none=True)
-        # Every rank draws the same global micro-batches and trains on its own share of them.
-        micro = [next(stream) for _ in range(accumulation * world)]
-        total_targets = sum(
-            sum(1 for label in train_data[i].labels[1:] if label != IGNORE_INDEX)
-            for _, _, indices in micro
-            for i in indices
-        )
-        mine = micro[rank::world]
-        for number, (_epoch, _position, indices) in enumerate(mine):
-            batch = collate([train_data[i] for i in indices], pad_id)
-            batch = {k: v.to(device) for k, v in batch.items()}
-            # Gradients are all-reduced (averaged) once, after the last micro-batch.
-            sync = number == len(mine) - 1
-            with contextlib.nullcontext() if sync else accelerator.no_sync(model):
-                with accelerator.autocast():
-                    loss_sum, _ = completion_loss_sums(model, batch)
-                # The mean over the whole global batch once DDP has averaged over the ranks.
-                loss = loss_sum * world / max(total_targets, 1)
-                accelerator.backward(loss)
-            step_loss += float(loss.detach()) / world
-            step_tokens += int(batch["attention_mask"].sum())
-        if world > 1:
-            totals = accelerator.reduce(
-                torch.tensor([step_loss, float(step_tokens)], dtype=torch.float64, device=device),
-                "sum",
-            )
-            step_loss, step_tokens = float(totals[0]), int(totals[1])
-        accelerator.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        scheduler.step()
-        last_epoch, last_position, _ = micro[-1]
-        state.update(step=state["step"] + 1, epoch=last_epoch, batch_index=last_position + 1)
-        state["train_tokens"] += step_tokens
-        state["train_seconds"] += time.perf_counter() - started
-        rate = state["train_tokens"] / max(state["train_seconds"], 1e-9)
-        bar.update(1)
-        bar.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{rate:.0f}")
-        if state["step"] % train_cfg.eval_every == 0 or state["step"] == total_steps:
-            stopped_early = run_eval()
-            checkpoint()
-    bar.close()
-    if not (run_dir / ADAPTER_DIR).exists() and accelerator.is_main_process:
-        save_best()
+    try:
+        while state["step"] < run.total_steps:
+            if time_budget_s is not None and time.monotonic() - budget_start >= time_budget_s:
+                if not state["history"] or state["history"][-1]["step"] != state["step"]:
+                    validate(run)  # the budget ends the run as the last step would: validated
+                    checkpoint(run)
+                return False, True
+            started = time.perf_counter()
+            step_loss, step_tokens = train_step(run, stream)
+            state["train_tokens"] += step_tokens
+            state["train_seconds"] += time.perf_counter() - started
+            rate = state["train_tokens"] / max(state["train_seconds"], 1e-9)
+            bar.update(1)
+            bar.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{rate:.0f}")
+            if state["step"] % cfg.eval_every == 0 or state["step"] == run.total_steps:
+                stopped_early = validate(run)
+                checkpoint(run)
+                if stopped_early:
+                    return True, False
+        return False, False
+    finally:
+        bar.close()
+
+
+def train_step(run: Run, stream: Iterator[Any]) -> tuple[float, int]:
+    """One optimizer step over the next global batch: (mean completion loss, tokens seen)."""
+    import torch
+
+    accelerator, model = run.accelerator, run.model
+    world, rank = accelerator.num_processes, accelerator.process_index
+    run.optimizer.zero_grad(set_to_none=True)
+    # Every rank draws the same global micro-batches and trains on its own share of them.
+    micro = [next(stream) for _ in range(run.accumulation * world)]
+    total_targets = sum(
+        sum(1 for label in run.train_data[i].labels[1:] if label != IGNORE_INDEX)
+        for _, _, indices in micro
+        for i in indices
+    )
+    mine = micro[rank::world]
+    step_loss, step_tokens = 0.0, 0
+    for number, (_epoch, _position, indices) in enumerate(mine):
+        batch = collate([run.train_data[i] for i in indices], run.pad_id)
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        # Gradients are all-reduced (averaged) once, after the last micro-batch.
+        sync = number == len(mine) - 1
+        with contextlib.nullcontext() if sync else accelerator.no_sync(model):
+            with accelerator.autocast():
+                loss_sum, _ = completion_loss_sums(model, batch)
+            # The mean over the whole global batch once DDP has averaged over the ranks.
+            loss = loss_sum * world / max(total_targets, 1)
+            accelerator.backward(loss)
+        step_loss += float(loss.detach()) / world
+        step_tokens += int(batch["attention_mask"].sum())
+    if world > 1:
+        local = torch.tensor([step_loss, float(step_tokens)], dtype=torch.float64)
+        totals = accelerator.reduce(local.to(accelerator.device), "sum")
+        step_loss, step_tokens = float(totals[0]), int(totals[1])
+    accelerator.clip_grad_norm_(run.params, 1.0)
+    run.optimizer.step()
+    run.scheduler.step()
+    last_epoch, last_position, _ = micro[-1]
+    run.state.update(step=run.state["step"] + 1, epoch=last_epoch, batch_index=last_position + 1)
+    return step_loss, step_tokens
+
+
+def validate(run: Run) -> bool:
+    """Validation loss; keep the best adapter; True when early-stopping patience is exhausted."""
+    state, accelerator = run.state, run.accelerator
+    if not run.val_data:
+        if accelerator.is_main_process:
+            save_best(run)
+        return False
+    loss = evaluate_loss(
+        accelerator.unwrap_model(run.model),
+        run.val_data,
+        run.pad_id,
+        accelerator.device,
+        run.train.micro_batch_size,
+        accelerator,
+    )
+    state["history"].append({"step": state["step"], "val_loss": loss})
+    if state["initial_val_loss"] is None:
+        state["initial_val_loss"] = loss
+    best = state["best_val_loss"]
+    if best is None or loss < best:
+        state.update(best_val_loss=loss, best_step=state["step"], bad_evals=0)
+        if accelerator.is_main_process:
+            save_best(run)
+    elif state["step"] > 0:
+        state["bad_evals"] += 1
+    return bool(state["bad_evals"] >= run.train.early_stopping_patience)
+
+
+def save_best(run: Run) -> None:
+    unwrapped = run.accelerator.unwrap_model(run.model)
+    _atomic_dir(run.run_dir / ADAPTER_DIR, lambda folder: unwrapped.save_pretrained(folder))
+
+
+def checkpoint(run: Run) -> None:
+    """The resumable state (main process only): adapter, optimizer, schedule, RNGs, position."""
+    import torch
+
+    if not run.accelerator.is_main_process:
+        return
+    snapshot = dict(run.state)
+    snapshot.update(
+        optimizer=run.optimizer.state_dict(),
+        scheduler=run.scheduler.state_dict(),
+        python_rng=random.getstate(),
+        torch_rng=torch.get_rng_state(),
+    )
+    _save_checkpoint(run.run_dir, run.accelerator.unwrap_model(run.model), snapshot)
+
+
+def finish(run: Run, stopped_early: bool, out_of_time: bool) -> FinetuneResult:
+    """The result, and metrics.json beside the run; every rank waits until the files exist."""
+    state, accelerator = run.state, run.accelerator
+    if not (run.run_dir / ADAPTER_DIR).exists() and accelerator.is_main_process:
+        save_best(run)
     result = FinetuneResult(
-        run_dir=run_dir,
-        adapter_dir=run_dir / ADAPTER_DIR,
+        run_dir=run.run_dir,
+        adapter_dir=run.run_dir / ADAPTER_DIR,
         steps=state["step"],
         train_tokens=state["train_tokens"],
         tokens_per_s=state["train_tokens"] / max(state["train_seconds"], 1e-9),
@@ -612,11 +718,11 @@ def finetune(
     )
     if accelerator.is_main_process:
         metrics = result.to_json() | {
-            "threads": threads,
-            "device": str(device),
+            "threads": run.threads,
+            "device": str(accelerator.device),
             "processes": accelerator.num_processes,
         }
-        (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+        (run.run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
     accelerator.wait_for_everyone()  # no rank exits (or reads the run) before the files exist
     return result
 

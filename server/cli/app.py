@@ -235,7 +235,7 @@ def train(ctx: typer.Context) -> None:
 )
 def evaluate(ctx: typer.Context) -> None:
     """Evaluate retrieval and fine-tuning conditions on held-out files."""
-    from repotune.training.evaluate import main as eval_main
+    from repotune.training.eval.cli import main as eval_main
 
     eval_main(ctx.args)
 

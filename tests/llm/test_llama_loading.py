@@ -70,7 +70,7 @@ def test_every_model_load_waits_for_the_process_wide_load_lock(
     from repotune.server.config import Settings
     from repotune.server.llm.embeddings import Embedder
     from repotune.server.llm.runtime import llama_extra_buffers
-    from repotune.training.dataset import TokenCounter
+    from repotune.training.data.examples import TokenCounter
 
     done: list[str] = []
     loaders = {

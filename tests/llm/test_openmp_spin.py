@@ -41,7 +41,7 @@ def test_users_own_openmp_settings_win() -> None:
     )
 
 
-@pytest.mark.parametrize("module", ["repotune.training.cli", "repotune.training.evaluate"])
+@pytest.mark.parametrize("module", ["repotune.training.cli", "repotune.training.eval.cli"])
 def test_training_keeps_libgomps_own_spin(module: str) -> None:
     assert spin_after_import(module) == "None None"
     # set by the user: kept

@@ -23,8 +23,14 @@ from typing import Any
 
 from repotune.server.config import Settings
 from repotune.training.base import TrainError
-from repotune.training.definitions import Definition, definitions, sample_definitions, snippet_of
-from repotune.training.qa import DOCUMENT_END, AskPrompt, assemble, qa_row
+from repotune.training.data.definitions import (
+    Definition,
+    definitions,
+    sample_definitions,
+    snippet_of,
+)
+from repotune.training.data.qa import DOCUMENT_END, AskPrompt, assemble, qa_row
+from repotune.training.data.spans import Span, example_id
 
 __all__ = [
     "DOCUMENT_END",
@@ -206,7 +212,6 @@ def qa_examples(
 ) -> list[dict[str, Any]]:
     """Ask the teacher about sampled train definitions; one ``qa`` row per usable pair."""
     import httpx
-    from repotune.training.dataset import Span, _example_id
     from tqdm import tqdm
 
     settings: Settings = builder.settings
@@ -241,7 +246,7 @@ def qa_examples(
             qa_row(
                 builder,
                 ask,
-                row_id=_example_id(definition.path, span) + f"-{stats.pairs}",
+                row_id=example_id(definition.path, span) + f"-{stats.pairs}",
                 source=source,
                 span=definition.node,
                 start=definition.start,

@@ -17,21 +17,20 @@ from __future__ import annotations
 
 import gzip
 import json
-import shlex
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import typer
 from repotune.server.bench.record import machine_facts
 from repotune.server.config import Settings, SettingsError, load_settings, settings_with
 from repotune.server.models import DEFAULT_REF, NO_ADAPTER
-from repotune.training.corpora import EvalError
-from repotune.training.eval_metrics import (
+from repotune.training.eval.config import EVAL_COMPLETION, LOAD_TIMEOUT_S
+from repotune.training.eval.corpora import EvalError
+from repotune.training.eval.humaneval_exec import DEFAULT_TIMEOUT_S, build_program, run_program
+from repotune.training.eval.metrics import (
     exact_match,
     first_line,
     mcnemar_exact,
@@ -39,8 +38,6 @@ from repotune.training.eval_metrics import (
     paired_bootstrap,
     percentile,
 )
-from repotune.training.evaluate import EVAL_COMPLETION, LOAD_TIMEOUT_S, run_app
-from repotune.training.humaneval_exec import DEFAULT_TIMEOUT_S, build_program, run_program
 
 BUILT_IN = {"base": NO_ADAPTER, "default": DEFAULT_REF}
 FIELDS = ("task_id", "entry_point", "prompt", "suffix", "canonical_solution", "test")
@@ -380,11 +377,6 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------- command line
-
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-
-
 def parse_conditions(names: str, adapters: Sequence[str]) -> dict[str, str]:
     """`base`/`default` by name, plus `[LABEL=]PATH.gguf` adapters (label: the file's stem)."""
     conditions: dict[str, str] = {}
@@ -403,62 +395,3 @@ def parse_conditions(names: str, adapters: Sequence[str]) -> dict[str, str]:
             raise EvalError(f"adapter label '{label}' is empty or already used")
         conditions[label] = str(file.resolve())
     return conditions
-
-
-@app.command()
-def command(
-    data: Annotated[list[Path], typer.Option(help="HumanEval-*Infilling*.jsonl.gz (repeatable)")],
-    conditions: Annotated[
-        str, typer.Option(help="comma-separated, of: base (adapter none), default (shipped)")
-    ] = "base,default",
-    adapter: Annotated[
-        list[str] | None,
-        typer.Option(help="also run this GGUF adapter: [LABEL=]PATH (repeatable)"),
-    ] = None,
-    limit: Annotated[int | None, typer.Option(help="at most N tasks, spread evenly")] = None,
-    every: Annotated[int, typer.Option(help="take every K-th task")] = 1,
-    timeout: Annotated[float, typer.Option(help="seconds per program run")] = DEFAULT_TIMEOUT_S,
-    bootstrap: Annotated[int, typer.Option(help="bootstrap resamples")] = 2000,
-    seed: Annotated[int, typer.Option(help="bootstrap seed")] = 1234,
-    out: Annotated[Path | None, typer.Option(help="output folder")] = None,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="a setting SECTION.KEY=VALUE (repeatable)")
-    ] = None,
-    quiet: Annotated[bool, typer.Option(help="no progress on stderr")] = False,
-) -> None:
-    """pass@1 on HumanEval infilling for the bare base, the default adapter and any adapter;
-    writes humaneval.json, humaneval.md and humaneval-predictions.jsonl under --out."""
-    from repotune.server.config import parse_overrides
-
-    config = HumanEvalConfig(
-        data=list(data),
-        conditions=parse_conditions(conditions, adapter or []),
-        limit=limit,
-        every=every,
-        timeout_s=timeout,
-        bootstrap=bootstrap,
-        seed=seed,
-        overrides=parse_overrides(set_ or []),
-        out=out,
-        progress=not quiet,
-        command=_COMMAND[0],
-    )
-    result = run(config)
-    summary = {
-        kind: {name: s["pass_at_1"] for name, s in data_set["conditions"].items()}
-        for kind, data_set in result["sets"].items()
-    }
-    print(json.dumps({"out": str(out) if out else None, "pass_at_1": summary}))
-
-
-_COMMAND = [""]
-
-
-def main(args: list[str]) -> None:
-    """`repotune eval humaneval ARGS...`; errors are one line on stderr, exit status 1."""
-    _COMMAND[0] = "repotune eval humaneval " + shlex.join(args)
-    run_app(app, args, "repotune eval humaneval")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main(sys.argv[1:])

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 from repotune.server.config import load_settings
-from repotune.training.eval_questions import (
+from repotune.training.data.questions import ABSTAIN
+from repotune.training.eval.questions import (
     QuestionTask,
     abstains,
     cites,
@@ -19,9 +20,8 @@ from repotune.training.eval_questions import (
     question_tasks,
     rouge_l,
 )
-from repotune.training.questions import ABSTAIN
 
-FIXTURE = Path(__file__).parent / "data" / "qa_repo"
+FIXTURE = Path(__file__).resolve().parents[2] / "data" / "qa_repo"
 # seed 41 puts shop/accounts.py and shop/inventory.py in the test split
 OVERRIDES: dict[str, Any] = {"train": {"seed": 41, "test_share": 0.2, "validation_share": 0.15}}
 
@@ -84,8 +84,8 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_tasks_come_from_held_out_files_with_cited_references(shop: dict[str, Any]) -> None:
-    from repotune.training.dataset import assign_splits, collect_files
-    from repotune.training.evaluate import open_index
+    from repotune.training.data.splits import assign_splits, collect_files
+    from repotune.training.eval.adapters import open_index
 
     settings = load_settings(None, shop["overrides"])
     files, _ = collect_files(shop["repo"], settings)
@@ -116,7 +116,8 @@ def test_tasks_come_from_held_out_files_with_cited_references(shop: dict[str, An
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # indexing, two model loads and three answers on two busy cores
 def test_runner_asks_questions_with_the_real_model(shop: dict[str, Any]) -> None:
-    from repotune.training.evaluate import EvalConfig, run
+    from repotune.training.eval.config import EvalConfig
+    from repotune.training.eval.runner import run
 
     overrides = {**shop["overrides"], "ask": {"max_tokens": 48}, "model": {"context_length": 2048}}
     out = shop["tmp"] / "out"
@@ -149,8 +150,8 @@ def test_runner_asks_questions_with_the_real_model(shop: dict[str, Any]) -> None
 
 
 def test_summary_and_table_from_known_answers() -> None:
-    from repotune.training.eval_questions import Answered, score_answers, summarize_questions
-    from repotune.training.eval_report import question_lines
+    from repotune.training.eval.questions import Answered, score_answers, summarize_questions
+    from repotune.training.eval.report import question_lines
 
     subject = {"name": "reserve", "path": "shop/inventory.py", "start_line": 21, "end_line": 27}
     made_up = {"name": "reserves", "path": None, "start_line": None, "end_line": None}

@@ -1,7 +1,7 @@
 """Question tasks for `repotune eval`: questions about the held-out test files, asked the way the
 server asks them, scored for citations, similarity to the reference answer and abstention.
 
-Tasks are made by the dataset's own generator (questions.py) from test-split files only, so no
+Tasks are made by the dataset's own generator (data.questions) from test-split files only, so no
 task was seen in training: answerable ones (what / where / how to call / which function /
 setting) with the reference answer composed from the code, and unanswerable ones about names
 the repository does not define (reference: the abstention). Each is answered like `repotune ask`:
@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from repotune.training.eval_metrics import lcs_length, mean, paired_bootstrap, percentile
+from repotune.training.eval.metrics import lcs_length, mean, paired_bootstrap, percentile
 
 # The trained phrase, and what an untrained model says when it declines.
 ABSTENTION = re.compile(
@@ -70,7 +70,7 @@ def question_tasks(
     """`count` questions about the test files (about one in five unanswerable), with reference
     answers composed from the code and the context the question retrieves."""
     from repotune.server.ask.prompts import build_ask_document
-    from repotune.training.questions import (
+    from repotune.training.data.questions import (
         Question,
         answer_for,
         plan,
@@ -153,7 +153,7 @@ def answer_all(
     engine = CompletionEngine(settings_with(settings, {"model": {"adapter": adapter}}, "eval"))
     try:
         if not engine.wait_ready(600):
-            from repotune.training.corpora import EvalError
+            from repotune.training.eval.corpora import EvalError
 
             raise EvalError(engine.load_error or "the generator did not load in time")
         answers = []
@@ -362,7 +362,7 @@ def evaluate_questions(
                     **task_scores,
                 }
             )
-    from repotune.training.evaluate import COMPARISONS
+    from repotune.training.eval.config import COMPARISONS
 
     section = {
         "task_counts": {

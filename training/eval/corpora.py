@@ -1,6 +1,6 @@
 """Repositories to evaluate on: a pinned PyPI package (downloaded once, cached) or a folder.
 
-Pinned packages go through the server benchmark's fetcher (`bench_complete.ensure_corpus`: pip
+Pinned packages go through the server's corpus fetcher (`repotune.server.corpora.ensure_corpus`: pip
 download of the wheel, unpacked under `cache_dir()/corpora/`), so the benchmarks and the
 evaluation read the same bytes. Errors come back as one line (pip's own last ERROR line).
 """

@@ -15,16 +15,15 @@ import pytest
 from conftest import copy_server_sources
 from repotune.server.config import load_settings
 from repotune.training.base import TrainError
-from repotune.training.dataset import (
+from repotune.training.data.build import build_dataset
+from repotune.training.data.examples import context_hit
+from repotune.training.data.spans import (
     BLOCK_NODES,
     EXPRESSION_NODES,
     STATEMENT_NODES,
-    SourceFile,
-    build_dataset,
-    context_hit,
-    split_for,
     syntax_spans,
 )
+from repotune.training.data.splits import SourceFile, split_for
 
 REPO_FILES = ["retrieval.py", "postprocess.py", "prompts.py", "models.py", "embeddings.py"]
 

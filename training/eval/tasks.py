@@ -11,7 +11,7 @@ Three kinds, each a cursor with the file's text before (prefix) and after (suffi
 
 Every task also lists the cross-file definitions its answer uses (functions and classes defined
 in another file of the repository, named unambiguously), for retrieval recall@k.
-Files and their split come from `dataset.collect_files` / `dataset.assign_splits` with the same
+Files and their split come from `data.splits.collect_files` / `assign_splits` with the same
 settings as training, so "test" means exactly the files the fine-tune never saw.
 """
 
@@ -24,13 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from repotune.training.dataset import (
-    FUNCTION_NODES,
-    SourceFile,
-    _parser,
-    _walk,
-    syntax_spans,
-)
+from repotune.training.data.spans import FUNCTION_NODES, parser, syntax_spans, walk
+from repotune.training.data.splits import SourceFile
 
 KINDS = ("line", "span", "api")
 SPAN_TYPES = ("function_body", "block", "expression")
@@ -99,7 +94,7 @@ class Task:
 
 def _parse(source: SourceFile) -> Any | None:
     try:
-        return _parser(source.language).parse(source.data)
+        return parser(source.language).parse(source.data)
     except Exception:  # a grammar that fails to load: no tasks from this file
         return None
 
@@ -114,7 +109,7 @@ def definitions_index(files: Sequence[SourceFile]) -> dict[str, list[Definition]
         tree = _parse(source)
         if tree is None:
             continue
-        for node in _walk(tree.root_node):
+        for node in walk(tree.root_node):
             if node.type not in FUNCTION_NODES and node.type not in CLASS_NODES:
                 continue
             name = node.child_by_field_name("name")
@@ -150,7 +145,7 @@ def used_definitions(
 
 
 def _leaves(node: Any) -> list[Any]:
-    return [n for n in _walk(node) if n.child_count == 0 and n.end_byte > n.start_byte]
+    return [n for n in walk(node) if n.child_count == 0 and n.end_byte > n.start_byte]
 
 
 def _in_string_or_comment(node: Any) -> bool:
@@ -251,7 +246,7 @@ def api_candidates(
     data = source.data
     outside = external_names(source.text, own_packages or set())
     found = []
-    for node in _walk(tree.root_node):
+    for node in walk(tree.root_node):
         if node.type not in CALL_NODES or node.has_error:
             continue
         function = node.child_by_field_name("function") or node.child_by_field_name("name")

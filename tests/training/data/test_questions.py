@@ -16,20 +16,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from repotune.server.ask.answer import continue_document
 from repotune.server.completion.context import ContextSnippet
+from repotune.server.completion.engine import CompletionEngine
 from repotune.server.config import load_settings
-from repotune.training.dataset import SourceFile, build_dataset
-from repotune.training.definitions import definitions, first_sentence
-from repotune.training.questions import (
+from repotune.training.data.build import build_dataset
+from repotune.training.data.definitions import definitions, first_sentence
+from repotune.training.data.questions import (
     ABSTAIN,
     ABSTAIN_TASK,
     KINDS,
     fake_name,
     repository_names,
 )
+from repotune.training.data.splits import SourceFile
 
-FIXTURE = Path(__file__).parent / "data" / "qa_repo"
+FIXTURE = Path(__file__).resolve().parents[2] / "data" / "qa_repo"
 CITATION = re.compile(r"([\w./-]+\.py):(\d+)")
 MAX_SEQ = 2048
 CONTEXT_CHARS = 2000
@@ -155,7 +156,7 @@ def test_token_and_context_budget(built: tuple[Path, Path, Any]) -> None:
 
 
 class RecordingModel:
-    """Stands in for llama.cpp to see the exact prompt the server's ask builds."""
+    """Stands in for llama.cpp to see the exact prompt the engine's ask builds."""
 
     def __init__(self) -> None:
         self.prompts: list[str] = []
@@ -167,6 +168,7 @@ class RecordingModel:
 
 def test_prompt_is_what_the_server_builds(built: tuple[Path, Path, Any]) -> None:
     repo, out, settings = built
+    engine = CompletionEngine(settings)
     model = RecordingModel()
     checked = 0
     for row in questions(out):
@@ -177,9 +179,7 @@ def test_prompt_is_what_the_server_builds(built: tuple[Path, Path, Any]) -> None
             text = "\n".join(lines[entry["start_line"] - 1 : entry["end_line"]])
             snippets.append(ContextSnippet(entry["path"], text, entry["start_line"]))
         deadline = time.monotonic() + 60
-        continue_document(
-            model, settings, row["question"], snippets, 8, threading.Event(), deadline
-        )
+        engine._ask_document(model, row["question"], snippets, 8, threading.Event(), deadline)
         assert model.prompts[-1] == row["prompt"]
         checked += 1
     assert checked

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from repotune.server.completion.context import ContextSnippet
+from repotune.training.data.spans import doc_of, parser, walk
 
 DEFINITION_NODES = frozenset(
     {
@@ -27,6 +28,7 @@ DEFINITION_NODES = frozenset(
         "impl_item",
     }
 )
+
 CLASS_NODES = frozenset({"class_definition", "class_declaration", "impl_item"})
 # Module- or class-level assignments that may be settings (Python, JavaScript/TypeScript).
 SETTING_NODES = frozenset({"expression_statement", "lexical_declaration", "variable_declaration"})
@@ -57,10 +59,8 @@ class Definition:
 
 
 def _parse(source: Any) -> Any | None:
-    from repotune.training.dataset import _parser
-
     try:
-        return _parser(source.language).parse(source.data)
+        return parser(source.language).parse(source.data)
     except Exception:  # a grammar that fails to load: nothing from this file
         return None
 
@@ -132,16 +132,14 @@ def _params(data: bytes, node: Any) -> tuple[tuple[str, bool], ...]:
 
 
 def _doc_sentence(node: Any, data: bytes) -> str | None:
-    from repotune.training.dataset import _doc_of
-
     target = (
         node.parent
         if node.parent is not None and node.parent.type == "decorated_definition"
         else node
     )
-    doc = _doc_of(node, data)
+    doc = doc_of(node, data)
     if doc is None and target is not node:
-        doc = _doc_of(target, data)
+        doc = doc_of(target, data)
     if doc is None and target.prev_named_sibling is not None:
         previous = target.prev_named_sibling  # JSDoc above an `export` wrapper
         if "comment" in previous.type and previous.end_point[0] + 1 >= target.start_point[0]:
@@ -167,11 +165,10 @@ def definitions(source: Any, with_settings: bool = False) -> list[Definition]:
     tree = _parse(source)
     if tree is None:
         return []
-    from repotune.training.dataset import _walk
 
     data = source.data
     found = []
-    for node in _walk(tree.root_node):
+    for node in walk(tree.root_node):
         if node.has_error:
             continue
         if with_settings and node.type in SETTING_NODES:

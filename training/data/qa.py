@@ -15,6 +15,7 @@ from typing import Any
 
 from repotune.server.ask.prompts import ASK_DOCUMENT_STOPS, build_ask_document, build_ask_messages
 from repotune.server.completion.context import ContextSnippet, as_snippet
+from repotune.training.data.examples import context_hit
 
 # The answer ends the way the served document prompt is stopped, so the model learns to stop.
 DOCUMENT_END = ASK_DOCUMENT_STOPS[0]
@@ -162,8 +163,7 @@ def qa_row(
     split: str | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One ``qa`` row (dataset.py's schema) for a question, its answer and its context."""
-    from repotune.training.dataset import context_hit
+    """One ``qa`` row (data.build's schema) for a question, its answer and its context."""
 
     prompt = ask.build(question, context.snippets, chars)
     completion = ask.completion(answer)

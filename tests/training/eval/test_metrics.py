@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from repotune.training.eval_metrics import (
+from repotune.training.eval.metrics import (
     edit_similarity,
     exact_match,
     first_line,
@@ -160,7 +160,7 @@ def _comparison(a: str, b: str, difference: float, low: float, high: float) -> d
 
 
 def test_targets_need_the_gain_and_an_interval_above_zero() -> None:
-    from repotune.training.evaluate import targets
+    from repotune.training.eval.scoring import targets
 
     met = targets(
         [

@@ -1,11 +1,11 @@
 """Questions about a repository answered from its own code, without a teacher.
 
 The kinds users ask — what does X do, where is X defined (and used), how do I call X, which
-function does Y, what does this setting do — asked about the definitions `definitions.py` reads
-from each file, in the server's question prompt with retrieved context (qa.py). Answers are
+function does Y, what does this setting do — asked about the definitions `data.definitions` reads
+from each file, in the server's question prompt with retrieved context (data.qa). Answers are
 composed from the code only, in one fixed layout a small model can learn:
 
-    `parse_pin` (training/corpora.py:49): Parse one pinned requirement line.
+    `parse_pin` (training/eval/corpora.py:49): Parse one pinned requirement line.
     ```python
     def parse_pin(text: str) -> Pin:
         name, _, version = text.partition("==")
@@ -31,15 +31,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from repotune.server.ask.grounding import ABSTAIN, ABSTAIN_TASK, ABSTENTION_MARK
 from repotune.server.completion.context import ContextSnippet
 from repotune.server.languages import fence_language
-from repotune.training.definitions import UNSAFE, Definition, definitions, snippet_of
-from repotune.training.qa import AskPrompt, QAContext, assemble, qa_row, shown
+from repotune.training.data.definitions import UNSAFE, Definition, definitions, snippet_of
+from repotune.training.data.qa import AskPrompt, QAContext, assemble, qa_row, shown
+from repotune.training.data.spans import Span, example_id
+from repotune.training.data.splits import allowed_context
 
 KINDS = ("what", "where", "call", "which", "setting")
-ABSTAIN = "The indexed code does not define `{name}`."
-ABSTAIN_TASK = "The indexed code does not answer this."
-ABSTAIN_MARK = "the indexed code does not"  # what every abstaining answer says (lower case)
+# The abstentions the server checks answers against: one wording for training and serving.
+ABSTAIN_MARK = ABSTENTION_MARK
 QUOTE_LINES = 4
 MAX_QUOTE_LINE = 120
 MAX_USES = 3
@@ -364,7 +366,6 @@ def question_rows(
     builder: Any, ask: AskPrompt, source: Any, questions: Sequence[Question]
 ) -> list[dict[str, Any]]:
     """One ``qa`` row per question, in the server's question prompt, within the token budget."""
-    from repotune.training.dataset import Span, _example_id, allowed_context
 
     allowed = allowed_context(source.split, builder.files)
     rows = []
@@ -382,7 +383,7 @@ def question_rows(
         if row is None:
             continue
         span = Span("qa", f"question_{question.kind}", d.start, d.end)
-        row["id"] = _example_id(source.path, span) + f"-q{number}"
+        row["id"] = example_id(source.path, span) + f"-q{number}"
         rows.append(row)
     return rows
 

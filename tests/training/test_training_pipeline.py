@@ -39,7 +39,7 @@ TRAIN = {
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from repotune.training.dataset import build_dataset
+    from repotune.training.data.build import build_dataset
     from repotune.training.finetune import finetune
 
     tmp = tmp_path_factory.mktemp("pipeline")
@@ -68,7 +68,8 @@ def test_finetune_lowers_validation_loss(pipeline: dict) -> None:
 def test_export_passes_parity_and_changes_the_servers_completion(pipeline: dict) -> None:
     from repotune.server.completion.engine import CompletionEngine
     from repotune.server.completion.request import CompletionRequest
-    from repotune.training.export import export, held_out_texts
+    from repotune.training.export.parity import held_out_texts
+    from repotune.training.export.run import export
 
     run_dir = pipeline["result"].run_dir
     adapter = pipeline["tmp"] / "adapter.gguf"
@@ -103,7 +104,7 @@ def test_export_passes_parity_and_changes_the_servers_completion(pipeline: dict)
 def test_a_run_starts_from_a_gguf_adapter_and_stops_on_its_time_budget(pipeline: dict) -> None:
     """Warm start: the exported adapter, loaded back into a new run, gives the same validation
     loss as the run that trained it; a spent time budget ends the run validated and saved."""
-    from repotune.training.export import read_peft_adapter, write_adapter_gguf
+    from repotune.training.export.adapter import read_peft_adapter, write_adapter_gguf
     from repotune.training.finetune import finetune
 
     result = pipeline["result"]
@@ -128,7 +129,7 @@ def test_a_run_starts_from_a_gguf_adapter_and_stops_on_its_time_budget(pipeline:
 
 
 def test_warm_start_refuses_an_adapter_of_another_rank(pipeline: dict) -> None:
-    from repotune.training.export import read_peft_adapter, write_adapter_gguf
+    from repotune.training.export.adapter import read_peft_adapter, write_adapter_gguf
     from repotune.training.finetune import finetune
 
     result = pipeline["result"]
@@ -201,7 +202,9 @@ def test_corrupt_checkpoint_is_a_clear_error(pipeline: dict) -> None:
 def test_broken_adapter_fails_parity(pipeline: dict) -> None:
     """An adapter written with the wrong scale must not pass: the check really checks."""
     import gguf
-    from repotune.training.export import ParityError, export, held_out_texts, read_peft_adapter
+    from repotune.training.export.adapter import read_peft_adapter
+    from repotune.training.export.parity import ParityError, held_out_texts
+    from repotune.training.export.run import export
     from repotune.training.finetune import base_for_run
 
     run_dir = pipeline["result"].run_dir
@@ -213,7 +216,7 @@ def test_broken_adapter_fails_parity(pipeline: dict) -> None:
     broken = pipeline["tmp"] / "run-broken"
     shutil.copytree(run_dir, broken)
     # PyTorch keeps the trained scale; only the written GGUF adapter gets a wrong alpha.
-    from repotune.training import export as export_module
+    from repotune.training.export import run as export_module
 
     original = export_module.write_adapter_gguf
 
@@ -277,7 +280,9 @@ def served_completions(
 
 
 def test_merged_q8_export_is_checked_served_and_agrees_with_the_adapter(pipeline: dict) -> None:
-    from repotune.training.export import export, f32_base, gguf_file_type, held_out_texts
+    from repotune.training.export.gguf import f32_base, gguf_file_type
+    from repotune.training.export.parity import held_out_texts
+    from repotune.training.export.run import export
     from repotune.training.finetune import base_for_run
 
     run_dir = pipeline["result"].run_dir
@@ -332,7 +337,7 @@ def margin(logits: np.ndarray) -> float:
 
 def last_logits(model: Path, adapter: Path | None, prompts: list[list[int]]) -> list[np.ndarray]:
     """llama.cpp's logits over the last 64 positions of each prompt (all rows would be a GB)."""
-    from repotune.training.export import open_llama
+    from repotune.training.base import open_llama
 
     llm = open_llama(model, adapter, n_ctx=max(len(p) for p in prompts) + 8)
     try:
@@ -355,28 +360,29 @@ def base_gguf(run_dir: Path) -> Path:
 
 
 def test_broken_merge_fails_parity_and_leaves_no_merged_model(pipeline: dict) -> None:
-    from repotune.training import export as export_module
-    from repotune.training.export import ParityError, export, held_out_texts
+    from repotune.training.export import merge as merge_module
+    from repotune.training.export.parity import ParityError, held_out_texts
+    from repotune.training.export.run import export
 
     run_dir = pipeline["result"].run_dir
     folder = pipeline["tmp"] / "merged-broken"
-    original = export_module.merge_f32
+    original = merge_module.merge_f32
 
     def wrong_scale(lora, base_path, target):  # type: ignore[no-untyped-def]
         lora.alpha *= 4  # the adapter is already written; only the merge is wrong
         return original(lora, base_path, target)
 
-    export_module.merge_f32 = wrong_scale
+    merge_module.merge_f32 = wrong_scale
     try:
         with pytest.raises(ParityError, match="merged model was not exported"):
             export(run_dir, folder / "adapter.gguf", held_out_texts(run_dir, 2), merge="Q8_0")
     finally:
-        export_module.merge_f32 = original
+        merge_module.merge_f32 = original
     assert sorted(p.name for p in folder.iterdir()) == ["adapter.gguf"]
 
 
 def test_q4_merge_is_refused_unless_allowed(pipeline: dict) -> None:
-    from repotune.training.export import export
+    from repotune.training.export.run import export
 
     run_dir = pipeline["result"].run_dir
     with pytest.raises(TrainError, match="allow-q4"):

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from conftest import copy_server_sources
 from repotune.server.config import load_settings
-from repotune.training.corpora import EvalError
-from repotune.training.dataset import SourceFile, assign_splits, collect_files, split_for
-from repotune.training.eval_tasks import extract_tasks
+from repotune.training.data.splits import SourceFile, assign_splits, collect_files, split_for
+from repotune.training.eval.corpora import EvalError
+from repotune.training.eval.tasks import extract_tasks
 
 FILES = [
     "retrieval.py",
@@ -124,11 +124,11 @@ def test_cross_file_definitions_and_repository_api() -> None:
 
 
 def test_adapter_split_must_match(tmp_path: Path) -> None:
-    from repotune.training.evaluate import _check_split
+    from repotune.training.eval.adapters import check_split
 
     (tmp_path / "split.json").write_text(
         json.dumps({"train": ["a.py"], "validation": [], "test": ["b.py"]})
     )
-    _check_split(tmp_path, ["b.py"])  # the same held-out files: fine
+    check_split(tmp_path, ["b.py"])  # the same held-out files: fine
     with pytest.raises(EvalError, match="other test files"):
-        _check_split(tmp_path, ["a.py"])
+        check_split(tmp_path, ["a.py"])

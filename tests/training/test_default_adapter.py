@@ -15,7 +15,7 @@ from repotune.server.models import (
     resolve_adapter,
 )
 from repotune.training.base import TrainError
-from repotune.training.default_adapter import (
+from repotune.training.data.corpus import (
     CORPUS,
     EXCLUDED,
     corpus_settings,

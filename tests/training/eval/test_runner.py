@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 from conftest import copy_server_sources
-from repotune.training.evaluate import EvalConfig, quality, run, validate
+from repotune.training.eval.config import EvalConfig, validate
+from repotune.training.eval.runner import quality, run
 
 FILES = ["retrieval.py", "postprocess.py", "prompts.py", "models.py", "embeddings.py", "files.py"]
 
@@ -177,9 +178,10 @@ def test_bad_arguments_are_clear_errors(
 def test_fine_tunes_start_from_the_init_adapter_and_it_keys_the_cache(tmp_path: Path) -> None:
     """ensure_adapter warm-starts from train.init_adapter (as `repotune train finetune` does);
     a different start adapter or time budget is a different cached adapter."""
-    from repotune.training.corpora import Repo
-    from repotune.training.evaluate import Prepared, adapter_key, eval_settings
-    from repotune.training.warm_start import init_adapter_path
+    from repotune.training.eval.adapters import Prepared, adapter_key
+    from repotune.training.eval.config import eval_settings
+    from repotune.training.eval.corpora import Repo
+    from repotune.training.export.warm_start import init_adapter_path
 
     start = tmp_path / "start.gguf"
     start.write_bytes(b"not really an adapter, only its checksum matters here")

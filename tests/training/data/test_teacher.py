@@ -23,7 +23,7 @@ from repotune.server.ask.prompts import build_ask_document
 from repotune.server.completion.context import ContextSnippet
 from repotune.server.config import load_settings
 from repotune.training.base import TrainError
-from repotune.training.teacher import DOCUMENT_END, parse_pair
+from repotune.training.data.teacher import DOCUMENT_END, parse_pair
 
 pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
@@ -154,7 +154,7 @@ def test_parse_pair_is_defensive() -> None:
 def test_teacher_pairs_are_train_only_in_the_servers_prompt(
     teacher_url: str, tmp_path: Path
 ) -> None:
-    from repotune.training.dataset import build_dataset
+    from repotune.training.data.build import build_dataset
 
     repo = small_repo(tmp_path / "repo")
     out = tmp_path / "out"
@@ -202,7 +202,7 @@ def test_teacher_pairs_are_train_only_in_the_servers_prompt(
 
 def test_truncated_teacher_replies_are_counted_not_fatal(teacher_url: str, tmp_path: Path) -> None:
     """A 16-token cap cuts the JSON short: the build goes on and the statistics say why."""
-    from repotune.training.dataset import build_dataset
+    from repotune.training.data.build import build_dataset
 
     repo = small_repo(tmp_path / "repo")
     settings = settings_for(tmp_path, teacher_url, teacher_max_pairs=2, teacher_max_tokens=16)
@@ -215,7 +215,7 @@ def test_truncated_teacher_replies_are_counted_not_fatal(teacher_url: str, tmp_p
 
 
 def test_unreachable_teacher_is_a_clear_error_up_front(tmp_path: Path) -> None:
-    from repotune.training.dataset import build_dataset
+    from repotune.training.data.build import build_dataset
 
     repo = small_repo(tmp_path / "repo")
     url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from repotune.training.corpora import EvalError
-from repotune.training.humaneval import (
+from repotune.training.eval.corpora import EvalError
+from repotune.training.eval.humaneval import (
     HumanEvalConfig,
     InfillTask,
     load_tasks,
@@ -24,9 +24,9 @@ from repotune.training.humaneval import (
     sample,
     set_kind,
 )
-from repotune.training.humaneval_exec import build_program, run_program
+from repotune.training.eval.humaneval_exec import build_program, run_program
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "humaneval-infilling"
+DATA = Path(__file__).resolve().parents[4] / "shared" / "data" / "humaneval-infilling"
 SINGLE = DATA / "HumanEval-SingleLineInfilling.jsonl.gz"
 COMMAND = [sys.executable, "-m", "repotune", "eval", "humaneval"]
 

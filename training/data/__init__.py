@@ -1,0 +1,1 @@
+"""Training data: repository -> file splits -> spans -> completion and question examples (JSONL)."""

@@ -1,0 +1,1 @@
+"""Evaluation: held-out tasks of real repositories, and HumanEval infilling, per condition."""
