@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from repotune.server.ask.answer import continue_document
 from repotune.server.completion.context import ContextSnippet
-from repotune.server.completion.engine import CompletionEngine
 from repotune.server.config import load_settings
 from repotune.training.data.build import build_dataset
 from repotune.training.data.definitions import definitions, first_sentence
@@ -168,7 +168,6 @@ class RecordingModel:
 
 def test_prompt_is_what_the_server_builds(built: tuple[Path, Path, Any]) -> None:
     repo, out, settings = built
-    engine = CompletionEngine(settings)
     model = RecordingModel()
     checked = 0
     for row in questions(out):
@@ -179,7 +178,9 @@ def test_prompt_is_what_the_server_builds(built: tuple[Path, Path, Any]) -> None
             text = "\n".join(lines[entry["start_line"] - 1 : entry["end_line"]])
             snippets.append(ContextSnippet(entry["path"], text, entry["start_line"]))
         deadline = time.monotonic() + 60
-        engine._ask_document(model, row["question"], snippets, 8, threading.Event(), deadline)
+        continue_document(
+            model, settings, row["question"], snippets, 8, threading.Event(), deadline
+        )
         assert model.prompts[-1] == row["prompt"]
         checked += 1
     assert checked
