@@ -53,7 +53,8 @@ def build_ask_messages(
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
-ASK_DOCUMENT_STOPS = ("\nQuestion:", "\n### ", "\n```\n\n###", "\n\n\n", "<|rt_")
+# "\nAnswer:" too: a small model that has answered starts a second "Answer:" block of its own.
+ASK_DOCUMENT_STOPS = ("\nQuestion:", "\nAnswer:", "\n### ", "\n```\n\n###", "\n\n\n", "<|rt_")
 
 
 def build_ask_document(
