@@ -17,7 +17,7 @@ export async function showAnswer(title: string, markdown: string, log: vscode.Lo
     return;
   }
   const panel = vscode.window.createWebviewPanel(
-    "repotune.answer",
+    "repotuneAnswer", // a view type, not a "repotune.*" setting key
     `RepoTune: ${title.length > 40 ? `${title.slice(0, 39)}…` : title}`,
     { viewColumn: vscode.ViewColumn.Beside, preserveFocus: false },
     { enableScripts: true, localResourceRoots: [] },

@@ -22,7 +22,7 @@ import {
 } from "vscode-jsonrpc/node";
 import { LanguageClient } from "vscode-languageclient/node";
 
-import { renderAnswer } from "../../src/answer";
+import { renderAnswer, resolveLinkTarget } from "../../src/answer";
 import { judgeProbe } from "../../src/interpreter";
 import { probeLaunch, runProbe, serverEnv, serverLaunch } from "../../src/launch";
 import type { LogLevel, LogSink } from "../../src/serverLog";
@@ -335,12 +335,16 @@ describe.skipIf(!python)("the RepoTune server, started as the extension starts i
       arguments: [{ question: "Which function computes the area of a circle?" }],
     });
     const result = parseAskResult(raw);
-    // The server appends the Sources list to every answer: the model's own text comes before it.
-    const [ownText] = result.answer.split("**Sources**");
-    expect(ownText.trim(), "the model said nothing before the Sources list").not.toBe("");
+    // `answer` is the model's own text; the sources come as citations (rendered once, below it).
+    expect(result.answer.trim(), "the model said nothing").not.toBe("");
+    expect(result.answer).not.toContain("**Sources**");
     expect(result.citations.map((citation) => citation.path)).toContain("geometry.py");
     const markdown = renderAnswer("Which function computes the area of a circle?", result, repo);
-    expect(markdown).toMatch(/\]\(file:\/\/.+#L\d+\)/);
+    expect(markdown.match(/## Sources/g)).toHaveLength(1);
+    // workspace-relative links that resolve back to the cited file and line
+    const targets = [...markdown.matchAll(/\]\(([^)]+#L\d+)\)/g)].map((m) => resolveLinkTarget(m[1], [repo]));
+    expect(targets.length).toBeGreaterThan(0);
+    for (const target of targets) expect(target?.path.startsWith(repo)).toBe(true);
   }, 180_000);
 
   it("logs the server's stderr by level: loader chatter below errors, no error in a healthy run", () => {
