@@ -18,6 +18,7 @@ from repotune.server.index.redact import redact_buffer
 
 if TYPE_CHECKING:
     from repotune.server.completion.engine import CompletionEngine
+    from repotune.server.completion.request import CompletionRequest
     from repotune.server.index.retrieval import RetrievedChunk
     from repotune.server.index.workspace import WorkspaceIndex
 
@@ -99,6 +100,7 @@ class Assistant:
             "cached": 0,
             "skipped_after_deletion": 0,
             "skipped_mid_line": 0,
+            "prefetched": 0,
         }
         # Wall time of the last completion inside the core, so the LSP layer's own cost can be
         # measured from the client side (repotune bench lsp).
@@ -388,8 +390,6 @@ class Assistant:
         automatic: bool,
         after_deletion: bool,
     ) -> CompletionOutcome | None:
-        from repotune.server.completion.context import ContextSnippet
-        from repotune.server.completion.request import CompletionRequest
         from repotune.server.completion.trigger import auto_trigger_skip, line_suffix_at
 
         settings = self.settings_for_path(path)
@@ -406,38 +406,11 @@ class Assistant:
         engine = self._engine
         if engine is None or not engine.ready:
             return None
-        # Secret-shaped lines of the buffer never reach the model (nor its completions).
-        limits = settings.completion
-        prefix, suffix = redact_buffer(
-            text,
-            offset,
-            limits.prefix_tokens * MAX_CHARS_PER_TOKEN,
-            limits.suffix_tokens * MAX_CHARS_PER_TOKEN,
-        )
-        root = self.folder_for(path)
-        relative = path.resolve().relative_to(root).as_posix() if root else path.name
-        # The engine keeps one line's snippets while typing on it (KV-cache reuse), so
-        # retrieval runs once per line, not once per keystroke.
-        retrieve_now = use_context and engine.wants_context(relative, prefix)
-        chunks, retrieval_ms = (
-            self.retrieve(path, prefix, suffix, settings) if retrieve_now else ([], 0.0)
-        )
+        built = self._request(engine, path, text, offset, language, settings, use_context)
+        request, chunks, retrieval_ms = built
         if cancel is not None and cancel.is_set():
             self.counters["cancelled"] += 1
             return None
-        request = CompletionRequest(
-            path=relative,
-            language=language,
-            prefix=prefix,
-            suffix=suffix,
-            context=[
-                ContextSnippet(
-                    path=c.path, text=c.text, start_line=c.start_line, end_line=c.end_line
-                )
-                for c in chunks
-            ],
-            repo_name=root.name if root else None,
-        )
         self._set_state("busy")
         try:
             result = engine.complete(request, cancel)
@@ -454,6 +427,76 @@ class Assistant:
         timings = dict(result.timings)
         timings["retrieval"] = retrieval_ms
         return CompletionOutcome(result.text, result.multiline, timings, chunks, result.cached)
+
+    def _request(
+        self,
+        engine: CompletionEngine,
+        path: Path,
+        text: str,
+        offset: int,
+        language: str | None,
+        settings: Settings,
+        use_context: bool,
+    ) -> tuple[CompletionRequest, list[RetrievedChunk], float]:
+        """The engine's request for the cursor: the buffer around it (redacted) and, once per
+        line, the retrieved snippets; with the chunks and the retrieval time."""
+        from repotune.server.completion.context import as_snippets
+        from repotune.server.completion.request import CompletionRequest
+
+        limits = settings.completion
+        # Secret-shaped lines of the buffer never reach the model (nor its completions).
+        prefix, suffix = redact_buffer(
+            text,
+            offset,
+            limits.prefix_tokens * MAX_CHARS_PER_TOKEN,
+            limits.suffix_tokens * MAX_CHARS_PER_TOKEN,
+        )
+        root = self.folder_for(path)
+        relative = path.resolve().relative_to(root).as_posix() if root else path.name
+        # The engine keeps one line's snippets while typing on it (KV-cache reuse), so
+        # retrieval runs once per line, not once per keystroke.
+        retrieve_now = use_context and engine.wants_context(relative, prefix)
+        chunks, retrieval_ms = (
+            self.retrieve(path, prefix, suffix, settings) if retrieve_now else ([], 0.0)
+        )
+        request = CompletionRequest(
+            path=relative,
+            language=language,
+            prefix=prefix,
+            suffix=suffix,
+            context=as_snippets(chunks),
+            repo_name=root.name if root else None,
+        )
+        return request, chunks, retrieval_ms
+
+    def prefetch(
+        self,
+        path: Path,
+        text: str,
+        offset: int,
+        language: str | None = None,
+        after_deletion: bool = False,
+    ) -> bool:
+        """An edit arrived at `offset`: start evaluating that place's prompt in the background so
+        the completion request that follows finds it ready. False when nothing was started (the
+        request would be declined, or no model is ready)."""
+        from repotune.server.completion.trigger import auto_trigger_skip, line_suffix_at
+
+        settings = self.settings_for_path(path)
+        completion = settings.completion
+        if not (completion.enabled and completion.prefill):
+            return False
+        if not _language_matches(language, completion.languages):
+            return False
+        if auto_trigger_skip(line_suffix_at(text, offset), after_deletion, completion):
+            return False
+        engine = self._engine
+        if engine is None or not engine.ready:
+            return False
+        request, _, _ = self._request(engine, path, text, offset, language, settings, True)
+        started = engine.prefill(request)
+        self.counters["prefetched"] += int(started)
+        return started
 
     def search(self, query: str, k: int = 8) -> list[dict[str, Any]]:
         """What retrieval returns for a query, so a user can see why an answer says what it says."""

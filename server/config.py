@@ -180,6 +180,19 @@ class CompletionSettings(_Section):
     sticky_context_lines: int = Field(
         8, ge=0, le=1000, description="how near, in lines of the same file (0 = the same line)"
     )
+    prefill: bool = Field(
+        True,
+        description="evaluate the prompt for an edited place in the background as soon as the "
+        "edit arrives, so the debounced request finds most of it in the KV cache",
+    )
+    first_line_first: bool = Field(
+        True,
+        description="on an empty line, answer with the block's first line as soon as it is "
+        "generated; the rest is generated in the background for when the line is accepted",
+    )
+    warm_files: int = Field(
+        3, ge=0, le=16, description="KV caches of this many recent files kept for going back"
+    )
     debounce_ms: int = Field(150, ge=0, le=5000)
     auto_skip_after_deletion: bool = Field(
         True,

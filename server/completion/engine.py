@@ -13,6 +13,12 @@ Why it looks the way it does:
   never an exception out of a worker thread.
 - An LRU cache keyed by the text around the cursor answers repeats and "typing through" a
   suggestion (the typed characters match the start of a cached completion).
+- Work ahead (ahead.py): `prefill()` evaluates an edited place's prompt in the background before
+  its request arrives; on an empty line the block's first line is returned as soon as it is
+  complete and the block finishes in the background, into the result cache. Any completion
+  request cancels that work at its next step and keeps what it evaluated.
+- The KV caches of the last few files are kept (llm/kv_slots.py), so going back to a file
+  re-evaluates only what changed there.
 """
 
 from __future__ import annotations
@@ -22,9 +28,11 @@ import threading
 import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from repotune.server.ask.answer import answer
+from repotune.server.completion.ahead import AheadWorker
 from repotune.server.completion.cache import CompletionCache
 from repotune.server.completion.context import ContextSnippet
 from repotune.server.completion.formats import PromptFormat
@@ -39,6 +47,7 @@ from repotune.server.completion.prompts import (
 from repotune.server.completion.request import CompletionRequest, CompletionResult
 from repotune.server.config import Settings
 from repotune.server.llm.decoding import common_prefix, greedy_tokens
+from repotune.server.llm.kv_slots import KvSlots
 from repotune.server.models import ModelError
 
 log = logging.getLogger(__name__)
@@ -47,10 +56,22 @@ log = logging.getLogger(__name__)
 # Characters around the cursor that the stop rules and post-processing see (they look at the
 # cursor's line and a few dozen lines around it).
 POSTPROCESS_WINDOW = 64 * 1024
+# Prompt tokens evaluated per step of a background prefill: a request that arrives meanwhile
+# waits at most one step (and keeps what the step evaluated).
+PREFILL_STEP = 64
 
 
 class PromptCancelled(Exception):
     """The request was cancelled while its prompt was being packed."""
+
+
+@dataclass
+class _Generated:
+    """One generation's outcome: the result (None when nothing good), why it ended, its stats."""
+
+    result: CompletionResult | None
+    reason: str
+    stats: dict[str, Any]
 
 
 @dataclass
@@ -89,6 +110,17 @@ class CompletionEngine:
         # Timings and token counts of the last generation, kept even when it produced nothing.
         self.last_stats: dict[str, Any] = {}
         self._last_context: tuple[tuple[str, int], tuple[ContextSnippet, ...]] | None = None
+        self._ahead = AheadWorker()
+        self._slots = KvSlots(settings.completion.warm_files)
+        # Prompt tokens evaluated ahead of a request and not yet kept or overwritten by one.
+        self._prefill_span: tuple[int, int] | None = None
+        self.ahead_stats = {
+            "prefills": 0,
+            "prefill_tokens": 0,  # evaluated ahead of a request
+            "prefill_used_tokens": 0,  # of those, kept by the next evaluation
+            "prefill_cancelled": 0,
+            "continuations": 0,  # blocks finished after their first line was returned
+        }
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -164,6 +196,7 @@ class CompletionEngine:
                 self._settings = settings
                 self.cache = CompletionCache(settings.completion.cache_size)
                 self._last_context = None
+                self._slots = KvSlots(settings.completion.warm_files)
                 return
             self._generation += 1
             old = self._loaded
@@ -172,6 +205,8 @@ class CompletionEngine:
             self._load_thread = None
             self._load_error = None
             self._last_context = None
+            self._slots = KvSlots(settings.completion.warm_files)
+            self._prefill_span = None
             self._ready.clear()
             self.cache = CompletionCache(settings.completion.cache_size)
         if old is not None:
@@ -186,6 +221,7 @@ class CompletionEngine:
 
     def close(self) -> None:
         self.cancel_inflight()
+        self._ahead.close()
         with self._lock, self._state:
             self._closed = True
             self._generation += 1
@@ -211,12 +247,18 @@ class CompletionEngine:
         if loaded:
             info.update(loaded.info)
         info["prompt_lookup"] = self._settings.completion.prompt_lookup
+        info["ahead"] = {**self.ahead_stats, "warm_files": self._slots.stats()}
         return info
 
     def cancel_inflight(self) -> None:
+        self._ahead.cancel()
         with self._state:
             if self._latest_cancel is not None:
                 self._latest_cancel.set()
+
+    def wait_ahead(self, timeout: float | None = None) -> bool:
+        """Block until background work (prefill, a block's rest) is done; for tests and benches."""
+        return self._ahead.wait_idle(timeout)
 
     # ------------------------------------------------------------------ helpers
 
@@ -348,6 +390,7 @@ class CompletionEngine:
                 format=hit.format,
                 stop_reason="cache",
             )
+        self._ahead.cancel()  # background work stops at its next step; what it did stays
         cancel = cancel or threading.Event()
         with self._state:
             if self._latest_cancel is not None:
@@ -356,20 +399,114 @@ class CompletionEngine:
         if not self._acquire(cancel):
             self.last_reason = "cancelled"
             return None
+        first_line = multiline and self._first_line_first(request)
         try:
             loaded = self._loaded
             if loaded is None:
                 self.last_reason = "model not loaded"
                 return None
-            result = self._generate(loaded, request, multiline, cancel, started)
+            generated = self._generate(loaded, request, multiline, cancel, started, first_line)
         finally:
             self._lock.release()
             with self._state:
                 if self._latest_cancel is cancel:
                     self._latest_cancel = None
+        self.last_reason = generated.reason
+        if generated.stats:
+            self.last_stats = generated.stats
+        result = generated.result
         if result is not None and result.text:
             self.cache.put(request.path, request.prefix, request.suffix, result)
+            if first_line and generated.reason == "first line":
+                self._ahead.submit("block", partial(self._finish_block, request))
         return result
+
+    def _first_line_first(self, request: CompletionRequest) -> bool:
+        """A block asked for on an empty line: its first line is returned on its own."""
+        if not self._settings.completion.first_line_first:
+            return False
+        line = request.prefix[request.prefix.rfind("\n") + 1 :]
+        return not line.strip()
+
+    def _finish_block(self, request: CompletionRequest, cancel: threading.Event) -> None:
+        """The whole block for a request whose first line was returned, into the result cache
+        (accepting the line then finds the rest there as "typing through")."""
+        if not self._acquire(cancel):
+            return
+        try:
+            loaded = self._loaded
+            if loaded is None:
+                return
+            generated = self._generate(loaded, request, True, cancel, time.perf_counter(), False)
+        finally:
+            self._lock.release()
+        if generated.result is not None and generated.result.text and not cancel.is_set():
+            self.cache.put(request.path, request.prefix, request.suffix, generated.result)
+            self.ahead_stats["continuations"] += 1
+
+    def prefill(self, request: CompletionRequest) -> bool:
+        """Evaluate `request`'s prompt into the KV cache in the background (an edit arrived; its
+        completion request will follow). Returns False when nothing was queued."""
+        if not (self.ready and self._settings.completion.prefill):
+            return False
+        if self.cache.get(request.path, request.prefix, request.suffix) is not None:
+            return False  # the request will be answered from the cache
+        return self._ahead.submit(
+            "prefill", partial(self._prefill, request), unless_running="block"
+        )
+
+    def _prefill(self, request: CompletionRequest, cancel: threading.Event) -> None:
+        if not self._acquire(cancel):
+            return
+        try:
+            loaded = self._loaded
+            if loaded is None:
+                return
+            multiline = decide_multiline(
+                request.prefix[-POSTPROCESS_WINDOW:],
+                request.suffix[:POSTPROCESS_WINDOW],
+                request.language,
+            )
+            request = self._sticky_context(request)
+            try:
+                prompt = self.build_prompt(request, multiline, cancel)
+            except PromptCancelled:
+                return
+            tokens = self._fit_window(self._tokenize(loaded, prompt), multiline)
+            self._evaluate_ahead(loaded.llm, request.path, tokens, cancel)
+        finally:
+            self._lock.release()
+
+    def _evaluate_ahead(
+        self, llm: Any, path: str, tokens: list[int], cancel: threading.Event
+    ) -> None:
+        """All but the last prompt token into the KV cache, a step at a time (the request
+        evaluates the last one itself: it needs that token's logits)."""
+        self._slots.prepare(llm, path, tokens)
+        keep = common_prefix(llm, tokens)
+        self._settle_prefill(keep)
+        if keep == 0 or not llm._ctx.kv_cache_seq_rm(-1, keep, -1):
+            llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+            keep = 0
+        llm.n_tokens = keep
+        position = keep
+        end = len(tokens) - 1
+        while position < end and not cancel.is_set():
+            step = min(end, position + PREFILL_STEP)
+            llm.eval(tokens[position:step])
+            position = step
+        self.ahead_stats["prefills"] += 1
+        self.ahead_stats["prefill_cancelled"] += int(position < end)
+        if position > keep:
+            self._prefill_span = (keep, position)
+            self.ahead_stats["prefill_tokens"] += position - keep
+
+    def _settle_prefill(self, kept: int) -> None:
+        """Count how much of the last prefill the next evaluation kept (the rest was wasted)."""
+        span, self._prefill_span = self._prefill_span, None
+        if span is not None:
+            start, end = span
+            self.ahead_stats["prefill_used_tokens"] += max(0, min(kept, end) - start)
 
     def _generate(
         self,
@@ -378,30 +515,28 @@ class CompletionEngine:
         multiline: bool,
         cancel: threading.Event,
         started: float,
-    ) -> CompletionResult | None:
+        first_line: bool,
+    ) -> _Generated:
         """The pipeline of one completion: prompt -> tokens -> decode -> postprocess."""
         request = self._sticky_context(request)
         try:
             prompt = self.build_prompt(request, multiline, cancel)
         except PromptCancelled:
-            self.last_reason = "cancelled"
-            return None
+            return _Generated(None, "cancelled", {})
         tokens = self._fit_window(self._tokenize(loaded, prompt), multiline)
         if cancel.is_set():
-            self.last_reason = "cancelled"
-            return None
+            return _Generated(None, "cancelled", {})
+        self._slots.prepare(loaded.llm, request.path, tokens)
         tokenized = time.perf_counter()
         # Stop rules look at nearby lines only: per token, a huge buffer must cost nothing more.
         near_prefix = request.prefix[-POSTPROCESS_WINDOW:]
         near_suffix = request.suffix[:POSTPROCESS_WINDOW]
         decoded = self._decode(
-            loaded, tokens, prompt.stop, near_prefix, near_suffix, multiline, cancel
+            loaded, tokens, prompt.stop, near_prefix, near_suffix, multiline, cancel, first_line
         )
         if decoded is None or cancel.is_set():
-            self.last_reason = "cancelled"
-            return None
+            return _Generated(None, "cancelled", {})
         text, reason = decoded.text, decoded.reason
-        self.last_reason = reason
         if multiline and reason in ("time cap", "token cap") and "\n" in text.strip("\n"):
             text = text[: text.rstrip("\n").rfind("\n")]  # a block keeps whole lines only
         final = postprocess(
@@ -412,14 +547,13 @@ class CompletionEngine:
             stop=prompt.stop,
             language=request.language,
         )
-        timings = self._record_stats(len(tokens), decoded, started, tokenized)
+        timings, stats = self._stats(len(tokens), decoded, started, tokenized)
         counters = decoded.counters
         if final is None:
-            self.last_reason = f"nothing left after post-processing (stop: {reason})"
-            return None
-        return CompletionResult(
+            return _Generated(None, f"nothing left after post-processing (stop: {reason})", stats)
+        result = CompletionResult(
             text=final,
-            multiline=multiline,
+            multiline=multiline and reason != "first line",
             timings=timings,
             prompt_tokens=len(tokens),
             reused_tokens=counters["reused"],
@@ -431,11 +565,13 @@ class CompletionEngine:
             drafted_tokens=counters["drafted"],
             accepted_tokens=counters["accepted"],
         )
+        return _Generated(result, reason, stats)
 
-    def _record_stats(
-        self, prompt_tokens: int, decoded: _Decoded, started: float, tokenized: float
-    ) -> dict[str, float]:
-        """The request's timings (ms), kept in `last_stats` with its token counts."""
+    @staticmethod
+    def _stats(
+        prompt_tokens: int, decoded: _Decoded, started: float, tokenized: float
+    ) -> tuple[dict[str, float], dict[str, Any]]:
+        """The request's timings (ms), and them with its token counts (`last_stats`)."""
         done = time.perf_counter()
         first = decoded.first_token_at or decoded.finished_at
         timings = {
@@ -446,7 +582,7 @@ class CompletionEngine:
             "total": (done - started) * 1000,
         }
         counters = decoded.counters
-        self.last_stats = {
+        stats = {
             "timings": timings,
             "prompt_tokens": prompt_tokens,
             "reused_tokens": counters["reused"],
@@ -454,7 +590,7 @@ class CompletionEngine:
             "drafted_tokens": counters["drafted"],
             "accepted_tokens": counters["accepted"],
         }
-        return timings
+        return timings, stats
 
     def _fit_window(self, tokens: list[int], multiline: bool) -> list[int]:
         """The prompt's tokens with room left for the answer (the budget should already leave
@@ -493,8 +629,10 @@ class CompletionEngine:
         near_suffix: str,
         multiline: bool,
         cancel: threading.Event,
+        first_line: bool = False,
     ) -> _Decoded | None:
-        """Tokens until a stop rule, a cap or the end of generation; None when cancelled."""
+        """Tokens until a stop rule, a cap or the end of generation; None when cancelled.
+        `first_line`: a block that stops once its first non-empty line is complete."""
         import llama_cpp
 
         llm = loaded.llm
@@ -515,6 +653,7 @@ class CompletionEngine:
                 if first_token_at is None:
                     first_token_at = now
                     deadline = now + comp.time_cap_ms / 1000
+                    self._settle_prefill(counters["reused"])
                 if cancel.is_set():
                     return None
                 if llama_cpp.llama_vocab_is_eog(vocab, token):
@@ -527,6 +666,11 @@ class CompletionEngine:
                 )
                 if cut.done:
                     reason = cut.reason
+                    break
+                if first_line and "\n" in text.lstrip("\n"):
+                    start = len(text) - len(text.lstrip("\n"))
+                    text = text[: text.index("\n", start)]
+                    reason = "first line"
                     break
                 if len(generated) >= max_tokens:
                     reason = "token cap"

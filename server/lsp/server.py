@@ -255,8 +255,56 @@ def edit_only_deletes(changes: Sequence[types.TextDocumentContentChangeEvent]) -
 
 @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
 def on_did_change(ls: RepoTuneServer, params: types.DidChangeTextDocumentParams) -> None:
-    # pygls has applied the changes to its document already; only their kind is kept here.
-    ls.last_edit_deleted[params.text_document.uri] = edit_only_deletes(params.content_changes)
+    # pygls has applied the changes to its document already.
+    uri = params.text_document.uri
+    deleted = edit_only_deletes(params.content_changes)
+    ls.last_edit_deleted[uri] = deleted
+    last = params.content_changes[-1] if params.content_changes else None
+    if isinstance(last, types.TextDocumentContentChangePartial):
+        # The cursor sits after the inserted text; text before the range start is unchanged.
+        document = ls.workspace.get_text_document(uri)
+        offset = document.offset_at_position(last.range.start) + len(last.text)
+        _prefetch(ls, uri, offset, deleted)
+
+
+PREFETCH_METHOD = "repotune/prefetch"
+
+
+@server.feature(PREFETCH_METHOD)
+def on_prefetch(ls: RepoTuneServer, params: Any) -> None:
+    """The cursor came to rest at a new place (editors send it on cursor moves that are not
+    edits): evaluate that place's prompt before the user types there."""
+    try:
+        uri = str(params.textDocument.uri)
+        position = types.Position(int(params.position.line), int(params.position.character))
+    except (AttributeError, TypeError, ValueError):
+        logger.warning("%s: expected {textDocument: {uri}, position}", PREFETCH_METHOD)
+        return
+    if uri not in ls.workspace.text_documents:
+        return
+    offset = ls.workspace.get_text_document(uri).offset_at_position(position)
+    _prefetch(ls, uri, offset, False)
+
+
+def _prefetch(ls: RepoTuneServer, uri: str, offset: int, after_deletion: bool) -> None:
+    """Start the background prefill for `offset` of the open document, off the event loop."""
+    path = to_fs_path(uri)
+    if not path or not uri.startswith("file:"):
+        return
+    document = ls.workspace.get_text_document(uri)
+    ls.thread_pool.submit(
+        _log_failures(
+            ls,
+            partial(
+                _assistant(ls).prefetch,
+                Path(path),
+                document.source,
+                offset,
+                document.language_id,
+                after_deletion,
+            ),
+        )
+    )
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)

@@ -295,6 +295,84 @@ async def test_automatic_requests_after_a_deletion_or_mid_line_are_declined(
     assert final["skipped_after_deletion"] == after["skipped_after_deletion"]
 
 
+async def wait_for_engine(
+    client: LanguageClient, what: str, check: Any, timeout: float = 120.0
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    engine: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        engine = (await execute(client, "repotune.status"))["engine"]
+        if check(engine):
+            return engine
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{what}: not within {timeout}s: {engine}")
+
+
+async def test_an_edit_starts_the_prompt_before_the_request_arrives(
+    client: LanguageClient, repo: Path
+) -> None:
+    """didChange (a keystroke) prefills the edited place's prompt in the background; the
+    completion request that follows keeps it. A `repotune/prefetch` notification (the cursor came
+    to rest somewhere) does the same; a malformed one is ignored."""
+    uri = (repo / "ahead.py").as_uri()
+    head = "from geometry import distance, polygon_perimeter\n\n\ndef total_length(paths):\n"
+    line = "    return sum(polygon_perimeter"
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(
+                uri=uri, language_id="python", version=1, text=head + line
+            )
+        )
+    )
+    before = await wait_for_engine(client, "idle", lambda e: "ahead" in e)
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+            content_changes=[
+                types.TextDocumentContentChangePartial(
+                    range=types.Range(
+                        start=types.Position(line=4, character=len(line)),
+                        end=types.Position(line=4, character=len(line)),
+                    ),
+                    text="(",
+                )
+            ],
+        )
+    )
+    done = await wait_for_engine(
+        client,
+        "a prefill after the edit",
+        lambda e: e["ahead"]["prefills"] > before["ahead"]["prefills"],
+    )
+    assert done["prefetched"] == before["prefetched"] + 1
+    assert done["ahead"]["prefill_tokens"] > before["ahead"]["prefill_tokens"]
+    result = await client.text_document_inline_completion_async(
+        types.InlineCompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=types.Position(line=4, character=len(line) + 1),
+            context=types.InlineCompletionContext(
+                trigger_kind=types.InlineCompletionTriggerKind.Automatic
+            ),
+        )
+    )
+    assert isinstance(result, types.InlineCompletionList) and result.items
+    after = (await execute(client, "repotune.status"))["engine"]
+    assert after["ahead"]["prefill_used_tokens"] > before["ahead"]["prefill_used_tokens"]
+
+    client.protocol.notify("repotune/prefetch", {"textDocument": {"uri": uri}})  # no position
+    client.protocol.notify(
+        "repotune/prefetch",
+        {"textDocument": {"uri": uri}, "position": {"line": 3, "character": 24}},  # line end
+    )
+    moved = await wait_for_engine(
+        client,
+        "a prefill for the cursor's new place",
+        lambda e: e["ahead"]["prefills"] > after["ahead"]["prefills"],
+    )
+    assert moved["prefetched"] == after["prefetched"] + 1
+    assert (await execute(client, "repotune.status"))["state"] in ("idle", "busy")
+
+
 async def test_cancelled_request_stops_generation(client: LanguageClient, repo: Path) -> None:
     uri = open_document(client, repo / "geometry.py")
     before = (await execute(client, "repotune.status"))["engine"]

@@ -50,6 +50,8 @@ EVAL_COMPLETION = {
     "cache_size": 0,
     "sticky_context": False,
     "prompt_lookup": False,
+    "first_line_first": False,  # a block task is scored on the whole block
+    "warm_files": 0,
     "temperature": 0.0,
     "time_cap_ms": 120_000,
 }

@@ -1,0 +1,203 @@
+"""Work ahead of the request (issue 14), with the real default model: a background prefill that
+the request then keeps, the first line of a block first with the rest finished in the background,
+and the KV caches of recent files kept for going back."""
+
+from __future__ import annotations
+
+import json.decoder as json_decoder
+import json.encoder as json_encoder
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from repotune.server.completion.ahead import AheadWorker
+from repotune.server.completion.engine import CompletionEngine
+from repotune.server.completion.request import CompletionRequest
+from repotune.server.config import load_settings
+
+pytestmark = pytest.mark.slow
+
+ENCODER = Path(json_encoder.__file__).read_text(encoding="utf-8")
+DECODER = Path(json_decoder.__file__).read_text(encoding="utf-8")
+SETTINGS = {
+    "completion": {
+        "context_tokens": 64,
+        "prefix_tokens": 256,
+        "suffix_tokens": 64,
+        "max_tokens_line": 16,
+        "max_tokens_block": 40,
+        "time_cap_ms": 30_000,
+        "cache_size": 64,
+    },
+    "model": {"context_length": 1024},
+}
+
+
+def at(source: str, path: str, marker: str, keep: str = "") -> CompletionRequest:
+    """The cursor just before `marker` (plus `keep` of it typed)."""
+    cut = source.index(marker)
+    return CompletionRequest(
+        path, "python", source[:cut] + keep, source[cut + len(keep) :], (), "cpython"
+    )
+
+
+def empty_line(source: str, path: str, before: str) -> CompletionRequest:
+    """An empty, indented line inserted just before the line `before`."""
+    cut = source.index(before)
+    indent = before[: len(before) - len(before.lstrip())]
+    return CompletionRequest(path, "python", source[:cut] + indent, "\n" + source[cut:], (), "x")
+
+
+def engine_with(**completion: object) -> CompletionEngine:
+    settings = load_settings(
+        None, {**SETTINGS, "completion": {**SETTINGS["completion"], **completion}}
+    )
+    engine = CompletionEngine(settings)
+    assert engine.wait_ready(300), engine.load_error
+    return engine
+
+
+@pytest.fixture(scope="module")
+def engine(generator_model) -> Iterator[CompletionEngine]:
+    instance = engine_with()
+    yield instance
+    instance.close()
+
+
+def test_a_prefilled_prompt_is_kept_by_its_request(engine: CompletionEngine) -> None:
+    engine.cache.clear()
+    request = at(
+        ENCODER, "json/encoder.py", "    chunks = self.iterencode(o, _one_shot=True)", "    c"
+    )
+    before = dict(engine.ahead_stats)
+    assert engine.prefill(request)
+    assert engine.wait_ahead(120)
+    prefilled = engine.ahead_stats["prefill_tokens"] - before["prefill_tokens"]
+    assert prefilled > 100
+    result = engine.complete(request)
+    assert result is not None, engine.last_reason
+    # Everything but the last prompt token was already evaluated, and all of it was kept.
+    assert result.reused_tokens == result.prompt_tokens - 1
+    used = engine.ahead_stats["prefill_used_tokens"] - before["prefill_used_tokens"]
+    assert used == prefilled
+
+
+def test_a_request_stops_a_prefill_and_keeps_what_it_evaluated(engine: CompletionEngine) -> None:
+    engine.cache.clear()
+    request = at(DECODER, "json/decoder.py", "        end = _w(s, end).end()", "        e")
+    before = dict(engine.ahead_stats)
+    engine._loaded.llm.reset()  # nothing reusable: the prefill has the whole prompt to do
+    engine._slots.clear()
+    assert engine.prefill(request)
+    threading.Event().wait(0.3)  # let it start
+    result = engine.complete(request)
+    assert result is not None, engine.last_reason
+    assert engine.ahead_stats["prefill_cancelled"] == before["prefill_cancelled"] + 1
+    done = engine.ahead_stats["prefill_tokens"] - before["prefill_tokens"]
+    used = engine.ahead_stats["prefill_used_tokens"] - before["prefill_used_tokens"]
+    assert 0 < done < result.prompt_tokens - 1
+    assert used == done
+    assert result.reused_tokens >= done
+
+
+def test_the_first_line_comes_first_and_the_rest_from_the_cache(generator_model) -> None:
+    request = empty_line(ENCODER, "json/encoder.py", "        if markers is not None:")
+    whole = engine_with(first_line_first=False)
+    try:
+        block = whole.complete(request)
+    finally:
+        whole.close()
+    assert block is not None and block.multiline
+    first = engine_with()
+    try:
+        line = first.complete(request)
+        assert line is not None, first.last_reason
+        assert "\n" not in line.text.strip("\n")
+        # Greedy decoding of the same prompt: the line is exactly the block's first line.
+        assert line.text.strip("\n") == block.text.strip("\n").split("\n")[0]
+        if "\n" not in block.text.strip("\n"):
+            return  # a one-line block: nothing more to come
+        assert line.stop_reason == "first line" and not line.multiline
+        assert first.wait_ahead(120)
+        assert first.ahead_stats["continuations"] == 1
+        # The user accepts the line and presses Enter: the rest is answered from the cache.
+        typed = line.text.strip("\n") + "\n"
+        rest_of_block = block.text.strip("\n").split("\n", 1)[1]
+        indent = rest_of_block[: len(rest_of_block) - len(rest_of_block.lstrip())]
+        accepted = CompletionRequest(
+            request.path,
+            "python",
+            request.prefix + typed + indent,
+            request.suffix,
+            (),
+            "x",
+        )
+        rest = first.complete(accepted)
+        assert rest is not None and rest.cached, first.last_reason
+        assert rest.text == rest_of_block[len(indent) :]
+    finally:
+        first.close()
+
+
+def test_going_back_to_a_file_restores_its_kv_cache(generator_model) -> None:
+    engine = engine_with(cache_size=0, prefill=False)
+    try:
+        in_encoder = at(ENCODER, "json/encoder.py", "        return ''.join(chunks)", "        r")
+        in_decoder = at(DECODER, "json/decoder.py", "        end = _w(s, end).end()", "        e")
+        assert engine.complete(in_encoder) is not None
+        assert engine.complete(in_decoder) is not None
+        again = engine.complete(in_encoder)
+        assert again is not None, engine.last_reason
+        warm = engine.status()["ahead"]["warm_files"]
+        assert warm["saved"] >= 1 and warm["restored"] == 1, warm
+        assert again.reused_tokens == again.prompt_tokens - 1
+    finally:
+        engine.close()
+
+
+def test_without_warm_files_going_back_evaluates_the_prompt_again(generator_model) -> None:
+    engine = engine_with(cache_size=0, prefill=False, warm_files=0)
+    try:
+        in_encoder = at(ENCODER, "json/encoder.py", "        return ''.join(chunks)", "        r")
+        in_decoder = at(DECODER, "json/decoder.py", "        end = _w(s, end).end()", "        e")
+        engine.complete(in_encoder)
+        engine.complete(in_decoder)
+        again = engine.complete(in_encoder)
+        assert again is not None
+        assert again.reused_tokens < again.prompt_tokens // 2
+    finally:
+        engine.close()
+
+
+# --------------------------------------------------------------------------- the worker
+
+
+def test_the_newest_job_wins_and_a_protected_kind_is_not_interrupted() -> None:
+    worker = AheadWorker()
+    gate = threading.Event()
+    ran: list[str] = []
+
+    def job(name: str, wait: bool = False):
+        def run(cancel: threading.Event) -> None:
+            if wait:
+                gate.wait(10)
+            ran.append(name if not cancel.is_set() else f"{name} cancelled")
+
+        return run
+
+    try:
+        assert worker.submit("block", job("block", wait=True))
+        threading.Event().wait(0.1)
+        assert not worker.submit("prefill", job("p1"), unless_running="block")
+        gate.set()
+        assert worker.wait_idle(10)
+        assert worker.submit("prefill", job("p2", wait=True))
+        gate.clear()
+        threading.Event().wait(0.1)
+        assert worker.submit("prefill", job("p3"))  # cancels p2, replaces nothing pending
+        gate.set()
+        assert worker.wait_idle(10)
+        assert ran == ["block", "p2 cancelled", "p3"]
+    finally:
+        worker.close()
