@@ -28,6 +28,7 @@ import {
 } from "./interpreter";
 import { probeLaunch, runProbe, serverEnv, serverLaunch } from "./launch";
 import { menuItems } from "./menu";
+import { PREFETCH_NOTIFICATION, PREFETCH_REST_MS, prefetchParams, worthPrefetching } from "./prefetch";
 import {
   COMMANDS,
   SERVER_COMMANDS,
@@ -486,6 +487,31 @@ class RepoTune implements vscode.Disposable {
     this.log.show(true);
   }
 
+  private prefetchTimer: ReturnType<typeof setTimeout> | undefined;
+
+  /** The cursor moved: once it rests, tell the server so the place's prompt is ready first. */
+  onSelectionChanged(event: vscode.TextEditorSelectionChangeEvent): void {
+    clearTimeout(this.prefetchTimer);
+    const document = event.textEditor.document;
+    const selection = event.selections[0];
+    const change = {
+      kind: event.kind,
+      selections: event.selections.length,
+      empty: selection?.isEmpty ?? false,
+      scheme: document.uri.scheme,
+      enabled: this.enabledFor(document),
+    };
+    if (!selection || !worthPrefetching(change)) return;
+    const params = prefetchParams(document.uri.toString(), selection.active.line, selection.active.character);
+    this.prefetchTimer = setTimeout(() => {
+      const client = this.client;
+      if (client?.state !== State.Running) return;
+      client.sendNotification(PREFETCH_NOTIFICATION, params).catch((error: unknown) => {
+        this.log.warn(`prefetch: ${String(error)}`);
+      });
+    }, PREFETCH_REST_MS);
+  }
+
   dispose(): void {
     for (const d of this.disposables) d.dispose();
   }
@@ -512,6 +538,9 @@ export function activate(context: vscode.ExtensionContext): void {
     vscode.commands.registerCommand(COMMANDS.showMenu, () => repotune.showMenu()),
     vscode.commands.registerCommand(COMMANDS.selectInterpreter, () => repotune.selectInterpreter()),
     vscode.workspace.onDidChangeConfiguration((event) => repotune.onConfigurationChanged(event)),
+    vscode.window.onDidChangeTextEditorSelection((event) => {
+      repotune.onSelectionChanged(event);
+    }),
     // Trusting the workspace brings its repotune.pythonPath into play.
     vscode.workspace.onDidGrantWorkspaceTrust(() => repotune.restart()),
   );

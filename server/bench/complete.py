@@ -10,6 +10,16 @@ Most sessions start mid-line (single-line completions, the common case); one in 
 an empty line in a function body (a block). The text after the cursor on the cursor's line is
 removed (the user has not typed it yet), everything else in the file stays.
 
+Each session is replayed twice from the same cold start (result cache, kept snippets and KV
+caches dropped), through the assistant as the language server calls it:
+- *before*: the request alone, with work ahead off (no prefill, whole blocks, one KV cache): the
+  figures of earlier runs, kept under the same keys (cold, warm, next_line...);
+- *ahead*: as VS Code with the RepoTune extension sends it: the cursor comes to rest at the new
+  place (a ``repotune/prefetch``) `dwell_ms` before the first keystroke; every keystroke is a
+  didChange (a prefetch), and the completion request follows after the client's debounce.
+Both report the time from the keystroke to the suggestion (``keystroke_ms``: the debounce plus
+the request), per kind, and the ahead arm how much prefilled work no request used.
+
 PATH may also be ``pypi:NAME==VERSION``: the pinned package's wheel is downloaded once with pip
 into ``cache_dir()/corpora/`` and unpacked (`ensure_corpus`), so the figures are reproducible.
 """
@@ -28,12 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from repotune.server.bench.stats import rounded_percentile
-from repotune.server.completion.context import as_snippets
-from repotune.server.completion.engine import CompletionEngine
-from repotune.server.completion.request import CompletionRequest
 from repotune.server.config import Settings, settings_with
 from repotune.server.corpora import ensure_corpus
-from repotune.server.index.workspace import WorkspaceIndex
 from repotune.server.models import ModelError
 
 DEFAULT_CORPUS = "requests==2.32.3"
@@ -42,6 +48,7 @@ BLOCK_SHARE = 0.25
 TIME_BUDGET_S = 1200.0
 SEED = 20240601
 AB_SESSIONS = 8  # sessions replayed twice (prompt lookup off/on)
+DWELL_MS = 1000  # how long the cursor rests at a new place before the first keystroke
 
 
 # --------------------------------------------------------------------------- corpus
@@ -168,59 +175,114 @@ def _summary(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- run
 
+# Completion settings of the "before" arm: the engine as it was before work ahead.
+BEFORE = {"prefill": False, "first_line_first": False, "warm_files": 0}
+
+
+@dataclass
+class Arm:
+    """How a replay sends a session: `ahead` replays editor traffic (prefetch, debounce)."""
+
+    name: str
+    ahead: bool
+    completion: dict[str, Any]
+
+
+def _record(
+    assistant: Any, cursor: Cursor, outcome: Any, request_ms: float, keystroke_ms: float
+) -> dict[str, Any]:
+    engine = assistant.engine
+    cached = bool(outcome is not None and outcome.cached)
+    stats = {} if cached else engine.last_stats
+    timings = stats.get("timings", {})
+    return {
+        "session": cursor.session,
+        "kind": cursor.kind,
+        "path": cursor.path,
+        "multiline": outcome.multiline if outcome else None,
+        "text": outcome.text if outcome else "",
+        "reason": engine.last_reason,
+        "cached": cached,
+        "total_ms": request_ms,
+        "keystroke_ms": keystroke_ms,
+        "retrieval_ms": outcome.timings.get("retrieval", 0.0) if outcome else 0.0,
+        "tokenize_ms": timings.get("tokenize", 0.0),
+        "prompt_eval_ms": timings.get("prompt_eval", 0.0),
+        "generate_ms": timings.get("generate", 0.0),
+        "prompt_tokens": stats.get("prompt_tokens", 0),
+        "reused_tokens": stats.get("reused_tokens", 0),
+        "generated_tokens": None if cached else stats.get("generated_tokens"),
+        "drafted_tokens": stats.get("drafted_tokens", 0),
+        "accepted_tokens": stats.get("accepted_tokens", 0),
+    }
+
 
 def _replay(
-    engine: Any, index: Any, settings: Settings, cursors: list[Cursor], name: str
+    assistant: Any, root: Path, cursors: list[Cursor], arm: Arm, debounce_s: float, dwell_s: float
 ) -> list[dict[str, Any]]:
-    """Send one session's requests as an editor would: retrieval, then completion."""
+    """One session from a cold start, as `arm` sends it; a record per keystroke."""
+    engine = assistant.engine
+    engine.forget()
     records = []
     for cursor in cursors:
-        t0 = time.perf_counter()
-        chunks = []
-        if engine.wants_context(cursor.path, cursor.prefix):  # once per line, as the LSP does
-            chunks = index.search_cursor(
-                cursor.path, cursor.prefix, cursor.suffix, settings.retrieval.top_k
-            )
-        retrieval_ms = (time.perf_counter() - t0) * 1000
-        request = CompletionRequest(
-            cursor.path, "python", cursor.prefix, cursor.suffix, as_snippets(chunks), name
-        )
+        path = root / cursor.path
+        text = cursor.prefix + cursor.suffix
+        offset = len(cursor.prefix)
+        if arm.ahead and cursor.kind == "cold" and dwell_s > 0:
+            # The cursor rests at the place (before the keystroke's character) for a while.
+            assistant.prefetch(path, text[: offset - 1] + text[offset:], offset - 1, "python")
+            time.sleep(dwell_s)
         engine.last_stats = {}
-        result = engine.complete(request)
-        total_ms = (time.perf_counter() - t0) * 1000
-        # An emptied completion still cost a generation: take its figures from last_stats.
-        stats = engine.last_stats if result is None else {}
-        timings = result.timings if result else stats.get("timings", {})
-
-        def pick(key: str, default: Any, result: Any = result, stats: dict = stats) -> Any:
-            return getattr(result, key) if result is not None else stats.get(key, default)
-
-        records.append(
-            {
-                "session": cursor.session,
-                "kind": cursor.kind,
-                "path": cursor.path,
-                "multiline": result.multiline if result else None,
-                "text": result.text if result else "",
-                "reason": engine.last_reason,
-                "cached": bool(result and result.cached),
-                "total_ms": total_ms,
-                "retrieval_ms": retrieval_ms,
-                "tokenize_ms": timings.get("tokenize", 0.0),
-                "prompt_eval_ms": timings.get("prompt_eval", 0.0),
-                "generate_ms": timings.get("generate", 0.0),
-                "prompt_tokens": pick("prompt_tokens", 0),
-                "reused_tokens": pick("reused_tokens", 0),
-                "generated_tokens": pick("generated_tokens", None),
-                "drafted_tokens": pick("drafted_tokens", 0),
-                "accepted_tokens": pick("accepted_tokens", 0),
-            }
-        )
+        keystroke = time.perf_counter()
+        if arm.ahead:
+            assistant.prefetch(path, text, offset, "python")  # the keystroke's didChange
+            time.sleep(max(0.0, debounce_s - (time.perf_counter() - keystroke)))
+        requested = time.perf_counter()
+        outcome = assistant.complete(path, text, offset, "python", automatic=True)
+        done = time.perf_counter()
+        request_ms = (done - requested) * 1000
+        # Without work ahead nothing happens during the debounce: it is added, not slept.
+        keystroke_ms = (done - keystroke) * 1000 + (0.0 if arm.ahead else debounce_s * 1000)
+        records.append(_record(assistant, cursor, outcome, request_ms, keystroke_ms))
     return records
 
 
+def _keystrokes(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Keystroke-to-suggestion p50/p95 per kind."""
+    report: dict[str, Any] = {}
+    for kind in ("cold", "warm", "next_line"):
+        values = [r["keystroke_ms"] for r in records if r["kind"] == kind]
+        report[kind] = {
+            "requests": len(values),
+            "p50_ms": rounded_percentile(values, 50),
+            "p95_ms": rounded_percentile(values, 95),
+            "empty": sum(1 for r in records if r["kind"] == kind and not r["text"]),
+        }
+    return report
+
+
+def _first_lines_agree(before: list[dict[str, Any]], ahead: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where the before arm proposed a block: does the ahead arm's answer (its first line, on
+    an empty line) start the same way? Acceptance of the first line is what it can change."""
+    pairs = [
+        (b["text"], a["text"])
+        for b, a in zip(before, ahead, strict=True)
+        if b["multiline"] and b["text"].strip()
+    ]
+
+    def first(text: str) -> str:
+        return text.strip("\n").split("\n")[0].rstrip()
+
+    same = sum(1 for b, a in pairs if first(b) == first(a))
+    return {"blocks": len(pairs), "same_first_line": same}
+
+
+def _with_completion(assistant: Any, settings: Settings, completion: dict[str, Any]) -> None:
+    assistant.engine.reload(settings_with(settings, {"completion": completion}, "bench"))
+
+
 def _compare_prompt_lookup(
-    engine: Any, index: Any, settings: Settings, sessions: list[list[Cursor]], name: str
+    assistant: Any, root: Path, settings: Settings, sessions: list[list[Cursor]], debounce_s: float
 ) -> dict[str, Any]:
     """Replay sessions with prompt lookup off and on, alternating, so load drifts hit both."""
     subset = sessions[:AB_SESSIONS]
@@ -228,13 +290,11 @@ def _compare_prompt_lookup(
     try:
         for cursors in subset:
             for lookup in (False, True):
-                engine.reload(
-                    settings_with(settings, {"completion": {"prompt_lookup": lookup}}, "bench")
-                )
-                engine._loaded.llm.reset()  # same cold start for both arms
-                results[lookup].extend(_replay(engine, index, settings, cursors, name))
+                arm = Arm("lookup", False, {**BEFORE, "prompt_lookup": lookup})
+                _with_completion(assistant, settings, arm.completion)
+                results[lookup].extend(_replay(assistant, root, cursors, arm, debounce_s, 0.0))
     finally:
-        engine.reload(settings)
+        assistant.engine.reload(settings)
     report: dict[str, Any] = {"sessions": len(subset)}
     for lookup, records in results.items():
         served = [r for r in records if not r["cached"] and r["generated_tokens"] is not None]
@@ -262,12 +322,33 @@ def _compare_prompt_lookup(
     return report
 
 
+def _open(workspace: Path, settings: Settings) -> tuple[Any, float, bool]:
+    """The assistant with `workspace` indexed and its model loaded; (assistant, index s, idle)."""
+    from repotune.server.assistant import Assistant
+
+    assistant = Assistant(settings.model_dump())
+    started = time.perf_counter()
+    assistant.add_folder(workspace, watch=False)
+    assistant.start()  # the model loads while the index builds
+    index = assistant.index_for(workspace)
+    idle = index.wait_idle(timeout=600)
+    index_s = time.perf_counter() - started
+    engine = assistant.engine
+    if engine is None or not engine.wait_ready(600):
+        assistant.close()
+        raise ModelError(
+            (engine.load_error if engine else None) or "the generator did not load in time"
+        )
+    return assistant, index_s, idle
+
+
 def run_bench_complete(
     workspace: Path,
     settings: Settings,
     samples: int = 100,
     time_budget_s: float = TIME_BUDGET_S,
     compare_prompt_lookup: bool = True,
+    dwell_ms: int = DWELL_MS,
 ) -> dict[str, Any]:
     """Index `workspace`, replay sampled typing sessions, print (and return) the JSON report."""
     name = workspace.name
@@ -277,33 +358,75 @@ def run_bench_complete(
         raise SystemExit(f"repotune: {workspace} is not a directory")
     workspace = workspace.resolve()
     sessions = sample_sessions(workspace, samples)
+    debounce_s = settings.completion.debounce_ms / 1000
+    arms = (Arm("before", False, BEFORE), Arm("ahead", True, {}))
 
-    engine = CompletionEngine(settings)
-    engine.start_loading()  # loads while the index builds
-    index = WorkspaceIndex(workspace, settings)
-    started = time.perf_counter()
-    index.start(watch=False)
-    index_idle = index.wait_idle(timeout=600)
-    index_s = time.perf_counter() - started
+    assistant, index_s, index_idle = _open(workspace, settings)
+    engine = assistant.engine
     try:
-        if not engine.wait_ready(600):
-            raise ModelError(engine.load_error or "the generator did not load in time")
-        records: list[dict[str, Any]] = []
+        records: dict[str, list[dict[str, Any]]] = {arm.name: [] for arm in arms}
         bench_started = time.perf_counter()
         truncated = False
+        ahead_before = dict(engine.ahead_stats)
         for cursors in sessions:
             if time.perf_counter() - bench_started > time_budget_s:
                 truncated = True
                 break
-            records.extend(_replay(engine, index, settings, cursors, name))
+            for arm in arms:
+                _with_completion(assistant, settings, arm.completion)
+                records[arm.name].extend(
+                    _replay(assistant, workspace, cursors, arm, debounce_s, dwell_ms / 1000)
+                )
+        engine.reload(settings)
+        engine.wait_ahead(60)
+        ahead_stats = {k: v - ahead_before.get(k, 0) for k, v in engine.ahead_stats.items()}
         lookup_ab = None
         if compare_prompt_lookup and not truncated:
-            lookup_ab = _compare_prompt_lookup(engine, index, settings, sessions, name)
+            lookup_ab = _compare_prompt_lookup(assistant, workspace, settings, sessions, debounce_s)
         status = engine.status()
+        index_stats = _index_stats(assistant.index_for(workspace))
     finally:
-        engine.close()
-        index.close()
+        assistant.close()
 
+    before, ahead = records["before"], records["ahead"]
+    report = _report(workspace, settings, status, index_s, index_idle, index_stats, before)
+    report["truncated_by_time_budget"] = truncated
+    report["lookup_ab"] = lookup_ab
+    prefilled = ahead_stats["prefill_tokens"]
+    report["editor"] = {
+        "debounce_ms": settings.completion.debounce_ms,
+        "dwell_ms": dwell_ms,
+        "before": _keystrokes(before),
+        "ahead": _keystrokes(ahead),
+        "ahead_requests": {
+            kind: _summary([r for r in ahead if r["kind"] == kind])
+            for kind in ("cold", "warm", "next_line")
+        },
+        "prefill": {
+            **ahead_stats,
+            "wasted_tokens": prefilled - ahead_stats["prefill_used_tokens"],
+            "wasted_share": round(1 - ahead_stats["prefill_used_tokens"] / prefilled, 3)
+            if prefilled
+            else None,
+        },
+        "first_line": _first_lines_agree(before, ahead),
+        "targets_ms": {"cold_p50": 700, "next_line_p50": 500, "warm_p50": 150},
+        "examples": [{k: r[k] for k in ("path", "kind", "text", "reason")} for r in ahead[:6]],
+    }
+    print(json.dumps(report, indent=2))
+    return report
+
+
+def _report(
+    workspace: Path,
+    settings: Settings,
+    status: dict[str, Any],
+    index_s: float,
+    index_idle: bool,
+    index_stats: dict[str, Any],
+    records: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The request-level figures (the keys earlier runs reported)."""
     cold = [r for r in records if r["kind"] == "cold"]
     warm = [r for r in records if r["kind"] == "warm"]
     warm_single = [r for r in warm if r["multiline"] is False or r["multiline"] is None]
@@ -312,7 +435,6 @@ def run_bench_complete(
         "corpus": str(workspace),
         "samples": len(records),
         "sessions": len({r["session"] for r in records}),
-        "truncated_by_time_budget": truncated,
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
@@ -332,9 +454,10 @@ def run_bench_complete(
                 "max_tokens_block",
                 "time_cap_ms",
                 "prompt_lookup",
+                "debounce_ms",
             }
         ),
-        "index": {"seconds": round(index_s, 1), "idle": index_idle, **_index_stats(index)},
+        "index": {"seconds": round(index_s, 1), "idle": index_idle, **index_stats},
         "cold": _summary(cold),
         "warm": _summary(warm),
         "warm_single_line": _summary(warm_single),
@@ -344,19 +467,14 @@ def run_bench_complete(
             "warm_share_outside_generation_max": 0.35,
             "warm_single_line_p50_ms_max": 300,
         },
-        "prompt_lookup_ab": lookup_ab,
         "examples": [
             {k: r[k] for k in ("path", "kind", "multiline", "text", "reason")} for r in records[:6]
         ],
     }
-    warm_summary = report["warm"]
-    report["targets"]["met_share"] = (
-        warm_summary["share_outside_generation"] is not None
-        and warm_summary["share_outside_generation"] <= 0.35
-    )
+    share = report["warm"]["share_outside_generation"]
+    report["targets"]["met_share"] = share is not None and share <= 0.35
     p50 = report["warm_single_line"]["latency_ms_p50"]
     report["targets"]["met_p50"] = p50 is not None and p50 <= 300
-    print(json.dumps(report, indent=2))
     return report
 
 

@@ -38,18 +38,12 @@ class AheadWorker:
         self.submitted = 0
         self.superseded = 0
 
-    def submit(self, kind: str, job: Job, unless_running: str | None = None) -> bool:
-        """Queue `job` in place of any pending one and cancel the running one. With
-        `unless_running`, nothing happens while a job of that kind runs (it has priority)."""
+    def submit(self, kind: str, job: Job) -> bool:
+        """Queue `job` in place of any pending one and cancel the running one."""
         with self._cond:
             if self._closed:
                 return False
             running = self._running
-            if unless_running and any(
-                item is not None and item.kind == unless_running and not item.cancel.is_set()
-                for item in (running, self._pending)
-            ):
-                return False
             if self._pending is not None:
                 self._pending.cancel.set()
                 self.superseded += 1

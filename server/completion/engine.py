@@ -114,6 +114,7 @@ class CompletionEngine:
         self._slots = KvSlots(settings.completion.warm_files)
         # Prompt tokens evaluated ahead of a request and not yet kept or overwritten by one.
         self._prefill_span: tuple[int, int] | None = None
+        self._block_for: CompletionRequest | None = None  # whose block finishes in the background
         self.ahead_stats = {
             "prefills": 0,
             "prefill_tokens": 0,  # evaluated ahead of a request
@@ -256,6 +257,19 @@ class CompletionEngine:
             if self._latest_cancel is not None:
                 self._latest_cancel.set()
 
+    def forget(self) -> None:
+        """Drop the result cache, the kept snippets and every KV cache (a benchmark's arms then
+        start alike)."""
+        self.cancel_inflight()
+        self._ahead.wait_idle(60)
+        with self._lock:
+            self.cache.clear()
+            self._last_context = None
+            self._slots.clear()
+            self._prefill_span = None
+            if self._loaded is not None:
+                self._loaded.llm.reset()
+
     def wait_ahead(self, timeout: float | None = None) -> bool:
         """Block until background work (prefill, a block's rest) is done; for tests and benches."""
         return self._ahead.wait_idle(timeout)
@@ -375,7 +389,10 @@ class CompletionEngine:
             request.suffix[:POSTPROCESS_WINDOW],
             request.language,
         )
+        cancel = cancel or threading.Event()
         hit = self.cache.get(request.path, request.prefix, request.suffix)
+        if hit is None and self._wait_for_block(request, cancel):
+            hit = self.cache.get(request.path, request.prefix, request.suffix)
         if hit is not None:
             self.last_reason = "cache"
             total = (time.perf_counter() - started) * 1000
@@ -391,7 +408,6 @@ class CompletionEngine:
                 stop_reason="cache",
             )
         self._ahead.cancel()  # background work stops at its next step; what it did stays
-        cancel = cancel or threading.Event()
         with self._state:
             if self._latest_cancel is not None:
                 self._latest_cancel.set()
@@ -418,8 +434,25 @@ class CompletionEngine:
         if result is not None and result.text:
             self.cache.put(request.path, request.prefix, request.suffix, result)
             if first_line and generated.reason == "first line":
+                self._block_for = request
                 self._ahead.submit("block", partial(self._finish_block, request))
         return result
+
+    def _wait_for_block(self, request: CompletionRequest, cancel: threading.Event) -> bool:
+        """When `request` continues the line whose block is being finished in the background
+        (the user accepted or typed it), wait for that block rather than start over; True when
+        it finished."""
+        block = self._block_for
+        if block is None or request.path != block.path:
+            return False
+        if not request.prefix.startswith(block.prefix) or self._ahead.busy() != "block":
+            return False
+        deadline = time.monotonic() + self._settings.completion.time_cap_ms / 1000
+        while self._ahead.busy() == "block":
+            if cancel.is_set() or time.monotonic() > deadline:
+                return False
+            self._ahead.wait_idle(0.02)
+        return True
 
     def _first_line_first(self, request: CompletionRequest) -> bool:
         """A block asked for on an empty line: its first line is returned on its own."""
@@ -451,9 +484,15 @@ class CompletionEngine:
             return False
         if self.cache.get(request.path, request.prefix, request.suffix) is not None:
             return False  # the request will be answered from the cache
-        return self._ahead.submit(
-            "prefill", partial(self._prefill, request), unless_running="block"
-        )
+        block = self._block_for
+        if (
+            block is not None
+            and self._ahead.busy() == "block"
+            and request.path == block.path
+            and request.prefix.startswith(block.prefix)
+        ):
+            return False  # typing along the first line: the rest of the block is coming
+        return self._ahead.submit("prefill", partial(self._prefill, request))
 
     def _prefill(self, request: CompletionRequest, cancel: threading.Event) -> None:
         if not self._acquire(cancel):

@@ -269,6 +269,9 @@ def test_neovim_shows_and_accepts_inline_completion(
     assert result["buffer_after"] == expected, why
     assert result["ghost_text_after_accept"] is None, why
 
+    # The snippet's CursorHold autocommand reached the server as a repotune/prefetch.
+    assert result["prefetched_after"] > result["prefetched_before"] >= 0, why
+
     # The server stayed healthy throughout, and left with the editor.
     log_text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
     assert "Traceback" not in log_text, why

@@ -226,6 +226,26 @@ local function run()
   local after = shown_suggestion(bufnr)
   out.ghost_text_after_accept = after and after.text or vim.NIL
   out.status = request_sync(client, 'workspace/executeCommand', { command = 'repotune.status' }, 5000)
+
+  -- 5. Back in normal mode the cursor rests: the snippet's CursorHold autocommand tells the
+  -- server, which starts preparing that place (its `prefetched` counter goes up).
+  local function prefetched()
+    local status = request_sync(client, 'workspace/executeCommand', { command = 'repotune.status' }, 5000)
+    local result = status and status.result
+    return result and result.engine and result.engine.prefetched or -1
+  end
+  feed('<Esc>', false)
+  sleep(100)
+  out.prefetched_before = prefetched()
+  api.nvim_exec_autocmds('CursorHold', { buffer = bufnr })
+  out.prefetched_after = out.prefetched_before
+  for _ = 1, 50 do
+    sleep(100)
+    out.prefetched_after = prefetched()
+    if out.prefetched_after > out.prefetched_before then
+      break
+    end
+  end
   out.ok = true
 end
 

@@ -1,0 +1,60 @@
+"""`repotune bench complete` end to end on a small real repository with the real default model:
+both arms (before / ahead) replayed, keystroke figures per kind, prefill work accounted."""
+
+from __future__ import annotations
+
+import json.decoder as json_decoder
+import json.encoder as json_encoder
+import json.scanner as json_scanner
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from repotune.server.bench.complete import run_bench_complete
+from repotune.server.config import Settings
+
+pytestmark = pytest.mark.slow
+
+
+def test_bench_complete_replays_both_arms(tmp_path: Path, generator_model, embedder_model) -> None:
+    repo = tmp_path / "jsonlib"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    for module in (json_decoder, json_encoder, json_scanner):
+        shutil.copy(str(module.__file__), repo / Path(str(module.__file__)).name)
+    settings = Settings.model_validate(
+        {
+            "model": {
+                "generator": str(generator_model.path),
+                "embedder": str(embedder_model.path),
+                "context_length": 1024,
+            },
+            "index": {"index_dir": str(tmp_path / "index")},
+            "completion": {
+                "context_tokens": 64,
+                "prefix_tokens": 192,
+                "suffix_tokens": 48,
+                "max_tokens_line": 12,
+                "max_tokens_block": 24,
+            },
+        }
+    )
+    report = run_bench_complete(
+        repo, settings, samples=10, compare_prompt_lookup=False, dwell_ms=200
+    )
+    editor = report["editor"]
+    for arm in ("before", "ahead"):
+        for kind in ("cold", "warm", "next_line"):
+            figures = editor[arm][kind]
+            assert figures["requests"] >= 2, (arm, kind, figures)
+            assert figures["p50_ms"] >= settings.completion.debounce_ms  # the debounce counts
+    assert editor["before"]["cold"]["requests"] == editor["ahead"]["cold"]["requests"]
+    prefill = editor["prefill"]
+    assert prefill["prefills"] > 0 and prefill["prefill_tokens"] > 0
+    assert 0 <= prefill["prefill_used_tokens"] <= prefill["prefill_tokens"]
+    assert prefill["wasted_tokens"] == prefill["prefill_tokens"] - prefill["prefill_used_tokens"]
+    assert editor["first_line"]["same_first_line"] <= editor["first_line"]["blocks"]
+    # The request-level figures of earlier runs are still there, from the "before" arm.
+    assert report["cold"]["requests"] == editor["before"]["cold"]["requests"]
+    assert report["warm"]["kv_reuse_ratio"] > 0.5
