@@ -182,8 +182,9 @@ class CompletionSettings(_Section):
     )
     prefill: bool = Field(
         True,
-        description="evaluate the prompt for an edited place in the background as soon as the "
-        "edit arrives, so the debounced request finds most of it in the KV cache",
+        description="work ahead: complete an edited place in the background as soon as the "
+        "edit arrives (the prompt a step at a time, then the completion), so the debounced "
+        "request finds it done or under way",
     )
     first_line_first: bool = Field(
         True,

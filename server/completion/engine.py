@@ -115,12 +115,14 @@ class CompletionEngine:
         # Prompt tokens evaluated ahead of a request and not yet kept or overwritten by one.
         self._prefill_span: tuple[int, int] | None = None
         self._block_for: CompletionRequest | None = None  # whose block finishes in the background
+        self._speculating: CompletionRequest | None = None  # the request completed ahead
         self.ahead_stats = {
             "prefills": 0,
             "prefill_tokens": 0,  # evaluated ahead of a request
             "prefill_used_tokens": 0,  # of those, kept by the next evaluation
             "prefill_cancelled": 0,
             "continuations": 0,  # blocks finished after their first line was returned
+            "completed_ahead": 0,  # completions put in the result cache before their request
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -391,7 +393,7 @@ class CompletionEngine:
         )
         cancel = cancel or threading.Event()
         hit = self.cache.get(request.path, request.prefix, request.suffix)
-        if hit is None and self._wait_for_block(request, cancel):
+        if hit is None and self._wait_for_ahead(request, cancel):
             hit = self.cache.get(request.path, request.prefix, request.suffix)
         if hit is not None:
             self.last_reason = "cache"
@@ -438,17 +440,29 @@ class CompletionEngine:
                 self._ahead.submit("block", partial(self._finish_block, request))
         return result
 
-    def _wait_for_block(self, request: CompletionRequest, cancel: threading.Event) -> bool:
-        """When `request` continues the line whose block is being finished in the background
-        (the user accepted or typed it), wait for that block rather than start over; True when
-        it finished."""
-        block = self._block_for
-        if block is None or request.path != block.path:
-            return False
-        if not request.prefix.startswith(block.prefix) or self._ahead.busy() != "block":
+    def _wait_for_ahead(self, request: CompletionRequest, cancel: threading.Event) -> bool:
+        """Wait for background work that will answer `request` rather than start over: the same
+        request completed ahead (its edit arrived first), or the block being finished for the
+        line that `request` continues (the user accepted or typed it). True when it finished."""
+        kind = self._ahead.busy()
+        if kind == "prefill":
+            ahead = self._speculating
+            if ahead is None or (ahead.path, ahead.prefix, ahead.suffix) != (
+                request.path,
+                request.prefix,
+                request.suffix,
+            ):
+                return False
+        elif kind == "block":
+            block = self._block_for
+            if block is None or request.path != block.path:
+                return False
+            if not request.prefix.startswith(block.prefix):
+                return False
+        else:
             return False
         deadline = time.monotonic() + self._settings.completion.time_cap_ms / 1000
-        while self._ahead.busy() == "block":
+        while self._ahead.busy() == kind:
             if cancel.is_set() or time.monotonic() > deadline:
                 return False
             self._ahead.wait_idle(0.02)
@@ -478,8 +492,9 @@ class CompletionEngine:
             self.ahead_stats["continuations"] += 1
 
     def prefill(self, request: CompletionRequest) -> bool:
-        """Evaluate `request`'s prompt into the KV cache in the background (an edit arrived; its
-        completion request will follow). Returns False when nothing was queued."""
+        """Complete `request` in the background (an edit arrived; its completion request will
+        follow after the client's debounce): the prompt a step at a time, then the completion,
+        into the result cache. Returns False when nothing was queued."""
         if not (self.ready and self._settings.completion.prefill):
             return False
         if self.cache.get(request.path, request.prefix, request.suffix) is not None:
@@ -492,6 +507,7 @@ class CompletionEngine:
             and request.prefix.startswith(block.prefix)
         ):
             return False  # typing along the first line: the rest of the block is coming
+        self._speculating = request
         return self._ahead.submit("prefill", partial(self._prefill, request))
 
     def _prefill(self, request: CompletionRequest, cancel: threading.Event) -> None:
@@ -506,15 +522,27 @@ class CompletionEngine:
                 request.suffix[:POSTPROCESS_WINDOW],
                 request.language,
             )
-            request = self._sticky_context(request)
+            first_line = multiline and self._first_line_first(request)
             try:
-                prompt = self.build_prompt(request, multiline, cancel)
+                prompt = self.build_prompt(self._sticky_context(request), multiline, cancel)
             except PromptCancelled:
                 return
             tokens = self._fit_window(self._tokenize(loaded, prompt), multiline)
             self._evaluate_ahead(loaded.llm, request.path, tokens, cancel)
+            if cancel.is_set():
+                return
+            started = time.perf_counter()
+            generated = self._generate(loaded, request, multiline, cancel, started, first_line)
         finally:
             self._lock.release()
+        result = generated.result
+        if result is None or not result.text or cancel.is_set():
+            return
+        self.cache.put(request.path, request.prefix, request.suffix, result)
+        self.ahead_stats["completed_ahead"] += 1
+        if first_line and generated.reason == "first line":
+            self._block_for = request
+            self._ahead.submit("block", partial(self._finish_block, request))
 
     def _evaluate_ahead(
         self, llm: Any, path: str, tokens: list[int], cancel: threading.Event

@@ -8,6 +8,7 @@ import json.decoder as json_decoder
 import json.encoder as json_encoder
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -65,34 +66,48 @@ def engine(generator_model) -> Iterator[CompletionEngine]:
     instance.close()
 
 
-def test_a_prefilled_prompt_is_kept_by_its_request(engine: CompletionEngine) -> None:
-    engine.cache.clear()
-    request = at(
-        ENCODER, "json/encoder.py", "    chunks = self.iterencode(o, _one_shot=True)", "    c"
-    )
+def test_an_edited_place_is_completed_before_its_request(engine: CompletionEngine) -> None:
+    engine.forget()
+    line = "        chunks = self.iterencode(o, _one_shot=True)"
+    request = at(ENCODER, "json/encoder.py", line, "        c")
     before = dict(engine.ahead_stats)
     assert engine.prefill(request)
     assert engine.wait_ahead(120)
     prefilled = engine.ahead_stats["prefill_tokens"] - before["prefill_tokens"]
     assert prefilled > 100
-    result = engine.complete(request)
-    assert result is not None, engine.last_reason
-    # Everything but the last prompt token was already evaluated, and all of it was kept.
-    assert result.reused_tokens == result.prompt_tokens - 1
+    assert engine.ahead_stats["completed_ahead"] == before["completed_ahead"] + 1
+    # The generation ahead kept every prefilled token, and its result waits in the cache.
     used = engine.ahead_stats["prefill_used_tokens"] - before["prefill_used_tokens"]
     assert used == prefilled
+    result = engine.complete(request)
+    assert result is not None and result.cached, engine.last_reason
 
 
-def test_a_request_stops_a_prefill_and_keeps_what_it_evaluated(engine: CompletionEngine) -> None:
-    engine.cache.clear()
+def test_a_request_for_the_same_place_waits_for_the_work_under_way(
+    engine: CompletionEngine,
+) -> None:
+    engine.forget()
     request = at(DECODER, "json/decoder.py", "        end = _w(s, end).end()", "        e")
     before = dict(engine.ahead_stats)
-    engine._loaded.llm.reset()  # nothing reusable: the prefill has the whole prompt to do
-    engine._slots.clear()
     assert engine.prefill(request)
-    threading.Event().wait(0.3)  # let it start
+    threading.Event().wait(0.3)  # the prompt is being evaluated
     result = engine.complete(request)
-    assert result is not None, engine.last_reason
+    assert result is not None and result.cached, engine.last_reason
+    assert engine.ahead_stats["prefill_cancelled"] == before["prefill_cancelled"]
+    assert engine.ahead_stats["completed_ahead"] == before["completed_ahead"] + 1
+
+
+def test_the_next_keystroke_stops_the_work_and_keeps_what_it_evaluated(
+    engine: CompletionEngine,
+) -> None:
+    engine.forget()
+    request = at(DECODER, "json/decoder.py", "        end = _w(s, end).end()", "        e")
+    next_key = replace(request, prefix=request.prefix + "n")  # typed on; the suffix stays
+    before = dict(engine.ahead_stats)
+    assert engine.prefill(request)
+    threading.Event().wait(0.3)  # the prompt is being evaluated
+    result = engine.complete(next_key)
+    assert result is not None and not result.cached, engine.last_reason
     assert engine.ahead_stats["prefill_cancelled"] == before["prefill_cancelled"] + 1
     done = engine.ahead_stats["prefill_tokens"] - before["prefill_tokens"]
     used = engine.ahead_stats["prefill_used_tokens"] - before["prefill_used_tokens"]
