@@ -189,11 +189,25 @@ def bench_index(
         str | None, typer.Option(help="pinned PyPI wheel to benchmark, e.g. wandb==0.19.11")
     ] = None,
     save: SaveOption = None,
+    shared: Annotated[
+        bool,
+        typer.Option(
+            "--shared",
+            help="instead: time until a second client's index is fully dense with a shared "
+            "Chroma server (started here) holding a first client's vectors, against alone",
+        ),
+    ] = False,
 ) -> None:
     """Index throughput, save-to-searchable latency, query latency, RSS."""
+    root = workspace.resolve() if workspace else None
+    if shared:
+        from repotune.server.bench.shared_index import run_bench_shared_index
+
+        result = run_bench_shared_index(root, settings_for(root), corpus=corpus)
+        store_result("index-shared", result, save)
+        return
     from repotune.server.bench.index import run_bench_index
 
-    root = workspace.resolve() if workspace else None
     store_result("index", run_bench_index(root, settings_for(root), corpus=corpus), save)
 
 
