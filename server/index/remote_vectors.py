@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -49,6 +49,27 @@ class ChromaServer:
         return {"Authorization": f"Bearer {token}"} if token else {}
 
 
+def _bounded(call: Callable[[], Any], timeout: float) -> Any:
+    """`call()` in a daemon thread, given up on after `timeout` (the Chroma client's constructor
+    makes requests before its timeout can be set; a server that hangs there must not hang us)."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="repotune-chroma-connect", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise TimeoutError(f"no answer from the Chroma server within {timeout:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
 def collection_name(embedder_sha256: str) -> str:
     """The shared collection of one embedder (its file's checksum: the same model, the same
     vectors)."""
@@ -70,7 +91,7 @@ class RemoteVectors:
     def collection(self) -> Any:
         with self._lock:
             if self._collection is None:
-                self._collection = self._connect()
+                self._collection = _bounded(self._connect, 3 * self.server.timeout_s)
             return self._collection
 
     def _connect(self) -> Any:

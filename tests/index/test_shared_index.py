@@ -6,8 +6,10 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from conftest import copy_server_sources
 from repotune.server.bench.chroma_server import ChromaServerProcess
 from repotune.server.config import SettingsError, load_settings
 from repotune.server.index.remote_vectors import ChromaServer, RemoteVectors, collection_name
+from repotune.server.index.shared import SharedCache
 from repotune.server.index.workspace import WorkspaceIndex
 from repotune.server.models import sha256_file
 
@@ -231,3 +234,39 @@ def test_no_server_configured_means_no_shared_status(tmp_path: Path) -> None:
     index = WorkspaceIndex(root, settings, location=tmp_path / "index")
     assert index.shared is None and index.stats()["shared_index"] is None
     index.close()
+
+
+class _HeartbeatOnly(BaseHTTPRequestHandler):
+    """Answers the heartbeat, then hangs on every other request (a stuck server)."""
+
+    def do_GET(self) -> None:
+        if self.path.endswith("/heartbeat"):
+            body = b'{"nanosecond heartbeat": 1}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        time.sleep(30)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_server_that_hangs_after_its_heartbeat_is_given_up_on() -> None:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _HeartbeatOnly)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        cache = SharedCache.for_server(
+            ChromaServer(url, "default_tenant", "default_database", "UNSET", 0.3), "c-test", 4
+        )
+        started = time.monotonic()
+        assert cache.fetch(["some-id"]) == {}
+        assert time.monotonic() - started < 5
+        assert cache.status()["state"].startswith("unreachable: ")
+        assert not cache.available()  # backing off: the next batch embeds without asking
+    finally:
+        httpd.shutdown()
