@@ -11,13 +11,14 @@ import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
 from conftest import copy_server_sources
 from repotune.server.bench.chroma_server import ChromaServerProcess
 from repotune.server.config import SettingsError, load_settings
+from repotune.server.index import shared as shared_module
 from repotune.server.index.remote_vectors import ChromaServer, RemoteVectors, collection_name
 from repotune.server.index.shared import SharedCache
 from repotune.server.index.workspace import WorkspaceIndex
@@ -270,3 +271,62 @@ def test_a_server_that_hangs_after_its_heartbeat_is_given_up_on() -> None:
         assert not cache.available()  # backing off: the next batch embeds without asking
     finally:
         httpd.shutdown()
+
+
+class _Refusing(BaseHTTPRequestHandler):
+    """Refuses every request (401), keeping the Authorization headers it was sent."""
+
+    seen: ClassVar[list[str | None]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(self.headers.get("Authorization"))
+        self.send_response(401)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_the_token_comes_from_its_variable_and_stays_out_of_the_status(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TEAM_CHROMA_TOKEN", "s3cret-token")
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Refusing)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        settings = shared_settings(url, chroma_token_env="TEAM_CHROMA_TOKEN")
+        server = ChromaServer.from_settings(settings.index)
+        assert server is not None
+        cache = SharedCache.for_server(server, "c-test", 4)
+        assert cache.fetch(["some-id"]) == {}
+    finally:
+        httpd.shutdown()
+    assert _Refusing.seen == ["Bearer s3cret-token"]
+    status = cache.status()
+    assert status["state"].startswith("unreachable: ") and "401" in status["state"]
+    assert "s3cret" not in str(status) and "s3cret" not in settings.model_dump_json()
+
+
+@pytest.mark.slow
+def test_the_server_is_tried_again_after_its_backoff(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(shared_module, "BACKOFF_START_S", 0.5)
+    first = ChromaServerProcess(tmp_path / "db").start()
+    server = ChromaServer(first.url, "default_tenant", "default_database", "UNSET", 2.0)
+    cache = SharedCache.for_server(server, "c-test", 4)
+    assert cache.push(["kept"], np.ones((1, 4), dtype=np.float32))
+    first.kill()
+    assert cache.fetch(["kept"]) == {}
+    assert cache.status()["state"].startswith("unreachable: ") and not cache.available()
+    again = ChromaServerProcess(tmp_path / "db", port=first.port).start()  # same data, same port
+    try:
+        while not cache.available():
+            time.sleep(0.05)
+        assert set(cache.fetch(["kept", "never-pushed"])) == {"kept"}
+        status = cache.status()
+        assert status["state"] == "ok" and status["failures"] == 1 and status["fetched"] == 1
+    finally:
+        again.stop()
