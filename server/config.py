@@ -14,9 +14,10 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 CONFIG_FILE_NAME = "repotune.toml"
 
@@ -74,6 +75,32 @@ class SettingsError(ValueError):
     """Raised for any invalid setting; the message names the key and its source."""
 
 
+# Settings that send data (chunk vectors, code) to a network address: a repository is untrusted,
+# so its own file may not set them (only the editor, the command line or the user may).
+NETWORK_SETTINGS: tuple[tuple[str, str], ...] = (
+    ("index", "chroma_url"),
+    ("index", "chroma_tenant"),
+    ("index", "chroma_database"),
+    ("index", "chroma_token_env"),
+)
+
+
+def chroma_url_problem(value: str) -> str | None:
+    """Why `value` is not a usable Chroma server address (http[s]://HOST[:PORT]), or None."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"expected http://HOST:PORT or https://HOST[:PORT], got {value!r}"
+    if parts.username or parts.password:
+        return "put the token in the variable named by index.chroma_token_env, not in the URL"
+    if parts.path.strip("/") or parts.query or parts.fragment:
+        return f"the Chroma client takes no path, query or fragment (got {value!r})"
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as exc:
+        return f"bad port in {value!r}: {exc}"
+    return None
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -129,6 +156,31 @@ class IndexSettings(_Section):
     debounce_ms: int = Field(300, ge=0, le=60_000)
     dense: bool = Field(True, description="compute dense vectors (lexical-only when false)")
     embed_batch_size: int = Field(32, ge=1, le=1024)
+    chroma_url: str | None = Field(
+        None,
+        description="a shared Chroma server (http://HOST:PORT) used as a team cache of chunk "
+        "vectors; editor or command-line settings only, never a repository's own file",
+    )
+    chroma_tenant: str = Field("default_tenant", min_length=1)
+    chroma_database: str = Field("default_database", min_length=1)
+    chroma_token_env: str = Field(
+        "REPOTUNE_CHROMA_TOKEN",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="environment variable holding the server's token (the token is never stored)",
+    )
+    chroma_timeout_s: float = Field(
+        5.0, gt=0, le=120, description="per-request timeout; a slower server counts as down"
+    )
+
+    @field_validator("chroma_url")
+    @classmethod
+    def _chroma_url_shape(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        problem = chroma_url_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value.rstrip("/")
 
 
 class RetrievalSettings(_Section):
@@ -408,6 +460,19 @@ def repository_index_dir_problem(workspace: Path, value: str) -> str | None:
     )
 
 
+def repository_network_problem(values: Mapping[str, Any]) -> str | None:
+    """Why a repository's own settings may not be used as they are (a network setting), or None."""
+    for section, key in NETWORK_SETTINGS:
+        table = values.get(section)
+        if isinstance(table, Mapping) and key in table:
+            return (
+                f"setting '{section}.{key}' may not come from a repository's own file (it would "
+                "let the repository choose where RepoTune sends data derived from its code); set "
+                "it in the editor settings or on the command line (--set)"
+            )
+    return None
+
+
 def validate_layer(values: Mapping[str, Any], source: str) -> None:
     """Check one layer on its own so an error names the layer that is wrong."""
     try:
@@ -427,6 +492,9 @@ def load_settings(
         file_values, file_source = read_workspace_config(workspace)
         if file_source:
             validate_layer(file_values, file_source)
+            network_problem = repository_network_problem(file_values)
+            if network_problem:
+                raise SettingsError(f"{file_source}: {network_problem}")
             index_dir = (file_values.get("index") or {}).get("index_dir")
             editor_index = (overrides or {}).get("index")
             editor_sets_it = isinstance(editor_index, Mapping) and "index_dir" in editor_index

@@ -54,7 +54,7 @@ class _PeakRss(threading.Thread):
             self.peak = max(self.peak, self.process.memory_info().rss)
 
 
-def _copy_workspace(workspace: Path, settings: Settings, target: Path) -> int:
+def copy_workspace(workspace: Path, settings: Settings, target: Path) -> int:
     scan = WorkspaceFilter(workspace, settings).scan()
     for entry in scan.files:
         destination = target / entry.rel
@@ -82,7 +82,7 @@ def bench_index(workspace: Path, settings: Settings, label: str | None = None) -
     }
     try:
         copy = scratch / "workspace"
-        result["files_copied"] = _copy_workspace(workspace, settings, copy)
+        result["files_copied"] = copy_workspace(workspace, settings, copy)
         started = time.perf_counter()
         embedder = load_embedder(
             settings.model.embedder, settings.model.threads, settings.model.gpu_layers

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 from repotune.server.cli.console import print_error
-from repotune.server.config import Settings, SettingsError, load_settings
+from repotune.server.config import Settings, SettingsError, load_settings, parse_overrides
 from repotune.server.models import ModelError
 
 app = typer.Typer(
@@ -109,11 +109,31 @@ def serve(
 def index(
     workspace: WorkspaceArg,
     watch: Annotated[bool, typer.Option(help="keep watching and indexing changes")] = False,
+    push: Annotated[
+        bool,
+        typer.Option(
+            "--push",
+            help="then upload every vector the shared index (index.chroma_url) lacks, to "
+            "pre-fill it for a team",
+        ),
+    ] = False,
+    pairs: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="SECTION.KEY=VALUE, e.g. index.chroma_url=http://HOST:8000"),
+    ] = None,
 ) -> None:
     """Index a workspace (incremental; resumes after a crash)."""
     from repotune.server.cli.index import run_index
 
-    run_index(workspace.resolve(), settings_for(workspace), watch=watch)
+    overrides = _overrides(pairs)
+    run_index(workspace.resolve(), settings_for(workspace, overrides), watch=watch, push=push)
+
+
+def _overrides(pairs: list[str] | None) -> dict | None:
+    try:
+        return parse_overrides(pairs) if pairs else None
+    except SettingsError as exc:
+        raise fail(str(exc), code=2) from None
 
 
 @app.command()
@@ -169,11 +189,25 @@ def bench_index(
         str | None, typer.Option(help="pinned PyPI wheel to benchmark, e.g. wandb==0.19.11")
     ] = None,
     save: SaveOption = None,
+    shared: Annotated[
+        bool,
+        typer.Option(
+            "--shared",
+            help="instead: time until a second client's index is fully dense with a shared "
+            "Chroma server (started here) holding a first client's vectors, against alone",
+        ),
+    ] = False,
 ) -> None:
     """Index throughput, save-to-searchable latency, query latency, RSS."""
+    root = workspace.resolve() if workspace else None
+    if shared:
+        from repotune.server.bench.shared_index import run_bench_shared_index
+
+        result = run_bench_shared_index(root, settings_for(root), corpus=corpus)
+        store_result("index-shared", result, save)
+        return
     from repotune.server.bench.index import run_bench_index
 
-    root = workspace.resolve() if workspace else None
     store_result("index", run_bench_index(root, settings_for(root), corpus=corpus), save)
 
 

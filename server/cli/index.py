@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from repotune.server.config import Settings
+from repotune.server.index.shared import push_all
 from repotune.server.index.workspace import WorkspaceIndex
 
 PREVIEW_LINES = 6
@@ -66,15 +67,26 @@ def _summary(index: WorkspaceIndex) -> str:
     ]
     if stats["embedder_error"]:
         lines.append(f"dense     unavailable: {stats['embedder_error']}")
+    shared = stats.get("shared_index")
+    if shared:
+        lines.append(
+            f"shared    {shared['url']} {shared['state']}: {shared['fetched']} vectors fetched, "
+            f"{shared['pushed']} pushed"
+        )
     for error in stats["last_errors"]:
         lines.append(f"error     {error}")
     return "\n".join(lines)
 
 
-def run_index(workspace: Path, settings: Settings, watch: bool) -> None:
-    """Index (or bring up to date) a workspace; with `watch`, follow changes until Ctrl-C."""
+def run_index(workspace: Path, settings: Settings, watch: bool, push: bool = False) -> None:
+    """Index (or bring up to date) a workspace; with `push`, then upload every vector the shared
+    index lacks; with `watch`, follow changes until Ctrl-C."""
     if not workspace.is_dir():
         raise SystemExit(f"repotune: {workspace} is not a directory")
+    if push and not settings.index.chroma_url:
+        raise SystemExit("repotune: --push needs a shared index: --set index.chroma_url=URL")
+    if push and not settings.index.dense:
+        raise SystemExit("repotune: --push needs dense vectors (index.dense is false)")
     bars = _Bars()
     index = WorkspaceIndex(workspace, settings, bars)
     stop = threading.Event()
@@ -95,6 +107,8 @@ def run_index(workspace: Path, settings: Settings, watch: bool) -> None:
             )
         else:
             print(_summary(index))
+            if push:
+                _push(index)
         if watch and not stop.is_set():
             print("watching for changes (Ctrl-C to stop)", file=sys.stderr)
             stop.wait()
@@ -103,6 +117,22 @@ def run_index(workspace: Path, settings: Settings, watch: bool) -> None:
         signal.signal(signal.SIGTERM, previous_term)
         bars.close()
         index.close()
+
+
+def _push(index: WorkspaceIndex) -> None:
+    shared = index.shared
+    if shared is None:  # no embedder checksum (the embedder could not be resolved)
+        raise SystemExit(f"repotune: --push: no dense index ({index.embedder_error})")
+    if index.store.dense_pending_count():
+        raise SystemExit("repotune: --push: some chunks still have no vector; nothing uploaded")
+    try:
+        counts = push_all(index.store.vectors, shared)
+    except Exception as exc:  # the server's own error says why (down, refused, bad tenant)
+        raise SystemExit(f"repotune: --push: {shared.remote.server.url}: {exc}") from None
+    print(
+        f"shared    {shared.remote.server.url} {shared.remote.name}: {counts['uploaded']} "
+        f"vectors uploaded, {counts['already_there']} already there"
+    )
 
 
 def run_search(workspace: Path, settings: Settings, query: str, k: int, as_json: bool) -> None:

@@ -26,6 +26,7 @@ from repotune.server.index.files import (
     WorkspaceFilter,
     read_text_file,
 )
+from repotune.server.index.shared import SharedCache
 from repotune.server.index.store import Store
 from repotune.server.languages import language_for
 from repotune.server.llm.embeddings import QueryFirstLock
@@ -37,6 +38,8 @@ RESCAN = "\0rescan"
 # The dense fill embeds a batch in slices this small (a fraction of a second on a small CPU) and
 # lets a waiting query in between them; the vectors are still stored once per batch.
 EMBED_SLICE = 8
+# With a shared index, a dense step looks up this many batches' ids on the server at once.
+SHARED_WINDOW = 8
 
 
 def progress(phase: str, done: int = 0, total: int = 0, message: str = "") -> dict[str, Any]:
@@ -206,7 +209,9 @@ class Indexer:
 
 
 class DenseFiller:
-    """Gives every chunk its vector, behind the lexical index; edits go first."""
+    """Gives every chunk its vector, behind the lexical index; edits go first. With a shared
+    index, vectors the server already has are fetched instead of embedded, and the ones embedded
+    here are pushed to it."""
 
     def __init__(
         self,
@@ -215,41 +220,60 @@ class DenseFiller:
         embed_lock: QueryFirstLock,
         batch_size: int,
         emit: Emit,
+        shared: SharedCache | None = None,
     ) -> None:
         self.store = store
         self.get_embedder = get_embedder
         self.embed_lock = embed_lock
         self.batch_size = batch_size
         self.emit = emit
+        self.shared = shared
         self.embed_seconds = 0.0
         self.embedded = 0
+        self.fetched = 0
         self.busy_seconds = 0.0
 
     def step(self) -> int:
-        """One batch: delete vectors of gone chunks, embed and store pending ones."""
+        """One batch: delete vectors of gone chunks, fetch or embed and store pending ones."""
         started = time.perf_counter()
         deleted = self.store.take_deleted()
         if deleted:
             self.store.delete_vectors(deleted)
             self.store.clear_deleted(deleted)
-        batch = self.store.pending_batch(self.batch_size)
+        shared = self.shared if self.shared is not None and self.shared.available() else None
+        # Looking ids up costs far less than embedding them: a larger window when a server helps.
+        window = self.batch_size * SHARED_WINDOW if shared is not None else self.batch_size
+        batch = self.store.pending_batch(window)
         if not batch:
             if deleted:
                 self.busy_seconds += time.perf_counter() - started
             return 0
+        found = shared.fetch([chunk_id for chunk_id, _ in batch]) if shared is not None else {}
+        # Misses beyond one batch stay pending: embedding them all would delay edits behind them.
+        missing = [(i, text) for i, text in batch if i not in found][: self.batch_size]
+        fresh = self._embed([text for _, text in missing])
+        ids = [*found, *(chunk_id for chunk_id, _ in missing)]
+        parts = [np.stack(list(found.values()))] if found else []
+        vectors = np.concatenate([*parts, fresh]) if missing else parts[0]
+        self.store.upsert_vectors(ids, vectors)
+        if shared is not None and missing:
+            shared.push([chunk_id for chunk_id, _ in missing], fresh)
+        gone = self.store.mark_embedded(ids)
+        if gone:  # replaced while we embedded them: their vectors must not stay
+            self.store.delete_vectors(gone)
+        self.embedded += len(missing)
+        self.fetched += len(found)
+        self.busy_seconds += time.perf_counter() - started
+        return len(ids)
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
         embedder = self.get_embedder()
-        ids = [chunk_id for chunk_id, _ in batch]
-        texts = [text for _, text in batch]
         parts = []
         for start in range(0, len(texts), EMBED_SLICE):
             with self.embed_lock.for_background():  # queries may go between slices
                 embed_started = time.perf_counter()
                 parts.append(embedder.embed(texts[start : start + EMBED_SLICE]))
                 self.embed_seconds += time.perf_counter() - embed_started
-        self.store.upsert_vectors(ids, np.concatenate(parts))
-        gone = self.store.mark_embedded(ids)
-        if gone:  # replaced while we embedded them: their vectors must not stay
-            self.store.delete_vectors(gone)
-        self.embedded += len(ids)
-        self.busy_seconds += time.perf_counter() - started
-        return len(ids)
+        return np.concatenate(parts)

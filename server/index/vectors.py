@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,20 @@ class Vectors:
                 if len(page) < ID_PAGE:
                     return found
                 offset += len(page)
+
+    def pages(self, size: int = ID_PAGE) -> Iterator[tuple[list[str], np.ndarray]]:
+        """Every stored (ids, vectors), a page at a time (to upload them to a shared index)."""
+        collection = self.collection()
+        offset = 0
+        while True:
+            with self._lock:
+                page = collection.get(include=["embeddings"], limit=size, offset=offset)
+            ids = list(page["ids"])
+            if ids:
+                yield ids, np.asarray(page["embeddings"], dtype=np.float32)
+            if len(ids) < size:
+                return
+            offset += len(ids)
 
     def upsert(self, ids: Sequence[str], vectors: np.ndarray) -> None:
         if not ids:

@@ -23,6 +23,7 @@ from repotune.server.config import Settings
 from repotune.server.index.chunking import Chunker
 from repotune.server.index.files import WorkspaceFilter
 from repotune.server.index.indexer import RESCAN, DenseFiller, Indexer, ReconcileReport, progress
+from repotune.server.index.remote_vectors import ChromaServer, collection_name
 from repotune.server.index.retrieval import (
     HybridRetriever,
     Region,
@@ -30,10 +31,11 @@ from repotune.server.index.retrieval import (
     cursor_queries,
     cursor_region,
 )
+from repotune.server.index.shared import SharedCache
 from repotune.server.index.store import Store, index_location
 from repotune.server.index.watch import Debouncer, Watcher, WatchHandler, WatchPlan, drain_into
 from repotune.server.llm.embeddings import QueryFirstLock, SharedEmbedders, load_embedder
-from repotune.server.models import resolve_embedder
+from repotune.server.models import resolve_embedder, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,9 @@ class WorkspaceIndex:
         self._shared_embedders = shared_embedders
         self.embedder_error: str | None = None
         self.dense = settings.index.dense
+        self._embedder_sha256: str | None = None
         embedder_id = self._embedder_id()
+        self.shared = self._shared_cache()
         self.store = Store(self.location, dense=self.dense, embedder_id=embedder_id)
         self.filter = WorkspaceFilter(self.root, settings, extra_skipped_dirs=[self.location])
         self.indexer = Indexer(
@@ -89,6 +93,7 @@ class WorkspaceIndex:
             self._embed_lock,
             settings.index.embed_batch_size,
             self._emit,
+            self.shared,
         )
         self.retriever = HybridRetriever(
             self.store,
@@ -130,12 +135,25 @@ class WorkspaceIndex:
         if not self.dense:
             return None
         if self._embedder is not None:
-            return Path(getattr(self._embedder, "model_path", "injected")).name
+            path = Path(getattr(self._embedder, "model_path", "injected"))
+            if path.is_file():
+                self._embedder_sha256 = sha256_file(path)
+            return path.name
         try:
-            return resolve_embedder(self.settings.model.embedder).path.name
+            resolved = resolve_embedder(self.settings.model.embedder)
         except Exception as exc:  # resolution failure: lexical-only, with the reason kept
             self.embedder_error = str(exc)
             return None
+        self._embedder_sha256 = resolved.sha256
+        return resolved.path.name
+
+    def _shared_cache(self) -> SharedCache | None:
+        """The team's vector cache, when `index.chroma_url` is set and vectors are computed."""
+        server = ChromaServer.from_settings(self.settings.index)
+        if server is None or not self.dense or self._embedder_sha256 is None:
+            return None
+        dimension = getattr(self._embedder, "dimension", None)
+        return SharedCache.for_server(server, collection_name(self._embedder_sha256), dimension)
 
     def _get_embedder(self) -> Any:
         if self._embedder is None:
@@ -147,6 +165,8 @@ class WorkspaceIndex:
             else:
                 self._embedder = load_embedder(model.embedder, model.threads, model.gpu_layers)
                 self._own_embedder = True
+            if self.shared is not None:  # fetched vectors are checked against this size
+                self.shared.remote.dimension = getattr(self._embedder, "dimension", None)
         return self._embedder
 
     def load_query_embedder(self) -> None:
@@ -235,6 +255,8 @@ class WorkspaceIndex:
         for thread in self._threads:
             thread.join(timeout=30)
         self.store.close()
+        if self.shared is not None:
+            self.shared.close()
         if self._own_embedder and self._embedder is not None:
             with contextlib.suppress(Exception):
                 self._embedder.close()
@@ -458,6 +480,7 @@ class WorkspaceIndex:
                 "root_missing": self.watcher.root_missing,
                 "watching": self.watcher.watching,
                 "embedded": self.filler.embedded,
+                "shared_index": self.shared.status() if self.shared is not None else None,
                 "embed_seconds": round(self.filler.embed_seconds, 3),
             }
         )

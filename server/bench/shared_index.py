@@ -1,0 +1,137 @@
+"""`repotune bench index --shared`: how much sooner a second client's index is fully dense when a
+shared Chroma server already holds a teammate's vectors, against the same client alone.
+
+One run, one process, one embedder, a throwaway `chroma run` on localhost: "alone" indexes the
+second client's copy with no server; "first" indexes the repository with the server (embedding
+everything and pushing it); "second" indexes its own copy (the same files plus one local edit)
+with the server, embedding only the chunks its edit created. Each uses a fresh index folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from repotune.server.bench.chroma_server import ChromaServerProcess
+from repotune.server.bench.index import copy_workspace
+from repotune.server.config import Settings, settings_with
+from repotune.server.corpora import ensure_corpus
+from repotune.server.index.workspace import WorkspaceIndex
+from repotune.server.llm.embeddings import load_embedder
+
+TIMEOUT_S = 3600.0
+LOCAL_EDIT = "\n\ndef repotune_bench_local_edit(value):\n    return value + 1\n"
+
+
+def _index_until_dense(root: Path, location: Path, settings: Settings, embedder: Any) -> dict:
+    index = WorkspaceIndex(root, settings, embedder=embedder, location=location)
+    started = time.perf_counter()
+    index.start()
+    index.wait_lexical(TIMEOUT_S)
+    lexical_s = time.perf_counter() - started
+    if not index.wait_idle(TIMEOUT_S):
+        raise RuntimeError(f"{root}: the index did not become idle in {TIMEOUT_S} s")
+    dense_s = time.perf_counter() - started
+    stats = index.stats()
+    index.close()
+    return {
+        "chunks": stats["chunks"],
+        "lexical_s": round(lexical_s, 2),
+        "fully_dense_s": round(dense_s, 2),
+        "embedded": stats["embedded"],
+        "embed_seconds": stats["embed_seconds"],
+        "shared_index": stats["shared_index"],
+    }
+
+
+def bench_shared_index(
+    workspace: Path, settings: Settings, label: str | None = None
+) -> dict[str, Any]:
+    scratch = Path(tempfile.mkdtemp(prefix="repotune-bench-shared-"))
+    result: dict[str, Any] = {
+        "benchmark": "index-shared",
+        "corpus": label or str(workspace),
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_avg_1m": round(os.getloadavg()[0], 2),
+        },
+    }
+    try:
+        first_copy = scratch / "first"
+        result["files_copied"] = copy_workspace(workspace, settings, first_copy)
+        second_copy = scratch / "second"
+        shutil.copytree(first_copy, second_copy)
+        edited = _edit_one_file(second_copy)
+        result["second_client_edit"] = edited
+        _warm_up(first_copy, scratch / "i-warm", settings)
+        model = settings.model
+        embedder = load_embedder(model.embedder, model.threads, model.gpu_layers)
+        try:
+            with ChromaServerProcess(scratch / "chroma") as server:
+                shared = settings_with(settings, {"index": {"chroma_url": server.url}}, "benchmark")
+                solo = settings_with(settings, {"index": {"chroma_url": None}}, "benchmark")
+                alone = _index_until_dense(second_copy, scratch / "i-alone", solo, embedder)
+                first = _index_until_dense(first_copy, scratch / "i-first", shared, embedder)
+                second = _index_until_dense(second_copy, scratch / "i-second", shared, embedder)
+        finally:
+            embedder.close()
+        result.update(
+            {
+                "second_client_alone": alone,
+                "first_client_shared": first,
+                "second_client_shared": second,
+                "fully_dense_speedup": round(alone["fully_dense_s"] / second["fully_dense_s"], 2),
+                # Embedding time swings with the machine's load; what the server adds is the rest.
+                "first_client_added_s_outside_embedding": round(
+                    _outside_embedding(first) - _outside_embedding(alone), 2
+                ),
+            }
+        )
+        result["machine"]["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
+        return result
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _outside_embedding(run: dict[str, Any]) -> float:
+    return float(run["fully_dense_s"]) - float(run["embed_seconds"])
+
+
+def _warm_up(root: Path, location: Path, settings: Settings) -> None:
+    """A lexical-only pass first, so the first measured run does not pay for loading parsers."""
+    with WorkspaceIndex(root, settings, location=location) as index:
+        index.start(dense=False)
+        index.wait_idle(TIMEOUT_S)
+
+
+def _edit_one_file(root: Path) -> str:
+    """Append a function to the first Python file (else the first file): the second client's own
+    change, which nobody else has embedded."""
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    target = next((p for p in files if p.suffix == ".py"), files[0])
+    with target.open("a", encoding="utf-8") as handle:
+        handle.write(LOCAL_EDIT)
+    return target.relative_to(root).as_posix()
+
+
+def run_bench_shared_index(
+    workspace: Path | None, settings: Settings, corpus: str | None = None
+) -> dict[str, Any]:
+    """Print (and return) the JSON report for `workspace` or a pinned corpus."""
+    label = None
+    if corpus:
+        workspace = ensure_corpus(corpus)
+        label = corpus
+    if workspace is None or not workspace.is_dir():
+        raise SystemExit("repotune: bench index needs a workspace directory or --corpus NAME==VER")
+    result = bench_shared_index(workspace, settings, label)
+    print(json.dumps(result, indent=2))
+    return result
