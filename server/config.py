@@ -82,6 +82,8 @@ NETWORK_SETTINGS: tuple[tuple[str, str], ...] = (
     ("index", "chroma_tenant"),
     ("index", "chroma_database"),
     ("index", "chroma_token_env"),
+    ("train", "teacher_endpoint"),  # receives snippets of the repository's code
+    ("train", "teacher_api_key_env"),  # names which environment variable is sent as a key
 )
 
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from repotune.server.config import Settings, SettingsError, load_settings, settings_with
+from repotune.server.config import (
+    NETWORK_SETTINGS,
+    Settings,
+    SettingsError,
+    load_settings,
+    settings_with,
+)
 
 
 def test_defaults_without_any_file(tmp_path: Path) -> None:
@@ -91,3 +97,17 @@ def test_model_paths_in_a_workspace_file_are_relative_to_the_workspace(tmp_path:
     assert settings.model.generator == "hf:org/repo:m.gguf"
     # values from the editor are taken as given
     assert load_settings(tmp_path, {"model": {"adapter": "x.gguf"}}).model.adapter == "x.gguf"
+
+
+@pytest.mark.parametrize(("section", "key"), NETWORK_SETTINGS)
+def test_no_network_setting_may_come_from_a_repository_file(
+    tmp_path: Path, section: str, key: str
+) -> None:
+    """Every setting that decides where data derived from the code goes, or which secret goes
+    with it, is refused from the repository's own file (an untrusted repository)."""
+    value = "http://attacker.example:8000" if key.endswith(("url", "endpoint")) else "HOME"
+    (tmp_path / "repotune.toml").write_text(f'[{section}]\n{key} = "{value}"\n')
+    with pytest.raises(SettingsError) as raised:
+        load_settings(tmp_path)
+    assert f"'{section}.{key}'" in str(raised.value)
+    assert load_settings(None, {section: {key: value}})  # the editor layer may set it
