@@ -215,12 +215,25 @@ def bench_index(
 def bench_complete(
     workspace: WorkspaceArg,
     samples: Annotated[int, typer.Option(help="cursor positions to sample")] = 100,
+    dwell_ms: Annotated[
+        int, typer.Option(help="how long the cursor rests at a new place before typing")
+    ] = 1000,
+    lookup_ab: Annotated[
+        bool, typer.Option(help="also replay 8 sessions with prompt lookup off and on")
+    ] = True,
     save: SaveOption = None,
 ) -> None:
-    """Completion latency (cold/warm), KV reuse, decode speed."""
+    """Keystroke-to-suggestion latency per kind (new place, typing on, next line) with and
+    without work ahead; KV reuse, decode speed."""
     from repotune.server.bench.complete import run_bench_complete
 
-    report = run_bench_complete(workspace.resolve(), settings_for(workspace), samples=samples)
+    report = run_bench_complete(
+        workspace.resolve(),
+        settings_for(workspace),
+        samples=samples,
+        compare_prompt_lookup=lookup_ab,
+        dwell_ms=dwell_ms,
+    )
     store_result("complete", report, save)
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
@@ -35,9 +35,15 @@ from repotune.server.ask.answer import answer
 from repotune.server.completion.ahead import AheadWorker
 from repotune.server.completion.cache import CompletionCache
 from repotune.server.completion.context import ContextSnippet
+from repotune.server.completion.decode import (
+    decode,
+    fit_window,
+    prompt_tokens,
+    timings_and_stats,
+)
 from repotune.server.completion.formats import PromptFormat
 from repotune.server.completion.model import LoadedModel, load_model
-from repotune.server.completion.postprocess import decide_multiline, postprocess, truncate
+from repotune.server.completion.postprocess import decide_multiline, postprocess
 from repotune.server.completion.prompts import (
     PREFIX_QUANTUM,
     BuiltPrompt,
@@ -46,7 +52,7 @@ from repotune.server.completion.prompts import (
 )
 from repotune.server.completion.request import CompletionRequest, CompletionResult
 from repotune.server.config import Settings
-from repotune.server.llm.decoding import common_prefix, greedy_tokens
+from repotune.server.llm.decoding import common_prefix
 from repotune.server.llm.kv_slots import KvSlots
 from repotune.server.models import ModelError
 
@@ -72,16 +78,6 @@ class _Generated:
     result: CompletionResult | None
     reason: str
     stats: dict[str, Any]
-
-
-@dataclass
-class _Decoded:
-    text: str
-    reason: str  # why decoding stopped
-    generated: int  # tokens
-    first_token_at: float | None
-    finished_at: float
-    counters: dict[str, int]  # reused, drafted, accepted tokens
 
 
 # --------------------------------------------------------------------------- engine
@@ -319,23 +315,11 @@ class CompletionEngine:
             prefix_quantum=PREFIX_QUANTUM,
         )
 
-    @staticmethod
-    def _tokenize(loaded: LoadedModel, prompt: BuiltPrompt) -> list[int]:
-        llm = loaded.llm
-        tokens: list[int] = []
-        add_bos = llm.metadata.get("tokenizer.ggml.add_bos_token", "true") != "false"
-        if add_bos and llm.token_bos() >= 0:
-            tokens.append(llm.token_bos())
-        for segment in prompt.segments:
-            special = segment.marker and prompt.special_markers
-            piece = llm.tokenize(segment.text.encode("utf-8"), add_bos=False, special=special)
-            if special and len(piece) != 1:
-                # Code Llama's markers are stored as "▁<PRE>" in its vocabulary.
-                alt = llm.tokenize(("▁" + segment.text).encode(), add_bos=False, special=True)
-                if len(alt) == 1:
-                    piece = alt
-            tokens.extend(piece)
-        return tokens
+    def _tokens(self, loaded: LoadedModel, prompt: BuiltPrompt, multiline: bool) -> list[int]:
+        comp = self._settings.completion
+        max_tokens = comp.max_tokens_block if multiline else comp.max_tokens_line
+        window = self._settings.model.context_length
+        return fit_window(prompt_tokens(loaded.llm, prompt), window, max_tokens)
 
     def wants_context(self, path: str, prefix: str) -> bool:
         """False while the cursor stays near the request whose snippets are kept (see
@@ -527,7 +511,7 @@ class CompletionEngine:
                 prompt = self.build_prompt(self._sticky_context(request), multiline, cancel)
             except PromptCancelled:
                 return
-            tokens = self._fit_window(self._tokenize(loaded, prompt), multiline)
+            tokens = self._tokens(loaded, prompt, multiline)
             self._evaluate_ahead(loaded.llm, request.path, tokens, cancel)
             if cancel.is_set():
                 return
@@ -590,7 +574,7 @@ class CompletionEngine:
             prompt = self.build_prompt(request, multiline, cancel)
         except PromptCancelled:
             return _Generated(None, "cancelled", {})
-        tokens = self._fit_window(self._tokenize(loaded, prompt), multiline)
+        tokens = self._tokens(loaded, prompt, multiline)
         if cancel.is_set():
             return _Generated(None, "cancelled", {})
         self._slots.prepare(loaded.llm, request.path, tokens)
@@ -598,8 +582,17 @@ class CompletionEngine:
         # Stop rules look at nearby lines only: per token, a huge buffer must cost nothing more.
         near_prefix = request.prefix[-POSTPROCESS_WINDOW:]
         near_suffix = request.suffix[:POSTPROCESS_WINDOW]
-        decoded = self._decode(
-            loaded, tokens, prompt.stop, near_prefix, near_suffix, multiline, cancel, first_line
+        decoded = decode(
+            loaded.llm,
+            tokens,
+            self._settings.completion,
+            stop=prompt.stop,
+            near_prefix=near_prefix,
+            near_suffix=near_suffix,
+            multiline=multiline,
+            cancel=cancel,
+            first_line=first_line,
+            on_first_token=self._settle_prefill,
         )
         if decoded is None or cancel.is_set():
             return _Generated(None, "cancelled", {})
@@ -614,7 +607,7 @@ class CompletionEngine:
             stop=prompt.stop,
             language=request.language,
         )
-        timings, stats = self._stats(len(tokens), decoded, started, tokenized)
+        timings, stats = timings_and_stats(len(tokens), decoded, started, tokenized)
         counters = decoded.counters
         if final is None:
             return _Generated(None, f"nothing left after post-processing (stop: {reason})", stats)
@@ -633,121 +626,6 @@ class CompletionEngine:
             accepted_tokens=counters["accepted"],
         )
         return _Generated(result, reason, stats)
-
-    @staticmethod
-    def _stats(
-        prompt_tokens: int, decoded: _Decoded, started: float, tokenized: float
-    ) -> tuple[dict[str, float], dict[str, Any]]:
-        """The request's timings (ms), and them with its token counts (`last_stats`)."""
-        done = time.perf_counter()
-        first = decoded.first_token_at or decoded.finished_at
-        timings = {
-            "tokenize": (tokenized - started) * 1000,
-            "prompt_eval": (first - tokenized) * 1000,
-            "generate": (decoded.finished_at - first) * 1000,
-            "postprocess": (done - decoded.finished_at) * 1000,
-            "total": (done - started) * 1000,
-        }
-        counters = decoded.counters
-        stats = {
-            "timings": timings,
-            "prompt_tokens": prompt_tokens,
-            "reused_tokens": counters["reused"],
-            "generated_tokens": decoded.generated,
-            "drafted_tokens": counters["drafted"],
-            "accepted_tokens": counters["accepted"],
-        }
-        return timings, stats
-
-    def _fit_window(self, tokens: list[int], multiline: bool) -> list[int]:
-        """The prompt's tokens with room left for the answer (the budget should already leave
-        it; if not, BOS and the end nearest the cursor are kept)."""
-        comp = self._settings.completion
-        limit = self._settings.model.context_length - 8
-        max_tokens = comp.max_tokens_block if multiline else comp.max_tokens_line
-        if len(tokens) + max_tokens > limit:
-            keep = max(1, limit - max_tokens)
-            tokens = tokens[:1] + tokens[len(tokens) - keep + 1 :]
-        return tokens
-
-    def _token_stream(
-        self, llm: Any, tokens: list[int], counters: dict[str, int]
-    ) -> Generator[int, None, None]:
-        comp = self._settings.completion
-        if comp.temperature == 0:
-            return greedy_tokens(llm, tokens, comp.prompt_lookup, counters)
-        counters["reused"] = common_prefix(llm, tokens)
-        return llm.generate(  # type: ignore[no-any-return]
-            tokens,
-            temp=comp.temperature,
-            top_k=40,
-            top_p=0.95,
-            min_p=0.05,
-            repeat_penalty=1.0,
-            reset=True,
-        )
-
-    def _decode(
-        self,
-        loaded: LoadedModel,
-        tokens: list[int],
-        stop: tuple[str, ...],
-        near_prefix: str,
-        near_suffix: str,
-        multiline: bool,
-        cancel: threading.Event,
-        first_line: bool = False,
-    ) -> _Decoded | None:
-        """Tokens until a stop rule, a cap or the end of generation; None when cancelled.
-        `first_line`: a block that stops once its first non-empty line is complete."""
-        import llama_cpp
-
-        llm = loaded.llm
-        comp = self._settings.completion
-        max_tokens = comp.max_tokens_block if multiline else comp.max_tokens_line
-        vocab = llm._model.vocab
-        generated: list[int] = []
-        text = ""
-        reason = "token cap"
-        first_token_at: float | None = None
-        # The time cap bounds decoding: a slow cold prompt must not leave a one-token stub.
-        deadline = float("inf")
-        counters = {"reused": 0, "drafted": 0, "accepted": 0}
-        stream = self._token_stream(llm, tokens, counters)
-        try:
-            for token in stream:
-                now = time.perf_counter()
-                if first_token_at is None:
-                    first_token_at = now
-                    deadline = now + comp.time_cap_ms / 1000
-                    self._settle_prefill(counters["reused"])
-                if cancel.is_set():
-                    return None
-                if llama_cpp.llama_vocab_is_eog(vocab, token):
-                    reason = "end of generation"
-                    break
-                generated.append(token)
-                text = llm.detokenize(generated).decode("utf-8", errors="ignore")
-                cut = truncate(
-                    text, prefix=near_prefix, suffix=near_suffix, multiline=multiline, stop=stop
-                )
-                if cut.done:
-                    reason = cut.reason
-                    break
-                if first_line and "\n" in text.lstrip("\n"):
-                    start = len(text) - len(text.lstrip("\n"))
-                    text = text[: text.index("\n", start)]
-                    reason = "first line"
-                    break
-                if len(generated) >= max_tokens:
-                    reason = "token cap"
-                    break
-                if now >= deadline:
-                    reason = "time cap"
-                    break
-        finally:
-            stream.close()
-        return _Decoded(text, reason, len(generated), first_token_at, time.perf_counter(), counters)
 
     def ask(
         self,

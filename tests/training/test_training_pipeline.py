@@ -475,10 +475,8 @@ def test_training_tokenizes_prompts_exactly_as_the_server(pipeline: dict) -> Non
     example, the ids llama.cpp evaluates when the engine serves that prompt (per segment, BOS
     first), and the completion as llama.cpp would have generated it. Tokens that look like the
     model's special tokens inside code are text for both."""
-    from types import SimpleNamespace
-
     from llama_cpp import Llama
-    from repotune.server.completion.engine import CompletionEngine
+    from repotune.server.completion.decode import prompt_tokens
     from repotune.server.completion.formats import Segment
     from repotune.server.completion.prompts import BuiltPrompt
     from repotune.server.llm.runtime import llama_extra_buffers
@@ -500,7 +498,6 @@ def test_training_tokenizes_prompts_exactly_as_the_server(pipeline: dict) -> Non
     generator = resolve_generator("default")
     with llama_extra_buffers(False):
         llm = Llama(model_path=str(generator.path), vocab_only=True, verbose=False)
-    loaded = SimpleNamespace(llm=llm)
     checked = 0
     for example in [*examples[:40], tricky]:
         segments = tuple(Segment(text, bool(marker)) for text, marker in example["segments"])
@@ -510,7 +507,7 @@ def test_training_tokenizes_prompts_exactly_as_the_server(pipeline: dict) -> Non
             context_tokens=0, prefix_tokens=0, suffix_tokens=0, prefix_lines_dropped=0,
             suffix_lines_dropped=0,
         )  # fmt: skip
-        served = CompletionEngine._tokenize(loaded, prompt)  # type: ignore[arg-type]
+        served = prompt_tokens(llm, prompt)
         generated = llm.tokenize(example["completion"].encode(), add_bos=False, special=False)
         encoded = encode_example(
             tokenizer, example["prompt"], example["completion"], 100_000, example["segments"]

@@ -1,0 +1,161 @@
+"""One generation on the llama.cpp context: the prompt's tokens, then tokens until a stop rule,
+a cap or the end of generation. The engine holds the model lock around these calls."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from repotune.server.completion.postprocess import truncate
+from repotune.server.completion.prompts import BuiltPrompt
+from repotune.server.llm.decoding import common_prefix, greedy_tokens
+
+if TYPE_CHECKING:
+    from repotune.server.config import CompletionSettings
+
+
+@dataclass
+class Decoded:
+    text: str
+    reason: str  # why decoding stopped
+    generated: int  # tokens
+    first_token_at: float | None
+    finished_at: float
+    counters: dict[str, int]  # reused, drafted, accepted tokens
+
+
+def prompt_tokens(llm: Any, prompt: BuiltPrompt) -> list[int]:
+    """The prompt's token ids: BOS when the model wants one, markers as special tokens."""
+    tokens: list[int] = []
+    add_bos = llm.metadata.get("tokenizer.ggml.add_bos_token", "true") != "false"
+    if add_bos and llm.token_bos() >= 0:
+        tokens.append(llm.token_bos())
+    for segment in prompt.segments:
+        special = segment.marker and prompt.special_markers
+        piece = llm.tokenize(segment.text.encode("utf-8"), add_bos=False, special=special)
+        if special and len(piece) != 1:
+            # Code Llama's markers are stored as "▁<PRE>" in its vocabulary.
+            alt = llm.tokenize(("▁" + segment.text).encode(), add_bos=False, special=True)
+            if len(alt) == 1:
+                piece = alt
+        tokens.extend(piece)
+    return tokens
+
+
+def fit_window(tokens: list[int], window: int, max_tokens: int) -> list[int]:
+    """The prompt's tokens with room left in `window` for `max_tokens` (the budget should
+    already leave it; if not, BOS and the end nearest the cursor are kept)."""
+    limit = window - 8
+    if len(tokens) + max_tokens > limit:
+        keep = max(1, limit - max_tokens)
+        tokens = tokens[:1] + tokens[len(tokens) - keep + 1 :]
+    return tokens
+
+
+def _token_stream(
+    llm: Any, tokens: list[int], completion: CompletionSettings, counters: dict[str, int]
+) -> Generator[int, None, None]:
+    if completion.temperature == 0:
+        return greedy_tokens(llm, tokens, completion.prompt_lookup, counters)
+    counters["reused"] = common_prefix(llm, tokens)
+    return llm.generate(  # type: ignore[no-any-return]
+        tokens,
+        temp=completion.temperature,
+        top_k=40,
+        top_p=0.95,
+        min_p=0.05,
+        repeat_penalty=1.0,
+        reset=True,
+    )
+
+
+def decode(
+    llm: Any,
+    tokens: list[int],
+    completion: CompletionSettings,
+    *,
+    stop: tuple[str, ...],
+    near_prefix: str,
+    near_suffix: str,
+    multiline: bool,
+    cancel: threading.Event,
+    first_line: bool = False,
+    on_first_token: Callable[[int], None] = lambda reused: None,
+) -> Decoded | None:
+    """Tokens until a stop rule, a cap or the end of generation; None when cancelled.
+    `first_line`: a block that stops once its first non-empty line is complete.
+    `on_first_token` gets how many prompt tokens the KV cache already held."""
+    import llama_cpp
+
+    max_tokens = completion.max_tokens_block if multiline else completion.max_tokens_line
+    vocab = llm._model.vocab
+    generated: list[int] = []
+    text = ""
+    reason = "token cap"
+    first_token_at: float | None = None
+    # The time cap bounds decoding: a slow cold prompt must not leave a one-token stub.
+    deadline = float("inf")
+    counters = {"reused": 0, "drafted": 0, "accepted": 0}
+    stream = _token_stream(llm, tokens, completion, counters)
+    try:
+        for token in stream:
+            now = time.perf_counter()
+            if first_token_at is None:
+                first_token_at = now
+                deadline = now + completion.time_cap_ms / 1000
+                on_first_token(counters["reused"])
+            if cancel.is_set():
+                return None
+            if llama_cpp.llama_vocab_is_eog(vocab, token):
+                reason = "end of generation"
+                break
+            generated.append(token)
+            text = llm.detokenize(generated).decode("utf-8", errors="ignore")
+            cut = truncate(
+                text, prefix=near_prefix, suffix=near_suffix, multiline=multiline, stop=stop
+            )
+            if cut.done:
+                reason = cut.reason
+                break
+            if first_line and "\n" in text.lstrip("\n"):
+                start = len(text) - len(text.lstrip("\n"))
+                text = text[: text.index("\n", start)]
+                reason = "first line"
+                break
+            if len(generated) >= max_tokens:
+                reason = "token cap"
+                break
+            if now >= deadline:
+                reason = "time cap"
+                break
+    finally:
+        stream.close()
+    return Decoded(text, reason, len(generated), first_token_at, time.perf_counter(), counters)
+
+
+def timings_and_stats(
+    prompt_length: int, decoded: Decoded, started: float, tokenized: float
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """A generation's timings (ms), and them with its token counts (the engine's `last_stats`)."""
+    done = time.perf_counter()
+    first = decoded.first_token_at or decoded.finished_at
+    timings = {
+        "tokenize": (tokenized - started) * 1000,
+        "prompt_eval": (first - tokenized) * 1000,
+        "generate": (decoded.finished_at - first) * 1000,
+        "postprocess": (done - decoded.finished_at) * 1000,
+        "total": (done - started) * 1000,
+    }
+    counters = decoded.counters
+    stats = {
+        "timings": timings,
+        "prompt_tokens": prompt_length,
+        "reused_tokens": counters["reused"],
+        "generated_tokens": decoded.generated,
+        "drafted_tokens": counters["drafted"],
+        "accepted_tokens": counters["accepted"],
+    }
+    return timings, stats
