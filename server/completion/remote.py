@@ -385,7 +385,8 @@ class EndpointEngine:
                     reason = cut.reason
                     break
                 if piece.finish_reason:
-                    reason = "token cap" if piece.finish_reason == "length" else "end of generation"
+                    stopped = "stop string or end of generation"  # the server's "stop"
+                    reason = "token cap" if piece.finish_reason == "length" else stopped
                     break
                 if now - first >= comp.time_cap_ms / 1000:
                     reason = "time cap"
