@@ -239,6 +239,26 @@ def bench_lsp(
     store_result("lsp", run_bench_lsp(root, settings_for(root), samples=samples), save)
 
 
+@bench_app.command("endpoint")
+def bench_endpoint(
+    workspace: Annotated[
+        Path | None, typer.Argument(help="workspace (default: the pinned requests corpus)")
+    ] = None,
+    samples: Annotated[int, typer.Option(help="cursor positions to sample")] = 24,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(help="an OpenAI-compatible base URL (default: start llama_cpp.server here)"),
+    ] = None,
+    save: SaveOption = None,
+) -> None:
+    """Completion latency through an endpoint against in-process (the added milliseconds)."""
+    from repotune.server.bench.endpoint import run_bench_endpoint
+
+    root = workspace.resolve() if workspace else None
+    report = run_bench_endpoint(root, settings_for(root), samples=samples, endpoint=endpoint)
+    store_result("endpoint", report, save)
+
+
 def store_result(benchmark: str, report: dict, directory: Path | None) -> None:
     """With --save, keep the printed JSON as a result file (command, commit, machine, time)."""
     if directory is None:

@@ -38,6 +38,7 @@ from repotune.server.completion.prompts import (
     scaled_budget,
 )
 from repotune.server.completion.request import CompletionRequest, CompletionResult
+from repotune.server.completion.tokens import CountTokens
 from repotune.server.completion.truncation import clip_to_tokens
 from repotune.server.config import ModelSettings, Settings
 from repotune.server.llm.endpoint import EndpointClient, EndpointError
@@ -74,8 +75,10 @@ def _endpoint_key(model: ModelSettings) -> tuple[Any, ...]:
 class EndpointEngine:
     """Completions from `settings.model.endpoint`; thread-safe like CompletionEngine."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, count_tokens: CountTokens | None = None) -> None:
         self._settings = settings
+        # The served model's tokenizer when the caller has it (the benchmark: identical prompts).
+        self._count = count_tokens or estimate_tokens
         self._state = threading.Lock()
         self._client = self._new_client(settings)
         self._local = CompletionEngine(settings)  # the fallback; loads on the first failure
@@ -233,7 +236,7 @@ class EndpointEngine:
     # ------------------------------------------------------------------ prompts
 
     def count_tokens(self, text: str) -> int:
-        return estimate_tokens(text)
+        return self._count(text)
 
     def build_prompt(
         self,
@@ -246,7 +249,7 @@ class EndpointEngine:
         def count(text: str) -> int:
             if cancel is not None and cancel.is_set():
                 raise PromptCancelled
-            return estimate_tokens(text)
+            return self._count(text)
 
         comp = self._settings.completion
         generated = comp.max_tokens_block if multiline else comp.max_tokens_line
@@ -365,6 +368,9 @@ class EndpointEngine:
             "max_tokens": comp.max_tokens_block if multiline else comp.max_tokens_line,
             "temperature": comp.temperature,
             "stop": list(prompt.stop),
+            # llama_cpp.server penalizes repeats by default (1.1); in-process decoding does not,
+            # nor do llama-server and vLLM by default (vLLM ignores this llama.cpp name).
+            "repeat_penalty": 1.0,
         }
         self._counts["requests"] += 1
         text, reason, chunks, first = "", "token cap", 0, None
@@ -490,8 +496,8 @@ class EndpointEngine:
         chars = settings.ask.context_chars
         # The question is cut to what the window leaves beside the snippets (as in-process).
         document, _ = build_ask_document("", snippets, max_snippet_chars=chars)
-        room = settings.model.context_length - max_tokens - ASK_SLACK - estimate_tokens(document)
-        question = clip_to_tokens(question, max(64, room), estimate_tokens)
+        room = settings.model.context_length - max_tokens - ASK_SLACK - self._count(document)
+        question = clip_to_tokens(question, max(64, room), self._count)
         fields = {
             "messages": build_ask_messages(question, snippets, max_snippet_chars=chars),
             "max_tokens": max_tokens,
