@@ -158,6 +158,12 @@ def complete(
     no_context: Annotated[bool, typer.Option("--no-context", help="skip retrieval")] = False,
     adapter: Annotated[str | None, typer.Option(help="LoRA adapter (GGUF path or hf:)")] = None,
     model: Annotated[str | None, typer.Option(help="generator model reference")] = None,
+    endpoint: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible base URL to generate on (model.endpoint)")
+    ] = None,
+    endpoint_model: Annotated[
+        str | None, typer.Option(help="model name sent to the endpoint (model.endpoint_model)")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Complete at a cursor position and show the retrieved context and timings."""
@@ -168,6 +174,10 @@ def complete(
         overrides["model"]["adapter"] = adapter
     if model:
         overrides["model"]["generator"] = model
+    if endpoint:
+        overrides["model"]["endpoint"] = endpoint
+    if endpoint_model:
+        overrides["model"]["endpoint_model"] = endpoint_model
     run_complete(position, workspace, overrides, no_context=no_context, as_json=as_json)
 
 

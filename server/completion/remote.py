@@ -84,7 +84,6 @@ class EndpointEngine:
         self._local = CompletionEngine(settings)  # the fallback; loads on the first failure
         self._local_started = False
         self._latest_cancel: threading.Event | None = None
-        self._probe: threading.Thread | None = None
         self.cache = CompletionCache(settings.completion.cache_size)
         self.last_reason = ""
         self.last_stats: dict[str, Any] = {}
@@ -119,21 +118,8 @@ class EndpointEngine:
         return endpoint_format(self._settings.model)
 
     def start_loading(self) -> None:
-        """Check the endpoint once in the background (GET /models), for the status."""
-        with self._state:
-            if self._probe is not None:
-                return
-            self._probe = threading.Thread(target=self._check, name="repotune-probe", daemon=True)
-        self._probe.start()
-
-    def _check(self) -> None:
-        try:
-            self._client.models()
-        except EndpointError as exc:
-            self._failed(exc)
-        else:
-            if self._health["state"] == "unknown":
-                self._health["state"] = "ok"
+        """Nothing to load. No probe either: llama_cpp.server ends a stream in flight when
+        another request (even GET /models) arrives, so the first completion is the check."""
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         return True
@@ -373,7 +359,7 @@ class EndpointEngine:
             "repeat_penalty": 1.0,
         }
         self._counts["requests"] += 1
-        text, reason, chunks, first = "", "token cap", 0, None
+        text, reason, chunks, first = "", "stream ended", 0, None  # ended with no reason given
         with contextlib.closing(self._client.complete(fields).pieces(cancel)) as pieces:
             for piece in pieces:
                 now = time.perf_counter()
@@ -404,7 +390,8 @@ class EndpointEngine:
         with self._state:
             self._health = {"state": "ok", "last_error": None, "failed_at": None}
         self.last_reason = reason
-        if multiline and reason in ("time cap", "token cap") and "\n" in text.strip("\n"):
+        cut_short = reason in ("time cap", "token cap", "stream ended")
+        if multiline and cut_short and "\n" in text.strip("\n"):
             text = text[: text.rstrip("\n").rfind("\n")]  # a block keeps whole lines only
         final = postprocess(
             text,

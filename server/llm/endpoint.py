@@ -176,14 +176,5 @@ class EndpointClient:
         """Start a streamed POST /chat/completions (fields: messages, max_tokens...)."""
         return _Stream(self._client, f"{self.base_url}/chat/completions", self._body(fields))
 
-    def models(self) -> list[str]:
-        """The model names the endpoint serves (GET /models); raises EndpointError."""
-        try:
-            response = self._client.get(f"{self.base_url}/models")
-            response.raise_for_status()
-            return [str(item.get("id")) for item in response.json().get("data", [])]
-        except (httpx.HTTPError, ValueError) as exc:
-            raise _as_endpoint_error(exc, f"{self.base_url}/models") from None
-
     def close(self) -> None:
         self._client.close()
