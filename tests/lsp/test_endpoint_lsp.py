@@ -161,3 +161,22 @@ async def test_cancel_request_closes_the_remote_stream(
     while endpoint.log_text().count("disconnected") == disconnects:
         assert time.monotonic() < deadline, "the endpoint kept generating"
         await asyncio.sleep(0.1)
+
+
+async def test_a_killed_endpoint_is_reported_in_the_status(
+    client: LanguageClient, repo: Path, endpoint: EndpointServer
+) -> None:
+    """Runs last: the endpoint dies; the server stays up, answers with nothing (no fallback
+    here) and its status message says why."""
+    endpoint.stop()
+    uri = open_document(client, repo / "math_utils.py")
+    result = await client.text_document_inline_completion_async(
+        inline_params(uri, 1, len("    return"))  # a new place: no cached result
+    )
+    items = result.items if isinstance(result, types.InlineCompletionList) else result
+    assert not items
+    status = await execute(client, "repotune.status")
+    assert status["state"] == "idle", status  # not an error: the editor keeps working
+    assert status["message"].startswith(f"endpoint {endpoint.url} failed: cannot connect")
+    assert "endpoint_fallback is off" in status["message"]
+    assert status["engine"]["endpoint"]["state"] == "failed"
