@@ -435,7 +435,7 @@ class Assistant:
 
     def _request(
         self,
-        engine: CompletionEngine,
+        engine: CompletionEngine | EndpointEngine,
         path: Path,
         text: str,
         offset: int,

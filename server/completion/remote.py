@@ -148,6 +148,25 @@ class EndpointEngine:
         self._client.close()
         self._local.close()
 
+    def prefill(self, request: CompletionRequest) -> bool:
+        """Work ahead runs in-process only (while the local fallback answers); a request of
+        its own to the endpoint would end the one in flight on llama_cpp.server."""
+        if self._paused() and self._local.ready:
+            return self._local.prefill(request)
+        return False
+
+    def forget(self) -> None:
+        """Drop the result cache and the kept snippets (and the fallback's caches)."""
+        self.cancel_inflight()
+        with self._state:
+            self.cache.clear()
+            self._last_context = None
+        if self._local_started:
+            self._local.forget()
+
+    def wait_ahead(self, timeout: float | None = None) -> bool:
+        return self._local.wait_ahead(timeout) if self._local_started else True
+
     def cancel_inflight(self) -> None:
         with self._state:
             if self._latest_cancel is not None:
