@@ -18,6 +18,7 @@ from repotune.server.index.redact import redact_buffer
 
 if TYPE_CHECKING:
     from repotune.server.completion.engine import CompletionEngine
+    from repotune.server.completion.remote import EndpointEngine
     from repotune.server.completion.request import CompletionRequest
     from repotune.server.index.retrieval import RetrievedChunk
     from repotune.server.index.workspace import WorkspaceIndex
@@ -91,7 +92,7 @@ class Assistant:
         self._reopening: set[Path] = set()  # folders whose index is being replaced in place
         self.errors: list[str] = []
         self.settings = self._settings_for(None)
-        self._engine: CompletionEngine | None = None
+        self._engine: CompletionEngine | EndpointEngine | None = None
         self._state = "starting"
         self.counters = {
             "completions": 0,
@@ -127,7 +128,7 @@ class Assistant:
             # The engine applies completion-only changes at once and reloads the model in the
             # background only when model settings changed.
             if self._engine is not None and self.settings != old_settings:
-                self._engine.reload(self.settings)
+                self._engine = self._engine_for(self.settings)
         for root, settings in list(new_folder_settings.items()):
             self._apply_index_settings(root, old_folder_settings.get(root), settings)
         self._emit_status()
@@ -236,16 +237,20 @@ class Assistant:
 
     def start(self) -> None:
         """Begin loading the model in the background; returns at once."""
-        from repotune.server.completion.engine import CompletionEngine
-
         with self._lock:
             if self._engine is None:
-                self._engine = CompletionEngine(self.settings)
-                self._engine.start_loading()
+                self._engine = self._engine_for(self.settings)
         self._emit_status()
 
+    def _engine_for(self, settings: Settings) -> CompletionEngine | EndpointEngine:
+        """The engine the settings ask for (in-process, or `model.endpoint`): the current one
+        reloaded, or a new one loading."""
+        from repotune.server.completion.remote import engine_for  # after initialize: heavy
+
+        return engine_for(settings, self._engine)
+
     @property
-    def engine(self) -> CompletionEngine | None:
+    def engine(self) -> CompletionEngine | EndpointEngine | None:
         return self._engine
 
     def _open_index(self, root: Path, settings: Settings) -> WorkspaceIndex:
@@ -280,7 +285,7 @@ class Assistant:
         if was_first:
             previous, self.settings = self.settings, settings
             if self._engine is not None and settings != previous:
-                self._engine.reload(settings)
+                self._engine = self._engine_for(settings)
         self._emit_status()
 
     def remove_folder(self, root: Path) -> None:
@@ -430,7 +435,7 @@ class Assistant:
 
     def _request(
         self,
-        engine: CompletionEngine,
+        engine: CompletionEngine | EndpointEngine,
         path: Path,
         text: str,
         offset: int,
@@ -614,7 +619,7 @@ class Assistant:
             state, message = "indexing", "indexing the workspace"
         else:
             state = "busy" if self._state == "busy" else "idle"
-            message = "ready"
+            message = engine_status.get("notice") or "ready"  # e.g. an endpoint that failed
         return {
             "state": state,
             "message": message,

@@ -84,6 +84,11 @@ NETWORK_SETTINGS: tuple[tuple[str, str], ...] = (
     ("index", "chroma_token_env"),
     ("train", "teacher_endpoint"),  # receives snippets of the repository's code
     ("train", "teacher_api_key_env"),  # names which environment variable is sent as a key
+    ("model", "endpoint"),  # receives prompts (the code around the cursor, retrieved snippets)
+    ("model", "endpoint_model"),
+    ("model", "endpoint_key_env"),  # names which environment variable is sent as a key
+    ("model", "endpoint_timeout_ms"),
+    ("model", "endpoint_fallback"),
 )
 
 
@@ -134,6 +139,32 @@ class ModelSettings(_Section):
         None,
         description="llama.cpp extra CPU weight buffers (repack/AMX); unset = off on AMX CPUs, "
         "where llama.cpp's AMX path crashed on Gemma 3",
+    )
+    # Remote generation (completion/remote.py). Never from a repository's own file: an
+    # untrusted repository would choose where its code and prompts are sent (load_settings).
+    endpoint: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s/]+",
+        description="OpenAI-compatible base URL (e.g. http://gpu-box:8080/v1): completions go "
+        "to {endpoint}/completions, questions to {endpoint}/chat/completions; unset = in-process",
+    )
+    endpoint_model: str | None = Field(
+        None,
+        description="model name sent to the endpoint (vLLM: the served or LoRA module name); "
+        "with prompt_format 'auto' it also picks the prompt format",
+    )
+    endpoint_key_env: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="NAME of the environment variable holding the endpoint's API key (sent as a "
+        "Bearer token; the key itself is never a setting)",
+    )
+    endpoint_timeout_ms: int = Field(
+        5000, ge=100, le=600_000, description="connect and between-chunk timeout"
+    )
+    endpoint_fallback: bool = Field(
+        True,
+        description="when the endpoint fails, load the local generator and complete with it",
     )
 
 

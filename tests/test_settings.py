@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -105,8 +106,10 @@ def test_no_network_setting_may_come_from_a_repository_file(
 ) -> None:
     """Every setting that decides where data derived from the code goes, or which secret goes
     with it, is refused from the repository's own file (an untrusted repository)."""
-    value = "http://attacker.example:8000" if key.endswith(("url", "endpoint")) else "HOME"
-    (tmp_path / "repotune.toml").write_text(f'[{section}]\n{key} = "{value}"\n')
+    value: object = "http://attacker.example:8000" if key.endswith(("url", "endpoint")) else "HOME"
+    value = {"endpoint_timeout_ms": 1000, "endpoint_fallback": False}.get(key, value)
+    # JSON's strings, integers and booleans read the same in TOML
+    (tmp_path / "repotune.toml").write_text(f"[{section}]\n{key} = {json.dumps(value)}\n")
     with pytest.raises(SettingsError) as raised:
         load_settings(tmp_path)
     assert f"'{section}.{key}'" in str(raised.value)

@@ -158,6 +158,12 @@ def complete(
     no_context: Annotated[bool, typer.Option("--no-context", help="skip retrieval")] = False,
     adapter: Annotated[str | None, typer.Option(help="LoRA adapter (GGUF path or hf:)")] = None,
     model: Annotated[str | None, typer.Option(help="generator model reference")] = None,
+    endpoint: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible base URL to generate on (model.endpoint)")
+    ] = None,
+    endpoint_model: Annotated[
+        str | None, typer.Option(help="model name sent to the endpoint (model.endpoint_model)")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Complete at a cursor position and show the retrieved context and timings."""
@@ -168,6 +174,10 @@ def complete(
         overrides["model"]["adapter"] = adapter
     if model:
         overrides["model"]["generator"] = model
+    if endpoint:
+        overrides["model"]["endpoint"] = endpoint
+    if endpoint_model:
+        overrides["model"]["endpoint_model"] = endpoint_model
     run_complete(position, workspace, overrides, no_context=no_context, as_json=as_json)
 
 
@@ -250,6 +260,26 @@ def bench_lsp(
 
     root = workspace.resolve() if workspace else None
     store_result("lsp", run_bench_lsp(root, settings_for(root), samples=samples), save)
+
+
+@bench_app.command("endpoint")
+def bench_endpoint(
+    workspace: Annotated[
+        Path | None, typer.Argument(help="workspace (default: the pinned requests corpus)")
+    ] = None,
+    samples: Annotated[int, typer.Option(help="cursor positions to sample")] = 24,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(help="an OpenAI-compatible base URL (default: start llama_cpp.server here)"),
+    ] = None,
+    save: SaveOption = None,
+) -> None:
+    """Completion latency through an endpoint against in-process (the added milliseconds)."""
+    from repotune.server.bench.endpoint import run_bench_endpoint
+
+    root = workspace.resolve() if workspace else None
+    report = run_bench_endpoint(root, settings_for(root), samples=samples, endpoint=endpoint)
+    store_result("endpoint", report, save)
 
 
 def store_result(benchmark: str, report: dict, directory: Path | None) -> None:

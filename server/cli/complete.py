@@ -15,7 +15,7 @@ from typing import Any
 
 from repotune.server.assistant import Assistant
 from repotune.server.completion.context import as_snippets
-from repotune.server.completion.engine import CompletionEngine
+from repotune.server.completion.remote import engine_for
 from repotune.server.completion.request import CompletionRequest, CompletionResult
 from repotune.server.config import Settings, load_settings
 from repotune.server.index.workspace import WorkspaceIndex
@@ -189,8 +189,7 @@ def run_complete(
     prefix, suffix = text[:offset], text[offset:]
     language = language_for(relative)
 
-    engine = CompletionEngine(settings)
-    engine.start_loading()  # loads while retrieval runs
+    engine = engine_for(settings)  # in-process (loads while retrieval runs) or model.endpoint
     if no_context:
         chunks: list[Any] = []
         context_info: dict[str, Any] = {"used": False, "note": "none (--no-context)", "ms": 0.0}
