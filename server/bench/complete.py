@@ -112,6 +112,7 @@ def sample_sessions(root: Path, samples: int, seed: int = SEED) -> list[list[Cur
         indent = line[: len(line) - len(line.lstrip())]
         relative = path.relative_to(root).as_posix()
         cursors: list[Cursor] = []
+        suffix = after
         if rng.random() < BLOCK_SHARE:
             # An empty line in a body, before the real line; then its first characters typed.
             start = indent
@@ -129,8 +130,10 @@ def sample_sessions(root: Path, samples: int, seed: int = SEED) -> list[list[Cur
                 end = min(len(line), column + step)
                 kind = "cold" if step == 0 else "warm"
                 cursors.append(Cursor(relative, before + line[:end], after, kind, session))
-        # The line done, Enter: the first request on the new line below it.
-        cursors.append(Cursor(relative, before + line + "\n" + indent, after, "next_line", session))
+        # The line done, Enter: the first request on the new line below it (typing inserts at
+        # the cursor: what follows it is the same all session long).
+        enter = before + line + "\n" + indent
+        cursors.append(Cursor(relative, enter, suffix, "next_line", session))
         sessions.append(cursors)
         total += len(cursors)
     return sessions

@@ -407,7 +407,7 @@ class CompletionEngine:
             if loaded is None:
                 self.last_reason = "model not loaded"
                 return None
-            generated = self._generate(loaded, request, multiline, cancel, started, first_line)
+            generated = self._answer(loaded, request, multiline, cancel, started, first_line)
         finally:
             self._lock.release()
             with self._state:
@@ -516,7 +516,7 @@ class CompletionEngine:
             if cancel.is_set():
                 return
             started = time.perf_counter()
-            generated = self._generate(loaded, request, multiline, cancel, started, first_line)
+            generated = self._answer(loaded, request, multiline, cancel, started, first_line)
         finally:
             self._lock.release()
         result = generated.result
@@ -558,6 +558,22 @@ class CompletionEngine:
         if span is not None:
             start, end = span
             self.ahead_stats["prefill_used_tokens"] += max(0, min(kept, end) - start)
+
+    def _answer(
+        self,
+        loaded: LoadedModel,
+        request: CompletionRequest,
+        multiline: bool,
+        cancel: threading.Event,
+        started: float,
+        first_line: bool,
+    ) -> _Generated:
+        """`_generate`, and the whole block when a first line alone was dropped (it repeats the
+        code below the cursor) where the block may hold more."""
+        generated = self._generate(loaded, request, multiline, cancel, started, first_line)
+        if first_line and generated.result is None and generated.reason.startswith("nothing"):
+            generated = self._generate(loaded, request, True, cancel, started, False)
+        return generated
 
     def _generate(
         self,

@@ -472,5 +472,6 @@ def test_bench_sessions_are_seeded_and_cut_real_lines(tiny_repo: Path) -> None:
             # the cursor's line is cut after the cursor; everything else is the real file
             assert source.startswith(cursor.prefix.rsplit("\n", 1)[0])
             assert source.endswith(cursor.suffix.split("\n", 1)[1])
+        assert len({c.suffix for c in cursors}) == 1  # typing inserts: what follows stays
         typed = [len(c.prefix) for c in cursors]
         assert typed == sorted(typed)  # typing on, then the next line
