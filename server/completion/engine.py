@@ -110,7 +110,8 @@ class CompletionEngine:
         self._slots = KvSlots(settings.completion.warm_files)
         # Prompt tokens evaluated ahead of a request and not yet kept or overwritten by one.
         self._prefill_span: tuple[int, int] | None = None
-        self._block_for: CompletionRequest | None = None  # whose block finishes in the background
+        # The request whose block finishes in the background, and the first line it was given.
+        self._block_for: tuple[CompletionRequest, str] | None = None
         self._speculating: CompletionRequest | None = None  # the request completed ahead
         self.ahead_stats = {
             "prefills": 0,
@@ -420,8 +421,7 @@ class CompletionEngine:
         if result is not None and result.text:
             self.cache.put(request.path, request.prefix, request.suffix, result)
             if first_line and generated.reason == "first line":
-                self._block_for = request
-                self._ahead.submit("block", partial(self._finish_block, request))
+                self._finish_block_ahead(request, result.text)
         return result
 
     def _wait_for_ahead(self, request: CompletionRequest, cancel: threading.Event) -> bool:
@@ -438,10 +438,7 @@ class CompletionEngine:
             ):
                 return False
         elif kind == "block":
-            block = self._block_for
-            if block is None or request.path != block.path:
-                return False
-            if not request.prefix.startswith(block.prefix):
+            if self._continues_block(request) != "accepted":
                 return False
         else:
             return False
@@ -451,6 +448,24 @@ class CompletionEngine:
                 return False
             self._ahead.wait_idle(0.02)
         return True
+
+    def _finish_block_ahead(self, request: CompletionRequest, first_line: str) -> None:
+        self._block_for = (request, first_line)
+        self._ahead.submit("block", partial(self._finish_block, request))
+
+    def _continues_block(self, request: CompletionRequest) -> str | None:
+        """How `request` relates to the block being finished: "typing" along its first line
+        (the cache answers), the line "accepted" (the rest of the block will), or None."""
+        if self._block_for is None:
+            return None
+        block, first_line = self._block_for
+        if request.path != block.path or not request.prefix.startswith(block.prefix):
+            return None
+        typed = request.prefix[len(block.prefix) :]
+        line = first_line.strip("\n")
+        if typed.lstrip("\n").startswith(line):
+            return "accepted"
+        return "typing" if line.startswith(typed.lstrip("\n")) else None
 
     def _first_line_first(self, request: CompletionRequest) -> bool:
         """A block asked for on an empty line: its first line is returned on its own."""
@@ -483,13 +498,7 @@ class CompletionEngine:
             return False
         if self.cache.get(request.path, request.prefix, request.suffix) is not None:
             return False  # the request will be answered from the cache
-        block = self._block_for
-        if (
-            block is not None
-            and self._ahead.busy() == "block"
-            and request.path == block.path
-            and request.prefix.startswith(block.prefix)
-        ):
+        if self._ahead.busy() == "block" and self._continues_block(request):
             return False  # typing along the first line: the rest of the block is coming
         self._speculating = request
         return self._ahead.submit("prefill", partial(self._prefill, request))
@@ -525,8 +534,7 @@ class CompletionEngine:
         self.cache.put(request.path, request.prefix, request.suffix, result)
         self.ahead_stats["completed_ahead"] += 1
         if first_line and generated.reason == "first line":
-            self._block_for = request
-            self._ahead.submit("block", partial(self._finish_block, request))
+            self._finish_block_ahead(request, result.text)
 
     def _evaluate_ahead(
         self, llm: Any, path: str, tokens: list[int], cancel: threading.Event
