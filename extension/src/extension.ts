@@ -49,6 +49,7 @@ import {
   isStringArray,
   languageEnabled,
   toServerSettings,
+  USER_ONLY_KEYS,
   type MappedSettings,
 } from "./settings";
 import { statusView, type ClientState } from "./status";
@@ -62,6 +63,7 @@ const DEBOUNCE_KEY = "repotune.debounceMs";
 function userValue(key: string, scope?: vscode.Uri): unknown {
   const info = vscode.workspace.getConfiguration(undefined, scope).inspect(key);
   if (!info) return undefined;
+  if (USER_ONLY_KEYS.has(key)) return info.globalValue; // never from the workspace
   return info.workspaceFolderValue ?? info.workspaceValue ?? info.globalValue;
 }
 

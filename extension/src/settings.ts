@@ -20,6 +20,11 @@ export interface SettingSpec {
   /** Path in the server's settings object, e.g. ["completion", "context_tokens"]. */
   server: readonly [string, string];
   kind: SettingKind;
+  /**
+   * Read from the user's own settings only, never a workspace's or folder's: these choose where
+   * the repository's code goes (a repository's .vscode/settings.json is untrusted input).
+   */
+  userOnly?: true;
 }
 
 /** Settings used by the client only (never sent to the server). */
@@ -52,7 +57,19 @@ export const SERVER_SETTINGS: readonly SettingSpec[] = [
     kind: "integer",
   },
   { key: "repotune.exclude", server: ["index", "exclude"], kind: "stringArray" },
+  // For teams (README): a shared index server and a GPU endpoint.
+  { key: "repotune.chromaUrl", server: ["index", "chroma_url"], kind: "nullableString", userOnly: true },
+  { key: "repotune.chromaTokenEnv", server: ["index", "chroma_token_env"], kind: "string", userOnly: true },
+  { key: "repotune.endpoint", server: ["model", "endpoint"], kind: "nullableString", userOnly: true },
+  { key: "repotune.endpointModel", server: ["model", "endpoint_model"], kind: "nullableString", userOnly: true },
+  { key: "repotune.endpointKeyEnv", server: ["model", "endpoint_key_env"], kind: "nullableString", userOnly: true },
+  { key: "repotune.endpointFallback", server: ["model", "endpoint_fallback"], kind: "boolean", userOnly: true },
 ];
+
+/** Keys read from the user's own settings only (see SettingSpec.userOnly). */
+export const USER_ONLY_KEYS: ReadonlySet<string> = new Set(
+  SERVER_SETTINGS.filter((spec) => spec.userOnly).map((spec) => spec.key),
+);
 
 /** Client-side defaults, equal to the server's (server/config.py) and package.json's. */
 export const DEFAULTS = {

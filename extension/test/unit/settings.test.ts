@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 
 import {
   SERVER_SETTINGS,
+  USER_ONLY_KEYS,
   didChangeConfigurationParams,
   languageEnabled,
   toServerSettings,
@@ -163,5 +164,17 @@ describe("languageEnabled", () => {
     expect(languageEnabled("python", ["rust", "python"])).toBe(true);
     expect(languageEnabled("markdown", ["rust", "python"])).toBe(false);
     expect(languageEnabled("python", [])).toBe(false);
+  });
+});
+
+describe("settings that choose where code goes", () => {
+  it("are read from the user's own settings only and machine-scoped in package.json", () => {
+    const network = ["chroma_url", "chroma_token_env", "endpoint", "endpoint_model", "endpoint_key_env"];
+    for (const spec of SERVER_SETTINGS) {
+      if (network.includes(spec.server[1])) expect(USER_ONLY_KEYS.has(spec.key)).toBe(true);
+    }
+    const scopes = declared as Record<string, { scope?: string }>;
+    for (const key of USER_ONLY_KEYS) expect(scopes[key]?.scope).toBe("machine");
+    expect(USER_ONLY_KEYS.has("repotune.adapter")).toBe(false);
   });
 });
