@@ -104,6 +104,14 @@ def finetune(
     time_budget: TimeBudget = None,
     workspace: Annotated[Path | None, typer.Option(help="repository whose settings apply")] = None,
     set_: SetOption = None,
+    save: Annotated[
+        Path | None,
+        typer.Option(
+            "--save",
+            help="also store the summary (tokens/s, losses) with the command, commit and "
+            "machine in this folder, as the benchmarks do (server/bench/results)",
+        ),
+    ] = None,
 ) -> None:
     """LoRA fine-tune on the served base (from the default adapter); prints tokens/s and
     validation losses."""
@@ -126,6 +134,11 @@ def finetune(
     )
     if int(os.environ.get("RANK", "0")) == 0:  # one summary under `accelerate launch`
         _emit(result.to_json())
+        if save is not None:
+            from repotune.server.bench.record import save_result
+
+            saved = save_result("train-finetune", result.to_json(), save)
+            print_error(f"repotune: saved {saved}")
 
 
 @app.command()

@@ -441,11 +441,16 @@ def test_distributed_finetune_with_two_cpu_processes(pipeline: dict) -> None:
         assert done.returncode == 0, done.stderr[-4000:]
         return done
 
-    done = launch("--max-steps", "2")
+    results = run.parent / "results"
+    done = launch("--max-steps", "2", "--save", str(results))
     summaries = [line for line in done.stdout.splitlines() if line.startswith("{")]
     assert len(summaries) == 1, done.stdout  # one summary, from the main process
     summary = json.loads(summaries[0])
     assert summary["steps"] == 2
+    (stored,) = results.glob("train-finetune-*.json")  # one stored result, from the main process
+    entry = json.loads(stored.read_text())
+    assert entry["result"] == summary and entry["result"]["tokens_per_s"] > 0
+    assert entry["command"].startswith("repotune ") and entry["machine"]
     info = json.loads((run / "run.json").read_text())
     metrics = json.loads((run / "metrics.json").read_text())
     assert info["processes"] == 2 and metrics["processes"] == 2
