@@ -27,14 +27,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from repotune.server.ask.answer import answer
 from repotune.server.completion.ahead import AheadWorker
 from repotune.server.completion.cache import CompletionCache
-from repotune.server.completion.context import ContextSnippet
 from repotune.server.completion.decode import (
     decode,
     fit_window,
@@ -51,6 +50,7 @@ from repotune.server.completion.prompts import (
     scaled_budget,
 )
 from repotune.server.completion.request import CompletionRequest, CompletionResult
+from repotune.server.completion.sticky import StickyContext
 from repotune.server.config import Settings
 from repotune.server.llm.decoding import common_prefix
 from repotune.server.llm.kv_slots import KvSlots
@@ -105,7 +105,7 @@ class CompletionEngine:
         self.last_reason = ""
         # Timings and token counts of the last generation, kept even when it produced nothing.
         self.last_stats: dict[str, Any] = {}
-        self._last_context: tuple[tuple[str, int], tuple[ContextSnippet, ...]] | None = None
+        self._sticky = StickyContext()
         self._ahead = AheadWorker()
         self._slots = KvSlots(settings.completion.warm_files)
         # Prompt tokens evaluated ahead of a request and not yet kept or overwritten by one.
@@ -195,7 +195,7 @@ class CompletionEngine:
             if settings.model == self._settings.model and self._loaded is not None:
                 self._settings = settings
                 self.cache = CompletionCache(settings.completion.cache_size)
-                self._last_context = None
+                self._sticky.clear()
                 self._slots = KvSlots(settings.completion.warm_files)
                 return
             self._generation += 1
@@ -204,7 +204,7 @@ class CompletionEngine:
             self._settings = settings
             self._load_thread = None
             self._load_error = None
-            self._last_context = None
+            self._sticky.clear()
             self._slots = KvSlots(settings.completion.warm_files)
             self._prefill_span = None
             self._ready.clear()
@@ -263,7 +263,7 @@ class CompletionEngine:
         self._ahead.wait_idle(60)
         with self._lock:
             self.cache.clear()
-            self._last_context = None
+            self._sticky.clear()
             self._slots.clear()
             self._prefill_span = None
             if self._loaded is not None:
@@ -323,30 +323,12 @@ class CompletionEngine:
         return fit_window(prompt_tokens(loaded.llm, prompt), window, max_tokens)
 
     def wants_context(self, path: str, prefix: str) -> bool:
-        """False while the cursor stays near the request whose snippets are kept (see
-        `_sticky_context`): callers skip retrieval then, which costs more than a warm
-        generation on a small CPU."""
-        return not self._context_still_near(path, prefix.count("\n"))
+        """False while the cursor stays near the request whose snippets are kept (sticky.py):
+        callers skip retrieval then, which costs more than a warm generation on a small CPU."""
+        return self._sticky.wants_context(self._settings.completion, path, prefix)
 
-    def _context_still_near(self, path: str, line: int) -> bool:
-        completion = self._settings.completion
-        last = self._last_context
-        if not completion.sticky_context or last is None:
-            return False
-        (last_path, last_line), _ = last
-        return last_path == path and abs(line - last_line) <= completion.sticky_context_lines
-
-    def _sticky_context(self, request: CompletionRequest) -> CompletionRequest:
-        """While the cursor stays within a few lines of one file, keep the snippets of the
-        request that retrieved them: retrieval results shift with every keystroke and line,
-        and the context block comes first in the prompt, so a new one makes llama.cpp
-        re-evaluate the whole prompt instead of the last few tokens."""
-        line = request.prefix.count("\n")
-        last = self._last_context
-        if last is not None and self._context_still_near(request.path, line):
-            return replace(request, context=last[1])
-        self._last_context = ((request.path, line), tuple(request.context))
-        return request
+    def _kept(self, request: CompletionRequest) -> CompletionRequest:
+        return self._sticky.apply(self._settings.completion, request)
 
     def _acquire(self, cancel: threading.Event) -> bool:
         while not self._lock.acquire(timeout=0.02):
@@ -517,7 +499,7 @@ class CompletionEngine:
             )
             first_line = multiline and self._first_line_first(request)
             try:
-                prompt = self.build_prompt(self._sticky_context(request), multiline, cancel)
+                prompt = self.build_prompt(self._kept(request), multiline, cancel)
             except PromptCancelled:
                 return
             tokens = self._tokens(loaded, prompt, multiline)
@@ -593,7 +575,7 @@ class CompletionEngine:
         first_line: bool,
     ) -> _Generated:
         """The pipeline of one completion: prompt -> tokens -> decode -> postprocess."""
-        request = self._sticky_context(request)
+        request = self._kept(request)
         try:
             prompt = self.build_prompt(request, multiline, cancel)
         except PromptCancelled:

@@ -21,13 +21,11 @@ import contextlib
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 from repotune.server.ask.answer import grounded
 from repotune.server.ask.prompts import build_ask_document, build_ask_messages
 from repotune.server.completion.cache import CompletionCache
-from repotune.server.completion.context import ContextSnippet
 from repotune.server.completion.engine import POSTPROCESS_WINDOW, CompletionEngine
 from repotune.server.completion.formats import PromptFormat, detect_format, get_format
 from repotune.server.completion.postprocess import decide_multiline, postprocess, truncate
@@ -38,6 +36,7 @@ from repotune.server.completion.prompts import (
     scaled_budget,
 )
 from repotune.server.completion.request import CompletionRequest, CompletionResult
+from repotune.server.completion.sticky import StickyContext
 from repotune.server.completion.tokens import CountTokens
 from repotune.server.completion.truncation import clip_to_tokens
 from repotune.server.config import ModelSettings, Settings
@@ -87,7 +86,7 @@ class EndpointEngine:
         self.cache = CompletionCache(settings.completion.cache_size)
         self.last_reason = ""
         self.last_stats: dict[str, Any] = {}
-        self._last_context: tuple[tuple[str, int], tuple[ContextSnippet, ...]] | None = None
+        self._kept_context = StickyContext()
         self._health: dict[str, Any] = {"state": "unknown", "last_error": None, "failed_at": None}
         self._counts = {"requests": 0, "failures": 0, "fallbacks": 0}
         self._latency: dict[str, float] = {}  # the last endpoint request's, for the status
@@ -131,7 +130,7 @@ class EndpointEngine:
             old = self._settings
             self._settings = settings
             self.cache = CompletionCache(settings.completion.cache_size)
-            self._last_context = None
+            self._kept_context.clear()
             client = None
             if _endpoint_key(old.model) != _endpoint_key(settings.model):
                 client, self._client = self._client, self._new_client(settings)
@@ -160,7 +159,7 @@ class EndpointEngine:
         self.cancel_inflight()
         with self._state:
             self.cache.clear()
-            self._last_context = None
+            self._kept_context.clear()
         if self._local_started:
             self._local.forget()
 
@@ -271,25 +270,9 @@ class EndpointEngine:
         )
 
     def wants_context(self, path: str, prefix: str) -> bool:
-        """False while the cursor stays near the request whose snippets are kept: the
-        endpoint's KV cache reuses the prompt's start, as in-process (engine.py)."""
-        return not self._near(path, prefix.count("\n"))
-
-    def _near(self, path: str, line: int) -> bool:
-        completion = self._settings.completion
-        last = self._last_context
-        if not completion.sticky_context or last is None:
-            return False
-        (last_path, last_line), _ = last
-        return last_path == path and abs(line - last_line) <= completion.sticky_context_lines
-
-    def _sticky(self, request: CompletionRequest) -> CompletionRequest:
-        line = request.prefix.count("\n")
-        last = self._last_context
-        if last is not None and self._near(request.path, line):
-            return replace(request, context=last[1])
-        self._last_context = ((request.path, line), tuple(request.context))
-        return request
+        """False while the cursor stays near the request whose snippets are kept (sticky.py):
+        callers skip retrieval then, which costs more than a warm generation on a small CPU."""
+        return self._kept_context.wants_context(self._settings.completion, path, prefix)
 
     # ------------------------------------------------------------------ completion
 
@@ -359,7 +342,7 @@ class EndpointEngine:
     ) -> CompletionResult | None:
         """Prompt -> streamed text (stopped by the same rules as in-process) -> postprocess."""
         comp = self._settings.completion
-        request = self._sticky(request)
+        request = self._kept_context.apply(self._settings.completion, request)
         try:
             prompt = self.build_prompt(request, multiline, cancel)
         except PromptCancelled:

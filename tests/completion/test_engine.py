@@ -70,7 +70,7 @@ def engine(generator_model) -> Iterator[CompletionEngine]:
 def fresh(engine: CompletionEngine, request: CompletionRequest) -> CompletionResult | None:
     """A request with no result cache and no sticky context from earlier tests."""
     engine.cache.clear()
-    engine._last_context = None
+    engine._sticky.clear()
     return engine.complete(request)
 
 
