@@ -24,6 +24,20 @@ class CacheEntry:
     multiline: bool
     format: str
 
+    def as_result(self, total_ms: float) -> CompletionResult:
+        """This entry as a request's answer (nothing evaluated or generated)."""
+        return CompletionResult(
+            text=self.text,
+            multiline=self.multiline,
+            timings={"tokenize": 0.0, "prompt_eval": 0.0, "generate": 0.0, "total": total_ms},
+            prompt_tokens=0,
+            reused_tokens=0,
+            generated_tokens=0,
+            cached=True,
+            format=self.format,
+            stop_reason="cache",
+        )
+
 
 class CompletionCache:
     """LRU of recent completions keyed by (path, text before and after the cursor)."""

@@ -287,18 +287,7 @@ class EndpointEngine:
         hit = self.cache.get(request.path, request.prefix, request.suffix)
         if hit is not None:
             self.last_reason = "cache"
-            total = (time.perf_counter() - started) * 1000
-            return CompletionResult(
-                text=hit.text,
-                multiline=hit.multiline,
-                timings={"tokenize": 0.0, "prompt_eval": 0.0, "generate": 0.0, "total": total},
-                prompt_tokens=0,
-                reused_tokens=0,
-                generated_tokens=0,
-                cached=True,
-                format=hit.format,
-                stop_reason="cache",
-            )
+            return hit.as_result((time.perf_counter() - started) * 1000)
         if self._paused():
             return self._fallback(request, cancel)
         cancel = cancel or threading.Event()
