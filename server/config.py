@@ -230,7 +230,7 @@ class RetrievalSettings(_Section):
         ge=8,
         le=512,
         description="and at most this many embedder tokens (whole lines nearest the cursor): the "
-        "embedder costs ~0.15 ms per token on 2 cores, so this bounds a query's embedding cost",
+        "embedder's cost grows with each token, so this bounds a query's embedding cost",
     )
     definition_weight: float = Field(
         2.0,

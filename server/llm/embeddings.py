@@ -150,9 +150,9 @@ class Embedder:
 
     def embed_query(self, text: str) -> np.ndarray:
         """One text, fast: llama.cpp's CPU matrix products take a slow path below 64 tokens in a
-        batch (a 59-token query took 19 ms, a 64-token one 10 ms), so a short query is sent with
-        a filler sequence beside it. Sequences do not see each other (own attention mask, own
-        pooling): the vector is the same (tests/test_embeddings.py)."""
+        batch (a query just short of 64 tokens took about twice as long as a 64-token one), so
+        a short query is sent with a filler sequence beside it. Sequences do not see each other
+        (own attention mask, own pooling): the vector is the same (tests/llm/test_embeddings.py)."""
         tokens = self.count_tokens(text)
         if PAD_QUERY_FROM <= tokens < PAD_QUERY_TO:
             filler = " ".join(["x"] * max(1, PAD_QUERY_TO - tokens - 2))
