@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import random
 import re
 import shutil
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from repotune.server.bench.record import run_machine
 from repotune.server.bench.stats import p50_p95
 from repotune.server.config import Settings
 from repotune.server.corpora import ensure_corpus
@@ -63,6 +63,19 @@ def copy_workspace(workspace: Path, settings: Settings, target: Path) -> int:
     return len(scan.files)
 
 
+def index_timed(
+    index: WorkspaceIndex, timeout_s: float, watch: bool = False
+) -> tuple[float, float]:
+    """Start an index: seconds until it is lexically searchable, and until it is idle (dense)."""
+    started = time.perf_counter()
+    index.start(watch=watch)
+    index.wait_lexical(timeout_s)
+    lexical_s = time.perf_counter() - started
+    if not index.wait_idle(timeout_s):
+        raise RuntimeError(f"{index.root}: the index did not become idle in {timeout_s} s")
+    return lexical_s, time.perf_counter() - started
+
+
 def bench_index(workspace: Path, settings: Settings, label: str | None = None) -> dict[str, Any]:
     import psutil
 
@@ -73,12 +86,7 @@ def bench_index(workspace: Path, settings: Settings, label: str | None = None) -
     result: dict[str, Any] = {
         "benchmark": "index",
         "corpus": label or str(workspace),
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "load_avg_1m": round(os.getloadavg()[0], 2),
-        },
+        "machine": run_machine(),
     }
     try:
         copy = scratch / "workspace"
@@ -98,12 +106,7 @@ def bench_index(workspace: Path, settings: Settings, label: str | None = None) -
         peak = _PeakRss()
         peak.start()
         index = WorkspaceIndex(copy, settings, embedder=embedder, location=scratch / "index")
-        started = time.perf_counter()
-        index.start(watch=True)
-        index.wait_lexical(3600)
-        lexical_s = time.perf_counter() - started
-        index.wait_idle(24 * 3600)
-        full_s = time.perf_counter() - started
+        lexical_s, full_s = index_timed(index, 24 * 3600, watch=True)
         stats = index.stats()
         dense_fill_s = index.timings.get("dense_fill_s", 0.0)
         result.update(

@@ -20,6 +20,16 @@ from typing import Any
 SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the checkout, for an editable install
 
 
+def run_machine() -> dict[str, Any]:
+    """The few machine facts a benchmark's own JSON carries, with the load when it starts."""
+    return {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }
+
+
 def machine_facts() -> dict[str, Any]:
     """CPU, cores, memory, platform, versions, GPU offload and the load when asked."""
     import psutil

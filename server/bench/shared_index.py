@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from repotune.server.bench.chroma_server import ChromaServerProcess
-from repotune.server.bench.index import copy_workspace
+from repotune.server.bench.index import copy_workspace, index_timed
+from repotune.server.bench.record import run_machine
 from repotune.server.config import Settings, settings_with
 from repotune.server.corpora import ensure_corpus
 from repotune.server.index.workspace import WorkspaceIndex
@@ -31,13 +30,7 @@ LOCAL_EDIT = "\n\ndef repotune_bench_local_edit(value):\n    return value + 1\n"
 
 def _index_until_dense(root: Path, location: Path, settings: Settings, embedder: Any) -> dict:
     index = WorkspaceIndex(root, settings, embedder=embedder, location=location)
-    started = time.perf_counter()
-    index.start()
-    index.wait_lexical(TIMEOUT_S)
-    lexical_s = time.perf_counter() - started
-    if not index.wait_idle(TIMEOUT_S):
-        raise RuntimeError(f"{root}: the index did not become idle in {TIMEOUT_S} s")
-    dense_s = time.perf_counter() - started
+    lexical_s, dense_s = index_timed(index, TIMEOUT_S)
     stats = index.stats()
     index.close()
     return {
@@ -57,12 +50,7 @@ def bench_shared_index(
     result: dict[str, Any] = {
         "benchmark": "index-shared",
         "corpus": label or str(workspace),
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "load_avg_1m": round(os.getloadavg()[0], 2),
-        },
+        "machine": run_machine(),
     }
     try:
         first_copy = scratch / "first"
