@@ -11,11 +11,11 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_lsp
 from endpoint_server import API_KEY, KEY_ENV, EndpointServer, start_endpoint
+from lsp_client import execute, open_document
 from lsprotocol import types
 from pygls.exceptions import JsonRpcRequestCancelled
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
@@ -43,12 +43,6 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "table.py").write_text(TABLE)
     (root / "repotune.toml").write_text(f'[model]\nendpoint = "{ELSEWHERE}"\n')
     return root
-
-
-async def execute(client: LanguageClient, command: str, *arguments: Any) -> Any:
-    return await client.workspace_execute_command_async(
-        types.ExecuteCommandParams(command=command, arguments=list(arguments))
-    )
 
 
 @pytest_lsp.fixture(
@@ -89,18 +83,6 @@ async def client(
         await asyncio.sleep(0.3)
     yield
     await lsp_client.shutdown_session()
-
-
-def open_document(client: LanguageClient, path: Path) -> str:
-    uri = path.as_uri()
-    client.text_document_did_open(
-        types.DidOpenTextDocumentParams(
-            text_document=types.TextDocumentItem(
-                uri=uri, language_id="python", version=1, text=path.read_text()
-            )
-        )
-    )
-    return uri
 
 
 def inline_params(uri: str, line: int, character: int) -> types.InlineCompletionParams:

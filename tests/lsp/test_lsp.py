@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import pytest_lsp
+from lsp_client import execute, open_document
 from lsprotocol import types
 from pygls.exceptions import JsonRpcMethodNotFound, JsonRpcRequestCancelled
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
@@ -96,12 +97,6 @@ async def start_session(
     return await client.initialize_session(params)
 
 
-async def execute(client: LanguageClient, command: str, *arguments: Any) -> Any:
-    return await client.workspace_execute_command_async(
-        types.ExecuteCommandParams(command=command, arguments=list(arguments))
-    )
-
-
 async def wait_until_ready(client: LanguageClient, timeout: float = MODEL_WAIT_S) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     status: dict[str, Any] = {}
@@ -113,18 +108,6 @@ async def wait_until_ready(client: LanguageClient, timeout: float = MODEL_WAIT_S
             return status
         await asyncio.sleep(0.5)
     raise AssertionError(f"server not ready after {timeout}s: {status}")
-
-
-def open_document(client: LanguageClient, path: Path) -> str:
-    uri = path.as_uri()
-    client.text_document_did_open(
-        types.DidOpenTextDocumentParams(
-            text_document=types.TextDocumentItem(
-                uri=uri, language_id="python", version=1, text=path.read_text()
-            )
-        )
-    )
-    return uri
 
 
 def end_of_file_position(path: Path) -> types.Position:

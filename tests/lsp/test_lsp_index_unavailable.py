@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import pytest_lsp
+from lsp_client import execute
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 from repotune.server.models import ResolvedModel
@@ -29,12 +30,6 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run(["git", "init", "-q", str(root)], check=True)
     (root / "math_utils.py").write_text(SOURCE + "a + b\n")
     return root
-
-
-async def execute(client: LanguageClient, command: str, *arguments: Any) -> Any:
-    return await client.workspace_execute_command_async(
-        types.ExecuteCommandParams(command=command, arguments=list(arguments))
-    )
 
 
 @pytest_lsp.fixture(

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import pytest_lsp
+from lsp_client import execute
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 from repotune.server.models import ResolvedModel
@@ -63,12 +64,6 @@ def secrets_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "app" / "aws_settings.ini").symlink_to("../.aws/credentials")
     (root / "client.py").write_text("from config import API_TOKEN\n\n\ndef call():\n    return 1\n")
     return root
-
-
-async def execute(client: LanguageClient, command: str, *arguments: Any) -> Any:
-    return await client.workspace_execute_command_async(
-        types.ExecuteCommandParams(command=command, arguments=list(arguments))
-    )
 
 
 async def wait_until_idle(client: LanguageClient, timeout: float = 480.0) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import pytest_lsp
+from lsp_client import execute
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 from repotune.server.models import ResolvedModel
@@ -22,12 +23,6 @@ from repotune.server.models import ResolvedModel
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
 CACHE = Path(tempfile.mkdtemp(prefix="repotune-move-cache-"))
-
-
-async def execute(client: LanguageClient, command: str, *arguments: Any) -> Any:
-    return await client.workspace_execute_command_async(
-        types.ExecuteCommandParams(command=command, arguments=list(arguments))
-    )
 
 
 async def wait_for(
