@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from repotune.server.bench.endpoint import SERVE
+from repotune.server.llm.runtime import cpu_has_amx
 from repotune.server.models import default_adapter_path, resolve_generator
 
 API_KEY = "test-key-not-a-secret"
@@ -45,8 +47,9 @@ def start_endpoint(log: Path, wait_s: float = 180.0) -> EndpointServer:
     port = free_port()
     command = [
         sys.executable,
-        "-m",
-        "llama_cpp.server",
+        "-c",
+        # loaded as the engine loads (no repacked AMX buffers where they crash), as the bench does
+        SERVE.format(extra=not cpu_has_amx()),
         "--model",
         str(resolve_generator("default").path),
         "--lora_path",

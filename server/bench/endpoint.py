@@ -42,10 +42,12 @@ from repotune.server.models import (
 TIME_BUDGET_S = 150.0
 SERVER_WAIT_S = 120.0
 # llama_cpp.server run with the in-process engine's CPU buffer choice (runtime.py: off on AMX
-# CPUs), so both sides use the same kernels; llama_cpp.server has no option for it.
+# CPUs), so both sides use the same kernels; llama_cpp.server has no option for it. The context
+# is held by a name: an unreferenced one is collected at once, which undoes its patch.
 SERVE = (
     "import runpy, sys; from repotune.server.llm.runtime import llama_extra_buffers; "
-    "llama_extra_buffers({extra}).__enter__(); sys.argv[0] = 'llama_cpp.server'; "
+    "loading = llama_extra_buffers({extra}); loading.__enter__(); "
+    "sys.argv[0] = 'llama_cpp.server'; "
     "runpy.run_module('llama_cpp.server', run_name='__main__')"
 )
 
