@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 from repotune.server.bench.endpoint import SERVE
-from repotune.server.llm.runtime import cpu_has_amx
+from repotune.server.llm.runtime import wants_extra_buffers
 from repotune.server.models import default_adapter_path, resolve_generator
 
 API_KEY = "test-key-not-a-secret"
@@ -49,7 +49,7 @@ def start_endpoint(log: Path, wait_s: float = 180.0) -> EndpointServer:
         sys.executable,
         "-c",
         # loaded as the engine loads (no repacked AMX buffers where they crash), as the bench does
-        SERVE.format(extra=not cpu_has_amx()),
+        SERVE.format(extra=wants_extra_buffers(None)),
         "--model",
         str(resolve_generator("default").path),
         "--lora_path",

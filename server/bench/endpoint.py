@@ -31,7 +31,7 @@ from repotune.server.completion.remote import EndpointEngine
 from repotune.server.completion.request import CompletionRequest
 from repotune.server.config import Settings, settings_with
 from repotune.server.corpora import ensure_corpus
-from repotune.server.llm.runtime import cpu_has_amx, default_threads
+from repotune.server.llm.runtime import default_threads, wants_extra_buffers
 from repotune.server.models import (
     ModelError,
     adapter_reference,
@@ -64,13 +64,8 @@ def start_llama_cpp_server(settings: Settings, log: Path) -> tuple[subprocess.Po
 
     model = settings.model
     port = _free_port()
-    extra = model.cpu_extra_buffers
-    if extra is None:  # as completion/model.py decides
-        import llama_cpp
-
-        extra = bool(llama_cpp.llama_supports_gpu_offload()) or not cpu_has_amx()
     command = [
-        *(sys.executable, "-c", SERVE.format(extra=extra)),
+        *(sys.executable, "-c", SERVE.format(extra=wants_extra_buffers(model.cpu_extra_buffers))),
         *("--host", "127.0.0.1", "--port", str(port)),
         *("--model", str(resolve_generator(model.generator).path)),
         *("--n_ctx", str(model.context_length), "--n_batch", str(min(512, model.context_length))),

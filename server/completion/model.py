@@ -16,7 +16,7 @@ from repotune.server.llm.gpu import (
     offloaded_layers,
     requested_layers,
 )
-from repotune.server.llm.runtime import cpu_has_amx, default_threads, llama_extra_buffers
+from repotune.server.llm.runtime import default_threads, llama_extra_buffers, wants_extra_buffers
 from repotune.server.models import (
     ModelError,
     adapter_reference,
@@ -63,9 +63,7 @@ def load_model(settings: Settings) -> LoadedModel:
         adapter_path = resolve_adapter(adapter_ref).path
     gpu = bool(llama_cpp.llama_supports_gpu_offload())
     threads = model.threads or default_threads()
-    extra_bufts = model.cpu_extra_buffers
-    if extra_bufts is None:
-        extra_bufts = gpu or not cpu_has_amx()
+    extra_bufts = wants_extra_buffers(model.cpu_extra_buffers)
     started = time.perf_counter()
     llm, gpu_layers, gpu_fallback = _load(
         Llama, settings, resolved.path, adapter_path, gpu, threads, extra_bufts

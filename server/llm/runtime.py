@@ -74,6 +74,15 @@ def default_threads() -> int:
     return physical_cores()
 
 
+def wants_extra_buffers(setting: bool | None) -> bool:
+    """`model.cpu_extra_buffers`, or by default: on with a GPU build or a CPU without AMX."""
+    if setting is not None:
+        return setting
+    import llama_cpp
+
+    return bool(llama_cpp.llama_supports_gpu_offload()) or not cpu_has_amx()
+
+
 def no_extra_buffers() -> contextlib.AbstractContextManager[None]:
     """A load without llama.cpp's "extra" (repacked) weight buffers, whose AMX kernels crash on
     virtual machines that advertise AMX without enabling it (see `cpu_has_amx`)."""
