@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ class Decoded:
     first_token_at: float | None
     finished_at: float
     counters: dict[str, int]  # reused, drafted, accepted tokens
+    tokens: list[int]  # the generated ids, `forced` ones first
 
 
 def prompt_tokens(llm: Any, prompt: BuiltPrompt) -> list[int]:
@@ -83,23 +84,26 @@ def decode(
     multiline: bool,
     cancel: threading.Event,
     first_line: bool = False,
+    forced: Sequence[int] = (),
     on_first_token: Callable[[int], None] = lambda reused: None,
 ) -> Decoded | None:
     """Tokens until a stop rule, a cap or the end of generation; None when cancelled.
     `first_line`: a block that stops once its first non-empty line is complete.
+    `forced`: tokens already generated (a first line returned earlier); decoding goes on after
+    them, so the block starts exactly as that line did.
     `on_first_token` gets how many prompt tokens the KV cache already held."""
     import llama_cpp
 
     max_tokens = completion.max_tokens_block if multiline else completion.max_tokens_line
     vocab = llm._model.vocab
-    generated: list[int] = []
-    text = ""
+    generated: list[int] = list(forced)
+    text = llm.detokenize(generated).decode("utf-8", errors="ignore") if generated else ""
     reason = "token cap"
     first_token_at: float | None = None
     # The time cap bounds decoding: a slow cold prompt must not leave a one-token stub.
     deadline = float("inf")
     counters = {"reused": 0, "drafted": 0, "accepted": 0}
-    stream = _token_stream(llm, tokens, completion, counters)
+    stream = _token_stream(llm, [*tokens, *forced], completion, counters)
     try:
         for token in stream:
             now = time.perf_counter()
@@ -133,7 +137,9 @@ def decode(
                 break
     finally:
         stream.close()
-    return Decoded(text, reason, len(generated), first_token_at, time.perf_counter(), counters)
+    return Decoded(
+        text, reason, len(generated), first_token_at, time.perf_counter(), counters, generated
+    )
 
 
 def timings_and_stats(

@@ -78,6 +78,7 @@ class _Generated:
     result: CompletionResult | None
     reason: str
     stats: dict[str, Any]
+    tokens: tuple[int, ...] = ()  # what was generated (a first line's, to finish its block)
 
 
 # --------------------------------------------------------------------------- engine
@@ -392,7 +393,7 @@ class CompletionEngine:
         if result is not None and result.text:
             self.cache.put(request.path, request.prefix, request.suffix, result)
             if first_line and generated.reason == "first line":
-                self._finish_block_ahead(request, result.text)
+                self._finish_block_ahead(request, result.text, generated.tokens)
         return result
 
     def _wait_for_ahead(self, request: CompletionRequest, cancel: threading.Event) -> bool:
@@ -420,9 +421,11 @@ class CompletionEngine:
             self._ahead.wait_idle(0.02)
         return True
 
-    def _finish_block_ahead(self, request: CompletionRequest, first_line: str) -> None:
+    def _finish_block_ahead(
+        self, request: CompletionRequest, first_line: str, tokens: tuple[int, ...]
+    ) -> None:
         self._block_for = (request, first_line)
-        self._ahead.submit("block", partial(self._finish_block, request))
+        self._ahead.submit("block", partial(self._finish_block, request, tokens))
 
     def _continues_block(self, request: CompletionRequest) -> str | None:
         """How `request` relates to the block being finished: "typing" along its first line
@@ -445,16 +448,22 @@ class CompletionEngine:
         line = request.prefix[request.prefix.rfind("\n") + 1 :]
         return not line.strip()
 
-    def _finish_block(self, request: CompletionRequest, cancel: threading.Event) -> None:
+    def _finish_block(
+        self, request: CompletionRequest, first_line: tuple[int, ...], cancel: threading.Event
+    ) -> None:
         """The whole block for a request whose first line was returned, into the result cache
-        (accepting the line then finds the rest there as "typing through")."""
+        (accepting the line then finds the rest there as "typing through"). Decoding goes on
+        after the line's own tokens: generated again, the line could come out differently
+        (batched evaluation is not bit-exact), and the rest would fit no line the user saw."""
         if not self._acquire(cancel):
             return
         try:
             loaded = self._loaded
             if loaded is None:
                 return
-            generated = self._generate(loaded, request, True, cancel, time.perf_counter(), False)
+            generated = self._generate(
+                loaded, request, True, cancel, time.perf_counter(), False, forced=first_line
+            )
         finally:
             self._lock.release()
         if generated.result is not None and generated.result.text and not cancel.is_set():
@@ -505,7 +514,7 @@ class CompletionEngine:
         self.cache.put(request.path, request.prefix, request.suffix, result)
         self.ahead_stats["completed_ahead"] += 1
         if first_line and generated.reason == "first line":
-            self._finish_block_ahead(request, result.text)
+            self._finish_block_ahead(request, result.text, generated.tokens)
 
     def _evaluate_ahead(
         self, llm: Any, path: str, tokens: list[int], cancel: threading.Event
@@ -562,8 +571,10 @@ class CompletionEngine:
         cancel: threading.Event,
         started: float,
         first_line: bool,
+        forced: Sequence[int] = (),
     ) -> _Generated:
-        """The pipeline of one completion: prompt -> tokens -> decode -> postprocess."""
+        """The pipeline of one completion: prompt -> tokens -> decode -> postprocess.
+        `forced`: tokens generated earlier that this completion starts with."""
         request = self._kept(request)
         try:
             prompt = self.build_prompt(request, multiline, cancel)
@@ -587,6 +598,7 @@ class CompletionEngine:
             multiline=multiline,
             cancel=cancel,
             first_line=first_line,
+            forced=forced,
             on_first_token=self._settle_prefill,
         )
         if decoded is None or cancel.is_set():
@@ -620,7 +632,7 @@ class CompletionEngine:
             drafted_tokens=counters["drafted"],
             accepted_tokens=counters["accepted"],
         )
-        return _Generated(result, reason, stats)
+        return _Generated(result, reason, stats, tuple(decoded.tokens))
 
     def ask(
         self,

@@ -155,7 +155,10 @@ def test_the_first_line_comes_first_and_the_rest_from_the_cache(generator_model)
         rest = first.complete(accepted)
         assert first.ahead_stats["continuations"] == 1
         assert rest is not None and rest.cached, first.last_reason
-        assert rest.text == rest_of_block[len(indent) :]
+        # The finished block starts with the very line the user saw; the rest is what follows.
+        finished = first.cache.get(request.path, request.prefix, request.suffix)
+        assert finished is not None and finished.text.startswith(typed + indent)
+        assert rest.text == finished.text[len(typed + indent) :]
     finally:
         first.close()
 
