@@ -10,8 +10,10 @@ from typing import Any
 
 from repotune.server.ask.grounding import (
     ABSTAIN,
+    Definition,
     contradicting_definition,
     grounded_opening,
+    subject_definition,
     unsupported_name,
 )
 from repotune.server.ask.prompts import build_ask_document, build_ask_messages
@@ -39,15 +41,18 @@ def answer(
     messages = build_ask_messages(question, snippets, max_snippet_chars=settings.ask.context_chars)
     llm = loaded.llm
     if not loaded.info.get("chat_template"):
-        text = continue_document(llm, settings, question, snippets, max_tokens, cancel, deadline)
-        denied = contradicting_definition(question, text, snippets)
-        if denied is not None and not cancel.is_set() and time.monotonic() < deadline:
-            # The abstention denies a definition the snippets hold: answer from that definition.
-            opening = grounded_opening(denied)
-            rest = continue_document(
-                llm, settings, question, snippets, max_tokens, cancel, deadline, opening=opening
+        # A question about code that a snippet defines is answered from that definition, cited
+        # where the index found it; the model writes the rest.
+        subject = subject_definition(question, snippets)
+        text = ""
+        if subject is None:
+            text = continue_document(
+                llm, settings, question, snippets, max_tokens, cancel, deadline
             )
-            text = f"{opening}{'' if rest[:1] in ',.:;' else ' '}{rest}".strip()
+            # ... and so is an abstention that denies a definition the snippets hold.
+            subject = contradicting_definition(question, text, snippets)
+        if subject is not None and not cancel.is_set() and time.monotonic() < deadline:
+            text = cited(llm, settings, question, snippets, subject, max_tokens, cancel, deadline)
         return grounded(question, text, snippets)
     if llm.chat_format == "gemma" and messages and messages[0]["role"] == "system":
         # Gemma's template has no system role; its convention is to prepend it.
@@ -72,6 +77,24 @@ def answer(
     with contextlib.suppress(Exception):
         stream.close()  # type: ignore[union-attr]
     return grounded(question, "".join(pieces).strip(), snippets)
+
+
+def cited(
+    llm: Any,
+    settings: Settings,
+    question: str,
+    snippets: Sequence[Any],
+    definition: Definition,
+    max_tokens: int,
+    cancel: threading.Event,
+    deadline: float,
+) -> str:
+    """An answer that opens with `definition`, cited, and goes on as the model continues it."""
+    opening = grounded_opening(definition)
+    rest = continue_document(
+        llm, settings, question, snippets, max_tokens, cancel, deadline, opening=opening
+    )
+    return f"{opening}{'' if rest[:1] in ',.:;' else ' '}{rest}".strip()
 
 
 def grounded(question: str, text: str, snippets: Sequence[Any]) -> str:

@@ -159,6 +159,18 @@ def contradicting_definition(
     """
     if not is_abstention(answer):
         return None
+    return _asked_definition(question, answer, snippets)
+
+
+def subject_definition(question: str, snippets: Sequence[object]) -> Definition | None:
+    """The definition in `snippets` that `question` asks about: a name it writes that a snippet
+    defines, or a defined name whose every word it uses. The answer cites this site itself."""
+    return _asked_definition(question, "", snippets)
+
+
+def _asked_definition(
+    question: str, answer: str, snippets: Sequence[object]
+) -> Definition | None:
     defined = definitions(snippets)
     mentioned = set(_IDENTIFIER.findall(question)) | set(_IDENTIFIER.findall(answer))
     for definition in defined:
@@ -174,7 +186,7 @@ def contradicting_definition(
 
 
 def grounded_opening(definition: Definition) -> str:
-    """How a regenerated answer starts: the definition the abstention denied, cited."""
+    """How an answer about a definition starts: its name, cited where the index found it."""
     return f"`{definition.name}` ({definition.path}:{definition.line})"
 
 

@@ -9,6 +9,7 @@ from repotune.server.ask.grounding import (
     grounded_opening,
     is_abstention,
     name_words,
+    subject_definition,
     unsupported_name,
 )
 from repotune.server.completion.context import ContextSnippet
@@ -94,3 +95,16 @@ def test_an_answer_about_a_name_no_snippet_contains_is_unsupported() -> None:
     assert unsupported_name("What does area_of_circle do?", "Pi r squared.", [GEOMETRY]) is None
     assert unsupported_name("How is the area computed?", "With pi.", [GEOMETRY]) is None
     assert unsupported_name("What is retryLimit?", ABSTAIN, [GEOMETRY]) is None
+
+
+def test_the_subject_of_a_question_is_the_definition_it_names() -> None:
+    # a written name, then a description whose words name a definition; in snippet order
+    where = subject_definition("Where is area_of_square defined?", [GEOMETRY, SETTINGS])
+    assert where == Definition("area_of_square", "geometry.py", 9)
+    assert subject_definition("How is the retry limit set?", [GEOMETRY, SETTINGS]) == Definition(
+        "retryLimit", "app/settings.ts", 40
+    )
+    # nothing named, one shared word, or a name the snippets do not define: no subject
+    assert subject_definition("How are users logged in?", [GEOMETRY]) is None
+    assert subject_definition("What is the area?", [GEOMETRY]) is None
+    assert subject_definition("What does area_of_triangle return?", [GEOMETRY]) is None
