@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from repotune.server.ask.stream import OnText, ignore_text
 from repotune.server.config import Settings, SettingsError, load_settings, settings_with
 from repotune.server.index.redact import redact_buffer
 
@@ -525,9 +526,14 @@ class Assistant:
         return results[:k]
 
     def ask(
-        self, question: str, cancel: threading.Event | None = None, max_tokens: int | None = None
+        self,
+        question: str,
+        cancel: threading.Event | None = None,
+        max_tokens: int | None = None,
+        on_text: OnText = ignore_text,
     ) -> Answer:
-        """Answer from retrieved chunks of every folder; the sources are always listed."""
+        """Answer from retrieved chunks of every folder; the sources are always listed.
+        `on_text` sees the answer grow (a client can show it as it comes)."""
         from repotune.server.completion.context import ContextSnippet
 
         started = time.perf_counter()
@@ -550,7 +556,9 @@ class Assistant:
         generate_started = time.perf_counter()
         self._set_state("busy")
         try:
-            text = engine.ask(question, snippets, max_tokens=max_tokens, cancel=cancel)
+            text = engine.ask(
+                question, snippets, max_tokens=max_tokens, cancel=cancel, on_text=on_text
+            )
         finally:
             self._set_state("idle")
         citations = [

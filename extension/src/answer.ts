@@ -155,6 +155,16 @@ export function renderAnswer(question: string, result: AskResult, root?: string)
   return lines.join("\n");
 }
 
+/** The answer as it is being generated: the question, the text so far, and a note that more
+ * is coming (sources follow with the final answer). */
+export function renderPartialAnswer(question: string, text: string): string {
+  const lines = [`# ${question.replace(/\s+/g, " ").trim()}`, ""];
+  const answer = closeOpenFence(text.trim());
+  if (answer) lines.push(answer, "");
+  lines.push("_RepoTune is still answering…_", "");
+  return lines.join("\n");
+}
+
 /**
  * The answer view's page: the rendered Markdown under a policy that runs only our own script
  * (the answer is model output, so any script or handler it contains stays inert), which hands
@@ -180,9 +190,15 @@ a { color: var(--vscode-textLink-foreground); cursor: pointer; }
 </style>
 </head>
 <body>
+<main id="answer">
 ${bodyHtml}
+</main>
 <script nonce="${nonce}">
 const vscode = acquireVsCodeApi();
+// The answer grows while it is generated: the extension sends each new rendering.
+window.addEventListener("message", (event) => {
+  if (event.data && event.data.type === "body") document.getElementById("answer").innerHTML = event.data.html;
+});
 document.addEventListener("click", (event) => {
   const link = event.target instanceof Element ? event.target.closest("a") : null;
   if (!link) return;

@@ -16,8 +16,8 @@ import {
   type LanguageClientOptions,
 } from "vscode-languageclient/node";
 
-import { renderAnswer } from "./answer";
-import { showAnswer } from "./answerView";
+import { renderAnswer, renderPartialAnswer } from "./answer";
+import { AnswerView } from "./answerView";
 import { debounce, debounceFor } from "./debounce";
 import {
   choosePython,
@@ -30,9 +30,11 @@ import { probeLaunch, runProbe, serverEnv, serverLaunch } from "./launch";
 import { menuItems } from "./menu";
 import { PREFETCH_NOTIFICATION, PREFETCH_REST_MS, prefetchParams, worthPrefetching } from "./prefetch";
 import {
+  ANSWER_PROGRESS_NOTIFICATION,
   COMMANDS,
   SERVER_COMMANDS,
   STATUS_NOTIFICATION,
+  parseAnswerProgress,
   parseAskResult,
   parseStatus,
   type StatusPayload,
@@ -82,6 +84,9 @@ class RepoTune implements vscode.Disposable {
   private readonly policy = new RestartPolicy();
   private readonly shownProblems = new Set<string>();
   private readonly disposables: vscode.Disposable[] = [];
+  // Questions being answered: their progress token -> what shows the answer so far.
+  private readonly answering = new Map<string, (text: string) => void>();
+  private asked = 0;
 
   constructor(
     private readonly log: vscode.LogOutputChannel,
@@ -302,6 +307,10 @@ class RepoTune implements vscode.Disposable {
       this.server = parseStatus(payload);
       this.render();
     });
+    client.onNotification(ANSWER_PROGRESS_NOTIFICATION, (payload: unknown) => {
+      const progress = parseAnswerProgress(payload);
+      if (progress) this.answering.get(String(progress.token))?.(progress.text);
+    });
     try {
       await client.start();
     } catch (error) {
@@ -433,20 +442,30 @@ class RepoTune implements vscode.Disposable {
     if (!question?.trim()) return;
     const client = this.runningClient();
     if (!client) return;
+    // The answer shows as it grows (repotune/answerProgress for this token), then in full.
+    const progressToken = `ask-${++this.asked}`;
+    const view = new AnswerView(question.trim(), this.log);
+    this.answering.set(progressToken, (text) => void view.show(renderPartialAnswer(question, text)));
     try {
       const raw = await vscode.window.withProgress(
         { location: vscode.ProgressLocation.Notification, title: "RepoTune is answering…", cancellable: true },
         (_progress, token): Promise<unknown> =>
           client.sendRequest(
             ExecuteCommandRequest.type,
-            { command: SERVER_COMMANDS.ask, arguments: [{ question: question.trim() }] },
+            { command: SERVER_COMMANDS.ask, arguments: [{ question: question.trim(), progressToken }] },
             token,
           ),
       );
-      if (raw === undefined || raw === null) return; // cancelled
+      this.answering.delete(progressToken);
+      if (raw === undefined || raw === null) {
+        view.close(); // cancelled
+        return;
+      }
       const content = renderAnswer(question, parseAskResult(raw), workspaceFolder()?.uri.fsPath);
-      await showAnswer(question.trim(), content, this.log);
+      await view.show(content, true);
     } catch (error) {
+      this.answering.delete(progressToken);
+      view.close();
       if (error instanceof vscode.CancellationError) return;
       const message = error instanceof Error ? error.message : String(error);
       this.log.error(`ask failed: ${message}`);

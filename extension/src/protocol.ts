@@ -27,6 +27,21 @@ export const COMMANDS = {
 /** Server -> client notification carrying a {@link StatusPayload} whenever it changes. */
 export const STATUS_NOTIFICATION = "repotune/status";
 
+/** Server -> client notification with the answer so far while `repotune.ask` generates it; sent
+ * only for a request whose argument carries a `progressToken`. The response's answer is final. */
+export const ANSWER_PROGRESS_NOTIFICATION = "repotune/answerProgress";
+
+export interface AnswerProgress {
+  token: string | number;
+  text: string;
+}
+
+export function parseAnswerProgress(value: unknown): AnswerProgress | undefined {
+  if (!isRecord(value) || typeof value.text !== "string") return undefined;
+  const token = value.token;
+  return typeof token === "string" || typeof token === "number" ? { token, text: value.text } : undefined;
+}
+
 export type ServerState = "starting" | "loading" | "indexing" | "idle" | "busy" | "error";
 
 export interface IndexCounts {

@@ -10,13 +10,13 @@ from typing import Any
 
 from repotune.server.ask.grounding import (
     ABSTAIN,
-    Definition,
     contradicting_definition,
     grounded_opening,
     subject_definition,
     unsupported_name,
 )
 from repotune.server.ask.prompts import build_ask_document, build_ask_messages
+from repotune.server.ask.stream import OnText, ignore_text
 from repotune.server.completion.model import LoadedModel
 from repotune.server.completion.truncation import clip_to_tokens
 from repotune.server.config import Settings
@@ -35,8 +35,10 @@ def answer(
     max_tokens: int,
     cancel: threading.Event,
     deadline: float,
+    on_text: OnText = ignore_text,
 ) -> str:
-    """The answer generated until done, cancelled or past `deadline` (time.monotonic())."""
+    """The answer generated until done, cancelled or past `deadline` (time.monotonic()).
+    `on_text` sees it grow; the returned text, checked against the snippets, is the answer."""
     question = fit_question(loaded, settings, question, snippets, max_tokens)
     messages = build_ask_messages(question, snippets, max_snippet_chars=settings.ask.context_chars)
     llm = loaded.llm
@@ -47,12 +49,22 @@ def answer(
         text = ""
         if subject is None:
             text = continue_document(
-                llm, settings, question, snippets, max_tokens, cancel, deadline
+                llm, settings, question, snippets, max_tokens, cancel, deadline, on_text=on_text
             )
             # ... and so is an abstention that denies a definition the snippets hold.
             subject = contradicting_definition(question, text, snippets)
         if subject is not None and not cancel.is_set() and time.monotonic() < deadline:
-            text = cited(llm, settings, question, snippets, subject, max_tokens, cancel, deadline)
+            text = continue_document(
+                llm,
+                settings,
+                question,
+                snippets,
+                max_tokens,
+                cancel,
+                deadline,
+                opening=grounded_opening(subject),
+                on_text=on_text,
+            )
         return grounded(question, text, snippets)
     if llm.chat_format == "gemma" and messages and messages[0]["role"] == "system":
         # Gemma's template has no system role; its convention is to prepend it.
@@ -74,27 +86,10 @@ def answer(
         delta = chunk["choices"][0].get("delta", {})  # type: ignore[index]
         if delta.get("content"):
             pieces.append(delta["content"])
+            on_text("".join(pieces).strip())
     with contextlib.suppress(Exception):
         stream.close()  # type: ignore[union-attr]
     return grounded(question, "".join(pieces).strip(), snippets)
-
-
-def cited(
-    llm: Any,
-    settings: Settings,
-    question: str,
-    snippets: Sequence[Any],
-    definition: Definition,
-    max_tokens: int,
-    cancel: threading.Event,
-    deadline: float,
-) -> str:
-    """An answer that opens with `definition`, cited, and goes on as the model continues it."""
-    opening = grounded_opening(definition)
-    rest = continue_document(
-        llm, settings, question, snippets, max_tokens, cancel, deadline, opening=opening
-    )
-    return f"{opening}{'' if rest[:1] in ',.:;' else ' '}{rest}".strip()
 
 
 def grounded(question: str, text: str, snippets: Sequence[Any]) -> str:
@@ -112,9 +107,10 @@ def continue_document(
     cancel: threading.Event,
     deadline: float,
     opening: str = "",
+    on_text: OnText = ignore_text,
 ) -> str:
     """Base models (no chat template) continue a Q&A document instead of a chat turn; with an
-    `opening`, the answer is continued from it (the opening itself is not returned)."""
+    `opening`, the answer starts with it and the model continues."""
     chars = settings.ask.context_chars
     prompt, stops = build_ask_document(question, snippets, max_snippet_chars=chars)
     if opening:
@@ -132,9 +128,17 @@ def continue_document(
         if cancel.is_set() or time.monotonic() > deadline:
             break
         pieces.append(chunk["choices"][0].get("text", ""))  # type: ignore[index]
+        on_text(_opened(opening, "".join(pieces)))
     with contextlib.suppress(Exception):
         stream.close()  # type: ignore[union-attr]
-    return "".join(pieces).strip()
+    return _opened(opening, "".join(pieces))
+
+
+def _opened(opening: str, rest: str) -> str:
+    rest = rest.strip()
+    if not opening:
+        return rest
+    return f"{opening}{'' if rest[:1] in ',.:;' else ' '}{rest}".strip()
 
 
 def fit_question(

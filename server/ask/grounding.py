@@ -1,10 +1,11 @@
 """Check an answer's footing against the code it was given.
 
-A small model taught to say "The indexed code does not define `X`." says it too readily, even
-when a snippet in its prompt defines the very thing asked about, and it also describes names that
-no snippet mentions. Both are facts RepoTune can read from the code: an abstention contradicted by
-the snippets is regenerated starting from that definition, and an answer about a name that no
-snippet contains becomes the abstention (see the ask engine).
+A small model does not write `path:line` citations, says "The indexed code does not define `X`."
+too readily, even when a snippet in its prompt defines the very thing asked about, and describes
+names that no snippet mentions. All three are facts RepoTune can read from the code: an answer
+about a definition a snippet holds opens with it, cited (so does an abstention the snippets
+contradict), and an answer about a name that no snippet contains becomes the abstention (see
+ask/answer.py).
 """
 
 from __future__ import annotations
@@ -168,9 +169,7 @@ def subject_definition(question: str, snippets: Sequence[object]) -> Definition 
     return _asked_definition(question, "", snippets)
 
 
-def _asked_definition(
-    question: str, answer: str, snippets: Sequence[object]
-) -> Definition | None:
+def _asked_definition(question: str, answer: str, snippets: Sequence[object]) -> Definition | None:
     defined = definitions(snippets)
     mentioned = set(_IDENTIFIER.findall(question)) | set(_IDENTIFIER.findall(answer))
     for definition in defined:

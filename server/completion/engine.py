@@ -32,6 +32,7 @@ from functools import partial
 from typing import Any
 
 from repotune.server.ask.answer import answer
+from repotune.server.ask.stream import OnText, ignore_text
 from repotune.server.completion.ahead import AheadWorker
 from repotune.server.completion.cache import CompletionCache
 from repotune.server.completion.decode import (
@@ -640,10 +641,12 @@ class CompletionEngine:
         snippets: Sequence[Any],
         max_tokens: int | None = None,
         cancel: threading.Event | None = None,
+        on_text: OnText = ignore_text,
     ) -> str:
         """Answer a question about the codebase from `snippets`, with the model's chat template.
 
-        Bounded by `ask.max_tokens` (unless `max_tokens` is given) and `ask.time_cap_ms`.
+        Bounded by `ask.max_tokens` (unless `max_tokens` is given) and `ask.time_cap_ms`;
+        `on_text` sees the answer grow.
         Raises ModelError when no model is loaded (the caller reports it); returns the text
         generated so far when cancelled or out of time.
         """
@@ -660,6 +663,8 @@ class CompletionEngine:
             loaded = self._loaded
             if loaded is None:
                 raise ModelError(self._load_error or "the generator is not loaded")
-            return answer(loaded, self._settings, question, snippets, max_tokens, cancel, deadline)
+            return answer(
+                loaded, self._settings, question, snippets, max_tokens, cancel, deadline, on_text
+            )
         finally:
             self._lock.release()

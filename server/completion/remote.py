@@ -25,6 +25,7 @@ from typing import Any
 
 from repotune.server.ask.answer import grounded
 from repotune.server.ask.prompts import build_ask_document, build_ask_messages
+from repotune.server.ask.stream import OnText, ignore_text
 from repotune.server.completion.cache import CompletionCache
 from repotune.server.completion.engine import POSTPROCESS_WINDOW, CompletionEngine
 from repotune.server.completion.formats import PromptFormat, detect_format, get_format
@@ -449,15 +450,17 @@ class EndpointEngine:
         snippets: Sequence[Any],
         max_tokens: int | None = None,
         cancel: threading.Event | None = None,
+        on_text: OnText = ignore_text,
     ) -> str:
         """An answer from POST /chat/completions with the in-process messages; the local model
-        answers while the endpoint is failed (fallback on), else ModelError says why."""
+        answers while the endpoint is failed (fallback on), else ModelError says why.
+        `on_text` sees the answer grow."""
         settings = self._settings
         max_tokens = max_tokens or settings.ask.max_tokens
         cancel = cancel or threading.Event()
         if not self._paused():
             try:
-                return self._ask_remote(question, snippets, max_tokens, cancel)
+                return self._ask_remote(question, snippets, max_tokens, cancel, on_text)
             except EndpointError as exc:
                 self._failed(exc)
         if not settings.model.endpoint_fallback:
@@ -465,10 +468,15 @@ class EndpointEngine:
         self._start_local()
         if not self._local.ready:
             raise ModelError(self.notice() or "the local fallback model is loading")
-        return self._local.ask(question, snippets, max_tokens, cancel)
+        return self._local.ask(question, snippets, max_tokens, cancel, on_text)
 
     def _ask_remote(
-        self, question: str, snippets: Sequence[Any], max_tokens: int, cancel: threading.Event
+        self,
+        question: str,
+        snippets: Sequence[Any],
+        max_tokens: int,
+        cancel: threading.Event,
+        on_text: OnText,
     ) -> str:
         settings = self._settings
         chars = settings.ask.context_chars
@@ -484,8 +492,11 @@ class EndpointEngine:
         deadline = time.monotonic() + settings.ask.time_cap_ms / 1000
         self._counts["requests"] += 1
         stream = self._client.chat(fields)
+        text = ""
         with contextlib.closing(stream.pieces(cancel, deadline)) as pieces:
-            text = "".join(piece.text for piece in pieces)
+            for piece in pieces:
+                text += piece.text
+                on_text(text.strip())
         with self._state:
             self._health = {"state": "ok", "last_error": None, "failed_at": None}
         return grounded(question, text.strip(), snippets)

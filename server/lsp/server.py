@@ -15,8 +15,9 @@ import logging
 import os
 import sys
 import threading
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -28,6 +29,7 @@ from pygls.exceptions import JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 from repotune import __version__
+from repotune.server.ask.stream import ignore_text
 from repotune.server.assistant import Assistant
 from repotune.server.config import SettingsError
 from repotune.server.lsp.protocol import RepoTuneProtocol, serve_stdio
@@ -40,6 +42,10 @@ COMMAND_REINDEX = "repotune.reindex"
 COMMAND_STATUS = "repotune.status"
 COMMAND_SEARCH = "repotune.search"
 STATUS_NOTIFICATION = "repotune/status"
+# The answer so far while repotune.ask generates it, for a client that passed a progressToken.
+ANSWER_NOTIFICATION = "repotune/answerProgress"
+# At most one answer notification per this many seconds (each carries the whole answer so far).
+ANSWER_PROGRESS_INTERVAL_S = 0.1
 
 
 class RepoTuneServer(LanguageServer):
@@ -466,13 +472,16 @@ def _k_argument(arguments: tuple[Any, ...], default: int = 8) -> int:
 
 @server.command(COMMAND_ASK)
 async def cmd_ask(ls: RepoTuneServer, *arguments: Any) -> dict[str, Any]:
-    """Answer a question about the workspace: [{"question": str}]."""
+    """Answer a question about the workspace: [{"question": str, "progressToken": str|int}].
+    With a progressToken, repotune/answerProgress notifications carry the answer as it grows;
+    the response holds the final (checked) answer."""
     question = _text_argument(arguments, "question", 'repotune.ask [{"question": "..."}]')
     assistant = _assistant(ls)
     cancel = threading.Event()
+    on_text = _answer_progress(ls, _first_argument(arguments))
     try:
         answer = await asyncio.get_running_loop().run_in_executor(
-            ls.generation_pool, assistant.ask, question, cancel
+            ls.generation_pool, partial(assistant.ask, question, cancel, on_text=on_text)
         )
     except asyncio.CancelledError:
         cancel.set()
@@ -483,6 +492,24 @@ async def cmd_ask(ls: RepoTuneServer, *arguments: Any) -> dict[str, Any]:
         "citations": [vars(citation) for citation in answer.citations],
         "timings": answer.timings,
     }
+
+
+def _answer_progress(ls: RepoTuneServer, first: Any) -> Callable[[str], None]:
+    """Sends the growing answer to the client that gave a token, at a bounded rate."""
+    token = first.get("progressToken") if isinstance(first, dict) else None
+    if isinstance(token, bool) or not isinstance(token, (str, int)):
+        return ignore_text
+    last_sent = 0.0
+
+    def send(text: str) -> None:
+        nonlocal last_sent
+        now = time.monotonic()
+        if now - last_sent >= ANSWER_PROGRESS_INTERVAL_S:
+            last_sent = now
+            payload = {"token": token, "text": text}
+            ls.call_in_loop(ls.protocol.notify, ANSWER_NOTIFICATION, payload)
+
+    return send
 
 
 @server.command(COMMAND_SEARCH)

@@ -301,10 +301,16 @@ def test_ask_without_a_chat_template_continues_a_qa_document(
 
     sent = spy_on_completions(monkeypatch, Llama)
     snippet = ContextSnippet(PATH, "def py_encode_basestring(s):\n    return '\"' + s + '\"'\n", 37)
-    question = "What does py_encode_basestring return?"
-    answer = engine.ask(question, [snippet], max_tokens=24)
+    vague = "What does this file do?"  # names nothing the snippet defines
+    answer = engine.ask(vague, [snippet], max_tokens=24)
     assert isinstance(answer, str) and answer.strip()
-    assert [call["prompt"] for call in sent] == [build_ask_document(question, [snippet])[0]]
+    assert [call["prompt"] for call in sent] == [build_ask_document(vague, [snippet])[0]]
+    # A question about a definition the snippet holds: the document's answer opens with it, cited.
+    question = "What does py_encode_basestring return?"
+    opening = "`py_encode_basestring` (json/encoder.py:37)"
+    answer = engine.ask(question, [snippet], max_tokens=24)
+    assert answer.startswith(opening), answer
+    assert sent[-1]["prompt"] == f"{build_ask_document(question, [snippet])[0]} {opening}"
 
 
 # --------------------------------------------------------------------------- prompt lookup

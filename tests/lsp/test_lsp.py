@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import subprocess
 import sys
@@ -125,6 +126,9 @@ async def client(lsp_client: LanguageClient, repo: Path, tmp_path_factory: pytes
     statuses: list[Any] = []
     lsp_client.feature("repotune/status")(lambda params: statuses.append(params))
     lsp_client.repotune_statuses = statuses  # type: ignore[attr-defined]
+    answer_progress: list[Any] = []
+    lsp_client.feature("repotune/answerProgress")(lambda params: answer_progress.append(params))
+    lsp_client.answer_progress = answer_progress  # type: ignore[attr-defined]
     started = time.perf_counter()
     index_dir = tmp_path_factory.mktemp("index")
     result = await start_session(lsp_client, [repo], {"index": {"index_dir": str(index_dir)}})
@@ -405,6 +409,25 @@ async def test_ask_cites_a_real_file(client: LanguageClient, repo: Path) -> None
     for citation in answer["citations"]:
         assert (repo / citation["path"]).is_file()
         assert citation["start_line"] >= 1
+
+
+async def test_an_answer_grows_in_front_of_a_client_that_gave_a_token(
+    client: LanguageClient,
+) -> None:
+    progress: list[Any] = client.answer_progress  # type: ignore[attr-defined]
+    question = {"question": "Where is polygon_perimeter defined?"}
+    before = len(progress)
+    await execute(client, "repotune.ask", question)
+    assert len(progress) == before  # no token, no notifications
+    answer = await execute(client, "repotune.ask", {**question, "progressToken": "q-7"})
+    await asyncio.sleep(0.2)  # notifications sent just before the response may trail it
+    texts = [item.text for item in progress[before:] if item.token == "q-7"]
+    assert texts and len(texts) == len(progress) - before, progress[before:]
+    # each carries the whole answer so far: it grows, and ends as the response's answer begins
+    for shorter, longer in itertools.pairwise(texts):
+        assert longer.startswith(shorter), (shorter, longer)
+    assert answer["answer"].startswith(texts[-1]), (texts[-1], answer["answer"])
+    assert answer["answer"].startswith("`polygon_perimeter` (geometry.py:")
 
 
 async def test_file_changed_on_disk_is_seen_by_next_retrieval(

@@ -28,11 +28,14 @@ import { probeLaunch, runProbe, serverEnv, serverLaunch } from "../../src/launch
 import type { LogLevel, LogSink } from "../../src/serverLog";
 import { serverOptions, stdioOptions } from "../../src/serverOptions";
 import {
+  ANSWER_PROGRESS_NOTIFICATION,
   COMMANDS,
   SERVER_COMMANDS,
   STATUS_NOTIFICATION,
+  parseAnswerProgress,
   parseAskResult,
   parseStatus,
+  type AnswerProgress,
   type StatusPayload,
 } from "../../src/protocol";
 import { toServerSettings } from "../../src/settings";
@@ -131,6 +134,7 @@ describe.skipIf(!python)("the RepoTune server, started as the extension starts i
   let connection: MessageConnection | undefined;
   const channel = new RecordingChannel();
   const statuses: StatusPayload[] = [];
+  const answerProgress: AnswerProgress[] = [];
   let initializeResult: { capabilities: Record<string, unknown> } | undefined;
   // What a user might have set in VS Code; mapped by the extension's own function.
   const userSettings: Record<string, unknown> = {
@@ -179,6 +183,10 @@ describe.skipIf(!python)("the RepoTune server, started as the extension starts i
     );
     conn.onNotification(STATUS_NOTIFICATION, (payload: unknown) => {
       statuses.push(parseStatus(payload));
+    });
+    conn.onNotification(ANSWER_PROGRESS_NOTIFICATION, (payload: unknown) => {
+      const progress = parseAnswerProgress(payload);
+      if (progress) answerProgress.push(progress);
     });
     conn.onNotification(() => undefined); // logs and progress: not needed here
     conn.listen();
@@ -332,9 +340,15 @@ describe.skipIf(!python)("the RepoTune server, started as the extension starts i
     if (!conn) throw new Error("no connection");
     const raw: unknown = await conn.sendRequest("workspace/executeCommand", {
       command: SERVER_COMMANDS.ask,
-      arguments: [{ question: "Which function computes the area of a circle?" }],
+      arguments: [{ question: "Which function computes the area of a circle?", progressToken: "ask-1" }],
     });
     const result = parseAskResult(raw);
+    // The answer arrived as it grew (what the answer view shows), each the whole answer so far.
+    const texts = answerProgress.filter((p) => p.token === "ask-1").map((p) => p.text);
+    expect(texts.length, "no repotune/answerProgress notification").toBeGreaterThan(0);
+    expect(result.answer.startsWith(texts[texts.length - 1])).toBe(true);
+    // The question describes area_of_circle: the answer opens with its definition, cited.
+    expect(result.answer).toMatch(/^`area_of_circle` \(geometry\.py:\d+\)/);
     // `answer` is the model's own text; the sources come as citations (rendered once, below it).
     expect(result.answer.trim(), "the model said nothing").not.toBe("");
     expect(result.answer).not.toContain("**Sources**");

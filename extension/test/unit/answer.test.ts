@@ -6,9 +6,10 @@ import {
   closeOpenFence,
   linkifyAnswer,
   renderAnswer,
+  renderPartialAnswer,
   resolveLinkTarget,
 } from "../../src/answer";
-import { parseAskResult, type Citation } from "../../src/protocol";
+import { parseAnswerProgress, parseAskResult, type Citation } from "../../src/protocol";
 
 const cite: Citation = {
   path: "server/config.py",
@@ -113,6 +114,26 @@ describe("link targets", () => {
   });
 });
 
+describe("renderPartialAnswer", () => {
+  it("shows the answer so far under the question, fences closed, and says more is coming", () => {
+    const md = renderPartialAnswer("Where is\nx?", "`x` (a.py:3): the x.\n```python\nx = 1");
+    expect(md.startsWith("# Where is x?\n\n`x` (a.py:3): the x.")).toBe(true);
+    expect(md).toContain("x = 1\n```\n");
+    expect(md.trimEnd().endsWith("_RepoTune is still answering…_")).toBe(true);
+    expect(renderPartialAnswer("q", "  ")).toBe("# q\n\n_RepoTune is still answering…_\n");
+  });
+});
+
+describe("parseAnswerProgress", () => {
+  it("takes a token and the text so far, and nothing else", () => {
+    expect(parseAnswerProgress({ token: "ask-1", text: "so far" })).toEqual({ token: "ask-1", text: "so far" });
+    expect(parseAnswerProgress({ token: 7, text: "" })).toEqual({ token: 7, text: "" });
+    expect(parseAnswerProgress({ token: null, text: "x" })).toBeUndefined();
+    expect(parseAnswerProgress({ token: "t" })).toBeUndefined();
+    expect(parseAnswerProgress("text")).toBeUndefined();
+  });
+});
+
 describe("answerPage", () => {
   it("runs only its own script: the answer's scripts and handlers are blocked by the policy", () => {
     const page = answerPage('<p>hi</p><script>alert(1)</script>', "abc123", "vscode-webview:");
@@ -121,6 +142,9 @@ describe("answerPage", () => {
     expect(page).not.toContain("unsafe-eval");
     expect(page.match(/<script nonce="abc123">/g)).toHaveLength(1);
     expect(page).toContain('postMessage({ type: "open"');
+    // a growing answer replaces the body, not the page (the script stays the only one)
+    expect(page).toContain('<main id="answer">\n<p>hi</p>');
+    expect(page).toContain('event.data.type === "body"');
   });
 });
 
