@@ -604,16 +604,15 @@ class CompletionEngine:
         )
         if decoded is None or cancel.is_set():
             return _Generated(None, "cancelled", {})
-        text, reason = decoded.text, decoded.reason
-        if multiline and reason in ("time cap", "token cap") and "\n" in text.strip("\n"):
-            text = text[: text.rstrip("\n").rfind("\n")]  # a block keeps whole lines only
+        reason = decoded.reason
         final = postprocess(
-            text,
+            decoded.text,
             prefix=near_prefix,
             suffix=near_suffix,
             multiline=multiline,
             stop=prompt.stop,
             language=request.language,
+            stopped_by=reason,
         )
         timings, stats = timings_and_stats(len(tokens), decoded, started, tokenized)
         counters = decoded.counters

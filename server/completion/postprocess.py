@@ -269,6 +269,10 @@ def drop_suffix_overlap(completion: str, suffix: str, multiline: bool) -> str:
     return completion
 
 
+# Why decoding can stop with a block cut mid-line (the endpoint's stream may end without a reason).
+CAPS = frozenset({"time cap", "token cap", "stream ended"})
+
+
 def postprocess(
     text: str,
     *,
@@ -277,8 +281,12 @@ def postprocess(
     multiline: bool,
     stop: tuple[str, ...] = (),
     language: str | None = None,
+    stopped_by: str = "",
 ) -> str | None:
-    """The final completion, or None when nothing worth showing is left."""
+    """The final completion, or None when nothing worth showing is left. `stopped_by`: why
+    decoding stopped; a block stopped by one of the CAPS keeps whole lines only."""
+    if multiline and stopped_by in CAPS and "\n" in text.strip("\n"):
+        text = text[: text.rstrip("\n").rfind("\n")]
     cut = truncate(text, prefix=prefix, suffix=suffix, multiline=multiline, stop=stop)
     text = _strip_partial_stop(cut.text, stop)
     if multiline and not cut.done:

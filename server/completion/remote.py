@@ -382,9 +382,6 @@ class EndpointEngine:
         with self._state:
             self._health = {"state": "ok", "last_error": None, "failed_at": None}
         self.last_reason = reason
-        cut_short = reason in ("time cap", "token cap", "stream ended")
-        if multiline and cut_short and "\n" in text.strip("\n"):
-            text = text[: text.rstrip("\n").rfind("\n")]  # a block keeps whole lines only
         final = postprocess(
             text,
             prefix=near_prefix,
@@ -392,6 +389,7 @@ class EndpointEngine:
             multiline=multiline,
             stop=prompt.stop,
             language=request.language,
+            stopped_by=reason,
         )
         timings = self._record(prompt, chunks, started, built, first or finished, finished)
         if final is None:

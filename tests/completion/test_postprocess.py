@@ -168,3 +168,19 @@ def test_partial_stop_marker_at_the_end_is_removed() -> None:
 def test_trailing_blank_lines_and_spaces_are_trimmed() -> None:
     text = postprocess("z = 1   \n    w = 2\n\n\n", prefix=BODY_PREFIX, suffix="", multiline=True)
     assert text == "z = 1\n    w = 2"
+
+
+def test_a_block_stopped_by_a_cap_keeps_whole_lines_only() -> None:
+    text = "total = 0\nfor item in items:\n    total += item.pri"
+    kept = postprocess(text, prefix="", suffix="", multiline=True, stopped_by="token cap")
+    assert kept == "total = 0\nfor item in items:"
+    # the endpoint's stream may end without a reason: the same rule
+    ended = postprocess(text, prefix="", suffix="", multiline=True, stopped_by="stream ended")
+    assert ended == kept
+    # stopped by a rule or the end of generation, the last line is the model's own
+    finished = postprocess(
+        text, prefix="", suffix="", multiline=True, stopped_by="end of generation"
+    )
+    assert finished is not None and finished.endswith("item.pri")
+    # one line: nothing to cut back to
+    assert postprocess("x = compu", prefix="", suffix="", multiline=True, stopped_by="time cap")
