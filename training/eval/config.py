@@ -109,7 +109,7 @@ def with_adapter(settings: Settings, adapter: str) -> Settings:
 def validate(config: EvalConfig) -> None:
     """Everything that can be checked before any download or training."""
     if not config.repos:
-        raise EvalError("give at least one --repo (a folder or a pinned package NAME==VERSION)")
+        raise EvalError("give at least one --repo (a folder, NAME==VERSION or npm:NAME@VERSION)")
     config.conditions = [ALIASES.get(c, c) for c in config.conditions]
     unknown = [c for c in config.conditions if c not in CONDITIONS]
     if unknown:

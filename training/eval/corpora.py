@@ -1,8 +1,9 @@
-"""Repositories to evaluate on: a pinned PyPI package (downloaded once, cached) or a folder.
+"""Repositories to evaluate on: a pinned PyPI or npm package (downloaded once, cached) or a folder.
 
-Pinned packages go through the server's corpus fetcher (`repotune.server.corpora.ensure_corpus`: pip
-download of the wheel, unpacked under `cache_dir()/corpora/`), so the benchmarks and the
-evaluation read the same bytes. Errors come back as one line (pip's own last ERROR line).
+Pinned packages go through the server's corpus fetcher (`repotune.server.corpora.ensure_corpus`:
+pip download of the wheel, or `npm pack` of an npm:NAME@VERSION tarball whose TypeScript sources
+are kept; unpacked under `cache_dir()/corpora/`), so the benchmarks and the evaluation read the
+same bytes. Errors come back as one line (pip's own last ERROR line).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class EvalError(TrainError):
 @dataclass(frozen=True)
 class Repo:
     label: str  # short name used in tables and `--adapter LABEL=PATH`
-    spec: str  # NAME==VERSION, or the folder as given
+    spec: str  # NAME==VERSION, npm:NAME@VERSION, or the folder as given
     root: Path
     pinned: bool
 
@@ -65,6 +66,8 @@ def _pip_error(message: str) -> str:
 def resolve_repo(spec: str) -> Repo:
     """A folder as it is, or a pinned package fetched (once) into the cache."""
     folder = Path(spec).expanduser()
+    if spec.startswith("npm:"):
+        return _npm_repo(spec)
     if "==" not in spec:
         if folder.is_dir():
             root = folder.resolve()
@@ -82,6 +85,19 @@ def resolve_repo(spec: str) -> Repo:
     except (OSError, ValueError) as exc:
         raise EvalError(f"package {name}=={version} could not be unpacked: {exc}") from None
     return Repo(name, f"{name}=={version}", Path(root), pinned=True)
+
+
+def _npm_repo(spec: str) -> Repo:
+    from repotune.server.corpora import ensure_corpus, npm_name_version
+
+    try:
+        name, _version = npm_name_version(spec[len("npm:") :])
+        root = ensure_corpus(spec)
+    except SystemExit as exc:
+        raise EvalError(f"package {spec} is not available: {_pip_error(str(exc.code))}") from None
+    except (OSError, ValueError) as exc:
+        raise EvalError(f"package {spec} could not be unpacked: {exc}") from None
+    return Repo(name.rsplit("/", 1)[-1], spec, Path(root), pinned=True)
 
 
 def files_digest(texts: dict[str, str]) -> str:

@@ -132,3 +132,10 @@ def test_adapter_split_must_match(tmp_path: Path) -> None:
     check_split(tmp_path, ["b.py"])  # the same held-out files: fine
     with pytest.raises(EvalError, match="other test files"):
         check_split(tmp_path, ["a.py"])
+
+
+def test_an_unpinned_npm_repository_is_a_clear_error() -> None:
+    from repotune.training.eval.corpora import resolve_repo
+
+    with pytest.raises(EvalError, match=r"npm:rxjs@7\.8\.1"):
+        resolve_repo("npm:rxjs")
