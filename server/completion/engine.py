@@ -8,9 +8,9 @@ Why it looks the way it does:
   (`greedy_tokens`, or `Llama.generate` when sampling with a temperature). Prompts put the
   retrieved context first in a stable order and (RepoTune format) the suffix before the
   prefix, so typing re-evaluates only the last few tokens; `reused_tokens` reports how many.
-- Loading never happens on the caller's thread (`start_loading()`); until the model is ready
-  `complete()` returns None, and a load failure becomes `load_error` (a ModelError message),
-  never an exception out of a worker thread.
+- Loading never happens on the caller's thread (`start_loading()`, model_slot.py); until the
+  model is ready `complete()` returns None, and a load failure becomes `load_error` (a ModelError
+  message), never an exception out of a worker thread.
 - An LRU cache keyed by the text around the cursor answers repeats and "typing through" a
   suggestion (the typed characters match the start of a cached completion).
 - Work ahead (ahead.py): `prefill()` evaluates an edited place's prompt in the background before
@@ -43,6 +43,7 @@ from repotune.server.completion.decode import (
 )
 from repotune.server.completion.formats import PromptFormat
 from repotune.server.completion.model import LoadedModel, load_model
+from repotune.server.completion.model_slot import ModelSlot
 from repotune.server.completion.postprocess import decide_multiline, postprocess
 from repotune.server.completion.prompts import (
     PREFIX_QUANTUM,
@@ -92,16 +93,10 @@ class CompletionEngine:
         self, settings: Settings, loader: Callable[[Settings], LoadedModel] = load_model
     ) -> None:
         self._settings = settings
-        self._loader = loader
         self._lock = threading.Lock()  # the llama.cpp context
+        self._model = ModelSlot(loader, self._lock)
         self._state = threading.Lock()  # the fields below
-        self._loaded: LoadedModel | None = None
-        self._load_error: str | None = None
-        self._load_thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._generation = 0  # bumped by reload(); a stale load thread discards its model
         self._latest_cancel: threading.Event | None = None
-        self._closed = False
         self.cache = CompletionCache(settings.completion.cache_size)
         # Why the last complete() ended as it did ("end of line", "cancelled", ...), for the CLI.
         self.last_reason = ""
@@ -132,11 +127,15 @@ class CompletionEngine:
 
     @property
     def ready(self) -> bool:
-        return self._ready.is_set() and self._loaded is not None
+        return self._model.ready
 
     @property
     def load_error(self) -> str | None:
-        return self._load_error
+        return self._model.load_error
+
+    @property
+    def _loaded(self) -> LoadedModel | None:
+        return self._model.loaded
 
     @property
     def format(self) -> PromptFormat | None:
@@ -145,47 +144,12 @@ class CompletionEngine:
 
     def start_loading(self) -> None:
         """Load the model on a background thread (once); returns at once."""
-        with self._state:
-            if self._closed or self._load_thread is not None:
-                return
-            self._load_error = None
-            generation = self._generation
-            settings = self._settings
-            thread = threading.Thread(
-                target=self._load, args=(generation, settings), name="repotune-model", daemon=True
-            )
-            self._load_thread = thread
-        thread.start()
-
-    def _load(self, generation: int, settings: Settings) -> None:
-        try:
-            loaded = self._loader(settings)
-        except ModelError as exc:
-            error: str | None = str(exc)
-            loaded = None
-        except Exception as exc:  # never let a load failure escape the thread
-            error = f"generator: unexpected error while loading ({type(exc).__name__}: {exc})"
-            loaded = None
-        else:
-            error = None
-        with self._state:
-            if generation != self._generation or self._closed:
-                if loaded is not None:
-                    loaded.llm.close()
-                return
-            self._loaded = loaded
-            self._load_error = error
-            if error:
-                log.error("%s", error)
-            else:
-                log.info("generator loaded: %s", loaded.info if loaded else None)
-            self._ready.set()
+        self._model.start_loading(self._settings)
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Block until loading finished (successfully or not); True when a model is ready."""
         self.start_loading()
-        self._ready.wait(timeout)
-        return self.ready
+        return self._model.wait_ready(timeout)
 
     def reload(self, settings: Settings) -> None:
         """Apply new settings. Model settings (model, adapter, format...) reload the model in
@@ -194,52 +158,32 @@ class CompletionEngine:
         model is closed in the background once that generation has let go of it)."""
         self.cancel_inflight()
         with self._state:
-            if settings.model == self._settings.model and self._loaded is not None:
-                self._settings = settings
-                self.cache = CompletionCache(settings.completion.cache_size)
-                self._sticky.clear()
-                self._slots = KvSlots(settings.completion.warm_files)
-                return
-            self._generation += 1
-            old = self._loaded
-            self._loaded = None
+            same_model = settings.model == self._settings.model and self._loaded is not None
             self._settings = settings
-            self._load_thread = None
-            self._load_error = None
+            self.cache = CompletionCache(settings.completion.cache_size)
             self._sticky.clear()
             self._slots = KvSlots(settings.completion.warm_files)
-            self._prefill_span = None
-            self._ready.clear()
-            self.cache = CompletionCache(settings.completion.cache_size)
-        if old is not None:
-            threading.Thread(
-                target=self._retire, args=(old,), name="repotune-model-retire", daemon=True
-            ).start()
-        self.start_loading()
-
-    def _retire(self, old: LoadedModel) -> None:
-        with self._lock:  # a generation still using the old model finishes first
-            old.llm.close()
+            if not same_model:
+                self._prefill_span = None
+        if not same_model:
+            self._model.replace(settings)
 
     def close(self) -> None:
         self.cancel_inflight()
         self._ahead.close()
-        with self._lock, self._state:
-            self._closed = True
-            self._generation += 1
-            old, self._loaded = self._loaded, None
-        if old is not None:
-            old.llm.close()
+        with self._lock:
+            self._model.close()
 
     def status(self) -> dict[str, Any]:
         loaded = self._loaded
-        state = "ready" if loaded else ("error" if self._load_error else "loading")
-        if self._load_thread is None and not loaded and not self._load_error:
+        error = self._model.load_error
+        state = "ready" if loaded else ("error" if error else "loading")
+        if not self._model.started and not loaded and not error:
             state = "not started"
         info: dict[str, Any] = {
             "state": state,
             "loaded": loaded is not None,
-            "load_error": self._load_error,
+            "load_error": error,
             "model_ref": self._settings.model.generator,
             "adapter_ref": self._settings.model.adapter,
             "cache_entries": len(self.cache._entries),
@@ -334,7 +278,7 @@ class CompletionEngine:
 
     def _acquire(self, cancel: threading.Event) -> bool:
         while not self._lock.acquire(timeout=0.02):
-            if cancel.is_set() or self._closed:
+            if cancel.is_set() or self._model.closed:
                 return False
         if cancel.is_set():
             self._lock.release()
@@ -353,7 +297,7 @@ class CompletionEngine:
         started = time.perf_counter()
         if not self.ready:
             self.start_loading()
-            self.last_reason = self._load_error or "model not loaded yet"
+            self.last_reason = self._model.load_error or "model not loaded yet"
             return None
         multiline = decide_multiline(
             request.prefix[-POSTPROCESS_WINDOW:],
@@ -651,7 +595,7 @@ class CompletionEngine:
         """
         if not self.ready:
             self.start_loading()
-            raise ModelError(self._load_error or "the generator is still loading; try again")
+            raise ModelError(self._model.load_error or "the generator is still loading; try again")
         cancel = cancel or threading.Event()
         bounds = self._settings.ask
         max_tokens = max_tokens or bounds.max_tokens
@@ -661,7 +605,7 @@ class CompletionEngine:
         try:
             loaded = self._loaded
             if loaded is None:
-                raise ModelError(self._load_error or "the generator is not loaded")
+                raise ModelError(self._model.load_error or "the generator is not loaded")
             return answer(
                 loaded, self._settings, question, snippets, max_tokens, cancel, deadline, on_text
             )
