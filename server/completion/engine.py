@@ -13,9 +13,9 @@ Why it looks the way it does:
   message), never an exception out of a worker thread.
 - An LRU cache keyed by the text around the cursor answers repeats and "typing through" a
   suggestion (the typed characters match the start of a cached completion).
-- Work ahead (ahead.py): `prefill()` evaluates an edited place's prompt in the background before
-  its request arrives; on an empty line the block's first line is returned as soon as it is
-  complete and the block finishes in the background, into the result cache. Any completion
+- Work ahead (work_ahead.py): `prefill()` evaluates an edited place's prompt in the background
+  before its request arrives; on an empty line the block's first line is returned as soon as it
+  is complete and the block finishes in the background, into the result cache. Any completion
   request cancels that work at its next step and keeps what it evaluated.
 - The KV caches of the last few files are kept (llm/kv_slots.py), so going back to a file
   re-evaluates only what changed there.
@@ -28,12 +28,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from repotune.server.ask.answer import answer
 from repotune.server.ask.stream import OnText, ignore_text
-from repotune.server.completion.ahead import AheadWorker
 from repotune.server.completion.cache import CompletionCache
 from repotune.server.completion.decode import (
     decode,
@@ -44,33 +42,22 @@ from repotune.server.completion.decode import (
 from repotune.server.completion.formats import PromptFormat
 from repotune.server.completion.model import LoadedModel, load_model
 from repotune.server.completion.model_slot import ModelSlot
-from repotune.server.completion.postprocess import decide_multiline, postprocess
+from repotune.server.completion.postprocess import POSTPROCESS_WINDOW, decide_multiline, postprocess
 from repotune.server.completion.prompts import (
     PREFIX_QUANTUM,
     BuiltPrompt,
+    PromptCancelled,
     build_fim_prompt,
     scaled_budget,
 )
 from repotune.server.completion.request import CompletionRequest, CompletionResult
 from repotune.server.completion.sticky import StickyContext
+from repotune.server.completion.work_ahead import WorkAhead
 from repotune.server.config import Settings
-from repotune.server.llm.decoding import common_prefix
 from repotune.server.llm.kv_slots import KvSlots
 from repotune.server.models import ModelError
 
 log = logging.getLogger(__name__)
-
-
-# Characters around the cursor that the stop rules and post-processing see (they look at the
-# cursor's line and a few dozen lines around it).
-POSTPROCESS_WINDOW = 64 * 1024
-# Prompt tokens evaluated per step of a background prefill: a request that arrives meanwhile
-# waits at most one step (and keeps what the step evaluated).
-PREFILL_STEP = 64
-
-
-class PromptCancelled(Exception):
-    """The request was cancelled while its prompt was being packed."""
 
 
 @dataclass
@@ -103,21 +90,8 @@ class CompletionEngine:
         # Timings and token counts of the last generation, kept even when it produced nothing.
         self.last_stats: dict[str, Any] = {}
         self._sticky = StickyContext()
-        self._ahead = AheadWorker()
         self._slots = KvSlots(settings.completion.warm_files)
-        # Prompt tokens evaluated ahead of a request and not yet kept or overwritten by one.
-        self._prefill_span: tuple[int, int] | None = None
-        # The request whose block finishes in the background, and the first line it was given.
-        self._block_for: tuple[CompletionRequest, str] | None = None
-        self._speculating: CompletionRequest | None = None  # the request completed ahead
-        self.ahead_stats = {
-            "prefills": 0,
-            "prefill_tokens": 0,  # evaluated ahead of a request
-            "prefill_used_tokens": 0,  # of those, kept by the next evaluation
-            "prefill_cancelled": 0,
-            "continuations": 0,  # blocks finished after their first line was returned
-            "completed_ahead": 0,  # completions put in the result cache before their request
-        }
+        self.ahead = WorkAhead(self)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -164,13 +138,13 @@ class CompletionEngine:
             self._sticky.clear()
             self._slots = KvSlots(settings.completion.warm_files)
             if not same_model:
-                self._prefill_span = None
+                self.ahead.forget_prefill()
         if not same_model:
             self._model.replace(settings)
 
     def close(self) -> None:
         self.cancel_inflight()
-        self._ahead.close()
+        self.ahead.worker.close()
         with self._lock:
             self._model.close()
 
@@ -193,11 +167,11 @@ class CompletionEngine:
         if loaded:
             info.update(loaded.info)
         info["prompt_lookup"] = self._settings.completion.prompt_lookup
-        info["ahead"] = {**self.ahead_stats, "warm_files": self._slots.stats()}
+        info["ahead"] = {**self.ahead.stats, "warm_files": self._slots.stats()}
         return info
 
     def cancel_inflight(self) -> None:
-        self._ahead.cancel()
+        self.ahead.worker.cancel()
         with self._state:
             if self._latest_cancel is not None:
                 self._latest_cancel.set()
@@ -206,18 +180,18 @@ class CompletionEngine:
         """Drop the result cache, the kept snippets and every KV cache (a benchmark's arms then
         start alike)."""
         self.cancel_inflight()
-        self._ahead.wait_idle(60)
+        self.ahead.worker.wait_idle(60)
         with self._lock:
             self.cache.clear()
             self._sticky.clear()
             self._slots.clear()
-            self._prefill_span = None
+            self.ahead.forget_prefill()
             if self._loaded is not None:
                 self._loaded.llm.reset()
 
     def wait_ahead(self, timeout: float | None = None) -> bool:
         """Block until background work (prefill, a block's rest) is done; for tests and benches."""
-        return self._ahead.wait_idle(timeout)
+        return self.ahead.worker.wait_idle(timeout)
 
     # ------------------------------------------------------------------ helpers
 
@@ -306,12 +280,12 @@ class CompletionEngine:
         )
         cancel = cancel or threading.Event()
         hit = self.cache.get(request.path, request.prefix, request.suffix)
-        if hit is None and self._wait_for_ahead(request, cancel):
+        if hit is None and self.ahead.wait_for(request, cancel):
             hit = self.cache.get(request.path, request.prefix, request.suffix)
         if hit is not None:
             self.last_reason = "cache"
             return hit.as_result((time.perf_counter() - started) * 1000)
-        self._ahead.cancel()  # background work stops at its next step; what it did stays
+        self.ahead.worker.cancel()  # background work stops at its next step; what it did stays
         with self._state:
             if self._latest_cancel is not None:
                 self._latest_cancel.set()
@@ -319,7 +293,7 @@ class CompletionEngine:
         if not self._acquire(cancel):
             self.last_reason = "cancelled"
             return None
-        first_line = multiline and self._first_line_first(request)
+        first_line = multiline and self.ahead.first_line_first(request)
         try:
             loaded = self._loaded
             if loaded is None:
@@ -338,159 +312,17 @@ class CompletionEngine:
         if result is not None and result.text:
             self.cache.put(request.path, request.prefix, request.suffix, result)
             if first_line and generated.reason == "first line":
-                self._finish_block_ahead(request, result.text, generated.tokens)
+                self.ahead.finish_block_later(request, result.text, generated.tokens)
         return result
 
-    def _wait_for_ahead(self, request: CompletionRequest, cancel: threading.Event) -> bool:
-        """Wait for background work that will answer `request` rather than start over: the same
-        request completed ahead (its edit arrived first), or the block being finished for the
-        line that `request` continues (the user accepted or typed it). True when it finished."""
-        kind = self._ahead.busy()
-        if kind == "prefill":
-            ahead = self._speculating
-            if ahead is None or (ahead.path, ahead.prefix, ahead.suffix) != (
-                request.path,
-                request.prefix,
-                request.suffix,
-            ):
-                return False
-        elif kind == "block":
-            if self._continues_block(request) != "accepted":
-                return False
-        else:
-            return False
-        deadline = time.monotonic() + self._settings.completion.time_cap_ms / 1000
-        while self._ahead.busy() == kind:
-            if cancel.is_set() or time.monotonic() > deadline:
-                return False
-            self._ahead.wait_idle(0.02)
-        return True
-
-    def _finish_block_ahead(
-        self, request: CompletionRequest, first_line: str, tokens: tuple[int, ...]
-    ) -> None:
-        self._block_for = (request, first_line)
-        self._ahead.submit("block", partial(self._finish_block, request, tokens))
-
-    def _continues_block(self, request: CompletionRequest) -> str | None:
-        """How `request` relates to the block being finished: "typing" along its first line
-        (the cache answers), the line "accepted" (the rest of the block will), or None."""
-        if self._block_for is None:
-            return None
-        block, first_line = self._block_for
-        if request.path != block.path or not request.prefix.startswith(block.prefix):
-            return None
-        typed = request.prefix[len(block.prefix) :]
-        line = first_line.strip("\n")
-        if typed.lstrip("\n").startswith(line):
-            return "accepted"
-        return "typing" if line.startswith(typed.lstrip("\n")) else None
-
-    def _first_line_first(self, request: CompletionRequest) -> bool:
-        """A block asked for on an empty line: its first line is returned on its own."""
-        if not self._settings.completion.first_line_first:
-            return False
-        line = request.prefix[request.prefix.rfind("\n") + 1 :]
-        return not line.strip()
-
-    def _finish_block(
-        self, request: CompletionRequest, first_line: tuple[int, ...], cancel: threading.Event
-    ) -> None:
-        """The whole block for a request whose first line was returned, into the result cache
-        (accepting the line then finds the rest there as "typing through"). Decoding goes on
-        after the line's own tokens: generated again, the line could come out differently
-        (batched evaluation is not bit-exact), and the rest would fit no line the user saw."""
-        if not self._acquire(cancel):
-            return
-        try:
-            loaded = self._loaded
-            if loaded is None:
-                return
-            generated = self._generate(
-                loaded, request, True, cancel, time.perf_counter(), False, forced=first_line
-            )
-        finally:
-            self._lock.release()
-        if generated.result is not None and generated.result.text and not cancel.is_set():
-            self.cache.put(request.path, request.prefix, request.suffix, generated.result)
-            self.ahead_stats["continuations"] += 1
-
     def prefill(self, request: CompletionRequest) -> bool:
-        """Complete `request` in the background (an edit arrived; its completion request will
-        follow after the client's debounce): the prompt a step at a time, then the completion,
-        into the result cache. Returns False when nothing was queued."""
-        if not (self.ready and self._settings.completion.prefill):
-            return False
-        if self.cache.get(request.path, request.prefix, request.suffix) is not None:
-            return False  # the request will be answered from the cache
-        if self._ahead.busy() == "block" and self._continues_block(request):
-            return False  # typing along the first line: the rest of the block is coming
-        self._speculating = request
-        return self._ahead.submit("prefill", partial(self._prefill, request))
+        """Complete `request` in the background before its request arrives (work_ahead.py).
+        Returns False when nothing was queued."""
+        return self.ahead.prefill(request)
 
-    def _prefill(self, request: CompletionRequest, cancel: threading.Event) -> None:
-        if not self._acquire(cancel):
-            return
-        try:
-            loaded = self._loaded
-            if loaded is None:
-                return
-            multiline = decide_multiline(
-                request.prefix[-POSTPROCESS_WINDOW:],
-                request.suffix[:POSTPROCESS_WINDOW],
-                request.language,
-            )
-            first_line = multiline and self._first_line_first(request)
-            try:
-                prompt = self.build_prompt(self._kept(request), multiline, cancel)
-            except PromptCancelled:
-                return
-            tokens = self._tokens(loaded, prompt, multiline)
-            self._evaluate_ahead(loaded.llm, request.path, tokens, cancel)
-            if cancel.is_set():
-                return
-            started = time.perf_counter()
-            generated = self._answer(loaded, request, multiline, cancel, started, first_line)
-        finally:
-            self._lock.release()
-        result = generated.result
-        if result is None or not result.text or cancel.is_set():
-            return
-        self.cache.put(request.path, request.prefix, request.suffix, result)
-        self.ahead_stats["completed_ahead"] += 1
-        if first_line and generated.reason == "first line":
-            self._finish_block_ahead(request, result.text, generated.tokens)
-
-    def _evaluate_ahead(
-        self, llm: Any, path: str, tokens: list[int], cancel: threading.Event
-    ) -> None:
-        """All but the last prompt token into the KV cache, a step at a time (the request
-        evaluates the last one itself: it needs that token's logits)."""
-        self._slots.prepare(llm, path, tokens)
-        keep = common_prefix(llm, tokens)
-        self._settle_prefill(keep)
-        if keep == 0 or not llm._ctx.kv_cache_seq_rm(-1, keep, -1):
-            llm._ctx.kv_cache_seq_rm(-1, 0, -1)
-            keep = 0
-        llm.n_tokens = keep
-        position = keep
-        end = len(tokens) - 1
-        while position < end and not cancel.is_set():
-            step = min(end, position + PREFILL_STEP)
-            llm.eval(tokens[position:step])
-            position = step
-        self.ahead_stats["prefills"] += 1
-        self.ahead_stats["prefill_cancelled"] += int(position < end)
-        if position > keep:
-            self._prefill_span = (keep, position)
-            self.ahead_stats["prefill_tokens"] += position - keep
-
-    def _settle_prefill(self, kept: int) -> None:
-        """Count how much of the last prefill the next evaluation kept (the rest was wasted)."""
-        span, self._prefill_span = self._prefill_span, None
-        if span is not None:
-            start, end = span
-            self.ahead_stats["prefill_used_tokens"] += max(0, min(kept, end) - start)
+    @property
+    def ahead_stats(self) -> dict[str, Any]:
+        return self.ahead.stats
 
     def _answer(
         self,
@@ -544,7 +376,7 @@ class CompletionEngine:
             cancel=cancel,
             first_line=first_line,
             forced=forced,
-            on_first_token=self._settle_prefill,
+            on_first_token=self.ahead.settle_prefill,
         )
         if decoded is None or cancel.is_set():
             return _Generated(None, "cancelled", {})

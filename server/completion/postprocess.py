@@ -269,6 +269,10 @@ def drop_suffix_overlap(completion: str, suffix: str, multiline: bool) -> str:
     return completion
 
 
+# Characters around the cursor that the stop rules and post-processing see (they look at the
+# cursor's line and a few dozen lines around it).
+POSTPROCESS_WINDOW = 64 * 1024
+
 # Why decoding can stop with a block cut mid-line (the endpoint's stream may end without a reason).
 CAPS = frozenset({"time cap", "token cap", "stream ended"})
 

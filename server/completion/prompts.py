@@ -98,6 +98,10 @@ class BuiltPrompt:
 PREFIX_QUANTUM = 32
 
 
+class PromptCancelled(Exception):
+    """The request was cancelled while its prompt was being packed."""
+
+
 def build_fim_prompt(
     fmt: PromptFormat | str,
     *,

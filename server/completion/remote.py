@@ -27,12 +27,18 @@ from repotune.server.ask.answer import grounded
 from repotune.server.ask.prompts import build_ask_document, build_ask_messages
 from repotune.server.ask.stream import OnText, ignore_text
 from repotune.server.completion.cache import CompletionCache
-from repotune.server.completion.engine import POSTPROCESS_WINDOW, CompletionEngine
+from repotune.server.completion.engine import CompletionEngine
 from repotune.server.completion.formats import PromptFormat, detect_format, get_format
-from repotune.server.completion.postprocess import decide_multiline, postprocess, truncate
+from repotune.server.completion.postprocess import (
+    POSTPROCESS_WINDOW,
+    decide_multiline,
+    postprocess,
+    truncate,
+)
 from repotune.server.completion.prompts import (
     PREFIX_QUANTUM,
     BuiltPrompt,
+    PromptCancelled,
     build_fim_prompt,
     scaled_budget,
 )
@@ -50,10 +56,6 @@ RETRY_AFTER_S = 10.0
 BYTES_PER_TOKEN = 3
 # Tokens kept free for a chat template's markers around a question (as ask/answer.py).
 ASK_SLACK = 64
-
-
-class PromptCancelled(Exception):
-    """The request was cancelled while its prompt was being packed."""
 
 
 def estimate_tokens(text: str) -> int:

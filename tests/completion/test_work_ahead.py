@@ -137,8 +137,8 @@ def test_the_first_line_comes_first_and_the_rest_from_the_cache(generator_model)
         # Typing along the line is answered by the cache; typing something else stops the block.
         typing = replace(request, prefix=request.prefix + line.text[:2])
         other = replace(request, prefix=request.prefix + "zzz")
-        assert first._continues_block(typing) == "typing"
-        assert first._continues_block(other) is None
+        assert first.ahead.continues_block(typing) == "typing"
+        assert first.ahead.continues_block(other) is None
         # The user accepts the line and presses Enter at once: the request waits for the block
         # being finished in the background and answers with its rest from the cache.
         typed = line.text.strip("\n") + "\n"

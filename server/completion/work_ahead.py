@@ -1,0 +1,206 @@
+"""Work done ahead of the editor's request, for the completion engine.
+
+Editors send didChange before the (debounced) completion request arrives: `prefill()` evaluates
+the edited place's prompt in the background, a step at a time, then completes it into the result
+cache. On an empty line the block's first line is returned as soon as it is complete and the
+block is finished in the background (`finish_block_later`), so accepting the line finds the rest
+in the cache. Any completion request cancels this work at its next step and keeps what it
+evaluated; the stats say how much prefill work a request kept and how much was thrown away.
+The jobs run on one AheadWorker thread (ahead.py), under the engine's model lock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from repotune.server.completion.ahead import AheadWorker
+from repotune.server.completion.postprocess import POSTPROCESS_WINDOW, decide_multiline
+from repotune.server.completion.prompts import PromptCancelled
+from repotune.server.completion.request import CompletionRequest
+from repotune.server.llm.decoding import common_prefix
+
+if TYPE_CHECKING:
+    from repotune.server.completion.engine import CompletionEngine
+
+# Prompt tokens evaluated per step of a background prefill: a request that arrives meanwhile
+# waits at most one step (and keeps what the step evaluated).
+PREFILL_STEP = 64
+
+
+class WorkAhead:
+    """The engine's work ahead: its background thread, what it is doing, and its counters."""
+
+    def __init__(self, engine: CompletionEngine) -> None:
+        self._engine = engine
+        self.worker = AheadWorker()
+        # Prompt tokens evaluated ahead of a request and not yet kept or overwritten by one.
+        self._prefill_span: tuple[int, int] | None = None
+        # The request whose block finishes in the background, and the first line it was given.
+        self._block_for: tuple[CompletionRequest, str] | None = None
+        self._speculating: CompletionRequest | None = None  # the request completed ahead
+        self.stats: dict[str, Any] = {
+            "prefills": 0,
+            "prefill_tokens": 0,  # evaluated ahead of a request
+            "prefill_used_tokens": 0,  # of those, kept by the next evaluation
+            "prefill_cancelled": 0,
+            "continuations": 0,  # blocks finished after their first line was returned
+            "completed_ahead": 0,  # completions put in the result cache before their request
+        }
+
+    def forget_prefill(self) -> None:
+        """The KV cache was dropped: nothing evaluated ahead is left to keep."""
+        self._prefill_span = None
+
+    def wait_for(self, request: CompletionRequest, cancel: threading.Event) -> bool:
+        """Wait for background work that will answer `request` rather than start over: the same
+        request completed ahead (its edit arrived first), or the block being finished for the
+        line that `request` continues (the user accepted or typed it). True when it finished."""
+        kind = self.worker.busy()
+        if kind == "prefill":
+            ahead = self._speculating
+            if ahead is None or (ahead.path, ahead.prefix, ahead.suffix) != (
+                request.path,
+                request.prefix,
+                request.suffix,
+            ):
+                return False
+        elif kind == "block":
+            if self.continues_block(request) != "accepted":
+                return False
+        else:
+            return False
+        deadline = time.monotonic() + self._engine.settings.completion.time_cap_ms / 1000
+        while self.worker.busy() == kind:
+            if cancel.is_set() or time.monotonic() > deadline:
+                return False
+            self.worker.wait_idle(0.02)
+        return True
+
+    def finish_block_later(
+        self, request: CompletionRequest, first_line: str, tokens: tuple[int, ...]
+    ) -> None:
+        self._block_for = (request, first_line)
+        self.worker.submit("block", partial(self._finish_block, request, tokens))
+
+    def continues_block(self, request: CompletionRequest) -> str | None:
+        """How `request` relates to the block being finished: "typing" along its first line
+        (the cache answers), the line "accepted" (the rest of the block will), or None."""
+        if self._block_for is None:
+            return None
+        block, first_line = self._block_for
+        if request.path != block.path or not request.prefix.startswith(block.prefix):
+            return None
+        typed = request.prefix[len(block.prefix) :]
+        line = first_line.strip("\n")
+        if typed.lstrip("\n").startswith(line):
+            return "accepted"
+        return "typing" if line.startswith(typed.lstrip("\n")) else None
+
+    def first_line_first(self, request: CompletionRequest) -> bool:
+        """A block asked for on an empty line: its first line is returned on its own."""
+        if not self._engine.settings.completion.first_line_first:
+            return False
+        line = request.prefix[request.prefix.rfind("\n") + 1 :]
+        return not line.strip()
+
+    def _finish_block(
+        self, request: CompletionRequest, first_line: tuple[int, ...], cancel: threading.Event
+    ) -> None:
+        """The whole block for a request whose first line was returned, into the result cache
+        (accepting the line then finds the rest there as "typing through"). Decoding goes on
+        after the line's own tokens: generated again, the line could come out differently
+        (batched evaluation is not bit-exact), and the rest would fit no line the user saw."""
+        if not self._engine._acquire(cancel):
+            return
+        try:
+            loaded = self._engine._loaded
+            if loaded is None:
+                return
+            generated = self._engine._generate(
+                loaded, request, True, cancel, time.perf_counter(), False, forced=first_line
+            )
+        finally:
+            self._engine._lock.release()
+        if generated.result is not None and generated.result.text and not cancel.is_set():
+            self._engine.cache.put(request.path, request.prefix, request.suffix, generated.result)
+            self.stats["continuations"] += 1
+
+    def prefill(self, request: CompletionRequest) -> bool:
+        """Complete `request` in the background (an edit arrived; its completion request will
+        follow after the client's debounce): the prompt a step at a time, then the completion,
+        into the result cache. Returns False when nothing was queued."""
+        if not (self._engine.ready and self._engine.settings.completion.prefill):
+            return False
+        if self._engine.cache.get(request.path, request.prefix, request.suffix) is not None:
+            return False  # the request will be answered from the cache
+        if self.worker.busy() == "block" and self.continues_block(request):
+            return False  # typing along the first line: the rest of the block is coming
+        self._speculating = request
+        return self.worker.submit("prefill", partial(self._prefill, request))
+
+    def _prefill(self, request: CompletionRequest, cancel: threading.Event) -> None:
+        if not self._engine._acquire(cancel):
+            return
+        try:
+            loaded = self._engine._loaded
+            if loaded is None:
+                return
+            multiline = decide_multiline(
+                request.prefix[-POSTPROCESS_WINDOW:],
+                request.suffix[:POSTPROCESS_WINDOW],
+                request.language,
+            )
+            first_line = multiline and self.first_line_first(request)
+            try:
+                prompt = self._engine.build_prompt(self._engine._kept(request), multiline, cancel)
+            except PromptCancelled:
+                return
+            tokens = self._engine._tokens(loaded, prompt, multiline)
+            self._evaluate(loaded.llm, request.path, tokens, cancel)
+            if cancel.is_set():
+                return
+            started = time.perf_counter()
+            generated = self._engine._answer(
+                loaded, request, multiline, cancel, started, first_line
+            )
+        finally:
+            self._engine._lock.release()
+        result = generated.result
+        if result is None or not result.text or cancel.is_set():
+            return
+        self._engine.cache.put(request.path, request.prefix, request.suffix, result)
+        self.stats["completed_ahead"] += 1
+        if first_line and generated.reason == "first line":
+            self.finish_block_later(request, result.text, generated.tokens)
+
+    def _evaluate(self, llm: Any, path: str, tokens: list[int], cancel: threading.Event) -> None:
+        """All but the last prompt token into the KV cache, a step at a time (the request
+        evaluates the last one itself: it needs that token's logits)."""
+        self._engine._slots.prepare(llm, path, tokens)
+        keep = common_prefix(llm, tokens)
+        self.settle_prefill(keep)
+        if keep == 0 or not llm._ctx.kv_cache_seq_rm(-1, keep, -1):
+            llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+            keep = 0
+        llm.n_tokens = keep
+        position = keep
+        end = len(tokens) - 1
+        while position < end and not cancel.is_set():
+            step = min(end, position + PREFILL_STEP)
+            llm.eval(tokens[position:step])
+            position = step
+        self.stats["prefills"] += 1
+        self.stats["prefill_cancelled"] += int(position < end)
+        if position > keep:
+            self._prefill_span = (keep, position)
+            self.stats["prefill_tokens"] += position - keep
+
+    def settle_prefill(self, kept: int) -> None:
+        """Count how much of the last prefill the next evaluation kept (the rest was wasted)."""
+        span, self._prefill_span = self._prefill_span, None
+        if span is not None:
+            start, end = span
+            self.stats["prefill_used_tokens"] += max(0, min(kept, end) - start)
