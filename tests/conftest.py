@@ -44,7 +44,7 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 FIXTURE_REPO = Path(__file__).resolve().parent / "fixtures" / "repo"
 
 
-def copy_server_sources(names: Iterable[str], target: Path) -> Path:
+def copy_fixture_repo(names: Iterable[str], target: Path) -> Path:
     """A small real repository for tests: files of tests/fixtures/repo, copied to `target`."""
     target.mkdir(parents=True, exist_ok=True)
     for name in names:

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pytest
-from conftest import copy_server_sources
+from conftest import copy_fixture_repo
 from repotune.server.bench.chroma_server import ChromaServerProcess
 from repotune.server.config import SettingsError, load_settings
 from repotune.server.index import shared as shared_module
@@ -75,8 +75,8 @@ def test_second_client_embeds_only_what_nobody_embedded(
     tmp_path: Path, chroma: ChromaServerProcess, embedder: Any
 ) -> None:
     settings = shared_settings(chroma.url)
-    first_repo = copy_server_sources(FILES, tmp_path / "alice")
-    second_repo = copy_server_sources(FILES, tmp_path / "bob")  # the same repository, elsewhere
+    first_repo = copy_fixture_repo(FILES, tmp_path / "alice")
+    second_repo = copy_fixture_repo(FILES, tmp_path / "bob")  # the same repository, elsewhere
     with (second_repo / "retrieval.py").open("a") as handle:  # bob's local edit
         handle.write("\n\ndef bob_local_helper(value):\n    return value * 2\n")
 
@@ -122,7 +122,7 @@ def test_server_killed_mid_index_client_carries_on_locally(
         if call == 2:
             chroma.kill()
 
-    repo = copy_server_sources(FILES, tmp_path / "repo")
+    repo = copy_fixture_repo(FILES, tmp_path / "repo")
     settings = shared_settings(chroma.url, embed_batch_size=8)
     counting = CountingEmbedder(embedder, on_embed=kill_on_second_batch)
     started = time.monotonic()
@@ -150,7 +150,7 @@ def test_a_server_that_never_answers_times_out_into_local_embedding(
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
         url = f"http://127.0.0.1:{silent.getsockname()[1]}"
-        repo = copy_server_sources(("retrieval.py",), tmp_path / "repo")
+        repo = copy_fixture_repo(("retrieval.py",), tmp_path / "repo")
         settings = shared_settings(url, chroma_timeout_s=0.5)
         index = open_index(repo, tmp_path / "index", settings, embedder)
         status = index.stats()["shared_index"]
@@ -165,7 +165,7 @@ def test_a_server_that_never_answers_times_out_into_local_embedding(
 def test_push_command_fills_the_server_from_a_local_index(
     tmp_path: Path, chroma: ChromaServerProcess, embedder_model: Any
 ) -> None:
-    repo = copy_server_sources(("files.py", "retrieval.py"), tmp_path / "repo")
+    repo = copy_fixture_repo(("files.py", "retrieval.py"), tmp_path / "repo")
     command = [str(Path(sys.executable).parent / "repotune"), "index", str(repo)]
     place = ["--set", f"index.index_dir={tmp_path / 'indexes'}"]
     local = subprocess.run(command + place, capture_output=True, text=True, timeout=300)
@@ -230,7 +230,7 @@ def test_a_malformed_server_address_is_refused(url: str) -> None:
 
 
 def test_no_server_configured_means_no_shared_status(tmp_path: Path) -> None:
-    root = copy_server_sources(("files.py",), tmp_path / "repo")
+    root = copy_fixture_repo(("files.py",), tmp_path / "repo")
     settings = load_settings(None, {"index": {"dense": False}})
     index = WorkspaceIndex(root, settings, location=tmp_path / "index")
     assert index.shared is None and index.stats()["shared_index"] is None

@@ -18,7 +18,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-from conftest import copy_server_sources  # noqa: E402
+from conftest import copy_fixture_repo  # noqa: E402
 from repotune.server.config import load_settings  # noqa: E402
 from repotune.training.base import TrainError  # noqa: E402
 
@@ -43,7 +43,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict:
     from repotune.training.finetune import finetune
 
     tmp = tmp_path_factory.mktemp("pipeline")
-    repo = copy_server_sources(REPO_FILES, tmp / "repo")
+    repo = copy_fixture_repo(REPO_FILES, tmp / "repo")
     settings = load_settings(
         None,
         {"train": TRAIN, "model": {"threads": 2}, "index": {"index_dir": str(tmp / "index")}},

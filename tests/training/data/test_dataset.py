@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from conftest import copy_server_sources
+from conftest import copy_fixture_repo
 from repotune.server.config import load_settings
 from repotune.training.base import TrainError
 from repotune.training.data.build import build_dataset
@@ -30,7 +30,7 @@ REPO_FILES = ["retrieval.py", "postprocess.py", "prompts.py", "models.py", "embe
 
 def small_repo(target: Path) -> Path:
     """A small real repository: some of RepoTune's own modules."""
-    copy_server_sources(REPO_FILES, target)
+    copy_fixture_repo(REPO_FILES, target)
     (target / "README.md").write_text("# demo\n")
     return target
 

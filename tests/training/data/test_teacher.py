@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import copy_server_sources
+from conftest import copy_fixture_repo
 from repotune.server.ask.prompts import build_ask_document
 from repotune.server.completion.context import ContextSnippet
 from repotune.server.config import load_settings
@@ -112,7 +112,7 @@ def teacher_url(generator_model: Any, tmp_path_factory: pytest.TempPathFactory) 
 
 
 def small_repo(target: Path) -> Path:
-    return copy_server_sources(REPO_FILES, target)
+    return copy_fixture_repo(REPO_FILES, target)
 
 
 def settings_for(tmp: Path, url: str | None, **train: object):  # type: ignore[no-untyped-def]

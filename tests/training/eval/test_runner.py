@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import copy_server_sources
+from conftest import copy_fixture_repo
 from repotune.training.eval.config import EvalConfig, validate
 from repotune.training.eval.runner import quality, run
 
@@ -19,7 +19,7 @@ FILES = ["retrieval.py", "postprocess.py", "prompts.py", "models.py", "embedding
 @pytest.fixture(scope="module")
 def fixture_repo(tmp_path_factory: pytest.TempPathFactory) -> dict:
     tmp = tmp_path_factory.mktemp("eval-runner")
-    repo = copy_server_sources(FILES, tmp / "fixture")
+    repo = copy_fixture_repo(FILES, tmp / "fixture")
     overrides = {
         "train": {"test_share": 0.4},
         "index": {"index_dir": str(tmp / "index")},

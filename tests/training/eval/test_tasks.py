@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import copy_server_sources
+from conftest import copy_fixture_repo
 from repotune.server.config import load_settings
 from repotune.training.data.splits import SourceFile, assign_splits, collect_files, split_for
 from repotune.training.eval.corpora import EvalError
@@ -30,7 +30,7 @@ COUNTS = {"line": 40, "span": 12, "api": 12}
 
 @pytest.fixture(scope="module")
 def repo_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[SourceFile], object]:
-    repo = copy_server_sources(FILES, tmp_path_factory.mktemp("eval-tasks") / "repo")
+    repo = copy_fixture_repo(FILES, tmp_path_factory.mktemp("eval-tasks") / "repo")
     settings = load_settings(None, {"train": {"test_share": 0.3, "validation_share": 0.2}})
     files, _ = collect_files(repo, settings)
     assign_splits(files, settings)
