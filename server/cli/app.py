@@ -262,6 +262,38 @@ def bench_lsp(
     store_result("lsp", run_bench_lsp(root, settings_for(root), samples=samples), save)
 
 
+@bench_app.command("decode")
+def bench_decode(
+    workspace: Annotated[
+        Path | None, typer.Argument(help="workspace (default: the pinned requests corpus)")
+    ] = None,
+    adapter: Annotated[
+        list[str] | None,
+        typer.Option(help="adapters to compare: none, default or a GGUF path (repeat)"),
+    ] = None,
+    prompts: Annotated[int, typer.Option(help="prompts, one per file")] = 12,
+    prompt_tokens: Annotated[int, typer.Option(help="tokens per prompt")] = 1000,
+    new_tokens: Annotated[int, typer.Option(help="tokens decoded per prompt")] = 48,
+    save: SaveOption = None,
+) -> None:
+    """Prompt evaluation and decoding speed of the generator with and without an adapter."""
+    from repotune.server.bench.decode import run_bench_decode
+
+    root = workspace.resolve() if workspace else None
+    try:
+        report = run_bench_decode(
+            root,
+            settings_for(root),
+            adapters=adapter or ["none", "default"],
+            prompts=prompts,
+            prompt_tokens=prompt_tokens,
+            new_tokens=new_tokens,
+        )
+    except (ModelError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    store_result("decode", report, save)
+
+
 @bench_app.command("endpoint")
 def bench_endpoint(
     workspace: Annotated[
