@@ -25,33 +25,32 @@ import json
 import math
 import os
 import random
-import shutil
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from repotune.server.completion.formats import get_format
 from repotune.server.config import Settings, TrainSettings
 from repotune.training.base import BaseWeights, TrainError, load_model, load_tokenizer, prepare_base
+from repotune.training.batches import (
+    IGNORE_INDEX,
+    Encoded,
+    bucketed_batches,
+    collate,
+    encode_all,
+    read_examples,
+)
+from repotune.training.checkpoint import (
+    ADAPTER_DIR,
+    CHECKPOINT_DIR,
+    atomic_dir,
+    load_checkpoint,
+    save_checkpoint,
+)
 
-IGNORE_INDEX = -100
-ADAPTER_DIR = "adapter"  # the best adapter (peft format) inside a run directory
-CHECKPOINT_DIR = "checkpoint"  # the latest resumable state
-STATE_FILE = "trainer_state.pt"
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.json"
-
-
-@dataclass
-class Encoded:
-    input_ids: list[int]
-    labels: list[int]
-
-    @property
-    def length(self) -> int:
-        return len(self.input_ids)
 
 
 @dataclass
@@ -73,124 +72,6 @@ class FinetuneResult:
         data["run_dir"] = str(self.run_dir)
         data["adapter_dir"] = str(self.adapter_dir)
         return data
-
-
-# --------------------------------------------------------------------------- data
-
-
-def read_examples(path: Path) -> list[dict[str, Any]]:
-    """Read a JSONL file of examples (schema in data.build); a clear error on bad lines."""
-    if not path.is_file():
-        raise TrainError(f"dataset file not found: {path}")
-    examples = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise TrainError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-            if not isinstance(item, dict) or not isinstance(item.get("prompt"), str):
-                raise TrainError(f"{path}:{number}: an example needs 'prompt' and 'completion'")
-            if not isinstance(item.get("completion"), str):
-                raise TrainError(f"{path}:{number}: an example needs 'prompt' and 'completion'")
-            examples.append(item)
-    return examples
-
-
-def encode_example(
-    tokenizer: Any,
-    prompt: str,
-    completion: str,
-    max_tokens: int,
-    segments: Sequence[Sequence[Any]] | None = None,
-    special_markers: bool = False,
-    special_text: bool = False,
-) -> Encoded | None:
-    """Tokenize as the engine does (BOS, each prompt segment on its own, then the completion
-    as generated tokens) and mask the prompt out of the loss.
-
-    Text that looks like a special token (`<eos>` in a chat-template string) is text to the
-    engine's FIM prompts, which parse special tokens only in format markers (when
-    `special_markers`), so it is split as text here too; question prompts go through
-    llama-cpp-python's completion calls, which parse them everywhere (`special_text`).
-    Over-long examples keep their completion and lose the start of the prompt (after BOS), which
-    is the far end of the context: what a token budget would cut at serving time too.
-    """
-
-    def ids(text: str, special: bool = False) -> list[int]:
-        out = tokenizer(text, add_special_tokens=False, split_special_tokens=not special)
-        return list(out["input_ids"])
-
-    prompt_ids = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    for text, marker in segments or [(prompt, False)]:
-        prompt_ids += ids(text, special_text or (bool(marker) and special_markers))
-    completion_ids = ids(completion, special_text)
-    if not completion_ids:
-        return None
-    if len(completion_ids) >= max_tokens // 2:
-        completion_ids = completion_ids[: max_tokens // 2]
-    room = max_tokens - len(completion_ids)
-    if len(prompt_ids) > room:
-        bos = prompt_ids[:1] if prompt_ids[:1] == [tokenizer.bos_token_id] else []
-        prompt_ids = bos + prompt_ids[len(prompt_ids) - (room - len(bos)) :]
-    input_ids = prompt_ids + completion_ids
-    labels = [IGNORE_INDEX] * len(prompt_ids) + completion_ids
-    return Encoded(input_ids, labels)
-
-
-def encode_all(
-    tokenizer: Any, examples: Sequence[dict[str, Any]], max_tokens: int
-) -> list[Encoded]:
-    encoded = []
-    for item in examples:
-        name = item.get("format", "repotune")
-        question = name.startswith("ask_")  # teacher pairs: the server's question prompt
-        one = encode_example(
-            tokenizer,
-            item["prompt"],
-            item["completion"],
-            max_tokens,
-            item.get("segments"),
-            special_markers=not question and get_format(name).special,
-            special_text=question,
-        )
-        if one is not None:
-            encoded.append(one)
-    return encoded
-
-
-def bucketed_batches(
-    lengths: Sequence[int], micro_batch_size: int, seed: int, epoch: int
-) -> list[list[int]]:
-    """Micro-batches of similar length, in a seeded order that is the same on every resume."""
-    rng = random.Random(seed * 1_000_003 + epoch)
-    order = list(range(len(lengths)))
-    rng.shuffle(order)  # ties broken randomly, then sorted by length within windows
-    window = micro_batch_size * 16
-    batches: list[list[int]] = []
-    for start in range(0, len(order), window):
-        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
-        batches.extend(
-            chunk[i : i + micro_batch_size] for i in range(0, len(chunk), micro_batch_size)
-        )
-    rng.shuffle(batches)
-    return batches
-
-
-def collate(items: Sequence[Encoded], pad_id: int) -> dict[str, Any]:
-    import torch
-
-    width = max(item.length for item in items)
-    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long)
-    mask = torch.zeros((len(items), width), dtype=torch.long)
-    for row, item in enumerate(items):
-        ids[row, : item.length] = torch.tensor(item.input_ids)
-        labels[row, : item.length] = torch.tensor(item.labels)
-        mask[row, : item.length] = 1
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
 # --------------------------------------------------------------------------- model
@@ -293,53 +174,6 @@ def evaluate_loss(
         )
         total, count = float(sums[0]), int(sums[1])
     return total / max(count, 1)
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-
-def _atomic_dir(target: Path, write: Any) -> None:
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    write(tmp)
-    old = target.with_name(target.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _save_checkpoint(run_dir: Path, model: Any, state: dict[str, Any]) -> None:
-    import torch
-
-    def write(folder: Path) -> None:
-        model.save_pretrained(folder / ADAPTER_DIR)
-        torch.save(state, folder / STATE_FILE)
-        summary = {k: v for k, v in state.items() if isinstance(v, int | float | str)}
-        (folder / "state.json").write_text(json.dumps(summary, indent=2))
-
-    _atomic_dir(run_dir / CHECKPOINT_DIR, write)
-
-
-def _load_checkpoint(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The saved trainer state and adapter weights; TrainError when missing or damaged."""
-    import torch
-    from safetensors.torch import load_file
-
-    folder = run_dir / CHECKPOINT_DIR
-    hint = f"delete {folder} (or the whole run folder) and start again without --resume"
-    if not (folder / STATE_FILE).is_file():
-        raise TrainError(f"nothing to resume: no checkpoint in {run_dir}")
-    try:
-        state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=False)
-        weights = load_file(str(folder / ADAPTER_DIR / "adapter_model.safetensors"))
-    except Exception as exc:  # torch/safetensors raise many types on damaged files
-        raise TrainError(f"the checkpoint in {folder} is corrupt ({exc}); {hint}") from None
-    if not isinstance(state, dict) or "step" not in state or "optimizer" not in state:
-        raise TrainError(f"the checkpoint in {folder} is incomplete; {hint}")
-    return state, weights
 
 
 # --------------------------------------------------------------------------- training
@@ -556,7 +390,7 @@ def _restore(
     import torch
     from peft import set_peft_model_state_dict
 
-    saved, weights = _load_checkpoint(run_dir)
+    saved, weights = load_checkpoint(run_dir)
     set_peft_model_state_dict(model, weights)
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
@@ -679,7 +513,7 @@ def validate(run: Run) -> bool:
 
 def save_best(run: Run) -> None:
     unwrapped = run.accelerator.unwrap_model(run.model)
-    _atomic_dir(run.run_dir / ADAPTER_DIR, lambda folder: unwrapped.save_pretrained(folder))
+    atomic_dir(run.run_dir / ADAPTER_DIR, lambda folder: unwrapped.save_pretrained(folder))
 
 
 def checkpoint(run: Run) -> None:
@@ -695,7 +529,7 @@ def checkpoint(run: Run) -> None:
         python_rng=random.getstate(),
         torch_rng=torch.get_rng_state(),
     )
-    _save_checkpoint(run.run_dir, run.accelerator.unwrap_model(run.model), snapshot)
+    save_checkpoint(run.run_dir, run.accelerator.unwrap_model(run.model), snapshot)
 
 
 def finish(run: Run, stopped_early: bool, out_of_time: bool) -> FinetuneResult:

@@ -487,7 +487,7 @@ def test_training_tokenizes_prompts_exactly_as_the_server(pipeline: dict) -> Non
     from repotune.server.llm.runtime import llama_extra_buffers
     from repotune.server.models import resolve_generator
     from repotune.training.base import load_tokenizer, prepare_base
-    from repotune.training.finetune import IGNORE_INDEX, encode_all, encode_example
+    from repotune.training.batches import IGNORE_INDEX, encode_all, encode_example
 
     examples = [
         json.loads(line)

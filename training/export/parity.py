@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 from repotune.training.base import BaseWeights, TrainError, load_model, load_tokenizer, open_llama
+from repotune.training.checkpoint import ADAPTER_DIR
 from repotune.training.export.gguf import f32_base
-from repotune.training.finetune import ADAPTER_DIR, base_for_run
+from repotune.training.finetune import base_for_run
 
 # Thresholds for the exact (F32 base) parity check.
 MIN_TOP1_AGREEMENT = 0.99

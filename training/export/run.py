@@ -10,6 +10,7 @@ from typing import Any
 
 from repotune.server.models import sha256_file
 from repotune.training.base import TrainError
+from repotune.training.checkpoint import ADAPTER_DIR
 from repotune.training.export.adapter import LoraWeights, read_peft_adapter, write_adapter_gguf
 from repotune.training.export.gguf import arch_of
 from repotune.training.export.merge import MERGE_KINDS, export_merged
@@ -19,7 +20,7 @@ from repotune.training.export.parity import (
     raise_parity,
     torch_reference,
 )
-from repotune.training.finetune import ADAPTER_DIR, base_for_run
+from repotune.training.finetune import base_for_run
 
 
 @dataclass

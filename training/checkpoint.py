@@ -1,0 +1,60 @@
+"""A run's resumable state on disk: written atomically (a crash leaves the previous one), read
+back with a clear error when it is missing or damaged."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from repotune.training.base import TrainError
+
+ADAPTER_DIR = "adapter"  # the best adapter (peft format) inside a run directory
+CHECKPOINT_DIR = "checkpoint"  # the latest resumable state
+STATE_FILE = "trainer_state.pt"
+
+
+def atomic_dir(target: Path, write: Any) -> None:
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    write(tmp)
+    old = target.with_name(target.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save_checkpoint(run_dir: Path, model: Any, state: dict[str, Any]) -> None:
+    import torch
+
+    def write(folder: Path) -> None:
+        model.save_pretrained(folder / ADAPTER_DIR)
+        torch.save(state, folder / STATE_FILE)
+        summary = {k: v for k, v in state.items() if isinstance(v, int | float | str)}
+        (folder / "state.json").write_text(json.dumps(summary, indent=2))
+
+    atomic_dir(run_dir / CHECKPOINT_DIR, write)
+
+
+def load_checkpoint(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The saved trainer state and adapter weights; TrainError when missing or damaged."""
+    import torch
+    from safetensors.torch import load_file
+
+    folder = run_dir / CHECKPOINT_DIR
+    hint = f"delete {folder} (or the whole run folder) and start again without --resume"
+    if not (folder / STATE_FILE).is_file():
+        raise TrainError(f"nothing to resume: no checkpoint in {run_dir}")
+    try:
+        state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=False)
+        weights = load_file(str(folder / ADAPTER_DIR / "adapter_model.safetensors"))
+    except Exception as exc:  # torch/safetensors raise many types on damaged files
+        raise TrainError(f"the checkpoint in {folder} is corrupt ({exc}); {hint}") from None
+    if not isinstance(state, dict) or "step" not in state or "optimizer" not in state:
+        raise TrainError(f"the checkpoint in {folder} is incomplete; {hint}")
+    return state, weights
