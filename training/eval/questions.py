@@ -59,6 +59,7 @@ class Answered:
     text: str
     latency_ms: float
     snippets: int
+    adapter: str | None = None  # the adapter file the answering engine loaded (None: bare base)
 
 
 # --------------------------------------------------------------------------- tasks
@@ -156,6 +157,7 @@ def answer_all(
             from repotune.training.eval.corpora import EvalError
 
             raise EvalError(engine.load_error or "the generator did not load in time")
+        loaded_adapter = engine.status().get("adapter")  # what answered, for the report
         answers = []
         for task, snippets in tqdm(
             list(zip(tasks, contexts, strict=True)),
@@ -165,7 +167,14 @@ def answer_all(
         ):
             started = time.perf_counter()
             text = engine.ask(task.question, list(snippets))
-            answers.append(Answered(text, (time.perf_counter() - started) * 1000, len(snippets)))
+            answers.append(
+                Answered(
+                    text,
+                    (time.perf_counter() - started) * 1000,
+                    len(snippets),
+                    loaded_adapter,
+                )
+            )
         return answers
     finally:
         engine.close()
@@ -275,6 +284,7 @@ def summarize_questions(
         "false_abstention": mean(_values(scores, "abstained", answerable)),
         "cosine_all": mean(_values(scores, "cosine", everything)),
         "latency_ms": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95)},
+        "adapter": answers[0].adapter if answers else None,
         "by_kind": {
             kind: {
                 "n": sum(t.kind == kind for t in tasks),

@@ -376,8 +376,7 @@ def _questions(
             continue
         if which == "other" and other is None:
             continue
-        adapter = {"own": item.adapter, "other": other.adapter if other else None}.get(which or "")
-        asked.append((condition, adapter))
+        asked.append((condition, condition_adapter(condition, item, other)))
     log_progress(config, f"{item.repo.label}: question tasks under {[c for c, _ in asked]}")
     index = open_index(item.repo.root, settings)
     try:

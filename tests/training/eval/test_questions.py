@@ -123,7 +123,7 @@ def test_runner_asks_questions_with_the_real_model(shop: dict[str, Any]) -> None
     out = shop["tmp"] / "out"
     config = EvalConfig(
         repos=[str(shop["repo"])],
-        conditions=["base", "base+ctx"],
+        conditions=["base", "base+ctx", "default+ctx"],
         counts={"line": 0, "span": 0, "api": 0, "question": 3},
         seed=3,
         bootstrap=100,
@@ -135,7 +135,10 @@ def test_runner_asks_questions_with_the_real_model(shop: dict[str, Any]) -> None
     result = run(config)
     section = result["repos"]["shop-repo"]["questions"]
     assert len(section["tasks"]) == 3
-    assert list(section["conditions"]) == ["base+ctx"]  # a question always retrieves context
+    # a question always retrieves context; each condition answers with its own adapter
+    assert list(section["conditions"]) == ["base+ctx", "default+ctx"]
+    assert section["conditions"]["base+ctx"]["adapter"] is None
+    assert str(section["conditions"]["default+ctx"]["adapter"]).endswith("default-adapter.gguf")
     scores = section["conditions"]["base+ctx"]
     assert scores["n"] == 3 and scores["latency_ms"]["p50"] > 0
     for key in ("citation", "cosine", "rouge_l", "abstention", "false_abstention"):
@@ -143,7 +146,7 @@ def test_runner_asks_questions_with_the_real_model(shop: dict[str, Any]) -> None
         assert value is None or 0.0 <= value <= 1.0 + 1e-6, (key, value)
     rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     asked = [r for r in rows if r.get("kind") == "question"]
-    assert len(asked) == 3 and all(isinstance(r["prediction"], str) for r in asked)
+    assert len(asked) == 6 and all(isinstance(r["prediction"], str) for r in asked)
     assert "### Questions" in (out / "eval.md").read_text()
     summary = json.loads((out / "eval-summary.json").read_text())
     assert "tasks" not in summary["repos"]["shop-repo"]["questions"]  # no third-party text
