@@ -62,7 +62,7 @@ def answer(
                 max_tokens,
                 cancel,
                 deadline,
-                opening=grounded_opening(subject),
+                opening=grounded_opening(subject, snippets),
                 on_text=on_text,
             )
         return grounded(question, text, snippets)
@@ -135,10 +135,12 @@ def continue_document(
 
 
 def _opened(opening: str, rest: str) -> str:
-    rest = rest.strip()
     if not opening:
-        return rest
-    return f"{opening}{'' if rest[:1] in ',.:;' else ' '}{rest}".strip()
+        return rest.strip()
+    # a continuation on a new line (a code fence, a list) keeps its line break
+    joint = "\n" if rest[:1] == "\n" or opening.endswith("```") else " "
+    rest = rest.strip()
+    return f"{opening}{'' if rest[:1] in ',.:;' else joint}{rest}".strip()
 
 
 def fit_question(

@@ -3,9 +3,9 @@
 A small model does not write `path:line` citations, says "The indexed code does not define `X`."
 too readily, even when a snippet in its prompt defines the very thing asked about, and describes
 names that no snippet mentions. All three are facts RepoTune can read from the code: an answer
-about a definition a snippet holds opens with it, cited (so does an abstention the snippets
-contradict), and an answer about a name that no snippet contains becomes the abstention (see
-ask/answer.py).
+about a definition a snippet holds opens with it, cited, with what its docstring or signature
+says (so does an abstention the snippets contradict), and an answer about a name that no
+snippet contains becomes the abstention (see ask/answer.py).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+from repotune.server.ask.definitions import definition_in_snippet, lead, quote_code
 
 # The trained abstentions (training builds its question examples with these).
 ABSTAIN = "The indexed code does not define `{name}`."
@@ -31,6 +33,10 @@ _ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*(?::[^=\n]+)?=(?!=)", re.
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CAMEL_PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+# `Owner.member` as a question writes a method or attribute.
+_DOTTED = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)\b")
+# A quoted phrase ("...", '...', “...”): often a docstring sentence pasted into the question.
+_QUOTED = re.compile(r"\"([^\"]{8,300})\"|“([^”]{8,300})”")
 # Words of a question that say nothing about which code is meant.
 _FILLER = frozenset(
     {
@@ -102,7 +108,7 @@ _FILLER = frozenset(
 
 
 @dataclass(frozen=True)
-class Definition:
+class NameSite:
     """A name defined in a snippet, with the file and 1-based line of its definition."""
 
     name: str
@@ -114,9 +120,9 @@ def is_abstention(answer: str) -> bool:
     return answer.strip().lower().startswith(ABSTENTION_MARK)
 
 
-def definitions(snippets: Iterable[object]) -> list[Definition]:
-    """The names the snippets define, in snippet (relevance) order, each at its first site."""
-    found: dict[str, Definition] = {}
+def all_sites(snippets: Iterable[object]) -> list[NameSite]:
+    """Every definition site in the snippets, in snippet (relevance) order, then line order."""
+    sites: list[NameSite] = []
     for snippet in snippets:
         text = str(getattr(snippet, "text", ""))
         path = str(getattr(snippet, "path", ""))
@@ -124,7 +130,15 @@ def definitions(snippets: Iterable[object]) -> list[Definition]:
         matches = [*_DEFINITION.finditer(text), *_ASSIGNMENT.finditer(text)]
         for match in sorted(matches, key=lambda m: m.start(1)):
             line = start + text.count("\n", 0, match.start(1))
-            found.setdefault(match.group(1), Definition(match.group(1), path, line))
+            sites.append(NameSite(match.group(1), path, line))
+    return sites
+
+
+def name_sites(snippets: Iterable[object]) -> list[NameSite]:
+    """The names the snippets define, in snippet (relevance) order, each at its first site."""
+    found: dict[str, NameSite] = {}
+    for site in all_sites(snippets):
+        found.setdefault(site.name, site)
     return list(found.values())
 
 
@@ -151,7 +165,7 @@ def _question_words(text: str) -> set[str]:
 
 def contradicting_definition(
     question: str, answer: str, snippets: Sequence[object]
-) -> Definition | None:
+) -> NameSite | None:
     """The definition in `snippets` that an abstaining `answer` wrongly denies, if any.
 
     A name written in the question or in the abstention that a snippet defines contradicts it;
@@ -163,30 +177,100 @@ def contradicting_definition(
     return _asked_definition(question, answer, snippets)
 
 
-def subject_definition(question: str, snippets: Sequence[object]) -> Definition | None:
+def subject_definition(question: str, snippets: Sequence[object]) -> NameSite | None:
     """The definition in `snippets` that `question` asks about: a name it writes that a snippet
     defines, or a defined name whose every word it uses. The answer cites this site itself."""
     return _asked_definition(question, "", snippets)
 
 
-def _asked_definition(question: str, answer: str, snippets: Sequence[object]) -> Definition | None:
-    defined = definitions(snippets)
+def _asked_definition(question: str, answer: str, snippets: Sequence[object]) -> NameSite | None:
+    every = all_sites(snippets)
+    member = _member_site(question, every, snippets)
+    if member is not None:
+        return member
+    quoted = _quoted_site(question, every, snippets)
+    if quoted is not None:
+        return quoted
+    defined = name_sites(snippets)
     mentioned = set(_IDENTIFIER.findall(question)) | set(_IDENTIFIER.findall(answer))
-    for definition in defined:
-        if definition.name in mentioned and len(definition.name) > 2:
-            return definition
+    for site in defined:
+        if site.name in mentioned and len(site.name) > 2:
+            return site
     asked = _question_words(question)
-    best: tuple[int, Definition] | None = None
-    for definition in defined:
-        words = name_words(definition.name)
+    best: tuple[int, NameSite] | None = None
+    for site in defined:
+        words = name_words(site.name)
         if len(words) >= 2 and words <= asked and (best is None or len(words) > best[0]):
-            best = (len(words), definition)
+            best = (len(words), site)
     return best[1] if best else None
 
 
-def grounded_opening(definition: Definition) -> str:
-    """How an answer about a definition starts: its name, cited where the index found it."""
-    return f"`{definition.name}` ({definition.path}:{definition.line})"
+def _holding(site: NameSite, snippets: Sequence[object]) -> list[object]:
+    """The snippets whose lines hold `site`."""
+    held = []
+    for snippet in snippets:
+        start = int(getattr(snippet, "start_line", 1) or 1)
+        lines = str(getattr(snippet, "text", "")).count("\n") + 1
+        if str(getattr(snippet, "path", "")) == site.path and start <= site.line < start + lines:
+            held.append(snippet)
+    return held
+
+
+def _member_site(
+    question: str, defined: Sequence[NameSite], snippets: Sequence[object]
+) -> NameSite | None:
+    """For `Owner.member` in the question: the site of `member` in Owner's code (the chunk's
+    symbol, or a snippet that also defines Owner), else any site of `member`."""
+    for owner, member in _DOTTED.findall(question):
+        sites = [d for d in defined if d.name == member]
+        for site in sites:
+            for snippet in _holding(site, snippets):
+                symbol = str(getattr(snippet, "symbol", "") or "")
+                text = str(getattr(snippet, "text", ""))
+                if symbol.endswith(f"{owner}.{member}") or re.search(
+                    rf"\b(?:class|struct|impl|interface|module)\s+{re.escape(owner)}\b", text
+                ):
+                    return NameSite(f"{owner}.{member}", site.path, site.line)
+        if sites:
+            return NameSite(f"{owner}.{member}", sites[0].path, sites[0].line)
+    return None
+
+
+def _quoted_site(
+    question: str, defined: Sequence[NameSite], snippets: Sequence[object]
+) -> NameSite | None:
+    """For a quoted sentence of three words or more (a docstring the user pasted): the
+    definition that the sentence follows in the snippet holding it."""
+    for quoted in _QUOTED.finditer(question):
+        words = (quoted.group(1) or quoted.group(2)).split()
+        if len(words) < 3:
+            continue
+        pattern = re.compile(r"\s+".join(re.escape(w) for w in words))
+        for snippet in snippets:
+            text = str(getattr(snippet, "text", ""))
+            found = pattern.search(text)
+            if found is None:
+                continue
+            path = str(getattr(snippet, "path", ""))
+            line = int(getattr(snippet, "start_line", 1) or 1) + text.count("\n", 0, found.start())
+            before = [d for d in defined if d.path == path and d.line <= line]
+            if before:
+                return max(before, key=lambda d: d.line)
+    return None
+
+
+def grounded_opening(site: NameSite, snippets: Sequence[object] = ()) -> str:
+    """How an answer about a definition starts: its name, cited where the index found it, what
+    its code says (the docstring's first sentence, or its signature) and its first lines — the
+    reference answers that training composes for the same definition."""
+    for snippet in _holding(site, snippets):
+        definition = definition_in_snippet(snippet, site.name, site.line)
+        if definition is None:
+            continue
+        start = int(getattr(snippet, "start_line", 1) or 1)
+        code = "\n".join(str(getattr(snippet, "text", "")).splitlines()[site.line - start :])
+        return "\n".join(part for part in (lead(definition), quote_code(code, site.path)) if part)
+    return f"`{site.name}` ({site.path}:{site.line})"
 
 
 # A name written as code: in backticks, or with an underscore or an inner capital.

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from repotune.server.ask.grounding import (
-    Definition,
+    NameSite,
     contradicting_definition,
-    definitions,
     grounded_opening,
     is_abstention,
+    name_sites,
     name_words,
     subject_definition,
     unsupported_name,
@@ -30,11 +30,11 @@ ABSTAIN = "The indexed code does not define the area of a circle."
 
 
 def test_definitions_are_found_with_their_lines_in_several_languages() -> None:
-    found = definitions([GEOMETRY, SETTINGS])
-    assert Definition("area_of_circle", "geometry.py", 5) in found
-    assert Definition("area_of_square", "geometry.py", 9) in found
-    assert Definition("retryLimit", "app/settings.ts", 40) in found
-    assert Definition("HttpClient", "app/settings.ts", 41) in found
+    found = name_sites([GEOMETRY, SETTINGS])
+    assert NameSite("area_of_circle", "geometry.py", 5) in found
+    assert NameSite("area_of_square", "geometry.py", 9) in found
+    assert NameSite("retryLimit", "app/settings.ts", 40) in found
+    assert NameSite("HttpClient", "app/settings.ts", 41) in found
     assert [d.name for d in found][:2] == ["area_of_circle", "area_of_square"]  # snippet order
 
 
@@ -44,7 +44,7 @@ def test_an_abstention_denying_a_defined_name_is_contradicted() -> None:
         "The indexed code does not define area_of_square.",
         [GEOMETRY],
     )
-    assert denied == Definition("area_of_square", "geometry.py", 9)
+    assert denied == NameSite("area_of_square", "geometry.py", 9)
     assert grounded_opening(denied) == "`area_of_square` (geometry.py:9)"
 
 
@@ -100,11 +100,66 @@ def test_an_answer_about_a_name_no_snippet_contains_is_unsupported() -> None:
 def test_the_subject_of_a_question_is_the_definition_it_names() -> None:
     # a written name, then a description whose words name a definition; in snippet order
     where = subject_definition("Where is area_of_square defined?", [GEOMETRY, SETTINGS])
-    assert where == Definition("area_of_square", "geometry.py", 9)
-    assert subject_definition("How is the retry limit set?", [GEOMETRY, SETTINGS]) == Definition(
+    assert where == NameSite("area_of_square", "geometry.py", 9)
+    assert subject_definition("How is the retry limit set?", [GEOMETRY, SETTINGS]) == NameSite(
         "retryLimit", "app/settings.ts", 40
     )
     # nothing named, one shared word, or a name the snippets do not define: no subject
     assert subject_definition("How are users logged in?", [GEOMETRY]) is None
     assert subject_definition("What is the area?", [GEOMETRY]) is None
     assert subject_definition("What does area_of_triangle return?", [GEOMETRY]) is None
+
+
+BILLING = ContextSnippet(
+    path="shop/billing.py",
+    start_line=10,
+    text="class Invoice:\n"
+    "    def total(self, items: list[float], tax: float = 0.2) -> float:\n"
+    '        """Sum the items and add the tax. Rounded to cents."""\n'
+    "        return round(sum(items) * (1 + tax), 2)\n",
+)
+RECEIPT = ContextSnippet(
+    path="shop/receipt.py",
+    start_line=3,
+    text="class Receipt:\n    def total(self) -> float:\n        return self.amount\n",
+)
+
+
+def test_an_opening_says_what_the_code_says_as_training_references_do() -> None:
+    from repotune.server.ask.definitions import Definition, lead
+
+    site = subject_definition("What does `Invoice.total` do?", [RECEIPT, BILLING])
+    assert site == NameSite("Invoice.total", "shop/billing.py", 11)
+    opening = grounded_opening(site, [RECEIPT, BILLING])
+    lead_line, quoted = opening.split("\n", 1)
+    assert lead_line == "`Invoice.total` (shop/billing.py:11): Sum the items and add the tax."
+    assert quoted.startswith("```python\ndef total(self, items: list[float], tax: float = 0.2)")
+    assert quoted.endswith("return round(sum(items) * (1 + tax), 2)\n```")
+    # the same words a training reference answer opens with for this definition
+    reference = Definition(
+        "shop/billing.py", "function_definition", 0, 0, 11, 13, name="Invoice.total",
+        kind="method", summary="Sum the items and add the tax.",
+    )  # fmt: skip
+    assert lead_line == lead(reference)
+    # no docstring: what the signature says
+    square = grounded_opening(NameSite("area_of_square", "geometry.py", 9), [GEOMETRY])
+    assert square.split("\n")[0] == (
+        "`area_of_square` (geometry.py:9) is a function taking `side` and returning `float`."
+    )
+
+
+def test_a_dotted_name_picks_the_owners_member() -> None:
+    assert subject_definition("Explain `Receipt.total`.", [BILLING, RECEIPT]) == NameSite(
+        "Receipt.total", "shop/receipt.py", 4
+    )
+    # an owner that no snippet shows: the member wherever it is defined
+    assert subject_definition("What is `Cart.total`?", [BILLING]) == NameSite(
+        "Cart.total", "shop/billing.py", 11
+    )
+
+
+def test_a_pasted_docstring_sentence_finds_its_definition() -> None:
+    question = 'What should I use for this: "Sum the items and add the tax."'
+    assert subject_definition(question, [RECEIPT, BILLING]) == NameSite(
+        "total", "shop/billing.py", 11
+    )

@@ -305,9 +305,13 @@ def test_ask_without_a_chat_template_continues_a_qa_document(
     answer = engine.ask(vague, [snippet], max_tokens=24)
     assert isinstance(answer, str) and answer.strip()
     assert [call["prompt"] for call in sent] == [build_ask_document(vague, [snippet])[0]]
-    # A question about a definition the snippet holds: the document's answer opens with it, cited.
+    # A question about a definition the snippet holds: the document's answer opens with it,
+    # cited, with what its signature says and its first lines; the model continues from there.
     question = "What does py_encode_basestring return?"
-    opening = "`py_encode_basestring` (json/encoder.py:37)"
+    opening = (
+        "`py_encode_basestring` (json/encoder.py:37) is a function taking `s`.\n"
+        "```python\ndef py_encode_basestring(s):\n    return '\"' + s + '\"'\n```"
+    )
     answer = engine.ask(question, [snippet], max_tokens=24)
     assert answer.startswith(opening), answer
     assert sent[-1]["prompt"] == f"{build_ask_document(question, [snippet])[0]} {opening}"

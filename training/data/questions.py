@@ -26,15 +26,21 @@ from __future__ import annotations
 
 import random
 import re
-import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from repotune.server.ask.definitions import (
+    QUOTE_LINES,
+    Definition,
+    cite,
+    definitions,
+    lead,
+    quote_code,
+    snippet_of,
+)
 from repotune.server.ask.grounding import ABSTAIN, ABSTAIN_TASK, ABSTENTION_MARK
 from repotune.server.completion.context import ContextSnippet
-from repotune.server.languages import fence_language
-from repotune.training.data.definitions import UNSAFE, Definition, definitions, snippet_of
 from repotune.training.data.qa import AskPrompt, QAContext, assemble, qa_row, shown
 from repotune.training.data.spans import Span, example_id
 from repotune.training.data.splits import allowed_context
@@ -42,8 +48,6 @@ from repotune.training.data.splits import allowed_context
 KINDS = ("what", "where", "call", "which", "setting")
 # The abstentions the server checks answers against: one wording for training and serving.
 ABSTAIN_MARK = ABSTENTION_MARK
-QUOTE_LINES = 4
-MAX_QUOTE_LINE = 120
 MAX_USES = 3
 ANSWER_ROOM = 256  # tokens kept for the answer when sizing the context
 MIN_CONTEXT_CHARS = 400
@@ -133,10 +137,6 @@ def short_name(name: str) -> str:
     return name.rsplit(".", 1)[-1]
 
 
-def cite(definition: Definition) -> str:
-    return f"{definition.path}:{definition.start_line}"
-
-
 # --------------------------------------------------------------------------- names
 
 
@@ -183,42 +183,7 @@ def fake_name(definition: Definition, taken: set[str], rng: random.Random) -> st
 
 def quote(source: Any, definition: Definition, lines: int = QUOTE_LINES) -> str:
     """The definition's first non-blank lines, dedented and fenced (never a prompt stop)."""
-    text = snippet_of(source, definition).text
-    kept: list[str] = []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        if any(token in line for token in UNSAFE):
-            break
-        kept.append(line[:MAX_QUOTE_LINE].rstrip())
-        if len(kept) >= lines:
-            break
-    if not kept:
-        return ""
-    body = textwrap.dedent("\n".join(kept))
-    return f"```{fence_language(definition.path)}\n{body}\n```"
-
-
-def _from_signature(definition: Definition) -> str:
-    """What the signature alone says, for definitions without a docstring or comment."""
-    what = {"method": "method", "class": "class", "setting": "setting"}.get(
-        definition.kind, "function"
-    )
-    sentence = f"is a {what}"
-    names = [f"`{p}`" for p, _required in definition.params]
-    if names:
-        sentence += " taking " + ", ".join(names)
-    returns = re.search(r"->\s*(.+)$", definition.signature)
-    if returns and definition.kind != "class":
-        sentence += f" and returning `{returns.group(1).strip()}`"
-    return sentence + "."
-
-
-def lead(definition: Definition) -> str:
-    """`name` (path:line): summary — or what the signature says."""
-    if definition.summary:
-        return f"`{definition.name}` ({cite(definition)}): {definition.summary}"
-    return f"`{definition.name}` ({cite(definition)}) {_from_signature(definition)}"
+    return quote_code(snippet_of(source, definition).text, definition.path, lines)
 
 
 def call_form(definition: Definition) -> str:

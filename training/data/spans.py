@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
+from repotune.server.ask.definitions import doc_of, walk
 from repotune.server.index.chunking import new_parser as parser  # one tree-sitter setup
 from repotune.training.data.splits import SourceFile
 
@@ -87,35 +86,8 @@ class Span:
     end: int
 
 
-def walk(node: Any) -> Iterator[Any]:
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        stack.extend(reversed(current.children))
-
-
 def _line_count(data: bytes, start: int, end: int) -> int:
     return data[start:end].count(b"\n") + 1
-
-
-def doc_of(node: Any, data: bytes) -> Any | None:
-    """The docstring (first body statement is a string) or the comment right above `node`."""
-    body = node.child_by_field_name("body")
-    if body is not None and body.named_children:
-        first = body.named_children[0]
-        if (
-            first.type == "expression_statement"
-            and first.named_children
-            and first.named_children[0].type == "string"
-        ):
-            return first
-    previous = node.prev_named_sibling
-    if previous is not None and "comment" in previous.type:
-        gap = data[previous.end_byte : node.start_byte]
-        if gap.count(b"\n") <= 1 and not gap.strip():
-            return previous
-    return None
 
 
 def syntax_spans(source: SourceFile) -> list[Span]:

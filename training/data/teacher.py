@@ -18,17 +18,14 @@ from __future__ import annotations
 
 import json
 import os
+import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from repotune.server.ask.definitions import Definition, definitions, snippet_of
 from repotune.server.config import Settings
 from repotune.training.base import TrainError
-from repotune.training.data.definitions import (
-    Definition,
-    definitions,
-    sample_definitions,
-    snippet_of,
-)
 from repotune.training.data.qa import DOCUMENT_END, AskPrompt, assemble, qa_row
 from repotune.training.data.spans import Span, example_id
 
@@ -61,6 +58,26 @@ TEACHER_SYSTEM = (
     "answer that names the file and the function or class. Reply with JSON only: "
     '{"question": "...", "answer": "..."}.'
 )
+
+
+def sample_definitions(files: Sequence[Any], count: int, seed: int) -> list[Definition]:
+    """`count` train-split definitions, spread over files (round robin in a seeded order)."""
+    rng = random.Random(f"{seed}:teacher")
+    per_file = []
+    for source in files:
+        if source.split != "train":
+            continue
+        found = definitions(source)
+        rng.shuffle(found)
+        if found:
+            per_file.append(found)
+    rng.shuffle(per_file)
+    chosen: list[Definition] = []
+    while len(chosen) < count and any(per_file):
+        for group in per_file:
+            if group and len(chosen) < count:
+                chosen.append(group.pop())
+    return chosen
 
 
 @dataclass

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 from repotune.server.ask.answer import continue_document
+from repotune.server.ask.definitions import definitions, first_sentence
 from repotune.server.completion.context import ContextSnippet
 from repotune.server.config import load_settings
 from repotune.training.data.build import build_dataset
-from repotune.training.data.definitions import definitions, first_sentence
 from repotune.training.data.questions import (
     ABSTAIN,
     ABSTAIN_TASK,

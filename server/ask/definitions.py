@@ -1,20 +1,23 @@
 """What a file defines, read with tree-sitter: functions, methods, classes and documented settings.
 
-Shared by the teacher (which shows the teacher one definition's code) and the code-derived
-questions (which compose answers from a definition's name, signature, docstring and lines).
-Nothing here guesses: a summary is the docstring's or leading comment's first sentence, or None.
+Shared by the server's answers (which open with the definition a question is about, read from
+its retrieved snippet), the code-derived training questions (whose reference answers are built
+from a definition's name, signature, docstring and lines) and the teacher, so what the model is
+trained to continue is what it is served. Nothing here guesses: a summary is the docstring's or
+leading comment's first sentence, or None.
 """
 
 from __future__ import annotations
 
-import random
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 from repotune.server.completion.context import ContextSnippet
-from repotune.training.data.spans import doc_of, parser, walk
+from repotune.server.index.chunking import new_parser as parser  # one tree-sitter setup
+from repotune.server.languages import fence_language, language_for
 
 DEFINITION_NODES = frozenset(
     {
@@ -37,6 +40,8 @@ MAX_DEFINITION_LINES = 80
 MAX_SUMMARY_CHARS = 200
 MAX_SIGNATURE_CHARS = 200
 MAX_VALUE_CHARS = 80
+QUOTE_LINES = 4  # lines of a definition an answer quotes
+MAX_QUOTE_LINE = 120
 NAME = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*$")
 # Text a question prompt treats as structure (ask stops); never part of a summary.
 UNSAFE = ("###", "Question:", "```", "<|")
@@ -56,6 +61,34 @@ class Definition:
     summary: str | None = None  # first sentence of the docstring / leading comment
     params: tuple[tuple[str, bool], ...] = ()  # (name, required), self/cls left out
     value: str = ""  # settings: the assigned value, one line
+
+
+def walk(node: Any) -> Iterator[Any]:
+    """Every node under `node`, in source order."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(reversed(current.children))
+
+
+def doc_of(node: Any, data: bytes) -> Any | None:
+    """The docstring (first body statement is a string) or the comment right above `node`."""
+    body = node.child_by_field_name("body")
+    if body is not None and body.named_children:
+        first = body.named_children[0]
+        if (
+            first.type == "expression_statement"
+            and first.named_children
+            and first.named_children[0].type == "string"
+        ):
+            return first
+    previous = node.prev_named_sibling
+    if previous is not None and "comment" in previous.type:
+        gap = data[previous.end_byte : node.start_byte]
+        if gap.count(b"\n") <= 1 and not gap.strip():
+            return previous
+    return None
 
 
 def _parse(source: Any) -> Any | None:
@@ -159,7 +192,9 @@ def _owner(node: Any, data: bytes) -> str | None:
     return None
 
 
-def definitions(source: Any, with_settings: bool = False) -> list[Definition]:
+def definitions(
+    source: Any, with_settings: bool = False, min_lines: int = MIN_DEFINITION_LINES
+) -> list[Definition]:
     """Functions, methods and classes of one file with a reasonable size (tree-sitter), and with
     `with_settings` the documented settings (assignments with a comment or a description)."""
     tree = _parse(source)
@@ -179,7 +214,7 @@ def definitions(source: Any, with_settings: bool = False) -> list[Definition]:
         if node.type not in DEFINITION_NODES:
             continue
         first, last = node.start_point[0] + 1, node.end_point[0] + 1
-        if not MIN_DEFINITION_LINES <= last - first + 1 <= MAX_DEFINITION_LINES:
+        if not min_lines <= last - first + 1 <= MAX_DEFINITION_LINES:
             continue
         name_node = node.child_by_field_name("name") or node.child_by_field_name("type")
         name = _text(data, name_node) if name_node is not None else ""
@@ -285,24 +320,77 @@ def _setting(path: str, node: Any, data: bytes) -> Definition | None:
     )
 
 
-def sample_definitions(files: Sequence[Any], count: int, seed: int) -> list[Definition]:
-    """`count` train-split definitions, spread over files (round robin in a seeded order)."""
-    rng = random.Random(f"{seed}:teacher")
-    per_file = []
-    for source in files:
-        if source.split != "train":
+@dataclass(frozen=True)
+class _SnippetSource:
+    path: str
+    language: str
+    data: bytes
+
+
+def definition_in_snippet(snippet: object, name: str, line: int) -> Definition | None:
+    """The definition of `name` that starts on file line `line` inside a retrieved snippet, read
+    with tree-sitter like a training file (summary, signature, parameters), with the file's line
+    numbers and `name` as the question wrote it; None when the snippet does not hold all of it."""
+    path = str(getattr(snippet, "path", ""))
+    language = str(getattr(snippet, "language", "") or language_for(path))
+    offset = int(getattr(snippet, "start_line", 1) or 1) - 1
+    source = _SnippetSource(path, language, str(getattr(snippet, "text", "")).encode("utf-8"))
+    short = name.rsplit(".", 1)[-1]
+    for found in definitions(source, with_settings=True, min_lines=1):
+        if found.start_line + offset != line or found.name.rsplit(".", 1)[-1] != short:
             continue
-        found = definitions(source)
-        rng.shuffle(found)
-        if found:
-            per_file.append(found)
-    rng.shuffle(per_file)
-    chosen: list[Definition] = []
-    while len(chosen) < count and any(per_file):
-        for group in per_file:
-            if group and len(chosen) < count:
-                chosen.append(group.pop())
-    return chosen
+        kind = "method" if found.kind == "function" and "." in name else found.kind
+        return replace(
+            found, name=name, kind=kind, start_line=line, end_line=found.end_line + offset
+        )
+    return None
+
+
+# --------------------------------------------------------------------------- answers
+
+
+def cite(definition: Definition) -> str:
+    return f"{definition.path}:{definition.start_line}"
+
+
+def signature_sentence(definition: Definition) -> str:
+    """What the signature alone says, for definitions without a docstring or comment."""
+    what = {"method": "method", "class": "class", "setting": "setting"}.get(
+        definition.kind, "function"
+    )
+    sentence = f"is a {what}"
+    names = [f"`{p}`" for p, _required in definition.params]
+    if names:
+        sentence += " taking " + ", ".join(names)
+    returns = re.search(r"->\s*(.+)$", definition.signature)
+    if returns and definition.kind != "class":
+        sentence += f" and returning `{returns.group(1).strip()}`"
+    return sentence + "."
+
+
+def lead(definition: Definition) -> str:
+    """`name` (path:line): summary — or what the signature says."""
+    if definition.summary:
+        return f"`{definition.name}` ({cite(definition)}): {definition.summary}"
+    return f"`{definition.name}` ({cite(definition)}) {signature_sentence(definition)}"
+
+
+def quote_code(text: str, path: str, lines: int = QUOTE_LINES) -> str:
+    """The first non-blank lines of a definition's code, dedented and fenced (never a prompt
+    stop): the lines an answer quotes."""
+    kept: list[str] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if any(token in line for token in UNSAFE):
+            break
+        kept.append(line[:MAX_QUOTE_LINE].rstrip())
+        if len(kept) >= lines:
+            break
+    if not kept:
+        return ""
+    body = textwrap.dedent("\n".join(kept))
+    return f"```{fence_language(path)}\n{body}\n```"
 
 
 def snippet_of(source: Any, definition: Definition) -> ContextSnippet:
