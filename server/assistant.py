@@ -534,7 +534,7 @@ class Assistant:
     ) -> Answer:
         """Answer from retrieved chunks of every folder; the sources are always listed.
         `on_text` sees the answer grow (a client can show it as it comes)."""
-        from repotune.server.completion.context import ContextSnippet
+        from repotune.server.completion.context import as_snippets
 
         started = time.perf_counter()
         engine = self._engine
@@ -549,10 +549,7 @@ class Assistant:
         hits.sort(key=lambda item: -item[1].score)
         hits = hits[: max(self.settings.retrieval.top_k, 1)]
         retrieval_ms = (time.perf_counter() - started) * 1000.0
-        snippets = [
-            ContextSnippet(path=c.path, text=c.text, start_line=c.start_line, end_line=c.end_line)
-            for _, c in hits
-        ]
+        snippets = as_snippets(c for _, c in hits)
         generate_started = time.perf_counter()
         self._set_state("busy")
         try:

@@ -19,6 +19,7 @@ class ContextSnippet:
     text: str
     start_line: int = 1
     end_line: int | None = None
+    symbol: str | None = None  # the chunk's definition ("Owner.member"), when retrieval knows it
 
     @property
     def last_line(self) -> int:
@@ -41,6 +42,7 @@ def as_snippet(item: Any) -> ContextSnippet:
         text=str(item.text),
         start_line=int(getattr(item, "start_line", 1) or 1),
         end_line=getattr(item, "end_line", None),
+        symbol=getattr(item, "symbol", None),
     )
 
 

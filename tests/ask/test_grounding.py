@@ -163,3 +163,19 @@ def test_a_pasted_docstring_sentence_finds_its_definition() -> None:
     assert subject_definition(question, [RECEIPT, BILLING]) == NameSite(
         "total", "shop/billing.py", 11
     )
+
+
+def test_a_chunk_symbol_names_the_owner_when_its_class_line_is_not_shown() -> None:
+    from repotune.server.completion.context import as_snippets
+    from repotune.server.index.retrieval import RetrievedChunk
+
+    method_only = RetrievedChunk(
+        path="shop/billing.py", start_line=30, end_line=32,
+        text="    def total(self) -> float:\n        return self.net + self.tax\n",
+        symbol="Invoice.total", kind="method", language="python", score=0.5, sources=("lexical",),
+    )  # fmt: skip
+    snippets = as_snippets([RECEIPT, method_only])
+    assert snippets[1].symbol == "Invoice.total"  # retrieval's symbol reaches the answer
+    assert subject_definition("How is `Invoice.total` computed?", snippets) == NameSite(
+        "Invoice.total", "shop/billing.py", 30
+    )
