@@ -12,6 +12,7 @@ from repotune.server.ask.grounding import (
     ABSTAIN,
     contradicting_definition,
     grounded_opening,
+    named_definition,
     subject_definition,
     unsupported_name,
 )
@@ -51,8 +52,11 @@ def answer(
             text = continue_document(
                 llm, settings, question, snippets, max_tokens, cancel, deadline, on_text=on_text
             )
-            # ... and so is an abstention that denies a definition the snippets hold.
-            subject = contradicting_definition(question, text, snippets)
+            # ... and so is an abstention that denies a definition the snippets hold, or an
+            # answer that names one (the model picked it; the code gives its lines).
+            subject = contradicting_definition(question, text, snippets) or named_definition(
+                text, snippets
+            )
         if subject is not None and not cancel.is_set() and time.monotonic() < deadline:
             text = continue_document(
                 llm,

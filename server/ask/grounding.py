@@ -177,6 +177,19 @@ def contradicting_definition(
     return _asked_definition(question, answer, snippets)
 
 
+def named_definition(answer: str, snippets: Sequence[object]) -> NameSite | None:
+    """The definition that a (non-abstaining) answer names first in backticks, when a snippet
+    defines it: the model chose it, and its citation and lines are then read from the code."""
+    if is_abstention(answer):
+        return None
+    defined = {site.name: site for site in name_sites(snippets)}
+    for match in re.finditer(r"`([A-Za-z_][A-Za-z0-9_.]*)(?:\(\))?`", answer):
+        site = defined.get(match.group(1).rsplit(".", 1)[-1])
+        if site is not None and len(site.name) > 2:
+            return site
+    return None
+
+
 def subject_definition(question: str, snippets: Sequence[object]) -> NameSite | None:
     """The definition in `snippets` that `question` asks about: a name it writes that a snippet
     defines, or a defined name whose every word it uses. The answer cites this site itself."""

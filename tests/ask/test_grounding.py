@@ -179,3 +179,14 @@ def test_a_chunk_symbol_names_the_owner_when_its_class_line_is_not_shown() -> No
     assert subject_definition("How is `Invoice.total` computed?", snippets) == NameSite(
         "Invoice.total", "shop/billing.py", 30
     )
+
+
+def test_an_answer_that_names_a_defined_function_is_grounded_on_it() -> None:
+    from repotune.server.ask.grounding import named_definition
+
+    answer = "`area_of_square()` is the function that squares a side."
+    assert named_definition(answer, [GEOMETRY]) == NameSite("area_of_square", "geometry.py", 9)
+    assert named_definition("It uses `math.pi`.", [GEOMETRY]) is None  # not defined here
+    assert (
+        named_definition("The indexed code does not define `area_of_square`.", [GEOMETRY]) is None
+    )
