@@ -92,6 +92,15 @@ def git_commit(root: Path = SOURCE_ROOT) -> dict[str, Any] | None:
     return {"sha": commit, "dirty": bool(changes.strip())}
 
 
+def source_commit() -> dict[str, Any]:
+    """The commit fields an evaluation report carries: {"commit": sha, "dirty": bool}, both None
+    outside a checkout."""
+    found = git_commit()
+    if found is None:
+        return {"commit": None, "dirty": None}
+    return {"commit": found["sha"], "dirty": found["dirty"]}
+
+
 def record(benchmark: str, result: dict[str, Any], argv: list[str] | None = None) -> dict[str, Any]:
     """The stored form of one result."""
     args = sys.argv[1:] if argv is None else argv

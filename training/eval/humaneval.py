@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import gzip
 import json
-import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from repotune.server.bench.record import machine_facts
+from repotune.server.bench.record import machine_facts, source_commit
 from repotune.server.config import Settings, SettingsError, load_settings, settings_with
 from repotune.server.models import DEFAULT_REF, NO_ADAPTER
 from repotune.training.eval.config import EVAL_COMPLETION, LOAD_TIMEOUT_S
@@ -238,27 +237,6 @@ def describe_adapter(settings: Settings) -> dict[str, Any]:
         return {"adapter": settings.model.adapter or NO_ADAPTER, "path": None, "sha256": None}
     resolved = resolve_adapter(reference)
     return {"adapter": reference, "path": str(resolved.path), "sha256": resolved.sha256}
-
-
-def source_commit() -> dict[str, Any]:
-    """The git commit of the RepoTune source that ran (None outside a checkout)."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return {"commit": None, "dirty": None}
-    return {"commit": head, "dirty": bool(dirty)}
 
 
 def run(config: HumanEvalConfig) -> dict[str, Any]:

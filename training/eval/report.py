@@ -25,6 +25,11 @@ def markdown(result: dict[str, Any]) -> str:
         "# RepoTune evaluation",
         "",
         f"Command: `{config['command']}`  ",
+        *(
+            [f"Commit: {config['commit']}{' (with local changes)' if config['dirty'] else ''}  "]
+            if config.get("commit")
+            else []
+        ),
         f"Machine: {result['machine']['summary']}  ",
         f"Duration: {result['duration_s'] / 60:.1f} min; generator: {config['generator']}; "
         f"decoding: greedy, same prompt budget for every condition "

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from repotune.server.bench.record import machine_facts
+from repotune.server.bench.record import machine_facts, source_commit
 from repotune.server.config import Settings
 from repotune.server.models import DEFAULT_REF, NO_ADAPTER
 from repotune.training.data.examples import Retriever, TokenCounter
@@ -336,6 +336,7 @@ def run_config(
     """What the run was, as recorded in the result: command, counts, generator, settings."""
     return {
         "command": config.command,
+        **source_commit(),
         "repos": config.repos,
         "conditions": list(conditions),
         "counts": {k: config.counts.get(k, 0) for k in KINDS}

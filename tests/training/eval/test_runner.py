@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import copy_fixture_repo
+from repotune.server.bench.record import SOURCE_ROOT
 from repotune.training.eval.config import EvalConfig, validate
 from repotune.training.eval.runner import quality, run
 
@@ -73,6 +74,11 @@ def test_same_seed_same_figures(fixture_repo: dict) -> None:
     assert (out / "eval.png").read_bytes()[:4] == b"\x89PNG"
     table = (out / "eval.md").read_text()
     assert "| base+ctx |" in table and "base+ctx − base" in table and "McNemar" in table
+    # the report names the RepoTune commit that ran (results are stored by commit)
+    head = subprocess.run(
+        ["git", "-C", str(SOURCE_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    assert first["config"]["commit"] == head and f"Commit: {head}" in table
     rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 8
     by_condition: dict[str, list[int]] = {}
