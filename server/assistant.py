@@ -29,9 +29,6 @@ EventSink = Callable[[dict[str, Any]], None]
 # prompt never holds buffer text farther from the cursor than tokens * this.
 MAX_CHARS_PER_TOKEN = 64
 
-# The most characters of a question that retrieval searches for (the model sees more of it).
-MAX_QUERY_CHARS = 4_000
-
 
 @dataclass(frozen=True)
 class Citation:
@@ -542,10 +539,9 @@ class Assistant:
             reason = engine.load_error if engine is not None and engine.load_error else "loading"
             raise RuntimeError(f"the model is not ready ({reason})")
         hits: list[tuple[Path, RetrievedChunk]] = []
-        query = question[:MAX_QUERY_CHARS]  # a pasted log as a question: search by its start
         for root, index in list(self._folders.items()):
             k = self._folder_settings[root].retrieval.top_k or 5
-            hits.extend((root, chunk) for chunk in index.search(query, k))
+            hits.extend((root, chunk) for chunk in index.search_question(question, k))
         hits.sort(key=lambda item: -item[1].score)
         hits = hits[: max(self.settings.retrieval.top_k, 1)]
         retrieval_ms = (time.perf_counter() - started) * 1000.0

@@ -233,7 +233,7 @@ def _member_site(
     question: str, defined: Sequence[NameSite], snippets: Sequence[object]
 ) -> NameSite | None:
     """For `Owner.member` in the question: the site of `member` in Owner's code (the chunk's
-    symbol, or a snippet that also defines Owner), else any site of `member`."""
+    symbol, or a snippet that also defines Owner)."""
     for owner, member in _DOTTED.findall(question):
         sites = [d for d in defined if d.name == member]
         for site in sites:
@@ -244,9 +244,7 @@ def _member_site(
                     rf"\b(?:class|struct|impl|interface|module)\s+{re.escape(owner)}\b", text
                 ):
                     return NameSite(f"{owner}.{member}", site.path, site.line)
-        if sites:
-            return NameSite(f"{owner}.{member}", sites[0].path, sites[0].line)
-    return None
+    return None  # another owner's member is not what was asked about
 
 
 def _quoted_site(

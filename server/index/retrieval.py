@@ -221,6 +221,31 @@ def _in_region(row: Any, exclude: Region | None) -> bool:
     )
 
 
+# How a question writes code: `Owner.member`, or a name with an underscore or an inner capital.
+_QUESTION_DOTTED = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*)\b")
+_QUESTION_CODE = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)`|\b([A-Za-z]\w*_\w+|[a-z]+[A-Z]\w*)\b")
+MAX_QUESTION_NAMES = 8
+# `setup.py` in a question is a file, not Owner.member.
+_FILE_SUFFIXES = frozenset(
+    {"py", "ts", "tsx", "js", "jsx", "go", "rs", "java", "c", "h", "cpp", "cs", "rb", "md", "toml",
+     "json", "yaml", "yml", "txt", "cfg", "ini", "env", "lock"}
+)  # fmt: skip
+
+
+def question_names(question: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The `Owner.member` symbols and the bare code names a question writes, for the definition
+    ranking of an ask."""
+    symbols = [
+        s for s in _QUESTION_DOTTED.findall(question) if s.rsplit(".", 1)[-1] not in _FILE_SUFFIXES
+    ]
+    names: dict[str, None] = {}
+    for symbol in symbols:
+        names.setdefault(symbol.rsplit(".", 1)[-1], None)
+    for match in _QUESTION_CODE.finditer(question):
+        names.setdefault(match.group(1) or match.group(2), None)
+    return tuple(symbols[:MAX_QUESTION_NAMES]), tuple(list(names)[:MAX_QUESTION_NAMES])
+
+
 @dataclass
 class SearchTimings:
     embed_ms: float = 0.0
@@ -283,11 +308,14 @@ class HybridRetriever:
         self.weights = {"definition": definition_weight}
         self.last_timings = SearchTimings()
 
-    def definition_ranking(self, names: Sequence[str], n: int, skip_path: str | None) -> list[str]:
-        """Chunks defining the given names, in the names' order; names defined in more than
-        MAX_DEFINITION_SITES places are ambiguous and skipped."""
+    def definition_ranking(
+        self, names: Sequence[str], n: int, skip_path: str | None, symbols: Sequence[str] = ()
+    ) -> list[str]:
+        """Chunks defining the given `Owner.member` symbols exactly, then the given names, in
+        their order; names defined in more than MAX_DEFINITION_SITES places are ambiguous and
+        skipped."""
         sites = self.store.definition_sites(names, MAX_DEFINITION_SITES)
-        ranking: dict[str, None] = {}  # ordered, without repeats
+        ranking: dict[str, None] = dict.fromkeys(self.store.symbol_sites(symbols))
         for name in names:
             for chunk_id, path in sites.get(name, []):
                 if path != skip_path:
@@ -303,8 +331,10 @@ class HybridRetriever:
         exclude: Region | None = None,
         dense_query: str | None = None,
         names: Sequence[str] = (),
+        symbols: Sequence[str] = (),
     ) -> list[RetrievedChunk]:
-        """`dense_query` (default: `query`) is the text embedded for the dense ranking."""
+        """`dense_query` (default: `query`) is the text embedded for the dense ranking; `names`
+        and `symbols` (`Owner.member`) add the ranking of where they are defined."""
         started = time.perf_counter()
         timings = SearchTimings()
         if k <= 0 or not query.strip():
@@ -315,10 +345,10 @@ class HybridRetriever:
         t0 = time.perf_counter()
         rankings["lexical"] = [cid for cid, _ in self.store.lexical_search(query, n)]
         timings.lexical_ms = (time.perf_counter() - t0) * 1000
-        if names and self.weights["definition"] > 0:
+        if (names or symbols) and self.weights["definition"] > 0:
             t0 = time.perf_counter()
             skip_path = exclude[0] if exclude is not None else None
-            rankings["definition"] = self.definition_ranking(names, n, skip_path)
+            rankings["definition"] = self.definition_ranking(names, n, skip_path, symbols)
             timings.definitions_ms = (time.perf_counter() - t0) * 1000
         if self.embed_query is not None and self.store.dense_enabled:
             t0 = time.perf_counter()

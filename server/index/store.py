@@ -517,6 +517,24 @@ class Store:
             rows = self._db.execute(f"SELECT * FROM chunks WHERE id IN ({marks})", list(ids))
             return {row["id"]: row for row in rows}
 
+    def symbol_sites(self, symbols: Sequence[str]) -> list[str]:
+        """Chunks where `Owner.member` symbols are defined — the member's own chunk, or its
+        owner's when the class is kept whole — in the symbols' order: a question's
+        `Owner.member`, exactly."""
+        found: dict[str, None] = {}
+        with self._lock:
+            for symbol in symbols:
+                owner, _, member = symbol.rpartition(".")
+                rows = self._db.execute(
+                    "SELECT d.chunk_id FROM definitions d JOIN chunks c ON c.id = d.chunk_id"
+                    " WHERE d.name = ? AND (c.symbol IN (?, ?) OR c.symbol LIKE ?"
+                    " OR c.symbol LIKE ?) ORDER BY c.symbol = ? DESC",
+                    (member, symbol, owner, f"%.{symbol}", f"%.{owner}", symbol),
+                ).fetchall()
+                for (chunk_id,) in rows:
+                    found.setdefault(chunk_id, None)
+        return list(found)
+
     def definition_sites(
         self, names: Sequence[str], max_sites: int
     ) -> dict[str, list[tuple[str, str]]]:

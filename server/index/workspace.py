@@ -30,6 +30,7 @@ from repotune.server.index.retrieval import (
     RetrievedChunk,
     cursor_queries,
     cursor_region,
+    question_names,
 )
 from repotune.server.index.shared import SharedCache
 from repotune.server.index.store import Store, index_location
@@ -43,6 +44,8 @@ WORK_QUEUE_SIZE = 1024
 # A query waits at most this long for the embedder (busy with a batch) before going lexical-only.
 QUERY_EMBED_WAIT_S = 0.3
 QUERY_CACHE_SIZE = 256
+# The most characters of a question that retrieval searches for (the model sees more of it).
+MAX_QUESTION_CHARS = 4_000
 
 EventCallback = Callable[[dict[str, Any]], None]
 
@@ -392,11 +395,17 @@ class WorkspaceIndex:
         exclude: Region | None = None,
         dense_query: str | None = None,
         names: tuple[str, ...] = (),
+        symbols: tuple[str, ...] = (),
     ) -> list[RetrievedChunk]:
         """Top-k chunks for a query, fused from what exists now (thread-safe)."""
-        return self.retriever.search(
-            query, self.settings.retrieval.top_k if k is None else k, exclude, dense_query, names
-        )
+        top_k = self.settings.retrieval.top_k if k is None else k
+        return self.retriever.search(query, top_k, exclude, dense_query, names, symbols)
+
+    def search_question(self, question: str, k: int | None = None) -> list[RetrievedChunk]:
+        """Chunks for a question: its text (the start of a pasted log), plus where the code it
+        names is defined; the one recipe of `repotune ask`, the editors and the evaluation."""
+        symbols, names = question_names(question)
+        return self.search(question[:MAX_QUESTION_CHARS], k, names=names, symbols=symbols)
 
     def search_cursor(
         self, path: str, prefix: str, suffix: str, k: int | None = None

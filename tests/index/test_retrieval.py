@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -293,3 +294,37 @@ def test_import_lines_follow_bracketed_and_continued_imports() -> None:
     assert list(import_lines(lines)) == [
         line for line in lines if line not in ("x = compute()", "const y = 2;")
     ]
+
+
+PLUGIN_FILES = {
+    f"plugins/plugin_{i}.py": f"class Plugin{i}:\n"
+    f"    def setup(self, app):\n        app.register({i})\n        return app\n"
+    for i in range(5)
+}
+
+
+def test_question_names_are_symbols_and_code_names() -> None:
+    from repotune.server.index.retrieval import question_names
+
+    symbols, names = question_names("What does `Plugin2.setup` do with app_state in setup.py?")
+    assert symbols == ("Plugin2.setup",)  # setup.py is a file, not Owner.member
+    assert names == ("setup", "app_state")
+
+
+def test_a_question_about_owner_member_retrieves_that_owners_definition(
+    tmp_path: Path, embedder: Any
+) -> None:
+    root = tmp_path / "repo"
+    for rel, text in PLUGIN_FILES.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    workspace = WorkspaceIndex(root, Settings(), embedder=embedder, location=tmp_path / "index")
+    workspace.start(watch=False)
+    try:
+        assert workspace.wait_idle(120)
+        # `setup` is defined in five files (ambiguous by name); the symbol picks one
+        hits = workspace.search_question("What does `Plugin3.setup` do?", 3)
+        assert hits[0].path == "plugins/plugin_3.py", [(h.path, h.sources) for h in hits]
+        assert "definition" in hits[0].sources and hits[0].symbol == "Plugin3"  # kept whole
+    finally:
+        workspace.close()

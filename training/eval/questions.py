@@ -132,7 +132,7 @@ def ask_context(index: Any, question: str, settings: Any) -> list[Any]:
     """What the server's ask retrieves for a question (`Assistant.ask`: top_k by score)."""
     from repotune.server.completion.context import as_snippets
 
-    return as_snippets(index.search(question, max(settings.retrieval.top_k, 1)))
+    return as_snippets(index.search_question(question, max(settings.retrieval.top_k, 1)))
 
 
 # --------------------------------------------------------------------------- answering
