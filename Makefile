@@ -81,7 +81,8 @@ test-python: $(STAMP)
 	$(BIN)/python -m pytest -ra
 
 # Proof of the GPU path on any Vulkan device (Mesa's lavapipe, a software one, where there is no
-# GPU: apt-get install mesa-vulkan-drivers libvulkan-dev glslc spirv-headers). A Vulkan build of
+# GPU: apt-get install mesa-vulkan-drivers libvulkan-dev glslc spirv-headers; the vendored llama.cpp
+# needs Vulkan headers >= 1.3.272, newer than Debian 12's: see README, GPU). A Vulkan build of
 # llama-cpp-python in its own venv must give the CPU build's greedy tokens and embeddings.
 # Everything else in that venv is the dev venv's (a .pth behind it), so only llama.cpp differs;
 # the .pth is written after the build, so pip never sees (or uninstalls) the dev venv's copy.
