@@ -1,7 +1,7 @@
 """Questions about a repository answered from its own code, without a teacher.
 
 The kinds users ask — what does X do, where is X defined (and used), how do I call X, which
-function does Y, what does this setting do — asked about the definitions `data.definitions` reads
+function does Y, what does this setting do — asked about the definitions `server/ask/definitions.py` reads
 from each file, in the server's question prompt with retrieved context (data.qa). Answers are
 composed from the code only, in one fixed layout a small model can learn:
 
