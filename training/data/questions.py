@@ -1,8 +1,9 @@
 """Questions about a repository answered from its own code, without a teacher.
 
 The kinds users ask — what does X do, where is X defined (and used), how do I call X, which
-function does Y, what does this setting do — asked about the definitions `server/ask/definitions.py` reads
-from each file, in the server's question prompt with retrieved context (data.qa). Answers are
+function does Y, what does this setting do — asked about the definitions that
+server/ask/definitions.py reads from each file, in the server's question prompt with retrieved
+context (data.qa). Answers are
 composed from the code only, in one fixed layout a small model can learn:
 
     `parse_pin` (training/eval/corpora.py:49): Parse one pinned requirement line.
