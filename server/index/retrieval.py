@@ -255,6 +255,13 @@ class SearchTimings:
     total_ms: float = 0.0
 
 
+# The first line of a definition (or its decorator): never part of a header to cut.
+_DEFINITION_START = re.compile(
+    r"(?:@|(?:export\s+)?(?:default\s+)?(?:pub(?:\([^)]*\))?\s+)?(?:async\s+)?"
+    r"(?:def|class|function|fn|func|interface|struct|enum|trait|impl|module|namespace)\b)"
+)
+
+
 def boilerplate_lines(rows: Iterable[Any]) -> set[str]:
     """Lines (stripped) among the first BOILERPLATE_SCAN_LINES of candidates from at least
     BOILERPLATE_FILES files."""
@@ -277,8 +284,8 @@ def trim_boilerplate(text: str, start_line: int, boilerplate: set[str]) -> tuple
     position = 0
     while position < len(lines):
         line = lines[position].strip()
-        if line and line not in boilerplate:
-            break
+        if line and (line not in boilerplate or _DEFINITION_START.match(line)):
+            break  # a definition several files share (an interface's method) is code, not a header
         run += bool(line)
         position += 1
     if run < BOILERPLATE_RUN:

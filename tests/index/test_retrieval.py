@@ -191,6 +191,11 @@ def test_boilerplate_head_is_trimmed_and_pure_boilerplate_dropped() -> None:
     assert trim_boilerplate(short, 5, common) == (short, 5)
     # lines shared by fewer than BOILERPLATE_FILES files are no boilerplate
     assert boilerplate_lines(rows[:2]) == set()
+    # a method signature that several classes share (an interface) is kept: it is the code
+    method = "    def generate(\n        self,\n        model_input,\n    ):\n        return 1\n"
+    shared = boilerplate_lines([{"path": f"m{i}.py", "text": method} for i in range(3)])
+    assert "def generate(" in shared
+    assert trim_boilerplate(method, 20, shared) == (method, 20)
 
 
 LICENSE = "".join(
