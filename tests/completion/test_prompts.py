@@ -317,7 +317,7 @@ class Chunk:  # the shape of retrieval's RetrievedChunk
 
 def test_retrieved_chunks_convert_to_snippets() -> None:
     snippet = as_snippet(Chunk("a.py", 3, 4, "x = 1\ny = 2\n"))
-    assert snippet == ContextSnippet("a.py", "x = 1\ny = 2\n", 3, 4)
+    assert snippet == ContextSnippet("a.py", "x = 1\ny = 2\n", 3, 4, symbol="f")
     assert snippet.citation == "a.py:3-4"
     assert ContextSnippet("b.py", "one\ntwo\n", 7).citation == "b.py:7-8"
 
