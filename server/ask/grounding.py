@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from repotune.server.ask.definitions import definition_in_snippet, lead, quote_code
+from repotune.server.index.retrieval import question_names
 
 # The trained abstentions (training builds its question examples with these).
 ABSTAIN = "The indexed code does not define `{name}`."
@@ -33,9 +34,7 @@ _ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*(?::[^=\n]+)?=(?!=)", re.
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CAMEL_PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
-# `Owner.member` as a question writes a method or attribute.
-_DOTTED = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)\b")
-# A quoted phrase ("...", '...', “...”): often a docstring sentence pasted into the question.
+# A quoted phrase ("..." or “...”): often a docstring sentence pasted into the question.
 _QUOTED = re.compile(r"\"([^\"]{8,300})\"|“([^”]{8,300})”")
 # Words of a question that say nothing about which code is meant.
 _FILLER = frozenset(
@@ -234,7 +233,8 @@ def _member_site(
 ) -> NameSite | None:
     """For `Owner.member` in the question: the site of `member` in Owner's code (the chunk's
     symbol, or a snippet that also defines Owner)."""
-    for owner, member in _DOTTED.findall(question):
+    symbols, _names = question_names(question)  # what retrieval looked up for the question
+    for owner, _, member in (symbol.rpartition(".") for symbol in symbols):
         sites = [d for d in defined if d.name == member]
         for site in sites:
             for snippet in _holding(site, snippets):
