@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from repotune.server.ask.stream import OnText, ignore_text
-from repotune.server.config import Settings, SettingsError, load_settings, settings_with
+from repotune.server.config import Settings, load_settings, settings_with
+from repotune.server.folders import WorkspaceFolders
 from repotune.server.index.redact import redact_buffer
 
 if TYPE_CHECKING:
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
     from repotune.server.completion.remote import EndpointEngine
     from repotune.server.completion.request import CompletionRequest
     from repotune.server.index.retrieval import RetrievedChunk
-    from repotune.server.index.workspace import WorkspaceIndex
 
 EventSink = Callable[[dict[str, Any]], None]
 # No tokenizer's token covers more characters than this (long whitespace runs included), so a
@@ -75,21 +75,21 @@ class Assistant:
     def __init__(
         self, editor_overrides: Mapping[str, Any] | None = None, on_event: EventSink | None = None
     ) -> None:
-        self._editor_overrides: dict[str, Any] = dict(editor_overrides or {})
         self._on_event = on_event or (lambda event: None)
         self._lock = threading.RLock()
-        self._reload_lock = threading.Lock()
-        self._folders: dict[Path, WorkspaceIndex] = {}
         # Model and index modules load after `initialize` is answered (it must be instant).
         from repotune.server.llm.embeddings import SharedEmbedders
 
         self._embedders = SharedEmbedders()  # one embedder for all folders
-        self._folder_settings: dict[Path, Settings] = {}
-        self._folder_errors: dict[Path, str] = {}  # folders whose index could not be opened
-        self._settings_errors: dict[Path, str] = {}  # folders whose own settings are invalid
-        self._reopening: set[Path] = set()  # folders whose index is being replaced in place
+        self.folders = WorkspaceFolders(
+            self._embedders,
+            editor_overrides or {},
+            self._on_event,
+            self._record_error,
+            self._emit_status,
+        )
         self.errors: list[str] = []
-        self.settings = self._settings_for(None)
+        self.settings = load_settings(None, editor_overrides or {})
         self._engine: CompletionEngine | EndpointEngine | None = None
         self._state = "starting"
         self.counters = {
@@ -107,129 +107,25 @@ class Assistant:
 
     # ------------------------------------------------------------------ settings
 
-    def _settings_for(self, root: Path | None) -> Settings:
-        return load_settings(root, self._editor_overrides)
-
     def update_editor_settings(self, overrides: Mapping[str, Any], source: str) -> None:
         """Apply new editor settings; on error nothing changes and SettingsError is raised.
         Index rules that changed are applied to each folder's index (with a full pass)."""
         with self._lock:
             new_base = settings_with(Settings(), overrides, source)  # validates the layer
-            new_folder_settings = {
-                root: self._load_folder_settings(root, overrides, source) for root in self._folders
-            }
+            changes = self.folders.replace_overrides(overrides, source)
             old_settings = self.settings
-            old_folder_settings = dict(self._folder_settings)
-            self._editor_overrides = dict(overrides)
-            self._folder_settings = new_folder_settings
-            self.settings = self._primary_settings(default=new_base)
+            self.settings = self.folders.primary_settings(default=new_base)
             # The engine applies completion-only changes at once and reloads the model in the
             # background only when model settings changed.
             if self._engine is not None and self.settings != old_settings:
                 self._engine = self._engine_for(self.settings)
-        for root, settings in list(new_folder_settings.items()):
-            self._apply_index_settings(root, old_folder_settings.get(root), settings)
+        for root, (old, new) in changes.items():
+            self.folders.apply_index_settings(root, old, new)
         self._emit_status()
-
-    def _load_folder_settings(
-        self, root: Path, overrides: Mapping[str, Any], source: str = "editor settings"
-    ) -> Settings:
-        """A folder's settings; when its own file is invalid (or refused, like an index_dir
-        outside its .repotune/), the error is kept for the status and the editor's apply."""
-        try:
-            settings = load_settings(root, overrides, source)
-        except SettingsError as exc:
-            self._settings_errors[root] = f"{exc} (the folder uses the editor's settings)"
-            if self._settings_errors[root] not in self.errors:
-                self._record_error(self._settings_errors[root])
-            return load_settings(None, overrides, source)
-        self._settings_errors.pop(root, None)
-        return settings
-
-    def reload_folder_settings(self, root: Path) -> None:
-        """Re-read a folder's own settings file (it changed, or a reindex was asked for) and
-        apply what changed; an invalid file is reported and the editor's settings are used."""
-        root = root.resolve()
-        # One at a time: a save sends several events, and an early reader may see a half-written
-        # file; serialized, the last one to run reads the file as it ends up.
-        with self._reload_lock:
-            settings = self._load_folder_settings(root, self._editor_overrides)
-            with self._lock:
-                if root not in self._folders:
-                    return
-                old = self._folder_settings.get(root)
-                self._folder_settings[root] = settings
-            self._apply_index_settings(root, old, settings)
-        self._emit_status()
-
-    def _apply_index_settings(self, root: Path, old: Settings | None, new: Settings) -> None:
-        """Filter rules go to the running index (a full pass); where the index lives, how it
-        chunks or embeds need a new index, so the folder's index is replaced."""
-        index = self._folders.get(root)
-        if index is None or old is None or old == new:
-            if index is not None:
-                index.settings = new
-            return
-        filter_keys = {"exclude", "include", "secret_patterns", "max_file_bytes"}
-        old_rest = old.index.model_dump(exclude=filter_keys)
-        new_rest = new.index.model_dump(exclude=filter_keys)
-        if old_rest != new_rest or old.model.embedder != new.model.embedder:
-            self._replace_index(root, index, new)
-            return
-        if old.index != new.index:
-            index.apply_filter_settings(new)
-        else:
-            index.settings = new
-
-    def _replace_index(self, root: Path, current: WorkspaceIndex, settings: Settings) -> None:
-        """Swap a folder's index for one built with new settings; the folder stays listed
-        throughout (as "reopening" while no index serves it), so clients never see it vanish."""
-        from repotune.server.index.store import index_location
-
-        moved = index_location(root, settings) != current.location
-        if not moved:  # the same files: the old index must let go of them first
-            with self._lock:
-                if not self._registered(root, current):
-                    return  # removed or replaced meanwhile
-                del self._folders[root]
-                self._reopening.add(root)
-            current.close()
-        try:
-            replacement = self._open_index(root, settings)
-        except Exception as exc:  # no index for this folder; completions still work
-            replacement, error = None, f"{root}: the index cannot be used: {exc}"
-        with self._lock:
-            wanted = self._registered(root, current) if moved else root in self._reopening
-            self._reopening.discard(root)
-            if wanted and moved:
-                del self._folders[root]
-            if wanted and replacement is not None:
-                self._folders[root] = replacement
-                self._folder_settings[root] = settings
-            elif wanted:
-                self._folder_errors[root] = error
-        if replacement is None and wanted:
-            self._record_error(error)
-        if replacement is not None and wanted:
-            replacement.start(watch=True)
-        elif replacement is not None:
-            replacement.close()
-        if moved and wanted:
-            current.close()
-        self._emit_status()
-
-    def _registered(self, root: Path, index: WorkspaceIndex) -> bool:
-        return self._folders.get(root) is index
-
-    def _primary_settings(self, default: Settings) -> Settings:
-        """The model is shared by all folders; the first folder's settings choose it."""
-        for root in self._folders:
-            return self._folder_settings[root]
-        return default
 
     def settings_for_path(self, path: Path) -> Settings:
-        root = self.folder_for(path)
-        return self._folder_settings[root] if root is not None else self.settings
+        root = self.folders.folder_for(path)
+        return self.folders.settings_of(root) if root is not None else self.settings
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -251,91 +147,37 @@ class Assistant:
     def engine(self) -> CompletionEngine | EndpointEngine | None:
         return self._engine
 
-    def _open_index(self, root: Path, settings: Settings) -> WorkspaceIndex:
-        from repotune.server.index.workspace import WorkspaceIndex
-
-        return WorkspaceIndex(
-            root,
-            settings,
-            self._index_event(root),
-            shared_embedders=self._embedders,
-            on_settings_file=lambda: self.reload_folder_settings(root),
-        )
-
     def add_folder(self, root: Path, watch: bool = True) -> None:
-        root = root.resolve()
-        with self._lock:
-            if root in self._folders:
-                return
-            settings = self._load_folder_settings(root, self._editor_overrides)
-            try:
-                index = self._open_index(root, settings)
-            except Exception as exc:  # no index for this folder; completions still work
-                self._folder_errors[root] = f"{root}: the index cannot be used: {exc}"
-                self._record_error(self._folder_errors[root])
-                self._emit_status()
-                return
-            self._folder_errors.pop(root, None)
-            self._folder_settings[root] = settings
-            self._folders[root] = index
-            was_first = len(self._folders) == 1
-        index.start(watch=watch)
-        if was_first:
-            previous, self.settings = self.settings, settings
-            if self._engine is not None and settings != previous:
-                self._engine = self._engine_for(settings)
+        first_settings = self.folders.add(root, watch)
+        if first_settings is not None:  # the first folder's settings choose the model
+            with self._lock:
+                previous, self.settings = self.settings, first_settings
+                if self._engine is not None and first_settings != previous:
+                    self._engine = self._engine_for(first_settings)
         self._emit_status()
 
     def remove_folder(self, root: Path) -> None:
-        with self._lock:
-            self._folder_errors.pop(root.resolve(), None)
-            self._settings_errors.pop(root.resolve(), None)
-            index = self._folders.pop(root.resolve(), None)
-            self._folder_settings.pop(root.resolve(), None)
-            self._reopening.discard(root.resolve())
-        if index is not None:
-            index.close()
+        self.folders.remove(root)
         self._emit_status()
-
-    def folders(self) -> list[Path]:
-        return list(self._folders)
-
-    def folder_for(self, path: Path) -> Path | None:
-        if not path.is_absolute():
-            return None  # a buffer with no file (untitled:, a notebook cell): no index
-        resolved = path.resolve()
-        best: Path | None = None
-        for root in self._folders:
-            inside = resolved == root or root in resolved.parents
-            if inside and (best is None or len(root.parts) > len(best.parts)):
-                best = root
-        return best
-
-    def index_for(self, root: Path) -> WorkspaceIndex:
-        return self._folders[root]
 
     def reindex(self) -> None:
         """Re-read each folder's settings (applying changed rules) and re-check every file."""
-        for root in list(self._folders):
-            self.reload_folder_settings(root)
-        for root in list(self._folder_errors):  # the cause may be fixed by now
-            self.add_folder(root)
-        for index in list(self._folders.values()):
+        for root in self.folders.roots():
+            self.folders.reload_settings(root)
+        self.folders.retry_failed()
+        for _, index in self.folders.items():
             index.reindex()
         self._emit_status()
 
     def file_saved(self, path: Path) -> None:
-        root = self.folder_for(path)
+        root = self.folders.folder_for(path)
         if root is not None:
-            self._folders[root].notify_file_changed(path)
+            self.folders.index_for(root).notify_file_changed(path)
 
     def close(self) -> None:
         with self._lock:
-            indexes = list(self._folders.values())
-            self._folders.clear()
             engine, self._engine = self._engine, None
-        for index in indexes:
-            index.close()
+        self.folders.close()
         self._embedders.close()
         if engine is not None:
             engine.close()
@@ -346,13 +188,13 @@ class Assistant:
         self, path: Path, prefix: str, suffix: str, settings: Settings
     ) -> tuple[list[RetrievedChunk], float]:
         """Chunks for the cursor from the file's workspace index, minus the cursor's own window."""
-        root = self.folder_for(path)
+        root = self.folders.folder_for(path)
         if root is None or settings.retrieval.top_k == 0:
             return [], 0.0
         started = time.perf_counter()
         relative = path.resolve().relative_to(root).as_posix()
         try:
-            chunks = self._folders[root].search_cursor(
+            chunks = self.folders.index_for(root).search_cursor(
                 relative, prefix, suffix, settings.retrieval.top_k
             )
         except Exception as exc:  # a broken index must not cost the completion
@@ -454,7 +296,7 @@ class Assistant:
             limits.prefix_tokens * MAX_CHARS_PER_TOKEN,
             limits.suffix_tokens * MAX_CHARS_PER_TOKEN,
         )
-        root = self.folder_for(path)
+        root = self.folders.folder_for(path)
         relative = path.resolve().relative_to(root).as_posix() if root else path.name
         # The engine keeps one line's snippets while typing on it (KV-cache reuse), so
         # retrieval runs once per line, not once per keystroke.
@@ -504,7 +346,7 @@ class Assistant:
     def search(self, query: str, k: int = 8) -> list[dict[str, Any]]:
         """What retrieval returns for a query, so a user can see why an answer says what it says."""
         results: list[dict[str, Any]] = []
-        for root, index in list(self._folders.items()):
+        for root, index in self.folders.items():
             for chunk in index.search(query, k):
                 results.append(
                     {
@@ -539,8 +381,8 @@ class Assistant:
             reason = engine.load_error if engine is not None and engine.load_error else "loading"
             raise RuntimeError(f"the model is not ready ({reason})")
         hits: list[tuple[Path, RetrievedChunk]] = []
-        for root, index in list(self._folders.items()):
-            k = self._folder_settings[root].retrieval.top_k or 5
+        for root, index in self.folders.items():
+            k = self.folders.settings_of(root).retrieval.top_k or 5
             hits.extend((root, chunk) for chunk in index.search_question(question, k))
         hits.sort(key=lambda item: -item[1].score)
         hits = hits[: max(self.settings.retrieval.top_k, 1)]
@@ -580,35 +422,10 @@ class Assistant:
             self._state = state
             self._emit_status()
 
-    def _index_event(self, root: Path) -> EventSink:
-        def forward(event: Any) -> None:
-            payload = dict(event) if isinstance(event, Mapping) else dict(vars(event))
-            payload["root"] = str(root)
-            self._on_event({"type": "index", **payload})
-            if payload.get("phase") in ("idle", "done"):
-                self._emit_status()
-
-        return forward
-
     def status(self) -> dict[str, Any]:
         engine = self._engine
         engine_status: dict[str, Any] = engine.status() if engine is not None else {}
-        totals = {"files": 0, "chunks": 0, "dense_pending": 0}
-        folders = []
-        indexing = False
-        for root, index in list(self._folders.items()):
-            stats = index.stats()
-            folders.append({"root": str(root), **stats})
-            if root in self._settings_errors:
-                folders[-1]["settings_error"] = self._settings_errors[root]
-            for key in totals:
-                totals[key] += int(stats.get(key, 0) or 0)
-            indexing = indexing or not index.is_idle()
-        for root, error in list(self._folder_errors.items()):
-            folders.append({"root": str(root), "phase": "error", "error": error})
-        for root in list(self._reopening):
-            folders.append({"root": str(root), "phase": "reopening"})
-            indexing = True
+        folders, totals, indexing = self.folders.status()
         load_error = engine_status.get("load_error")
         if load_error:
             state, message = "error", str(load_error)
@@ -640,10 +457,9 @@ class Assistant:
         }
 
     def _standing_errors(self) -> list[str]:
-        """Errors that hold until fixed (a folder without index, a refused setting), even once
-        newer errors have pushed them out of the recent list."""
-        standing = [*self._folder_errors.values(), *self._settings_errors.values()]
-        return [error for error in standing if error not in self.errors]
+        """Errors that hold until fixed, even once newer errors have pushed them out of the
+        recent list."""
+        return [error for error in self.folders.standing_errors() if error not in self.errors]
 
     def _emit_status(self) -> None:
         try:

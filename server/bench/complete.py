@@ -333,7 +333,7 @@ def _open(workspace: Path, settings: Settings) -> tuple[Any, float, bool]:
     started = time.perf_counter()
     assistant.add_folder(workspace, watch=False)
     assistant.start()  # the model loads while the index builds
-    index = assistant.index_for(workspace)
+    index = assistant.folders.index_for(workspace)
     idle = index.wait_idle(timeout=600)
     index_s = time.perf_counter() - started
     engine = assistant.engine
@@ -387,7 +387,7 @@ def run_bench_complete(
         if compare_prompt_lookup and not truncated:
             lookup_ab = _compare_prompt_lookup(assistant, workspace, settings, sessions, debounce_s)
         status = engine.status()
-        index_stats = _index_stats(assistant.index_for(workspace))
+        index_stats = _index_stats(assistant.folders.index_for(workspace))
     finally:
         assistant.close()
 

@@ -278,7 +278,7 @@ def run_ask(workspace: Path, settings: Settings, question: str) -> None:
     try:
         assistant.add_folder(workspace, watch=False)
         assistant.start()  # the model loads while the index catches up
-        index = assistant.index_for(workspace.resolve())
+        index = assistant.folders.index_for(workspace.resolve())
         if not index.wait_lexical(INDEX_TIMEOUT_S):
             raise SystemExit("repotune: the index did not become searchable in time")
         dense_complete = index.wait_idle(DENSE_WAIT_S)

@@ -25,71 +25,12 @@ from typing import Any
 import numpy as np
 from repotune.server.config import Settings, cache_dir
 from repotune.server.index.chunking import Chunk
-from repotune.server.index.folder import (
-    DB_NAME,
-    IndexFolderError,
-    claim,
-    create_private_file,
-    wipe,
-)
-from repotune.server.index.terms import MAX_QUERY_TERMS, code_terms, query_terms
+from repotune.server.index.database import StoreError, connect, open_database
+from repotune.server.index.folder import DB_NAME, IndexFolderError, claim
+from repotune.server.index.lexical import LexicalIndex, TermCounts, fts_body, fts_names
 from repotune.server.index.vectors import Vectors, VectorStoreError
 
-INDEX_FORMAT_VERSION = 5
-# Terms found in more than this share of chunks say little and make FTS5 rank most of the table.
-COMMON_TERM_SHARE = 0.2
-# FTS5's cost grows with the postings it reads: terms are taken rarest first until their document
-# counts add up to this, so a query costs a few ms at 50,000 chunks (the rarest terms carry most
-# of BM25's weight anyway).
-QUERY_POSTINGS_BUDGET = 2000
-# Document counts come from fts5vocab, which walks a term's whole posting list per query term,
-# while reading the whole vocabulary once costs about as much as a few dozen queries. So all counts
-# are held in memory, refreshed in the background after this many seconds or file writes.
-TERM_COUNTS_TTL_S = 60.0
-TERM_COUNTS_MAX_WRITES = 64
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS files(
-    path TEXT PRIMARY KEY, hash TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
-    language TEXT, encoding TEXT, chunk_ids TEXT NOT NULL, indexed_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS chunks(
-    rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, path TEXT NOT NULL,
-    start_line INTEGER NOT NULL, end_line INTEGER NOT NULL, symbol TEXT, kind TEXT NOT NULL,
-    language TEXT NOT NULL, parent TEXT, signature TEXT, file_hash TEXT NOT NULL,
-    text TEXT NOT NULL, defines TEXT NOT NULL DEFAULT '');
-CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path);
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
-    names, body, tokenize = "unicode61 remove_diacritics 0 tokenchars '_'");
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks_vocab USING fts5vocab(chunks_fts, 'row');
-CREATE TABLE IF NOT EXISTS definitions(
-    name TEXT NOT NULL, chunk_id TEXT NOT NULL, path TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS definitions_name ON definitions(name);
-CREATE INDEX IF NOT EXISTS definitions_path ON definitions(path);
-CREATE TABLE IF NOT EXISTS dense_pending(id TEXT PRIMARY KEY, priority INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS dense_pending_order ON dense_pending(priority);
-CREATE TABLE IF NOT EXISTS dense_deleted(id TEXT PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS skipped(path TEXT PRIMARY KEY, reason TEXT NOT NULL);
-"""
-
-
-class StoreError(RuntimeError):
-    """The index could not be opened or written; the message says where and why."""
-
-
-# SQLite's result codes for a file that is not a database or is damaged: only these mean
-# "rebuild"; anything else (cannot open, read-only, permission denied) is an error to report.
-_SQLITE_CORRUPT = 11
-_SQLITE_NOTADB = 26
-
-
-def _is_corruption(error: sqlite3.Error) -> bool:
-    code = getattr(error, "sqlite_errorcode", None)
-    if code is not None:
-        return int(code) & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
-    return isinstance(error, sqlite3.DatabaseError) and not isinstance(
-        error, sqlite3.OperationalError
-    )
+__all__ = ["DB_NAME", "FileRecord", "Store", "StoreError", "embed_text", "index_location"]
 
 
 def index_location(workspace: Path, settings: Settings) -> Path:
@@ -114,27 +55,12 @@ def embed_text(path: str, kind: str, label: str | None, text: str) -> str:
 
 
 @dataclass(frozen=True)
-class TermCounts:
-    documents: dict[str, int]  # term -> chunks containing it
-    chunks: int
-    loaded_at: float  # time.monotonic()
-
-
-@dataclass(frozen=True)
 class FileRecord:
     path: str
     hash: str
     size: int
     mtime_ns: int
     chunk_ids: tuple[str, ...]
-
-
-def _chunk_names(chunk: Chunk) -> str:
-    parts = [chunk.path.replace("/", " ").replace(".", " ")]
-    for value in (chunk.symbol, chunk.parent, *chunk.defines):
-        if value:
-            parts.append(" ".join(code_terms(value)))
-    return " ".join(parts)
 
 
 class Store:
@@ -147,78 +73,17 @@ class Store:
         self.rebuilt = False
         self.notices: list[str] = []  # what was repaired on the way (shown in the status)
         self._lock = threading.RLock()
-        self._term_counts: TermCounts | None = None
-        self._term_counts_loading = threading.Lock()
-        self._writes_since_counts = 0
         try:
             claim(location)
         except IndexFolderError as exc:
             raise StoreError(str(exc)) from exc
-        self._db = self._open_db()
-        self.vectors = Vectors(location)
-
-    # ------------------------------------------------------------------ opening
-
-    def _connect(self) -> sqlite3.Connection:
-        create_private_file(self.location / DB_NAME)
-        db = sqlite3.connect(
-            self.location / DB_NAME, check_same_thread=False, isolation_level=None, timeout=30
-        )
-        db.row_factory = sqlite3.Row
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        return db
-
-    def _open_db(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = None
-        try:
-            db = self._connect()
-            version = self._read_version(db)
-        except (sqlite3.Error, OSError) as exc:
-            if db is not None:
-                db.close()
-            if not isinstance(exc, sqlite3.Error) or not _is_corruption(exc):
-                raise StoreError(f"cannot open the index in {self.location}: {exc}") from exc
-            version, db = "damaged", None
-        if version is not None and version != str(INDEX_FORMAT_VERSION):
-            version = version if version in ("damaged", "unknown") else f"format {version}"
-            # An index in another format (or a damaged one) is rebuilt, never an error.
-            if db is not None:
-                db.close()
-            self._wipe()
+        opened = open_database(location)
+        self._db = opened.db
+        if opened.rebuilt_from is not None:
             self.rebuilt = True
-            self.notices.append(f"the index database was rebuilt (it was {version})")
-            try:
-                db = self._connect()
-            except (sqlite3.Error, OSError) as exc:
-                raise StoreError(f"cannot open the index in {self.location}: {exc}") from exc
-        assert db is not None
-        try:
-            db.executescript(SCHEMA)
-            db.execute(
-                "INSERT OR IGNORE INTO meta VALUES ('format_version', ?)",
-                (str(INDEX_FORMAT_VERSION),),
-            )
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('created', ?)", (str(time.time()),))
-        except sqlite3.Error as exc:  # e.g. a read-only folder or file
-            db.close()
-            raise StoreError(f"cannot write the index in {self.location}: {exc}") from exc
-        return db
-
-    @staticmethod
-    def _read_version(db: sqlite3.Connection) -> str | None:
-        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
-        if "meta" not in tables:
-            return None if not tables else "unknown"
-        row = db.execute("SELECT value FROM meta WHERE key='format_version'").fetchone()
-        return row[0] if row else "unknown"
-
-    def _wipe(self) -> None:
-        """Remove the store's own files only, and only in a folder RepoTune owns."""
-        try:
-            wipe(self.location)
-        except (IndexFolderError, OSError) as exc:
-            raise StoreError(f"cannot rebuild the index in {self.location}: {exc}") from exc
+            self.notices.append(f"the index database was rebuilt (it was {opened.rebuilt_from})")
+        self.lexical = LexicalIndex(self._db, self._lock, lambda: connect(location))
+        self.vectors = Vectors(location)
 
     def close(self) -> None:
         with self._lock, contextlib.suppress(sqlite3.Error):
@@ -329,7 +194,7 @@ class Store:
                 )
                 self._db.execute(
                     "INSERT INTO chunks_fts(rowid, names, body) VALUES (?, ?, ?)",
-                    (cursor.lastrowid, _chunk_names(chunk), " ".join(code_terms(chunk.text))),
+                    (cursor.lastrowid, fts_names(chunk), fts_body(chunk)),
                 )
                 self._db.executemany(
                     "INSERT INTO definitions(name, chunk_id, path) VALUES (?, ?, ?)",
@@ -378,7 +243,7 @@ class Store:
         return len(old_ids)
 
     def _delete_rows(self, path: str) -> None:
-        self._writes_since_counts += 1
+        self.lexical.wrote()
         self._db.execute(
             "DELETE FROM chunks_fts WHERE rowid IN (SELECT rowid FROM chunks WHERE path = ?)",
             (path,),
@@ -565,92 +430,11 @@ class Store:
 
     def lexical_search(self, query: str, n: int) -> list[tuple[str, float]]:
         """Chunk ids ranked by BM25 over code-aware tokens (names weigh more than bodies)."""
-        terms = query_terms(query)
-        if not terms:
-            return []
-        with self._lock:
-            terms = self._informative_terms(terms)
-            if not terms:
-                return []
-            match = " OR ".join(f'"{term}"' for term in terms)
-            # Ranked on the FTS table alone, then ids for the top rows only: joining chunks in
-            # the ranking query looked up every matching row (twice as slow, large index).
-            ranked = self._db.execute(
-                "SELECT rowid, bm25(chunks_fts, 4.0, 1.0) AS score FROM chunks_fts"
-                " WHERE chunks_fts MATCH ? ORDER BY score LIMIT ?",
-                (match, n),
-            ).fetchall()
-            if not ranked:
-                return []
-            marks = ",".join("?" * len(ranked))
-            ids = dict(
-                self._db.execute(
-                    f"SELECT rowid, id FROM chunks WHERE rowid IN ({marks})",
-                    [row[0] for row in ranked],
-                ).fetchall()
-            )
-        return [(ids[rowid], -float(score)) for rowid, score in ranked if rowid in ids]
-
-    def _informative_terms(self, terms: list[str]) -> list[str]:
-        """Drop terms absent from the index and very common ones; keep the rarest few, within
-        the postings budget."""
-        found, chunks = self._term_document_counts(terms)
-        counts = {t: c for t, c in found.items() if c > 0}
-        if not counts:
-            return []
-        limit = max(50, int(chunks * COMMON_TERM_SHARE))
-        rarest = sorted((t for t in counts if counts[t] <= limit), key=lambda t: counts[t])
-        if not rarest:  # only common words: use the least common of them
-            return sorted(counts, key=lambda t: counts[t])[:3]
-        kept: list[str] = []
-        postings = 0
-        for term in rarest:
-            if len(kept) >= MAX_QUERY_TERMS or (
-                kept and postings + counts[term] > QUERY_POSTINGS_BUDGET
-            ):
-                break
-            kept.append(term)
-            postings += counts[term]
-        return kept
-
-    def _term_document_counts(self, terms: list[str]) -> tuple[dict[str, int], int]:
-        """Each term's document count, and the number of chunks they were counted over."""
-        counts = self._term_counts
-        if counts is None:
-            counts = self.refresh_term_counts()
-        elif (
-            time.monotonic() - counts.loaded_at > TERM_COUNTS_TTL_S
-            or self._writes_since_counts > TERM_COUNTS_MAX_WRITES
-        ) and not self._term_counts_loading.locked():
-            threading.Thread(
-                target=self.refresh_term_counts, name="repotune-term-counts", daemon=True
-            ).start()
-        found = {t: counts.documents[t] for t in terms if t in counts.documents}
-        missing = [t for t in terms if t not in found]
-        if missing:  # new since the counts were read: few, and rare
-            marks = ",".join("?" * len(missing))
-            found.update(
-                self._db.execute(
-                    f"SELECT term, doc FROM chunks_vocab WHERE term IN ({marks})", missing
-                ).fetchall()
-            )
-        return found, counts.chunks
+        return self.lexical.search(query, n)
 
     def refresh_term_counts(self) -> TermCounts:
-        """Read every term's document count (on a connection of its own: WAL lets it read while
-        the index writes)."""
-        with self._term_counts_loading:
-            writes = self._writes_since_counts
-            reader = self._connect()
-            try:
-                documents = dict(reader.execute("SELECT term, doc FROM chunks_vocab").fetchall())
-                total = int(reader.execute("SELECT count(*) FROM chunks").fetchone()[0])
-            finally:
-                reader.close()
-            counts = TermCounts(documents, max(1, total), time.monotonic())
-            self._term_counts = counts
-            self._writes_since_counts -= writes
-            return counts
+        """Read every term's document count (queries then never pay for it)."""
+        return self.lexical.refresh_counts()
 
     def chunk_count(self) -> int:
         with self._lock:

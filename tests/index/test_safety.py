@@ -85,7 +85,7 @@ def test_index_dir_dot_with_a_fake_database_deletes_nothing(
         assistant.add_folder(repo, watch=False)
         status = assistant.status()
         assert any("index.index_dir" in error for error in status["errors"])
-        index = assistant.index_for(repo.resolve())
+        index = assistant.folders.index_for(repo.resolve())
         assert index.location.is_relative_to(isolated_cache)  # the default place works
         assert index.wait_idle(30) and "app.py" in index.store.files()
         # the refused file does not block the editor's own settings for that folder
@@ -343,7 +343,7 @@ def test_index_rules_changed_at_run_time_are_applied(tmp_path: Path, isolated_ca
     assistant = Assistant({"index": {"dense": False, "debounce_ms": 50}})
     try:
         assistant.add_folder(repo)
-        index = assistant.index_for(repo.resolve())
+        index = assistant.folders.index_for(repo.resolve())
         assert index.wait_idle(30)
         assert set(index.store.files()) == {"app.py", "docs/guide.md", ".gitignore"}
         # editor settings: exclude docs, include vendored code
@@ -417,7 +417,7 @@ def test_the_prompt_never_holds_a_secret_from_the_buffer_or_the_index(
     assistant = Assistant(overrides)
     try:
         assistant.add_folder(repo, watch=False)
-        assert assistant.index_for(repo.resolve()).wait_idle(30)
+        assert assistant.folders.index_for(repo.resolve()).wait_idle(30)
         assistant.start()
         engine = assistant.engine
         assert wait_for(lambda: engine.ready or bool(engine.load_error), 240)

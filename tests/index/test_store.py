@@ -156,7 +156,7 @@ def test_term_counts_follow_writes_and_bound_the_query(tmp_path: Path) -> None:
     a query keeps only the rarest terms within the postings budget."""
     import time
 
-    from repotune.server.index import store as store_module
+    from repotune.server.index import lexical as lexical_module
 
     store = Store(tmp_path / "idx", dense=False)
     for n in range(30):
@@ -171,22 +171,22 @@ def test_term_counts_follow_writes_and_bound_the_query(tmp_path: Path) -> None:
     top = store.lexical_search("freshly_written_name(", 3)[0][0]
     assert store.get_chunks([top])[top]["path"] == "late.py"
     # rarest first, within the budget: the common word is dropped when rarer ones fill it
-    budget = store_module.QUERY_POSTINGS_BUDGET
-    store_module.QUERY_POSTINGS_BUDGET = 5
+    budget = lexical_module.QUERY_POSTINGS_BUDGET
+    lexical_module.QUERY_POSTINGS_BUDGET = 5
     try:
         with store._lock:
-            kept = store._informative_terms(
+            kept = store.lexical.informative_terms(
                 ["everywhere", "parse_config_file", "freshly_written_name"]
             )
     finally:
-        store_module.QUERY_POSTINGS_BUDGET = budget
+        lexical_module.QUERY_POSTINGS_BUDGET = budget
     assert set(kept) == {"parse_config_file", "freshly_written_name"}
     assert "everywhere" not in kept
-    for n in range(store_module.TERM_COUNTS_MAX_WRITES + 1):
+    for n in range(lexical_module.TERM_COUNTS_MAX_WRITES + 1):
         put(store, f"burst{n}.py", f"def burst_{n}():\n    return {n}\n")
     store.lexical_search("burst_3", 3)  # stale counts: this query starts a background refresh
     deadline = time.monotonic() + 10
-    while "burst_3" not in store._term_counts.documents and time.monotonic() < deadline:
+    while "burst_3" not in store.lexical.counts.documents and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert store._term_counts.documents.get("burst_3") == 1
+    assert store.lexical.counts.documents.get("burst_3") == 1
     store.close()
