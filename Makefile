@@ -53,12 +53,13 @@ $(VENV)/.llama-%-stamp: pyproject.toml
 models: $(STAMP)
 	$(BIN)/repotune doctor
 
-# The main job on the embedded defaults: index this repository, then complete at a cursor in it.
+# The main job on the embedded defaults: index this repository, then complete at a cursor in it
+# (the rest of that line is held back from the model and printed as "hidden", to compare).
 DEMO_FILE ?= server/config.py
 DEMO_LINE ?= $(shell grep -n 'def cache_dir' $(DEMO_FILE) | head -1 | cut -d: -f1)
 demo: models
 	$(BIN)/repotune index .
-	$(BIN)/repotune complete $(DEMO_FILE):$$(( $(DEMO_LINE) + 2 )):5 --workspace .
+	$(BIN)/repotune complete $(DEMO_FILE):$$(( $(DEMO_LINE) + 2 )):5 --workspace . --hide-rest-of-line
 
 # What the real-editor test (tests/e2e/test_vscode_e2e.py) drives: Chromium and its fonts (apt-get
 # when missing), Node 24 and code-server from the npm registry, cached in RepoTune's cache folder

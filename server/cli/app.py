@@ -156,6 +156,13 @@ def complete(
         Path | None, typer.Option(help="workspace root (default: git root)")
     ] = None,
     no_context: Annotated[bool, typer.Option("--no-context", help="skip retrieval")] = False,
+    hide_rest_of_line: Annotated[
+        bool,
+        typer.Option(
+            "--hide-rest-of-line",
+            help="leave the rest of the cursor's line out of the prompt and show it as expected",
+        ),
+    ] = False,
     adapter: Annotated[str | None, typer.Option(help="LoRA adapter (GGUF path or hf:)")] = None,
     model: Annotated[str | None, typer.Option(help="generator model reference")] = None,
     endpoint: Annotated[
@@ -178,7 +185,14 @@ def complete(
         overrides["model"]["endpoint"] = endpoint
     if endpoint_model:
         overrides["model"]["endpoint_model"] = endpoint_model
-    run_complete(position, workspace, overrides, no_context=no_context, as_json=as_json)
+    run_complete(
+        position,
+        workspace,
+        overrides,
+        no_context=no_context,
+        as_json=as_json,
+        hide_rest=hide_rest_of_line,
+    )
 
 
 @app.command()

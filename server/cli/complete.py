@@ -54,6 +54,17 @@ def cursor_offset(text: str, line: int, column: int) -> int:
     return sum(len(item) for item in lines[: line - 1]) + column - 1
 
 
+def hide_rest_of_line(text: str, offset: int) -> tuple[str, str]:
+    """(suffix without the rest of the cursor's line, the hidden text): a cursor placed inside
+    finished code can then show what the model proposes for that line, beside what was there."""
+    line_end = len(text)
+    for ending in ("\n", "\r"):
+        found = text.find(ending, offset)
+        if found != -1:
+            line_end = min(line_end, found)
+    return text[line_end:], text[offset:line_end]
+
+
 def find_workspace(path: Path) -> Path:
     """The enclosing git root, else the file's folder."""
     for folder in [path.parent, *path.parent.parents]:
@@ -180,13 +191,19 @@ def run_complete(
     overrides: dict[str, Any],
     no_context: bool = False,
     as_json: bool = False,
+    hide_rest: bool = False,
 ) -> None:
-    """Complete at FILE:LINE:COL and print the context, prompt size, completion and timings."""
+    """Complete at FILE:LINE:COL and print the context, prompt size, completion and timings.
+    With `hide_rest`, the rest of the cursor's line is left out of the prompt and reported as
+    the expected text."""
     file_path, line, column = parse_position(position)
     root, relative, text, offset = _read_cursor(file_path, line, column, workspace)
     overrides = {key: value for key, value in overrides.items() if value}
     settings = load_settings(root, overrides, overrides_source="command line")
     prefix, suffix = text[:offset], text[offset:]
+    hidden = None
+    if hide_rest:
+        suffix, hidden = hide_rest_of_line(text, offset)
     language = language_for(relative)
 
     engine = engine_for(settings)  # in-process (loads while retrieval runs) or model.endpoint
@@ -215,6 +232,10 @@ def run_complete(
     report = _report(relative, line, column, language, root, status, chunks, context_info)
     report["completion"] = result.text if result else None
     report["reason"] = reason
+    if hidden is not None:
+        first_line = (result.text if result else "").split("\n", 1)[0]
+        matches = first_line.strip() == hidden.strip()
+        report["hidden"] = {"text": hidden, "first_line_matches": matches}
     if result is not None:
         report.update(_result_report(result, context_info))
     if as_json:
@@ -261,6 +282,10 @@ def _human(report: dict[str, Any]) -> str:
         lines.append("completion ↓")
         lines.append(report["completion"])
         lines.append("────────")
+    if "hidden" in report:
+        verdict = "same" if report["hidden"]["first_line_matches"] else "differs"
+        hidden = report["hidden"]["text"]
+        lines.append(f"hidden     {hidden!r} (first line of the completion {verdict})")
     if "timings_ms" in report:
         lines.append(
             "timings    " + ", ".join(f"{k} {v:.0f} ms" for k, v in report["timings_ms"].items())

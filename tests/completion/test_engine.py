@@ -449,6 +449,29 @@ def test_cli_complete_without_context_is_honest(tiny_repo: Path) -> None:
     assert "prompt" in result.stdout or "completion (none" in result.stdout
 
 
+def test_hide_rest_of_line_cuts_only_the_cursors_line() -> None:
+    from repotune.server.cli.complete import hide_rest_of_line
+
+    text = "a = 1\nb = compute(x)\r\nc = 3\n"
+    offset = text.index("compute")
+    assert hide_rest_of_line(text, offset) == ("\r\nc = 3\n", "compute(x)")
+    assert hide_rest_of_line("x = last", 4) == ("", "last")  # no line break after the cursor
+
+
+def test_cli_complete_can_hide_the_rest_of_the_line(tiny_repo: Path) -> None:
+    # What `make demo` runs: a cursor inside finished code, the line's end held back as expected.
+    result = run_cli(
+        "complete", "geometry.py:11:12", "--hide-rest-of-line", "--json", cwd=tiny_repo
+    )
+    assert result.returncode in (0, 3), result.stderr
+    report = json.loads(result.stdout)
+    assert report["hidden"]["text"] == "big - small"
+    first_line = (report["completion"] or "").split("\n", 1)[0]
+    assert report["hidden"]["first_line_matches"] == (first_line.strip() == "big - small")
+    human = run_cli("complete", "geometry.py:11:12", "--hide-rest-of-line", cwd=tiny_repo)
+    assert "hidden     'big - small'" in human.stdout
+
+
 def test_cli_complete_rejects_bad_positions(tiny_repo: Path) -> None:
     for position, message in (
         ("geometry.py:10", "expected FILE:LINE:COL"),
