@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from repotune.server.ask.stream import OnText, ignore_text
+from repotune.server.completion.context import as_snippets
+from repotune.server.completion.request import CompletionRequest
+from repotune.server.completion.trigger import auto_trigger_skip, line_suffix_at
 from repotune.server.config import Settings, load_settings, settings_with
 from repotune.server.folders import WorkspaceFolders
 from repotune.server.index.redact import redact_buffer
@@ -21,7 +24,6 @@ from repotune.server.index.redact import redact_buffer
 if TYPE_CHECKING:
     from repotune.server.completion.engine import CompletionEngine
     from repotune.server.completion.remote import EndpointEngine
-    from repotune.server.completion.request import CompletionRequest
     from repotune.server.index.retrieval import RetrievedChunk
 
 EventSink = Callable[[dict[str, Any]], None]
@@ -235,8 +237,6 @@ class Assistant:
         automatic: bool,
         after_deletion: bool,
     ) -> CompletionOutcome | None:
-        from repotune.server.completion.trigger import auto_trigger_skip, line_suffix_at
-
         settings = self.settings_for_path(path)
         if not settings.completion.enabled:
             return None
@@ -285,9 +285,6 @@ class Assistant:
     ) -> tuple[CompletionRequest, list[RetrievedChunk], float]:
         """The engine's request for the cursor: the buffer around it (redacted) and, once per
         line, the retrieved snippets; with the chunks and the retrieval time."""
-        from repotune.server.completion.context import as_snippets
-        from repotune.server.completion.request import CompletionRequest
-
         limits = settings.completion
         # Secret-shaped lines of the buffer never reach the model (nor its completions).
         prefix, suffix = redact_buffer(
@@ -325,8 +322,6 @@ class Assistant:
         """An edit arrived at `offset`: start evaluating that place's prompt in the background so
         the completion request that follows finds it ready. False when nothing was started (the
         request would be declined, or no model is ready)."""
-        from repotune.server.completion.trigger import auto_trigger_skip, line_suffix_at
-
         settings = self.settings_for_path(path)
         completion = settings.completion
         if not (completion.enabled and completion.prefill):
@@ -373,8 +368,6 @@ class Assistant:
     ) -> Answer:
         """Answer from retrieved chunks of every folder; the sources are always listed.
         `on_text` sees the answer grow (a client can show it as it comes)."""
-        from repotune.server.completion.context import as_snippets
-
         started = time.perf_counter()
         engine = self._engine
         if engine is None or not engine.ready:

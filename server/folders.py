@@ -209,7 +209,7 @@ class WorkspaceFolders:
     def _replace_index(self, root: Path, current: WorkspaceIndex, settings: Settings) -> None:
         """Swap a folder's index for one built with new settings; the folder stays listed
         throughout (as "reopening" while no index serves it), so clients never see it vanish."""
-        from repotune.server.index.store import index_location
+        from repotune.server.index.store import index_location  # heavy: numpy, SQLite, Chroma
 
         moved = index_location(root, settings) != current.location
         if not moved:  # the same files: the old index must let go of them first

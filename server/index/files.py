@@ -13,6 +13,7 @@ Every skipped file is recorded with its reason, so a user can see why something 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import stat
@@ -356,8 +357,6 @@ class WorkspaceFilter:
 
 
 def content_hash(data: bytes) -> str:
-    import hashlib
-
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
