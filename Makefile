@@ -84,8 +84,8 @@ test-python: $(STAMP)
 # Proof of the GPU path on any Vulkan device (Mesa's lavapipe, a software one, where there is no
 # GPU: apt-get install mesa-vulkan-drivers libvulkan-dev glslc spirv-headers; the vendored llama.cpp
 # needs Vulkan headers >= 1.3.272, newer than Debian 12's: CMAKE_ARGS=-DVulkan_INCLUDE_DIR=..., see
-# README, GPU). A Vulkan build of
-# llama-cpp-python in its own venv must agree with the CPU build's greedy tokens and embeddings.
+# README, GPU). A Vulkan build of llama-cpp-python in its own venv must agree with the CPU build's
+# greedy tokens and embeddings.
 # Everything else in that venv is the dev venv's (a .pth behind it), so only llama.cpp differs;
 # the .pth is written after the build, so pip never sees (or uninstalls) the dev venv's copy.
 # Not part of `make test`: the build takes a long while.
