@@ -47,6 +47,7 @@ class CompletionOutcome:
     timings: dict[str, float]
     context: list[RetrievedChunk] = field(default_factory=list)
     cached: bool = False
+    quick: bool = False  # from quick start's short prompt
 
 
 @dataclass
@@ -271,7 +272,10 @@ class Assistant:
         self.counters["cached"] += int(bool(result.cached))
         timings = dict(result.timings)
         timings["retrieval"] = retrieval_ms
-        return CompletionOutcome(result.text, result.multiline, timings, chunks, result.cached)
+        used = [] if result.quick else chunks  # a quick answer's prompt had no context
+        return CompletionOutcome(
+            result.text, result.multiline, timings, used, result.cached, result.quick
+        )
 
     def _request(
         self,

@@ -279,6 +279,22 @@ class CompletionSettings(_Section):
     warm_files: int = Field(
         3, ge=0, le=16, description="KV caches of this many recent files kept for going back"
     )
+    quick_start: bool = Field(
+        False,
+        description="at a new place (the full prompt still needs more than "
+        "quick_start_min_tokens evaluated) answer first from a short prompt: the window "
+        "around the cursor, no retrieved context; the full prompt is evaluated in the "
+        "background and answers once it is ready",
+    )
+    quick_prefix_tokens: int = Field(128, ge=16, le=4096)
+    quick_suffix_tokens: int = Field(32, ge=0, le=4096)
+    quick_start_min_tokens: int = Field(
+        256,
+        ge=0,
+        le=32768,
+        description="a request whose full prompt needs more than this many tokens evaluated "
+        "gets the short prompt's answer (with quick_start)",
+    )
     debounce_ms: int = Field(150, ge=0, le=5000)
     auto_skip_after_deletion: bool = Field(
         True,

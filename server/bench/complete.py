@@ -10,15 +10,18 @@ Most sessions start mid-line (single-line completions, the common case); one in 
 an empty line in a function body (a block). The text after the cursor on the cursor's line is
 removed (the user has not typed it yet), everything else in the file stays.
 
-Each session is replayed twice from the same cold start (result cache, kept snippets and KV
+Each session is replayed three times from the same cold start (result cache, kept snippets and KV
 caches dropped), through the assistant as the language server calls it:
 - *before*: the request alone, with work ahead off (no prefill, whole blocks, one KV cache): the
   figures of earlier runs, kept under the same keys (cold, warm, next_line...);
 - *ahead*: as VS Code with the RepoTune extension sends it: the cursor comes to rest at the new
   place (a ``repotune/prefetch``) `dwell_ms` before the first keystroke; every keystroke is a
-  didChange (a prefetch), and the completion request follows after the client's debounce.
-Both report the time from the keystroke to the suggestion (``keystroke_ms``: the debounce plus
-the request), per kind, and the ahead arm how much prefilled work no request used.
+  didChange (a prefetch), and the completion request follows after the client's debounce;
+- *quick*: as *ahead*, with quick start on (completion/quick_start.py: a new place's first
+  answers come from a short prompt while the full one is evaluated in the background).
+All report the time from the keystroke to the suggestion (``keystroke_ms``: the debounce plus
+the request), per kind, how often a suggestion's first line was the rest of the real line,
+and the work-ahead arms how much prefilled work no request used.
 
 PATH may also be ``pypi:NAME==VERSION``: the pinned package's wheel is downloaded once with pip
 into ``cache_dir()/corpora/`` and unpacked (`ensure_corpus`), so the figures are reproducible.
@@ -64,6 +67,7 @@ class Cursor:
     suffix: str
     kind: str  # "cold" | "warm" | "next_line" (Enter at the end of the typed line)
     session: int
+    expected: str = ""  # the rest of the real line (none after Enter: that line is new)
 
 
 def _python_files(root: Path) -> list[Path]:
@@ -117,19 +121,20 @@ def sample_sessions(root: Path, samples: int, seed: int = SEED) -> list[list[Cur
             # An empty line in a body, before the real line; then its first characters typed.
             start = indent
             suffix = "\n" + line + after
-            cursors.append(Cursor(relative, before + start, suffix, "cold", session))
             typed = line[len(indent) :]
+            cursors.append(Cursor(relative, before + start, suffix, "cold", session, typed))
             for step in range(1, WARM_KEYSTROKES + 1):
-                cursors.append(
-                    Cursor(relative, before + indent + typed[:step], suffix, "warm", session)
-                )
+                prefix = before + indent + typed[:step]
+                cursors.append(Cursor(relative, prefix, suffix, "warm", session, typed[step:]))
         else:
             content = line[len(indent) :]
             column = len(indent) + rng.randint(2, max(2, len(content) // 2))
             for step in range(WARM_KEYSTROKES + 1):
                 end = min(len(line), column + step)
                 kind = "cold" if step == 0 else "warm"
-                cursors.append(Cursor(relative, before + line[:end], after, kind, session))
+                cursors.append(
+                    Cursor(relative, before + line[:end], after, kind, session, line[end:])
+                )
         # The line done, Enter: the first request on the new line below it (typing inserts at
         # the cursor: what follows it is the same all session long).
         enter = before + line + "\n" + indent
@@ -180,6 +185,8 @@ def _summary(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 # Completion settings of the "before" arm: the engine as it was before work ahead.
 BEFORE = {"prefill": False, "first_line_first": False, "warm_files": 0}
+# The "quick" arm: work ahead, and quick start's short prompt at new places.
+QUICK = {"quick_start": True}
 
 
 @dataclass
@@ -198,12 +205,16 @@ def _record(
     cached = bool(outcome is not None and outcome.cached)
     stats = {} if cached else engine.last_stats
     timings = stats.get("timings", {})
+    text = outcome.text if outcome else ""
     return {
         "session": cursor.session,
         "kind": cursor.kind,
         "path": cursor.path,
         "multiline": outcome.multiline if outcome else None,
-        "text": outcome.text if outcome else "",
+        "text": text,
+        "quick": bool(outcome is not None and outcome.quick),
+        # The suggestion's first line is the rest of the real line (an empty one is a miss).
+        "line_exact": _first_line(text) == cursor.expected.rstrip() if cursor.expected else None,
         "reason": engine.last_reason,
         "cached": cached,
         "total_ms": request_ms,
@@ -251,17 +262,26 @@ def _replay(
 
 
 def _keystrokes(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Keystroke-to-suggestion p50/p95 per kind."""
+    """Keystroke-to-suggestion p50/p95 per kind; how many answers came from quick start's
+    short prompt, and how many suggestions were the rest of the real line (a quality check
+    on the replayed places, not the evaluation's)."""
     report: dict[str, Any] = {}
     for kind in ("cold", "warm", "next_line"):
-        values = [r["keystroke_ms"] for r in records if r["kind"] == kind]
+        of_kind = [r for r in records if r["kind"] == kind]
+        checked = [r["line_exact"] for r in of_kind if r["line_exact"] is not None]
         report[kind] = {
-            "requests": len(values),
-            "p50_ms": rounded_percentile(values, 50),
-            "p95_ms": rounded_percentile(values, 95),
-            "empty": sum(1 for r in records if r["kind"] == kind and not r["text"]),
+            "requests": len(of_kind),
+            "p50_ms": rounded_percentile([r["keystroke_ms"] for r in of_kind], 50),
+            "p95_ms": rounded_percentile([r["keystroke_ms"] for r in of_kind], 95),
+            "empty": sum(1 for r in of_kind if not r["text"]),
+            "quick": sum(1 for r in of_kind if r["quick"]),
+            "line_exact": round(sum(checked) / len(checked), 3) if checked else None,
         }
     return report
+
+
+def _first_line(text: str) -> str:
+    return text.strip("\n").split("\n")[0].rstrip()
 
 
 def _first_lines_agree(before: list[dict[str, Any]], ahead: list[dict[str, Any]]) -> dict[str, Any]:
@@ -273,10 +293,7 @@ def _first_lines_agree(before: list[dict[str, Any]], ahead: list[dict[str, Any]]
         if b["multiline"] and b["text"].strip()
     ]
 
-    def first(text: str) -> str:
-        return text.strip("\n").split("\n")[0].rstrip()
-
-    same = sum(1 for b, a in pairs if first(b) == first(a))
+    same = sum(1 for b, a in pairs if _first_line(b) == _first_line(a))
     return {"blocks": len(pairs), "same_first_line": same}
 
 
@@ -362,7 +379,7 @@ def run_bench_complete(
     workspace = workspace.resolve()
     sessions = sample_sessions(workspace, samples)
     debounce_s = settings.completion.debounce_ms / 1000
-    arms = (Arm("before", False, BEFORE), Arm("ahead", True, {}))
+    arms = (Arm("before", False, BEFORE), Arm("ahead", True, {}), Arm("quick", True, QUICK))
 
     assistant, index_s, index_idle = _open(workspace, settings)
     engine = assistant.engine
@@ -370,19 +387,21 @@ def run_bench_complete(
         records: dict[str, list[dict[str, Any]]] = {arm.name: [] for arm in arms}
         bench_started = time.perf_counter()
         truncated = False
-        ahead_before = dict(engine.ahead_stats)
+        work: dict[str, dict[str, int]] = {arm.name: {} for arm in arms}
         for cursors in sessions:
             if time.perf_counter() - bench_started > time_budget_s:
                 truncated = True
                 break
             for arm in arms:
                 _with_completion(assistant, settings, arm.completion)
+                counted = dict(engine.ahead_stats)
                 records[arm.name].extend(
                     _replay(assistant, workspace, cursors, arm, debounce_s, dwell_ms / 1000)
                 )
+                engine.wait_ahead(60)
+                for key, value in engine.ahead_stats.items():
+                    work[arm.name][key] = work[arm.name].get(key, 0) + value - counted.get(key, 0)
         engine.reload(settings)
-        engine.wait_ahead(60)
-        ahead_stats = {k: v - ahead_before.get(k, 0) for k, v in engine.ahead_stats.items()}
         lookup_ab = None
         if compare_prompt_lookup and not truncated:
             lookup_ab = _compare_prompt_lookup(assistant, workspace, settings, sessions, debounce_s)
@@ -391,33 +410,47 @@ def run_bench_complete(
     finally:
         assistant.close()
 
-    before, ahead = records["before"], records["ahead"]
+    before, ahead, quick = records["before"], records["ahead"], records["quick"]
     report = _report(workspace, settings, status, index_s, index_idle, index_stats, before)
     report["truncated_by_time_budget"] = truncated
     report["lookup_ab"] = lookup_ab
-    prefilled = ahead_stats["prefill_tokens"]
     report["editor"] = {
         "debounce_ms": settings.completion.debounce_ms,
         "dwell_ms": dwell_ms,
         "before": _keystrokes(before),
         "ahead": _keystrokes(ahead),
+        "quick": _keystrokes(quick),
+        "quick_settings": {
+            key: getattr(settings.completion, key)
+            for key in ("quick_prefix_tokens", "quick_suffix_tokens", "quick_start_min_tokens")
+        },
         "ahead_requests": {
             kind: _summary([r for r in ahead if r["kind"] == kind])
             for kind in ("cold", "warm", "next_line")
         },
-        "prefill": {
-            **ahead_stats,
-            "wasted_tokens": prefilled - ahead_stats["prefill_used_tokens"],
-            "wasted_share": round(1 - ahead_stats["prefill_used_tokens"] / prefilled, 3)
-            if prefilled
-            else None,
+        "quick_requests": {
+            kind: _summary([r for r in quick if r["kind"] == kind])
+            for kind in ("cold", "warm", "next_line")
         },
+        "prefill": _prefill_work(work["ahead"]),
+        "quick_prefill": _prefill_work(work["quick"]),
         "first_line": _first_lines_agree(before, ahead),
         "targets_ms": {"cold_p50": 700, "next_line_p50": 500, "warm_p50": 150},
         "examples": [{k: r[k] for k in ("path", "kind", "text", "reason")} for r in ahead[:6]],
     }
     print(json.dumps(report, indent=2))
     return report
+
+
+def _prefill_work(stats: dict[str, int]) -> dict[str, Any]:
+    """An arm's work-ahead counters, with how much prefilled work no request kept."""
+    prefilled = stats.get("prefill_tokens", 0)
+    used = stats.get("prefill_used_tokens", 0)
+    return {
+        **stats,
+        "wasted_tokens": prefilled - used,
+        "wasted_share": round(1 - used / prefilled, 3) if prefilled else None,
+    }
 
 
 def _report(

@@ -232,6 +232,7 @@ def run_complete(
     report = _report(relative, line, column, language, root, status, chunks, context_info)
     report["completion"] = result.text if result else None
     report["reason"] = reason
+    report["quick"] = bool(result is not None and result.quick)  # quick start's short prompt
     if hidden is not None:
         first_line = (result.text if result else "").split("\n", 1)[0]
         matches = first_line.strip() == hidden.strip()

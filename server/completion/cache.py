@@ -23,6 +23,7 @@ class CacheEntry:
     text: str
     multiline: bool
     format: str
+    quick: bool = False
 
     def as_result(self, total_ms: float) -> CompletionResult:
         """This entry as a request's answer (nothing evaluated or generated)."""
@@ -36,6 +37,7 @@ class CacheEntry:
             cached=True,
             format=self.format,
             stop_reason="cache",
+            quick=self.quick,
         )
 
 
@@ -57,12 +59,19 @@ class CompletionCache:
         if self.size <= 0:
             return
         key = self.key(path, prefix, suffix)
-        entry = CacheEntry(key[0], key[1], key[2], result.text, result.multiline, result.format)
+        entry = CacheEntry(
+            key[0], key[1], key[2], result.text, result.multiline, result.format, result.quick
+        )
         with self._lock:
             self._entries[key] = entry
             self._entries.move_to_end(key)
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
+
+    def has(self, path: str, prefix: str, suffix: str) -> bool:
+        """An exact entry is there (counts no hit or miss)."""
+        with self._lock:
+            return self.key(path, prefix, suffix) in self._entries
 
     def get(self, path: str, prefix: str, suffix: str) -> CacheEntry | None:
         """An exact hit, or the rest of a cached completion the user is typing through."""

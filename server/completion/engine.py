@@ -19,6 +19,8 @@ Why it looks the way it does:
   request cancels that work at its next step and keeps what it evaluated.
 - The KV caches of the last few files are kept (llm/kv_slots.py), so going back to a file
   re-evaluates only what changed there.
+- Quick start (quick_start.py, off by default): at a new place the first answers come from a
+  short prompt while the full one is evaluated in the background.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from repotune.server.ask.answer import answer
@@ -50,6 +52,7 @@ from repotune.server.completion.prompts import (
     build_fim_prompt,
     scaled_budget,
 )
+from repotune.server.completion.quick_start import quick_budget, slot_key, wants_quick_start
 from repotune.server.completion.request import CompletionRequest, CompletionResult
 from repotune.server.completion.sticky import StickyContext
 from repotune.server.completion.work_ahead import WorkAhead
@@ -90,7 +93,7 @@ class CompletionEngine:
         # Timings and token counts of the last generation, kept even when it produced nothing.
         self.last_stats: dict[str, Any] = {}
         self._sticky = StickyContext()
-        self._slots = KvSlots(settings.completion.warm_files)
+        self._slots = _kv_slots(settings)
         self.ahead = WorkAhead(self)
 
     # ------------------------------------------------------------------ lifecycle
@@ -136,7 +139,7 @@ class CompletionEngine:
             self._settings = settings
             self.cache = CompletionCache(settings.completion.cache_size)
             self._sticky.clear()
-            self._slots = KvSlots(settings.completion.warm_files)
+            self._slots = _kv_slots(settings)
             if not same_model:
                 self.ahead.forget_prefill()
         if not same_model:
@@ -201,20 +204,26 @@ class CompletionEngine:
             raise ModelError("the generator is not loaded yet")
         return loaded.count(text)
 
-    def _budget(self, multiline: bool) -> tuple[int, int, int]:
-        """The settings' split, scaled down to fit the context window if need be."""
+    def _budget(self, multiline: bool, quick: bool = False) -> tuple[int, int, int]:
+        """The settings' split (or the short prompt's), scaled down to fit the context window
+        if need be."""
         comp = self._settings.completion
         generated = comp.max_tokens_block if multiline else comp.max_tokens_line
-        return scaled_budget(comp, self._settings.model.context_length, generated)
+        window = self._settings.model.context_length
+        if quick:
+            return quick_budget(comp, window, generated)
+        return scaled_budget(comp, window, generated)
 
     def build_prompt(
         self,
         request: CompletionRequest,
         multiline: bool = False,
         cancel: threading.Event | None = None,
+        quick: bool = False,
     ) -> BuiltPrompt:
-        """The request's prompt; raises PromptCancelled as soon as `cancel` is set (every
-        token count checks it, so a cancelled request stops during packing too)."""
+        """The request's prompt (the short one when `quick`); raises PromptCancelled as soon as
+        `cancel` is set (every token count checks it, so a cancelled request stops during
+        packing too)."""
         loaded = self._loaded
         if loaded is None:
             raise ModelError("the generator is not loaded yet")
@@ -229,8 +238,8 @@ class CompletionEngine:
             path=request.path,
             prefix=request.prefix,
             suffix=request.suffix,
-            context=request.context,
-            budget=self._budget(multiline),
+            context=() if quick else request.context,
+            budget=self._budget(multiline, quick),
             count_tokens=count,
             repo_name=request.repo_name,
             prefix_quantum=PREFIX_QUANTUM,
@@ -241,6 +250,39 @@ class CompletionEngine:
         max_tokens = comp.max_tokens_block if multiline else comp.max_tokens_line
         window = self._settings.model.context_length
         return fit_window(prompt_tokens(loaded.llm, prompt), window, max_tokens)
+
+    def full_prompt_tokens(
+        self,
+        loaded: LoadedModel,
+        request: CompletionRequest,
+        multiline: bool,
+        cancel: threading.Event,
+    ) -> list[int] | None:
+        """The token ids of `request`'s full prompt (None when cancelled meanwhile)."""
+        try:
+            prompt = self.build_prompt(self._kept(request), multiline, cancel)
+        except PromptCancelled:
+            return None
+        return self._tokens(loaded, prompt, multiline)
+
+    def quick_now(
+        self,
+        loaded: LoadedModel,
+        request: CompletionRequest,
+        multiline: bool,
+        cancel: threading.Event,
+        tokens: Sequence[int] | None = None,
+    ) -> bool:
+        """With quick_start: is `request`'s full prompt (`tokens`, built when not given) too far
+        from ready to wait for? Called holding the model lock."""
+        if not self._settings.completion.quick_start:
+            return False
+        if tokens is None:
+            tokens = self.full_prompt_tokens(loaded, request, multiline, cancel)
+            if tokens is None:
+                return False
+        cached = self._slots.best_start(loaded.llm, tokens)
+        return wants_quick_start(self._settings.completion, len(tokens), cached)
 
     def wants_context(self, path: str, prefix: str) -> bool:
         """False while the cursor stays near the request whose snippets are kept (sticky.py):
@@ -294,12 +336,14 @@ class CompletionEngine:
             self.last_reason = "cancelled"
             return None
         first_line = multiline and self.ahead.first_line_first(request)
+        quick = False
         try:
             loaded = self._loaded
             if loaded is None:
                 self.last_reason = "model not loaded"
                 return None
-            generated = self._answer(loaded, request, multiline, cancel, started, first_line)
+            quick = self.quick_now(loaded, request, multiline, cancel)
+            generated = self._answer(loaded, request, multiline, cancel, started, first_line, quick)
         finally:
             self._lock.release()
             with self._state:
@@ -311,8 +355,12 @@ class CompletionEngine:
         result = generated.result
         if result is not None and result.text:
             self.cache.put(request.path, request.prefix, request.suffix, result)
-            if first_line and generated.reason == "first line":
+            # A quick first line's block is not finished later: that would evaluate the full
+            # prompt in one go, holding the model; it is prefilled a step at a time instead.
+            if first_line and generated.reason == "first line" and not quick:
                 self.ahead.finish_block_later(request, result.text, generated.tokens)
+        if quick and not cancel.is_set():
+            self.ahead.prefill(request, full_only=True)
         return result
 
     def prefill(self, request: CompletionRequest) -> bool:
@@ -332,12 +380,13 @@ class CompletionEngine:
         cancel: threading.Event,
         started: float,
         first_line: bool,
+        quick: bool = False,
     ) -> _Generated:
         """`_generate`, and the whole block when a first line alone was dropped (it repeats the
         code below the cursor) where the block may hold more."""
-        generated = self._generate(loaded, request, multiline, cancel, started, first_line)
+        generated = self._generate(loaded, request, multiline, cancel, started, first_line, quick)
         if first_line and generated.result is None and generated.reason.startswith("nothing"):
-            generated = self._generate(loaded, request, True, cancel, started, False)
+            generated = self._generate(loaded, request, True, cancel, started, False, quick=quick)
         return generated
 
     def _generate(
@@ -348,19 +397,21 @@ class CompletionEngine:
         cancel: threading.Event,
         started: float,
         first_line: bool,
+        quick: bool = False,
         forced: Sequence[int] = (),
     ) -> _Generated:
         """The pipeline of one completion: prompt -> tokens -> decode -> postprocess.
-        `forced`: tokens generated earlier that this completion starts with."""
-        request = self._kept(request)
+        `quick`: from the short prompt (quick_start.py); `forced`: tokens generated earlier
+        that this completion starts with."""
+        request = replace(request, context=()) if quick else self._kept(request)
         try:
-            prompt = self.build_prompt(request, multiline, cancel)
+            prompt = self.build_prompt(request, multiline, cancel, quick)
         except PromptCancelled:
             return _Generated(None, "cancelled", {})
         tokens = self._tokens(loaded, prompt, multiline)
         if cancel.is_set():
             return _Generated(None, "cancelled", {})
-        self._slots.prepare(loaded.llm, request.path, tokens)
+        self._slots.prepare(loaded.llm, slot_key(request.path, quick), tokens)
         tokenized = time.perf_counter()
         # Stop rules look at nearby lines only: per token, a huge buffer must cost nothing more.
         near_prefix = request.prefix[-POSTPROCESS_WINDOW:]
@@ -376,7 +427,8 @@ class CompletionEngine:
             cancel=cancel,
             first_line=first_line,
             forced=forced,
-            on_first_token=self.ahead.settle_prefill,
+            # The short prompt leaves the full one's prefilled cache saved, not spent.
+            on_first_token=_ignore if quick else self.ahead.settle_prefill,
         )
         if decoded is None or cancel.is_set():
             return _Generated(None, "cancelled", {})
@@ -391,6 +443,7 @@ class CompletionEngine:
             stopped_by=reason,
         )
         timings, stats = timings_and_stats(len(tokens), decoded, started, tokenized)
+        stats["quick"] = quick
         counters = decoded.counters
         if final is None:
             return _Generated(None, f"nothing left after post-processing (stop: {reason})", stats)
@@ -407,6 +460,7 @@ class CompletionEngine:
             prompt=prompt,
             drafted_tokens=counters["drafted"],
             accepted_tokens=counters["accepted"],
+            quick=quick,
         )
         return _Generated(result, reason, stats, tuple(decoded.tokens))
 
@@ -443,3 +497,14 @@ class CompletionEngine:
             )
         finally:
             self._lock.release()
+
+
+def _ignore(reused: int) -> None:
+    return None
+
+
+def _kv_slots(settings: Settings) -> KvSlots:
+    """Saved KV caches: the warm files', and one more for the prompt that quick start is not
+    using (the short one while the full one is live, or the other way round)."""
+    completion = settings.completion
+    return KvSlots(completion.warm_files + int(completion.quick_start))

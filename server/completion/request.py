@@ -41,3 +41,4 @@ class CompletionResult:
     prompt: BuiltPrompt | None = field(default=None, repr=False)
     drafted_tokens: int = 0  # prompt-lookup draft tokens proposed
     accepted_tokens: int = 0  # ... and accepted by the model
+    quick: bool = False  # from quick start's short prompt (quick_start.py)

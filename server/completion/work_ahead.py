@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from repotune.server.completion.ahead import AheadWorker
 from repotune.server.completion.postprocess import POSTPROCESS_WINDOW, decide_multiline
-from repotune.server.completion.prompts import PromptCancelled
 from repotune.server.completion.request import CompletionRequest
 from repotune.server.llm.decoding import common_prefix
 
@@ -48,6 +47,7 @@ class WorkAhead:
             "prefill_cancelled": 0,
             "continuations": 0,  # blocks finished after their first line was returned
             "completed_ahead": 0,  # completions put in the result cache before their request
+            "quick_answers": 0,  # of those, from quick start's short prompt
         }
 
     def forget_prefill(self) -> None:
@@ -73,9 +73,12 @@ class WorkAhead:
         else:
             return False
         deadline = time.monotonic() + self._engine.settings.completion.time_cap_ms / 1000
+        cache = self._engine.cache
         while self.worker.busy() == kind:
             if cancel.is_set() or time.monotonic() > deadline:
                 return False
+            if cache.has(request.path, request.prefix, request.suffix):
+                return True  # a quick answer came first; the job goes on with the full prompt
             self.worker.wait_idle(0.02)
         return True
 
@@ -128,20 +131,29 @@ class WorkAhead:
             self._engine.cache.put(request.path, request.prefix, request.suffix, generated.result)
             self.stats["continuations"] += 1
 
-    def prefill(self, request: CompletionRequest) -> bool:
+    def prefill(self, request: CompletionRequest, full_only: bool = False) -> bool:
         """Complete `request` in the background (an edit arrived; its completion request will
         follow after the client's debounce): the prompt a step at a time, then the completion,
-        into the result cache. Returns False when nothing was queued."""
-        if not (self._engine.ready and self._engine.settings.completion.prefill):
+        into the result cache. With quick start, a place whose full prompt is far from ready
+        gets the short prompt's answer first, then the full prompt's evaluation; `full_only`:
+        only that evaluation (a request has just been answered quickly). Returns False when
+        nothing was queued."""
+        if not self._engine.ready:
+            return False
+        if full_only:
+            return self.worker.submit("prefill", partial(self._prefill, request, True))
+        if not self._engine.settings.completion.prefill:
             return False
         if self._engine.cache.get(request.path, request.prefix, request.suffix) is not None:
             return False  # the request will be answered from the cache
         if self.worker.busy() == "block" and self.continues_block(request):
             return False  # typing along the first line: the rest of the block is coming
         self._speculating = request
-        return self.worker.submit("prefill", partial(self._prefill, request))
+        return self.worker.submit("prefill", partial(self._prefill, request, False))
 
-    def _prefill(self, request: CompletionRequest, cancel: threading.Event) -> None:
+    def _prefill(
+        self, request: CompletionRequest, full_only: bool, cancel: threading.Event
+    ) -> None:
         if not self._engine._acquire(cancel):
             return
         try:
@@ -154,13 +166,16 @@ class WorkAhead:
                 request.language,
             )
             first_line = multiline and self.first_line_first(request)
-            try:
-                prompt = self._engine.build_prompt(self._engine._kept(request), multiline, cancel)
-            except PromptCancelled:
+            tokens = self._engine.full_prompt_tokens(loaded, request, multiline, cancel)
+            if tokens is None:
                 return
-            tokens = self._engine._tokens(loaded, prompt, multiline)
-            self._evaluate(loaded.llm, request.path, tokens, cancel)
+            if not full_only and self._engine.quick_now(loaded, request, multiline, cancel, tokens):
+                self._answer_quickly(loaded, request, multiline, cancel, first_line)
+                full_only = True
             if cancel.is_set():
+                return
+            self._evaluate(loaded.llm, request.path, tokens, cancel)
+            if cancel.is_set() or full_only:
                 return
             started = time.perf_counter()
             generated = self._engine._answer(
@@ -175,6 +190,27 @@ class WorkAhead:
         self.stats["completed_ahead"] += 1
         if first_line and generated.reason == "first line":
             self.finish_block_later(request, result.text, generated.tokens)
+
+    def _answer_quickly(
+        self,
+        loaded: Any,
+        request: CompletionRequest,
+        multiline: bool,
+        cancel: threading.Event,
+        first_line: bool,
+    ) -> None:
+        """The short prompt's answer into the result cache (the waiting request takes it from
+        there, see `wait_for`); a block's first line alone (its rest is not finished later: the
+        full prompt is evaluated next). Called holding the model lock."""
+        started = time.perf_counter()
+        generated = self._engine._answer(
+            loaded, request, multiline, cancel, started, first_line, True
+        )
+        result = generated.result
+        if result is not None and result.text and not cancel.is_set():
+            self._engine.cache.put(request.path, request.prefix, request.suffix, result)
+            self.stats["completed_ahead"] += 1
+            self.stats["quick_answers"] += 1
 
     def _evaluate(self, llm: Any, path: str, tokens: list[int], cancel: threading.Event) -> None:
         """All but the last prompt token into the KV cache, a step at a time (the request

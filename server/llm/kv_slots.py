@@ -58,6 +58,18 @@ class KvSlots:
         with self._lock:
             return sum(len(slot.data) for slot in self._slots.values())
 
+    def best_start(self, llm: Any, tokens: Sequence[int]) -> int:
+        """How many of `tokens` the live cache or a saved one already holds (the prompt's
+        evaluation can start there)."""
+        wanted = np.asarray(tokens, dtype=np.intc)
+        best = _common(np.asarray(llm.input_ids[: llm.n_tokens], dtype=np.intc), wanted)
+        if self.size <= 0:
+            return best
+        with self._lock:
+            for slot in self._slots.values():
+                best = max(best, _common(slot.tokens, wanted))
+        return best
+
     def prepare(self, llm: Any, path: str, tokens: Sequence[int]) -> int:
         """Make the live cache the best start for `tokens` (a prompt for `path`): save the live
         cache when it belongs to another file, restore a saved one that shares more. Returns

@@ -1,0 +1,53 @@
+"""Quick start: the first answer at a new place comes from a short prompt.
+
+A new place's full prompt (retrieved context, then up to 512 prefix and 192 suffix tokens) takes
+seconds to evaluate on a small CPU, and a cursor that moves somewhere new shares little of it
+with the KV cache. With `completion.quick_start`, a request whose full prompt still needs more
+than `quick_start_min_tokens` evaluated is answered from a short prompt instead (the lines
+nearest the cursor, no retrieved context: `quick_budget`) while the full prompt is evaluated in
+the background; once it is ready, requests there get the full prompt's answers again. The two
+prompts' KV caches are kept apart (llm/kv_slots.py saves one while the other is live, keyed by
+`slot_key`), so switching between them copies a cache instead of evaluating it again.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from repotune.server.completion.prompts import scaled_budget
+
+if TYPE_CHECKING:
+    from repotune.server.config import CompletionSettings
+
+# Appended to a file's path to key the short prompt's saved KV cache (no path holds a NUL).
+QUICK_SLOT = "\x00quick"
+
+
+def slot_key(path: str, quick: bool) -> str:
+    """The KV slot of `path`'s full prompt, or of its short one."""
+    return path + QUICK_SLOT if quick else path
+
+
+def quick_budget(
+    completion: CompletionSettings, window: int, generated: int
+) -> tuple[int, int, int]:
+    """(context, prefix, suffix) tokens of the short prompt: no context, the quick window
+    (never more than the full one's), scaled down to fit `window` like the full budget."""
+    short = completion.model_copy(
+        update={
+            "context_tokens": 0,
+            "prefix_tokens": min(completion.quick_prefix_tokens, completion.prefix_tokens),
+            "suffix_tokens": min(completion.quick_suffix_tokens, completion.suffix_tokens),
+        }
+    )
+    return scaled_budget(short, window, generated)
+
+
+def wants_quick_start(
+    completion: CompletionSettings, prompt_tokens: int, cached_tokens: int
+) -> bool:
+    """Is the full prompt (`prompt_tokens` long, its first `cached_tokens` already in a KV
+    cache) too far from ready to wait for?"""
+    if not completion.quick_start:
+        return False
+    return prompt_tokens - cached_tokens > completion.quick_start_min_tokens

@@ -1,0 +1,167 @@
+"""Quick start (issue 14): a new place's first answer from a short prompt while the full prompt
+is evaluated in the background; the budget logic alone, then with the real default model."""
+
+from __future__ import annotations
+
+import json.encoder as json_encoder
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from repotune.server.completion.context import ContextSnippet
+from repotune.server.completion.engine import CompletionEngine
+from repotune.server.completion.quick_start import (
+    quick_budget,
+    slot_key,
+    wants_quick_start,
+)
+from repotune.server.completion.request import CompletionRequest
+from repotune.server.config import load_settings
+
+ENCODER = Path(json_encoder.__file__).read_text(encoding="utf-8")
+LINE = "        chunks = self.iterencode(o, _one_shot=True)"
+SNIPPET = ContextSnippet("json/decoder.py", "class JSONDecoder(object):\n    pass\n", 1)
+QUICK = {
+    "quick_start": True,
+    "quick_prefix_tokens": 64,
+    "quick_suffix_tokens": 16,
+    "quick_start_min_tokens": 64,
+}
+
+
+def completion_settings(**completion: object):  # type: ignore[no-untyped-def]
+    return load_settings(None, {"completion": completion}).completion
+
+
+# --------------------------------------------------------------------------- pure logic
+
+
+def test_the_short_prompt_has_no_context_and_the_quick_window() -> None:
+    assert quick_budget(completion_settings(), 4096, 48) == (0, 128, 32)
+    # Never more than the full prompt's own window.
+    narrow = completion_settings(prefix_tokens=64, suffix_tokens=8)
+    assert quick_budget(narrow, 4096, 48) == (0, 64, 8)
+    # Scaled down like the full budget when the model's window is small.
+    context, prefix, suffix = quick_budget(completion_settings(), 160, 48)
+    assert context == 0 and prefix + suffix <= 160 - 64 - 48 and prefix >= 16
+
+
+def test_quick_start_only_when_the_full_prompt_is_far_from_ready() -> None:
+    on = completion_settings(quick_start=True, quick_start_min_tokens=256)
+    assert wants_quick_start(on, prompt_tokens=1100, cached_tokens=0)
+    assert wants_quick_start(on, prompt_tokens=1100, cached_tokens=843)
+    assert not wants_quick_start(on, prompt_tokens=1100, cached_tokens=844)
+    assert not wants_quick_start(completion_settings(), prompt_tokens=1100, cached_tokens=0)
+
+
+def test_the_two_prompts_keep_apart_kv_slots() -> None:
+    assert slot_key("a.py", False) == "a.py"
+    assert slot_key("a.py", True) != "a.py"
+    assert slot_key("a.py", True) != slot_key("b.py", True)
+
+
+# --------------------------------------------------------------------------- real model
+
+
+def request_at(typed: str) -> CompletionRequest:
+    """`typed` of LINE typed so far, the rest of the line not yet there (typing inserts)."""
+    cut = ENCODER.index(LINE)
+    prefix = ENCODER[:cut] + typed
+    suffix = ENCODER[cut + len(LINE) :]
+    return CompletionRequest("json/encoder.py", "python", prefix, suffix, (SNIPPET,), "cpython")
+
+
+def engine_with(**completion: object) -> CompletionEngine:
+    settings = load_settings(
+        None,
+        {
+            "completion": {
+                "context_tokens": 64,
+                "prefix_tokens": 384,
+                "suffix_tokens": 64,
+                "max_tokens_line": 16,
+                "time_cap_ms": 30_000,
+                **completion,
+            },
+            "model": {"context_length": 1024},
+        },
+    )
+    engine = CompletionEngine(settings)
+    assert engine.wait_ready(300), engine.load_error
+    return engine
+
+
+@pytest.fixture(scope="module")
+def quick_engine(generator_model) -> Iterator[CompletionEngine]:
+    instance = engine_with(**QUICK)
+    yield instance
+    instance.close()
+
+
+@pytest.mark.slow
+def test_a_new_place_is_answered_quickly_then_from_the_full_prompt(
+    quick_engine: CompletionEngine,
+) -> None:
+    engine = quick_engine
+    engine.forget()
+    first = engine.complete(request_at("        chunks = "))
+    assert first is not None and first.quick
+    assert first.prompt is not None and not first.prompt.snippets  # no retrieved context
+    assert first.prompt_tokens < 64 + 16 + 32
+    # The full prompt is evaluated in the background meanwhile ...
+    assert engine.wait_ahead(120)
+    engine.cache.clear()
+    # ... so the next keystroke's request gets it, re-evaluating only the typed tokens.
+    second = engine.complete(request_at("        chunks = s"))
+    assert second is not None and not second.quick
+    assert second.prompt is not None and second.prompt.snippets == (SNIPPET,)
+    assert second.prompt_tokens > 300
+    assert second.reused_tokens >= second.prompt_tokens - 8
+
+
+@pytest.mark.slow
+def test_work_ahead_answers_quickly_first_and_then_prefills_the_full_prompt(
+    quick_engine: CompletionEngine,
+) -> None:
+    engine = quick_engine
+    engine.forget()
+    before = dict(engine.ahead_stats)
+    request = request_at("        chunks = self.")
+    assert engine.prefill(request)
+    assert engine.wait_ahead(120)
+    assert engine.ahead_stats["quick_answers"] == before["quick_answers"] + 1
+    # The full prompt was evaluated after the quick answer (all but its last token).
+    assert engine.ahead_stats["prefill_tokens"] - before["prefill_tokens"] > 300
+    cached = engine.complete(request)
+    assert cached is not None and cached.cached and cached.quick
+    engine.cache.clear()
+    full = engine.complete(request)
+    assert full is not None and not full.quick
+    assert full.reused_tokens >= full.prompt_tokens - 2
+
+
+@pytest.mark.slow
+def test_going_back_to_the_short_prompt_restores_its_kv_cache(
+    quick_engine: CompletionEngine,
+) -> None:
+    engine = quick_engine
+    engine.forget()
+    assert engine.complete(request_at("        chunks = ")) is not None
+    # The full prompt's evaluation is stopped early by a new request (the next keystroke) ...
+    engine.ahead.worker.cancel()
+    engine.cache.clear()
+    again = engine.complete(request_at("        chunks = se"))
+    assert again is not None and again.quick
+    # ... which finds the short prompt's cache saved and evaluates only what was typed.
+    assert again.reused_tokens >= again.prompt_tokens - 8
+
+
+@pytest.mark.slow
+def test_without_quick_start_a_new_place_waits_for_the_full_prompt(generator_model) -> None:
+    engine = engine_with()
+    try:
+        result = engine.complete(request_at("        chunks = "))
+        assert result is not None and not result.quick
+        assert result.prompt is not None and result.prompt.snippets == (SNIPPET,)
+    finally:
+        engine.close()
