@@ -1,5 +1,6 @@
 """`repotune bench complete` end to end on a small real repository with the real default model:
-both arms (before / ahead) replayed, keystroke figures per kind, prefill work accounted."""
+the three arms (before / ahead / quick) replayed, keystroke figures per kind, prefill work
+accounted."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from repotune.server.config import Settings
 pytestmark = pytest.mark.slow
 
 
-def test_bench_complete_replays_both_arms(tmp_path: Path, generator_model, embedder_model) -> None:
+def test_bench_complete_replays_the_three_arms(tmp_path: Path, generator_model, embedder_model) -> None:
     repo = tmp_path / "jsonlib"
     repo.mkdir()
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
@@ -37,6 +38,10 @@ def test_bench_complete_replays_both_arms(tmp_path: Path, generator_model, embed
                 "suffix_tokens": 48,
                 "max_tokens_line": 12,
                 "max_tokens_block": 24,
+                # Used by the quick arm only (it turns quick_start on).
+                "quick_prefix_tokens": 64,
+                "quick_suffix_tokens": 16,
+                "quick_start_min_tokens": 32,
             },
         }
     )
@@ -44,12 +49,18 @@ def test_bench_complete_replays_both_arms(tmp_path: Path, generator_model, embed
         repo, settings, samples=10, compare_prompt_lookup=False, dwell_ms=200
     )
     editor = report["editor"]
-    for arm in ("before", "ahead"):
+    for arm in ("before", "ahead", "quick"):
         for kind in ("cold", "warm", "next_line"):
             figures = editor[arm][kind]
             assert figures["requests"] >= 2, (arm, kind, figures)
             assert figures["p50_ms"] >= settings.completion.debounce_ms  # the debounce counts
+            exact = figures["line_exact"]
+            assert exact is None if kind == "next_line" else 0.0 <= exact <= 1.0
     assert editor["before"]["cold"]["requests"] == editor["ahead"]["cold"]["requests"]
+    # Only the quick arm answers from the short prompt, and it does at new places.
+    assert editor["before"]["cold"]["quick"] == editor["ahead"]["cold"]["quick"] == 0
+    assert editor["quick"]["cold"]["quick"] >= 1
+    assert editor["quick_prefill"]["quick_answers"] >= 1
     prefill = editor["prefill"]
     assert prefill["prefills"] > 0 and prefill["prefill_tokens"] > 0
     assert 0 <= prefill["prefill_used_tokens"] <= prefill["prefill_tokens"]
