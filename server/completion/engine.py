@@ -360,6 +360,7 @@ class CompletionEngine:
             if first_line and generated.reason == "first line" and not quick:
                 self.ahead.finish_block_later(request, result.text, generated.tokens)
         if quick and not cancel.is_set():
+            self.ahead.stats["quick_answers"] += int(bool(result is not None and result.text))
             self.ahead.prefill(request, full_only=True)
         return result
 

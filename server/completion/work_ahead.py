@@ -47,7 +47,7 @@ class WorkAhead:
             "prefill_cancelled": 0,
             "continuations": 0,  # blocks finished after their first line was returned
             "completed_ahead": 0,  # completions put in the result cache before their request
-            "quick_answers": 0,  # of those, from quick start's short prompt
+            "quick_answers": 0,  # answers from quick start's short prompt (ahead or requested)
         }
 
     def forget_prefill(self) -> None:
