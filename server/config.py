@@ -286,8 +286,8 @@ class CompletionSettings(_Section):
         "around the cursor, no retrieved context; the full prompt is evaluated in the "
         "background and answers once it is ready",
     )
-    quick_prefix_tokens: int = Field(128, ge=16, le=4096)
-    quick_suffix_tokens: int = Field(32, ge=0, le=4096)
+    quick_prefix_tokens: int = Field(256, ge=16, le=4096)
+    quick_suffix_tokens: int = Field(64, ge=0, le=4096)
     quick_start_min_tokens: int = Field(
         256,
         ge=0,

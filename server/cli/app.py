@@ -246,14 +246,18 @@ def bench_complete(
         bool, typer.Option(help="also replay 8 sessions with prompt lookup off and on")
     ] = True,
     save: SaveOption = None,
+    pairs: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="SECTION.KEY=VALUE, e.g. completion.quick_prefix_tokens=256"),
+    ] = None,
 ) -> None:
-    """Keystroke-to-suggestion latency per kind (new place, typing on, next line) with and
-    without work ahead; KV reuse, decode speed."""
+    """Keystroke-to-suggestion latency per kind (new place, typing on, next line) without work
+    ahead, with it, and with quick start; KV reuse, decode speed."""
     from repotune.server.bench.complete import run_bench_complete
 
     report = run_bench_complete(
         workspace.resolve(),
-        settings_for(workspace),
+        settings_for(workspace, _overrides(pairs)),
         samples=samples,
         compare_prompt_lookup=lookup_ab,
         dwell_ms=dwell_ms,

@@ -37,7 +37,7 @@ def completion_settings(**completion: object):  # type: ignore[no-untyped-def]
 
 
 def test_the_short_prompt_has_no_context_and_the_quick_window() -> None:
-    assert quick_budget(completion_settings(), 4096, 48) == (0, 128, 32)
+    assert quick_budget(completion_settings(), 4096, 48) == (0, 256, 64)
     # Never more than the full prompt's own window.
     narrow = completion_settings(prefix_tokens=64, suffix_tokens=8)
     assert quick_budget(narrow, 4096, 48) == (0, 64, 8)
