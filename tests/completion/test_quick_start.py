@@ -6,7 +6,9 @@ from __future__ import annotations
 import json.encoder as json_encoder
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from repotune.server.completion.context import ContextSnippet
 from repotune.server.completion.engine import CompletionEngine
@@ -17,6 +19,7 @@ from repotune.server.completion.quick_start import (
 )
 from repotune.server.completion.request import CompletionRequest
 from repotune.server.config import load_settings
+from repotune.server.llm.kv_slots import KvSlots, _Slot
 
 ENCODER = Path(json_encoder.__file__).read_text(encoding="utf-8")
 LINE = "        chunks = self.iterencode(o, _one_shot=True)"
@@ -58,6 +61,15 @@ def test_the_two_prompts_keep_apart_kv_slots() -> None:
     assert slot_key("a.py", False) == "a.py"
     assert slot_key("a.py", True) != "a.py"
     assert slot_key("a.py", True) != slot_key("b.py", True)
+
+
+def test_best_start_is_the_longest_prefix_any_kv_cache_holds() -> None:
+    llm = SimpleNamespace(input_ids=np.array([1, 2, 3, 4, 0, 0], dtype=np.intc), n_tokens=4)
+    slots = KvSlots(2)
+    assert slots.best_start(llm, [1, 2, 9]) == 2  # the live cache
+    slots._slots["b.py"] = _Slot(np.array([1, 2, 9, 9], dtype=np.intc), b"")
+    assert slots.best_start(llm, [1, 2, 9, 9, 5]) == 4  # a saved one holds more
+    assert KvSlots(0).best_start(llm, [1, 2, 3, 4, 5]) == 4
 
 
 # --------------------------------------------------------------------------- real model
