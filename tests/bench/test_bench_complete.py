@@ -18,7 +18,9 @@ from repotune.server.config import Settings
 pytestmark = pytest.mark.slow
 
 
-def test_bench_complete_replays_the_three_arms(tmp_path: Path, generator_model, embedder_model) -> None:
+def test_bench_complete_replays_the_three_arms(
+    tmp_path: Path, generator_model, embedder_model
+) -> None:
     repo = tmp_path / "jsonlib"
     repo.mkdir()
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
