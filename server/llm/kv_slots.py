@@ -63,8 +63,6 @@ class KvSlots:
         evaluation can start there)."""
         wanted = np.asarray(tokens, dtype=np.intc)
         best = _common(np.asarray(llm.input_ids[: llm.n_tokens], dtype=np.intc), wanted)
-        if self.size <= 0:
-            return best
         with self._lock:
             for slot in self._slots.values():
                 best = max(best, _common(slot.tokens, wanted))

@@ -110,12 +110,17 @@ def quick_engine(generator_model) -> Iterator[CompletionEngine]:
     instance.close()
 
 
+@pytest.fixture
+def engine(quick_engine: CompletionEngine) -> CompletionEngine:
+    """The module's quick-start engine with nothing cached: each test starts at a new place."""
+    quick_engine.forget()
+    return quick_engine
+
+
 @pytest.mark.slow
 def test_a_new_place_is_answered_quickly_then_from_the_full_prompt(
-    quick_engine: CompletionEngine,
+    engine: CompletionEngine,
 ) -> None:
-    engine = quick_engine
-    engine.forget()
     first = engine.complete(request_at("        chunks = "))
     assert first is not None and first.quick
     assert first.prompt is not None and not first.prompt.snippets  # no retrieved context
@@ -133,10 +138,8 @@ def test_a_new_place_is_answered_quickly_then_from_the_full_prompt(
 
 @pytest.mark.slow
 def test_work_ahead_answers_quickly_first_and_then_prefills_the_full_prompt(
-    quick_engine: CompletionEngine,
+    engine: CompletionEngine,
 ) -> None:
-    engine = quick_engine
-    engine.forget()
     before = dict(engine.ahead_stats)
     request = request_at("        chunks = self.")
     assert engine.prefill(request)
@@ -154,10 +157,8 @@ def test_work_ahead_answers_quickly_first_and_then_prefills_the_full_prompt(
 
 @pytest.mark.slow
 def test_going_back_to_the_short_prompt_restores_its_kv_cache(
-    quick_engine: CompletionEngine,
+    engine: CompletionEngine,
 ) -> None:
-    engine = quick_engine
-    engine.forget()
     assert engine.complete(request_at("        chunks = ")) is not None
     # The full prompt's evaluation is stopped early by a new request (the next keystroke) ...
     engine.ahead.worker.cancel()
