@@ -283,11 +283,17 @@ class CompletionSettings(_Section):
         False,
         description="at a new place (the full prompt still needs more than "
         "quick_start_min_tokens evaluated) answer first from a short prompt: the window "
-        "around the cursor, no retrieved context; the full prompt is evaluated in the "
-        "background and answers once it is ready",
+        "around the cursor and quick_context_tokens of retrieved context; the full prompt "
+        "is evaluated in the background and answers once it is ready",
     )
     quick_prefix_tokens: int = Field(256, ge=16, le=4096)
     quick_suffix_tokens: int = Field(64, ge=0, le=4096)
+    quick_context_tokens: int = Field(
+        0,
+        ge=0,
+        le=32768,
+        description="retrieved context in the short prompt (its most relevant snippets; 0: none)",
+    )
     quick_start_min_tokens: int = Field(
         256,
         ge=0,

@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from repotune.server.ask.answer import answer
@@ -71,6 +71,15 @@ class _Generated:
     reason: str
     stats: dict[str, Any]
     tokens: tuple[int, ...] = ()  # what was generated (a first line's, to finish its block)
+
+
+@dataclass(frozen=True)
+class PreparedPrompt:
+    """A full prompt built and tokenized once: deciding about it (quick start) and evaluating
+    it ahead must not pay for building it again when it is then answered."""
+
+    prompt: BuiltPrompt
+    tokens: list[int]
 
 
 # --------------------------------------------------------------------------- engine
@@ -233,13 +242,14 @@ class CompletionEngine:
                 raise PromptCancelled
             return loaded.count(text)
 
+        budget = self._budget(multiline, quick)
         return build_fim_prompt(
             loaded.format,
             path=request.path,
             prefix=request.prefix,
             suffix=request.suffix,
-            context=() if quick else request.context,
-            budget=self._budget(multiline, quick),
+            context=request.context if budget[0] > 0 else (),
+            budget=budget,
             count_tokens=count,
             repo_name=request.repo_name,
             prefix_quantum=PREFIX_QUANTUM,
@@ -251,36 +261,27 @@ class CompletionEngine:
         window = self._settings.model.context_length
         return fit_window(prompt_tokens(loaded.llm, prompt), window, max_tokens)
 
-    def full_prompt_tokens(
+    def prepare_prompt(
         self,
         loaded: LoadedModel,
         request: CompletionRequest,
         multiline: bool,
         cancel: threading.Event,
-    ) -> list[int] | None:
-        """The token ids of `request`'s full prompt (None when cancelled meanwhile)."""
+        quick: bool = False,
+    ) -> PreparedPrompt | None:
+        """`request`'s prompt (the short one when `quick`) and its token ids (None when
+        cancelled meanwhile)."""
         try:
-            prompt = self.build_prompt(self._kept(request), multiline, cancel)
+            prompt = self.build_prompt(self._kept(request), multiline, cancel, quick)
         except PromptCancelled:
             return None
-        return self._tokens(loaded, prompt, multiline)
+        return PreparedPrompt(prompt, self._tokens(loaded, prompt, multiline))
 
-    def quick_now(
-        self,
-        loaded: LoadedModel,
-        request: CompletionRequest,
-        multiline: bool,
-        cancel: threading.Event,
-        tokens: Sequence[int] | None = None,
-    ) -> bool:
-        """With quick_start: is `request`'s full prompt (`tokens`, built when not given) too far
-        from ready to wait for? Called holding the model lock."""
+    def quick_now(self, loaded: LoadedModel, tokens: Sequence[int]) -> bool:
+        """With quick_start: is the full prompt (`tokens`) too far from ready to wait for?
+        Called holding the model lock."""
         if not self._settings.completion.quick_start:
             return False
-        if tokens is None:
-            tokens = self.full_prompt_tokens(loaded, request, multiline, cancel)
-            if tokens is None:
-                return False
         cached = self._slots.best_start(loaded.llm, tokens)
         return wants_quick_start(self._settings.completion, len(tokens), cached)
 
@@ -342,8 +343,20 @@ class CompletionEngine:
             if loaded is None:
                 self.last_reason = "model not loaded"
                 return None
-            quick = self.quick_now(loaded, request, multiline, cancel)
-            generated = self._answer(loaded, request, multiline, cancel, started, first_line, quick)
+            prepared = None
+            if self._settings.completion.quick_start:
+                prepared = self.prepare_prompt(loaded, request, multiline, cancel)
+                quick = prepared is not None and self.quick_now(loaded, prepared.tokens)
+            generated = self._answer(
+                loaded,
+                request,
+                multiline,
+                cancel,
+                started,
+                first_line,
+                quick,
+                None if quick else prepared,
+            )
         finally:
             self._lock.release()
             with self._state:
@@ -382,12 +395,18 @@ class CompletionEngine:
         started: float,
         first_line: bool,
         quick: bool = False,
+        prepared: PreparedPrompt | None = None,
     ) -> _Generated:
         """`_generate`, and the whole block when a first line alone was dropped (it repeats the
         code below the cursor) where the block may hold more."""
-        generated = self._generate(loaded, request, multiline, cancel, started, first_line, quick)
+        generated = self._generate(
+            loaded, request, multiline, cancel, started, first_line, quick, prepared=prepared
+        )
         if first_line and generated.result is None and generated.reason.startswith("nothing"):
-            generated = self._generate(loaded, request, True, cancel, started, False, quick=quick)
+            # The same prompt: a first line is only ever asked of a multi-line one.
+            generated = self._generate(
+                loaded, request, True, cancel, started, False, quick, prepared=prepared
+            )
         return generated
 
     def _generate(
@@ -400,16 +419,16 @@ class CompletionEngine:
         first_line: bool,
         quick: bool = False,
         forced: Sequence[int] = (),
+        prepared: PreparedPrompt | None = None,
     ) -> _Generated:
         """The pipeline of one completion: prompt -> tokens -> decode -> postprocess.
         `quick`: from the short prompt (quick_start.py); `forced`: tokens generated earlier
-        that this completion starts with."""
-        request = replace(request, context=()) if quick else self._kept(request)
-        try:
-            prompt = self.build_prompt(request, multiline, cancel, quick)
-        except PromptCancelled:
-            return _Generated(None, "cancelled", {})
-        tokens = self._tokens(loaded, prompt, multiline)
+        that this completion starts with; `prepared`: the full prompt, already built."""
+        if prepared is None:
+            prepared = self.prepare_prompt(loaded, request, multiline, cancel, quick)
+            if prepared is None:
+                return _Generated(None, "cancelled", {})
+        prompt, tokens = prepared.prompt, prepared.tokens
         if cancel.is_set():
             return _Generated(None, "cancelled", {})
         self._slots.prepare(loaded.llm, slot_key(request.path, quick), tokens)

@@ -4,10 +4,11 @@ A new place's full prompt (retrieved context, then up to 512 prefix and 192 suff
 seconds to evaluate on a small CPU, and a cursor that moves somewhere new shares little of it
 with the KV cache. With `completion.quick_start`, a request whose full prompt still needs more
 than `quick_start_min_tokens` evaluated is answered from a short prompt instead (the lines
-nearest the cursor, no retrieved context: `quick_budget`) while the full prompt is evaluated in
-the background; once it is ready, requests there get the full prompt's answers again. The two
-prompts' KV caches are kept apart (llm/kv_slots.py saves one while the other is live, keyed by
-`slot_key`), so switching between them copies a cache instead of evaluating it again.
+nearest the cursor and, with `quick_context_tokens`, the most relevant retrieved snippets:
+`quick_budget`) while the full prompt is evaluated in the background; once it is ready,
+requests there get the full prompt's answers again. The two prompts' KV caches are kept apart
+(llm/kv_slots.py saves one while the other is live, keyed by `slot_key`), so switching between
+them copies a cache instead of evaluating it again.
 """
 
 from __future__ import annotations
@@ -31,11 +32,11 @@ def slot_key(path: str, quick: bool) -> str:
 def quick_budget(
     completion: CompletionSettings, window: int, generated: int
 ) -> tuple[int, int, int]:
-    """(context, prefix, suffix) tokens of the short prompt: no context, the quick window
-    (never more than the full one's), scaled down to fit `window` like the full budget."""
+    """(context, prefix, suffix) tokens of the short prompt: the quick window and context
+    share (never more than the full one's), scaled down to fit `window` like the full budget."""
     short = completion.model_copy(
         update={
-            "context_tokens": 0,
+            "context_tokens": min(completion.quick_context_tokens, completion.context_tokens),
             "prefix_tokens": min(completion.quick_prefix_tokens, completion.prefix_tokens),
             "suffix_tokens": min(completion.quick_suffix_tokens, completion.suffix_tokens),
         }

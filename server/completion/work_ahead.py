@@ -166,20 +166,20 @@ class WorkAhead:
                 request.language,
             )
             first_line = multiline and self.first_line_first(request)
-            tokens = self._engine.full_prompt_tokens(loaded, request, multiline, cancel)
-            if tokens is None:
+            prepared = self._engine.prepare_prompt(loaded, request, multiline, cancel)
+            if prepared is None:
                 return
-            if not full_only and self._engine.quick_now(loaded, request, multiline, cancel, tokens):
+            if not full_only and self._engine.quick_now(loaded, prepared.tokens):
                 self._answer_quickly(loaded, request, multiline, cancel, first_line)
                 full_only = True
             if cancel.is_set():
                 return
-            self._evaluate(loaded.llm, request.path, tokens, cancel)
+            self._evaluate(loaded.llm, request.path, prepared.tokens, cancel)
             if cancel.is_set() or full_only:
                 return
             started = time.perf_counter()
             generated = self._engine._answer(
-                loaded, request, multiline, cancel, started, first_line
+                loaded, request, multiline, cancel, started, first_line, prepared=prepared
             )
         finally:
             self._engine._lock.release()

@@ -18,7 +18,7 @@ from repotune.server.completion.quick_start import (
     wants_quick_start,
 )
 from repotune.server.completion.request import CompletionRequest
-from repotune.server.config import load_settings
+from repotune.server.config import Settings, load_settings
 from repotune.server.llm.kv_slots import KvSlots, _Slot
 
 ENCODER = Path(json_encoder.__file__).read_text(encoding="utf-8")
@@ -47,6 +47,12 @@ def test_the_short_prompt_has_no_context_and_the_quick_window() -> None:
     # Scaled down like the full budget when the model's window is small.
     context, prefix, suffix = quick_budget(completion_settings(), 160, 48)
     assert context == 0 and prefix + suffix <= 160 - 64 - 48 and prefix >= 16
+
+
+def test_a_context_share_is_never_more_than_the_full_prompts() -> None:
+    assert quick_budget(completion_settings(quick_context_tokens=128), 4096, 48) == (128, 256, 64)
+    capped = completion_settings(quick_context_tokens=900, context_tokens=300)
+    assert quick_budget(capped, 4096, 48)[0] == 300
 
 
 def test_quick_start_only_when_the_full_prompt_is_far_from_ready() -> None:
@@ -83,8 +89,8 @@ def request_at(typed: str) -> CompletionRequest:
     return CompletionRequest("json/encoder.py", "python", prefix, suffix, (SNIPPET,), "cpython")
 
 
-def engine_with(**completion: object) -> CompletionEngine:
-    settings = load_settings(
+def settings_with(**completion: object) -> Settings:
+    return load_settings(
         None,
         {
             "completion": {
@@ -98,7 +104,10 @@ def engine_with(**completion: object) -> CompletionEngine:
             "model": {"context_length": 1024},
         },
     )
-    engine = CompletionEngine(settings)
+
+
+def engine_with(**completion: object) -> CompletionEngine:
+    engine = CompletionEngine(settings_with(**completion))
     assert engine.wait_ready(300), engine.load_error
     return engine
 
@@ -167,6 +176,20 @@ def test_going_back_to_the_short_prompt_restores_its_kv_cache(
     assert again is not None and again.quick
     # ... which finds the short prompt's cache saved and evaluates only what was typed.
     assert again.reused_tokens >= again.prompt_tokens - 8
+
+
+@pytest.mark.slow
+def test_a_context_share_puts_the_top_snippets_in_the_short_prompt(
+    engine: CompletionEngine,
+) -> None:
+    engine.reload(settings_with(**QUICK, quick_context_tokens=48))
+    try:
+        first = engine.complete(request_at("        chunks = "))
+        assert first is not None and first.quick
+        assert first.prompt is not None and first.prompt.snippets == (SNIPPET,)
+        assert first.prompt_tokens < 48 + 64 + 16 + 32
+    finally:
+        engine.reload(settings_with(**QUICK))
 
 
 @pytest.mark.slow

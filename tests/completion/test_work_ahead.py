@@ -10,10 +10,12 @@ import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from repotune.server.completion.ahead import AheadWorker
 from repotune.server.completion.engine import CompletionEngine
+from repotune.server.completion.prompts import BuiltPrompt
 from repotune.server.completion.request import CompletionRequest
 from repotune.server.config import load_settings
 
@@ -81,6 +83,25 @@ def test_an_edited_place_is_completed_before_its_request(engine: CompletionEngin
     assert used == prefilled
     result = engine.complete(request)
     assert result is not None and result.cached, engine.last_reason
+
+
+def test_the_prompt_evaluated_ahead_is_built_once(
+    engine: CompletionEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine.forget()
+    built: list[CompletionRequest] = []
+    build = engine.build_prompt
+
+    def counting(request: CompletionRequest, *args: Any, **kwargs: Any) -> BuiltPrompt:
+        built.append(request)
+        return build(request, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "build_prompt", counting)
+    request = at(ENCODER, "json/encoder.py", "        if (_one_shot and", "        if (")
+    assert engine.prefill(request)
+    assert engine.wait_ahead(120)
+    # Evaluated a step at a time, then answered: the same prompt, built and tokenized once.
+    assert len(built) == 1
 
 
 def test_a_request_for_the_same_place_waits_for_the_work_under_way(
