@@ -47,6 +47,14 @@ def _emit(data: dict[str, Any]) -> None:
     print(json.dumps(data, default=str))
 
 
+def _warn_kept_start(result: Any) -> None:
+    from repotune.training.finetune import kept_start_warning
+
+    warning = kept_start_warning(result)
+    if warning is not None:
+        print_error(f"repotune train: {warning}")
+
+
 def _guard(action: Any) -> Any:
     try:
         return action()
@@ -133,6 +141,7 @@ def finetune(
         )
     )
     if int(os.environ.get("RANK", "0")) == 0:  # one summary under `accelerate launch`
+        _warn_kept_start(result)
         _emit(result.to_json())
         if save is not None:
             from repotune.server.bench.record import save_result
@@ -245,6 +254,7 @@ def all_steps(
             init_adapter=init,
         )
     )
+    _warn_kept_start(result)
     exported = _guard(lambda: run_export(run_dir, adapter, held_out_texts(run_dir), check=check))
     typer.echo(f'use it: add to {repo / "repotune.toml"}: [model] adapter = "{adapter}"', err=True)
     _emit({"finetune": result.to_json(), "export": exported.to_json()})

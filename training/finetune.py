@@ -68,11 +68,31 @@ class FinetuneResult:
     history: list[dict[str, float]] = field(default_factory=list)
     out_of_time: bool = False  # stopped by the time budget
 
+    @property
+    def kept_start(self) -> bool:
+        """Training ran, but no validation pass beat step 0's: the adapter kept is the one
+        training started from (the initial adapter, or none), not a fine-tuned one."""
+        return self.steps > 0 and self.best_step == 0 and self.best_val_loss is not None
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["run_dir"] = str(self.run_dir)
         data["adapter_dir"] = str(self.adapter_dir)
+        data["kept_start"] = self.kept_start
         return data
+
+
+def kept_start_warning(result: FinetuneResult) -> str | None:
+    """What to tell the user when the run kept its starting adapter (None otherwise)."""
+    if not result.kept_start:
+        return None
+    last = result.history[-1]["val_loss"] if result.history else None
+    after = f", {last:.4f} at step {result.steps}" if last is not None else ""
+    return (
+        f"validation loss never fell below step 0's ({result.best_val_loss:.4f}{after}): "
+        "the adapter kept is the one training started from, not a fine-tuned one; train "
+        "longer, or with more data or another learning rate"
+    )
 
 
 # --------------------------------------------------------------------------- model

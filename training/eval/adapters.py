@@ -149,6 +149,31 @@ def ensure_adapter(prepared: Prepared, settings: Settings, config: EvalConfig) -
     check_split(folder / "dataset", test_paths)
     prepared.adapter = str(adapter)
     prepared.adapter_info = {"path": str(adapter), "trained_here": True, **info}
+    warning = training_warning(info)
+    if warning is not None:
+        log_progress(config, f"{prepared.repo.label}: {warning}")
+
+
+def training_info(adapter: Path) -> dict[str, Any]:
+    """What an adapter cached by `repotune eval` recorded about its training (done.json beside
+    it); empty for any other adapter file."""
+    done = adapter.parent / "done.json"
+    try:
+        return dict(json.loads(done.read_text())) if done.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def training_warning(info: dict[str, Any]) -> str | None:
+    """The per-repository fine-tune kept its starting adapter: repo+ctx then measures no
+    per-repository training, and a report must say so."""
+    run = info.get("finetune") or {}
+    if run.get("steps", 0) > 0 and run.get("best_step") == 0 and run.get("best_val_loss"):
+        return (
+            f"no validation pass beat step 0's in {run['steps']} steps: the adapter is the one "
+            "training started from (repo+ctx measures no per-repository training)"
+        )
+    return None
 
 
 def check_split(data_dir: Path, test_paths: list[str]) -> None:

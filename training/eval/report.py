@@ -52,6 +52,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"{_pct(retrieval['recall_at_k'])} % of the {retrieval['tasks_with_definitions']} "
             f"tasks whose answer uses a definition from another file; retrieval latency p50 "
             f"{_ms(retrieval['latency_ms']['p50'])} ms.",
+            *adapter_lines(repo.get("adapter")),
             "",
             "| condition | line EM | line ES | span EM | span ES | API EM | API ES | ID-F1 | hit "
             "| latency p50/p95 | tok |",
@@ -114,6 +115,30 @@ def markdown(result: dict[str, Any]) -> str:
             lines += question_lines(repo["questions"])
     lines.append("")
     return "\n".join(lines)
+
+
+def adapter_lines(adapter: dict[str, Any] | None) -> list[str]:
+    """How the per-repository adapter was trained (when that is known), and whether it kept
+    the adapter training started from."""
+    from repotune.training.eval.adapters import training_warning
+
+    run = (adapter or {}).get("finetune")
+    if not run:
+        return []
+    losses = ""
+    if run.get("best_val_loss") is not None:
+        losses = (
+            f"; validation loss {run['initial_val_loss']:.4f} at step 0, best "
+            f"{run['best_val_loss']:.4f} at step {run['best_step']}"
+        )
+    line = (
+        f"Per-repository adapter: {run['steps']} steps, {run['train_tokens']:,} training tokens "
+        f"at {run['tokens_per_s']:.0f} tokens/s{losses}."
+    )
+    warning = training_warning(adapter or {})
+    if warning is not None:
+        line += f" **Warning: {warning}.**"
+    return ["", line]
 
 
 def question_lines(section: dict[str, Any]) -> list[str]:

@@ -45,7 +45,13 @@ from repotune.server.bench.record import machine_facts, source_commit
 from repotune.server.config import Settings
 from repotune.server.models import DEFAULT_REF, NO_ADAPTER
 from repotune.training.data.examples import Retriever, TokenCounter
-from repotune.training.eval.adapters import Prepared, ensure_adapter, open_index, prepare
+from repotune.training.eval.adapters import (
+    Prepared,
+    ensure_adapter,
+    open_index,
+    prepare,
+    training_info,
+)
 from repotune.training.eval.config import (
     CONDITIONS,
     LOAD_TIMEOUT_S,
@@ -216,7 +222,11 @@ def setup(config: EvalConfig, settings: Settings) -> tuple[list[Prepared], list[
             label = item.repo.label
             if label in config.adapters:
                 item.adapter = str(Path(config.adapters[label]).expanduser().resolve())
-                item.adapter_info = {"path": item.adapter, "trained_here": False}
+                item.adapter_info = {
+                    "path": item.adapter,
+                    "trained_here": False,
+                    **training_info(Path(item.adapter)),
+                }
             else:
                 ensure_adapter(item, settings, config)
     return prepared, conditions, notes
