@@ -49,6 +49,11 @@ def open_index(root: Path, settings: Settings) -> Any:
     return index
 
 
+# The shipped default adapter's tensor type: a per-repository adapter compared with it must not
+# differ in precision too (llama.cpp's F32 vs F16 LoRA arithmetic alone moves greedy answers).
+ADAPTER_DTYPE = "f16"
+
+
 def adapter_key(prepared: Prepared, settings: Settings, config: EvalConfig) -> str:
     """Everything that shapes a trained adapter: repository content, base, training settings,
     prompt budget, retrieval/index settings, dataset size and steps."""
@@ -70,6 +75,7 @@ def adapter_key(prepared: Prepared, settings: Settings, config: EvalConfig) -> s
         "steps": config.train_steps,
         "time_budget_min": config.time_budget_min,
         "init_adapter": _init_digest(settings),
+        "dtype": ADAPTER_DTYPE,
     }
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -133,7 +139,13 @@ def ensure_adapter(prepared: Prepared, settings: Settings, config: EvalConfig) -
         finetune_s = time.perf_counter() - started
         log_progress(config, f"{prepared.repo.label}: exporting the GGUF adapter")
         started = time.perf_counter()
-        exported = export(run_dir, adapter, held_out_texts(run_dir, limit=2), check=config.parity)
+        exported = export(
+            run_dir,
+            adapter,
+            held_out_texts(run_dir, limit=2),
+            check=config.parity,
+            dtype=ADAPTER_DTYPE,
+        )
         info = {
             "key": key,
             "dataset": json.loads((data_dir / "stats.json").read_text()),
