@@ -232,6 +232,10 @@ class Interval:
     def excludes_zero(self) -> bool:
         return self.low > 0 or self.high < 0
 
+    def points(self) -> list[float]:
+        """[difference, low, high] in percentage points, one decimal (the results' tables)."""
+        return [round(100 * value, 1) for value in (self.difference, self.low, self.high)]
+
     def to_json(self) -> dict[str, float | int | bool]:
         return {
             "difference": self.difference,

@@ -54,11 +54,7 @@ def compare(stored: str, quick: str, limit: int) -> dict[str, Any]:
                 interval = paired_bootstrap(mine, theirs, resamples=2000, seed=1234)
                 entry: dict[str, Any] = {
                     "em": round(100 * sum(theirs) / len(theirs), 1),
-                    "quick_minus": [
-                        round(100 * interval.difference, 1),
-                        round(100 * interval.low, 1),
-                        round(100 * interval.high, 1),
-                    ],
+                    "quick_minus": interval.points(),
                 }
                 if metric == "exact_match":
                     entry["mcnemar"] = mcnemar_exact(mine, theirs).to_json()

@@ -1,6 +1,6 @@
 """Pair other-repo+ctx line predictions with stored default+ctx and repo+ctx ones, task by task.
 
-    python compare.py OTHER.jsonl STORED.jsonl [STORED.jsonl ...]
+    python pair_other_repo.py OTHER.jsonl STORED.jsonl [STORED.jsonl ...]
 
 Same tasks (same seed and held-out files) under each condition; prints, per repository, line
 exact match and edit similarity of each condition and other-repo+ctx's paired difference from
@@ -49,11 +49,7 @@ def compare(paths: list[str]) -> dict[str, Any]:
                 interval = paired_bootstrap(mine, theirs, resamples=2000, seed=1234)
                 entry[condition] = {
                     "score": round(100 * sum(theirs) / len(theirs), 1),
-                    "other_minus": [
-                        round(100 * interval.difference, 1),
-                        round(100 * interval.low, 1),
-                        round(100 * interval.high, 1),
-                    ],
+                    "other_minus": interval.points(),
                 }
                 if metric == "exact_match":
                     entry[condition]["mcnemar"] = mcnemar_exact(mine, theirs).to_json()

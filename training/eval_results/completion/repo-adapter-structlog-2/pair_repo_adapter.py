@@ -1,6 +1,6 @@
 """Pair a repo+ctx run's predictions with stored default+ctx predictions, task by task.
 
-    python compare.py STORED_LINES.jsonl STORED_QUESTIONS.jsonl NEW.jsonl
+    python pair_repo_adapter.py STORED_LINES.jsonl STORED_QUESTIONS.jsonl NEW.jsonl
 
 Same tasks (same seed and held-out files), so each task is scored under both conditions; prints
 line EM / edit similarity and question metrics with the paired difference (bootstrap 95 %
@@ -47,11 +47,7 @@ def paired(
         "tasks": len(tasks),
         "default+ctx": round(100 * sum(theirs) / len(tasks), 1),
         "repo+ctx": round(100 * sum(mine) / len(tasks), 1),
-        "difference": [
-            round(100 * interval.difference, 1),
-            round(100 * interval.low, 1),
-            round(100 * interval.high, 1),
-        ],
+        "difference": interval.points(),
     }
     if metric == "exact_match":
         result["mcnemar"] = mcnemar_exact(mine, theirs).to_json()
