@@ -301,7 +301,14 @@ class CompletionSettings(_Section):
         description="a request whose full prompt needs more than this many tokens evaluated "
         "gets the short prompt's answer (with quick_start)",
     )
-    debounce_ms: int = Field(150, ge=0, le=5000)
+    debounce_ms: int = Field(
+        0,
+        ge=0,
+        le=5000,
+        description="the editor client's extra wait after a keystroke before an automatic "
+        "request, on top of the editor's own (VS Code: 50 ms); the server starts its work at "
+        "the edit, so a longer wait saves no work and only delays the suggestion",
+    )
     auto_skip_after_deletion: bool = Field(
         True,
         description="no automatic completion right after text was deleted (backspace, delete, "

@@ -76,7 +76,7 @@ export const USER_ONLY_KEYS: ReadonlySet<string> = new Set(
 export const DEFAULTS = {
   enable: true,
   languages: ["*"] as readonly string[],
-  debounceMs: 150,
+  debounceMs: 0,
 } as const;
 
 /**
