@@ -107,11 +107,13 @@ function serverFields(source: string, className: string): Map<string, string | u
   if (start < 0) throw new Error(`${className} not found in server/config.py`);
   const rest = source.slice(start).split("\n").slice(1);
   const fields = new Map<string, string | undefined>();
-  for (const line of rest) {
+  for (const [index, line] of rest.entries()) {
     if (/^\S/.test(line)) break; // next top-level statement
     const match = /^ {4}(\w+): [^=]*?(?: = (.*))?$/.exec(line);
     if (!match || match[1] === "model_config") continue;
-    const rhs = match[2]?.trim();
+    let rhs = match[2]?.trim();
+    // `Field(` alone: ruff put the arguments one per line, the default first.
+    if (rhs === "Field(") rhs = `Field(${rest[index + 1]?.trim() ?? ""}`;
     const literal = rhs?.startsWith("Field(") ? /^Field\(([^,)]*)/.exec(rhs)?.[1] : rhs;
     fields.set(match[1], literal?.trim() || undefined);
   }
@@ -147,7 +149,7 @@ describe.skipIf(!existsSync(configPy))("agreement with server/config.py", () => 
         .replace(/^True$/, "true")
         .replace(/^False$/, "false")
         .replace(/^None$/, "null")
-        .replace(/_/g, "")
+        .replace(/^[\d_.]+$/, (number) => number.replace(/_/g, "")) // 60_000
         .replace(/^"(.*)"$/, "$1");
       expect(String(jsDefault), spec.key).toBe(normalised.replace(/^(\d+)\.0$/, "$1"));
       compared += 1;
