@@ -1,17 +1,13 @@
 """`repotune bench complete PATH`: completion latency on a real codebase, as one JSON object.
 
-It indexes PATH, then replays typing sessions at sampled cursor positions in its Python files:
-- a *cold* request is the first of a session (a new place in a file, so little KV cache to reuse);
-- *warm* requests follow it as the user types the next characters of the real line, each one a
-  full request (retrieval + prompt + generation), the way an editor sends them;
-- a *next_line* request ends each session: the line finished, Enter, the first request on the
-  new line below it (the common way a cold request happens while writing code).
-Most sessions start mid-line (single-line completions, the common case); one in four starts on
-an empty line in a function body (a block). The text after the cursor on the cursor's line is
-removed (the user has not typed it yet), everything else in the file stays.
+It indexes PATH, then replays typing sessions (sessions.py) at sampled cursor positions in its
+Python files: a *cold* request is the first of a session (a new place in a file, so little KV
+cache to reuse); *warm* requests follow it as the user types the next characters of the real
+line; a *next_line* request ends each session (the line finished, Enter, the first request on
+the new line below it).
 
 Each session is replayed three times from the same cold start (result cache, kept snippets and KV
-caches dropped), through the assistant as the language server calls it:
+caches dropped), through the assistant as the language server calls it (replay.py):
 - *before*: the request alone, with work ahead off (no prefill, whole blocks, one KV cache): the
   figures of earlier runs, kept under the same keys (cold, warm, next_line...);
 - *ahead*: as VS Code with the RepoTune extension sends it: the cursor comes to rest at the new
@@ -33,119 +29,31 @@ from __future__ import annotations
 import json
 import os
 import platform
-import random
 import statistics
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from repotune.server.bench.replay import (
+    BEFORE,
+    EDITOR_DEBOUNCE_MS,
+    QUICK,
+    Arm,
+    first_lines_agree,
+    keystroke_figures,
+    replay,
+)
+from repotune.server.bench.sessions import Cursor, sample_sessions
 from repotune.server.bench.stats import rounded_percentile
 from repotune.server.config import Settings, settings_with
 from repotune.server.corpora import ensure_corpus
 from repotune.server.models import ModelError
 
 DEFAULT_CORPUS = "requests==2.32.3"
-WARM_KEYSTROKES = 3
-BLOCK_SHARE = 0.25
 TIME_BUDGET_S = 1200.0
-SEED = 20240601
 AB_SESSIONS = 8  # sessions replayed twice (prompt lookup off/on)
 DWELL_MS = 1000  # how long the cursor rests at a new place before the first keystroke
-# VS Code waits this long after a keystroke before it asks any inline-completion provider
-# (its InlineCompletionsDebounce, min = max = 50 ms); the extension's own debounce comes on top.
-EDITOR_DEBOUNCE_MS = 50
-
-
-# --------------------------------------------------------------------------- corpus
-
-
-# --------------------------------------------------------------------------- sessions
-
-
-@dataclass(frozen=True)
-class Cursor:
-    path: str  # workspace-relative
-    prefix: str
-    suffix: str
-    kind: str  # "cold" | "warm" | "next_line" (Enter at the end of the typed line)
-    session: int
-    expected: str = ""  # the rest of the real line (none after Enter: that line is new)
-
-
-def _python_files(root: Path) -> list[Path]:
-    files = []
-    for path in sorted(root.rglob("*.py")):
-        parts = path.relative_to(root).parts
-        if any(part.startswith(".") or part in ("__pycache__",) for part in parts):
-            continue
-        if path.stat().st_size < 200_000:
-            files.append(path)
-    return files
-
-
-def _candidate_lines(lines: list[str]) -> list[int]:
-    picks = []
-    for index, line in enumerate(lines):
-        stripped = line.strip()
-        if not line.startswith("    ") or len(stripped) < 12:
-            continue
-        if stripped[0] in "#\"'@" or stripped.startswith(("def ", "class ", "return\n")):
-            continue
-        picks.append(index)
-    return picks
-
-
-def sample_sessions(root: Path, samples: int, seed: int = SEED) -> list[list[Cursor]]:
-    """Typing sessions totalling at least `samples` cursor positions, in a seeded order."""
-    rng = random.Random(seed)
-    files = _python_files(root)
-    if not files:
-        raise SystemExit(f"repotune: no Python files under {root}")
-    texts = {path: path.read_text(encoding="utf-8", errors="replace") for path in files}
-    pool = [(path, index) for path in files for index in _candidate_lines(texts[path].split("\n"))]
-    if not pool:
-        raise SystemExit(f"repotune: no code lines to complete under {root}")
-    rng.shuffle(pool)
-    sessions: list[list[Cursor]] = []
-    total = 0
-    for session, (path, index) in enumerate(pool):
-        if total >= samples:
-            break
-        lines = texts[path].split("\n")
-        before = "\n".join(lines[:index]) + ("\n" if index else "")
-        after = "\n" + "\n".join(lines[index + 1 :])
-        line = lines[index]
-        indent = line[: len(line) - len(line.lstrip())]
-        relative = path.relative_to(root).as_posix()
-        cursors: list[Cursor] = []
-        suffix = after
-        if rng.random() < BLOCK_SHARE:
-            # An empty line in a body, before the real line; then its first characters typed.
-            start = indent
-            suffix = "\n" + line + after
-            typed = line[len(indent) :]
-            cursors.append(Cursor(relative, before + start, suffix, "cold", session, typed))
-            for step in range(1, WARM_KEYSTROKES + 1):
-                prefix = before + indent + typed[:step]
-                cursors.append(Cursor(relative, prefix, suffix, "warm", session, typed[step:]))
-        else:
-            content = line[len(indent) :]
-            column = len(indent) + rng.randint(2, max(2, len(content) // 2))
-            for step in range(WARM_KEYSTROKES + 1):
-                end = min(len(line), column + step)
-                kind = "cold" if step == 0 else "warm"
-                cursors.append(
-                    Cursor(relative, before + line[:end], after, kind, session, line[end:])
-                )
-        # The line done, Enter: the first request on the new line below it (typing inserts at
-        # the cursor: what follows it is the same all session long).
-        enter = before + line + "\n" + indent
-        cursors.append(Cursor(relative, enter, suffix, "next_line", session))
-        sessions.append(cursors)
-        total += len(cursors)
-    return sessions
 
 
 # --------------------------------------------------------------------------- statistics
@@ -187,119 +95,6 @@ def _summary(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- run
 
-# Completion settings of the "before" arm: the engine as it was before work ahead.
-BEFORE = {"prefill": False, "first_line_first": False, "warm_files": 0}
-# The "quick" arm: work ahead, and quick start's short prompt at new places.
-QUICK = {"quick_start": True}
-
-
-@dataclass
-class Arm:
-    """How a replay sends a session: `ahead` replays editor traffic (prefetch, debounce)."""
-
-    name: str
-    ahead: bool
-    completion: dict[str, Any]
-
-
-def _record(
-    assistant: Any, cursor: Cursor, outcome: Any, request_ms: float, keystroke_ms: float
-) -> dict[str, Any]:
-    engine = assistant.engine
-    cached = bool(outcome is not None and outcome.cached)
-    stats = {} if cached else engine.last_stats
-    timings = stats.get("timings", {})
-    text = outcome.text if outcome else ""
-    return {
-        "session": cursor.session,
-        "kind": cursor.kind,
-        "path": cursor.path,
-        "multiline": outcome.multiline if outcome else None,
-        "text": text,
-        "quick": bool(outcome is not None and outcome.quick),
-        # The suggestion's first line is the rest of the real line (an empty one is a miss).
-        "line_exact": _first_line(text) == cursor.expected.rstrip() if cursor.expected else None,
-        "reason": engine.last_reason,
-        "cached": cached,
-        "total_ms": request_ms,
-        "keystroke_ms": keystroke_ms,
-        "retrieval_ms": outcome.timings.get("retrieval", 0.0) if outcome else 0.0,
-        "tokenize_ms": timings.get("tokenize", 0.0),
-        "prompt_eval_ms": timings.get("prompt_eval", 0.0),
-        "generate_ms": timings.get("generate", 0.0),
-        "prompt_tokens": stats.get("prompt_tokens", 0),
-        "reused_tokens": stats.get("reused_tokens", 0),
-        "generated_tokens": None if cached else stats.get("generated_tokens"),
-        "drafted_tokens": stats.get("drafted_tokens", 0),
-        "accepted_tokens": stats.get("accepted_tokens", 0),
-    }
-
-
-def _replay(
-    assistant: Any, root: Path, cursors: list[Cursor], arm: Arm, debounce_s: float, dwell_s: float
-) -> list[dict[str, Any]]:
-    """One session from a cold start, as `arm` sends it; a record per keystroke."""
-    engine = assistant.engine
-    engine.forget()
-    records = []
-    for cursor in cursors:
-        path = root / cursor.path
-        text = cursor.prefix + cursor.suffix
-        offset = len(cursor.prefix)
-        if arm.ahead and cursor.kind == "cold" and dwell_s > 0:
-            # The cursor rests at the place (before the keystroke's character) for a while.
-            assistant.prefetch(path, text[: offset - 1] + text[offset:], offset - 1, "python")
-            time.sleep(dwell_s)
-        engine.last_stats = {}
-        keystroke = time.perf_counter()
-        if arm.ahead:
-            assistant.prefetch(path, text, offset, "python")  # the keystroke's didChange
-            time.sleep(max(0.0, debounce_s - (time.perf_counter() - keystroke)))
-        requested = time.perf_counter()
-        outcome = assistant.complete(path, text, offset, "python", automatic=True)
-        done = time.perf_counter()
-        request_ms = (done - requested) * 1000
-        # Without work ahead nothing happens during the debounce: it is added, not slept.
-        keystroke_ms = (done - keystroke) * 1000 + (0.0 if arm.ahead else debounce_s * 1000)
-        records.append(_record(assistant, cursor, outcome, request_ms, keystroke_ms))
-    return records
-
-
-def _keystrokes(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Keystroke-to-suggestion p50/p95 per kind; how many answers came from quick start's
-    short prompt, and how many suggestions were the rest of the real line (a quality check
-    on the replayed places, not the evaluation's)."""
-    report: dict[str, Any] = {}
-    for kind in ("cold", "warm", "next_line"):
-        of_kind = [r for r in records if r["kind"] == kind]
-        checked = [r["line_exact"] for r in of_kind if r["line_exact"] is not None]
-        report[kind] = {
-            "requests": len(of_kind),
-            "p50_ms": rounded_percentile([r["keystroke_ms"] for r in of_kind], 50),
-            "p95_ms": rounded_percentile([r["keystroke_ms"] for r in of_kind], 95),
-            "empty": sum(1 for r in of_kind if not r["text"]),
-            "quick": sum(1 for r in of_kind if r["quick"]),
-            "line_exact": round(sum(checked) / len(checked), 3) if checked else None,
-        }
-    return report
-
-
-def _first_line(text: str) -> str:
-    return text.strip("\n").split("\n")[0].rstrip()
-
-
-def _first_lines_agree(before: list[dict[str, Any]], ahead: list[dict[str, Any]]) -> dict[str, Any]:
-    """Where the before arm proposed a block: does the ahead arm's answer (its first line, on
-    an empty line) start the same way? Acceptance of the first line is what it can change."""
-    pairs = [
-        (b["text"], a["text"])
-        for b, a in zip(before, ahead, strict=True)
-        if b["multiline"] and b["text"].strip()
-    ]
-
-    same = sum(1 for b, a in pairs if _first_line(b) == _first_line(a))
-    return {"blocks": len(pairs), "same_first_line": same}
-
 
 def _with_completion(assistant: Any, settings: Settings, completion: dict[str, Any]) -> None:
     assistant.engine.reload(settings_with(settings, {"completion": completion}, "bench"))
@@ -316,7 +111,7 @@ def _compare_prompt_lookup(
             for lookup in (False, True):
                 arm = Arm("lookup", False, {**BEFORE, "prompt_lookup": lookup})
                 _with_completion(assistant, settings, arm.completion)
-                results[lookup].extend(_replay(assistant, root, cursors, arm, debounce_s, 0.0))
+                results[lookup].extend(replay(assistant, root, cursors, arm, debounce_s, 0.0))
     finally:
         assistant.engine.reload(settings)
     report: dict[str, Any] = {"sessions": len(subset)}
@@ -400,7 +195,7 @@ def run_bench_complete(
                 _with_completion(assistant, settings, arm.completion)
                 counted = dict(engine.ahead_stats)
                 records[arm.name].extend(
-                    _replay(assistant, workspace, cursors, arm, debounce_s, dwell_ms / 1000)
+                    replay(assistant, workspace, cursors, arm, debounce_s, dwell_ms / 1000)
                 )
                 engine.wait_ahead(60)
                 for key, value in engine.ahead_stats.items():
@@ -423,9 +218,9 @@ def run_bench_complete(
         "editor_debounce_ms": EDITOR_DEBOUNCE_MS,
         "wait_ms": EDITOR_DEBOUNCE_MS + settings.completion.debounce_ms,
         "dwell_ms": dwell_ms,
-        "before": _keystrokes(before),
-        "ahead": _keystrokes(ahead),
-        "quick": _keystrokes(quick),
+        "before": keystroke_figures(before),
+        "ahead": keystroke_figures(ahead),
+        "quick": keystroke_figures(quick),
         "quick_settings": {
             key: getattr(settings.completion, key)
             for key in ("quick_prefix_tokens", "quick_suffix_tokens", "quick_start_min_tokens")
@@ -440,7 +235,7 @@ def run_bench_complete(
         },
         "prefill": _prefill_work(work["ahead"]),
         "quick_prefill": _prefill_work(work["quick"]),
-        "first_line": _first_lines_agree(before, ahead),
+        "first_line": first_lines_agree(before, ahead),
         "targets_ms": {"cold_p50": 700, "next_line_p50": 500, "warm_p50": 150},
         "examples": [{k: r[k] for k in ("path", "kind", "text", "reason")} for r in ahead[:6]],
     }

@@ -488,7 +488,7 @@ def test_cli_complete_rejects_bad_positions(tiny_repo: Path) -> None:
 
 
 def test_bench_sessions_are_seeded_and_cut_real_lines(tiny_repo: Path) -> None:
-    from repotune.server.bench.complete import sample_sessions
+    from repotune.server.bench.sessions import sample_sessions
 
     sessions = sample_sessions(tiny_repo, samples=6)
     assert sessions == sample_sessions(tiny_repo, samples=6)  # reproducible
