@@ -177,7 +177,9 @@ def run_bench_complete(
         raise SystemExit(f"repotune: {workspace} is not a directory")
     workspace = workspace.resolve()
     sessions = sample_sessions(workspace, samples)
-    debounce_s = (EDITOR_DEBOUNCE_MS + settings.completion.debounce_ms) / 1000
+    # The client's wait between a keystroke and its request: the editor's debounce, then ours.
+    wait_ms = EDITOR_DEBOUNCE_MS + settings.completion.debounce_ms
+    wait_s = wait_ms / 1000
     arms = (Arm("before", False, BEFORE), Arm("ahead", True, {}), Arm("quick", True, QUICK))
 
     assistant, index_s, index_idle = _open(workspace, settings)
@@ -195,7 +197,7 @@ def run_bench_complete(
                 _with_completion(assistant, settings, arm.completion)
                 counted = dict(engine.ahead_stats)
                 records[arm.name].extend(
-                    replay(assistant, workspace, cursors, arm, debounce_s, dwell_ms / 1000)
+                    replay(assistant, workspace, cursors, arm, wait_s, dwell_ms / 1000)
                 )
                 engine.wait_ahead(60)
                 for key, value in engine.ahead_stats.items():
@@ -203,7 +205,7 @@ def run_bench_complete(
         engine.reload(settings)
         lookup_ab = None
         if compare_prompt_lookup and not truncated:
-            lookup_ab = _compare_prompt_lookup(assistant, workspace, settings, sessions, debounce_s)
+            lookup_ab = _compare_prompt_lookup(assistant, workspace, settings, sessions, wait_s)
         status = engine.status()
         index_stats = _index_stats(assistant.folders.index_for(workspace))
     finally:
@@ -216,7 +218,7 @@ def run_bench_complete(
     report["editor"] = {
         "debounce_ms": settings.completion.debounce_ms,
         "editor_debounce_ms": EDITOR_DEBOUNCE_MS,
-        "wait_ms": EDITOR_DEBOUNCE_MS + settings.completion.debounce_ms,
+        "wait_ms": wait_ms,
         "dwell_ms": dwell_ms,
         "before": keystroke_figures(before),
         "ahead": keystroke_figures(ahead),
