@@ -3,7 +3,8 @@
 Precedence, lowest first: built-in defaults < the workspace's `repotune.toml` (or the
 `[tool.repotune]` table of its `pyproject.toml`) < values from the editor
 (initializationOptions / workspace configuration) or the command line.
-Every error names the offending key and where it came from, so a user can fix it.
+Every error names the offending key and where it came from, so a user can fix it. What a
+repository's own file may not set is checked in repository_settings.py.
 """
 
 from __future__ import annotations
@@ -18,78 +19,18 @@ from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from repotune.server.index.redact import DEFAULT_SECRET_PATTERNS
+from repotune.server.repository_settings import (
+    anchor_model_paths,
+    repository_index_dir_problem,
+    repository_network_problem,
+)
 
 CONFIG_FILE_NAME = "repotune.toml"
-
-# Matched (gitignore-style) against a file's workspace path and, for a symlink, its target's.
-DEFAULT_SECRET_PATTERNS: list[str] = [
-    ".env",
-    ".env.*",
-    "*.env",
-    ".envrc",
-    "*.pem",
-    "*.key",
-    "*.p12",
-    "*.pfx",
-    "*.keystore",
-    "*.jks",
-    "*.ppk",
-    "*.asc",
-    "*.gpg",
-    "id_rsa*",
-    "id_dsa*",
-    "id_ecdsa*",
-    "id_ed25519*",
-    ".netrc",
-    "_netrc",
-    ".npmrc",
-    ".pypirc",
-    ".pgpass",
-    ".git-credentials",
-    ".dockercfg",
-    ".docker/config.json",
-    ".kube/config",
-    "kubeconfig",
-    "*.kubeconfig",
-    ".aws/credentials",
-    ".aws/config",
-    "credentials",
-    "credentials.json",
-    "*credentials*.json",
-    "*-credentials.*",
-    "*service-account*.json",
-    "*service_account*.json",
-    "client_secret*.json",
-    "*.tfvars",
-    "*.tfvars.json",
-    "*.tfstate",
-    "*.tfstate.backup",
-    "secrets.*",
-    "*.secret",
-    "*.secrets",
-    ".htpasswd",
-]
 
 
 class SettingsError(ValueError):
     """Raised for any invalid setting; the message names the key and its source."""
-
-
-# Settings that send data (chunk vectors, code) to a network address: a repository is untrusted,
-# so its own file may not set them (only the editor, the command line or the user may).
-NETWORK_SETTINGS: tuple[tuple[str, str], ...] = (
-    ("index", "chroma_url"),
-    ("index", "chroma_tenant"),
-    ("index", "chroma_database"),
-    ("index", "chroma_token_env"),
-    ("train", "teacher_endpoint"),  # receives snippets of the repository's code
-    ("train", "teacher_api_key_env"),  # names which environment variable is sent as a key
-    ("model", "endpoint"),  # receives prompts (the code around the cursor, retrieved snippets)
-    ("model", "endpoint_model"),
-    ("model", "endpoint_key_env"),  # names which environment variable is sent as a key
-    ("model", "endpoint_timeout_ms"),
-    ("model", "endpoint_fallback"),
-)
 
 
 def chroma_url_problem(value: str) -> str | None:
@@ -481,60 +422,6 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     return result
 
 
-def _anchor_model_paths(values: Mapping[str, Any], workspace: Path) -> dict[str, Any]:
-    """Model paths written in a workspace's file are relative to that workspace, not to
-    whatever directory the editor started the server in."""
-    model = values.get("model")
-    if not isinstance(model, Mapping):
-        return dict(values)
-    anchored = dict(model)
-    for key in ("generator", "embedder", "adapter"):
-        reference = anchored.get(key)
-        if not isinstance(reference, str) or reference in ("default", "none"):
-            continue
-        if reference.startswith("hf:"):
-            continue
-        path = Path(reference).expanduser()
-        if not path.is_absolute():
-            anchored[key] = str(workspace / path)
-    return {**values, "model": anchored}
-
-
-def repository_index_dir_problem(workspace: Path, value: str) -> str | None:
-    """Why a repository's own settings may not put the index at `value`, or None.
-
-    A repository is untrusted: a folder it names is where RepoTune writes (and, on a rebuild,
-    deletes its own files), so it may only name a folder below its own `.repotune/` (never that
-    folder itself, which holds training outputs) or inside RepoTune's cache. Symlinks and `..`
-    are resolved before the check."""
-    root = workspace.resolve()
-    configured = Path(value).expanduser()
-    target = (configured if configured.is_absolute() else root / configured).resolve()
-    own = (root / ".repotune").resolve()
-    if target.is_relative_to(own) and target != own:
-        return None
-    if target.is_relative_to(cache_dir().resolve()):
-        return None
-    return (
-        f"setting 'index.index_dir' ({value!r} -> {target}) points outside the repository's "
-        f"own .repotune/ folder and RepoTune's cache; a repository may not choose where RepoTune "
-        "writes (use a folder such as '.repotune/index', or set it in the editor settings)"
-    )
-
-
-def repository_network_problem(values: Mapping[str, Any]) -> str | None:
-    """Why a repository's own settings may not be used as they are (a network setting), or None."""
-    for section, key in NETWORK_SETTINGS:
-        table = values.get(section)
-        if isinstance(table, Mapping) and key in table:
-            return (
-                f"setting '{section}.{key}' may not come from a repository's own file (it would "
-                "let the repository choose where RepoTune sends data derived from its code); set "
-                "it in the editor settings or on the command line (--set)"
-            )
-    return None
-
-
 def validate_layer(values: Mapping[str, Any], source: str) -> None:
     """Check one layer on its own so an error names the layer that is wrong."""
     try:
@@ -561,10 +448,10 @@ def load_settings(
             editor_index = (overrides or {}).get("index")
             editor_sets_it = isinstance(editor_index, Mapping) and "index_dir" in editor_index
             if isinstance(index_dir, str) and not editor_sets_it:
-                problem = repository_index_dir_problem(workspace, index_dir)
+                problem = repository_index_dir_problem(workspace, index_dir, cache_dir())
                 if problem:
                     raise SettingsError(f"{file_source}: {problem}")
-            merged = deep_merge(merged, _anchor_model_paths(file_values, workspace))
+            merged = deep_merge(merged, anchor_model_paths(file_values, workspace))
     if overrides:
         validate_layer(overrides, overrides_source)
         merged = deep_merge(merged, overrides)

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 from repotune.server.config import (
-    NETWORK_SETTINGS,
     Settings,
     SettingsError,
     load_settings,
     settings_with,
 )
+from repotune.server.repository_settings import NETWORK_SETTINGS
 
 
 def test_defaults_without_any_file(tmp_path: Path) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import random
 import time
 from collections.abc import Iterator
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from repotune.server.config import Settings, TrainSettings
-from repotune.training.base import BaseWeights, TrainError, load_model, load_tokenizer, prepare_base
+from repotune.training.base import BaseWeights, TrainError, load_tokenizer, prepare_base
 from repotune.training.batches import (
     IGNORE_INDEX,
     Encoded,
@@ -48,6 +47,7 @@ from repotune.training.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from repotune.training.lora import accelerator_and_threads, lora_model, optimizer_and_schedule
 from repotune.training.loss import completion_loss_sums, evaluate_loss
 
 RUN_FILE = "run.json"
@@ -93,37 +93,6 @@ def kept_start_warning(result: FinetuneResult) -> str | None:
         "the adapter kept is the one training started from, not a fine-tuned one; train "
         "longer, or with more data or another learning rate"
     )
-
-
-# --------------------------------------------------------------------------- model
-
-
-def lora_config(train: TrainSettings) -> Any:
-    from peft import LoraConfig
-
-    refused = {"embed_tokens", "lm_head"} & set(train.lora_target_modules)
-    if refused:
-        # llama.cpp adapters cannot touch the tied token embedding / output matrix.
-        raise TrainError(f"LoRA on {sorted(refused)} is not supported (tied embeddings)")
-    return LoraConfig(
-        r=train.lora_r,
-        lora_alpha=train.lora_alpha,
-        lora_dropout=train.lora_dropout,
-        target_modules=list(train.lora_target_modules),
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
-
-
-def configure_threads(settings: Settings, processes: int = 1) -> int:
-    """CPU threads per process: the cores are shared by `processes` local training processes."""
-    import psutil
-    import torch
-
-    threads = settings.model.threads or psutil.cpu_count(logical=False) or 1
-    threads = max(1, threads // max(1, processes))
-    torch.set_num_threads(threads)
-    return threads
 
 
 # --------------------------------------------------------------------------- training
@@ -206,7 +175,7 @@ def setup(
     val_examples = read_examples(Path(data_dir) / "validation.jsonl")
     if not train_examples:
         raise TrainError(f"{data_dir}/train.jsonl has no examples")
-    accelerator, threads = _accelerator(settings)
+    accelerator, threads = accelerator_and_threads(settings)
     world = accelerator.num_processes
     torch.manual_seed(cfg.seed)
     base = prepare_base(reference)
@@ -216,7 +185,7 @@ def setup(
     val_data = random.Random(cfg.seed).sample(val_pool, min(len(val_pool), cfg.eval_max_examples))
     if not train_data:
         raise TrainError("no training example has a non-empty completion")
-    model, warm_start = _lora_model(base, cfg, None if resume else init_adapter)
+    model, warm_start = lora_model(base, cfg, None if resume else init_adapter)
     # batch_size is the global batch: per rank, accumulation micro-batches of micro_batch_size.
     accumulation = max(1, cfg.batch_size // (cfg.micro_batch_size * world))
     lengths = [item.length for item in train_data]
@@ -225,7 +194,7 @@ def setup(
     if max_steps is not None:
         total_steps = min(total_steps, max_steps)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer, scheduler = _optimizer(params, cfg, total_steps)
+    optimizer, scheduler = optimizer_and_schedule(params, cfg, total_steps)
     state = _fresh_state()
     if resume:
         _restore(run_dir, model, optimizer, scheduler, state)
@@ -263,34 +232,6 @@ def setup(
     )
 
 
-def _lora_model(
-    base: BaseWeights, cfg: TrainSettings, init_adapter: Path | None
-) -> tuple[Any, dict[str, Any] | None]:
-    """The base with fresh LoRA layers, warm-started from a GGUF adapter when one is given."""
-    from peft import get_peft_model
-
-    model = get_peft_model(load_model(base), lora_config(cfg))
-    warm_start = None
-    if init_adapter is not None:
-        from repotune.training.export.warm_start import load_gguf_adapter
-
-        warm_start = load_gguf_adapter(model, Path(init_adapter))
-    if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.config.use_cache = False
-    return model, warm_start
-
-
-def _optimizer(params: list[Any], cfg: TrainSettings, total_steps: int) -> tuple[Any, Any]:
-    """AdamW (no weight decay) with a linear warmup and decay over `total_steps`."""
-    import torch
-    from transformers import get_linear_schedule_with_warmup
-
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=0.0)
-    warmup = max(1, int(total_steps * cfg.warmup_ratio)) if total_steps > 1 else 0
-    return optimizer, get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
-
-
 def _run_reference(
     run_dir: Path, settings: Settings, base_reference: str | None, resume: bool
 ) -> str:
@@ -302,20 +243,6 @@ def _run_reference(
         previous = json.loads((run_dir / RUN_FILE).read_text())
         reference = previous.get("base_reference", reference)
     return reference
-
-
-def _accelerator(settings: Settings) -> tuple[Any, int]:
-    """accelerate on the GPU (bf16 where it can) or the CPU, and the CPU threads per process."""
-    import torch
-    from accelerate import Accelerator
-
-    on_gpu = torch.cuda.is_available()
-    accelerator = Accelerator(
-        mixed_precision="bf16" if on_gpu and torch.cuda.is_bf16_supported() else "no",
-        cpu=not on_gpu,
-    )
-    local = 1 if on_gpu else int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
-    return accelerator, configure_threads(settings, local)
 
 
 def _fresh_state() -> dict[str, Any]:

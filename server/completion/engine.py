@@ -45,15 +45,14 @@ from repotune.server.completion.formats import PromptFormat
 from repotune.server.completion.model import LoadedModel, load_model
 from repotune.server.completion.model_slot import ModelSlot
 from repotune.server.completion.postprocess import POSTPROCESS_WINDOW, decide_multiline, postprocess
-from repotune.server.completion.prompts import (
-    PREFIX_QUANTUM,
-    BuiltPrompt,
-    PromptCancelled,
-    build_fim_prompt,
-    scaled_budget,
-)
-from repotune.server.completion.quick_start import quick_budget, slot_key, wants_quick_start
+from repotune.server.completion.prompts import BuiltPrompt, PromptCancelled
+from repotune.server.completion.quick_start import slot_key, wants_quick_start
 from repotune.server.completion.request import CompletionRequest, CompletionResult
+from repotune.server.completion.request_prompt import (
+    PreparedPrompt,
+    answer_tokens,
+    build_request_prompt,
+)
 from repotune.server.completion.sticky import StickyContext
 from repotune.server.completion.work_ahead import WorkAhead
 from repotune.server.config import Settings
@@ -71,15 +70,6 @@ class _Generated:
     reason: str
     stats: dict[str, Any]
     tokens: tuple[int, ...] = ()  # what was generated (a first line's, to finish its block)
-
-
-@dataclass(frozen=True)
-class PreparedPrompt:
-    """A full prompt built and tokenized once: deciding about it (quick start) and evaluating
-    it ahead must not pay for building it again when it is then answered."""
-
-    prompt: BuiltPrompt
-    tokens: list[int]
 
 
 # --------------------------------------------------------------------------- engine
@@ -213,16 +203,6 @@ class CompletionEngine:
             raise ModelError("the generator is not loaded yet")
         return loaded.count(text)
 
-    def _budget(self, multiline: bool, quick: bool = False) -> tuple[int, int, int]:
-        """The settings' split (or the short prompt's), scaled down to fit the context window
-        if need be."""
-        comp = self._settings.completion
-        generated = comp.max_tokens_block if multiline else comp.max_tokens_line
-        window = self._settings.model.context_length
-        if quick:
-            return quick_budget(comp, window, generated)
-        return scaled_budget(comp, window, generated)
-
     def build_prompt(
         self,
         request: CompletionRequest,
@@ -231,35 +211,13 @@ class CompletionEngine:
         quick: bool = False,
     ) -> BuiltPrompt:
         """The request's prompt (the short one when `quick`); raises PromptCancelled as soon as
-        `cancel` is set (every token count checks it, so a cancelled request stops during
-        packing too)."""
+        `cancel` is set."""
         loaded = self._loaded
         if loaded is None:
             raise ModelError("the generator is not loaded yet")
-
-        def count(text: str) -> int:
-            if cancel is not None and cancel.is_set():
-                raise PromptCancelled
-            return loaded.count(text)
-
-        budget = self._budget(multiline, quick)
-        return build_fim_prompt(
-            loaded.format,
-            path=request.path,
-            prefix=request.prefix,
-            suffix=request.suffix,
-            context=request.context if budget[0] > 0 else (),
-            budget=budget,
-            count_tokens=count,
-            repo_name=request.repo_name,
-            prefix_quantum=PREFIX_QUANTUM,
+        return build_request_prompt(
+            loaded.format, loaded.count, self._settings, request, multiline, cancel, quick
         )
-
-    def _tokens(self, loaded: LoadedModel, prompt: BuiltPrompt, multiline: bool) -> list[int]:
-        comp = self._settings.completion
-        max_tokens = comp.max_tokens_block if multiline else comp.max_tokens_line
-        window = self._settings.model.context_length
-        return fit_window(prompt_tokens(loaded.llm, prompt), window, max_tokens)
 
     def prepare_prompt(
         self,
@@ -275,7 +233,12 @@ class CompletionEngine:
             prompt = self.build_prompt(self._kept(request), multiline, cancel, quick)
         except PromptCancelled:
             return None
-        return PreparedPrompt(prompt, self._tokens(loaded, prompt, multiline))
+        # Room is left in the context window for the longest answer.
+        window = self._settings.model.context_length
+        tokens = fit_window(
+            prompt_tokens(loaded.llm, prompt), window, answer_tokens(self._settings, multiline)
+        )
+        return PreparedPrompt(prompt, tokens)
 
     def quick_now(self, loaded: LoadedModel, tokens: Sequence[int]) -> bool:
         """With quick_start: is the full prompt (`tokens`) too far from ready to wait for?

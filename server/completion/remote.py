@@ -35,14 +35,9 @@ from repotune.server.completion.postprocess import (
     postprocess,
     truncate,
 )
-from repotune.server.completion.prompts import (
-    PREFIX_QUANTUM,
-    BuiltPrompt,
-    PromptCancelled,
-    build_fim_prompt,
-    scaled_budget,
-)
+from repotune.server.completion.prompts import BuiltPrompt, PromptCancelled
 from repotune.server.completion.request import CompletionRequest, CompletionResult
+from repotune.server.completion.request_prompt import answer_tokens, build_request_prompt
 from repotune.server.completion.sticky import StickyContext
 from repotune.server.completion.tokens import CountTokens
 from repotune.server.completion.truncation import clip_to_tokens
@@ -252,24 +247,8 @@ class EndpointEngine:
         cancel: threading.Event | None = None,
     ) -> BuiltPrompt:
         """The request's prompt, packed as in-process with estimated token counts."""
-
-        def count(text: str) -> int:
-            if cancel is not None and cancel.is_set():
-                raise PromptCancelled
-            return self._count(text)
-
-        comp = self._settings.completion
-        generated = comp.max_tokens_block if multiline else comp.max_tokens_line
-        return build_fim_prompt(
-            self.format,
-            path=request.path,
-            prefix=request.prefix,
-            suffix=request.suffix,
-            context=request.context,
-            budget=scaled_budget(comp, self._settings.model.context_length, generated),
-            count_tokens=count,
-            repo_name=request.repo_name,
-            prefix_quantum=PREFIX_QUANTUM,
+        return build_request_prompt(
+            self.format, self._count, self._settings, request, multiline, cancel
         )
 
     def wants_context(self, path: str, prefix: str) -> bool:
@@ -345,7 +324,7 @@ class EndpointEngine:
         near_suffix = request.suffix[:POSTPROCESS_WINDOW]
         fields = {
             "prompt": prompt.text,
-            "max_tokens": comp.max_tokens_block if multiline else comp.max_tokens_line,
+            "max_tokens": answer_tokens(self._settings, multiline),
             "temperature": comp.temperature,
             "stop": list(prompt.stop),
             # llama_cpp.server penalizes repeats by default (1.1); in-process decoding does not,

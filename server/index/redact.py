@@ -13,6 +13,55 @@ from __future__ import annotations
 import json
 import re
 
+# Matched (gitignore-style) against a file's workspace path and, for a symlink, its target's.
+DEFAULT_SECRET_PATTERNS: list[str] = [
+    ".env",
+    ".env.*",
+    "*.env",
+    ".envrc",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "*.keystore",
+    "*.jks",
+    "*.ppk",
+    "*.asc",
+    "*.gpg",
+    "id_rsa*",
+    "id_dsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    ".netrc",
+    "_netrc",
+    ".npmrc",
+    ".pypirc",
+    ".pgpass",
+    ".git-credentials",
+    ".dockercfg",
+    ".docker/config.json",
+    ".kube/config",
+    "kubeconfig",
+    "*.kubeconfig",
+    ".aws/credentials",
+    ".aws/config",
+    "credentials",
+    "credentials.json",
+    "*credentials*.json",
+    "*-credentials.*",
+    "*service-account*.json",
+    "*service_account*.json",
+    "client_secret*.json",
+    "*.tfvars",
+    "*.tfvars.json",
+    "*.tfstate",
+    "*.tfstate.backup",
+    "secrets.*",
+    "*.secret",
+    "*.secrets",
+    ".htpasswd",
+]
+
 REDACTED = "<redacted>"
 # A 4096-bit RSA key in PEM is 51 lines.
 KEY_BLOCK_MAX_LINES = 120
