@@ -326,7 +326,11 @@ class TrainSettings(_Section):
         ],
         description="linear layers that get LoRA (never the tied embeddings)",
     )
-    gradient_checkpointing: bool = True
+    gradient_checkpointing: bool | Literal["auto"] = Field(
+        "auto",
+        description="recompute activations in the backward pass to save memory; 'auto': on for "
+        "a GPU, off on the CPU, where compute rather than memory limits training",
+    )
     warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0)
     eval_max_examples: int = Field(128, ge=1, description="validation examples per evaluation")
     max_examples: int = Field(20_000, ge=1, description="cap on examples per dataset split")

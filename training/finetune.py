@@ -47,7 +47,12 @@ from repotune.training.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from repotune.training.lora import accelerator_and_threads, lora_model, optimizer_and_schedule
+from repotune.training.lora import (
+    accelerator_and_threads,
+    lora_model,
+    optimizer_and_schedule,
+    uses_gradient_checkpointing,
+)
 from repotune.training.loss import completion_loss_sums, evaluate_loss
 
 RUN_FILE = "run.json"
@@ -185,7 +190,8 @@ def setup(
     val_data = random.Random(cfg.seed).sample(val_pool, min(len(val_pool), cfg.eval_max_examples))
     if not train_data:
         raise TrainError("no training example has a non-empty completion")
-    model, warm_start = lora_model(base, cfg, None if resume else init_adapter)
+    checkpointing = uses_gradient_checkpointing(cfg, accelerator.device.type == "cpu")
+    model, warm_start = lora_model(base, cfg, None if resume else init_adapter, checkpointing)
     # batch_size is the global batch: per rank, accumulation micro-batches of micro_batch_size.
     accumulation = max(1, cfg.batch_size // (cfg.micro_batch_size * world))
     lengths = [item.length for item in train_data]
@@ -209,6 +215,7 @@ def setup(
             "validation_examples": len(val_data),
             "init_adapter": warm_start,
             "processes": world,
+            "gradient_checkpointing": checkpointing,
         }
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / RUN_FILE).write_text(json.dumps(run_info, indent=2))

@@ -41,9 +41,10 @@ def configure_threads(settings: Settings, processes: int = 1) -> int:
 
 
 def lora_model(
-    base: BaseWeights, cfg: TrainSettings, init_adapter: Path | None
+    base: BaseWeights, cfg: TrainSettings, init_adapter: Path | None, checkpointing: bool
 ) -> tuple[Any, dict[str, Any] | None]:
-    """The base with fresh LoRA layers, warm-started from a GGUF adapter when one is given."""
+    """The base with fresh LoRA layers, warm-started from a GGUF adapter when one is given;
+    `checkpointing` recomputes activations in the backward pass."""
     from peft import get_peft_model
 
     model = get_peft_model(load_model(base), lora_config(cfg))
@@ -52,7 +53,7 @@ def lora_model(
         from repotune.training.export.warm_start import load_gguf_adapter
 
         warm_start = load_gguf_adapter(model, Path(init_adapter))
-    if cfg.gradient_checkpointing:
+    if checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     return model, warm_start
@@ -82,3 +83,12 @@ def accelerator_and_threads(settings: Settings) -> tuple[Any, int]:
     )
     local = 1 if on_gpu else int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
     return accelerator, configure_threads(settings, local)
+
+
+def uses_gradient_checkpointing(train: TrainSettings, on_cpu: bool) -> bool:
+    """`train.gradient_checkpointing`, with 'auto' resolved: off on the CPU, where recomputing
+    every layer's activations costs about a third more compute per step and memory is ample;
+    on for an accelerator, whose memory bounds the batch."""
+    if train.gradient_checkpointing == "auto":
+        return not on_cpu
+    return bool(train.gradient_checkpointing)
