@@ -14,13 +14,13 @@ from repotune.server.completion.formats import PromptFormat
 from repotune.server.completion.prompts import (
     PREFIX_QUANTUM,
     BuiltPrompt,
-    CountTokens,
     PromptCancelled,
     build_fim_prompt,
     scaled_budget,
 )
 from repotune.server.completion.quick_start import quick_budget
 from repotune.server.completion.request import CompletionRequest
+from repotune.server.completion.tokens import CountTokens
 from repotune.server.config import Settings
 
 
