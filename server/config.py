@@ -197,6 +197,11 @@ class CompletionSettings(_Section):
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     cache_size: int = Field(256, ge=0)
     prompt_lookup: bool = Field(False, description="llama.cpp prompt-lookup decoding")
+    token_healing: bool = Field(
+        False,
+        description="the prompt's last token before the cursor is left out and the answer "
+        "must spell it first, so a half-typed name is finished, not cut after",
+    )
     sticky_context: bool = Field(
         True,
         description="keep the retrieved snippets while the cursor stays near where they were "

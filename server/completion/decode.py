@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from repotune.server.completion.postprocess import truncate
 from repotune.server.completion.prompts import BuiltPrompt
 from repotune.server.llm.decoding import common_prefix, greedy_tokens
+from repotune.server.llm.healing import NO_HEALING, Healing, Speller, Vocabulary, heal
 
 if TYPE_CHECKING:
     from repotune.server.config import CompletionSettings
@@ -28,9 +29,14 @@ class Decoded:
     tokens: list[int]  # the generated ids, `forced` ones first
 
 
-def prompt_tokens(llm: Any, prompt: BuiltPrompt) -> list[int]:
-    """The prompt's token ids: BOS when the model wants one, markers as special tokens."""
+def prompt_tokens(
+    llm: Any, prompt: BuiltPrompt, vocabulary: Vocabulary | None = None
+) -> tuple[list[int], Healing]:
+    """The prompt's token ids: BOS when the model wants one, markers as special tokens.
+    With a `vocabulary`, the token before the cursor is healed (healing.py): it is left out,
+    and the Healing says what the answer must spell first."""
     tokens: list[int] = []
+    cursor_end = 0
     add_bos = llm.metadata.get("tokenizer.ggml.add_bos_token", "true") != "false"
     if add_bos and llm.token_bos() >= 0:
         tokens.append(llm.token_bos())
@@ -43,7 +49,11 @@ def prompt_tokens(llm: Any, prompt: BuiltPrompt) -> list[int]:
             if len(alt) == 1:
                 piece = alt
         tokens.extend(piece)
-    return tokens
+        if segment.cursor and piece:
+            cursor_end = len(tokens)
+    if vocabulary is None or not prompt.prefix or not cursor_end:
+        return tokens, NO_HEALING
+    return heal(tokens, cursor_end, vocabulary)
 
 
 def fit_window(tokens: list[int], window: int, max_tokens: int) -> list[int]:
@@ -57,11 +67,16 @@ def fit_window(tokens: list[int], window: int, max_tokens: int) -> list[int]:
 
 
 def _token_stream(
-    llm: Any, tokens: list[int], completion: CompletionSettings, counters: dict[str, int]
+    llm: Any,
+    tokens: list[int],
+    completion: CompletionSettings,
+    counters: dict[str, int],
+    speller: Speller | None,
 ) -> Generator[int, None, None]:
     if completion.temperature == 0:
-        return greedy_tokens(llm, tokens, completion.prompt_lookup, counters)
+        return greedy_tokens(llm, tokens, completion.prompt_lookup, counters, speller)
     counters["reused"] = common_prefix(llm, tokens)
+    processor = speller.logits_processor(len(tokens)) if speller is not None else None
     return llm.generate(  # type: ignore[no-any-return]
         tokens,
         temp=completion.temperature,
@@ -70,7 +85,18 @@ def _token_stream(
         min_p=0.05,
         repeat_penalty=1.0,
         reset=True,
+        logits_processor=processor,
     )
+
+
+def _answer_text(llm: Any, generated: list[int], healing: Healing) -> str | None:
+    """The generated text after what healing re-spells; None while that is not spelled yet."""
+    raw = llm.detokenize(generated) if generated else b""
+    if healing:
+        if not raw.startswith(healing.text):
+            return None
+        raw = raw[len(healing.text) :]
+    return str(raw.decode("utf-8", errors="ignore"))
 
 
 def decode(
@@ -86,24 +112,30 @@ def decode(
     first_line: bool = False,
     forced: Sequence[int] = (),
     on_first_token: Callable[[int], None] = lambda reused: None,
+    healing: Healing = NO_HEALING,
+    vocabulary: Vocabulary | None = None,
 ) -> Decoded | None:
     """Tokens until a stop rule, a cap or the end of generation; None when cancelled.
     `first_line`: a block that stops once its first non-empty line is complete.
     `forced`: tokens already generated (a first line returned earlier); decoding goes on after
     them, so the block starts exactly as that line did.
-    `on_first_token` gets how many prompt tokens the KV cache already held."""
+    `on_first_token` gets how many prompt tokens the KV cache already held.
+    `healing`: what the prompt left out before the cursor (prompt_tokens); the first tokens
+    spell it again (constrained by `vocabulary`) and it is not part of the answer."""
     import llama_cpp
 
     max_tokens = completion.max_tokens_block if multiline else completion.max_tokens_line
     vocab = llm._model.vocab
     generated: list[int] = list(forced)
-    text = llm.detokenize(generated).decode("utf-8", errors="ignore") if generated else ""
+    text = _answer_text(llm, generated, healing) or ""
     reason = "token cap"
     first_token_at: float | None = None
     # The time cap bounds decoding: a slow cold prompt must not leave a one-token stub.
     deadline = float("inf")
     counters = {"reused": 0, "drafted": 0, "accepted": 0}
-    stream = _token_stream(llm, [*tokens, *forced], completion, counters)
+    # Forced tokens already spelled what healing dropped.
+    speller = Speller(vocabulary, healing) if healing and not forced else None
+    stream = _token_stream(llm, [*tokens, *forced], completion, counters, speller)
     try:
         for token in stream:
             now = time.perf_counter()
@@ -117,7 +149,10 @@ def decode(
                 reason = "end of generation"
                 break
             generated.append(token)
-            text = llm.detokenize(generated).decode("utf-8", errors="ignore")
+            answer = _answer_text(llm, generated, healing)
+            if answer is None:  # still spelling what healing dropped
+                continue
+            text = answer
             cut = truncate(
                 text, prefix=near_prefix, suffix=near_suffix, multiline=multiline, stop=stop
             )

@@ -169,6 +169,7 @@ class CompletionEngine:
         if loaded:
             info.update(loaded.info)
         info["prompt_lookup"] = self._settings.completion.prompt_lookup
+        info["token_healing"] = self._settings.completion.token_healing
         info["ahead"] = {**self.ahead.stats, "warm_files": self._slots.stats()}
         return info
 
@@ -233,12 +234,12 @@ class CompletionEngine:
             prompt = self.build_prompt(self._kept(request), multiline, cancel, quick)
         except PromptCancelled:
             return None
+        vocabulary = loaded.vocabulary if self._settings.completion.token_healing else None
+        tokens, healing = prompt_tokens(loaded.llm, prompt, vocabulary)
         # Room is left in the context window for the longest answer.
         window = self._settings.model.context_length
-        tokens = fit_window(
-            prompt_tokens(loaded.llm, prompt), window, answer_tokens(self._settings, multiline)
-        )
-        return PreparedPrompt(prompt, tokens)
+        tokens = fit_window(tokens, window, answer_tokens(self._settings, multiline))
+        return PreparedPrompt(prompt, tokens, healing)
 
     def quick_now(self, loaded: LoadedModel, tokens: Sequence[int]) -> bool:
         """With quick_start: is the full prompt (`tokens`) too far from ready to wait for?
@@ -412,6 +413,8 @@ class CompletionEngine:
             forced=forced,
             # The short prompt leaves the full one's prefilled cache saved, not spent.
             on_first_token=_ignore if quick else self.ahead.settle_prefill,
+            healing=prepared.healing,
+            vocabulary=loaded.vocabulary if prepared.healing else None,
         )
         if decoded is None or cancel.is_set():
             return _Generated(None, "cancelled", {})

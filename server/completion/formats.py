@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 class Segment:
     text: str
     marker: bool = False  # a format marker (special token when the format says so)
+    cursor: bool = False  # ends at the cursor (the current file's prefix): token healing
 
 
 Order = Literal["spm", "psm"]
@@ -126,7 +127,7 @@ def _suffix_first(fmt: PromptFormat, parts: LayoutParts) -> tuple[list[Segment],
         Segment(fmt.suffix_marker, True),
         Segment(f"{parts.path}\n{suffix}"),
         Segment(fmt.prefix_marker, True),
-        Segment(f"{parts.path}\n{parts.prefix}"),
+        Segment(f"{parts.path}\n{parts.prefix}", cursor=True),
     ]
     return segments, []
 
@@ -144,7 +145,7 @@ def _qwen_repo_level(fmt: PromptFormat, parts: LayoutParts) -> tuple[list[Segmen
     segments.extend(parts.context)
     if repo_level:
         segments += [Segment(fmt.file_marker or "", True), Segment(f"{parts.path}\n")]
-    segments += [Segment(fmt.prefix_marker, True), Segment(parts.prefix)]
+    segments += [Segment(fmt.prefix_marker, True), Segment(parts.prefix, cursor=True)]
     return [*segments, *_suffix_and_middle(fmt, parts)], []
 
 
@@ -157,7 +158,10 @@ def _starcoder_repo_level(fmt: PromptFormat, parts: LayoutParts) -> tuple[list[S
     segments.extend(parts.context)
     if repo_level:
         segments.append(Segment(fmt.file_marker or "", True))
-    segments += [Segment(fmt.prefix_marker, True), Segment(f"{parts.path}\n{parts.prefix}")]
+    segments += [
+        Segment(fmt.prefix_marker, True),
+        Segment(f"{parts.path}\n{parts.prefix}", cursor=True),
+    ]
     return [*segments, *_suffix_and_middle(fmt, parts)], []
 
 
@@ -171,7 +175,11 @@ def _suffix_and_middle(fmt: PromptFormat, parts: LayoutParts) -> list[Segment]:
 
 def _files_then_fim(fmt: PromptFormat, parts: LayoutParts) -> tuple[list[Segment], list[str]]:
     """Context blocks, then prefix-suffix-middle for the current file."""
-    segments = [*parts.context, Segment(fmt.prefix_marker, True), Segment(parts.prefix)]
+    segments = [
+        *parts.context,
+        Segment(fmt.prefix_marker, True),
+        Segment(parts.prefix, cursor=True),
+    ]
     return [*segments, *_suffix_and_middle(fmt, parts)], []
 
 
@@ -184,7 +192,7 @@ def _context_in_prefix(
         Segment(fmt.prefix_marker, True),
         Segment(pad),
         *parts.context,
-        Segment(header + parts.prefix),
+        Segment(header + parts.prefix, cursor=True),
         Segment(pad),
         Segment(fmt.suffix_marker, True),
         Segment(parts.suffix),

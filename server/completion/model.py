@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from repotune.server.llm.gpu import (
     offloaded_layers,
     requested_layers,
 )
+from repotune.server.llm.healing import Vocabulary
 from repotune.server.llm.runtime import default_threads, llama_extra_buffers, wants_extra_buffers
 from repotune.server.models import (
     ModelError,
@@ -45,6 +47,11 @@ class LoadedModel:
         """Tokens of `text` without special tokens (cached)."""
         assert self.counter is not None
         return self.counter(text)
+
+    @cached_property
+    def vocabulary(self) -> Vocabulary:
+        """The token pieces for token healing (read once; loading reads them ahead)."""
+        return Vocabulary.of(self.llm)
 
 
 def load_model(settings: Settings) -> LoadedModel:
@@ -94,7 +101,10 @@ def load_model(settings: Settings) -> LoadedModel:
         "chat_template": "tokenizer.chat_template" in metadata,
         "load_ms": round((time.perf_counter() - started) * 1000, 1),
     }
-    return LoadedModel(llm=llm, format=fmt, info=info)
+    loaded = LoadedModel(llm=llm, format=fmt, info=info)
+    if settings.completion.token_healing:
+        _ = loaded.vocabulary  # on the loading thread, not on the first request's
+    return loaded
 
 
 def _load(

@@ -22,6 +22,7 @@ from repotune.server.completion.quick_start import quick_budget
 from repotune.server.completion.request import CompletionRequest
 from repotune.server.completion.tokens import CountTokens
 from repotune.server.config import Settings
+from repotune.server.llm.healing import NO_HEALING, Healing
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class PreparedPrompt:
 
     prompt: BuiltPrompt
     tokens: list[int]
+    healing: Healing = NO_HEALING  # what the tokens leave out before the cursor (healing.py)
 
 
 def answer_tokens(settings: Settings, multiline: bool) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Generator, Sequence
 from typing import Any
 
+from repotune.server.llm.healing import Speller
+
 
 def common_prefix(llm: Any, tokens: Sequence[int]) -> int:
     """How many leading tokens of `tokens` the context already holds (at most all but one)."""
@@ -37,15 +39,23 @@ def lookup_draft(
     return []
 
 
-def _argmax(llm: Any, index: int) -> int:
+def _logits(llm: Any, index: int) -> Any:
     import numpy as np
 
     pointer = llm._ctx.get_logits_ith(index)
-    return int(np.ctypeslib.as_array(pointer, shape=(llm.n_vocab(),)).argmax())
+    return np.ctypeslib.as_array(pointer, shape=(llm.n_vocab(),))
+
+
+def _argmax(llm: Any, index: int) -> int:
+    return int(_logits(llm, index).argmax())
 
 
 def greedy_tokens(
-    llm: Any, tokens: Sequence[int], lookup: bool, counters: dict[str, int]
+    llm: Any,
+    tokens: Sequence[int],
+    lookup: bool,
+    counters: dict[str, int],
+    speller: Speller | None = None,
 ) -> Generator[int, None, None]:
     """Greedy decoding with llama.cpp's KV cache reused for the common prefix, and optional
     prompt-lookup drafts verified in one batch.
@@ -54,20 +64,28 @@ def greedy_tokens(
     262k-way output layer for every prompt token of Gemma 3 (cold prompts several times slower),
     so drafts are verified here with logits requested only for the draft positions.
     Stopping is just not asking for the next token; the context stays consistent either way.
+    `speller`: token healing's constraint on the first tokens (no drafts until it is met).
     """
+
+    def next_token(index: int) -> int:
+        if speller is not None and speller.remaining:
+            return speller.choose(_logits(llm, index))
+        return _argmax(llm, index)
+
     keep = common_prefix(llm, tokens)
     if keep == 0 or not llm._ctx.kv_cache_seq_rm(-1, keep, -1):
         keep = 0
     llm.n_tokens = keep
     counters["reused"] = keep
     llm.eval(list(tokens[keep:]))
-    token = _argmax(llm, -1)
+    token = next_token(-1)
     history = list(tokens)
     limit = llm.n_ctx() - 1
     while True:
         yield token
         history.append(token)
-        draft = lookup_draft(history) if lookup else []
+        spelling = speller is not None and bool(speller.remaining)
+        draft = lookup_draft(history) if lookup and not spelling else []
         batch = [token, *draft]
         n_past = llm.n_tokens
         if n_past + len(batch) >= limit:
@@ -77,7 +95,7 @@ def greedy_tokens(
         llm.input_ids[n_past : n_past + len(batch)] = batch
         llm.n_tokens = n_past + len(batch)
         if not draft:
-            token = _argmax(llm, -1)
+            token = next_token(-1)
             continue
         counters["drafted"] += len(draft)
         accepted = 0

@@ -508,3 +508,35 @@ def test_bench_sessions_are_seeded_and_cut_real_lines(tiny_repo: Path) -> None:
         assert len({c.suffix for c in cursors}) == 1  # typing inserts: what follows stays
         typed = [len(c.prefix) for c in cursors]
         assert typed == sorted(typed)  # typing on, then the next line
+
+
+def test_token_healing_finishes_a_half_typed_name(engine) -> None:
+    """With healing the answer continues the name the user is typing (`collections.Coun` ->
+    `ter...`, `self.na` -> `me`), the healed text itself is not repeated, and with healing
+    off the same prompts end on a token the model reads as a finished name."""
+    cases = [
+        ("import collections\n\ncounts = collections.Coun", "\n", "ter"),
+        (
+            "class Greeter:\n    def __init__(self, name):\n        self.name = name\n\n"
+            "    def greet(self):\n        return 'hi ' + self.na",
+            "\n",
+            "me",
+        ),
+    ]
+    answers: dict[bool, list[str]] = {}
+    try:
+        for healing in (False, True):
+            settings = settings_with(
+                engine.settings, {"completion": {"token_healing": healing}}, "t"
+            )
+            engine.reload(settings)  # completion settings only: applied at once
+            answers[healing] = []
+            for prefix, suffix, _ in cases:
+                result = fresh(engine, CompletionRequest("greet.py", "python", prefix, suffix))
+                answers[healing].append(result.text if result else "")
+            assert engine.status()["token_healing"] is healing
+    finally:
+        engine.reload(settings_with(engine.settings, {"completion": {"token_healing": False}}, "t"))
+    for answer, (prefix, _, rest) in zip(answers[True], cases, strict=True):
+        assert answer.startswith(rest), (prefix[-20:], answer)
+    assert answers[False] != answers[True]

@@ -59,6 +59,9 @@ def command(
         str, typer.Option(help=f"comma-separated, of: {', '.join(CONDITIONS)}")
     ] = ",".join(DEFAULT_CONDITIONS),
     line_tasks: Annotated[int, typer.Option(help="line completions per repository")] = 60,
+    midword_tasks: Annotated[
+        int, typer.Option(help="line completions from inside a name, as while typing it")
+    ] = 40,
     span_tasks: Annotated[int, typer.Option(help="syntax span completions per repository")] = 20,
     api_tasks: Annotated[int, typer.Option(help="API call completions per repository")] = 20,
     question_tasks: Annotated[
@@ -88,6 +91,7 @@ def command(
         conditions=[c.strip() for c in conditions.split(",") if c.strip()],
         counts={
             "line": line_tasks,
+            "midword": midword_tasks,
             "span": span_tasks,
             "api": api_tasks,
             "question": question_tasks,

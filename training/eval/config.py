@@ -66,7 +66,7 @@ class EvalConfig:
     repos: list[str]
     conditions: list[str] = field(default_factory=lambda: list(DEFAULT_CONDITIONS))
     counts: dict[str, int] = field(
-        default_factory=lambda: {"line": 60, "span": 20, "api": 20, "question": 30}
+        default_factory=lambda: {"line": 60, "midword": 40, "span": 20, "api": 20, "question": 30}
     )
     seed: int = 1234
     train_steps: int = 40

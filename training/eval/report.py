@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-KIND_LABELS = {"line": "line", "span": "span", "api": "API call"}
+KIND_LABELS = {"line": "line", "midword": "mid-word", "span": "span", "api": "API call"}
+# Task kinds in table order.
+TABLE_KINDS = ("line", "midword", "span", "api")
 
 
 def _pct(value: float | None) -> str:
@@ -42,6 +44,8 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     for label, repo in result["repos"].items():
         counts = ", ".join(f"{n} {KIND_LABELS[k]}" for k, n in repo["task_counts"].items())
+        # Mid-word tasks are shown when a run has them (older results have none).
+        kinds = [k for k in TABLE_KINDS if k != "midword" or repo["task_counts"].get(k)]
         retrieval = repo["retrieval"]
         lines += [
             "",
@@ -54,13 +58,14 @@ def markdown(result: dict[str, Any]) -> str:
             f"{_ms(retrieval['latency_ms']['p50'])} ms.",
             *adapter_lines(repo.get("adapter")),
             "",
-            "| condition | line EM | line ES | span EM | span ES | API EM | API ES | ID-F1 | hit "
-            "| latency p50/p95 | tok |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| condition | "
+            + "".join(f"{KIND_LABELS[k]} EM | {KIND_LABELS[k]} ES | " for k in kinds)
+            + "ID-F1 | hit | latency p50/p95 | tok |",
+            "|---|" + "---:|" * (2 * len(kinds) + 4),
         ]
         for name, scores in repo["conditions"].items():
             cells = []
-            for kind in ("line", "span", "api"):
+            for kind in kinds:
                 kind_scores = scores.get(kind)
                 if kind_scores is None:
                     cells += ["–", "–"]
@@ -79,17 +84,18 @@ def markdown(result: dict[str, Any]) -> str:
         if repo["comparisons"]:
             lines += [
                 "",
-                "| difference (points, 95 % paired bootstrap CI) | line EM | line ES | all EM "
-                "| line EM McNemar p |",
-                "|---|---:|---:|---:|---:|",
+                "| difference (points, 95 % paired bootstrap CI) | line EM | line ES "
+                + ("| mid-word EM " if "midword" in kinds else "")
+                + "| all EM | line EM McNemar p |",
+                "|---|---:|---:|---:|---:|" + ("---:|" if "midword" in kinds else ""),
             ]
+            differences = [("line", "exact_match"), ("line", "edit_similarity")]
+            if "midword" in kinds:
+                differences.append(("midword", "exact_match"))
+            differences.append(("all", "exact_match"))
             for comparison in repo["comparisons"]:
                 cells = []
-                for kind, metric in (
-                    ("line", "exact_match"),
-                    ("line", "edit_similarity"),
-                    ("all", "exact_match"),
-                ):
+                for kind, metric in differences:
                     interval = comparison["intervals"].get(kind, {}).get(metric)
                     if interval is None:
                         cells.append("–")
@@ -211,7 +217,7 @@ def chart(result: dict[str, Any], path: Path) -> Path:
     metrics = (("exact_match", "exact match (%)"), ("edit_similarity", "edit similarity (%)"))
     for column, (label, repo) in enumerate(repos.items()):
         conditions = list(repo["conditions"])
-        kinds = [k for k in ("line", "span", "api") if repo["task_counts"].get(k)]
+        kinds = [k for k in TABLE_KINDS if repo["task_counts"].get(k)]
         x = np.arange(len(conditions))
         width = 0.8 / max(1, len(kinds))
         for row, (metric, axis_label) in enumerate(metrics):

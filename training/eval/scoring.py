@@ -19,7 +19,7 @@ from repotune.training.eval.metrics import (
     paired_bootstrap,
     percentile,
 )
-from repotune.training.eval.tasks import KINDS, Task
+from repotune.training.eval.tasks import KINDS, LINE_KINDS, Task
 
 
 @dataclass
@@ -32,9 +32,10 @@ class Prediction:
 
 
 def score(task: Task, prediction: str) -> dict[str, float | None]:
-    """Per-task scores; line tasks are scored on the first line of the completion. `hit`: the
-    completion contains the answer's key identifier (None when the answer names none)."""
-    text = first_line(prediction) if task.kind == "line" else prediction
+    """Per-task scores; line tasks (mid-word ones too) are scored on the first line of the
+    completion. `hit`: the completion contains the answer's key identifier (None when the
+    answer names none)."""
+    text = first_line(prediction) if task.kind in LINE_KINDS else prediction
     ids = identifier_match(text, task.target, task.language)
     key = key_identifier(task.target, task.prefix, task.language, api_call=task.kind == "api")
     return {

@@ -4,6 +4,8 @@ Three kinds, each a cursor with the file's text before (prefix) and after (suffi
 - ``line``: CrossCodeEval-style line completion: the cursor sits at a token boundary inside a
   code line (at least one token typed, never in a comment or a string), the answer is the rest
   of the line;
+- ``midword``: the same, with the cursor inside a name as while typing it (`pool_kwa|rgs`):
+  where a typing user asks most often, and where a prompt ends on an unusual token;
 - ``span``: SAFIM-style syntax-aware spans, whole tree-sitter nodes: a function body, a block
   (if/for/while/with/try), or a one-line expression (the dataset's own span finder);
 - ``api``: an API call whose callee is defined in the repository: the cursor is where the
@@ -27,7 +29,8 @@ from typing import Any
 from repotune.training.data.spans import FUNCTION_NODES, parser, syntax_spans, walk
 from repotune.training.data.splits import SourceFile
 
-KINDS = ("line", "span", "api")
+KINDS = ("line", "midword", "span", "api")
+LINE_KINDS = ("line", "midword")  # the answer is the rest of one line
 SPAN_TYPES = ("function_body", "block", "expression")
 CLASS_NODES = {
     "class_definition",
@@ -157,9 +160,9 @@ def _in_string_or_comment(node: Any) -> bool:
     return False
 
 
-def line_candidates(source: SourceFile, tree: Any, rng: random.Random) -> list[tuple[int, int]]:
-    """One (cursor, line end) per eligible code line: a token boundary with the rest of the
-    line (at least MIN_TARGET_CHARS, with a letter or digit) as the answer."""
+def _line_rows(source: SourceFile, tree: Any) -> list[tuple[list[Any], int]]:
+    """Each eligible code line's leaves and end: one line of code, no syntax error, not
+    starting inside a comment or a string."""
     data = source.data
     by_row: dict[int, list[Any]] = {}
     spanning: set[int] = set()
@@ -169,7 +172,7 @@ def line_candidates(source: SourceFile, tree: Any, rng: random.Random) -> list[t
             spanning.update(range(row, end_row + 1))
             continue
         by_row.setdefault(row, []).append(leaf)
-    candidates = []
+    rows = []
     for row in sorted(by_row):
         if row in spanning:
             continue
@@ -179,14 +182,43 @@ def line_candidates(source: SourceFile, tree: Any, rng: random.Random) -> list[t
         if any(leaf.type == "ERROR" or leaf.is_missing for leaf in leaves):
             continue
         line_end = data.find(b"\n", leaves[0].start_byte)
-        line_end = len(data) if line_end < 0 else line_end
-        cuts = []
+        rows.append((leaves, len(data) if line_end < 0 else line_end))
+    return rows
+
+
+def _answerable(data: bytes, cut: int, line_end: int) -> bool:
+    """The rest of the line is long enough to score and holds a letter or digit."""
+    rest = data[cut:line_end].decode("utf-8", "replace").strip()
+    return len(rest) >= MIN_TARGET_CHARS and any(ch.isalnum() for ch in rest)
+
+
+def line_candidates(source: SourceFile, tree: Any, rng: random.Random) -> list[tuple[int, int]]:
+    """One (cursor, line end) per eligible code line: a token boundary with the rest of the
+    line (at least MIN_TARGET_CHARS, with a letter or digit) as the answer."""
+    candidates = []
+    for leaves, line_end in _line_rows(source, tree):
+        cuts: list[int] = []
         for leaf in leaves[1:]:
             if _in_string_or_comment(leaf) and leaf.type not in {'"', "'", "string_start"}:
                 continue
-            rest = data[leaf.start_byte : line_end].decode("utf-8", "replace").strip()
-            if len(rest) >= MIN_TARGET_CHARS and any(ch.isalnum() for ch in rest):
+            if _answerable(source.data, leaf.start_byte, line_end):
                 cuts.append(leaf.start_byte)
+        if cuts:
+            candidates.append((rng.choice(cuts), line_end))
+    return candidates
+
+
+def midword_candidates(source: SourceFile, tree: Any, rng: random.Random) -> list[tuple[int, int]]:
+    """One (cursor, line end) per eligible code line with the cursor inside a name, as while
+    typing it: at least one character typed and one left, the rest of the line the answer."""
+    candidates = []
+    for leaves, line_end in _line_rows(source, tree):
+        cuts: list[int] = []
+        for leaf in leaves:
+            if "identifier" not in leaf.type or _in_string_or_comment(leaf):
+                continue
+            inside = range(leaf.start_byte + 1, leaf.end_byte)
+            cuts.extend(cut for cut in inside if _answerable(source.data, cut, line_end))
         if cuts:
             candidates.append((rng.choice(cuts), line_end))
     return candidates
@@ -355,6 +387,9 @@ def extract_tasks(
         path = source.path
         lines = line_candidates(source, tree, rng)
         per_kind["line"][path] = [(path, "line", a, b) for a, b in lines]
+        # Its own random stream: adding this kind leaves the other kinds' tasks as they were.
+        midwords = midword_candidates(source, tree, random.Random(f"{seed}:{path}:midword"))
+        per_kind["midword"][path] = [(path, "midword", a, b) for a, b in midwords]
         per_kind["span"][path] = [(path, s, a, b) for s, a, b in span_candidates(source)]
         calls = api_candidates(source, tree, index, own_packages)
         per_kind["api"][path] = [(path, "call", a, b) for a, b in calls]

@@ -35,7 +35,7 @@ def _config(fixture: dict, out: Path, **changes: object) -> EvalConfig:
     config = EvalConfig(
         repos=[str(fixture["repo"])],
         conditions=["base", "base+ctx"],
-        counts={"line": 2, "span": 1, "api": 1},
+        counts={"line": 2, "midword": 1, "span": 1, "api": 1},
         seed=3,
         bootstrap=200,
         overrides=fixture["overrides"],
@@ -53,12 +53,12 @@ def test_same_seed_same_figures(fixture_repo: dict) -> None:
     second = run(_config(fixture_repo, fixture_repo["tmp"] / "out2"))
     assert quality(first) == quality(second)
     repo = first["repos"]["fixture"]
-    assert repo["task_counts"] == {"line": 2, "span": 1, "api": 1}
+    assert repo["task_counts"] == {"line": 2, "midword": 1, "span": 1, "api": 1}
     assert set(repo["conditions"]) == {"base", "base+ctx"}
     assert {t["path"] for t in repo["tasks"]} <= set(repo["test_files"])
     for scores in repo["conditions"].values():
         overall = scores["all"]
-        assert overall["n"] == 4
+        assert overall["n"] == 5
         for metric in ("exact_match", "edit_similarity", "identifier_em", "identifier_f1", "hit"):
             assert 0.0 <= overall[metric] <= 1.0
         assert overall["latency_ms"]["p50"] > 0
@@ -74,13 +74,14 @@ def test_same_seed_same_figures(fixture_repo: dict) -> None:
     assert (out / "eval.png").read_bytes()[:4] == b"\x89PNG"
     table = (out / "eval.md").read_text()
     assert "| base+ctx |" in table and "base+ctx − base" in table and "McNemar" in table
+    assert "mid-word EM" in table
     # the report names the RepoTune commit that ran (results are stored by commit)
     head = subprocess.run(
         ["git", "-C", str(SOURCE_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
     assert first["config"]["commit"] == head and f"Commit: {head}" in table
     rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
-    assert len(rows) == 8
+    assert len(rows) == 10
     by_condition: dict[str, list[int]] = {}
     for row in rows:
         by_condition.setdefault(row["condition"], []).append(row["prompt_tokens"] or 0)
@@ -166,7 +167,16 @@ def test_unavailable_package_is_a_clear_error(
         (
             [
                 *("--repo", ".", "--question-tasks", "0"),
-                *("--line-tasks", "0", "--span-tasks", "0", "--api-tasks", "0"),
+                *(
+                    "--line-tasks",
+                    "0",
+                    "--midword-tasks",
+                    "0",
+                    "--span-tasks",
+                    "0",
+                    "--api-tasks",
+                    "0",
+                ),
             ],
             "no tasks",
         ),

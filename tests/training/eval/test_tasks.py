@@ -25,7 +25,7 @@ FILES = [
     "indexer.py",
     "config.py",
 ]
-COUNTS = {"line": 40, "span": 12, "api": 12}
+COUNTS = {"line": 40, "midword": 20, "span": 12, "api": 12}
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_tasks_come_only_from_test_files(repo_files: tuple[list[SourceFile], obj
     tasks = extract_tasks(files, COUNTS, seed=5)
     assert tasks
     assert {splits[t.path] for t in tasks} == {"test"}
-    assert {t.kind for t in tasks} == {"line", "span", "api"}
+    assert {t.kind for t in tasks} == {"line", "midword", "span", "api"}
 
 
 def test_no_test_files_means_no_tasks(repo_files: tuple[list[SourceFile], object]) -> None:
@@ -73,6 +73,13 @@ def test_tasks_are_whole_and_repeatable(repo_files: tuple[list[SourceFile], obje
             assert task.suffix.startswith("\n") or task.suffix == ""
             assert task.prefix.split("\n")[-1].strip()  # something typed on the line
             assert not task.prefix.split("\n")[-1].lstrip().startswith("#")
+        elif task.kind == "midword":
+            assert "\n" not in task.target
+            assert task.suffix.startswith("\n") or task.suffix == ""
+            # the cursor sits inside a name: a word character on each side of it
+            assert task.prefix[-1:].isidentifier() or task.prefix[-1:].isdigit()
+            assert (task.prefix[-1] + task.target[0]).isidentifier()
+            assert not task.prefix.split("\n")[-1].lstrip().startswith("#")
         elif task.kind == "api":
             assert "\n" not in task.target
             assert task.target.endswith(")") and "(" in task.target
@@ -81,6 +88,20 @@ def test_tasks_are_whole_and_repeatable(repo_files: tuple[list[SourceFile], obje
             assert task.span in {"function_body", "block", "expression"}
     spans = {t.span for t in first if t.kind == "span"}
     assert spans == {"function_body", "block", "expression"}  # each type gets its share
+
+
+def test_midword_tasks_leave_the_other_kinds_as_they_were(
+    repo_files: tuple[list[SourceFile], object],
+) -> None:
+    """Mid-word tasks draw from their own random stream: results stored before they existed
+    pair task by task with new runs."""
+    files, _ = repo_files
+    without = extract_tasks(files, {"line": 40, "span": 12, "api": 12}, seed=5)
+    with_midword = extract_tasks(files, COUNTS, seed=5)
+    assert [t.id for t in without] == [t.id for t in with_midword if t.kind != "midword"]
+    midword = [t for t in with_midword if t.kind == "midword"]
+    assert len(midword) == 20
+    assert not {t.start_byte for t in midword} & {t.start_byte for t in without}
 
 
 def test_token_cap_leaves_out_long_answers(repo_files: tuple[list[SourceFile], object]) -> None:
