@@ -73,10 +73,14 @@ def _token_stream(
     counters: dict[str, int],
     speller: Speller | None,
 ) -> Generator[int, None, None]:
+    import llama_cpp
+
     if completion.temperature == 0:
         return greedy_tokens(llm, tokens, completion.prompt_lookup, counters, speller)
     counters["reused"] = common_prefix(llm, tokens)
-    processor = speller.logits_processor(len(tokens)) if speller is not None else None
+    processor = None
+    if speller is not None:
+        processor = llama_cpp.LogitsProcessorList([speller.logits_processor(len(tokens))])
     return llm.generate(  # type: ignore[no-any-return]
         tokens,
         temp=completion.temperature,
@@ -150,20 +154,19 @@ def decode(
                 break
             generated.append(token)
             answer = _answer_text(llm, generated, healing)
-            if answer is None:  # still spelling what healing dropped
-                continue
-            text = answer
-            cut = truncate(
-                text, prefix=near_prefix, suffix=near_suffix, multiline=multiline, stop=stop
-            )
-            if cut.done:
-                reason = cut.reason
-                break
-            if first_line and "\n" in text.lstrip("\n"):
-                start = len(text) - len(text.lstrip("\n"))
-                text = text[: text.index("\n", start)]
-                reason = "first line"
-                break
+            if answer is not None:  # None: still spelling what healing dropped
+                text = answer
+                cut = truncate(
+                    text, prefix=near_prefix, suffix=near_suffix, multiline=multiline, stop=stop
+                )
+                if cut.done:
+                    reason = cut.reason
+                    break
+                if first_line and "\n" in text.lstrip("\n"):
+                    start = len(text) - len(text.lstrip("\n"))
+                    text = text[: text.index("\n", start)]
+                    reason = "first line"
+                    break
             if len(generated) >= max_tokens:
                 reason = "token cap"
                 break

@@ -540,3 +540,48 @@ def test_token_healing_finishes_a_half_typed_name(engine) -> None:
     for answer, (prefix, _, rest) in zip(answers[True], cases, strict=True):
         assert answer.startswith(rest), (prefix[-20:], answer)
     assert answers[False] != answers[True]
+
+
+def test_token_healing_constrains_sampling_too(engine) -> None:
+    """With a temperature, the dropped text is still spelled first (the constraint runs as a
+    llama.cpp logits processor), and the answer is what follows it; a token cap ends a
+    constraint that is never met."""
+    from repotune.server.completion.decode import decode
+
+    settings = settings_with(
+        engine.settings, {"completion": {"token_healing": True, "temperature": 1.5}}, "t"
+    )
+    request = CompletionRequest(
+        "c.py", "python", "import collections\n\nc = collections.Coun", "\n"
+    )
+    loaded = engine._loaded
+    assert loaded is not None
+    engine.reload(settings)
+    try:
+        with engine._lock:
+            prepared = engine.prepare_prompt(loaded, request, False, threading.Event())
+            assert prepared is not None and prepared.healing.text.endswith(b"Coun")
+            for _ in range(3):
+                decoded = decode(
+                    loaded.llm,
+                    prepared.tokens,
+                    settings.completion,
+                    stop=prepared.prompt.stop,
+                    near_prefix=request.prefix,
+                    near_suffix=request.suffix,
+                    multiline=False,
+                    cancel=threading.Event(),
+                    healing=prepared.healing,
+                    vocabulary=loaded.vocabulary,
+                )
+                assert decoded is not None
+                raw = loaded.llm.detokenize(decoded.tokens)
+                assert raw.startswith(prepared.healing.text)
+                spelled = raw[len(prepared.healing.text) :].decode("utf-8", "ignore")
+                assert spelled.startswith(decoded.text)
+    finally:
+        engine.reload(
+            settings_with(
+                engine.settings, {"completion": {"token_healing": False, "temperature": 0.0}}, "t"
+            )
+        )
