@@ -198,7 +198,7 @@ class CompletionSettings(_Section):
     cache_size: int = Field(256, ge=0)
     prompt_lookup: bool = Field(False, description="llama.cpp prompt-lookup decoding")
     token_healing: bool = Field(
-        False,
+        True,
         description="the prompt's last token before the cursor is left out and the answer "
         "must spell it first, so a half-typed name is finished, not cut after",
     )

@@ -524,6 +524,7 @@ def test_token_healing_finishes_a_half_typed_name(engine) -> None:
         ),
     ]
     answers: dict[bool, list[str]] = {}
+    original = engine.settings
     try:
         for healing in (False, True):
             settings = settings_with(
@@ -536,7 +537,7 @@ def test_token_healing_finishes_a_half_typed_name(engine) -> None:
                 answers[healing].append(result.text if result else "")
             assert engine.status()["token_healing"] is healing
     finally:
-        engine.reload(settings_with(engine.settings, {"completion": {"token_healing": False}}, "t"))
+        engine.reload(original)
     for answer, (prefix, _, rest) in zip(answers[True], cases, strict=True):
         assert answer.startswith(rest), (prefix[-20:], answer)
     assert answers[False] != answers[True]
@@ -556,6 +557,7 @@ def test_token_healing_constrains_sampling_too(engine) -> None:
     )
     loaded = engine._loaded
     assert loaded is not None
+    original = engine.settings
     engine.reload(settings)
     try:
         with engine._lock:
@@ -580,8 +582,4 @@ def test_token_healing_constrains_sampling_too(engine) -> None:
                 spelled = raw[len(prepared.healing.text) :].decode("utf-8", "ignore")
                 assert spelled.startswith(decoded.text)
     finally:
-        engine.reload(
-            settings_with(
-                engine.settings, {"completion": {"token_healing": False, "temperature": 0.0}}, "t"
-            )
-        )
+        engine.reload(original)
