@@ -73,4 +73,9 @@ def test_bench_complete_replays_the_three_arms(
     assert editor["first_line"]["same_first_line"] <= editor["first_line"]["blocks"]
     # The request-level figures of earlier runs are still there, from the "before" arm.
     assert report["cold"]["requests"] == editor["before"]["cold"]["requests"]
-    assert report["warm"]["kv_reuse_ratio"] > 0.5
+    warm = report["warm"]
+    # Typing on is answered by typing through a suggestion (cache) or by the model reusing its
+    # KV cache; with token healing the suggestions often go on as typed, so all may be hits.
+    assert warm["model_served"] + warm["cache_hits"] == warm["requests"]
+    if warm["model_served"]:
+        assert warm["kv_reuse_ratio"] > 0.5

@@ -200,8 +200,10 @@ def test_context_sticks_to_the_next_lines_and_their_prompt_is_mostly_reused(engi
     other = ContextSnippet("json/scanner.py", "def make_scanner():\n    pass\n", 3)
     base = line_request()
     line_end = base.prefix + "result = decode(text)"
-    first = fresh(engine, replace(base, prefix=line_end, context=(snippet,)))
-    assert first is not None and first.prompt is not None
+    engine.last_stats = {}
+    fresh(engine, replace(base, prefix=line_end, context=(snippet,)))
+    # the model evaluated that prompt (whether anything was left to suggest or not)
+    assert engine.last_stats.get("prompt_tokens"), engine.last_reason
     engine.cache.clear()
     next_line = line_end + "\n    "
     assert engine.wants_context(base.path, next_line) is False
