@@ -1,13 +1,14 @@
-"""Pair default+ctx predictions with token healing on and off, task by task.
+"""Pair two sets of predictions of the same tasks, task by task.
 
     python pair_healing.py ON_DIR OFF_DIR [OFF_DIR ...]
 
-ON_DIR is a `repotune eval` output folder run with `--set completion.token_healing=true`; the
-OFF_DIRs hold runs of the same tasks (same seed and held-out files) with it off. Task kinds come
-from ON_DIR's eval.json. Prints, per kind, exact match and edit similarity under both settings
-with the paired difference (bootstrap 95 % interval; McNemar's exact test on EM), and which
-predictions changed. predictions.jsonl files are not stored in the repository (they quote
-third-party code).
+A folder is a `repotune eval` output folder, optionally `DIR@CONDITION` (default: default+ctx).
+ON_DIR ("on": token healing on, or the condition under test) is compared with the OFF_DIRs
+("off": the same tasks, same seed and held-out files, with healing off or the reference
+condition). Task kinds come from ON_DIR's eval.json. Prints, per kind, exact match and edit
+similarity on both sides with the paired difference on − off (bootstrap 95 % interval; McNemar's
+exact test on EM), and how many predictions changed. predictions.jsonl files are not stored in
+the repository (they quote third-party code).
 """
 
 from __future__ import annotations
@@ -22,12 +23,18 @@ from repotune.training.eval.metrics import mcnemar_exact, paired_bootstrap
 CONDITION = "default+ctx"
 
 
-def predictions(folder: Path) -> dict[str, dict[str, Any]]:
+def folder_and_condition(spec: str) -> tuple[Path, str]:
+    folder, _, condition = spec.partition("@")
+    return Path(folder), condition or CONDITION
+
+
+def predictions(spec: str) -> dict[str, dict[str, Any]]:
+    folder, condition = folder_and_condition(spec)
     found = {}
     with open(folder / "predictions.jsonl", encoding="utf-8") as handle:
         for line in handle:
             row = json.loads(line)
-            if row["condition"] == CONDITION and "exact_match" in row:
+            if row["condition"] == condition and "exact_match" in row:
                 found[row["task"]] = row
     return found
 
@@ -52,11 +59,11 @@ def paired(on: dict[str, Any], off: dict[str, Any], tasks: list[str], metric: st
 
 
 def main(on_dir: str, *off_dirs: str) -> dict[str, Any]:
-    on = predictions(Path(on_dir))
+    on = predictions(on_dir)
     off: dict[str, dict[str, Any]] = {}
-    for folder in off_dirs:
-        off.update(predictions(Path(folder)))
-    kind_of = kinds(Path(on_dir))
+    for spec in off_dirs:
+        off.update(predictions(spec))
+    kind_of = kinds(folder_and_condition(on_dir)[0])
     report: dict[str, Any] = {}
     for kind in sorted(set(kind_of.values())):
         tasks = sorted(t for t, k in kind_of.items() if k == kind and t in on and t in off)
