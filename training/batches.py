@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from repotune.server.completion.formats import get_format
-from repotune.training.base import TrainError
+from repotune.server.config import Settings
+from repotune.server.llm.healing import Vocabulary, heal
+from repotune.training.base import BaseWeights, TrainError
 
 IGNORE_INDEX = -100
 
@@ -55,6 +57,7 @@ def encode_example(
     segments: Sequence[Sequence[Any]] | None = None,
     special_markers: bool = False,
     special_text: bool = False,
+    vocabulary: Vocabulary | None = None,
 ) -> Encoded | None:
     """Tokenize as the engine does (BOS, each prompt segment on its own, then the completion
     as generated tokens) and mask the prompt out of the loss.
@@ -65,6 +68,9 @@ def encode_example(
     llama-cpp-python's completion calls, which parse them everywhere (`special_text`).
     Over-long examples keep their completion and lose the start of the prompt (after BOS), which
     is the far end of the context: what a token budget would cut at serving time too.
+    With a `vocabulary` (the generator's, serving with token healing) the prompt is healed as
+    the engine heals it: the tokens before the cursor that healing drops move to the start of
+    the completion, which is then tokenized as one text, as the model would spell it.
     """
 
     def ids(text: str, special: bool = False) -> list[int]:
@@ -72,8 +78,18 @@ def encode_example(
         return list(out["input_ids"])
 
     prompt_ids = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    for text, marker in segments or [(prompt, False)]:
+    cursor_end = 0
+    for text, marker, *cursor in segments or [(prompt, False)]:
         prompt_ids += ids(text, special_text or (bool(marker) and special_markers))
+        if cursor and cursor[0] and text:
+            cursor_end = len(prompt_ids)
+    if vocabulary is not None and cursor_end:
+        healed_ids, healing = heal(prompt_ids, cursor_end, vocabulary)
+        try:
+            completion = healing.text.decode("utf-8") + completion
+            prompt_ids = healed_ids
+        except UnicodeDecodeError:  # a byte token's half of a character: left as it is
+            pass
     completion_ids = ids(completion, special_text)
     if not completion_ids:
         return None
@@ -88,9 +104,30 @@ def encode_example(
     return Encoded(input_ids, labels)
 
 
+def healing_vocabulary(base: BaseWeights, settings: Settings) -> Vocabulary | None:
+    """The base GGUF's token pieces when the engine serves with token healing (training then
+    heals prompts the same way); None otherwise, or for a base that did not come from a GGUF."""
+    if not settings.completion.token_healing or base.gguf_path is None:
+        return None
+    from repotune.server.llm.runtime import no_extra_buffers
+
+    with no_extra_buffers():
+        from llama_cpp import Llama
+
+        llm = Llama(model_path=str(base.gguf_path), vocab_only=True, verbose=False)
+    try:
+        return Vocabulary.of(llm)
+    finally:
+        llm.close()
+
+
 def encode_all(
-    tokenizer: Any, examples: Sequence[dict[str, Any]], max_tokens: int
+    tokenizer: Any,
+    examples: Sequence[dict[str, Any]],
+    max_tokens: int,
+    vocabulary: Vocabulary | None = None,
 ) -> list[Encoded]:
+    """Every example encoded (`encode_example`); `vocabulary`: heal completion prompts."""
     encoded = []
     for item in examples:
         name = item.get("format", "repotune")
@@ -103,6 +140,7 @@ def encode_all(
             item.get("segments"),
             special_markers=not question and get_format(name).special,
             special_text=question,
+            vocabulary=None if question else vocabulary,
         )
         if one is not None:
             encoded.append(one)

@@ -38,6 +38,7 @@ from repotune.training.batches import (
     bucketed_batches,
     collate,
     encode_all,
+    healing_vocabulary,
     read_examples,
 )
 from repotune.training.checkpoint import (
@@ -185,8 +186,9 @@ def setup(
     torch.manual_seed(cfg.seed)
     base = prepare_base(reference)
     tokenizer = load_tokenizer(base)
-    train_data = encode_all(tokenizer, train_examples, cfg.max_seq_tokens)
-    val_pool = encode_all(tokenizer, val_examples, cfg.max_seq_tokens)
+    vocabulary = healing_vocabulary(base, settings)  # prompts as the engine will serve them
+    train_data = encode_all(tokenizer, train_examples, cfg.max_seq_tokens, vocabulary)
+    val_pool = encode_all(tokenizer, val_examples, cfg.max_seq_tokens, vocabulary)
     val_data = random.Random(cfg.seed).sample(val_pool, min(len(val_pool), cfg.eval_max_examples))
     if not train_data:
         raise TrainError("no training example has a non-empty completion")
@@ -216,6 +218,7 @@ def setup(
             "init_adapter": warm_start,
             "processes": world,
             "gradient_checkpointing": checkpointing,
+            "token_healing": vocabulary is not None,
         }
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / RUN_FILE).write_text(json.dumps(run_info, indent=2))

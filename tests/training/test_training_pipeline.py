@@ -478,12 +478,14 @@ def test_distributed_finetune_with_two_cpu_processes(pipeline: dict) -> None:
 def test_training_tokenizes_prompts_exactly_as_the_server(pipeline: dict) -> None:
     """Train as you serve, down to the token ids: the trainer's HF tokenizer must give, for every
     example, the ids llama.cpp evaluates when the engine serves that prompt (per segment, BOS
-    first), and the completion as llama.cpp would have generated it. Tokens that look like the
-    model's special tokens inside code are text for both."""
+    first), and the completion as llama.cpp would have generated it, with token healing (the
+    default) and without. Tokens that look like the model's special tokens inside code are text
+    for both."""
     from llama_cpp import Llama
     from repotune.server.completion.decode import prompt_tokens
     from repotune.server.completion.formats import Segment
     from repotune.server.completion.prompts import BuiltPrompt
+    from repotune.server.llm.healing import Vocabulary
     from repotune.server.llm.runtime import llama_extra_buffers
     from repotune.server.models import resolve_generator
     from repotune.training.base import load_tokenizer, prepare_base
@@ -503,27 +505,41 @@ def test_training_tokenizes_prompts_exactly_as_the_server(pipeline: dict) -> Non
     generator = resolve_generator("default")
     with llama_extra_buffers(False):
         llm = Llama(model_path=str(generator.path), vocab_only=True, verbose=False)
-    checked = 0
+    vocabulary = Vocabulary.of(llm)
+    checked = healed = 0
     for example in [*examples[:40], tricky]:
-        segments = tuple(Segment(text, bool(marker)) for text, marker in example["segments"])
+        segments = tuple(
+            Segment(text, bool(marker), bool(cursor and cursor[0]))
+            for text, marker, *cursor in example["segments"]
+        )
         prompt = BuiltPrompt(
             format="repotune", segments=segments, stop=(), end_of_middle="",
-            special_markers=False, prefix="", suffix="", snippets=(), dropped_snippets=0,
-            context_tokens=0, prefix_tokens=0, suffix_tokens=0, prefix_lines_dropped=0,
-            suffix_lines_dropped=0,
+            special_markers=False, prefix="x" if any(s.cursor for s in segments) else "",
+            suffix="", snippets=(), dropped_snippets=0, context_tokens=0, prefix_tokens=0,
+            suffix_tokens=0, prefix_lines_dropped=0, suffix_lines_dropped=0,
         )  # fmt: skip
-        served = prompt_tokens(llm, prompt)
-        generated = llm.tokenize(example["completion"].encode(), add_bos=False, special=False)
-        encoded = encode_example(
-            tokenizer, example["prompt"], example["completion"], 100_000, example["segments"]
-        )
-        assert encoded is not None
-        prompt_ids = [t for t, label in zip(encoded.input_ids, encoded.labels, strict=True)
-                      if label == IGNORE_INDEX]  # fmt: skip
-        assert prompt_ids == served, example["segments"][:2]
-        assert encoded.input_ids[len(prompt_ids) :] == generated, example["completion"]
+        # Without token healing, and with it (the served default): the same ids either way.
+        for healing_vocabulary in (None, vocabulary):
+            served, healing = prompt_tokens(llm, prompt, healing_vocabulary)
+            completion = healing.text + example["completion"].encode()
+            generated = llm.tokenize(completion, add_bos=False, special=False)
+            encoded = encode_example(
+                tokenizer,
+                example["prompt"],
+                example["completion"],
+                100_000,
+                example["segments"],
+                vocabulary=healing_vocabulary,
+            )
+            assert encoded is not None
+            prompt_ids = [t for t, label in zip(encoded.input_ids, encoded.labels, strict=True)
+                          if label == IGNORE_INDEX]  # fmt: skip
+            assert prompt_ids == served, example["segments"][:2]
+            assert encoded.input_ids[len(prompt_ids) :] == generated, completion
+            healed += bool(healing)
         checked += 1
     assert checked > 10
+    assert healed > 5  # the dataset's prompts mark their cursor, and most end mid-line
     # A teacher pair: the server's question prompt, which llama-cpp-python tokenizes with
     # special tokens parsed (create_completion), and so must the trainer.
     question = "Q: what does '<eos>' end?\nA:"

@@ -33,7 +33,8 @@ JSONL schema (one object per line; `train.jsonl`, `validation.jsonl`, `test.json
   start_byte, end_byte: int  the middle's byte range in the file (UTF-8)
   format: str              prompt format name (prompts.FORMATS); qa: "ask_document" / "ask_chat"
   prompt: str              the prompt text exactly as the server builds it
-  segments: [[text, is_marker], ...]  the same prompt as segments (the engine tokenizes per segment)
+  segments: [[text, is_marker, ends_at_cursor], ...]  the same prompt as segments (the engine
+            tokenizes per segment; the cursor's segment is where token healing applies)
   completion: str          middle + the format's end-of-middle marker
   middle: str              the target alone (qa: the answer)
   question: str            qa only: the question

@@ -185,7 +185,10 @@ class Builder:
             "end_byte": span.end,
             "format": built.format,
             "prompt": built.text,
-            "segments": [[s.text, s.marker] for s in built.segments],
+            # The third field marks the segment that ends at the cursor (token healing).
+            "segments": [
+                [s.text, s.marker, s.cursor and bool(built.prefix)] for s in built.segments
+            ],
             "completion": middle + built.end_of_middle,
             "middle": middle,
             "context": [

@@ -67,7 +67,13 @@ def adapter_key(prepared: Prepared, settings: Settings, config: EvalConfig) -> s
         "train": settings.train.model_dump(),
         "completion": {
             k: getattr(settings.completion, k)
-            for k in ("context_tokens", "prefix_tokens", "suffix_tokens", "max_tokens_block")
+            for k in (
+                "context_tokens",
+                "prefix_tokens",
+                "suffix_tokens",
+                "max_tokens_block",
+                "token_healing",  # training heals prompts as serving does
+            )
         },
         "retrieval": settings.retrieval.model_dump(),
         "index": {k: getattr(settings.index, k) for k in ("chunk_lines", "chunk_overlap", "dense")},
