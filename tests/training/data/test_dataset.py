@@ -100,12 +100,21 @@ def test_examples_follow_the_schema_and_the_serving_prompt(built: tuple[Path, Pa
     kinds = {e["kind"] for e in examples}
     assert {"fim", "fim_random"} <= kinds
     assert "describe" in kinds  # the modules have docstrings
+    marked = 0
     for example in examples[:20]:
         assert example["format"] == stats["prompt_format"] == "repotune"
-        assert example["prompt"] == "".join(text for text, _ in example["segments"])
+        assert example["prompt"] == "".join(text for text, *_ in example["segments"])
+        # the segment that ends at the cursor (token healing) is the file's own text, last;
+        # none is marked when nothing before the cursor was kept
+        cursors = [text for text, _, cursor in example["segments"] if cursor]
+        assert cursors == ([example["segments"][-1][0]] if cursors else [])
+        if cursors:
+            assert cursors[0].startswith(example["path"] + "\n")
+        marked += bool(cursors)
         assert example["completion"] == example["middle"] + "<|rt_end|>"
         assert example["prompt"].rstrip().endswith(example["prompt"].rstrip()[-10:])
         assert f"<|rt_prefix|>{example['path']}\n" in example["prompt"]
+    assert marked >= 10
     modes = {e["context_mode"] for e in examples}
     assert "distractors_only" in modes and "retrieved" in modes
     assert any(s["role"] == "distractor" for e in examples for s in e["context"])
