@@ -51,7 +51,7 @@ def prompt_tokens(
         tokens.extend(piece)
         if segment.cursor and piece:
             cursor_end = len(tokens)
-    if vocabulary is None or not prompt.prefix or not cursor_end:
+    if vocabulary is None or not cursor_end:
         return tokens, NO_HEALING
     return heal(tokens, cursor_end, vocabulary)
 

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 class Segment:
     text: str
     marker: bool = False  # a format marker (special token when the format says so)
-    cursor: bool = False  # ends at the cursor (the current file's prefix): token healing
+    cursor: bool = False  # ends at the cursor after some typed text: token healing applies
 
 
 Order = Literal["spm", "psm"]
@@ -127,7 +127,7 @@ def _suffix_first(fmt: PromptFormat, parts: LayoutParts) -> tuple[list[Segment],
         Segment(fmt.suffix_marker, True),
         Segment(f"{parts.path}\n{suffix}"),
         Segment(fmt.prefix_marker, True),
-        Segment(f"{parts.path}\n{parts.prefix}", cursor=True),
+        Segment(f"{parts.path}\n{parts.prefix}", cursor=bool(parts.prefix)),
     ]
     return segments, []
 
@@ -145,7 +145,7 @@ def _qwen_repo_level(fmt: PromptFormat, parts: LayoutParts) -> tuple[list[Segmen
     segments.extend(parts.context)
     if repo_level:
         segments += [Segment(fmt.file_marker or "", True), Segment(f"{parts.path}\n")]
-    segments += [Segment(fmt.prefix_marker, True), Segment(parts.prefix, cursor=True)]
+    segments += [Segment(fmt.prefix_marker, True), Segment(parts.prefix, cursor=bool(parts.prefix))]
     return [*segments, *_suffix_and_middle(fmt, parts)], []
 
 
@@ -160,7 +160,7 @@ def _starcoder_repo_level(fmt: PromptFormat, parts: LayoutParts) -> tuple[list[S
         segments.append(Segment(fmt.file_marker or "", True))
     segments += [
         Segment(fmt.prefix_marker, True),
-        Segment(f"{parts.path}\n{parts.prefix}", cursor=True),
+        Segment(f"{parts.path}\n{parts.prefix}", cursor=bool(parts.prefix)),
     ]
     return [*segments, *_suffix_and_middle(fmt, parts)], []
 
@@ -178,7 +178,7 @@ def _files_then_fim(fmt: PromptFormat, parts: LayoutParts) -> tuple[list[Segment
     segments = [
         *parts.context,
         Segment(fmt.prefix_marker, True),
-        Segment(parts.prefix, cursor=True),
+        Segment(parts.prefix, cursor=bool(parts.prefix)),
     ]
     return [*segments, *_suffix_and_middle(fmt, parts)], []
 
@@ -192,7 +192,7 @@ def _context_in_prefix(
         Segment(fmt.prefix_marker, True),
         Segment(pad),
         *parts.context,
-        Segment(header + parts.prefix, cursor=True),
+        Segment(header + parts.prefix, cursor=bool(parts.prefix)),
         Segment(pad),
         Segment(fmt.suffix_marker, True),
         Segment(parts.suffix),

@@ -186,9 +186,7 @@ class Builder:
             "format": built.format,
             "prompt": built.text,
             # The third field marks the segment that ends at the cursor (token healing).
-            "segments": [
-                [s.text, s.marker, s.cursor and bool(built.prefix)] for s in built.segments
-            ],
+            "segments": [[s.text, s.marker, s.cursor] for s in built.segments],
             "completion": middle + built.end_of_middle,
             "middle": middle,
             "context": [
