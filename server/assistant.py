@@ -144,7 +144,7 @@ class Assistant:
         reloaded, or a new one loading."""
         from repotune.server.completion.remote import engine_for  # after initialize: heavy
 
-        return engine_for(settings, self._engine)
+        return engine_for(settings, self._engine, on_settled=self._emit_status)
 
     @property
     def engine(self) -> CompletionEngine | EndpointEngine | None:

@@ -79,11 +79,15 @@ class CompletionEngine:
     """Owns the generator model; thread-safe; see the module docstring for the contract."""
 
     def __init__(
-        self, settings: Settings, loader: Callable[[Settings], LoadedModel] = load_model
+        self,
+        settings: Settings,
+        loader: Callable[[Settings], LoadedModel] = load_model,
+        on_settled: Callable[[], None] | None = None,
     ) -> None:
+        """`on_settled` is called (on the loading thread) each time a model load ends."""
         self._settings = settings
         self._lock = threading.Lock()  # the llama.cpp context
-        self._model = ModelSlot(loader, self._lock)
+        self._model = ModelSlot(loader, self._lock, on_settled)
         self._state = threading.Lock()  # the fields below
         self._latest_cancel: threading.Event | None = None
         self.cache = CompletionCache(settings.completion.cache_size)

@@ -22,10 +22,15 @@ class ModelSlot:
     """One loaded model at a time; `generation_lock` is held by whoever decodes with it."""
 
     def __init__(
-        self, loader: Callable[[Settings], LoadedModel], generation_lock: threading.Lock
+        self,
+        loader: Callable[[Settings], LoadedModel],
+        generation_lock: threading.Lock,
+        on_settled: Callable[[], None] | None = None,
     ) -> None:
         self._loader = loader
         self._generation_lock = generation_lock
+        # Told when a load ends (ready or failed): nothing else would tell the editor.
+        self._on_settled = on_settled
         self._state = threading.Lock()  # the fields below
         self.loaded: LoadedModel | None = None
         self.load_error: str | None = None
@@ -80,6 +85,11 @@ class ModelSlot:
             else:
                 log.info("generator loaded: %s", loaded.info if loaded else None)
             self._ready.set()
+        if self._on_settled is not None:
+            try:
+                self._on_settled()
+            except Exception:  # a listener's failure must not look like a load failure
+                log.exception("model slot: on_settled failed")
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Block until loading finished (successfully or not); True when a model is ready."""

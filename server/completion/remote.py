@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from repotune.server.ask.answer import grounded
@@ -72,13 +72,20 @@ def _endpoint_key(model: ModelSettings) -> tuple[Any, ...]:
 class EndpointEngine:
     """Completions from `settings.model.endpoint`; thread-safe like CompletionEngine."""
 
-    def __init__(self, settings: Settings, count_tokens: CountTokens | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        count_tokens: CountTokens | None = None,
+        on_settled: Callable[[], None] | None = None,
+    ) -> None:
         self._settings = settings
+        self._on_settled = on_settled  # the local fallback's loads
         # The served model's tokenizer when the caller has it (the benchmark: identical prompts).
         self._count = count_tokens or estimate_tokens
         self._state = threading.Lock()
         self._client = self._new_client(settings)
-        self._local = CompletionEngine(settings)  # the fallback; loads on the first failure
+        # The fallback; it loads on the first failure.
+        self._local = CompletionEngine(settings, on_settled=on_settled)
         self._local_started = False
         self._latest_cancel: threading.Event | None = None
         self.cache = CompletionCache(settings.completion.cache_size)
@@ -134,7 +141,7 @@ class EndpointEngine:
                 client, self._client = self._client, self._new_client(settings)
                 self._health = {"state": "unknown", "last_error": None, "failed_at": None}
             if not self._local_started:
-                self._local = CompletionEngine(settings)
+                self._local = CompletionEngine(settings, on_settled=self._on_settled)
         if self._local_started:
             self._local.reload(settings)
         if client is not None:
@@ -482,10 +489,12 @@ class EndpointEngine:
 
 
 def engine_for(
-    settings: Settings, current: CompletionEngine | EndpointEngine | None = None
+    settings: Settings,
+    current: CompletionEngine | EndpointEngine | None = None,
+    on_settled: Callable[[], None] | None = None,
 ) -> CompletionEngine | EndpointEngine:
     """The engine the settings ask for, loading: `current` reloaded when it is of that kind,
-    else a new one (and `current` closed)."""
+    else a new one (and `current` closed). `on_settled` is told when a model load ends."""
     remote = bool(settings.model.endpoint)
     if current is not None and isinstance(current, EndpointEngine) == remote:
         current.reload(settings)
@@ -493,7 +502,9 @@ def engine_for(
     if current is not None:
         current.close()
     engine: CompletionEngine | EndpointEngine = (
-        EndpointEngine(settings) if remote else CompletionEngine(settings)
+        EndpointEngine(settings, on_settled=on_settled)
+        if remote
+        else CompletionEngine(settings, on_settled=on_settled)
     )
     engine.start_loading()
     return engine

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from repotune.server.completion.model_slot import ModelSlot
@@ -87,3 +88,32 @@ def test_a_failed_load_is_an_error_message_and_close_closes() -> None:
     ok.replace(load_settings())  # closed: nothing loads again
     threading.Event().wait(0.1)
     assert ok.loaded is None and not ok.ready
+
+
+def test_the_listener_hears_each_load_end_ready_or_failed() -> None:
+    heard: list[tuple[str, bool, str | None]] = []
+    slots: dict[str, ModelSlot] = {}
+
+    def listener_of(name: str) -> Callable[[], None]:
+        return lambda: heard.append((name, slots[name].ready, slots[name].load_error))
+
+    def failing(settings: Any) -> Any:
+        raise ModelError("generator: no such file")
+
+    slots["ok"] = ModelSlot(lambda settings: FakeLoaded("x"), threading.Lock(), listener_of("ok"))
+    slots["ok"].start_loading(load_settings())
+    assert slots["ok"].wait_ready(10)
+    slots["ok"].replace(load_settings(None, {"model": {"adapter": "new"}}))
+    assert slots["ok"].wait_ready(10)
+    slots["broken"] = ModelSlot(failing, threading.Lock(), listener_of("broken"))
+    slots["broken"].start_loading(load_settings())
+    assert not slots["broken"].wait_ready(10)
+    for _ in range(100):  # the listener runs just after the ready event is set
+        if len(heard) == 3:
+            break
+        threading.Event().wait(0.02)
+    assert sorted(heard, key=str) == [  # two threads may finish in either order
+        ("broken", False, "generator: no such file"),
+        ("ok", True, None),
+        ("ok", True, None),
+    ]
