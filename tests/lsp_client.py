@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
-from pytest_lsp import LanguageClient
+from pytest_lsp import ClientServerConfig, LanguageClient
+
+# The server as editors start it, for `@pytest_lsp.fixture(config=SERVE)`.
+SERVE = ClientServerConfig(server_command=[sys.executable, "-m", "repotune", "serve"])
+
+
+def record_statuses(client: LanguageClient) -> list[Any]:
+    """The repotune/status notifications the server pushes, in arrival order (kept growing)."""
+    statuses: list[Any] = []
+    client.feature("repotune/status")(lambda params: statuses.append(params))
+    return statuses
 
 
 async def execute(client: LanguageClient, command: str, *arguments: Any) -> Any:

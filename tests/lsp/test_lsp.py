@@ -6,17 +6,16 @@ import asyncio
 import itertools
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_lsp
-from lsp_client import execute, open_document
+from lsp_client import SERVE, execute, open_document, record_statuses
 from lsprotocol import types
 from pygls.exceptions import JsonRpcMethodNotFound, JsonRpcRequestCancelled
-from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+from pytest_lsp import LanguageClient, client_capabilities
 
 # One server for the module: every test runs on the loop the module-scoped client lives on.
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
@@ -120,12 +119,10 @@ def end_of_file_position(path: Path) -> types.Position:
 
 @pytest_lsp.fixture(
     scope="module",
-    config=ClientServerConfig(server_command=[sys.executable, "-m", "repotune", "serve"]),
+    config=SERVE,
 )
 async def client(lsp_client: LanguageClient, repo: Path, tmp_path_factory: pytest.TempPathFactory):
-    statuses: list[Any] = []
-    lsp_client.feature("repotune/status")(lambda params: statuses.append(params))
-    lsp_client.repotune_statuses = statuses  # type: ignore[attr-defined]
+    lsp_client.repotune_statuses = record_statuses(lsp_client)  # type: ignore[attr-defined]
     answer_progress: list[Any] = []
     lsp_client.feature("repotune/answerProgress")(lambda params: answer_progress.append(params))
     lsp_client.answer_progress = answer_progress  # type: ignore[attr-defined]

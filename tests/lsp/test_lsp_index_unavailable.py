@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_lsp
-from lsp_client import execute
+from lsp_client import SERVE, execute
 from lsprotocol import types
-from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+from pytest_lsp import LanguageClient, client_capabilities
 from repotune.server.models import ResolvedModel
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
@@ -34,7 +33,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest_lsp.fixture(
     scope="module",
-    config=ClientServerConfig(server_command=[sys.executable, "-m", "repotune", "serve"]),
+    config=SERVE,
 )
 async def client(
     lsp_client: LanguageClient,

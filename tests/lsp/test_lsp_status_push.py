@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_lsp
+from lsp_client import SERVE, record_statuses
 from lsprotocol import types
-from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+from pytest_lsp import LanguageClient, client_capabilities
 from repotune.server.models import ResolvedModel
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
@@ -35,7 +35,7 @@ def empty_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest_lsp.fixture(
     scope="module",
-    config=ClientServerConfig(server_command=[sys.executable, "-m", "repotune", "serve"]),
+    config=SERVE,
 )
 async def client(
     lsp_client: LanguageClient,
@@ -43,9 +43,7 @@ async def client(
     tmp_path_factory: pytest.TempPathFactory,
     generator_model: ResolvedModel,  # provisioned before the server looks for "default"
 ):
-    statuses: list[Any] = []
-    lsp_client.feature("repotune/status")(lambda params: statuses.append(params))
-    lsp_client.repotune_statuses = statuses  # type: ignore[attr-defined]
+    lsp_client.repotune_statuses = record_statuses(lsp_client)  # type: ignore[attr-defined]
     index_dir = tmp_path_factory.mktemp("status-push-index")
     await lsp_client.initialize_session(
         types.InitializeParams(
