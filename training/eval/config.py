@@ -21,7 +21,12 @@ CONDITIONS: dict[str, tuple[str, bool]] = {
     "repo+ctx": ("own", True),
     "repo": ("own", False),
     "other-repo+ctx": ("other", True),
+    "default+prev-ctx": ("default", True),
 }
+
+# Conditions whose context is the previous task's snippets, not the task's own: the first
+# suggestion at a new place under `completion.context_ring`, which keeps the block it had.
+PREVIOUS_CONTEXT = frozenset({"default+prev-ctx"})
 
 
 ALIASES = {"ft+ctx": "repo+ctx", "ft": "repo", "other+ctx": "other-repo+ctx"}
@@ -38,6 +43,7 @@ COMPARISONS = [
     ("base+ctx", "base"),
     ("default", "base"),
     ("repo+ctx", "repo"),
+    ("default+prev-ctx", "default+ctx"),
 ]
 
 

@@ -13,6 +13,8 @@ Conditions (same tasks, same greedy decoding, same prompt budget):
   repo            the repository's fine-tune without context (not run unless asked for)
   other-repo+ctx  the fine-tune of a *different* repository, with context ("learned the format"
                   rather than "learned this repository")
+  default+prev-ctx the default adapter with the *previous* task's snippets: a new place's first
+                  suggestion under `completion.context_ring` (not run unless asked for)
 (`ft+ctx`, `ft` and `other+ctx`, the names before the default adapter, still work.)
 Per-repository fine-tunes start from `train.init_adapter` (the default adapter unless set), as
 `repotune train finetune` does, and stop after `--train-steps` or `--time-budget` minutes.
@@ -55,6 +57,7 @@ from repotune.training.eval.adapters import (
 from repotune.training.eval.config import (
     CONDITIONS,
     LOAD_TIMEOUT_S,
+    PREVIOUS_CONTEXT,
     EvalConfig,
     eval_settings,
     log_progress,
@@ -102,6 +105,27 @@ def retrieve_all(prepared: Prepared, tasks: Sequence[Task], settings: Settings) 
             out.append(Retrieved(as_snippets(chunks), ms, hit))
     finally:
         index.close()
+    return out
+
+
+def previous_contexts(
+    tasks: Sequence[Task], contexts: Sequence[Retrieved], settings: Settings
+) -> list[Retrieved]:
+    """Each task with the snippets retrieved for the task before it (the first with the last's),
+    as `completion.context_ring` answers a new place from the block it already holds. Snippets
+    that show the task's own hole (or its serving window) are dropped, as retrieval drops them."""
+    lines = settings.retrieval.query_lines
+    out = []
+    for i, task in enumerate(tasks):
+        first, last = task.target_lines
+        kept = [
+            snippet
+            for snippet in contexts[i - 1].snippets
+            if snippet.path != task.path
+            or snippet.last_line < first - lines
+            or snippet.start_line > last + lines
+        ]
+        out.append(Retrieved(kept, 0.0, None))
     return out
 
 
@@ -262,11 +286,14 @@ def evaluate_repo(
         adapter = condition_adapter(condition, item, other)
         log_progress(config, f"{label}: condition {condition} (adapter: {adapter})")
         with_context = CONDITIONS[condition][1]
+        given = contexts
+        if condition in PREVIOUS_CONTEXT:
+            given = previous_contexts(tasks, contexts, settings)
         preds = run_condition(
             settings,
             adapter,
             tasks,
-            contexts if with_context else None,
+            given if with_context else None,
             config.progress,
             f"{label} {condition}",
         )
@@ -383,8 +410,8 @@ def _questions(
     asked = []
     for condition in conditions:
         which, with_context = CONDITIONS[condition]
-        if not with_context:
-            continue
+        if not with_context or condition in PREVIOUS_CONTEXT:
+            continue  # a question always retrieves for itself
         if which == "other" and other is None:
             continue
         asked.append((condition, condition_adapter(condition, item, other)))

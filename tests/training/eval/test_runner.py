@@ -227,3 +227,29 @@ def test_a_missing_default_adapter_fails_before_any_work(
     with pytest.raises(ModelError, match="default adapter is missing"):
         run(_config(fixture_repo, out, conditions=["base", "default+ctx"]))
     assert not out.exists()
+
+
+def test_previous_context_is_the_task_befores_minus_the_hole() -> None:
+    from repotune.server.completion.context import ContextSnippet
+    from repotune.server.config import Settings
+    from repotune.training.eval.runner import Retrieved, previous_contexts
+    from repotune.training.eval.tasks import Task
+
+    def task(path: str, line: int) -> Task:
+        return Task("t", "line", "line", path, "python", 0, 1, "x\n" * (line - 1), "", "y")
+
+    near = ContextSnippet("a.py", "def f():\n    pass\n", start_line=40)  # a.py:40-41
+    far = ContextSnippet("a.py", "def g():\n    pass\n", start_line=1)
+    other = ContextSnippet("b.py", "def h():\n    pass\n", start_line=40)
+    tasks = [task("a.py", 42), task("b.py", 41), task("a.py", 90)]
+    contexts = [
+        Retrieved([ContextSnippet("c.py", "z = 1\n")], 1.0, None),
+        Retrieved([near, far, other], 1.0, None),
+        Retrieved([near], 1.0, None),
+    ]
+    got = previous_contexts(tasks, contexts, Settings())
+    # Each task gets the one before's snippets (the first the last's); a snippet that shows
+    # the task's own hole or its serving window is dropped.
+    assert got[0].snippets == []  # a.py:40-41 is the hole's window at a.py:42
+    assert got[1].snippets == [ContextSnippet("c.py", "z = 1\n")]
+    assert got[2].snippets == [near, far, other]
