@@ -211,6 +211,13 @@ class CompletionSettings(_Section):
     sticky_context_lines: int = Field(
         8, ge=0, le=1000, description="how near, in lines of the same file (0 = the same line)"
     )
+    stable_context: bool = Field(
+        False,
+        description="at a new place, keep the context block the KV cache already holds for "
+        "the first suggestions (only the file's part of the prompt is evaluated) and switch "
+        "to the place's own snippets once their prompt is evaluated in the background "
+        "(with sticky_context)",
+    )
     prefill: bool = Field(
         True,
         description="work ahead: complete an edited place in the background as soon as the "

@@ -6,14 +6,19 @@ cache to reuse); *warm* requests follow it as the user types the next characters
 line; a *next_line* request ends each session (the line finished, Enter, the first request on
 the new line below it).
 
-Each session is replayed three times from the same cold start (result cache, kept snippets and KV
-caches dropped), through the assistant as the language server calls it (replay.py):
+Each session is replayed four times from the same start: the result cache, kept snippets and KV
+caches dropped, then a request at the previous session's place, unmeasured, with its background
+work finished (so a session's new place is one the user moves to from another). Through the
+assistant as the language server calls it (replay.py):
 - *before*: the request alone, with work ahead off (no prefill, whole blocks, one KV cache): the
   figures of earlier runs, kept under the same keys (cold, warm, next_line...);
 - *ahead*: as VS Code with the RepoTune extension sends it: the cursor comes to rest at the new
   place (a ``repotune/prefetch``) `dwell_ms` before the first keystroke; every keystroke is a
   didChange (a prefetch), and the completion request follows after the client's wait (VS Code's
-  own 50 ms debounce plus the extension's ``completion.debounce_ms``);
+  own 50 ms debounce plus the extension's ``completion.debounce_ms``); a new place gets its own
+  snippets at once (``stable_context`` off);
+- *stable*: as *ahead*, with ``completion.stable_context`` on (completion/sticky.py: a new place
+  keeps the context block the cache holds until its own snippets' prompt is evaluated);
 - *quick*: as *ahead*, with quick start on (completion/quick_start.py: a new place's first
   answers come from a short prompt while the full one is evaluated in the background).
 All report the time from the keystroke to the suggestion (``keystroke_ms``: the client's wait
@@ -36,9 +41,11 @@ from pathlib import Path
 from typing import Any
 
 from repotune.server.bench.replay import (
+    AHEAD,
     BEFORE,
     EDITOR_DEBOUNCE_MS,
     QUICK,
+    STABLE,
     Arm,
     first_lines_agree,
     keystroke_figures,
@@ -180,7 +187,12 @@ def run_bench_complete(
     # The client's wait between a keystroke and its request: the editor's debounce, then ours.
     wait_ms = EDITOR_DEBOUNCE_MS + settings.completion.debounce_ms
     wait_s = wait_ms / 1000
-    arms = (Arm("before", False, BEFORE), Arm("ahead", True, {}), Arm("quick", True, QUICK))
+    arms = (
+        Arm("before", False, BEFORE),
+        Arm("ahead", True, AHEAD),
+        Arm("stable", True, STABLE),
+        Arm("quick", True, QUICK),
+    )
 
     assistant, index_s, index_idle = _open(workspace, settings)
     engine = assistant.engine
@@ -189,15 +201,17 @@ def run_bench_complete(
         bench_started = time.perf_counter()
         truncated = False
         work: dict[str, dict[str, int]] = {arm.name: {} for arm in arms}
-        for cursors in sessions:
+        for number, cursors in enumerate(sessions):
             if time.perf_counter() - bench_started > time_budget_s:
                 truncated = True
                 break
+            # The user arrives from the previous session's place (the first from the last's).
+            previous = sessions[number - 1][0] if len(sessions) > 1 else None
             for arm in arms:
                 _with_completion(assistant, settings, arm.completion)
                 counted = dict(engine.ahead_stats)
                 records[arm.name].extend(
-                    replay(assistant, workspace, cursors, arm, wait_s, dwell_ms / 1000)
+                    replay(assistant, workspace, cursors, arm, wait_s, dwell_ms / 1000, previous)
                 )
                 engine.wait_ahead(60)
                 for key, value in engine.ahead_stats.items():
@@ -212,6 +226,7 @@ def run_bench_complete(
         assistant.close()
 
     before, ahead, quick = records["before"], records["ahead"], records["quick"]
+    stable = records["stable"]
     report = _report(workspace, settings, status, index_s, index_idle, index_stats, before)
     report["truncated_by_time_budget"] = truncated
     report["lookup_ab"] = lookup_ab
@@ -220,8 +235,11 @@ def run_bench_complete(
         "editor_debounce_ms": EDITOR_DEBOUNCE_MS,
         "wait_ms": wait_ms,
         "dwell_ms": dwell_ms,
+        "new_place_from": "another place (the previous session's first), answered and its "
+        "background work finished before the cursor moves",
         "before": keystroke_figures(before),
         "ahead": keystroke_figures(ahead),
+        "stable": keystroke_figures(stable),
         "quick": keystroke_figures(quick),
         "quick_settings": {
             key: getattr(settings.completion, key)
@@ -231,11 +249,16 @@ def run_bench_complete(
             kind: _summary([r for r in ahead if r["kind"] == kind])
             for kind in ("cold", "warm", "next_line")
         },
+        "stable_requests": {
+            kind: _summary([r for r in stable if r["kind"] == kind])
+            for kind in ("cold", "warm", "next_line")
+        },
         "quick_requests": {
             kind: _summary([r for r in quick if r["kind"] == kind])
             for kind in ("cold", "warm", "next_line")
         },
         "prefill": _prefill_work(work["ahead"]),
+        "stable_prefill": _prefill_work(work["stable"]),
         "quick_prefill": _prefill_work(work["quick"]),
         "first_line": first_lines_agree(before, ahead),
         "targets_ms": {"cold_p50": 700, "next_line_p50": 500, "warm_p50": 150},

@@ -22,8 +22,13 @@ EDITOR_DEBOUNCE_MS = 50
 
 # Completion settings of the "before" arm: the engine as it was before work ahead.
 BEFORE = {"prefill": False, "first_line_first": False, "warm_files": 0}
+# The "ahead" arm: work ahead as the previous release did it (a new place gets its own
+# snippets at once).
+AHEAD = {"stable_context": False}
+# The "stable" arm: work ahead, and a new place keeps the context block at first.
+STABLE = {"stable_context": True}
 # The "quick" arm: work ahead, and quick start's short prompt at new places.
-QUICK = {"quick_start": True}
+QUICK = {"quick_start": True, "stable_context": False}
 
 
 @dataclass
@@ -69,11 +74,23 @@ def _record(
 
 
 def replay(
-    assistant: Any, root: Path, cursors: list[Cursor], arm: Arm, debounce_s: float, dwell_s: float
+    assistant: Any,
+    root: Path,
+    cursors: list[Cursor],
+    arm: Arm,
+    debounce_s: float,
+    dwell_s: float,
+    previous: Cursor | None = None,
 ) -> list[dict[str, Any]]:
-    """One session from a cold start, as `arm` sends it; a record per keystroke."""
+    """One session as `arm` sends it; a record per keystroke. The engine starts cold, then
+    (given `previous`, a place elsewhere) answers there and finishes its background work
+    unmeasured: the session's new place is one the user moves to from another."""
     engine = assistant.engine
     engine.forget()
+    if previous is not None:
+        text = previous.prefix + previous.suffix
+        assistant.complete(root / previous.path, text, len(previous.prefix), "python")
+        engine.wait_ahead(60)
     records = []
     for cursor in cursors:
         path = root / cursor.path

@@ -66,10 +66,14 @@ class AheadWorker:
             self._pending = None
 
     def busy(self) -> str | None:
-        """The kind of the job running or pending, if any."""
+        """The kind of the newest job pending or running that is not cancelled, if any."""
         with self._cond:
-            item = self._running or self._pending
-            return item.kind if item is not None and not item.cancel.is_set() else None
+            # A submit cancels the running job and queues its own: that one is the answer
+            # while the cancelled one finishes its step.
+            for item in (self._pending, self._running):
+                if item is not None and not item.cancel.is_set():
+                    return item.kind
+            return None
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until no job is pending or running (tests and benchmarks)."""

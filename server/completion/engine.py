@@ -21,6 +21,9 @@ Why it looks the way it does:
   re-evaluates only what changed there.
 - Quick start (quick_start.py, off by default): at a new place the first answers come from a
   short prompt while the full one is evaluated in the background.
+- Stable context (sticky.py, `completion.stable_context`): at a new place the first answers keep
+  the context block the KV cache holds; the place's own snippets are evaluated in the
+  background (`WorkAhead.refresh_block`) and used once that is done.
 """
 
 from __future__ import annotations
@@ -95,7 +98,7 @@ class CompletionEngine:
         self.last_reason = ""
         # Timings and token counts of the last generation, kept even when it produced nothing.
         self.last_stats: dict[str, Any] = {}
-        self._sticky = StickyContext()
+        self._sticky = StickyContext(stable=True)
         self._slots = _kv_slots(settings)
         self.ahead = WorkAhead(self)
 
@@ -174,7 +177,7 @@ class CompletionEngine:
             info.update(loaded.info)
         info["prompt_lookup"] = self._settings.completion.prompt_lookup
         info["token_healing"] = self._settings.completion.token_healing
-        info["ahead"] = {**self.ahead.stats, "warm_files": self._slots.stats()}
+        info["ahead"] = {**self.ahead_stats, "warm_files": self._slots.stats()}
         return info
 
     def cancel_inflight(self) -> None:
@@ -231,11 +234,14 @@ class CompletionEngine:
         multiline: bool,
         cancel: threading.Event,
         quick: bool = False,
+        kept: bool = True,
     ) -> PreparedPrompt | None:
         """`request`'s prompt (the short one when `quick`) and its token ids (None when
-        cancelled meanwhile)."""
+        cancelled meanwhile); with the kept snippets (sticky.py) unless not `kept`."""
+        if kept:
+            request = self._kept(request)
         try:
-            prompt = self.build_prompt(self._kept(request), multiline, cancel, quick)
+            prompt = self.build_prompt(request, multiline, cancel, quick)
         except PromptCancelled:
             return None
         vocabulary = loaded.vocabulary if self._settings.completion.token_healing else None
@@ -295,6 +301,7 @@ class CompletionEngine:
             hit = self.cache.get(request.path, request.prefix, request.suffix)
         if hit is not None:
             self.last_reason = "cache"
+            self.ahead.refresh_block(request)
             return hit.as_result((time.perf_counter() - started) * 1000)
         self.ahead.worker.cancel()  # background work stops at its next step; what it did stays
         with self._state:
@@ -343,6 +350,8 @@ class CompletionEngine:
         if quick and not cancel.is_set():
             self.ahead.stats["quick_answers"] += int(bool(result is not None and result.text))
             self.ahead.prefill(request, full_only=True)
+        elif result is not None and not (first_line and generated.reason == "first line"):
+            self.ahead.refresh_block(request)  # (after a block's rest: see _finish_block)
         return result
 
     def prefill(self, request: CompletionRequest) -> bool:
@@ -352,7 +361,12 @@ class CompletionEngine:
 
     @property
     def ahead_stats(self) -> dict[str, Any]:
-        return self.ahead.stats
+        """Work-ahead counters, with the context blocks kept at new places and adopted later."""
+        return {
+            **self.ahead.stats,
+            "kept_blocks": self._sticky.kept_blocks,
+            "adopted_blocks": self._sticky.adopted_blocks,
+        }
 
     def _answer(
         self,
@@ -494,7 +508,10 @@ def _ignore(reused: int) -> None:
 
 
 def _kv_slots(settings: Settings) -> KvSlots:
-    """Saved KV caches: the warm files', and one more for the prompt that quick start is not
-    using (the short one while the full one is live, or the other way round)."""
+    """Saved KV caches: the warm files', one more for the prompt that quick start is not using
+    (the short one while the full one is live, or the other way round), and one for the kept
+    block's prompt while a fresh block is evaluated (stable_context)."""
     completion = settings.completion
-    return KvSlots(completion.warm_files + int(completion.quick_start))
+    return KvSlots(
+        completion.warm_files + int(completion.quick_start) + int(completion.stable_context)
+    )

@@ -6,6 +6,9 @@ cache. On an empty line the block's first line is returned as soon as it is comp
 block is finished in the background (`finish_block_later`), so accepting the line finds the rest
 in the cache. Any completion request cancels this work at its next step and keeps what it
 evaluated; the stats say how much prefill work a request kept and how much was thrown away.
+With `completion.stable_context`, a place answered from a kept context block gets its own
+snippets' prompt evaluated after the answer (`refresh_block`), in a KV slot of its own so that
+a keystroke meanwhile goes on from the kept block's cache.
 The jobs run on one AheadWorker thread (ahead.py), under the engine's model lock.
 """
 
@@ -29,6 +32,11 @@ if TYPE_CHECKING:
 PREFILL_STEP = 64
 
 
+def fresh_slot_key(path: str) -> str:
+    """The KV slot of a file's prompt with a fresh context block while it is evaluated."""
+    return f"{path}\x00fresh"
+
+
 class WorkAhead:
     """The engine's work ahead: its background thread, what it is doing, and its counters."""
 
@@ -48,6 +56,8 @@ class WorkAhead:
             "continuations": 0,  # blocks finished after their first line was returned
             "completed_ahead": 0,  # completions put in the result cache before their request
             "quick_answers": 0,  # answers from quick start's short prompt (ahead or requested)
+            "refreshes": 0,  # fresh context blocks evaluated in the background (stable_context)
+            "refresh_tokens": 0,  # prompt tokens that took
         }
 
     def forget_prefill(self) -> None:
@@ -71,7 +81,7 @@ class WorkAhead:
             if self.continues_block(request) != "accepted":
                 return False
         else:
-            return False
+            return False  # nothing, or a fresh block's evaluation: it stops at its next step
         deadline = time.monotonic() + self._engine.settings.completion.time_cap_ms / 1000
         cache = self._engine.cache
         while self.worker.busy() == kind:
@@ -130,6 +140,7 @@ class WorkAhead:
         if generated.result is not None and generated.result.text and not cancel.is_set():
             self._engine.cache.put(request.path, request.prefix, request.suffix, generated.result)
             self.stats["continuations"] += 1
+            self.refresh_block(request)
 
     def prefill(self, request: CompletionRequest, full_only: bool = False) -> bool:
         """Complete `request` in the background (an edit arrived; its completion request will
@@ -190,6 +201,46 @@ class WorkAhead:
         self.stats["completed_ahead"] += 1
         if first_line and generated.reason == "first line":
             self.finish_block_later(request, result.text, generated.tokens)
+        else:
+            self.refresh_block(request)
+
+    def refresh_block(self, request: CompletionRequest) -> bool:
+        """With stable_context, after `request` was answered from a kept context block:
+        evaluate its prompt with the place's own snippets in the background, and adopt them
+        when that is done (requests near the place then use them, the cache already warm).
+        Any request or edit stops it at its next step; it is queued again after the next
+        answer. Returns False when nothing was queued."""
+        fresh = self._engine._sticky.fresh_for(self._engine.settings.completion, request)
+        if fresh is None or not self._engine.ready:
+            return False
+        return self.worker.submit("refresh", partial(self._refresh, fresh))
+
+    def _refresh(self, request: CompletionRequest, cancel: threading.Event) -> None:
+        if not self._engine._acquire(cancel):
+            return
+        try:
+            loaded = self._engine._loaded
+            if loaded is None:
+                return
+            multiline = decide_multiline(
+                request.prefix[-POSTPROCESS_WINDOW:],
+                request.suffix[:POSTPROCESS_WINDOW],
+                request.language,
+            )
+            prepared = self._engine.prepare_prompt(loaded, request, multiline, cancel, kept=False)
+            if prepared is None or cancel.is_set():
+                return
+            # Its own KV slot: the kept block's cache is saved first, and stays the one to go
+            # back to when this evaluation is stopped half-way.
+            key = fresh_slot_key(request.path)
+            evaluated = self._evaluate(loaded.llm, key, prepared.tokens, cancel, count=False)
+            if cancel.is_set() or not self._engine._sticky.adopt(request.context):
+                return
+            self._engine._slots.rename_owner(request.path)
+            self.stats["refreshes"] += 1
+            self.stats["refresh_tokens"] += evaluated
+        finally:
+            self._engine._lock.release()
 
     def _answer_quickly(
         self,
@@ -212,12 +263,16 @@ class WorkAhead:
             self.stats["completed_ahead"] += 1
             self.stats["quick_answers"] += 1
 
-    def _evaluate(self, llm: Any, path: str, tokens: list[int], cancel: threading.Event) -> None:
+    def _evaluate(
+        self, llm: Any, path: str, tokens: list[int], cancel: threading.Event, count: bool = True
+    ) -> int:
         """All but the last prompt token into the KV cache, a step at a time (the request
-        evaluates the last one itself: it needs that token's logits)."""
+        evaluates the last one itself: it needs that token's logits). Returns how many tokens
+        it evaluated; `count`: as a prefill for a request (the stats)."""
         self._engine._slots.prepare(llm, path, tokens)
         keep = common_prefix(llm, tokens)
-        self.settle_prefill(keep)
+        if count:
+            self.settle_prefill(keep)
         if keep == 0 or not llm._ctx.kv_cache_seq_rm(-1, keep, -1):
             llm._ctx.kv_cache_seq_rm(-1, 0, -1)
             keep = 0
@@ -228,11 +283,14 @@ class WorkAhead:
             step = min(end, position + PREFILL_STEP)
             llm.eval(tokens[position:step])
             position = step
+        if not count:
+            return position - keep
         self.stats["prefills"] += 1
         self.stats["prefill_cancelled"] += int(position < end)
         if position > keep:
             self._prefill_span = (keep, position)
             self.stats["prefill_tokens"] += position - keep
+        return position - keep
 
     def settle_prefill(self, kept: int) -> None:
         """Count how much of the last prefill the next evaluation kept (the rest was wasted)."""

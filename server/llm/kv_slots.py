@@ -102,6 +102,11 @@ class KvSlots:
             self.restored_tokens += best
             return best
 
+    def rename_owner(self, path: str) -> None:
+        """The live cache now counts as `path`'s (its prompt was evaluated under another key)."""
+        with self._lock:
+            self.owner = path
+
     def _save(self, llm: Any, path: str, live: np.ndarray) -> None:
         import llama_cpp
 

@@ -1,5 +1,5 @@
 """`repotune bench complete` end to end on a small real repository with the real default model:
-the three arms (before / ahead / quick) replayed, keystroke figures per kind, prefill work
+the four arms (before / ahead / stable / quick) replayed, keystroke figures per kind, prefill work
 accounted."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from repotune.server.config import Settings
 pytestmark = pytest.mark.slow
 
 
-def test_bench_complete_replays_the_three_arms(
+def test_bench_complete_replays_the_four_arms(
     tmp_path: Path, generator_model, embedder_model
 ) -> None:
     repo = tmp_path / "jsonlib"
@@ -51,7 +51,7 @@ def test_bench_complete_replays_the_three_arms(
         repo, settings, samples=10, compare_prompt_lookup=False, dwell_ms=200
     )
     editor = report["editor"]
-    for arm in ("before", "ahead", "quick"):
+    for arm in ("before", "ahead", "stable", "quick"):
         for kind in ("cold", "warm", "next_line"):
             figures = editor[arm][kind]
             assert figures["requests"] >= 2, (arm, kind, figures)
@@ -66,6 +66,11 @@ def test_bench_complete_replays_the_three_arms(
     assert editor["before"]["cold"]["quick"] == editor["ahead"]["cold"]["quick"] == 0
     assert editor["quick"]["cold"]["quick"] >= 1
     assert editor["quick_prefill"]["quick_answers"] >= 1
+    # The stable arm kept the block at new places (moved to from the previous session's).
+    stable = editor["stable_prefill"]
+    assert stable["kept_blocks"] >= 1 and stable["refreshes"] >= 1, stable
+    assert editor["prefill"]["kept_blocks"] == 0  # the ahead arm: stable_context off
+    assert "new_place_from" in editor
     prefill = editor["prefill"]
     assert prefill["prefills"] > 0 and prefill["prefill_tokens"] > 0
     assert 0 <= prefill["prefill_used_tokens"] <= prefill["prefill_tokens"]

@@ -235,7 +235,11 @@ def test_the_newest_job_wins() -> None:
         threading.Event().wait(0.1)
         assert worker.busy() == "prefill"
         assert worker.submit("prefill", job("p2"))  # cancels p1 (running)
-        assert worker.submit("prefill", job("p3"))  # replaces p2 (pending)
+        # p1 still finishes its step; the worker is busy with p2 meanwhile (a request for p2's
+        # place waits for it rather than starting over).
+        assert worker.busy() == "prefill"
+        assert worker.submit("block", job("p3"))  # replaces p2 (pending)
+        assert worker.busy() == "block"
         gate.set()
         assert worker.wait_idle(10)
         assert ran == ["p1 cancelled", "p3"]
