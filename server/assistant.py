@@ -142,7 +142,7 @@ class Assistant:
     def _engine_for(self, settings: Settings) -> CompletionEngine | EndpointEngine:
         """The engine the settings ask for (in-process, or `model.endpoint`): the current one
         reloaded, or a new one loading."""
-        from repotune.server.completion.remote import engine_for  # after initialize: heavy
+        from repotune.server.completion.engines import engine_for  # after initialize: heavy
 
         return engine_for(settings, self._engine, on_settled=self._emit_status)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from repotune.server.assistant import Assistant
 from repotune.server.completion.context import as_snippets
-from repotune.server.completion.remote import engine_for
+from repotune.server.completion.engines import engine_for
 from repotune.server.completion.request import CompletionRequest, CompletionResult
 from repotune.server.config import Settings, load_settings
 from repotune.server.index.workspace import WorkspaceIndex

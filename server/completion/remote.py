@@ -2,7 +2,7 @@
 model as a fallback.
 
 `EndpointEngine` offers what the assistant uses of `CompletionEngine` (complete, ask, status,
-reload, ...), so the assistant only chooses which one to build (`engine_for`). The prompt is
+reload, ...), so the assistant only chooses which one to build (engines.py). The prompt is
 the in-process one: the same prompt module, format, budgets, stops, caps and post-processing;
 what differs:
 - the format comes from `model.prompt_format`, or else from `model.endpoint_model`'s name (no
@@ -486,25 +486,3 @@ class EndpointEngine:
         with self._state:
             self._health = {"state": "ok", "last_error": None, "failed_at": None}
         return grounded(question, text.strip(), snippets)
-
-
-def engine_for(
-    settings: Settings,
-    current: CompletionEngine | EndpointEngine | None = None,
-    on_settled: Callable[[], None] | None = None,
-) -> CompletionEngine | EndpointEngine:
-    """The engine the settings ask for, loading: `current` reloaded when it is of that kind,
-    else a new one (and `current` closed). `on_settled` is told when a model load ends."""
-    remote = bool(settings.model.endpoint)
-    if current is not None and isinstance(current, EndpointEngine) == remote:
-        current.reload(settings)
-        return current
-    if current is not None:
-        current.close()
-    engine: CompletionEngine | EndpointEngine = (
-        EndpointEngine(settings, on_settled=on_settled)
-        if remote
-        else CompletionEngine(settings, on_settled=on_settled)
-    )
-    engine.start_loading()
-    return engine

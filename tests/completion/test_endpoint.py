@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from endpoint_server import API_KEY, KEY_ENV, EndpointServer, free_port, start_endpoint
 from repotune.server.completion.context import ContextSnippet
-from repotune.server.completion.remote import EndpointEngine, endpoint_format, engine_for
+from repotune.server.completion.engines import engine_for
+from repotune.server.completion.remote import EndpointEngine, endpoint_format
 from repotune.server.completion.request import CompletionRequest
 from repotune.server.config import Settings, SettingsError, load_settings
 from repotune.server.llm.endpoint import EndpointClient
