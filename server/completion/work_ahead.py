@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 # waits at most one step (and keeps what the step evaluated).
 PREFILL_STEP = 64
 
+# The longest a request waits for background work that will answer it.
+WAIT_LIMIT_S = 120.0
+
 
 def fresh_slot_key(path: str) -> str:
     """The KV slot of a file's prompt with a fresh context block while it is evaluated."""
@@ -82,7 +85,9 @@ class WorkAhead:
                 return False
         else:
             return False  # nothing, or a fresh block's evaluation: it stops at its next step
-        deadline = time.monotonic() + self._engine.settings.completion.time_cap_ms / 1000
+        # The job is bounded as the request would be (its prompt, then decoding under the time
+        # cap), so giving up early would only start the same work over; a stuck job still ends.
+        deadline = time.monotonic() + WAIT_LIMIT_S
         cache = self._engine.cache
         while self.worker.busy() == kind:
             if cancel.is_set() or time.monotonic() > deadline:
