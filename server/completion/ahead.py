@@ -49,13 +49,31 @@ class AheadWorker:
                 self.superseded += 1
             if running is not None:
                 running.cancel.set()
-            self._pending = _Pending(kind, job, threading.Event())
-            self.submitted += 1
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
-                self._thread.start()
-            self._cond.notify()
+            self._queue(kind, job)
             return True
+
+    def offer(self, kind: str, job: Job) -> bool:
+        """Queue `job` only where it displaces nothing: no job pending, none running but the
+        caller's own (a job may queue its follow-up), and no request has stopped that one."""
+        with self._cond:
+            if self._closed or self._pending is not None:
+                return False
+            running = self._running
+            if running is not None and (
+                threading.current_thread() is not self._thread or running.cancel.is_set()
+            ):
+                return False
+            self._queue(kind, job)
+            return True
+
+    def _queue(self, kind: str, job: Job) -> None:
+        """Make `job` the pending one and wake the thread (holding `_cond`)."""
+        self._pending = _Pending(kind, job, threading.Event())
+        self.submitted += 1
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
+            self._thread.start()
+        self._cond.notify()
 
     def cancel(self) -> None:
         """Stop the running job at its next step and drop the pending one."""

@@ -214,11 +214,12 @@ class WorkAhead:
         evaluate its prompt with the place's own snippets in the background, and adopt them
         when that is done (requests near the place then use them, the cache already warm).
         Any request or edit stops it at its next step; it is queued again after the next
-        answer. Returns False when nothing was queued."""
+        answer; other work goes first. Returns False when nothing was queued."""
         fresh = self._engine._sticky.fresh_for(self._engine.settings.completion, request)
         if fresh is None or not self._engine.ready:
             return False
-        return self.worker.submit("refresh", partial(self._refresh, fresh))
+        # The lowest-priority work: it never displaces a prefill or a block's rest.
+        return self.worker.offer("refresh", partial(self._refresh, fresh))
 
     def _refresh(self, request: CompletionRequest, cancel: threading.Event) -> None:
         if not self._engine._acquire(cancel):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json.decoder as json_decoder
 import json.encoder as json_encoder
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -244,5 +244,37 @@ def test_the_newest_job_wins() -> None:
         assert worker.wait_idle(10)
         assert ran == ["p1 cancelled", "p3"]
         assert worker.busy() is None
+    finally:
+        worker.close()
+
+
+def test_an_offered_job_displaces_nothing() -> None:
+    worker = AheadWorker()
+    gate = threading.Event()
+    ran: list[str] = []
+
+    def job(
+        name: str, then: Callable[[], object] | None = None
+    ) -> Callable[[threading.Event], None]:
+        def run(cancel: threading.Event) -> None:
+            gate.wait(10)
+            ran.append(name if not cancel.is_set() else f"{name} cancelled")
+            if then is not None:
+                then()
+
+        return run
+
+    try:
+        # A job may offer its own follow-up; an outsider's offer waits for an idle worker.
+        follow_up = job("refresh after block")
+        assert worker.submit("block", job("block", lambda: worker.offer("refresh", follow_up)))
+        threading.Event().wait(0.1)
+        assert not worker.offer("refresh", job("refresh from outside"))
+        gate.set()
+        assert worker.wait_idle(10)
+        assert ran == ["block", "refresh after block"]
+        assert worker.offer("refresh", job("refresh when idle"))
+        assert worker.wait_idle(10)
+        assert ran[-1] == "refresh when idle"
     finally:
         worker.close()
