@@ -34,6 +34,9 @@ PREFILL_STEP = 64
 # The longest a request waits for background work that will answer it.
 WAIT_LIMIT_S = 120.0
 
+# A fresh context block is evaluated once no request or edit came for this long.
+REFRESH_AFTER_IDLE_S = 0.5
+
 
 def fresh_slot_key(path: str) -> str:
     """The KV slot of a file's prompt with a fresh context block while it is evaluated."""
@@ -222,7 +225,8 @@ class WorkAhead:
         return self.worker.offer("refresh", partial(self._refresh, fresh))
 
     def _refresh(self, request: CompletionRequest, cancel: threading.Event) -> None:
-        if not self._engine._acquire(cancel):
+        # Only in a pause: while keystrokes come, each would wait for this job's step.
+        if cancel.wait(REFRESH_AFTER_IDLE_S) or not self._engine._acquire(cancel):
             return
         try:
             loaded = self._engine._loaded
