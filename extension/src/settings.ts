@@ -44,6 +44,7 @@ export const SERVER_SETTINGS: readonly SettingSpec[] = [
   { key: "repotune.contextTokens", server: ["completion", "context_tokens"], kind: "integer" },
   { key: "repotune.debounceMs", server: ["completion", "debounce_ms"], kind: "integer" },
   { key: "repotune.quickStart", server: ["completion", "quick_start"], kind: "boolean" },
+  { key: "repotune.stableContext", server: ["completion", "stable_context"], kind: "boolean" },
   { key: "repotune.maxLineTokens", server: ["completion", "max_tokens_line"], kind: "integer" },
   { key: "repotune.maxBlockTokens", server: ["completion", "max_tokens_block"], kind: "integer" },
   { key: "repotune.timeCapMs", server: ["completion", "time_cap_ms"], kind: "integer" },
