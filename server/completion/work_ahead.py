@@ -63,7 +63,7 @@ class WorkAhead:
             "completed_ahead": 0,  # completions put in the result cache before their request
             "quick_answers": 0,  # answers from quick start's short prompt (ahead or requested)
             "refreshes": 0,  # fresh context blocks evaluated in the background (stable_context)
-            "refresh_tokens": 0,  # prompt tokens that took
+            "refresh_tokens": 0,  # prompt tokens those evaluations took
         }
 
     def forget_prefill(self) -> None:
