@@ -245,18 +245,9 @@ def run_bench_complete(
             key: getattr(settings.completion, key)
             for key in ("quick_prefix_tokens", "quick_suffix_tokens", "quick_start_min_tokens")
         },
-        "ahead_requests": {
-            kind: _summary([r for r in ahead if r["kind"] == kind])
-            for kind in ("cold", "warm", "next_line")
-        },
-        "stable_requests": {
-            kind: _summary([r for r in stable if r["kind"] == kind])
-            for kind in ("cold", "warm", "next_line")
-        },
-        "quick_requests": {
-            kind: _summary([r for r in quick if r["kind"] == kind])
-            for kind in ("cold", "warm", "next_line")
-        },
+        "ahead_requests": _summary_per_kind(ahead),
+        "stable_requests": _summary_per_kind(stable),
+        "quick_requests": _summary_per_kind(quick),
         "prefill": _prefill_work(work["ahead"]),
         "stable_prefill": _prefill_work(work["stable"]),
         "quick_prefill": _prefill_work(work["quick"]),
@@ -266,6 +257,14 @@ def run_bench_complete(
     }
     print(json.dumps(report, indent=2))
     return report
+
+
+def _summary_per_kind(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """An arm's request-level figures for each kind of place."""
+    return {
+        kind: _summary([r for r in records if r["kind"] == kind])
+        for kind in ("cold", "warm", "next_line")
+    }
 
 
 def _prefill_work(stats: dict[str, int]) -> dict[str, Any]:

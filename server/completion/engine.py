@@ -47,7 +47,7 @@ from repotune.server.completion.decode import (
 from repotune.server.completion.formats import PromptFormat
 from repotune.server.completion.model import LoadedModel, load_model
 from repotune.server.completion.model_slot import ModelSlot
-from repotune.server.completion.postprocess import POSTPROCESS_WINDOW, decide_multiline, postprocess
+from repotune.server.completion.postprocess import POSTPROCESS_WINDOW, postprocess, wants_block
 from repotune.server.completion.prompts import BuiltPrompt, PromptCancelled
 from repotune.server.completion.quick_start import slot_key, wants_quick_start
 from repotune.server.completion.request import CompletionRequest, CompletionResult
@@ -290,11 +290,7 @@ class CompletionEngine:
             self.start_loading()
             self.last_reason = self._model.load_error or "model not loaded yet"
             return None
-        multiline = decide_multiline(
-            request.prefix[-POSTPROCESS_WINDOW:],
-            request.suffix[:POSTPROCESS_WINDOW],
-            request.language,
-        )
+        multiline = wants_block(request)
         cancel = cancel or threading.Event()
         hit = self.cache.get(request.path, request.prefix, request.suffix)
         if hit is None and self.ahead.wait_for(request, cancel):

@@ -16,8 +16,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from repotune.server.languages import HASH_COMMENT_LANGUAGES
+
+if TYPE_CHECKING:
+    from repotune.server.completion.request import CompletionRequest
 
 OPENERS = {"(": ")", "[": "]", "{": "}"}
 CLOSER_TO_OPENER = {v: k for k, v in OPENERS.items()}
@@ -272,6 +276,17 @@ def drop_suffix_overlap(completion: str, suffix: str, multiline: bool) -> str:
 # Characters around the cursor that the stop rules and post-processing see (they look at the
 # cursor's line and a few dozen lines around it).
 POSTPROCESS_WINDOW = 64 * 1024
+
+
+def wants_block(request: CompletionRequest) -> bool:
+    """`decide_multiline` at `request`'s cursor, on the text near it (a huge buffer costs
+    nothing more)."""
+    return decide_multiline(
+        request.prefix[-POSTPROCESS_WINDOW:],
+        request.suffix[:POSTPROCESS_WINDOW],
+        request.language,
+    )
+
 
 # Why decoding can stop with a block cut mid-line (the endpoint's stream may end without a reason).
 CAPS = frozenset({"time cap", "token cap", "stream ended"})

@@ -16,16 +16,19 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from repotune.server.completion.ahead import AheadWorker
-from repotune.server.completion.postprocess import POSTPROCESS_WINDOW, decide_multiline
+from repotune.server.completion.postprocess import wants_block
 from repotune.server.completion.request import CompletionRequest
 from repotune.server.llm.decoding import common_prefix
 
 if TYPE_CHECKING:
     from repotune.server.completion.engine import CompletionEngine
+    from repotune.server.completion.model import LoadedModel
 
 # Prompt tokens evaluated per step of a background prefill: a request that arrives meanwhile
 # waits at most one step (and keeps what the step evaluated).
@@ -134,17 +137,12 @@ class WorkAhead:
         (accepting the line then finds the rest there as "typing through"). Decoding goes on
         after the line's own tokens: generated again, the line could come out differently
         (batched evaluation is not bit-exact), and the rest would fit no line the user saw."""
-        if not self._engine._acquire(cancel):
-            return
-        try:
-            loaded = self._engine._loaded
+        with self._holding_model(cancel) as loaded:
             if loaded is None:
                 return
             generated = self._engine._generate(
                 loaded, request, True, cancel, time.perf_counter(), False, forced=first_line
             )
-        finally:
-            self._engine._lock.release()
         if generated.result is not None and generated.result.text and not cancel.is_set():
             self._engine.cache.put(request.path, request.prefix, request.suffix, generated.result)
             self.stats["continuations"] += 1
@@ -173,17 +171,10 @@ class WorkAhead:
     def _prefill(
         self, request: CompletionRequest, full_only: bool, cancel: threading.Event
     ) -> None:
-        if not self._engine._acquire(cancel):
-            return
-        try:
-            loaded = self._engine._loaded
+        with self._holding_model(cancel) as loaded:
             if loaded is None:
                 return
-            multiline = decide_multiline(
-                request.prefix[-POSTPROCESS_WINDOW:],
-                request.suffix[:POSTPROCESS_WINDOW],
-                request.language,
-            )
+            multiline = wants_block(request)
             first_line = multiline and self.first_line_first(request)
             prepared = self._engine.prepare_prompt(loaded, request, multiline, cancel)
             if prepared is None:
@@ -200,8 +191,6 @@ class WorkAhead:
             generated = self._engine._answer(
                 loaded, request, multiline, cancel, started, first_line, prepared=prepared
             )
-        finally:
-            self._engine._lock.release()
         result = generated.result
         if result is None or not result.text or cancel.is_set():
             return
@@ -226,17 +215,12 @@ class WorkAhead:
 
     def _refresh(self, request: CompletionRequest, cancel: threading.Event) -> None:
         # Only in a pause: while keystrokes come, each would wait for this job's step.
-        if cancel.wait(REFRESH_AFTER_IDLE_S) or not self._engine._acquire(cancel):
+        if cancel.wait(REFRESH_AFTER_IDLE_S):
             return
-        try:
-            loaded = self._engine._loaded
+        with self._holding_model(cancel) as loaded:
             if loaded is None:
                 return
-            multiline = decide_multiline(
-                request.prefix[-POSTPROCESS_WINDOW:],
-                request.suffix[:POSTPROCESS_WINDOW],
-                request.language,
-            )
+            multiline = wants_block(request)
             prepared = self._engine.prepare_prompt(loaded, request, multiline, cancel, kept=False)
             if prepared is None or cancel.is_set():
                 return
@@ -249,6 +233,16 @@ class WorkAhead:
             self._engine._slots.rename_owner(request.path)
             self.stats["refreshes"] += 1
             self.stats["refresh_tokens"] += evaluated
+
+    @contextmanager
+    def _holding_model(self, cancel: threading.Event) -> Iterator[LoadedModel | None]:
+        """The loaded model, under the engine's model lock, for one background job; None when
+        the job was cancelled while it waited for the lock, or no model is loaded."""
+        if not self._engine._acquire(cancel):
+            yield None
+            return
+        try:
+            yield self._engine._loaded
         finally:
             self._engine._lock.release()
 
