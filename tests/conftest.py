@@ -41,6 +41,15 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 # A frozen snapshot of some of RepoTune's own modules: a real repository that does not change
 # when the server is refactored.
+# A small prompt budget and short answers: real-model engine tests stay cheap on two CPU cores.
+SMALL_COMPLETION = {
+    "context_tokens": 128,
+    "prefix_tokens": 256,
+    "suffix_tokens": 64,
+    "max_tokens_line": 16,
+    "max_tokens_block": 32,
+}
+
 FIXTURE_REPO = Path(__file__).resolve().parent / "fixtures" / "repo"
 
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import SMALL_COMPLETION
 from endpoint_server import API_KEY, KEY_ENV, EndpointServer, free_port, start_endpoint
 from repotune.server.completion.context import ContextSnippet
 from repotune.server.completion.engines import engine_for
@@ -18,14 +19,7 @@ from repotune.server.completion.request import CompletionRequest
 from repotune.server.config import Settings, SettingsError, load_settings
 from repotune.server.llm.endpoint import EndpointClient
 
-SMALL = {
-    "context_tokens": 128,
-    "prefix_tokens": 256,
-    "suffix_tokens": 64,
-    "max_tokens_line": 16,
-    "max_tokens_block": 32,
-    "time_cap_ms": 60_000,
-}
+SMALL = {**SMALL_COMPLETION, "time_cap_ms": 60_000}
 GEOMETRY = '''import math
 
 

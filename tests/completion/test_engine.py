@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import spy_on_completions
+from conftest import SMALL_COMPLETION, spy_on_completions
 from repotune.server.completion.context import ContextSnippet
 from repotune.server.completion.engine import CompletionEngine
 from repotune.server.completion.postprocess import indent_width
@@ -30,14 +30,7 @@ pytestmark = pytest.mark.slow
 SOURCE = Path(json_encoder.__file__).read_text(encoding="utf-8")
 PATH = "json/encoder.py"
 SMALL = {
-    "completion": {
-        "context_tokens": 128,
-        "prefix_tokens": 256,
-        "suffix_tokens": 64,
-        "max_tokens_line": 16,
-        "max_tokens_block": 32,
-        "time_cap_ms": 20_000,
-    },
+    "completion": {**SMALL_COMPLETION, "time_cap_ms": 20_000},
     "model": {"context_length": 1024},
 }
 

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import SMALL_COMPLETION
 from repotune.server.completion.context import ContextSnippet
 from repotune.server.completion.engine import CompletionEngine
 from repotune.server.completion.request import CompletionRequest
@@ -104,11 +105,7 @@ def engine(generator_model) -> Iterator[CompletionEngine]:
         None,
         {
             "completion": {
-                "context_tokens": 128,
-                "prefix_tokens": 256,
-                "suffix_tokens": 64,
-                "max_tokens_line": 16,
-                "max_tokens_block": 32,
+                **SMALL_COMPLETION,
                 "time_cap_ms": 20_000,
                 "stable_context": True,
                 "prefill": False,  # only the refresh works in the background here
