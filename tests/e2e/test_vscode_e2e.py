@@ -158,6 +158,7 @@ class Editor:
     page: Any
     workspace: Path
     log: Path
+    user_data: Path
 
     def shot(self, name: str) -> None:
         self.page.screenshot(path=str(OUTPUT / f"{name}.png"))
@@ -168,7 +169,7 @@ class Editor:
         """`_wait_for`, with a screenshot of the page when it times out."""
         try:
             return _wait_for(what, timeout_s, probe, every_s)
-        except AssertionError:
+        except AssertionError as timed_out:
             name = "failed-" + re.sub(r"\W+", "-", what).strip("-")
             self.shot(name)
             frames = []
@@ -176,11 +177,37 @@ class Editor:
                 with contextlib.suppress(Exception):
                     frames.append(f"--- {frame.url}\n{frame.locator('body').inner_text()[:3000]}")
             (OUTPUT / f"{name}.txt").write_text("\n".join(frames))
-            raise
+            # CI shows only the test's output: what the editor and the server said goes with it.
+            raise AssertionError(f"{timed_out}\n{self.diagnosis()}") from None
 
-    def status_text(self) -> str:
-        item = self.page.locator(".statusbar-item", has_text="RepoTune")
-        return str(item.first.inner_text()) if item.count() else ""
+    def diagnosis(self) -> str:
+        lines = []
+        with contextlib.suppress(Exception):  # a closed page must not hide the timeout
+            lines.append(f"status bar items naming RepoTune: {self.status_texts()}")
+        logs = [
+            *sorted(self.user_data.glob("logs/*/exthost*/*repotune*/*.log")),
+            *sorted(self.user_data.glob("logs/*/exthost*/remoteexthost.log")),
+            self.log,
+        ]
+        for path in logs:
+            with contextlib.suppress(OSError):
+                tail = path.read_text(errors="replace").splitlines()[-40:]
+                lines += [f"--- last lines of {path.name}", *tail]
+        return "\n".join(lines)
+
+    def status_texts(self) -> list[str]:
+        return [
+            str(t)
+            for t in self.page.locator(".statusbar-item", has_text="RepoTune").all_inner_texts()
+        ]
+
+    def model_in_status(self) -> str | None:
+        """RepoTune's own status item once it names the model. Indexing progress, a second item
+        with "RepoTune" in it, may stand before it."""
+        for text in self.status_texts():
+            if "·" in text and "gemma" in text.lower():
+                return text
+        return None
 
     def run_command(self, title: str) -> None:
         self.page.keyboard.press("F1")
@@ -216,8 +243,9 @@ def _workspace(base: Path) -> Path:
     (workspace / "geometry.py").write_text(GEOMETRY)
     (workspace / "totals.py").write_text(TOTALS + TOTALS_TAIL)
     (workspace / "README.md").write_text(README)
-    # The workspace's own config keeps this test's index out of the user's cache.
-    (workspace / "repotune.toml").write_text(f'[index]\nindex_dir = "{base / "index"}"\n')
+    # The workspace's own config keeps this test's index out of the user's cache (a repository
+    # may only choose a folder inside its own .repotune/).
+    (workspace / "repotune.toml").write_text('[index]\nindex_dir = ".repotune/index"\n')
     return workspace
 
 
@@ -299,7 +327,7 @@ def editor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Editor]:
             page.set_default_timeout(120_000)
             page.goto(f"{url}/?folder={workspace}", timeout=WORKBENCH_TIMEOUT_S * 1000)
             page.locator(".monaco-workbench").wait_for(timeout=WORKBENCH_TIMEOUT_S * 1000)
-            yield Editor(page=page, workspace=workspace, log=log)
+            yield Editor(page=page, workspace=workspace, log=log, user_data=user_data)
             browser.close()
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -316,7 +344,7 @@ def test_status_bar_names_the_model(editor: Editor) -> None:
     text = editor.wait_for(
         "the status bar to name the model",
         SERVER_READY_TIMEOUT_S,
-        lambda: (t := editor.status_text()) and "·" in t and "gemma" in t.lower() and t,
+        editor.model_in_status,
     )
     editor.shot("02-status-bar")
     assert re.search(r"RepoTune · \S+", text), text
@@ -404,7 +432,7 @@ def test_the_extension_restarts_a_killed_server(editor: Editor) -> None:
     editor.wait_for(
         "the status bar to name the model again",
         SERVER_READY_TIMEOUT_S,
-        lambda: (t := editor.status_text()) and "·" in t and "gemma" in t.lower() and t,
+        editor.model_in_status,
     )
     editor.shot("07-restarted")
     assert restarted
