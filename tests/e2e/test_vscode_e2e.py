@@ -38,6 +38,16 @@ SERVE_SCRIPT = ROOT / "tests" / "vscode" / "serve.cjs"
 VSIX = ROOT / "extension" / "repotune.vsix"
 OUTPUT = ROOT / "test-output" / "vscode"
 CHROMIUM = Path("/usr/bin/chromium")
+# No background connections: on a closed network Chromium's attempts are refused, many at a time.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 # Generous: the model loads beside a training job on two cores.
 WORKBENCH_TIMEOUT_S = 300
@@ -321,7 +331,7 @@ def editor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Editor]:
         _wait_for("code-server to answer", WORKBENCH_TIMEOUT_S, healthy)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(
-                executable_path=str(CHROMIUM), args=["--no-sandbox"], headless=True
+                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
             )
             page = browser.new_page(viewport={"width": 1400, "height": 860})
             page.set_default_timeout(120_000)
