@@ -28,6 +28,11 @@ class ContextSnippet:
         return self.start_line + max(0, self.text.rstrip("\n").count("\n"))
 
     @property
+    def key(self) -> tuple[str, int, int]:
+        """Which lines of which file: the same code whatever retrieval returned it."""
+        return (self.path, self.start_line, self.last_line)
+
+    @property
     def citation(self) -> str:
         """``path:start-end``, the way answers cite code."""
         return f"{self.path}:{self.start_line}-{self.last_line}"
@@ -78,11 +83,10 @@ def pack_context(
     dropped = 0
     seen: set[tuple[str, int, int]] = set()
     for snippet in snippets:
-        key = (snippet.path, snippet.start_line, snippet.last_line)
-        if key in seen or not snippet.text.strip():
+        if snippet.key in seen or not snippet.text.strip():
             dropped += 1
             continue
-        seen.add(key)
+        seen.add(snippet.key)
         cost = segments_tokens(fmt.render_context(snippet), count, fmt.special)
         if used + cost <= budget:
             chosen.append(snippet)
@@ -112,5 +116,5 @@ def pack_context(
                 used += cut_cost
                 continue
         dropped += 1
-    chosen.sort(key=lambda s: (s.path, s.start_line, s.last_line))
+    chosen.sort(key=lambda s: s.key)
     return chosen, used, dropped

@@ -26,9 +26,9 @@ BLOCK_A = (
     ContextSnippet("json/decoder.py", "class JSONDecoder:\n    def decode(self, s):\n", 10),
     ContextSnippet("json/scanner.py", "def make_scanner(context):\n    parse_object = 1\n", 3),
 )
-BLOCK_B = (
-    ContextSnippet("json/tool.py", "def main():\n    parser = argparse.ArgumentParser()\n", 12),
-)
+TOOL = ContextSnippet("json/tool.py", "def main():\n    parser = argparse.ArgumentParser()\n", 12)
+# A place whose most relevant snippet the kept block already shows (BLOCK_A's scanner).
+BLOCK_B = (BLOCK_A[1], TOOL)
 STABLE = CompletionSettings(stable_context=True)
 
 
@@ -87,6 +87,15 @@ def test_without_stable_context_a_new_place_gets_its_own(
     sticky.apply(completion, request_at(10, BLOCK_A))
     assert sticky.apply(completion, request_at(200, BLOCK_B)).context == BLOCK_B
     assert sticky.fresh_for(completion, request_at(200, ())) is None
+
+
+def test_a_block_without_the_places_top_snippet_is_not_kept() -> None:
+    sticky = StickyContext(stable=True)
+    sticky.apply(STABLE, request_at(10, BLOCK_A))
+    own = (TOOL, BLOCK_A[1])  # the scanner is in the block, but it is not the place's best
+    assert sticky.apply(STABLE, request_at(200, own)).context == own
+    assert sticky.kept_blocks == 0
+    assert sticky.fresh_for(STABLE, request_at(200, ())) is None
 
 
 def test_a_place_without_snippets_takes_none() -> None:

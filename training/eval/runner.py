@@ -110,12 +110,16 @@ def retrieve_all(prepared: Prepared, tasks: Sequence[Task], settings: Settings) 
 
 def previous_contexts(
     tasks: Sequence[Task], contexts: Sequence[Retrieved], settings: Settings
-) -> list[Retrieved]:
-    """Each task with the snippets retrieved for the task before it (the first with the last's),
-    as `completion.context_ring` answers a new place from the block it already holds. Snippets
-    that show the task's own hole (or its serving window) are dropped, as retrieval drops them."""
+) -> tuple[list[Retrieved], int]:
+    """Each task's context as `completion.stable_context` gives a new place its first
+    suggestions: the snippets retrieved for the task before it (the first task: the last's) when
+    they hold the task's own top snippet, else its own. Kept snippets that show the task's hole
+    (or its serving window) are dropped, as retrieval drops them. Also: how many kept."""
+    from repotune.server.completion.sticky import holds_top_snippet
+
     lines = settings.retrieval.query_lines
     out = []
+    kept_count = 0
     for i, task in enumerate(tasks):
         first, last = task.target_lines
         kept = [
@@ -125,8 +129,12 @@ def previous_contexts(
             or snippet.last_line < first - lines
             or snippet.start_line > last + lines
         ]
-        out.append(Retrieved(kept, 0.0, None))
-    return out
+        if holds_top_snippet(kept, contexts[i].snippets):
+            kept_count += 1
+            out.append(Retrieved(kept, 0.0, None))
+        else:
+            out.append(contexts[i])
+    return out, kept_count
 
 
 def run_condition(
@@ -280,6 +288,7 @@ def evaluate_repo(
     task_counts = {k: sum(t.kind == k for t in tasks) for k in KINDS}
     log_progress(config, f"{label}: {len(tasks)} tasks {task_counts}; retrieving context")
     contexts = retrieve_all(item, tasks, settings)
+    section_notes = list(notes)
     per_condition: dict[str, list[dict[str, float | None]]] = {}
     summaries: dict[str, Any] = {}
     for condition in conditions if tasks else []:
@@ -288,7 +297,11 @@ def evaluate_repo(
         with_context = CONDITIONS[condition][1]
         given = contexts
         if condition in PREVIOUS_CONTEXT:
-            given = previous_contexts(tasks, contexts, settings)
+            given, kept = previous_contexts(tasks, contexts, settings)
+            section_notes.append(
+                f"{condition}: {kept} of {len(tasks)} tasks kept the previous task's "
+                "snippets (they held the task's top snippet); the others had their own"
+            )
         preds = run_condition(
             settings,
             adapter,
@@ -321,7 +334,7 @@ def evaluate_repo(
         "conditions": summaries,
         "comparisons": comparisons,
         "targets": targets(comparisons),
-        "notes": list(notes),
+        "notes": section_notes,
     }
     if questions > 0:
         section["questions"] = _questions(

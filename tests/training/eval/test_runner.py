@@ -229,7 +229,7 @@ def test_a_missing_default_adapter_fails_before_any_work(
     assert not out.exists()
 
 
-def test_previous_context_is_the_task_befores_minus_the_hole() -> None:
+def test_previous_context_is_the_task_befores_when_it_holds_the_tasks_top_snippet() -> None:
     from repotune.server.completion.context import ContextSnippet
     from repotune.server.config import Settings
     from repotune.training.eval.runner import Retrieved, previous_contexts
@@ -241,15 +241,22 @@ def test_previous_context_is_the_task_befores_minus_the_hole() -> None:
     near = ContextSnippet("a.py", "def f():\n    pass\n", start_line=40)  # a.py:40-41
     far = ContextSnippet("a.py", "def g():\n    pass\n", start_line=1)
     other = ContextSnippet("b.py", "def h():\n    pass\n", start_line=40)
-    tasks = [task("a.py", 42), task("b.py", 41), task("a.py", 90)]
+    elsewhere = ContextSnippet("c.py", "z = 1\n")
+    unrelated = ContextSnippet("d.py", "w = 2\n")
+    tasks = [task("b.py", 41), task("a.py", 90), task("a.py", 42), task("b.py", 80)]
     contexts = [
-        Retrieved([ContextSnippet("c.py", "z = 1\n")], 1.0, None),
-        Retrieved([near, far, other], 1.0, None),
-        Retrieved([near], 1.0, None),
+        Retrieved([unrelated], 1.0, None),
+        Retrieved([near, other], 1.0, None),
+        Retrieved([other, near], 1.0, None),
+        Retrieved([far, elsewhere], 1.0, None),
     ]
-    got = previous_contexts(tasks, contexts, Settings())
-    # Each task gets the one before's snippets (the first the last's); a snippet that shows
-    # the task's own hole or its serving window is dropped.
-    assert got[0].snippets == []  # a.py:40-41 is the hole's window at a.py:42
-    assert got[1].snippets == [ContextSnippet("c.py", "z = 1\n")]
-    assert got[2].snippets == [near, far, other]
+    got, kept = previous_contexts(tasks, contexts, Settings())
+    # The first task's "previous" is the last's ([far, elsewhere]): it lacks the task's top
+    # snippet, so the task has its own.
+    assert got[0] is contexts[0]
+    assert got[1] is contexts[1]  # [unrelated] lacks a.py:40-41
+    # [near, other] holds task 3's top snippet (other); near shows its hole (a.py:42) and goes.
+    assert got[2].snippets == [other]
+    # Task 4's top is far; task 3's retrieved snippets (its own block, adopted) lack it.
+    assert got[3] is contexts[3]
+    assert kept == 1
