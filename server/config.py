@@ -212,11 +212,11 @@ class CompletionSettings(_Section):
         8, ge=0, le=1000, description="how near, in lines of the same file (0 = the same line)"
     )
     stable_context: bool = Field(
-        False,
-        description="at a new place, keep the context block the KV cache already holds for "
-        "the first suggestions (only the file's part of the prompt is evaluated) and switch "
-        "to the place's own snippets once their prompt is evaluated in the background "
-        "(with sticky_context)",
+        True,
+        description="at a new place whose most relevant snippet the context block in the KV "
+        "cache already shows, keep that block for the first suggestions (only the file's part "
+        "of the prompt is evaluated) and switch to the place's own snippets once their prompt "
+        "is evaluated in the background (with sticky_context)",
     )
     prefill: bool = Field(
         True,

@@ -7,8 +7,9 @@ line; a *next_line* request ends each session (the line finished, Enter, the fir
 the new line below it).
 
 Each session is replayed four times from the same start: the result cache, kept snippets and KV
-caches dropped, then a request at the previous session's place, unmeasured, with its background
-work finished (so a session's new place is one the user moves to from another). Through the
+caches dropped, then a request at the previous session's place (or, `--within-file`, at a line
+40 lines away in the same file), unmeasured, with its background work finished (so a session's
+new place is one the user moves to from another). Through the
 assistant as the language server calls it (replay.py):
 - *before*: the request alone, with work ahead off (no prefill, whole blocks, one KV cache): the
   figures of earlier runs, kept under the same keys (cold, warm, next_line...);
@@ -17,8 +18,9 @@ assistant as the language server calls it (replay.py):
   didChange (a prefetch), and the completion request follows after the client's wait (VS Code's
   own 50 ms debounce plus the extension's ``completion.debounce_ms``); a new place gets its own
   snippets at once (``stable_context`` off);
-- *stable*: as *ahead*, with ``completion.stable_context`` on (completion/sticky.py: a new place
-  keeps the context block the cache holds until its own snippets' prompt is evaluated);
+- *stable*: as *ahead*, with ``completion.stable_context`` on, the default (completion/sticky.py:
+  a new place whose top snippet the cached context block shows keeps that block until its own
+  snippets' prompt is evaluated);
 - *quick*: as *ahead*, with quick start on (completion/quick_start.py: a new place's first
   answers come from a short prompt while the full one is evaluated in the background).
 All report the time from the keystroke to the suggestion (``keystroke_ms``: the client's wait
@@ -51,7 +53,12 @@ from repotune.server.bench.replay import (
     keystroke_figures,
     replay,
 )
-from repotune.server.bench.sessions import Cursor, sample_sessions
+from repotune.server.bench.sessions import (
+    MOVE_LINES,
+    Cursor,
+    place_in_same_file,
+    sample_sessions,
+)
 from repotune.server.bench.stats import rounded_percentile
 from repotune.server.config import Settings, settings_with
 from repotune.server.corpora import ensure_corpus
@@ -175,8 +182,10 @@ def run_bench_complete(
     time_budget_s: float = TIME_BUDGET_S,
     compare_prompt_lookup: bool = True,
     dwell_ms: int = DWELL_MS,
+    within_file: bool = False,
 ) -> dict[str, Any]:
-    """Index `workspace`, replay sampled typing sessions, print (and return) the JSON report."""
+    """Index `workspace`, replay sampled typing sessions, print (and return) the JSON report.
+    `within_file`: each new place is reached from elsewhere in its own file."""
     name = workspace.name
     if name.startswith("pypi:"):
         workspace = ensure_corpus(name[len("pypi:") :])
@@ -205,8 +214,11 @@ def run_bench_complete(
             if time.perf_counter() - bench_started > time_budget_s:
                 truncated = True
                 break
-            # The user arrives from the previous session's place (the first from the last's).
+            # The user arrives from the previous session's place (the first from the last's),
+            # or from elsewhere in the same file.
             previous = sessions[number - 1][0] if len(sessions) > 1 else None
+            if within_file:
+                previous = place_in_same_file(workspace, cursors[0])
             for arm in arms:
                 _with_completion(assistant, settings, arm.completion)
                 counted = dict(engine.ahead_stats)
@@ -235,8 +247,12 @@ def run_bench_complete(
         "editor_debounce_ms": EDITOR_DEBOUNCE_MS,
         "wait_ms": wait_ms,
         "dwell_ms": dwell_ms,
-        "new_place_from": "another place (the previous session's first), answered and its "
-        "background work finished before the cursor moves",
+        "new_place_from": (
+            f"the end of the line {MOVE_LINES} lines above in the same file (below near its top)"
+            if within_file
+            else "another place (the previous session's first)"
+        )
+        + ", answered and its background work finished before the cursor moves",
         "before": keystroke_figures(before),
         "ahead": keystroke_figures(ahead),
         "stable": keystroke_figures(stable),

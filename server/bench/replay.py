@@ -21,7 +21,7 @@ from repotune.server.bench.stats import rounded_percentile
 EDITOR_DEBOUNCE_MS = 50
 
 # Completion settings of the "before" arm: the engine as it was before work ahead.
-BEFORE = {"prefill": False, "first_line_first": False, "warm_files": 0}
+BEFORE = {"prefill": False, "first_line_first": False, "warm_files": 0, "stable_context": False}
 # The "ahead" arm: work ahead as the previous release did it (a new place gets its own
 # snippets at once).
 AHEAD = {"stable_context": False}

@@ -15,6 +15,7 @@ from pathlib import Path
 WARM_KEYSTROKES = 3
 BLOCK_SHARE = 0.25
 SEED = 20240601
+MOVE_LINES = 40  # how far a move within a file goes (well beyond sticky_context_lines)
 
 
 @dataclass(frozen=True)
@@ -99,3 +100,14 @@ def sample_sessions(root: Path, samples: int, seed: int = SEED) -> list[list[Cur
         sessions.append(cursors)
         total += len(cursors)
     return sessions
+
+
+def place_in_same_file(root: Path, cursor: Cursor, lines: int = MOVE_LINES) -> Cursor:
+    """Where a user moving within the file comes from: the end of the line `lines` above the
+    session's place (below it near the file's top)."""
+    text = (root / cursor.path).read_text(encoding="utf-8", errors="replace")
+    all_lines = text.split("\n")
+    line = cursor.prefix.count("\n")
+    target = line - lines if line >= lines else min(len(all_lines) - 1, line + lines)
+    offset = sum(len(each) + 1 for each in all_lines[:target]) + len(all_lines[target])
+    return Cursor(cursor.path, text[:offset], text[offset:], "cold", cursor.session)

@@ -245,6 +245,13 @@ def bench_complete(
     lookup_ab: Annotated[
         bool, typer.Option(help="also replay 8 sessions with prompt lookup off and on")
     ] = True,
+    within_file: Annotated[
+        bool,
+        typer.Option(
+            help="each new place is reached from 40 lines away in its own file "
+            "(default: from the previous session's place, often another file)"
+        ),
+    ] = False,
     save: SaveOption = None,
     pairs: Annotated[
         list[str] | None,
@@ -252,7 +259,7 @@ def bench_complete(
     ] = None,
 ) -> None:
     """Keystroke-to-suggestion latency per kind (new place, typing on, next line) without work
-    ahead, with it, and with quick start; KV reuse, decode speed."""
+    ahead, with it, with stable context and with quick start; KV reuse, decode speed."""
     from repotune.server.bench.complete import run_bench_complete
 
     report = run_bench_complete(
@@ -261,6 +268,7 @@ def bench_complete(
         samples=samples,
         compare_prompt_lookup=lookup_ab,
         dwell_ms=dwell_ms,
+        within_file=within_file,
     )
     store_result("complete", report, save)
 
