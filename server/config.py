@@ -213,10 +213,10 @@ class CompletionSettings(_Section):
     )
     stable_context: bool = Field(
         True,
-        description="at a new place whose most relevant snippet the context block in the KV "
-        "cache already shows, keep that block for the first suggestions (only the file's part "
-        "of the prompt is evaluated) and switch to the place's own snippets once their prompt "
-        "is evaluated in the background (with sticky_context)",
+        description="at a new place one of whose two most relevant snippets the context block "
+        "in the KV cache already shows, keep that block for the first suggestions (only the "
+        "file's part of the prompt is evaluated) and switch to the place's own snippets once "
+        "their prompt is evaluated in the background (with sticky_context)",
     )
     prefill: bool = Field(
         True,

@@ -21,10 +21,10 @@ Why it looks the way it does:
   re-evaluates only what changed there.
 - Quick start (quick_start.py, off by default): at a new place the first answers come from a
   short prompt while the full one is evaluated in the background.
-- Stable context (sticky.py, `completion.stable_context`, on by default): at a new place whose
-  top snippet the context block in the KV cache already shows, the first answers keep that
-  block; the place's own snippets are evaluated in the background (`WorkAhead.refresh_block`)
-  and used once that is done.
+- Stable context (sticky.py, `completion.stable_context`, on by default): at a new place one of
+  whose top two snippets the context block in the KV cache already shows, the first answers
+  keep that block; the place's own snippets are evaluated in the background
+  (`WorkAhead.refresh_block`) and used once that is done.
 """
 
 from __future__ import annotations

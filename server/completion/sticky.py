@@ -6,11 +6,11 @@ prompt, so new snippets make the model re-evaluate the whole prompt instead of t
 tokens. While the cursor stays within `completion.sticky_context_lines` of the request that
 retrieved them, in the same file, requests keep those snippets (and callers skip retrieval).
 
-With `stable_context`, a new place keeps the block too when the block already shows the place's
-most relevant snippet (`holds_top_snippet`): its own snippets wait as `fresh` while the first
-suggestions there use the block whose KV cells are already computed, and the engine evaluates the
-fresh block's prompt in the background and `adopt`s it once that is done. Keeping any block,
-whatever it showed, cost 2.5 to 3 points of exact match (README, Evaluation).
+With `stable_context`, a new place keeps the block too when the block already shows one of the
+place's two most relevant snippets (`holds_top_snippet`): its own snippets wait as `fresh` while
+the first suggestions there use the block whose KV cells are already computed, and the engine
+evaluates the fresh block's prompt in the background and `adopt`s it once that is done. Keeping
+any block, whatever it showed, cost 2.5 to 3 points of exact match (README, Evaluation).
 """
 
 from __future__ import annotations
@@ -28,13 +28,17 @@ if TYPE_CHECKING:
 Place = tuple[str, int]  # (path, line of the cursor)
 
 
+# A block showing either of a place's two best snippets served it as well as its own block
+# (README, Evaluation: stable context).
+TOP_SNIPPETS = 2
+
+
 def holds_top_snippet(block: Sequence[ContextSnippet], own: Sequence[ContextSnippet]) -> bool:
-    """Whether `block` shows the most relevant of a place's own snippets (`own[0]`: retrieval
-    ranks them), so the place may be answered from it while its own block is evaluated."""
-    if not own:
-        return False
-    top = own[0].key
-    return any(snippet.key == top for snippet in block)
+    """Whether `block` shows one of the most relevant of a place's own snippets (the first
+    `TOP_SNIPPETS`: retrieval ranks them), so the place may be answered from it while its own
+    block is evaluated."""
+    shown = {snippet.key for snippet in block}
+    return any(snippet.key in shown for snippet in own[:TOP_SNIPPETS])
 
 
 @dataclass(frozen=True)

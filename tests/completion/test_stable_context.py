@@ -89,10 +89,11 @@ def test_without_stable_context_a_new_place_gets_its_own(
     assert sticky.fresh_for(completion, request_at(200, ())) is None
 
 
-def test_a_block_without_the_places_top_snippet_is_not_kept() -> None:
+def test_a_block_without_the_places_top_snippets_is_not_kept() -> None:
     sticky = StickyContext(stable=True)
     sticky.apply(STABLE, request_at(10, BLOCK_A))
-    own = (TOOL, BLOCK_A[1])  # the scanner is in the block, but it is not the place's best
+    # The scanner is in the block, but only third among the place's snippets.
+    own = (TOOL, ContextSnippet("json/tool.py", "def usage():\n    pass\n", 40), BLOCK_A[1])
     assert sticky.apply(STABLE, request_at(200, own)).context == own
     assert sticky.kept_blocks == 0
     assert sticky.fresh_for(STABLE, request_at(200, ())) is None

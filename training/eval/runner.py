@@ -113,8 +113,9 @@ def previous_contexts(
 ) -> tuple[list[Retrieved], int]:
     """Each task's context as `completion.stable_context` gives a new place its first
     suggestions: the snippets retrieved for the task before it (the first task: the last's) when
-    they hold the task's own top snippet, else its own. Kept snippets that show the task's hole
-    (or its serving window) are dropped, as retrieval drops them. Also: how many kept."""
+    they hold one of the task's own top snippets (`holds_top_snippet`), else its own. Kept
+    snippets that show the task's hole (or its serving window) are dropped, as retrieval drops
+    them. Also: how many kept."""
     from repotune.server.completion.sticky import holds_top_snippet
 
     lines = settings.retrieval.query_lines
@@ -300,7 +301,7 @@ def evaluate_repo(
             given, kept = previous_contexts(tasks, contexts, settings)
             section_notes.append(
                 f"{condition}: {kept} of {len(tasks)} tasks kept the previous task's "
-                "snippets (they held the task's top snippet); the others had their own"
+                "snippets (they held one of its top snippets); the others had their own"
             )
         preds = run_condition(
             settings,
