@@ -7,7 +7,7 @@ tokens. While the cursor stays within `completion.sticky_context_lines` of the r
 retrieved them, in the same file, requests keep those snippets (and callers skip retrieval).
 
 With `stable_context`, a new place keeps the block too when the block already shows one of the
-place's two most relevant snippets (`holds_top_snippet`): its own snippets wait as `fresh` while
+place's two most relevant snippets (`holds_top_snippets`): its own snippets wait as `fresh` while
 the first suggestions there use the block whose KV cells are already computed, and the engine
 evaluates the fresh block's prompt in the background and `adopt`s it once that is done. Keeping
 any block, whatever it showed, cost 2.5 to 3 points of exact match (README, Evaluation).
@@ -33,7 +33,7 @@ Place = tuple[str, int]  # (path, line of the cursor)
 TOP_SNIPPETS = 2
 
 
-def holds_top_snippet(block: Sequence[ContextSnippet], own: Sequence[ContextSnippet]) -> bool:
+def holds_top_snippets(block: Sequence[ContextSnippet], own: Sequence[ContextSnippet]) -> bool:
     """Whether `block` shows one of the most relevant of a place's own snippets (the first
     `TOP_SNIPPETS`: retrieval ranks them), so the place may be answered from it while its own
     block is evaluated."""
@@ -101,10 +101,9 @@ class StickyContext:
             and completion.stable_context
             and completion.sticky_context
             and last is not None
-            and bool(last.snippets)  # an empty block saves nothing worth the stale answer
-            and bool(own)  # a place without snippets (or a request without context) wants none
             and own != last.snippets
-            and holds_top_snippet(last.snippets, own)
+            # (an empty block, or a place without snippets, holds none of them)
+            and holds_top_snippets(last.snippets, own)
         )
 
     def fresh_for(

@@ -113,10 +113,10 @@ def previous_contexts(
 ) -> tuple[list[Retrieved], int]:
     """Each task's context as `completion.stable_context` gives a new place its first
     suggestions: the snippets retrieved for the task before it (the first task: the last's) when
-    they hold one of the task's own top snippets (`holds_top_snippet`), else its own. Kept
+    they hold one of the task's own top snippets (`holds_top_snippets`), else its own. Kept
     snippets that show the task's hole (or its serving window) are dropped, as retrieval drops
     them. Also: how many kept."""
-    from repotune.server.completion.sticky import holds_top_snippet
+    from repotune.server.completion.sticky import holds_top_snippets
 
     lines = settings.retrieval.query_lines
     out = []
@@ -130,7 +130,7 @@ def previous_contexts(
             or snippet.last_line < first - lines
             or snippet.start_line > last + lines
         ]
-        if holds_top_snippet(kept, contexts[i].snippets):
+        if holds_top_snippets(kept, contexts[i].snippets):
             kept_count += 1
             out.append(Retrieved(kept, 0.0, None))
         else:
