@@ -1,4 +1,4 @@
-"""`repotune eval` and `repotune eval humaneval`: options in, one JSON summary line out."""
+"""`repotune eval`, `repotune eval humaneval` and `repotune eval compare`: options in, JSON out."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from repotune.server.cli.console import print_error
 from repotune.server.config import SettingsError, parse_overrides
 from repotune.server.models import ModelError
 from repotune.training.base import TrainError
+from repotune.training.eval.compare import compare as compare_runs
 from repotune.training.eval.config import CONDITIONS, DEFAULT_CONDITIONS, EvalConfig
 from repotune.training.eval.corpora import EvalError
 from repotune.training.eval.humaneval import HumanEvalConfig, parse_conditions
@@ -29,6 +30,7 @@ repotune.use_default_openmp_spin()  # an evaluation run owns its cores (it train
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 humaneval_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+compare_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 # The command line each run was started with, for its result files.
 _COMMAND = [""]
 _HUMANEVAL_COMMAND = [""]
@@ -85,7 +87,7 @@ def command(
     """Compare base / default adapter / per-repository fine-tunes, with and without retrieval, on
     held-out files of real repositories; writes eval.json (eval-summary.json: without the tasks'
     text), eval.md, eval.png and predictions.jsonl. HumanEval infilling: `repotune eval
-    humaneval --help`."""
+    humaneval --help`; two runs paired task by task: `repotune eval compare --help`."""
     config = EvalConfig(
         repos=list(repo),
         conditions=[c.strip() for c in conditions.split(",") if c.strip()],
@@ -145,6 +147,9 @@ def main(args: list[str] | None = None) -> None:
     if argv[:1] == ["humaneval"]:
         humaneval_main(argv[1:])
         return
+    if argv[:1] == ["compare"]:
+        run_app(compare_app, argv[1:], "repotune eval compare")
+        return
     _COMMAND[0] = "repotune eval " + shlex.join(argv)
     run_app(app, argv, "repotune eval")
 
@@ -195,6 +200,28 @@ def humaneval_main(args: list[str]) -> None:
     """`repotune eval humaneval ARGS...`; errors are one line on stderr, exit status 1."""
     _HUMANEVAL_COMMAND[0] = "repotune eval humaneval " + shlex.join(args)
     run_app(humaneval_app, args, "repotune eval humaneval")
+
+
+@compare_app.command()
+def compare(
+    test: Annotated[
+        str, typer.Argument(help="the run under test: OUT_FOLDER or OUT_FOLDER@CONDITION")
+    ],
+    reference: Annotated[
+        list[str], typer.Argument(help="the run(s) it is compared with, the same way")
+    ],
+    bootstrap: BootstrapOption = 2000,
+    seed: Annotated[int, typer.Option(help="bootstrap seed")] = 1234,
+    out: Annotated[Path | None, typer.Option(help="also write the JSON to this file")] = None,
+) -> None:
+    """Pair two `repotune eval` runs task by task (same seed and repository): per task kind,
+    exact match and edit similarity on both sides, test − reference with its bootstrap interval
+    and McNemar's exact test. CONDITION defaults to default+ctx."""
+    result = json.dumps(compare_runs(test, reference, resamples=bootstrap, seed=seed), indent=1)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(result + "\n", encoding="utf-8")
+    print(result)
 
 
 def run_app(command: typer.Typer, argv: list[str], prog_name: str) -> None:
