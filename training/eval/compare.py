@@ -101,10 +101,11 @@ def compare(
     if not reference_specs:
         raise EvalError("compare needs a reference run besides the test run")
     test_side = RunSide.parse(test_spec)
+    reference_sides = [RunSide.parse(spec) for spec in reference_specs]
     test = scored_predictions(test_side)
     reference: dict[str, dict[str, Any]] = {}
-    for spec in reference_specs:
-        reference.update(scored_predictions(RunSide.parse(spec)))
+    for side in reference_sides:
+        reference.update(scored_predictions(side))
     kind_of = task_kinds(test_side.folder)
     kinds: dict[str, Any] = {}
     for kind in sorted(set(kind_of.values())):
@@ -124,7 +125,7 @@ def compare(
         )
     return {
         "test": str(test_side),
-        "reference": [str(RunSide.parse(s)) for s in reference_specs],
+        "reference": [str(side) for side in reference_sides],
         "bootstrap": {"resamples": resamples, "seed": seed},
         "kinds": kinds,
     }
