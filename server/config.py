@@ -190,7 +190,8 @@ class CompletionSettings(_Section):
     fallback_completion_item: bool = Field(True, description="also answer textDocument/completion")
     context_tokens: int = Field(512, ge=0, le=32768)
     prefix_tokens: int = Field(512, ge=16, le=32768)
-    suffix_tokens: int = Field(192, ge=0, le=32768)
+    # 64, not 192: a new place evaluates 128 fewer tokens; line EM held (−0.5 on two repos).
+    suffix_tokens: int = Field(64, ge=0, le=32768)
     max_tokens_line: int = Field(48, ge=1, le=1024)
     max_tokens_block: int = Field(128, ge=1, le=4096)
     time_cap_ms: int = Field(2000, ge=50, le=120_000)
