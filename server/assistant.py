@@ -83,6 +83,7 @@ class Assistant:
         # Model and index modules load after `initialize` is answered (it must be instant).
         from repotune.server.llm.embeddings import SharedEmbedders
 
+        self._status_lock = threading.RLock()
         self._embedders = SharedEmbedders()  # one embedder for all folders
         self.folders = WorkspaceFolders(
             self._embedders,
@@ -460,6 +461,8 @@ class Assistant:
 
     def _emit_status(self) -> None:
         try:
-            self._on_event({"type": "status", **self.status()})
+            # Threads report in the order they looked: a stale "indexing" must never land last.
+            with self._status_lock:
+                self._on_event({"type": "status", **self.status()})
         except Exception as exc:  # status must never take a request down
             self._on_event({"type": "log", "level": "error", "message": f"status: {exc}"})

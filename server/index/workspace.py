@@ -111,6 +111,9 @@ class WorkspaceIndex:
         self._lexical_ready = threading.Event()
         self._rescan = threading.Event()
         self._worker_busy = threading.Event()
+        self._unreported_work = threading.Event()  # work done since the last "idle" event
+        self._unreported_work.set()
+        self._settle_lock = threading.Lock()
         self._dense_busy = threading.Event()
         self._dense_done = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -279,21 +282,26 @@ class WorkspaceIndex:
             self._reconcile()
             self.timings["lexical_ready_s"] = time.perf_counter() - self._started_at
         finally:
-            self._lexical_ready.set()
+            # Not busy before ready: the dense thread must never see "ready" while this one works.
             self._worker_busy.clear()
+            self._lexical_ready.set()
+        self._report_if_settled()
         while not self._stop.is_set():
             if self._rescan.is_set():
                 self._rescan.clear()
+                self._unreported_work.set()
                 self._worker_busy.set()
                 try:
                     self._reconcile()
                 finally:
                     self._worker_busy.clear()
+                self._report_if_settled()
                 continue
             try:
                 rel = self._work.get(timeout=0.2)
             except queue.Empty:
                 continue
+            self._unreported_work.set()
             self._worker_busy.set()
             try:
                 if rel == RESCAN:
@@ -306,6 +314,7 @@ class WorkspaceIndex:
             finally:
                 self._worker_busy.clear()
                 self._dense_wakeup.set()
+            self._report_if_settled()
 
     def _reconcile(self) -> None:
         self.phase = "lexical"
@@ -323,9 +332,17 @@ class WorkspaceIndex:
                 f"{stats['files']} files, {stats['chunks']} chunks",
             )
         )
-        if not self.dense or self.embedder_error is not None:
+
+    def _report_if_settled(self) -> None:
+        """Say "idle" when the last piece of work has settled, whichever thread did it: a
+        status computed while another thread was still busy would otherwise stay "indexing"."""
+        with self._settle_lock:
+            if not self._unreported_work.is_set() or not self._work.empty() or not self.is_idle():
+                return  # nothing new to report, or another thread will settle last
+            self._unreported_work.clear()
             self.phase = "idle"
-            self._emit(progress("idle", stats["chunks"], stats["chunks"], "index up to date"))
+        chunks = int(self.store.stats().get("chunks", 0) or 0)
+        self._emit(progress("idle", chunks, chunks, "index up to date"))
 
     def _debounce_loop(self) -> None:
         drain_into(self.debouncer, self._work, self._stop, self._request_rescan)
@@ -359,6 +376,7 @@ class WorkspaceIndex:
             finally:
                 self._dense_busy.clear()
             if count:
+                self._unreported_work.set()
                 self._dense_done.clear()
                 done_in_fill += count
                 total = max(total, done_in_fill + self.store.dense_pending_count())
@@ -369,10 +387,9 @@ class WorkspaceIndex:
                 if "dense_ready_s" not in self.timings:
                     self.timings["dense_ready_s"] = time.perf_counter() - self._started_at
                     self.timings["dense_fill_s"] = time.perf_counter() - fill_start
-                self.phase = "idle"
-                self._emit(progress("idle", done_in_fill, total, "index up to date"))
                 self._dense_done.set()
                 done_in_fill = total = 0
+            self._report_if_settled()  # cheap when nothing is new; a worker may have ended first
             self._dense_wakeup.wait(0.5)
             self._dense_wakeup.clear()
 

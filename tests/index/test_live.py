@@ -123,6 +123,42 @@ def test_burst_of_saves_is_coalesced(live: tuple[Path, WorkspaceIndex]) -> None:
     ]
 
 
+def test_every_bout_of_work_ends_with_an_idle_event(tmp_path: Path, embedder: Any) -> None:
+    """The editor's status follows these events: whichever thread finishes last must say "idle",
+    or the status bar stays on "indexing" (as CI once saw after a rescan with nothing to embed)."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    write(root, ".gitignore", "*.log\n")
+    write(root, "pkg/core.py", function_source("alpha_entry"))
+    events: list[tuple[str, bool]] = []
+    holder: dict[str, WorkspaceIndex] = {}
+
+    def record(event: dict[str, Any]) -> None:
+        # What a status computed at this moment would say, as the language server computes it.
+        events.append((event["phase"], holder["index"].is_idle()))
+
+    settings = Settings.model_validate({"index": {"debounce_ms": 100}})
+    index = WorkspaceIndex(root, settings, record, embedder=embedder, location=tmp_path / "index")
+    holder["index"] = index
+    index.start(watch=True)
+    try:
+        assert index.wait_idle(60)
+        eventually(lambda: events[-1] == ("idle", True))
+
+        write(root, "pkg/extra.py", function_source("gamma_extra"))  # lexical and dense work
+        eventually(lambda: paths_for(index, "gamma_extra") == {"pkg/extra.py"})
+        assert index.wait_idle(60)
+        eventually(lambda: events[-1] == ("idle", True))
+
+        index.reindex()  # a rescan that finds nothing new: lexical work only, nothing to embed
+        eventually(lambda: any(phase == "lexical" for phase, _ in events[-3:]))
+        assert index.wait_idle(60)
+        eventually(lambda: events[-1] == ("idle", True))
+    finally:
+        index.close()
+
+
 def test_save_to_searchable_includes_dense(live: tuple[Path, WorkspaceIndex]) -> None:
     root, index = live
     write(root, "pkg/fresh.py", function_source("delta_fresh"))
