@@ -1,7 +1,7 @@
 """Quick start: the first answer at a new place comes from a short prompt.
 
-A new place's full prompt (retrieved context, then up to 512 prefix and 192 suffix tokens) takes
-seconds to evaluate on a small CPU, and a cursor that moves somewhere new shares little of it
+A new place's full prompt (retrieved context, then up to 512 prefix and 64 suffix tokens) takes
+over a second to evaluate on a small CPU, and a cursor that moves somewhere new shares little of it
 with the KV cache. With `completion.quick_start`, a request whose full prompt still needs more
 than `quick_start_min_tokens` evaluated is answered from a short prompt instead (the lines
 nearest the cursor and, with `quick_context_tokens`, the most relevant retrieved snippets:
