@@ -1,7 +1,8 @@
 """Pool the three paired runs (600 line tasks): EM and edit-similarity difference with a paired
 bootstrap interval (2,000 resamples, seed 1234) and McNemar's exact test.
 
-    python pool.py EVALS    # EVALS/ctx256-REPO and EVALS/ctx512-REPO hold predictions.jsonl
+    python pool.py EVALS [TEST REF]    # EVALS/ctxTEST-REPO, EVALS/ctxREF-REPO: predictions.jsonl
+                                       # (TEST REF: 256 512, the default, or 128 256, 128 512)
 """
 
 import json
@@ -17,11 +18,11 @@ def load(path: Path) -> dict[str, dict]:
     return {row["task"]: row for row in map(json.loads, path.read_text().splitlines())}
 
 
-def main(evals: Path) -> None:
+def main(evals: Path, test_budget: str = "256", ref_budget: str = "512") -> None:
     pairs = []
     for repo in REPOS:
-        test = load(evals / f"ctx256-{repo}" / "predictions.jsonl")
-        ref = load(evals / f"ctx512-{repo}" / "predictions.jsonl")
+        test = load(evals / f"ctx{test_budget}-{repo}" / "predictions.jsonl")
+        ref = load(evals / f"ctx{ref_budget}-{repo}" / "predictions.jsonl")
         pairs += [(test[t], ref[t]) for t in test]
     rng = random.Random(1234)
     n = len(pairs)
@@ -57,4 +58,4 @@ def main(evals: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), *sys.argv[2:4])
