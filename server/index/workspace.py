@@ -365,16 +365,10 @@ class WorkspaceIndex:
         done_in_fill = 0
         total = self.store.dense_pending_count()
         while not self._stop.is_set():
-            self._dense_busy.set()
-            try:
-                count = self.filler.step()
-            except Exception as exc:
-                log.exception("dense step failed")
-                self.indexer.errors.append(f"dense: {exc}")
-                count = 0
-                self._stop.wait(1.0)
-            finally:
-                self._dense_busy.clear()
+            if not self.store.dense_pending_count() and not self.store.dense_deleted_count():
+                count = 0  # an idle wakeup: never look busy for it, or a status may say "indexing"
+            else:
+                count = self._dense_step()
             if count:
                 self._unreported_work.set()
                 self._dense_done.clear()
@@ -392,6 +386,19 @@ class WorkspaceIndex:
             self._report_if_settled()  # cheap when nothing is new; a worker may have ended first
             self._dense_wakeup.wait(0.5)
             self._dense_wakeup.clear()
+
+    def _dense_step(self) -> int:
+        """One batch of dense work (vectors embedded or deleted), flagged busy while it runs."""
+        self._dense_busy.set()
+        try:
+            return self.filler.step()
+        except Exception as exc:
+            log.exception("dense step failed")
+            self.indexer.errors.append(f"dense: {exc}")
+            self._stop.wait(1.0)
+            return 0
+        finally:
+            self._dense_busy.clear()
 
     # ------------------------------------------------------------------ API
 

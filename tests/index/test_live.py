@@ -154,7 +154,10 @@ def test_every_bout_of_work_ends_with_an_idle_event(tmp_path: Path, embedder: An
         index.reindex()  # a rescan that finds nothing new: lexical work only, nothing to embed
         eventually(lambda: any(phase == "lexical" for phase, _ in events[-3:]))
         assert index.wait_idle(60)
-        eventually(lambda: events[-1] == ("idle", True))
+        try:
+            eventually(lambda: events[-1] == ("idle", True))
+        except AssertionError:
+            raise AssertionError(f"the last events (phase, idle): {events[-12:]}") from None
     finally:
         index.close()
 
