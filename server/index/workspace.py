@@ -112,7 +112,6 @@ class WorkspaceIndex:
         self._rescan = threading.Event()
         self._worker_busy = threading.Event()
         self._unreported_work = threading.Event()  # work done since the last "idle" event
-        self._unreported_work.set()
         self._settle_lock = threading.Lock()
         self._dense_busy = threading.Event()
         self._dense_done = threading.Event()
@@ -277,7 +276,7 @@ class WorkspaceIndex:
     # ------------------------------------------------------------------ threads
 
     def _worker_loop(self) -> None:
-        self._worker_busy.set()
+        self._begin_work()
         try:
             self._reconcile()
             self.timings["lexical_ready_s"] = time.perf_counter() - self._started_at
@@ -289,8 +288,7 @@ class WorkspaceIndex:
         while not self._stop.is_set():
             if self._rescan.is_set():
                 self._rescan.clear()
-                self._unreported_work.set()
-                self._worker_busy.set()
+                self._begin_work()
                 try:
                     self._reconcile()
                 finally:
@@ -301,8 +299,7 @@ class WorkspaceIndex:
                 rel = self._work.get(timeout=0.2)
             except queue.Empty:
                 continue
-            self._unreported_work.set()
-            self._worker_busy.set()
+            self._begin_work()
             try:
                 if rel == RESCAN:
                     self._reconcile()
@@ -315,6 +312,11 @@ class WorkspaceIndex:
                 self._worker_busy.clear()
                 self._dense_wakeup.set()
             self._report_if_settled()
+
+    def _begin_work(self) -> None:
+        """The worker is busy, and its work is to be reported once everything settles."""
+        self._unreported_work.set()
+        self._worker_busy.set()
 
     def _reconcile(self) -> None:
         self.phase = "lexical"
@@ -365,10 +367,8 @@ class WorkspaceIndex:
         done_in_fill = 0
         total = self.store.dense_pending_count()
         while not self._stop.is_set():
-            if not self.store.dense_pending_count() and not self.store.dense_deleted_count():
-                count = 0  # an idle wakeup: never look busy for it, or a status may say "indexing"
-            else:
-                count = self._dense_step()
+            # An idle wakeup must never look busy: a status computed then would say "indexing".
+            count = self._dense_step() if self._dense_work_left() else 0
             if count:
                 self._unreported_work.set()
                 self._dense_done.clear()
@@ -476,11 +476,11 @@ class WorkspaceIndex:
             return False
         if not self.dense or self.embedder_error is not None or not self._threads:
             return True
-        return (
-            not self._dense_busy.is_set()
-            and self.store.dense_pending_count() == 0
-            and self.store.dense_deleted_count() == 0
-        )
+        return not self._dense_busy.is_set() and not self._dense_work_left()
+
+    def _dense_work_left(self) -> bool:
+        """Chunks waiting for a vector, or vectors of gone chunks waiting for deletion."""
+        return bool(self.store.dense_pending_count() or self.store.dense_deleted_count())
 
     def wait_lexical(self, timeout: float) -> bool:
         return self._lexical_ready.wait(timeout)
