@@ -8,6 +8,8 @@ Why it looks the way it does:
   (`greedy_tokens`, or `Llama.generate` when sampling with a temperature). Prompts put the
   retrieved context first in a stable order and (RepoTune format) the suffix before the
   prefix, so typing re-evaluates only the last few tokens; `reused_tokens` reports how many.
+- One completion's pipeline (prompt tokens -> decode -> postprocess) is generation.py; the
+  engine decides when it runs, and work ahead runs the same one in the background.
 - Loading never happens on the caller's thread (`start_loading()`, model_slot.py); until the
   model is ready `complete()` returns None, and a load failure becomes `load_error` (a ModelError
   message), never an exception out of a worker thread.
@@ -33,24 +35,19 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from repotune.server.ask.answer import answer
 from repotune.server.ask.stream import OnText, ignore_text
 from repotune.server.completion.cache import CompletionCache
-from repotune.server.completion.decode import (
-    decode,
-    fit_window,
-    prompt_tokens,
-    timings_and_stats,
-)
+from repotune.server.completion.decode import fit_window, prompt_tokens
 from repotune.server.completion.formats import PromptFormat
+from repotune.server.completion.generation import Generated, generate
 from repotune.server.completion.model import LoadedModel, load_model
 from repotune.server.completion.model_slot import ModelSlot
-from repotune.server.completion.postprocess import POSTPROCESS_WINDOW, postprocess, wants_block
+from repotune.server.completion.postprocess import wants_block
 from repotune.server.completion.prompts import BuiltPrompt, PromptCancelled
-from repotune.server.completion.quick_start import slot_key, wants_quick_start
+from repotune.server.completion.quick_start import wants_quick_start
 from repotune.server.completion.request import CompletionRequest, CompletionResult
 from repotune.server.completion.request_prompt import (
     PreparedPrompt,
@@ -64,16 +61,6 @@ from repotune.server.llm.kv_slots import KvSlots
 from repotune.server.models import ModelError
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Generated:
-    """One generation's outcome: the result (None when nothing good), why it ended, its stats."""
-
-    result: CompletionResult | None
-    reason: str
-    stats: dict[str, Any]
-    tokens: tuple[int, ...] = ()  # what was generated (a first line's, to finish its block)
 
 
 # --------------------------------------------------------------------------- engine
@@ -375,7 +362,7 @@ class CompletionEngine:
         first_line: bool,
         quick: bool = False,
         prepared: PreparedPrompt | None = None,
-    ) -> _Generated:
+    ) -> Generated:
         """`_generate`, and the whole block when a first line alone was dropped (it repeats the
         code below the cursor) where the block may hold more."""
         generated = self._generate(
@@ -399,71 +386,27 @@ class CompletionEngine:
         quick: bool = False,
         forced: Sequence[int] = (),
         prepared: PreparedPrompt | None = None,
-    ) -> _Generated:
-        """The pipeline of one completion: prompt -> tokens -> decode -> postprocess.
-        `quick`: from the short prompt (quick_start.py); `forced`: tokens generated earlier
-        that this completion starts with; `prepared`: the full prompt, already built."""
+    ) -> Generated:
+        """One completion (generation.py), its prompt built unless `prepared` already is."""
         if prepared is None:
             prepared = self.prepare_prompt(loaded, request, multiline, cancel, quick)
             if prepared is None:
-                return _Generated(None, "cancelled", {})
-        prompt, tokens = prepared.prompt, prepared.tokens
-        if cancel.is_set():
-            return _Generated(None, "cancelled", {})
-        self._slots.prepare(loaded.llm, slot_key(request.path, quick), tokens)
-        tokenized = time.perf_counter()
-        # Stop rules look at nearby lines only: per token, a huge buffer must cost nothing more.
-        near_prefix = request.prefix[-POSTPROCESS_WINDOW:]
-        near_suffix = request.suffix[:POSTPROCESS_WINDOW]
-        decoded = decode(
-            loaded.llm,
-            tokens,
+                return Generated(None, "cancelled", {})
+        return generate(
+            loaded,
             self._settings.completion,
-            stop=prompt.stop,
-            near_prefix=near_prefix,
-            near_suffix=near_suffix,
+            self._slots,
+            request,
+            prepared,
             multiline=multiline,
             cancel=cancel,
+            started=started,
             first_line=first_line,
+            quick=quick,
             forced=forced,
             # The short prompt leaves the full one's prefilled cache saved, not spent.
             on_first_token=_ignore if quick else self.ahead.settle_prefill,
-            healing=prepared.healing,
-            vocabulary=loaded.vocabulary if prepared.healing else None,
         )
-        if decoded is None or cancel.is_set():
-            return _Generated(None, "cancelled", {})
-        reason = decoded.reason
-        final = postprocess(
-            decoded.text,
-            prefix=near_prefix,
-            suffix=near_suffix,
-            multiline=multiline,
-            stop=prompt.stop,
-            language=request.language,
-            stopped_by=reason,
-        )
-        timings, stats = timings_and_stats(len(tokens), decoded, started, tokenized)
-        stats["quick"] = quick
-        counters = decoded.counters
-        if final is None:
-            return _Generated(None, f"nothing left after post-processing (stop: {reason})", stats)
-        result = CompletionResult(
-            text=final,
-            multiline=multiline and reason != "first line",
-            timings=timings,
-            prompt_tokens=len(tokens),
-            reused_tokens=counters["reused"],
-            generated_tokens=decoded.generated,
-            cached=False,
-            format=prompt.format,
-            stop_reason=reason,
-            prompt=prompt,
-            drafted_tokens=counters["drafted"],
-            accepted_tokens=counters["accepted"],
-            quick=quick,
-        )
-        return _Generated(result, reason, stats, tuple(decoded.tokens))
 
     def ask(
         self,

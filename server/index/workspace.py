@@ -8,20 +8,18 @@ with what exists. Thread layout: one index worker (the only writer of files), on
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from repotune.server.config import Settings
 from repotune.server.index.chunking import Chunker
 from repotune.server.index.files import WorkspaceFilter
+from repotune.server.index.index_embedder import IndexEmbedder
 from repotune.server.index.indexer import RESCAN, DenseFiller, Indexer, ReconcileReport, progress
 from repotune.server.index.remote_vectors import ChromaServer, collection_name
 from repotune.server.index.retrieval import (
@@ -35,15 +33,11 @@ from repotune.server.index.retrieval import (
 from repotune.server.index.shared import SharedCache
 from repotune.server.index.store import Store, index_location
 from repotune.server.index.watch import Debouncer, Watcher, WatchHandler, WatchPlan, drain_into
-from repotune.server.llm.embeddings import QueryFirstLock, SharedEmbedders, load_embedder
-from repotune.server.models import resolve_embedder, sha256_file
+from repotune.server.llm.embeddings import SharedEmbedders
 
 log = logging.getLogger(__name__)
 
 WORK_QUEUE_SIZE = 1024
-# A query waits at most this long for the embedder (busy with a batch) before going lexical-only.
-QUERY_EMBED_WAIT_S = 0.3
-QUERY_CACHE_SIZE = 256
 # The most characters of a question that retrieval searches for (the model sees more of it).
 MAX_QUESTION_CHARS = 4_000
 
@@ -67,15 +61,12 @@ class WorkspaceIndex:
         self.settings = settings
         self.location = location or index_location(self.root, settings)
         self._on_event = on_event
-        self._embedder = embedder
-        self._own_embedder = False
-        self._shared_embedders = shared_embedders
-        self.embedder_error: str | None = None
         self.dense = settings.index.dense
-        self._embedder_sha256: str | None = None
-        embedder_id = self._embedder_id()
+        self.embedding = IndexEmbedder(
+            settings.model, embedder, shared_embedders, enabled=self.dense
+        )
         self.shared = self._shared_cache()
-        self.store = Store(self.location, dense=self.dense, embedder_id=embedder_id)
+        self.store = Store(self.location, dense=self.dense, embedder_id=self.embedding.id)
         self.filter = WorkspaceFilter(self.root, settings, extra_skipped_dirs=[self.location])
         self.indexer = Indexer(
             self.root,
@@ -85,22 +76,17 @@ class WorkspaceIndex:
             settings.index.max_file_bytes,
             self._emit,
         )
-        self._embed_lock = (
-            shared_embedders.lock_for(settings.model.embedder, settings.model.threads)
-            if shared_embedders is not None and embedder is None
-            else QueryFirstLock()
-        )
         self.filler = DenseFiller(
             self.store,
             self._get_embedder,
-            self._embed_lock,
+            self.embedding.lock,
             settings.index.embed_batch_size,
             self._emit,
             self.shared,
         )
         self.retriever = HybridRetriever(
             self.store,
-            self._embed_query,
+            self.embedding.embed_query,
             settings.retrieval.rrf_k,
             settings.retrieval.definition_weight,
         )
@@ -127,8 +113,6 @@ class WorkspaceIndex:
             report_error=self.indexer.errors.append,
             stop=self._stop,
         )
-        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._cache_lock = threading.Lock()
         self.last_reconcile: ReconcileReport | None = None
         self.phase = "new"
         self.timings: dict[str, float] = {}
@@ -136,66 +120,34 @@ class WorkspaceIndex:
 
     # ------------------------------------------------------------------ embedder
 
-    def _embedder_id(self) -> str | None:
-        if not self.dense:
-            return None
-        if self._embedder is not None:
-            path = Path(getattr(self._embedder, "model_path", "injected"))
-            if path.is_file():
-                self._embedder_sha256 = sha256_file(path)
-            return path.name
-        try:
-            resolved = resolve_embedder(self.settings.model.embedder)
-        except Exception as exc:  # resolution failure: lexical-only, with the reason kept
-            self.embedder_error = str(exc)
-            return None
-        self._embedder_sha256 = resolved.sha256
-        return resolved.path.name
-
     def _shared_cache(self) -> SharedCache | None:
         """The team's vector cache, when `index.chroma_url` is set and vectors are computed."""
         server = ChromaServer.from_settings(self.settings.index)
-        if server is None or not self.dense or self._embedder_sha256 is None:
+        sha256 = self.embedding.sha256
+        if server is None or not self.dense or sha256 is None:
             return None
-        dimension = getattr(self._embedder, "dimension", None)
-        return SharedCache.for_server(server, collection_name(self._embedder_sha256), dimension)
+        return SharedCache.for_server(server, collection_name(sha256), self.embedding.dimension)
+
+    @property
+    def embedder_error(self) -> str | None:
+        """Why the index has no vectors (lexical-only), or None."""
+        return self.embedding.error
+
+    @embedder_error.setter
+    def embedder_error(self, reason: str | None) -> None:
+        self.embedding.error = reason
 
     def _get_embedder(self) -> Any:
-        if self._embedder is None:
-            model = self.settings.model
-            if self._shared_embedders is not None:
-                self._embedder = self._shared_embedders.get(
-                    model.embedder, model.threads, model.gpu_layers
-                )
-            else:
-                self._embedder = load_embedder(model.embedder, model.threads, model.gpu_layers)
-                self._own_embedder = True
-            if self.shared is not None:  # fetched vectors are checked against this size
-                self.shared.remote.dimension = getattr(self._embedder, "dimension", None)
-        return self._embedder
+        loaded = self.embedding.model is not None
+        model = self.embedding.get()
+        if not loaded and self.shared is not None:  # fetched vectors are checked against this size
+            self.shared.remote.dimension = self.embedding.dimension
+        return model
 
     def load_query_embedder(self) -> None:
         """Load the embedder now (the CLI's search wants dense results without a dense fill)."""
-        with self._embed_lock.for_background():
+        with self.embedding.lock.for_background():
             self._get_embedder()
-
-    def _embed_query(self, text: str) -> np.ndarray | None:
-        if self._embedder is None or self.embedder_error is not None:
-            return None
-        with self._cache_lock:
-            cached = self._query_cache.get(text)
-            if cached is not None:
-                self._query_cache.move_to_end(text)
-                return cached
-        with self._embed_lock.for_query(QUERY_EMBED_WAIT_S) as acquired:
-            if not acquired:
-                return None
-            vector = self._embedder.embed_query(text)
-        with self._cache_lock:
-            self._query_cache[text] = vector
-            while len(self._query_cache) > QUERY_CACHE_SIZE:
-                self._query_cache.popitem(last=False)
-        return vector
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -262,9 +214,7 @@ class WorkspaceIndex:
         self.store.close()
         if self.shared is not None:
             self.shared.close()
-        if self._own_embedder and self._embedder is not None:
-            with contextlib.suppress(Exception):
-                self._embedder.close()
+        self.embedding.close()
         self.phase = "closed"
 
     def __enter__(self) -> WorkspaceIndex:
@@ -437,7 +387,7 @@ class WorkspaceIndex:
         """Context for a cursor in `path` (workspace-relative), its own window excluded; the one
         query recipe shared by the server, the CLI, the benchmarks and the dataset builder."""
         retrieval = self.settings.retrieval
-        embedder = self._embedder
+        embedder = self.embedding.model
         counter = getattr(embedder, "count_text_tokens", None) if embedder is not None else None
         query = cursor_queries(prefix, suffix, retrieval, counter)
         return self.search(
@@ -507,8 +457,8 @@ class WorkspaceIndex:
                 "phase": self.phase,
                 "dense_enabled": self.dense,
                 "embedder_error": self.embedder_error,
-                "embedder_gpu_layers": getattr(self._embedder, "gpu_layers", None),
-                "embedder_gpu_fallback": getattr(self._embedder, "gpu_fallback", None),
+                "embedder_gpu_layers": getattr(self.embedding.model, "gpu_layers", None),
+                "embedder_gpu_fallback": getattr(self.embedding.model, "gpu_fallback", None),
                 "last_errors": list(self.indexer.errors[-5:]),
                 "root_missing": self.watcher.root_missing,
                 "watching": self.watcher.watching,

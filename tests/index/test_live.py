@@ -340,8 +340,8 @@ def test_folders_share_one_embedder(tmp_path: Path) -> None:
         for index in indexes:
             assert index.wait_idle(120)
         first, second = indexes
-        assert first._embedder is second._embedder is not None
-        assert first._embed_lock is second._embed_lock
+        assert first.embedding.model is second.embedding.model is not None
+        assert first.embedding.lock is second.embedding.lock
         first.close()
         hits = second.search("produce a web page as HTML", 1)
         assert hits and hits[0].symbol == "render_html_page" and "dense" in hits[0].sources

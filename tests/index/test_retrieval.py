@@ -259,7 +259,7 @@ def test_cursor_search_brings_the_definition_of_a_name_used_there(
     off = WorkspaceIndex(
         definitions_index.root,
         settings,
-        embedder=definitions_index._embedder,
+        embedder=definitions_index.embedding.model,
         location=definitions_index.location,
     )
     try:
