@@ -82,6 +82,7 @@ def _summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     decode_ms = sum(r["generate_ms"] for r in served)
     prompt_tokens = sum(r["prompt_tokens"] for r in served)
     reused = sum(r["reused_tokens"] for r in served)
+    prompt_eval_ms = sum(r["prompt_eval_ms"] for r in served)
     return {
         "requests": len(records),
         "model_served": len(served),
@@ -99,6 +100,9 @@ def _summary(records: list[dict[str, Any]]) -> dict[str, Any]:
             round(statistics.mean(r["generated_tokens"] for r in served), 1) if served else None
         ),
         "decode_tokens_per_s": round(decode_tokens / (decode_ms / 1000), 1) if decode_ms else None,
+        "prefill_tokens_per_s": (
+            round((prompt_tokens - reused) / (prompt_eval_ms / 1000)) if prompt_eval_ms else None
+        ),
         "share_outside_generation": round(outside / spent, 3) if spent else None,
         "mean_ms": {
             key: round(statistics.mean(r[f"{key}_ms"] for r in served), 1) if served else None
@@ -241,6 +245,12 @@ def run_bench_complete(
     stable = records["stable"]
     report = _report(workspace, settings, status, index_s, index_idle, index_stats, before)
     report["truncated_by_time_budget"] = truncated
+    # Latency at a new place scales with these: hosts are compared by them, not by name.
+    report["host_speed"] = {
+        "prefill_tokens_per_s": report["cold"]["prefill_tokens_per_s"],
+        "decode_tokens_per_s": report["cold"]["decode_tokens_per_s"],
+        "measured_on": "the before arm's new places (whole prompts evaluated, no work ahead)",
+    }
     report["lookup_ab"] = lookup_ab
     report["editor"] = {
         "debounce_ms": settings.completion.debounce_ms,

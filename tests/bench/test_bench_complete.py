@@ -78,6 +78,10 @@ def test_bench_complete_replays_the_four_arms(
     assert editor["first_line"]["same_first_line"] <= editor["first_line"]["blocks"]
     # The request-level figures of earlier runs are still there, from the "before" arm.
     assert report["cold"]["requests"] == editor["before"]["cold"]["requests"]
+    # The host's speed, by which runs on different hosts are compared.
+    speed = report["host_speed"]
+    assert speed["prefill_tokens_per_s"] > 0 and speed["decode_tokens_per_s"] > 0
+    assert speed["prefill_tokens_per_s"] == report["cold"]["prefill_tokens_per_s"]
     warm = report["warm"]
     # Typing on is answered by typing through a suggestion (cache) or by the model reusing its
     # KV cache; with token healing the suggestions often go on as typed, so all may be hits.
