@@ -2,7 +2,9 @@
 bootstrap interval (2,000 resamples, seed 1234) and McNemar's exact test.
 
     python pool.py EVALS [TEST REF]    # EVALS/ctxTEST-REPO, EVALS/ctxREF-REPO: predictions.jsonl
-                                       # (TEST REF: 256 512, the default, or 128 256, 128 512)
+                                       # (TEST REF: 256 512, the default, or 128 256, 128 512;
+                                       # a run name that is not a number is the folder's own
+                                       # prefix: p384 256 pools EVALS/p384-REPO against ctx256)
 """
 
 import json
@@ -18,11 +20,15 @@ def load(path: Path) -> dict[str, dict]:
     return {row["task"]: row for row in map(json.loads, path.read_text().splitlines())}
 
 
+def run_folder(evals: Path, run: str, repo: str) -> Path:
+    return evals / (f"ctx{run}-{repo}" if run.isdigit() else f"{run}-{repo}")
+
+
 def main(evals: Path, test_budget: str = "256", ref_budget: str = "512") -> None:
     pairs = []
     for repo in REPOS:
-        test = load(evals / f"ctx{test_budget}-{repo}" / "predictions.jsonl")
-        ref = load(evals / f"ctx{ref_budget}-{repo}" / "predictions.jsonl")
+        test = load(run_folder(evals, test_budget, repo) / "predictions.jsonl")
+        ref = load(run_folder(evals, ref_budget, repo) / "predictions.jsonl")
         pairs += [(test[t], ref[t]) for t in test]
     rng = random.Random(1234)
     n = len(pairs)
