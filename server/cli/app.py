@@ -50,11 +50,20 @@ def settings_for(workspace: Path | None, overrides: dict | None = None) -> Setti
 def doctor(
     workspace: Annotated[Path, typer.Option(help="workspace whose settings to check")] = Path(),
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    speed: Annotated[
+        bool,
+        typer.Option(
+            "--speed",
+            help="also load the generator and time a new place's prompt and decoding "
+            "(a few seconds)",
+        ),
+    ] = False,
 ) -> None:
-    """Check versions, models, GPU offload, cache and index locations."""
+    """Check versions, models, GPU offload, cache and index locations (and, with --speed, how
+    fast this machine completes)."""
     from repotune.server.cli.doctor import run_doctor
 
-    report = run_doctor(workspace)
+    report = run_doctor(workspace, speed=speed)
     if as_json:
         print(json.dumps(report, indent=2))
     else:

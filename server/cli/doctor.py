@@ -92,7 +92,8 @@ def gpu_report(gpu_layers: int | str, models: dict[str, Path]) -> dict[str, Any]
     return report
 
 
-def run_doctor(workspace: Path) -> dict[str, Any]:
+def run_doctor(workspace: Path, speed: bool = False) -> dict[str, Any]:
+    """The report; with `speed`, the generator is loaded and timed too (speed.py)."""
     problems: list[str] = []
     report: dict[str, Any] = {
         "python": sys.version.split()[0],
@@ -147,6 +148,13 @@ def run_doctor(workspace: Path) -> dict[str, Any]:
             except ModelError as exc:
                 problems.append(str(exc))
                 report["models"]["adapter"] = {"reference": adapter_ref, "error": str(exc)}
+        if speed and not problems:
+            from repotune.server.cli.speed import measure_speed
+
+            try:
+                report["speed"] = measure_speed(settings)
+            except ModelError as exc:
+                problems.append(str(exc))
     return report
 
 
@@ -168,6 +176,10 @@ def format_report(report: dict[str, Any]) -> str:
         else:
             lines.append(f"{role:<11} {info['path']}")
             lines.append(f"{'':<11} sha256 {info['sha256']}")
+    if "speed" in report:
+        from repotune.server.cli.speed import format_speed
+
+        lines.extend(format_speed(report["speed"]))
     if report.get("note"):
         lines.append(f"note        {report['note']}")
     if report["problems"]:

@@ -58,6 +58,41 @@ def test_doctor_says_what_the_build_offloads_and_how_to_get_a_gpu_build(tmp_path
     assert hint["make"] in text and hint["pip"] in text
 
 
+def test_doctor_speed_times_the_real_generator_on_a_new_place_prompt(tmp_path: Path) -> None:
+    (tmp_path / "repotune.toml").write_text("[completion]\ncontext_tokens = 128\n")
+    result = run(["doctor", "--speed", "--json", "--workspace", str(tmp_path)])
+    assert result.returncode == 0, result.stderr + result.stdout
+    speed = json.loads(result.stdout)["speed"]
+    # The workspace's budget: 128 context + 512 prefix + 64 suffix tokens.
+    assert speed["prompt_tokens"] == 128 + 512 + 64
+    assert speed["prompt_seconds"] > 0 and speed["prompt_tokens_per_s"] > 0
+    assert speed["decode_tokens_per_s"] > 0
+    assert speed["adapter"].endswith("default-adapter.gguf")  # timed as served
+    assert speed["slow_new_place"] == (speed["prompt_seconds"] > 2.0)
+    text = run(["doctor", "--speed", "--workspace", str(tmp_path)]).stdout
+    assert "a whole new-place prompt (704 tokens)" in text
+    # Without --speed the model is not loaded.
+    assert "speed" not in json.loads(run(["doctor", "--json"], cwd=tmp_path).stdout)
+
+
+def test_speed_advice_names_quick_start_only_where_it_would_help() -> None:
+    from repotune.server.cli.speed import format_speed
+
+    slow = {
+        "prompt_tokens_per_s": 300,
+        "decode_tokens_per_s": 40.0,
+        "threads": 2,
+        "gpu_layers": 0,
+        "prompt_tokens": 832,
+        "prompt_seconds": 2.77,
+        "slow_new_place": True,
+        "quick_start": False,
+    }
+    assert "completion.quick_start = true" in "\n".join(format_speed(slow))
+    for settled in ({"quick_start": True}, {"slow_new_place": False, "prompt_seconds": 1.2}):
+        assert "quick_start" not in "\n".join(format_speed({**slow, **settled}))
+
+
 def test_doctor_human_output_and_bad_settings(tmp_path: Path) -> None:
     (tmp_path / "repotune.toml").write_text("[model]\ngenerater = 'x'\n")
     result = run(["doctor", "--workspace", str(tmp_path)])
