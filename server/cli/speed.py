@@ -20,7 +20,7 @@ from repotune.server.llm.decoding import greedy_tokens
 
 # A whole new-place prompt slower than this: a new place's first suggestion is expected over
 # 0.7 s p50 even with work ahead (README: Benchmarks, hosts compared by their speed).
-SLOW_NEW_PLACE_S = 2.0
+SLOW_NEW_PLACE_S = 1.8
 DECODE_TOKENS = 32
 
 

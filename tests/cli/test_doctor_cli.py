@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from repotune.server.cli.speed import SLOW_NEW_PLACE_S
+
 REPOTUNE = [sys.executable, "-m", "repotune"]
 
 
@@ -68,7 +70,7 @@ def test_doctor_speed_times_the_real_generator_on_a_new_place_prompt(tmp_path: P
     assert speed["prompt_seconds"] > 0 and speed["prompt_tokens_per_s"] > 0
     assert speed["decode_tokens_per_s"] > 0
     assert speed["adapter"].endswith("default-adapter.gguf")  # timed as served
-    assert speed["slow_new_place"] == (speed["prompt_seconds"] > 2.0)
+    assert speed["slow_new_place"] == (speed["prompt_seconds"] > SLOW_NEW_PLACE_S)
     text = run(["doctor", "--speed", "--workspace", str(tmp_path)]).stdout
     assert "a whole new-place prompt (704 tokens)" in text
     # Without --speed the model is not loaded.
