@@ -235,12 +235,14 @@ class CompletionSettings(_Section):
     warm_files: int = Field(
         3, ge=0, le=16, description="KV caches of this many recent files kept for going back"
     )
-    quick_start: bool = Field(
-        False,
+    # "auto": a fast machine answers as without it (no quality given up), a slow one in time.
+    quick_start: bool | Literal["auto"] = Field(
+        "auto",
         description="at a new place (the full prompt still needs more than "
         "quick_start_min_tokens evaluated) answer first from a short prompt: the window "
         "around the cursor and quick_context_tokens of retrieved context; the full prompt "
-        "is evaluated in the background and answers once it is ready",
+        'is evaluated in the background and answers once it is ready. "auto": only where '
+        "the measured prompt speed makes a whole new-place prompt take over 1.8 s",
     )
     quick_prefix_tokens: int = Field(256, ge=16, le=4096)
     quick_suffix_tokens: int = Field(64, ge=0, le=4096)

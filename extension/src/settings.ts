@@ -11,6 +11,7 @@ export type SettingKind =
   | "nullableString"
   | "integer"
   | "integerOrAuto"
+  | "onOffAuto"
   | "number"
   | "stringArray";
 
@@ -43,7 +44,7 @@ export const SERVER_SETTINGS: readonly SettingSpec[] = [
   { key: "repotune.threads", server: ["model", "threads"], kind: "integer" },
   { key: "repotune.contextTokens", server: ["completion", "context_tokens"], kind: "integer" },
   { key: "repotune.debounceMs", server: ["completion", "debounce_ms"], kind: "integer" },
-  { key: "repotune.quickStart", server: ["completion", "quick_start"], kind: "boolean" },
+  { key: "repotune.quickStart", server: ["completion", "quick_start"], kind: "onOffAuto" },
   { key: "repotune.stableContext", server: ["completion", "stable_context"], kind: "boolean" },
   { key: "repotune.maxLineTokens", server: ["completion", "max_tokens_line"], kind: "integer" },
   { key: "repotune.maxBlockTokens", server: ["completion", "max_tokens_block"], kind: "integer" },
@@ -115,6 +116,11 @@ function convert(kind: SettingKind, value: unknown): { ok: true; value: unknown 
       return value === "auto" || (typeof value === "number" && Number.isInteger(value))
         ? { ok: true, value }
         : { ok: false };
+    case "onOffAuto":
+      // "on"/"off" as the settings UI offers them; true/false as earlier versions stored them.
+      if (value === "on" || value === true) return { ok: true, value: true };
+      if (value === "off" || value === false) return { ok: true, value: false };
+      return value === "auto" ? { ok: true, value } : { ok: false };
     case "number":
       return typeof value === "number" && Number.isFinite(value)
         ? { ok: true, value }
@@ -132,6 +138,7 @@ const KIND_NAMES: Record<SettingKind, string> = {
   nullableString: "a string or null",
   integer: "a whole number",
   integerOrAuto: "a whole number or \"auto\"",
+  onOffAuto: "\"auto\", \"on\" or \"off\"",
   number: "a number",
   stringArray: "a list of strings",
 };

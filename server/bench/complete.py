@@ -18,9 +18,10 @@ assistant as the language server calls it (replay.py):
   didChange (a prefetch), and the completion request follows after the client's wait (VS Code's
   own 50 ms debounce plus the extension's ``completion.debounce_ms``); a new place gets its own
   snippets at once (``stable_context`` off);
-- *stable*: as *ahead*, with ``completion.stable_context`` on, the default (completion/sticky.py:
+- *stable*: the defaults: as *ahead*, with ``completion.stable_context`` on (completion/sticky.py:
   a new place one of whose top two snippets the cached context block shows keeps that block
-  until its own snippets' prompt is evaluated);
+  until its own snippets' prompt is evaluated) and quick start as configured (the default
+  "auto" turns it on only where the measured prompt speed is slow);
 - *quick*: as *ahead*, with quick start on (completion/quick_start.py: a new place's first
   answers come from a short prompt while the full one is evaluated in the background).
 All report the time from the keystroke to the suggestion (``keystroke_ms``: the client's wait

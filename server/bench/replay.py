@@ -21,11 +21,18 @@ from repotune.server.bench.stats import rounded_percentile
 EDITOR_DEBOUNCE_MS = 50
 
 # Completion settings of the "before" arm: the engine as it was before work ahead.
-BEFORE = {"prefill": False, "first_line_first": False, "warm_files": 0, "stable_context": False}
+BEFORE = {
+    "prefill": False,
+    "first_line_first": False,
+    "warm_files": 0,
+    "stable_context": False,
+    "quick_start": False,
+}
 # The "ahead" arm: work ahead as the previous release did it (a new place gets its own
 # snippets at once).
-AHEAD = {"stable_context": False}
-# The "stable" arm: work ahead, and a new place keeps the context block at first.
+AHEAD = {"stable_context": False, "quick_start": False}
+# The "stable" arm: work ahead, and a new place keeps the context block at first; quick start
+# as configured (the default "auto": on only where the measured prompt speed is slow).
 STABLE = {"stable_context": True}
 # The "quick" arm: work ahead, and quick start's short prompt at new places.
 QUICK = {"quick_start": True, "stable_context": False}

@@ -4,23 +4,22 @@ the first suggestion at a new place.
 Where the cursor arrives somewhere new, the whole prompt (retrieved context, the file around
 the cursor) is evaluated before the first token; that time follows the machine's prompt speed,
 which varies between machines of the same size. This measures it with the configured model,
-adapter and threads on a prompt of the configured budget, so a user can tell whether their
-machine wants quick start.
+adapter and threads on a prompt of the configured budget, and says what quick start does
+there (by the rule the engine follows with `quick_start = "auto"`, quick_start.py).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
 
 from repotune.server.completion.model import load_model
+from repotune.server.completion.quick_start import SLOW_NEW_PLACE_S, quick_start_on
 from repotune.server.config import Settings
 from repotune.server.llm.decoding import greedy_tokens
 
-# A whole new-place prompt slower than this: a new place's first suggestion is expected over
-# 0.7 s p50 even with work ahead (README: Benchmarks, hosts compared by their speed).
-SLOW_NEW_PLACE_S = 1.8
 DECODE_TOKENS = 32
 
 
@@ -65,6 +64,8 @@ def measure_speed(settings: Settings, code: str | None = None) -> dict[str, Any]
         "adapter": loaded.info["adapter"],
         "slow_new_place": prompt_s > SLOW_NEW_PLACE_S,
         "quick_start": completion.quick_start,
+        # The engine's own rule, from the budget's speed (this prompt may be cut to the window).
+        "quick_start_on": quick_start_on(completion, len(tokens) / prompt_s),
     }
 
 
@@ -77,9 +78,16 @@ def format_speed(speed: dict[str, Any]) -> list[str]:
         f"{'':<11} a whole new-place prompt ({speed['prompt_tokens']} tokens): "
         f"{speed['prompt_seconds']:.2f} s (work ahead starts it while the cursor rests)",
     ]
-    if speed["slow_new_place"] and not speed["quick_start"]:
+    if not speed["slow_new_place"]:
+        return lines
+    if speed["quick_start"] is False:
         lines.append(
-            f"{'':<11} slow for a new place: set completion.quick_start = true for a first "
-            "suggestion from a short prompt (faster, right less often)"
+            f'{"":<11} slow for a new place: set completion.quick_start = "auto" (or true) '
+            "for a first suggestion from a short prompt (faster, right less often)"
+        )
+    elif speed["quick_start_on"]:
+        lines.append(
+            f"{'':<11} slow for a new place: quick start answers first from a short prompt "
+            f"(completion.quick_start = {json.dumps(speed['quick_start'])})"
         )
     return lines

@@ -21,7 +21,8 @@ Why it looks the way it does:
   request cancels that work at its next step and keeps what it evaluated.
 - The KV caches of the last few files are kept (llm/kv_slots.py), so going back to a file
   re-evaluates only what changed there.
-- Quick start (quick_start.py, off by default): at a new place the first answers come from a
+- Quick start (quick_start.py; "auto" by default: on only where the measured prompt speed,
+  prompt_speed.py, makes a new place slow): at a new place the first answers come from a
   short prompt while the full one is evaluated in the background.
 - Stable context (sticky.py, `completion.stable_context`, on by default): at a new place one of
   whose top two snippets the context block in the KV cache already shows, the first answers
@@ -46,8 +47,9 @@ from repotune.server.completion.generation import Generated, generate
 from repotune.server.completion.model import LoadedModel, load_model
 from repotune.server.completion.model_slot import ModelSlot
 from repotune.server.completion.postprocess import wants_block
+from repotune.server.completion.prompt_speed import PromptSpeed
 from repotune.server.completion.prompts import BuiltPrompt, PromptCancelled
-from repotune.server.completion.quick_start import wants_quick_start
+from repotune.server.completion.quick_start import quick_start_on, wants_quick_start
 from repotune.server.completion.request import CompletionRequest, CompletionResult
 from repotune.server.completion.request_prompt import (
     PreparedPrompt,
@@ -89,6 +91,9 @@ class CompletionEngine:
         self._sticky = StickyContext(stable=True)
         self._slots = _kv_slots(settings)
         self.ahead = WorkAhead(self)
+        # The machine's measured prompt speed (kept across reloads: it is the machine's).
+        self.prompt_speed = PromptSpeed()
+        self._quick_on = False  # what quick_start_on said last ("auto" keeps a margin)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -163,6 +168,12 @@ class CompletionEngine:
         }
         if loaded:
             info.update(loaded.info)
+        speed = self.prompt_speed.tokens_per_s
+        info["prompt_speed"] = {
+            "tokens_per_s": None if speed is None else round(speed),
+            "quick_start": self._settings.completion.quick_start,
+            "quick_start_on": self.quick_start_active(),
+        }
         info["prompt_lookup"] = self._settings.completion.prompt_lookup
         info["token_healing"] = self._settings.completion.token_healing
         info["ahead"] = {**self.ahead_stats, "warm_files": self._slots.stats()}
@@ -239,10 +250,17 @@ class CompletionEngine:
         tokens = fit_window(tokens, window, answer_tokens(self._settings, multiline))
         return PreparedPrompt(prompt, tokens, healing)
 
+    def quick_start_active(self) -> bool:
+        """Is quick start on now: as set, or ("auto") by the measured prompt speed?"""
+        self._quick_on = quick_start_on(
+            self._settings.completion, self.prompt_speed.tokens_per_s, self._quick_on
+        )
+        return self._quick_on
+
     def quick_now(self, loaded: LoadedModel, tokens: Sequence[int]) -> bool:
-        """With quick_start: is the full prompt (`tokens`) too far from ready to wait for?
+        """With quick start on: is the full prompt (`tokens`) too far from ready to wait for?
         Called holding the model lock."""
-        if not self._settings.completion.quick_start:
+        if not self.quick_start_active():
             return False
         cached = self._slots.best_start(loaded.llm, tokens)
         return wants_quick_start(self._settings.completion, len(tokens), cached)
@@ -303,7 +321,7 @@ class CompletionEngine:
                 self.last_reason = "model not loaded"
                 return None
             prepared = None
-            if self._settings.completion.quick_start:
+            if self.quick_start_active():
                 prepared = self.prepare_prompt(loaded, request, multiline, cancel)
                 quick = prepared is not None and self.quick_now(loaded, prepared.tokens)
             generated = self._answer(
@@ -392,7 +410,7 @@ class CompletionEngine:
             prepared = self.prepare_prompt(loaded, request, multiline, cancel, quick)
             if prepared is None:
                 return Generated(None, "cancelled", {})
-        return generate(
+        generated = generate(
             loaded,
             self._settings.completion,
             self._slots,
@@ -407,6 +425,11 @@ class CompletionEngine:
             # The short prompt leaves the full one's prefilled cache saved, not spent.
             on_first_token=_ignore if quick else self.ahead.settle_prefill,
         )
+        stats = generated.stats
+        if stats:
+            evaluated = stats["prompt_tokens"] - stats["reused_tokens"]
+            self.prompt_speed.record(evaluated, stats["timings"]["prompt_eval"] / 1000)
+        return generated
 
     def ask(
         self,
@@ -449,9 +472,9 @@ def _ignore(reused: int) -> None:
 
 def _kv_slots(settings: Settings) -> KvSlots:
     """Saved KV caches: the warm files', one more for the prompt that quick start is not using
-    (the short one while the full one is live, or the other way round), and one for the kept
-    block's prompt while a fresh block is evaluated (stable_context)."""
+    (the short one while the full one is live, or the other way round; "auto" may turn quick
+    start on), and one for the kept block's prompt while a fresh block is evaluated
+    (stable_context)."""
     completion = settings.completion
-    return KvSlots(
-        completion.warm_files + int(completion.quick_start) + int(completion.stable_context)
-    )
+    quick = completion.quick_start is not False
+    return KvSlots(completion.warm_files + int(quick) + int(completion.stable_context))

@@ -20,6 +20,13 @@ from repotune.server.completion.prompts import scaled_budget
 if TYPE_CHECKING:
     from repotune.server.config import CompletionSettings
 
+# A whole new-place prompt slower than this: a new place's first suggestion is expected over
+# 0.7 s p50 even with work ahead (README: Benchmarks, hosts compared by their speed).
+SLOW_NEW_PLACE_S = 1.8
+# "auto" turns quick start off again only below this share of SLOW_NEW_PLACE_S, so a machine
+# whose speed hovers at the edge does not switch on every measurement.
+AUTO_OFF_SHARE = 0.9
+
 # Appended to a file's path to key the short prompt's saved KV cache (no path holds a NUL).
 QUICK_SLOT = "\x00quick"
 
@@ -44,11 +51,28 @@ def quick_budget(
     return scaled_budget(short, window, generated)
 
 
+def new_place_seconds(completion: CompletionSettings, tokens_per_s: float) -> float:
+    """How long a whole prompt of the configured budget takes to evaluate at `tokens_per_s`."""
+    budget = completion.context_tokens + completion.prefix_tokens + completion.suffix_tokens
+    return budget / tokens_per_s
+
+
+def quick_start_on(
+    completion: CompletionSettings, tokens_per_s: float | None, was_on: bool = False
+) -> bool:
+    """Is quick start on: as set, or with "auto" where the measured speed (None: not measured
+    yet) makes a new place slow; `was_on`: what the last call said (for the margin)."""
+    if completion.quick_start != "auto":
+        return bool(completion.quick_start)
+    if tokens_per_s is None:
+        return was_on
+    limit = SLOW_NEW_PLACE_S * (AUTO_OFF_SHARE if was_on else 1.0)
+    return new_place_seconds(completion, tokens_per_s) > limit
+
+
 def wants_quick_start(
     completion: CompletionSettings, prompt_tokens: int, cached_tokens: int
 ) -> bool:
-    """Is the full prompt (`prompt_tokens` long, its first `cached_tokens` already in a KV
-    cache) too far from ready to wait for?"""
-    if not completion.quick_start:
-        return False
+    """With quick start on: is the full prompt (`prompt_tokens` long, its first
+    `cached_tokens` already in a KV cache) too far from ready to wait for?"""
     return prompt_tokens - cached_tokens > completion.quick_start_min_tokens

@@ -285,7 +285,9 @@ class WorkAhead:
         end = len(tokens) - 1
         while position < end and not cancel.is_set():
             step = min(end, position + PREFILL_STEP)
+            started = time.perf_counter()
             llm.eval(tokens[position:step])
+            self._engine.prompt_speed.record(step - position, time.perf_counter() - started)
             position = step
         if not count:
             return position - keep

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from repotune.server.cli.speed import SLOW_NEW_PLACE_S
+from repotune.server.completion.quick_start import SLOW_NEW_PLACE_S
 
 REPOTUNE = [sys.executable, "-m", "repotune"]
 
@@ -71,6 +71,10 @@ def test_doctor_speed_times_the_real_generator_on_a_new_place_prompt(tmp_path: P
     assert speed["decode_tokens_per_s"] > 0
     assert speed["adapter"].endswith("default-adapter.gguf")  # timed as served
     assert speed["slow_new_place"] == (speed["prompt_seconds"] > SLOW_NEW_PLACE_S)
+    # The engine's own "auto" rule: quick start on where the budget's prompt is slow.
+    assert speed["quick_start"] == "auto"
+    # (the prompt here is the whole budget, so the rule reads its time).
+    assert speed["quick_start_on"] == speed["slow_new_place"]
     text = run(["doctor", "--speed", "--workspace", str(tmp_path)]).stdout
     assert "a whole new-place prompt (704 tokens)" in text
     # Without --speed the model is not loaded.
@@ -89,10 +93,15 @@ def test_speed_advice_names_quick_start_only_where_it_would_help() -> None:
         "prompt_seconds": 2.77,
         "slow_new_place": True,
         "quick_start": False,
+        "quick_start_on": False,
     }
-    assert "completion.quick_start = true" in "\n".join(format_speed(slow))
-    for settled in ({"quick_start": True}, {"slow_new_place": False, "prompt_seconds": 1.2}):
-        assert "quick_start" not in "\n".join(format_speed({**slow, **settled}))
+    assert 'completion.quick_start = "auto"' in "\n".join(format_speed(slow))
+    # Where quick start is on (set, or "auto" on this machine) the report says it is.
+    for mode in ("auto", True):
+        text = "\n".join(format_speed({**slow, "quick_start": mode, "quick_start_on": True}))
+        assert "quick start answers first" in text and "set completion" not in text
+    fast = {**slow, "slow_new_place": False, "prompt_seconds": 1.2}
+    assert "quick" not in "\n".join(format_speed(fast))
 
 
 def test_doctor_human_output_and_bad_settings(tmp_path: Path) -> None:

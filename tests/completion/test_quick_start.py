@@ -12,8 +12,12 @@ import numpy as np
 import pytest
 from repotune.server.completion.context import ContextSnippet
 from repotune.server.completion.engine import CompletionEngine
+from repotune.server.completion.prompt_speed import PromptSpeed
 from repotune.server.completion.quick_start import (
+    SLOW_NEW_PLACE_S,
+    new_place_seconds,
     quick_budget,
+    quick_start_on,
     slot_key,
     wants_quick_start,
 )
@@ -60,7 +64,38 @@ def test_quick_start_only_when_the_full_prompt_is_far_from_ready() -> None:
     assert wants_quick_start(on, prompt_tokens=1100, cached_tokens=0)
     assert wants_quick_start(on, prompt_tokens=1100, cached_tokens=843)
     assert not wants_quick_start(on, prompt_tokens=1100, cached_tokens=844)
-    assert not wants_quick_start(completion_settings(), prompt_tokens=1100, cached_tokens=0)
+
+
+def test_auto_turns_quick_start_on_only_where_a_whole_new_place_prompt_is_slow() -> None:
+    auto = completion_settings()  # the default
+    assert auto.quick_start == "auto"
+    budget = 256 + 512 + 64
+    assert new_place_seconds(auto, 416) == pytest.approx(2.0)
+    slow, fast = budget / (SLOW_NEW_PLACE_S + 0.1), budget / (SLOW_NEW_PLACE_S - 0.1)
+    assert quick_start_on(auto, slow) and not quick_start_on(auto, fast)
+    assert not quick_start_on(auto, None)  # nothing measured yet: as without it
+    assert quick_start_on(auto, None, was_on=True)  # ... and no change without a measurement
+    # Once on, it stays on until the machine is clearly faster (no switching at the edge).
+    assert quick_start_on(auto, fast, was_on=True)
+    assert not quick_start_on(auto, budget / (SLOW_NEW_PLACE_S * 0.85), was_on=True)
+    # A smaller budget is a faster new place on the same machine.
+    assert not quick_start_on(completion_settings(context_tokens=0, prefix_tokens=256), slow)
+    # Set explicitly, the speed does not matter.
+    assert quick_start_on(completion_settings(quick_start=True), fast)
+    assert not quick_start_on(completion_settings(quick_start=False), 1.0)
+
+
+def test_the_prompt_speed_is_the_rate_of_the_latest_evaluations() -> None:
+    speed = PromptSpeed()
+    assert speed.tokens_per_s is None
+    speed.record(8, 0.001)  # too short to say anything: ignored
+    speed.record(64, 0.2)
+    assert speed.tokens_per_s is None  # not enough measured yet
+    speed.record(64, 0.2)
+    assert speed.tokens_per_s == pytest.approx(320)
+    for _ in range(8):  # the machine got busy: the rate follows
+        speed.record(64, 0.4)
+    assert speed.tokens_per_s == pytest.approx(160)
 
 
 def test_the_two_prompts_keep_apart_kv_slots() -> None:
@@ -193,8 +228,37 @@ def test_a_context_share_puts_the_top_snippets_in_the_short_prompt(
 
 
 @pytest.mark.slow
+def test_auto_quick_start_follows_the_measured_prompt_speed(generator_model) -> None:
+    engine = engine_with(**{**QUICK, "quick_start": "auto"})
+    try:
+        # Nothing measured yet: a new place waits for the full prompt, and its evaluation is
+        # measured (the real model's speed on this machine).
+        full = engine.complete(request_at("        chunks = "))
+        assert full is not None and not full.quick
+        measured = engine.prompt_speed.tokens_per_s
+        assert measured is not None and measured > 0
+        assert engine.status()["prompt_speed"]["tokens_per_s"] == round(measured)
+        # A machine this slow (a whole 512-token prompt in 10 s) gets quick start ...
+        for _ in range(8):
+            engine.prompt_speed.record(512, 10.0)
+        engine.forget()
+        slow = engine.complete(request_at("        chunks = "))
+        assert slow is not None and slow.quick
+        assert engine.status()["prompt_speed"]["quick_start_on"] is True
+        # ... and one this fast does not.
+        for _ in range(8):
+            engine.prompt_speed.record(512, 0.1)
+        engine.forget()
+        fast = engine.complete(request_at("        chunks = "))
+        assert fast is not None and not fast.quick
+        assert engine.status()["prompt_speed"]["quick_start_on"] is False
+    finally:
+        engine.close()
+
+
+@pytest.mark.slow
 def test_without_quick_start_a_new_place_waits_for_the_full_prompt(generator_model) -> None:
-    engine = engine_with()
+    engine = engine_with(quick_start=False)
     try:
         result = engine.complete(request_at("        chunks = "))
         assert result is not None and not result.quick

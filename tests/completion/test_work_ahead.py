@@ -201,7 +201,8 @@ def test_going_back_to_a_file_restores_its_kv_cache(generator_model) -> None:
 
 
 def test_without_warm_files_going_back_evaluates_the_prompt_again(generator_model) -> None:
-    engine = engine_with(cache_size=0, prefill=False, warm_files=0)
+    # (quick start off: "auto" keeps a saved KV cache more for quick start's short prompt)
+    engine = engine_with(cache_size=0, prefill=False, warm_files=0, quick_start=False)
     try:
         in_encoder = at(ENCODER, "json/encoder.py", "        return ''.join(chunks)", "        r")
         in_decoder = at(DECODER, "json/decoder.py", "        end = _w(s, end).end()", "        e")

@@ -79,6 +79,18 @@ describe("toServerSettings", () => {
     expect(problems.join("\n")).toMatch(/repotune\.languages: expected a list of strings/);
   });
 
+  it("sends quick start's choice as the server takes it, old true/false values too", () => {
+    const sent = (value: unknown) =>
+      toServerSettings(reader({ "repotune.quickStart": value })).settings.completion?.quick_start;
+    expect(sent("auto")).toBe("auto");
+    expect(sent("on")).toBe(true);
+    expect(sent("off")).toBe(false);
+    expect(sent(true)).toBe(true);
+    expect(sent(false)).toBe(false);
+    const { problems } = toServerSettings(reader({ "repotune.quickStart": "sometimes" }));
+    expect(problems.join("\n")).toMatch(/repotune\.quickStart: expected "auto", "on" or "off"/);
+  });
+
   it("does not alias the user's arrays", () => {
     const languages = ["go"];
     const { settings } = toServerSettings(reader({ "repotune.languages": languages }));
