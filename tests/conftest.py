@@ -48,6 +48,9 @@ SMALL_COMPLETION = {
     "suffix_tokens": 64,
     "max_tokens_line": 16,
     "max_tokens_block": 32,
+    # Tests of other mechanics must not depend on the host's speed ("auto" would turn quick
+    # start on on a slow CI machine); tests/completion/test_quick_start.py covers "auto".
+    "quick_start": False,
 }
 
 FIXTURE_REPO = Path(__file__).resolve().parent / "fixtures" / "repo"

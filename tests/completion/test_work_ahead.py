@@ -32,6 +32,7 @@ SETTINGS = {
         "max_tokens_block": 40,
         "time_cap_ms": 30_000,
         "cache_size": 64,
+        "quick_start": False,  # not by the host's speed (test_quick_start.py covers "auto")
     },
     "model": {"context_length": 1024},
 }
@@ -201,8 +202,7 @@ def test_going_back_to_a_file_restores_its_kv_cache(generator_model) -> None:
 
 
 def test_without_warm_files_going_back_evaluates_the_prompt_again(generator_model) -> None:
-    # (quick start off: "auto" keeps a saved KV cache more for quick start's short prompt)
-    engine = engine_with(cache_size=0, prefill=False, warm_files=0, quick_start=False)
+    engine = engine_with(cache_size=0, prefill=False, warm_files=0)
     try:
         in_encoder = at(ENCODER, "json/encoder.py", "        return ''.join(chunks)", "        r")
         in_decoder = at(DECODER, "json/decoder.py", "        end = _w(s, end).end()", "        e")

@@ -149,6 +149,10 @@ async def test_initialize_returns_at_once_with_capabilities(client: LanguageClie
 async def test_progress_and_status_notifications_arrive(client: LanguageClient) -> None:
     reports = [r for token, r in client.progress_reports.items() if "index" in str(token)]
     assert reports, "no work-done progress for indexing"
+    # The end is sent by the indexer's thread and may follow the "idle" status reply.
+    deadline = time.monotonic() + 10
+    while type(reports[0][-1]).__name__ != "WorkDoneProgressEnd" and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
     kinds = [type(value).__name__ for value in reports[0]]
     assert kinds[0] == "WorkDoneProgressBegin"
     assert kinds[-1] == "WorkDoneProgressEnd"
