@@ -64,6 +64,10 @@ from repotune.server.models import ModelError
 
 log = logging.getLogger(__name__)
 
+# A request's prompt evaluation is a speed sample only when this long: its time also holds the
+# first token's decoding (a 262k-token vocabulary), which would make a short one look slow.
+REQUEST_SAMPLE_TOKENS = 256
+
 
 # --------------------------------------------------------------------------- engine
 
@@ -426,8 +430,8 @@ class CompletionEngine:
             on_first_token=_ignore if quick else self.ahead.settle_prefill,
         )
         stats = generated.stats
-        if stats:
-            evaluated = stats["prompt_tokens"] - stats["reused_tokens"]
+        evaluated = stats["prompt_tokens"] - stats["reused_tokens"] if stats else 0
+        if evaluated >= REQUEST_SAMPLE_TOKENS:
             self.prompt_speed.record(evaluated, stats["timings"]["prompt_eval"] / 1000)
         return generated
 

@@ -8,15 +8,18 @@ cores), so quick start's "auto" mode reads it here instead of assuming one machi
 
 from __future__ import annotations
 
+import statistics
 import threading
 from collections import deque
 
-# Evaluations shorter than this say more about fixed costs than about speed.
-MIN_SAMPLE_TOKENS = 32
-# The rate is over the latest evaluations only, so it follows the machine's load.
+# Evaluations shorter than this (a prefill step is 64 tokens) say more about fixed costs than
+# about speed.
+MIN_SAMPLE_TOKENS = 64
+# The rate is the median of the latest evaluations', so it follows the machine's load but not
+# one evaluation slowed by a query embedding on the same cores.
 SAMPLES = 8
-# No rate until this many tokens were measured.
-MIN_MEASURED_TOKENS = 128
+# No rate until this many evaluations were measured.
+MIN_SAMPLES = 2
 
 
 class PromptSpeed:
@@ -35,10 +38,9 @@ class PromptSpeed:
 
     @property
     def tokens_per_s(self) -> float | None:
-        """Tokens per second over the latest evaluations; None until enough were measured."""
+        """The median rate of the latest evaluations; None until enough were measured."""
         with self._lock:
-            tokens = sum(count for count, _ in self._samples)
-            seconds = sum(spent for _, spent in self._samples)
-        if tokens < MIN_MEASURED_TOKENS:
+            rates = [count / spent for count, spent in self._samples]
+        if len(rates) < MIN_SAMPLES:
             return None
-        return tokens / seconds
+        return statistics.median(rates)

@@ -85,13 +85,17 @@ def test_auto_turns_quick_start_on_only_where_a_whole_new_place_prompt_is_slow()
     assert not quick_start_on(completion_settings(quick_start=False), 1.0)
 
 
-def test_the_prompt_speed_is_the_rate_of_the_latest_evaluations() -> None:
+def test_the_prompt_speed_is_the_median_rate_of_the_latest_evaluations() -> None:
     speed = PromptSpeed()
     assert speed.tokens_per_s is None
     speed.record(8, 0.001)  # too short to say anything: ignored
     speed.record(64, 0.2)
     assert speed.tokens_per_s is None  # not enough measured yet
-    speed.record(64, 0.2)
+    speed.record(128, 0.4)
+    assert speed.tokens_per_s == pytest.approx(320)
+    for _ in range(5):
+        speed.record(64, 0.2)
+    speed.record(64, 2.0)  # one evaluation slowed by other work on the cores: no matter
     assert speed.tokens_per_s == pytest.approx(320)
     for _ in range(8):  # the machine got busy: the rate follows
         speed.record(64, 0.4)
@@ -233,8 +237,10 @@ def test_auto_quick_start_follows_the_measured_prompt_speed(generator_model) -> 
     try:
         # Nothing measured yet: a new place waits for the full prompt, and its evaluation is
         # measured (the real model's speed on this machine).
-        full = engine.complete(request_at("        chunks = "))
-        assert full is not None and not full.quick
+        for _ in range(2):  # two new places: enough to measure
+            engine.forget()
+            full = engine.complete(request_at("        chunks = "))
+            assert full is not None and not full.quick
         measured = engine.prompt_speed.tokens_per_s
         assert measured is not None and measured > 0
         assert engine.status()["prompt_speed"]["tokens_per_s"] == round(measured)
