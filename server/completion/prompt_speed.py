@@ -15,9 +15,11 @@ from collections import deque
 # Evaluations shorter than this (a prefill step is 64 tokens) say more about fixed costs than
 # about speed.
 MIN_SAMPLE_TOKENS = 64
-# The rate is the median of the latest evaluations', so it follows the machine's load but not
-# one evaluation slowed by a query embedding on the same cores.
-SAMPLES = 8
+# The rate is the upper quartile of the latest evaluations': what the machine does when the
+# evaluation has the cores (as `repotune doctor --speed` measures it, which quick start's rule
+# was set by); evaluations slowed by a query embedding or an index update on the same cores,
+# common while typing, do not count unless most are. It still follows a lasting load.
+SAMPLES = 16
 # No rate until this many evaluations were measured.
 MIN_SAMPLES = 2
 
@@ -38,9 +40,10 @@ class PromptSpeed:
 
     @property
     def tokens_per_s(self) -> float | None:
-        """The median rate of the latest evaluations; None until enough were measured."""
+        """The upper quartile of the latest evaluations' rates; None until enough were
+        measured."""
         with self._lock:
             rates = [count / spent for count, spent in self._samples]
         if len(rates) < MIN_SAMPLES:
             return None
-        return statistics.median(rates)
+        return statistics.quantiles(rates, n=4, method="inclusive")[2]

@@ -85,7 +85,7 @@ def test_auto_turns_quick_start_on_only_where_a_whole_new_place_prompt_is_slow()
     assert not quick_start_on(completion_settings(quick_start=False), 1.0)
 
 
-def test_the_prompt_speed_is_the_median_rate_of_the_latest_evaluations() -> None:
+def test_the_prompt_speed_is_what_the_machine_does_when_the_cores_are_free() -> None:
     speed = PromptSpeed()
     assert speed.tokens_per_s is None
     speed.record(8, 0.001)  # too short to say anything: ignored
@@ -93,11 +93,12 @@ def test_the_prompt_speed_is_the_median_rate_of_the_latest_evaluations() -> None
     assert speed.tokens_per_s is None  # not enough measured yet
     speed.record(128, 0.4)
     assert speed.tokens_per_s == pytest.approx(320)
-    for _ in range(5):
+    # Half the evaluations slowed by other work on the cores (a query embedding): no matter.
+    for _ in range(7):
         speed.record(64, 0.2)
-    speed.record(64, 2.0)  # one evaluation slowed by other work on the cores: no matter
+        speed.record(64, 0.5)
     assert speed.tokens_per_s == pytest.approx(320)
-    for _ in range(8):  # the machine got busy: the rate follows
+    for _ in range(16):  # the machine stays busy: the rate follows
         speed.record(64, 0.4)
     assert speed.tokens_per_s == pytest.approx(160)
 
@@ -245,14 +246,14 @@ def test_auto_quick_start_follows_the_measured_prompt_speed(generator_model) -> 
         assert measured is not None and measured > 0
         assert engine.status()["prompt_speed"]["tokens_per_s"] == round(measured)
         # A machine this slow (a whole 512-token prompt in 10 s) gets quick start ...
-        for _ in range(8):
+        for _ in range(16):
             engine.prompt_speed.record(512, 10.0)
+        assert engine.status()["prompt_speed"]["quick_start_on"] is True
         engine.forget()
         slow = engine.complete(request_at("        chunks = "))
         assert slow is not None and slow.quick
-        assert engine.status()["prompt_speed"]["quick_start_on"] is True
         # ... and one this fast does not.
-        for _ in range(8):
+        for _ in range(16):
             engine.prompt_speed.record(512, 0.1)
         engine.forget()
         fast = engine.complete(request_at("        chunks = "))
