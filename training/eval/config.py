@@ -92,12 +92,21 @@ def log_progress(config: EvalConfig, message: str) -> None:
         print(f"[eval {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def eval_completion(overrides: dict[str, Any]) -> dict[str, Any]:
+    """The evaluation's fixed completion settings; quick start off unless the command line
+    sets it ("auto" would score the short prompt's answers on a machine it finds slow)."""
+    fixed = dict(EVAL_COMPLETION)
+    if "quick_start" not in (overrides.get("completion") or {}):
+        fixed["quick_start"] = False
+    return fixed
+
+
 def eval_settings(overrides: dict[str, Any]) -> Settings:
     """Settings from the command line, with the evaluation's fixed completion settings and a
     training sequence length that matches the served prompt budget (unless given)."""
     try:
         settings = load_settings(None, overrides, overrides_source="command line")
-        fixed: dict[str, Any] = {"completion": dict(EVAL_COMPLETION)}
+        fixed: dict[str, Any] = {"completion": eval_completion(overrides)}
         if "max_seq_tokens" not in overrides.get("train", {}):
             comp = settings.completion
             budget = comp.context_tokens + comp.prefix_tokens + comp.suffix_tokens

@@ -26,7 +26,7 @@ from typing import Any
 from repotune.server.bench.record import machine_facts, source_commit
 from repotune.server.config import Settings, SettingsError, load_settings, settings_with
 from repotune.server.models import DEFAULT_REF, NO_ADAPTER
-from repotune.training.eval.config import EVAL_COMPLETION, LOAD_TIMEOUT_S
+from repotune.training.eval.config import LOAD_TIMEOUT_S, eval_completion
 from repotune.training.eval.corpora import EvalError
 from repotune.training.eval.humaneval_exec import DEFAULT_TIMEOUT_S, build_program, run_program
 from repotune.training.eval.metrics import (
@@ -250,7 +250,7 @@ def run(config: HumanEvalConfig) -> dict[str, Any]:
         raise EvalError("--limit must be at least 1")
     try:
         base = load_settings(None, config.overrides, overrides_source="command line")
-        base = settings_with(base, {"completion": dict(EVAL_COMPLETION)}, "evaluation")
+        base = settings_with(base, {"completion": eval_completion(config.overrides)}, "evaluation")
         settings = {n: condition_settings(base, a) for n, a in config.conditions.items()}
     except SettingsError as exc:
         raise EvalError(str(exc)) from None

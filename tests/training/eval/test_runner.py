@@ -260,3 +260,15 @@ def test_previous_context_is_the_task_befores_when_it_holds_the_tasks_top_snippe
     # Task 4's top is far; task 3's retrieved snippets (its own block, adopted) lack it.
     assert got[3] is contexts[3]
     assert kept == 1
+
+
+def test_the_evaluation_scores_the_full_prompt_unless_told_to_use_quick_start() -> None:
+    """Quick start's "auto" default must not turn a slow or busy machine's evaluation into one
+    of the short prompt's answers."""
+    from repotune.server.config import load_settings
+    from repotune.training.eval.config import eval_settings
+
+    assert load_settings(None).completion.quick_start == "auto"
+    assert eval_settings({}).completion.quick_start is False
+    asked = eval_settings({"completion": {"quick_start": True}})
+    assert asked.completion.quick_start is True
