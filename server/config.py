@@ -280,6 +280,11 @@ class CompletionSettings(_Section):
         "brackets, quotes and punctuation not counted) follow the cursor on its line",
     )
 
+    @property
+    def prompt_budget_tokens(self) -> int:
+        """Tokens of a whole completion prompt at a new place: context + prefix + suffix."""
+        return self.context_tokens + self.prefix_tokens + self.suffix_tokens
+
 
 class AskSettings(_Section):
     """Codebase questions: how long an answer may be and how much code the model is shown."""

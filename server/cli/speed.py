@@ -36,13 +36,12 @@ def measure_speed(settings: Settings, code: str | None = None) -> dict[str, Any]
     from scratch, then decode greedily; the rates and what they mean at a new place.
     Raises ModelError when the model cannot be loaded."""
     completion = settings.completion
-    budget = completion.context_tokens + completion.prefix_tokens + completion.suffix_tokens
     loaded = load_model(settings)
     llm = loaded.llm
     try:
         room = llm.n_ctx() - DECODE_TOKENS - 1  # a budget beyond the context window is cut
         tokens = llm.tokenize((code or sample_code()).encode("utf-8"), add_bos=True)
-        tokens = tokens[: min(budget, room)]
+        tokens = tokens[: min(completion.prompt_budget_tokens, room)]
         counters = {"reused": 0, "drafted": 0, "accepted": 0}
         started = time.perf_counter()
         stream = greedy_tokens(llm, tokens, False, counters)

@@ -53,8 +53,7 @@ def quick_budget(
 
 def new_place_seconds(completion: CompletionSettings, tokens_per_s: float) -> float:
     """How long a whole prompt of the configured budget takes to evaluate at `tokens_per_s`."""
-    budget = completion.context_tokens + completion.prefix_tokens + completion.suffix_tokens
-    return budget / tokens_per_s
+    return completion.prompt_budget_tokens / tokens_per_s
 
 
 def quick_start_on(

@@ -109,8 +109,9 @@ def eval_settings(overrides: dict[str, Any]) -> Settings:
         fixed: dict[str, Any] = {"completion": eval_completion(overrides)}
         if "max_seq_tokens" not in overrides.get("train", {}):
             comp = settings.completion
-            budget = comp.context_tokens + comp.prefix_tokens + comp.suffix_tokens
-            fixed["train"] = {"max_seq_tokens": budget + 64 + comp.max_tokens_block}
+            fixed["train"] = {
+                "max_seq_tokens": comp.prompt_budget_tokens + 64 + comp.max_tokens_block
+            }
         return settings_with(settings, fixed, "evaluation")
     except SettingsError as exc:
         raise EvalError(str(exc)) from None
