@@ -205,6 +205,12 @@ class CompletionSettings(_Section):
         description="the prompt's last token before the cursor is left out and the answer "
         "must spell it first, so a half-typed name is finished, not cut after",
     )
+    copy_lines: bool = Field(
+        True,
+        description="where what is typed on the cursor's line begins exactly one longer line "
+        "in the retrieved snippets or above in the file, the completion starts with that "
+        "line's rest (the model goes on after it)",
+    )
     sticky_context: bool = Field(
         True,
         description="keep the retrieved snippets while the cursor stays near where they were "

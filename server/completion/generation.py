@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from repotune.server.completion.decode import decode, timings_and_stats
+from repotune.server.completion.line_copy import copied_line_rest
 from repotune.server.completion.model import LoadedModel
 from repotune.server.completion.postprocess import POSTPROCESS_WINDOW, postprocess
 from repotune.server.completion.quick_start import slot_key
@@ -58,6 +59,8 @@ def generate(
     # Stop rules look at nearby lines only: per token, a huge buffer must cost nothing more.
     near_prefix = request.prefix[-POSTPROCESS_WINDOW:]
     near_suffix = request.suffix[:POSTPROCESS_WINDOW]
+    if settings.copy_lines and not forced:
+        forced = copied_tokens(loaded, request, prepared, near_prefix, near_suffix)
     decoded = decode(
         loaded.llm,
         tokens,
@@ -106,3 +109,20 @@ def generate(
         quick=quick,
     )
     return Generated(result, reason, stats, tuple(decoded.tokens))
+
+
+def copied_tokens(
+    loaded: LoadedModel,
+    request: CompletionRequest,
+    prepared: PreparedPrompt,
+    near_prefix: str,
+    near_suffix: str,
+) -> list[int]:
+    """The tokens of the line's rest as the repository writes it (line_copy.py), after what
+    token healing left out of the prompt; none where no one rest is found."""
+    snippets = [*prepared.prompt.snippets, *request.context]
+    rest = copied_line_rest(near_prefix, near_suffix, snippets)
+    if rest is None:
+        return []
+    text = prepared.healing.text + rest.encode("utf-8")
+    return list(loaded.llm.tokenize(text, add_bos=False, special=False))

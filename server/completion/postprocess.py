@@ -237,6 +237,9 @@ def balance_brackets(
     own = [char for char, mine in stack if mine]
     if not own:
         return text
+    if not multiline and text.rstrip().endswith(tuple(OPENERS)) and stack[-1][1]:
+        # A line that ends by opening a bracket goes on below it (`field(` over several lines).
+        return text
     if multiline and balanced_at > 0 and text[:balanced_at].strip():
         return text[:balanced_at]
     closers = "".join(OPENERS[char] for char in reversed(own))
