@@ -59,8 +59,10 @@ def generate(
     # Stop rules look at nearby lines only: per token, a huge buffer must cost nothing more.
     near_prefix = request.prefix[-POSTPROCESS_WINDOW:]
     near_suffix = request.suffix[:POSTPROCESS_WINDOW]
+    copied: list[int] = []
     if settings.copy_lines and not forced:
-        forced = copied_tokens(loaded, request, prepared, near_prefix, near_suffix)
+        copied = copied_tokens(loaded, request, prepared, near_prefix, near_suffix)
+        forced = copied
     decoded = decode(
         loaded.llm,
         tokens,
@@ -90,6 +92,7 @@ def generate(
     )
     timings, stats = timings_and_stats(len(tokens), decoded, started, tokenized)
     stats["quick"] = quick
+    stats["copied_tokens"] = len(copied)
     counters = decoded.counters
     if final is None:
         return Generated(None, f"nothing left after post-processing (stop: {reason})", stats)

@@ -538,6 +538,36 @@ def test_token_healing_finishes_a_half_typed_name(engine) -> None:
     assert answers[False] != answers[True]
 
 
+def test_a_line_is_finished_as_the_repository_writes_it(engine) -> None:
+    """What is typed begins one line of a retrieved snippet: the answer is that line's rest, a
+    name the model could not guess, its healed token spelled once; snippets that disagree, or
+    `copy_lines` off, leave the line to the model."""
+    settle = ContextSnippet(
+        "ledger/settle.py",
+        "def settle(ledger):\n"
+        "    totals = reconcile_quarterly_ledger(ledger, strict=True, currency='NOK')\n"
+        "    return totals\n",
+    )
+    prefix = "def report(ledger):\n    totals = reconcile_q"
+    request = CompletionRequest("ledger/report.py", "python", prefix, "\n", (settle,))
+    result = fresh(engine, request)
+    assert result is not None
+    assert result.text == "uarterly_ledger(ledger, strict=True, currency='NOK')"
+    assert engine.last_stats["copied_tokens"] > 0
+    other = ContextSnippet(
+        "ledger/audit.py", "    totals = reconcile_quarterly_ledger(ledger, strict=False)\n"
+    )
+    fresh(engine, replace(request, context=(settle, other)))
+    assert engine.last_stats["copied_tokens"] == 0
+    original = engine.settings
+    try:
+        engine.reload(settings_with(original, {"completion": {"copy_lines": False}}, "t"))
+        fresh(engine, request)
+        assert engine.last_stats["copied_tokens"] == 0
+    finally:
+        engine.reload(original)
+
+
 def test_token_healing_constrains_sampling_too(engine) -> None:
     """With a temperature, the dropped text is still spelled first (the constraint runs as a
     llama.cpp logits processor), and the answer is what follows it; a token cap ends a

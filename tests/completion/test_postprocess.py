@@ -184,3 +184,10 @@ def test_a_block_stopped_by_a_cap_keeps_whole_lines_only() -> None:
     assert finished is not None and finished.endswith("item.pri")
     # one line: nothing to cut back to
     assert postprocess("x = compu", prefix="", suffix="", multiline=True, stopped_by="time cap")
+
+
+def test_a_line_that_ends_by_opening_a_bracket_is_left_open() -> None:
+    # `field(` goes on over the next lines; closing it would make a different call.
+    assert balance_brackets("field(", "x: int = ", "", multiline=False) == "field("
+    assert balance_brackets("foo(a, [", "x = ", "", multiline=False) == "foo(a, ["
+    assert balance_brackets("foo(a", "x = ", "", multiline=False) == "foo(a)"
