@@ -122,10 +122,11 @@ def copied_tokens(
     near_suffix: str,
 ) -> list[int]:
     """The tokens of the line's rest as the repository writes it (line_copy.py), after what
-    token healing left out of the prompt; none where no one rest is found."""
+    token healing left out of the prompt, and its end of line (the model would otherwise go on
+    writing the same line); none where no one rest is found."""
     snippets = [*prepared.prompt.snippets, *request.context]
     rest = copied_line_rest(near_prefix, near_suffix, snippets)
     if rest is None:
         return []
-    text = prepared.healing.text + rest.encode("utf-8")
+    text = prepared.healing.text + rest.encode("utf-8") + b"\n"
     return list(loaded.llm.tokenize(text, add_bos=False, special=False))

@@ -562,6 +562,7 @@ def test_a_line_is_finished_as_the_repository_writes_it(engine) -> None:
     original = engine.settings
     try:
         engine.reload(settings_with(original, {"completion": {"copy_lines": False}}, "t"))
+        assert engine.status()["copy_lines"] is False
         fresh(engine, request)
         assert engine.last_stats["copied_tokens"] == 0
     finally:
