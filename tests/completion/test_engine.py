@@ -19,6 +19,7 @@ import pytest
 from conftest import SMALL_COMPLETION, spy_on_completions
 from repotune.server.completion.context import ContextSnippet
 from repotune.server.completion.engine import CompletionEngine
+from repotune.server.completion.generation import copied_tokens
 from repotune.server.completion.postprocess import indent_width
 from repotune.server.completion.request import CompletionRequest, CompletionResult
 from repotune.server.config import load_settings, settings_with
@@ -554,6 +555,16 @@ def test_a_line_is_finished_as_the_repository_writes_it(engine) -> None:
     assert result is not None
     assert result.text == "uarterly_ledger(ledger, strict=True, currency='NOK')"
     assert engine.last_stats["copied_tokens"] > 0
+    # What is forced: the healed text, the rest, and the end of the line (nothing more on it).
+    loaded = engine._loaded
+    assert loaded is not None
+    with engine._lock:
+        prepared = engine.prepare_prompt(loaded, request, False, threading.Event())
+    assert prepared is not None
+    forced = copied_tokens(loaded, request, prepared, request.prefix, request.suffix)
+    assert loaded.llm.detokenize(forced) == (
+        prepared.healing.text + b"uarterly_ledger(ledger, strict=True, currency='NOK')\n"
+    )
     other = ContextSnippet(
         "ledger/audit.py", "    totals = reconcile_quarterly_ledger(ledger, strict=False)\n"
     )
