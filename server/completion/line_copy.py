@@ -2,9 +2,10 @@
 
 Where what is typed on the cursor's line (at least `min_chars` of it, indentation aside) begins
 exactly one longer line in the retrieved snippets or above the cursor in this file, the
-completion starts with the rest of that line (generation.py forces those tokens; the model
-goes on after them). A small model often knows the shape of a line but not the repository's
-names; this copies the names from where the repository already used them.
+completion starts with the rest of that line and its end of line (generation.py forces those
+tokens; the model goes on after them only in a block). A small model often knows the shape of a
+line but not the repository's names; this copies them from where the repository already wrote
+the line.
 """
 
 from __future__ import annotations
