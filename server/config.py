@@ -209,7 +209,7 @@ class CompletionSettings(_Section):
         True,
         description="where what is typed on the cursor's line begins exactly one longer line "
         "in the retrieved snippets or above in the file, the completion starts with that "
-        "line's rest (the model goes on after it)",
+        "line's rest and its end of line (the model goes on after it only in a block)",
     )
     sticky_context: bool = Field(
         True,
