@@ -211,13 +211,6 @@ class CompletionSettings(_Section):
         "in the retrieved snippets or above in the file, the completion starts with that "
         "line's rest and its end of line (the model goes on after it only in a block)",
     )
-    name_prior: float = Field(
-        0.0,
-        ge=0.0,
-        description="greedy decoding: a token among the model's top few that writes a name "
-        "found nowhere in the file, the retrieved snippets or the language's keywords and "
-        "builtins loses this many logits (0: off; Python, JavaScript and TypeScript)",
-    )
     sticky_context: bool = Field(
         True,
         description="keep the retrieved snippets while the cursor stays near where they were "

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from repotune.server.completion.postprocess import truncate
 from repotune.server.completion.prompts import BuiltPrompt
-from repotune.server.llm.decoding import TokenPrior, common_prefix, greedy_tokens
+from repotune.server.llm.decoding import common_prefix, greedy_tokens
 from repotune.server.llm.healing import NO_HEALING, Healing, Speller, Vocabulary, heal
 
 if TYPE_CHECKING:
@@ -72,12 +72,11 @@ def _token_stream(
     completion: CompletionSettings,
     counters: dict[str, int],
     speller: Speller | None,
-    prior: TokenPrior | None,
 ) -> Generator[int, None, None]:
     import llama_cpp
 
     if completion.temperature == 0:
-        return greedy_tokens(llm, tokens, completion.prompt_lookup, counters, speller, prior)
+        return greedy_tokens(llm, tokens, completion.prompt_lookup, counters, speller)
     counters["reused"] = common_prefix(llm, tokens)
     processor = None
     if speller is not None:
@@ -119,7 +118,6 @@ def decode(
     on_first_token: Callable[[int], None] = lambda reused: None,
     healing: Healing = NO_HEALING,
     vocabulary: Vocabulary | None = None,
-    prior: TokenPrior | None = None,
 ) -> Decoded | None:
     """Tokens until a stop rule, a cap or the end of generation; None when cancelled.
     `first_line`: a block that stops once its first non-empty line is complete.
@@ -127,8 +125,7 @@ def decode(
     them, so the block starts exactly as that line did.
     `on_first_token` gets how many prompt tokens the KV cache already held.
     `healing`: what the prompt left out before the cursor (prompt_tokens); the first tokens
-    spell it again (constrained by `vocabulary`) and it is not part of the answer.
-    `prior`: re-ranks greedy steps (known_names.py); sampling ignores it."""
+    spell it again (constrained by `vocabulary`) and it is not part of the answer."""
     import llama_cpp
 
     max_tokens = completion.max_tokens_block if multiline else completion.max_tokens_line
@@ -142,7 +139,7 @@ def decode(
     counters = {"reused": 0, "drafted": 0, "accepted": 0}
     # Forced tokens already spelled what healing dropped.
     speller = Speller(vocabulary, healing) if healing and not forced else None
-    stream = _token_stream(llm, [*tokens, *forced], completion, counters, speller, prior)
+    stream = _token_stream(llm, [*tokens, *forced], completion, counters, speller)
     try:
         for token in stream:
             now = time.perf_counter()

@@ -181,7 +181,6 @@ class CompletionEngine:
         info["prompt_lookup"] = self._settings.completion.prompt_lookup
         info["token_healing"] = self._settings.completion.token_healing
         info["copy_lines"] = self._settings.completion.copy_lines
-        info["name_prior"] = self._settings.completion.name_prior
         info["ahead"] = {**self.ahead_stats, "warm_files": self._slots.stats()}
         return info
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from repotune.server.completion.decode import decode, timings_and_stats
-from repotune.server.completion.known_names import KnownNames, NamePrior, supports
 from repotune.server.completion.line_copy import copied_line_rest
 from repotune.server.completion.model import LoadedModel
 from repotune.server.completion.postprocess import POSTPROCESS_WINDOW, postprocess
@@ -64,9 +63,6 @@ def generate(
     if settings.copy_lines and not forced:
         copied = copied_tokens(loaded, request, prepared, near_prefix, near_suffix)
         forced = copied
-    prior = None
-    if settings.name_prior > 0 and settings.temperature == 0 and supports(request.language):
-        prior = name_prior(loaded, settings, request, prepared, near_prefix, near_suffix)
     decoded = decode(
         loaded.llm,
         tokens,
@@ -81,7 +77,6 @@ def generate(
         on_first_token=on_first_token,
         healing=prepared.healing,
         vocabulary=loaded.vocabulary if prepared.healing else None,
-        prior=prior,
     )
     if decoded is None or cancel.is_set():
         return Generated(None, "cancelled", {})
@@ -98,7 +93,6 @@ def generate(
     timings, stats = timings_and_stats(len(tokens), decoded, started, tokenized)
     stats["quick"] = quick
     stats["copied_tokens"] = len(copied)
-    stats["prior_changed"] = prior.changed if prior is not None else 0
     counters = decoded.counters
     if final is None:
         return Generated(None, f"nothing left after post-processing (stop: {reason})", stats)
@@ -136,34 +130,3 @@ def copied_tokens(
         return []
     text = prepared.healing.text + rest.encode("utf-8") + b"\n"
     return list(loaded.llm.tokenize(text, add_bos=False, special=False))
-
-
-def name_prior(
-    loaded: LoadedModel,
-    settings: CompletionSettings,
-    request: CompletionRequest,
-    prepared: PreparedPrompt,
-    near_prefix: str,
-    near_suffix: str,
-) -> NamePrior:
-    """The known-names prior for this request (known_names.py): the names of the file around
-    the cursor, of the snippets and of the language."""
-    language = str(request.language)
-    snippets = [*prepared.prompt.snippets, *request.context]
-    texts = [near_prefix, near_suffix, *(snippet.text for snippet in snippets)]
-    line = near_prefix.rpartition("\n")[2]
-    healed = prepared.healing.text
-    line_bytes = line.encode("utf-8")
-    if healed and line_bytes.endswith(healed):
-        line_bytes = line_bytes[: -len(healed)]
-    docstring = language == "python" and (near_prefix.count('"""') + near_prefix.count("'''")) % 2
-    return NamePrior(
-        KnownNames.of(texts, language),
-        loaded.vocabulary.pieces,
-        line=line_bytes.decode("utf-8", errors="ignore"),
-        typed_chars=len(line),
-        language=language,
-        penalty=settings.name_prior,
-        answer_start=len(prepared.tokens),
-        open_block=bool(docstring),
-    )

@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from repotune.server.llm.healing import Speller
-
-
-class TokenPrior(Protocol):
-    """A greedy step's choice from the logits and every token so far (known_names.py)."""
-
-    def choose(self, logits: Any, history: Sequence[int]) -> int: ...
 
 
 def common_prefix(llm: Any, tokens: Sequence[int]) -> int:
@@ -62,7 +56,6 @@ def greedy_tokens(
     lookup: bool,
     counters: dict[str, int],
     speller: Speller | None = None,
-    prior: TokenPrior | None = None,
 ) -> Generator[int, None, None]:
     """Greedy decoding with llama.cpp's KV cache reused for the common prefix, and optional
     prompt-lookup drafts verified in one batch.
@@ -72,14 +65,11 @@ def greedy_tokens(
     so drafts are verified here with logits requested only for the draft positions.
     Stopping is just not asking for the next token; the context stays consistent either way.
     `speller`: token healing's constraint on the first tokens (no drafts until it is met).
-    `prior`: chooses each later token instead of the plain argmax (a draft is verified by it).
     """
 
-    def next_token(index: int, history: Sequence[int]) -> int:
+    def next_token(index: int) -> int:
         if speller is not None and speller.remaining:
             return speller.choose(_logits(llm, index))
-        if prior is not None:
-            return prior.choose(_logits(llm, index), history)
         return _argmax(llm, index)
 
     keep = common_prefix(llm, tokens)
@@ -88,8 +78,8 @@ def greedy_tokens(
     llm.n_tokens = keep
     counters["reused"] = keep
     llm.eval(list(tokens[keep:]))
+    token = next_token(-1)
     history = list(tokens)
-    token = next_token(-1, history)
     limit = llm.n_ctx() - 1
     while True:
         yield token
@@ -105,19 +95,19 @@ def greedy_tokens(
         llm.input_ids[n_past : n_past + len(batch)] = batch
         llm.n_tokens = n_past + len(batch)
         if not draft:
-            token = next_token(-1, history)
+            token = next_token(-1)
             continue
         counters["drafted"] += len(draft)
         accepted = 0
         token = -1
         for position, proposed in enumerate(draft):
-            predicted = next_token(position, [*history, *draft[:position]])
+            predicted = _argmax(llm, position)
             if predicted != proposed:
                 token = predicted
                 break
             accepted += 1
         if token < 0:
-            token = next_token(len(draft), [*history, *draft])
+            token = _argmax(llm, len(draft))
         counters["accepted"] += accepted
         keep = n_past + 1 + accepted
         if keep < llm.n_tokens:
