@@ -198,6 +198,44 @@ def _code_chars(text: str, hash_comments: bool) -> Iterator[tuple[int, str]]:
         index += 1
 
 
+# Where a string or comment starts: a triple quote, a one-line string, a line comment.
+_HASH_STRING_OR_COMMENT = re.compile(
+    r'"""|\'\'\'|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'|#[^\n]*|//[^\n]*'
+)
+_SLASH_STRING_OR_COMMENT = re.compile(
+    r'"""|\'\'\'|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'|//[^\n]*'
+)
+
+
+# A definition's first line: code, not inside a string (where a scan for open strings can start;
+# `text` itself may begin inside one, cut from a longer file).
+_DEFINITION_LINE = re.compile(r"^[ \t]*(?:async[ \t]+)?(?:def|class)[ \t]+\w", re.MULTILINE)
+
+
+def _code_start(text: str, start: int, hash_comments: bool) -> int:
+    """`start`, or, where a triple-quoted string (a docstring) is open there, the end of that
+    string: a scan from `start` would otherwise read the docstring as code and the code after
+    it as a string. A regex pass from the last definition line before `start` finds it."""
+    pattern = _HASH_STRING_OR_COMMENT if hash_comments else _SLASH_STRING_OR_COMMENT
+    position = 0
+    for definition in _DEFINITION_LINE.finditer(text, 0, start):
+        position = definition.start()
+    while True:
+        found = pattern.search(text, position, start)
+        if found is None:
+            return start
+        delimiter = found.group()
+        if delimiter not in ('"""', "'''"):
+            position = found.end()
+            continue
+        close = text.find(delimiter, found.end())
+        if close < 0:
+            return len(text)
+        if close + 3 > start:
+            return close + 3
+        position = close + 3
+
+
 def _scan_brackets(text: str, hash_comments: bool) -> list[str]:
     """Open brackets left by `text`."""
     stack: list[str] = []
@@ -220,7 +258,9 @@ def balance_brackets(
     balanced.
     """
     hash_comments = (language or "python").lower() in HASH_COMMENT_LANGUAGES
-    outer = _scan_brackets("\n".join(prefix.split("\n")[-60:]), hash_comments)
+    # The last 60 lines hold the brackets still open, unless a docstring is open where they start.
+    window = len(prefix) - len("\n".join(prefix.split("\n")[-60:]))
+    outer = _scan_brackets(prefix[_code_start(prefix, window, hash_comments) :], hash_comments)
     stack: list[tuple[str, bool]] = [(char, False) for char in outer]  # (bracket, own)
     balanced_at = 0  # end of the last line where the completion's own brackets were closed
     text = completion
@@ -237,7 +277,7 @@ def balance_brackets(
     own = [char for char, mine in stack if mine]
     if not own:
         return text
-    if not multiline and text.rstrip().endswith(tuple(OPENERS)) and stack[-1][1]:
+    if not multiline and _ends_opening(text, hash_comments) and stack[-1][1]:
         # A line that ends by opening a bracket goes on below it (`field(` over several lines).
         return text
     if multiline and balanced_at > 0 and text[:balanced_at].strip():
@@ -248,6 +288,15 @@ def balance_brackets(
         closers = closers[1:]
         provided = provided[1:].lstrip()
     return text.rstrip() + closers if closers else text
+
+
+def _ends_opening(text: str, hash_comments: bool) -> bool:
+    """Whether the last code character of `text` (a comment after it aside) opens a bracket."""
+    last = ""
+    for _, char in _code_chars(text, hash_comments):
+        if not char.isspace():
+            last = char
+    return last in OPENERS
 
 
 def drop_suffix_overlap(completion: str, suffix: str, multiline: bool) -> str:

@@ -191,3 +191,21 @@ def test_a_line_that_ends_by_opening_a_bracket_is_left_open() -> None:
     assert balance_brackets("field(", "x: int = ", "", multiline=False) == "field("
     assert balance_brackets("foo(a, [", "x = ", "", multiline=False) == "foo(a, ["
     assert balance_brackets("foo(a", "x = ", "", multiline=False) == "foo(a)"
+    # A comment after the opener is not the line's end (`def __init__(  # lint directive`).
+    line = "__init__(  # a comment"
+    assert balance_brackets(line, "    def ", "", multiline=False) == line
+
+
+def test_a_docstring_open_where_the_bracket_scan_starts_is_read_as_a_string() -> None:
+    """The prefix's last 60 lines may begin inside a docstring: scanned as code from there, the
+    docstring's end would start a string and hide the bracket open on the cursor's line."""
+    docstring = '        """Convert a tensor.\n' + "        It can.\n" * 70 + '        """\n'
+    method = "    def to_list(self, tensor):\n" + docstring + "        return []\n\n"
+    prefix = "class Tensors:\n" + method + "    def get_device(self, "
+    answer = "tensor: Tensor) -> str:"
+    assert balance_brackets(answer, prefix, "\n", multiline=False) == answer
+    # A prefix cut from a longer file may begin inside one too: the scan starts at a definition.
+    cut = '   the tail of a docstring cut from above.\n    """\n' + prefix
+    assert balance_brackets(answer, cut, "\n", multiline=False) == answer
+    closed = "class Tensors:\n" + method + "    y = "
+    assert balance_brackets("x) + 1", closed, "", multiline=False) == "x"
