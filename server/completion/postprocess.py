@@ -94,11 +94,17 @@ def _min_repeat_len(line: str) -> bool:
 
 
 def first_suffix_line(suffix: str) -> str:
-    """The first non-empty line after the cursor's line (what a block would run into)."""
+    """The first non-empty line after the cursor's line (what a block would run into), with
+    its indentation: the same statement deeper or shallower is another line."""
     for line in suffix.split("\n")[1:]:
         if line.strip():
-            return line.strip()
+            return line.rstrip()
     return ""
+
+
+def _same_line(line: str, other: str) -> bool:
+    """The same text at the same indentation."""
+    return line.strip() == other.strip() and indent_width(line) == indent_width(other)
 
 
 def truncate(
@@ -147,7 +153,7 @@ def truncate(
             stripped = line.strip()
             if _min_repeat_len(line) and stripped == previous:
                 return Cut("\n".join(kept), True, "repeated line")
-            if suffix_next and stripped == suffix_next and _min_repeat_len(line):
+            if suffix_next and _same_line(full, suffix_next) and _min_repeat_len(line):
                 return Cut("\n".join(kept), True, "reached the suffix")
             previous = stripped
         kept.append(line)
@@ -316,11 +322,11 @@ def drop_suffix_overlap(completion: str, suffix: str, multiline: bool) -> str:
                 break
         completion = first_line + (newline + rest if multiline else "")
     if multiline:
-        following = [line.strip() for line in suffix.split("\n")[1:] if line.strip()]
+        following = first_suffix_line(suffix)
         if following:
             lines = completion.split("\n")
             for index, line in enumerate(lines):
-                if index and line.strip() == following[0] and _min_repeat_len(line):
+                if index and _same_line(line, following) and _min_repeat_len(line):
                     return "\n".join(lines[:index])
     return completion
 

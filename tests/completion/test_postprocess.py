@@ -96,6 +96,12 @@ def test_block_stops_where_the_suffix_begins() -> None:
     cut = truncate("z = y\n    return y\n", prefix=BODY_PREFIX, suffix=BODY_SUFFIX, multiline=True)
     assert cut.done and cut.reason == "reached the suffix"
     assert cut.text == "z = y"
+    # The same statement at another depth is a line of the block, not the suffix.
+    nested = "if z:\n        return y\n    z = 0\n"
+    cut = truncate(nested, prefix=BODY_PREFIX, suffix=BODY_SUFFIX, multiline=True)
+    assert not cut.done
+    assert drop_suffix_overlap(nested.rstrip(), BODY_SUFFIX, multiline=True) == nested.rstrip()
+    assert drop_suffix_overlap("z = y\n    return y", BODY_SUFFIX, multiline=True) == "z = y"
 
 
 def test_half_written_line_is_not_judged() -> None:
