@@ -102,6 +102,10 @@ def test_block_stops_where_the_suffix_begins() -> None:
     assert not cut.done
     assert drop_suffix_overlap(nested.rstrip(), BODY_SUFFIX, multiline=True) == nested.rstrip()
     assert drop_suffix_overlap("z = y\n    return y", BODY_SUFFIX, multiline=True) == "z = y"
+    # The cursor's line, finished as the very next line of the file, is that line again.
+    prefix, suffix = "    res.off('d", "\n    res.off('drain')\n"
+    cut = truncate("rain')\n    res.on('x')\n", prefix=prefix, suffix=suffix, multiline=True)
+    assert cut.done and cut.reason == "reached the suffix" and cut.text == ""
 
 
 def test_half_written_line_is_not_judged() -> None:
