@@ -204,13 +204,11 @@ def _code_chars(text: str, hash_comments: bool) -> Iterator[tuple[int, str]]:
         index += 1
 
 
-# Where a string or comment starts: a triple quote, a one-line string, a line comment.
-_HASH_STRING_OR_COMMENT = re.compile(
-    r'"""|\'\'\'|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'|#[^\n]*|//[^\n]*'
-)
-_SLASH_STRING_OR_COMMENT = re.compile(
-    r'"""|\'\'\'|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'|//[^\n]*'
-)
+# Where a string or comment starts: a triple quote, a one-line string, a line comment (`//`
+# always, `#` where the language has it, as _code_chars reads them).
+_STRING_OR_SLASH_COMMENT = r'"""|\'\'\'|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'|//[^\n]*'
+_SLASH_STRING_OR_COMMENT = re.compile(_STRING_OR_SLASH_COMMENT)
+_HASH_STRING_OR_COMMENT = re.compile(_STRING_OR_SLASH_COMMENT + r"|#[^\n]*")
 
 
 # A definition's first line: code, not inside a string (where a scan for open strings can start;
@@ -270,6 +268,7 @@ def balance_brackets(
     stack: list[tuple[str, bool]] = [(char, False) for char in outer]  # (bracket, own)
     balanced_at = 0  # end of the last line where the completion's own brackets were closed
     text = completion
+    last_code = ""  # the kept text's last code character (a comment after it aside)
     for index, char in _code_chars(completion, hash_comments):
         if char in OPENERS:
             stack.append((char, True))
@@ -280,10 +279,12 @@ def balance_brackets(
             stack.pop()
         elif char == "\n" and not any(own for _, own in stack):
             balanced_at = index
+        if not char.isspace():
+            last_code = char
     own = [char for char, mine in stack if mine]
     if not own:
         return text
-    if not multiline and _ends_opening(text, hash_comments) and stack[-1][1]:
+    if not multiline and last_code in OPENERS and stack[-1][1]:
         # A line that ends by opening a bracket goes on below it (`field(` over several lines).
         return text
     if multiline and balanced_at > 0 and text[:balanced_at].strip():
@@ -294,15 +295,6 @@ def balance_brackets(
         closers = closers[1:]
         provided = provided[1:].lstrip()
     return text.rstrip() + closers if closers else text
-
-
-def _ends_opening(text: str, hash_comments: bool) -> bool:
-    """Whether the last code character of `text` (a comment after it aside) opens a bracket."""
-    last = ""
-    for _, char in _code_chars(text, hash_comments):
-        if not char.isspace():
-            last = char
-    return last in OPENERS
 
 
 def drop_suffix_overlap(completion: str, suffix: str, multiline: bool) -> str:
