@@ -107,6 +107,9 @@ def _same_line(line: str, other: str) -> bool:
     return line.strip() == other.strip() and indent_width(line) == indent_width(other)
 
 
+REACHED_SUFFIX = "reached the suffix"
+
+
 def truncate(
     text: str, *, prefix: str, suffix: str, multiline: bool, stop: tuple[str, ...] = ()
 ) -> Cut:
@@ -154,7 +157,7 @@ def truncate(
             if _min_repeat_len(line) and stripped == previous:
                 return Cut("\n".join(kept), True, "repeated line")
             if suffix_next and _same_line(full, suffix_next) and _min_repeat_len(line):
-                return Cut("\n".join(kept), True, "reached the suffix")
+                return Cut("\n".join(kept), True, REACHED_SUFFIX)
             previous = stripped
         kept.append(line)
     return Cut(text, False)
@@ -251,15 +254,41 @@ def _scan_brackets(text: str, hash_comments: bool) -> list[str]:
     return stack
 
 
+def _closed_by(open_brackets: list[str], text: str, hash_comments: bool) -> bool:
+    """True when `text` closes `open_brackets` (innermost last), brackets it opens itself aside."""
+    waiting = list(open_brackets)
+    own: list[str] = []
+    for _, char in _code_chars(text, hash_comments):
+        if char in OPENERS:
+            own.append(char)
+        elif char in CLOSER_TO_OPENER:
+            opener = CLOSER_TO_OPENER[char]
+            if own:
+                if own.pop() != opener:
+                    return False
+            elif waiting.pop() != opener:
+                return False
+            elif not waiting:
+                return True
+    return False
+
+
 def balance_brackets(
-    completion: str, prefix: str, suffix: str, multiline: bool, language: str | None = None
+    completion: str,
+    prefix: str,
+    suffix: str,
+    multiline: bool,
+    language: str | None = None,
+    *,
+    runs_into_suffix: bool = False,
 ) -> str:
     """Cut a completion where it closes a bracket that is not open; close what it opened.
 
     Brackets opened in the prefix may be closed by the completion. Brackets the completion opens
     and leaves open are closed at its end, unless the text after the cursor already closes them;
     for a block, the completion is first cut back to the last line where its own brackets were
-    balanced.
+    balanced. A line ending by opening a bracket is left open (a single line always, a block
+    where the model went on to write the suffix, `runs_into_suffix`, and the suffix closes it).
     """
     hash_comments = (language or "python").lower() in HASH_COMMENT_LANGUAGES
     # The last 60 lines hold the brackets still open, unless a docstring is open where they start.
@@ -284,9 +313,14 @@ def balance_brackets(
     own = [char for char, mine in stack if mine]
     if not own:
         return text
-    if not multiline and last_code in OPENERS and stack[-1][1]:
-        # A line that ends by opening a bracket goes on below it (`field(` over several lines).
-        return text
+    if last_code in OPENERS and stack[-1][1]:
+        # A line that ends by opening a bracket goes on below it (`field(` over several lines):
+        # a single line always; a block that ran into the suffix where the suffix closes it.
+        if not multiline:
+            return text
+        below = "\n".join(suffix.split("\n", 60)[:60])
+        if runs_into_suffix and _closed_by(own, below, hash_comments):
+            return text
     if multiline and balanced_at > 0 and text[:balanced_at].strip():
         return text[:balanced_at]
     closers = "".join(OPENERS[char] for char in reversed(own))
@@ -360,9 +394,16 @@ def postprocess(
     text = _strip_partial_stop(cut.text, stop)
     if multiline and not cut.done:
         # The last (unterminated) line gets the same block rules as the others.
-        text = truncate(text + "\n", prefix=prefix, suffix=suffix, multiline=True).text
+        cut = truncate(text + "\n", prefix=prefix, suffix=suffix, multiline=True)
+        text = cut.text
+    overlapping = text
     text = drop_suffix_overlap(text, suffix, multiline)
-    text = balance_brackets(text, prefix, suffix, multiline, language)
+    runs_into_suffix = REACHED_SUFFIX in (cut.reason, stopped_by) or (
+        multiline and text != overlapping
+    )
+    text = balance_brackets(
+        text, prefix, suffix, multiline, language, runs_into_suffix=runs_into_suffix
+    )
     lines = [line.rstrip() for line in text.split("\n")]
     while len(lines) > 1 and not lines[-1].strip():
         lines.pop()

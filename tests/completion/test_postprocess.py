@@ -206,6 +206,40 @@ def test_a_line_that_ends_by_opening_a_bracket_is_left_open() -> None:
     assert balance_brackets(line, "    def ", "", multiline=False) == line
 
 
+def test_a_block_that_ends_by_opening_a_bracket_the_suffix_closes_is_left_open() -> None:
+    # The model wrote `field(` and then the suffix's next line: the suffix goes on with the
+    # call's arguments and closes it, so `field()` would be a different call.
+    prefix = "@dataclass\nclass Options:\n    learning_rate: "
+    suffix = '\n        default=1e-3,\n        metadata={"help": "(rate)"},\n    )\n'
+    text = "float = field(\n        default=1e-3,\n"
+    assert postprocess(text, prefix=prefix, suffix=suffix, multiline=True) == "float = field("
+    # TypeScript: `if (x) {` over a body the suffix holds.
+    ts_prefix = "function f() {\n  if ("
+    ts_suffix = "\n    return 1;\n  }\n  return 0;\n}\n"
+    ts = postprocess(
+        "ready) {\n    return 1;",
+        prefix=ts_prefix,
+        suffix=ts_suffix,
+        multiline=True,
+        language="typescript",
+    )
+    assert ts == "ready) {"
+    # A block that stopped on its own gets its bracket closed: the suffix's `}` may be the
+    # function's.
+    stopped = postprocess(
+        "ready) {",
+        prefix=ts_prefix,
+        suffix="\n}\n",
+        multiline=True,
+        language="typescript",
+        stopped_by="end of generation",
+    )
+    assert stopped == "ready) {}"
+    # Where the suffix does not close it, it is closed as before.
+    closed = balance_brackets("float = field(", prefix, "\n\nx = 1\n", True, runs_into_suffix=True)
+    assert closed == "float = field()"
+
+
 def test_a_docstring_open_where_the_bracket_scan_starts_is_read_as_a_string() -> None:
     """The prefix's last 60 lines may begin inside a docstring: scanned as code from there, the
     docstring's end would start a string and hide the bracket open on the cursor's line."""
