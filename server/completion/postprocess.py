@@ -222,11 +222,16 @@ _DEFINITION_LINE = re.compile(r"^[ \t]*(?:async[ \t]+)?(?:def|class)[ \t]+\w", r
 def _code_start(text: str, start: int, hash_comments: bool) -> int:
     """`start`, or, where a triple-quoted string (a docstring) is open there, the end of that
     string: a scan from `start` would otherwise read the docstring as code and the code after
-    it as a string. A regex pass from the last definition line before `start` finds it."""
+    it as a string. A regex pass from the last definition line before `start` (top-level where
+    there is one) finds it."""
     pattern = _HASH_STRING_OR_COMMENT if hash_comments else _SLASH_STRING_OR_COMMENT
-    position = 0
+    # The last top-level definition: an indented `class Example:` may be quoted in a docstring.
+    position = top_level = -1
     for definition in _DEFINITION_LINE.finditer(text, 0, start):
         position = definition.start()
+        if not text[position].isspace():
+            top_level = position
+    position = top_level if top_level >= 0 else max(position, 0)
     while True:
         found = pattern.search(text, position, start)
         if found is None:

@@ -253,3 +253,9 @@ def test_a_docstring_open_where_the_bracket_scan_starts_is_read_as_a_string() ->
     assert balance_brackets(answer, cut, "\n", multiline=False) == answer
     closed = "class Tensors:\n" + method + "    y = "
     assert balance_brackets("x) + 1", closed, "", multiline=False) == "x"
+    # A docstring may quote a definition: the pass starts at the last top-level one.
+    example = (
+        '    """Example:\n\n    class Args:\n        x: int\n' + "    More.\n" * 70 + '    """\n'
+    )
+    quoting = "def field(x):\n" + example + "    for item in items:\n        add("
+    assert balance_brackets("item)", quoting, "\n", multiline=False) == "item)"
