@@ -93,13 +93,20 @@ def _min_repeat_len(line: str) -> bool:
     return len(stripped) >= 4 and any(ch.isalnum() for ch in stripped)
 
 
-def first_suffix_line(suffix: str) -> str:
-    """The first non-empty line after the cursor's line (what a block would run into), with
-    its indentation: the same statement deeper or shallower is another line."""
+def suffix_lines(suffix: str, count: int) -> list[str]:
+    """The first `count` non-empty lines after the cursor's line (what a block would run into),
+    with their indentation: the same statement deeper or shallower is another line."""
+    found: list[str] = []
     for line in suffix.split("\n")[1:]:
         if line.strip():
-            return line.rstrip()
-    return ""
+            found.append(line.rstrip())
+            if len(found) == count:
+                break
+    return found
+
+
+def first_suffix_line(suffix: str) -> str:
+    return next(iter(suffix_lines(suffix, 1)), "")
 
 
 def _same_line(line: str, other: str) -> bool:
@@ -111,9 +118,15 @@ REACHED_SUFFIX = "reached the suffix"
 
 
 def truncate(
-    text: str, *, prefix: str, suffix: str, multiline: bool, stop: tuple[str, ...] = ()
+    text: str,
+    *,
+    prefix: str,
+    suffix: str,
+    multiline: bool,
+    stop: tuple[str, ...] = (),
+    final: bool = False,
 ) -> Cut:
-    """Apply the stop rules to the text generated so far.
+    """Apply the stop rules to the text generated so far (`final`: all there will be).
 
     Only complete lines (followed by a newline) are judged for block rules, so a stream is never
     cut on a half-written line; the final call (after the last token) judges the rest.
@@ -140,7 +153,7 @@ def truncate(
     if not before.strip():
         prefix_lines = prefix.split("\n")[:-1]
         previous = next((ln.strip() for ln in reversed(prefix_lines) if ln.strip()), "")
-    suffix_next = first_suffix_line(suffix)
+    suffix_next, suffix_after = [*suffix_lines(suffix, 2), "", ""][:2]
     kept: list[str] = []
     for index, line in enumerate(complete):
         full = (before + line) if index == 0 else line
@@ -157,7 +170,16 @@ def truncate(
             if _min_repeat_len(line) and stripped == previous:
                 return Cut("\n".join(kept), True, "repeated line")
             if suffix_next and _same_line(full, suffix_next) and _min_repeat_len(line):
-                return Cut("\n".join(kept), True, REACHED_SUFFIX)
+                own = any(kept_line.strip() for kept_line in kept) or before.strip()
+                going_on = next((ln for ln in complete[index + 1 :] if ln.strip()), None)
+                if own or not suffix_after:
+                    return Cut("\n".join(kept), True, REACHED_SUFFIX)
+                # Nothing of its own yet: one line (`try:`) may start the model's own block;
+                # it is the suffix when the next line is the suffix's too.
+                if going_on is None and not final:
+                    return Cut(text, False)
+                if going_on is None or _same_line(going_on, suffix_after):
+                    return Cut("\n".join(kept), True, REACHED_SUFFIX)
             previous = stripped
         kept.append(line)
     return Cut(text, False)
@@ -199,7 +221,7 @@ def _code_chars(text: str, hash_comments: bool) -> Iterator[tuple[int, str]]:
             quote = triple if triple in ('"""', "'''") else char
             index += len(quote)
             continue
-        elif (hash_comments and char == "#") or text.startswith("//", index):
+        elif (char == "#") if hash_comments else text.startswith("//", index):
             newline = text.find("\n", index)
             index = len(text) if newline < 0 else newline
             continue
@@ -207,11 +229,11 @@ def _code_chars(text: str, hash_comments: bool) -> Iterator[tuple[int, str]]:
         index += 1
 
 
-# Where a string or comment starts: a triple quote, a one-line string, a line comment (`//`
-# always, `#` where the language has it, as _code_chars reads them).
-_STRING_OR_SLASH_COMMENT = r'"""|\'\'\'|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'|//[^\n]*'
-_SLASH_STRING_OR_COMMENT = re.compile(_STRING_OR_SLASH_COMMENT)
-_HASH_STRING_OR_COMMENT = re.compile(_STRING_OR_SLASH_COMMENT + r"|#[^\n]*")
+# Where a string or comment starts: a triple quote, a one-line string, a line comment (`#` where
+# the language has it, `//` elsewhere, as _code_chars reads them).
+_STRING = r'"""|\'\'\'|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\''
+_SLASH_STRING_OR_COMMENT = re.compile(_STRING + r"|//[^\n]*")
+_HASH_STRING_OR_COMMENT = re.compile(_STRING + r"|#[^\n]*")
 
 
 # A definition's first line: code, not inside a string (where a scan for open strings can start;
@@ -395,11 +417,11 @@ def postprocess(
     decoding stopped; a block stopped by one of the CAPS keeps whole lines only."""
     if multiline and stopped_by in CAPS and "\n" in text.strip("\n"):
         text = text[: text.rstrip("\n").rfind("\n")]
-    cut = truncate(text, prefix=prefix, suffix=suffix, multiline=multiline, stop=stop)
+    cut = truncate(text, prefix=prefix, suffix=suffix, multiline=multiline, stop=stop, final=True)
     text = _strip_partial_stop(cut.text, stop)
     if multiline and not cut.done:
         # The last (unterminated) line gets the same block rules as the others.
-        cut = truncate(text + "\n", prefix=prefix, suffix=suffix, multiline=True)
+        cut = truncate(text + "\n", prefix=prefix, suffix=suffix, multiline=True, final=True)
         text = cut.text
     overlapping = text
     text = drop_suffix_overlap(text, suffix, multiline)

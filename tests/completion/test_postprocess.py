@@ -156,6 +156,14 @@ def test_brackets_opened_by_the_completion_are_closed() -> None:
 def test_brackets_inside_strings_and_comments_are_ignored() -> None:
     assert balance_brackets('print(")")', "", "", multiline=False) == 'print(")")'
     assert balance_brackets("x = 1  # (see above", "", "", multiline=False) == "x = 1  # (see above"
+    ts = balance_brackets("x = 1;  // (see above", "", "", False, "typescript")
+    assert ts == "x = 1;  // (see above"
+
+
+def test_python_floor_division_is_not_a_comment() -> None:
+    # `//` starts a comment in C-like languages only: the brackets after it count in Python.
+    assert balance_brackets("max(1, n // 4))", "f(", "", multiline=False) == "max(1, n // 4))"
+    assert balance_brackets("n // 2)", "y = ", "", multiline=False) == "n // 2"
 
 
 def test_block_cut_back_to_last_balanced_line() -> None:
@@ -194,6 +202,24 @@ def test_a_block_stopped_by_a_cap_keeps_whole_lines_only() -> None:
     assert finished is not None and finished.endswith("item.pri")
     # one line: nothing to cut back to
     assert postprocess("x = compu", prefix="", suffix="", multiline=True, stopped_by="time cap")
+
+
+def test_a_first_line_like_the_suffix_s_is_the_suffix_only_if_the_next_line_is_too() -> None:
+    prefix = "def load(data):\n    "
+    suffix = "\n    try:\n        return data.decode()\n    except ValueError:\n        return ''\n"
+    # `try:` may start the model's own block: the stream goes on to see the next line.
+    waiting = truncate("try:\n", prefix=prefix, suffix=suffix, multiline=True)
+    assert not waiting.done
+    own = "try:\n        data = data.strip()\n    except AttributeError:\n        pass\n"
+    shown = postprocess(own + suffix[1:], prefix=prefix, suffix=suffix, multiline=True)
+    assert shown == own.rstrip()
+    # The model wrote the suffix's first two lines: the suffix, nothing of its own.
+    copied = truncate(
+        "try:\n        return data.decode()\n", prefix=prefix, suffix=suffix, multiline=True
+    )
+    assert copied.done and copied.text == ""
+    # It ended after the one line: nothing of its own either.
+    assert postprocess("try:", prefix=prefix, suffix=suffix, multiline=True) is None
 
 
 def test_a_line_that_ends_by_opening_a_bracket_is_left_open() -> None:
