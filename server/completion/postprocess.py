@@ -106,6 +106,7 @@ def suffix_lines(suffix: str, count: int) -> list[str]:
 
 
 def first_suffix_line(suffix: str) -> str:
+    """The first non-empty line after the cursor's line, "" where there is none."""
     return next(iter(suffix_lines(suffix, 1)), "")
 
 
@@ -171,11 +172,11 @@ def truncate(
                 return Cut("\n".join(kept), True, "repeated line")
             if suffix_next and _same_line(full, suffix_next) and _min_repeat_len(line):
                 own = any(kept_line.strip() for kept_line in kept) or before.strip()
-                going_on = next((ln for ln in complete[index + 1 :] if ln.strip()), None)
                 if own or not suffix_after:
                     return Cut("\n".join(kept), True, REACHED_SUFFIX)
                 # Nothing of its own yet: one line (`try:`) may start the model's own block;
                 # it is the suffix when the next line is the suffix's too.
+                going_on = next((ln for ln in complete[index + 1 :] if ln.strip()), None)
                 if going_on is None and not final:
                     return Cut(text, False)
                 if going_on is None or _same_line(going_on, suffix_after):
