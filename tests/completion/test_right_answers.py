@@ -4,7 +4,7 @@ found the docstring, suffix-depth and hanging-bracket defects in postprocess.py)
 
 from __future__ import annotations
 
-from pathlib import Path
+from functools import cache
 
 import pytest
 from conftest import FIXTURE_REPO
@@ -20,10 +20,11 @@ from repotune.training.eval.tasks import Task, extract_tasks
 STOP = ("<|rt_",)
 
 
+@cache
 def _tasks() -> list[Task]:
     files = [
         SourceFile(path.name, "python", path.read_text(), path.read_bytes(), "test")
-        for path in sorted(Path(FIXTURE_REPO).glob("*.py"))
+        for path in sorted(FIXTURE_REPO.glob("*.py"))
     ]
     return extract_tasks(files, {"line": 400, "midword": 100, "span": 120, "api": 60}, seed=3)
 
