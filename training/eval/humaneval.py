@@ -3,7 +3,9 @@
 Each task of openai/human-eval-infilling (`--data FILE.jsonl.gz`, repeatable) is completed by the
 server's own engine as an editor would ask it: prefix = the task's prompt, suffix = the task's
 suffix, language python, no retrieved context, greedy, the engine's prompt format and
-post-processing. The middle put back into the program:
+post-processing. A multi-line hole is asked on an empty line above the suffix (the editor's state
+when lines are inserted; with the suffix's first line right of the cursor the engine would
+complete one line). The middle put back into the program:
 - single-line tasks: the first non-blank line of the completion (as `repotune eval` scores line
   tasks); multi-line: the whole completion; both end with a newline (the hole is whole lines);
 - random-span tasks: the completion as it is.
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from repotune.server.bench.record import machine_facts, source_commit
+from repotune.server.completion.request import CompletionRequest
 from repotune.server.config import Settings, SettingsError, load_settings, settings_with
 from repotune.server.models import DEFAULT_REF, NO_ADAPTER
 from repotune.training.eval.config import LOAD_TIMEOUT_S, eval_completion
@@ -110,6 +113,14 @@ def sample(tasks: Sequence[InfillTask], limit: int | None, every: int) -> list[I
     return [picked[i * len(picked) // limit] for i in range(limit)]
 
 
+def request_for(task: InfillTask, kind: str) -> CompletionRequest:
+    """The engine's request for `task` (see the module docstring)."""
+    suffix = "\n" + task.suffix if kind == "multi-line" else task.suffix
+    return CompletionRequest(
+        path=f"{task.entry_point}.py", language="python", prefix=task.prompt, suffix=suffix
+    )
+
+
 def middle(kind: str, completion: str) -> str:
     """What goes into the hole (see the module docstring)."""
     if kind == "random-span":
@@ -141,7 +152,6 @@ def complete_and_run(
 ) -> list[Answer]:
     """Complete every task with one engine (this condition's adapter), run each program."""
     from repotune.server.completion.engine import CompletionEngine
-    from repotune.server.completion.request import CompletionRequest
     from tqdm import tqdm
 
     engine = CompletionEngine(settings)
@@ -150,13 +160,7 @@ def complete_and_run(
             raise EvalError(engine.load_error or "the generator did not load in time")
         answers = []
         for task in tqdm(tasks, desc=desc, unit="task", disable=not progress):
-            request = CompletionRequest(
-                path=f"{task.entry_point}.py",
-                language="python",
-                prefix=task.prompt,
-                suffix=task.suffix,
-            )
-            result = engine.complete(request)
+            result = engine.complete(request_for(task, kind))
             text = result.text if result is not None else ""
             latency = result.timings.get("total") if result is not None else None
             filled = middle(kind, text)

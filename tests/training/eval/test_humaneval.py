@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from repotune.server.completion.postprocess import wants_block
 from repotune.training.eval.corpora import EvalError
 from repotune.training.eval.humaneval import (
     HumanEvalConfig,
@@ -20,6 +21,7 @@ from repotune.training.eval.humaneval import (
     load_tasks,
     middle,
     pairs,
+    request_for,
     run,
     sample,
     set_kind,
@@ -90,6 +92,20 @@ def test_middle_per_set_kind() -> None:
     assert middle("multi-line", "    x = 1\n    return x") == "    x = 1\n    return x\n"
     assert middle("random-span", "rn a + b") == "rn a + b"
     assert middle("single-line", "") == "\n"
+
+
+def test_a_multi_line_hole_is_asked_on_an_empty_line() -> None:
+    """With the suffix's first line right of the cursor the engine completes one line; lines are
+    inserted on an empty line, so that is where a multi-line hole is asked."""
+    task = InfillTask(
+        "MultiLineInfilling/Toy/0/L0_L1", "add", "def add(a, b):\n", "    return c\n", "", ""
+    )
+    multi = request_for(task, "multi-line")
+    assert multi.prefix == task.prompt and multi.suffix == "\n" + task.suffix
+    assert wants_block(multi)
+    single = request_for(task, "single-line")
+    assert single.suffix == task.suffix and not wants_block(single)
+    assert request_for(task, "random-span").suffix == task.suffix
 
 
 def test_sample_spreads_tasks_evenly() -> None:
