@@ -282,6 +282,11 @@ def _scan_brackets(text: str, hash_comments: bool) -> list[str]:
     return stack
 
 
+# Lines around the cursor that the bracket scan reads (before it for open brackets, after it for
+# the ones the suffix closes): enough for a call or a block, cheap on a huge file.
+_BRACKET_SCAN_LINES = 60
+
+
 def _closed_by(open_brackets: list[str], text: str, hash_comments: bool) -> bool:
     """True when `text` closes `open_brackets` (innermost last), brackets it opens itself aside."""
     waiting = list(open_brackets)
@@ -319,8 +324,8 @@ def balance_brackets(
     where the model went on to write the suffix, `runs_into_suffix`, and the suffix closes it).
     """
     hash_comments = (language or "python").lower() in HASH_COMMENT_LANGUAGES
-    # The last 60 lines hold the brackets still open, unless a docstring is open where they start.
-    window = len(prefix) - len("\n".join(prefix.split("\n")[-60:]))
+    # The last lines hold the brackets still open, unless a docstring is open where they start.
+    window = len(prefix) - len("\n".join(prefix.split("\n")[-_BRACKET_SCAN_LINES:]))
     outer = _scan_brackets(prefix[_code_start(prefix, window, hash_comments) :], hash_comments)
     stack: list[tuple[str, bool]] = [(char, False) for char in outer]  # (bracket, own)
     balanced_at = 0  # end of the last line where the completion's own brackets were closed
@@ -346,7 +351,7 @@ def balance_brackets(
         # a single line always; a block that ran into the suffix where the suffix closes it.
         if not multiline:
             return text
-        below = "\n".join(suffix.split("\n", 60)[:60])
+        below = "\n".join(suffix.split("\n", _BRACKET_SCAN_LINES)[:_BRACKET_SCAN_LINES])
         if runs_into_suffix and _closed_by(own, below, hash_comments):
             return text
     if multiline and balanced_at > 0 and text[:balanced_at].strip():
