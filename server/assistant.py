@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from repotune.server.ask.stream import OnText, ignore_text
 from repotune.server.completion.context import as_snippets
-from repotune.server.completion.request import CompletionRequest
+from repotune.server.completion.request import MAX_CHARS_PER_TOKEN, CompletionRequest
 from repotune.server.completion.trigger import auto_trigger_skip, line_suffix_at
 from repotune.server.config import Settings, load_settings, settings_with
 from repotune.server.folders import WorkspaceFolders
@@ -24,12 +24,10 @@ from repotune.server.index.redact import redact_buffer
 if TYPE_CHECKING:
     from repotune.server.completion.engine import CompletionEngine
     from repotune.server.completion.remote import EndpointEngine
+    from repotune.server.completion.repo_ngrams import RepositoryTexts
     from repotune.server.index.retrieval import RetrievedChunk
 
 EventSink = Callable[[dict[str, Any]], None]
-# No tokenizer's token covers more characters than this (long whitespace runs included), so a
-# prompt never holds buffer text farther from the cursor than tokens * this.
-MAX_CHARS_PER_TOKEN = 64
 
 
 @dataclass(frozen=True)
@@ -313,8 +311,18 @@ class Assistant:
             suffix=suffix,
             context=as_snippets(chunks),
             repo_name=root.name if root else None,
+            repository=self._repository_texts(root),
         )
         return request, chunks, retrieval_ms
+
+    def _repository_texts(self, root: Path | None) -> RepositoryTexts | None:
+        """The folder's indexed texts (its store) for the repository's n-grams."""
+        if root is None:
+            return None
+        try:
+            return self.folders.index_for(root).store
+        except Exception:  # a folder being removed or re-opened: no n-grams this time
+            return None
 
     def prefetch(
         self,

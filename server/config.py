@@ -211,6 +211,14 @@ class CompletionSettings(_Section):
         "in the retrieved snippets or above in the file, the completion starts with that "
         "line's rest and its end of line (the model goes on after it only in a block)",
     )
+    repository_ngrams: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="greedy decoding mixes in what followed the same tokens in the open file "
+        "and the indexed repository (a cache language model); the weight its matches can "
+        "reach (0 = off)",
+    )
     sticky_context: bool = Field(
         True,
         description="keep the retrieved snippets while the cursor stays near where they were "

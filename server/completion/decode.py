@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from repotune.server.completion.postprocess import truncate
 from repotune.server.completion.prompts import BuiltPrompt
-from repotune.server.llm.decoding import common_prefix, greedy_tokens
+from repotune.server.llm.decoding import Choose, common_prefix, greedy_tokens
 from repotune.server.llm.healing import NO_HEALING, Healing, Speller, Vocabulary, heal
 
 if TYPE_CHECKING:
@@ -72,11 +72,15 @@ def _token_stream(
     completion: CompletionSettings,
     counters: dict[str, int],
     speller: Speller | None,
+    prior: Choose | None,
+    answer_start: int,
 ) -> Generator[int, None, None]:
     import llama_cpp
 
     if completion.temperature == 0:
-        return greedy_tokens(llm, tokens, completion.prompt_lookup, counters, speller)
+        return greedy_tokens(
+            llm, tokens, completion.prompt_lookup, counters, speller, prior, answer_start
+        )
     counters["reused"] = common_prefix(llm, tokens)
     processor = None
     if speller is not None:
@@ -118,6 +122,7 @@ def decode(
     on_first_token: Callable[[int], None] = lambda reused: None,
     healing: Healing = NO_HEALING,
     vocabulary: Vocabulary | None = None,
+    prior: Choose | None = None,
 ) -> Decoded | None:
     """Tokens until a stop rule, a cap or the end of generation; None when cancelled.
     `first_line`: a block that stops once its first non-empty line is complete.
@@ -125,7 +130,8 @@ def decode(
     them, so the block starts exactly as that line did.
     `on_first_token` gets how many prompt tokens the KV cache already held.
     `healing`: what the prompt left out before the cursor (prompt_tokens); the first tokens
-    spell it again (constrained by `vocabulary`) and it is not part of the answer."""
+    spell it again (constrained by `vocabulary`) and it is not part of the answer.
+    `prior`: chooses each free greedy token (repo_ngrams.py); sampling ignores it."""
     import llama_cpp
 
     max_tokens = completion.max_tokens_block if multiline else completion.max_tokens_line
@@ -139,7 +145,9 @@ def decode(
     counters = {"reused": 0, "drafted": 0, "accepted": 0}
     # Forced tokens already spelled what healing dropped.
     speller = Speller(vocabulary, healing) if healing and not forced else None
-    stream = _token_stream(llm, [*tokens, *forced], completion, counters, speller)
+    stream = _token_stream(
+        llm, [*tokens, *forced], completion, counters, speller, prior, len(tokens)
+    )
     try:
         for token in stream:
             now = time.perf_counter()

@@ -17,10 +17,18 @@ from repotune.server.completion.line_copy import copied_line_rest
 from repotune.server.completion.model import LoadedModel
 from repotune.server.completion.postprocess import POSTPROCESS_WINDOW, postprocess
 from repotune.server.completion.quick_start import slot_key
-from repotune.server.completion.request import CompletionRequest, CompletionResult
+from repotune.server.completion.repo_ngrams import NgramPrior, RepositoryNgrams
+from repotune.server.completion.request import (
+    MAX_CHARS_PER_TOKEN,
+    CompletionRequest,
+    CompletionResult,
+)
 from repotune.server.completion.request_prompt import PreparedPrompt
 from repotune.server.config import CompletionSettings
 from repotune.server.llm.kv_slots import KvSlots
+
+# The n-gram context needs a dozen tokens before the cursor; this many characters hold them.
+BEFORE_CURSOR_CHARS = 400
 
 
 @dataclass
@@ -47,10 +55,12 @@ def generate(
     quick: bool,
     forced: Sequence[int],
     on_first_token: Callable[[int], None],
+    ngrams: RepositoryNgrams | None = None,
 ) -> Generated:
     """Complete `prepared` (the request's prompt and its tokens); called holding the model lock.
     `quick`: from the short prompt (quick_start.py); `forced`: tokens generated earlier that
-    this completion starts with; `on_first_token` gets how many prompt tokens were reused."""
+    this completion starts with; `on_first_token` gets how many prompt tokens were reused;
+    `ngrams`: the repository's table, mixed into greedy decoding (repo_ngrams.py)."""
     prompt, tokens = prepared.prompt, prepared.tokens
     if cancel.is_set():
         return Generated(None, "cancelled", {})
@@ -77,6 +87,7 @@ def generate(
         on_first_token=on_first_token,
         healing=prepared.healing,
         vocabulary=loaded.vocabulary if prepared.healing else None,
+        prior=ngram_prior(loaded, ngrams, settings, request, prepared),
     )
     if decoded is None or cancel.is_set():
         return Generated(None, "cancelled", {})
@@ -112,6 +123,41 @@ def generate(
         quick=quick,
     )
     return Generated(result, reason, stats, tuple(decoded.tokens))
+
+
+def loaded_tokenizer(loaded: LoadedModel) -> Callable[[str], list[int]]:
+    """Text -> the generator's token ids (no BOS, markers as text)."""
+
+    def tokenize(text: str) -> list[int]:
+        data = text.encode("utf-8", "ignore")
+        return list(loaded.llm.tokenize(data, add_bos=False, special=False)) if data else []
+
+    return tokenize
+
+
+def ngram_prior(
+    loaded: LoadedModel,
+    ngrams: RepositoryNgrams | None,
+    settings: CompletionSettings,
+    request: CompletionRequest,
+    prepared: PreparedPrompt,
+) -> Callable[[Any, Sequence[int]], int] | None:
+    """The repository's n-grams for this request: the code before the cursor as the prompt
+    ends it (healing's dropped text is re-spelled by the answer), the buffer's window."""
+    if ngrams is None or settings.repository_ngrams <= 0:
+        return None
+    before = request.prefix[-BEFORE_CURSOR_CHARS:].encode("utf-8", "ignore")
+    if prepared.healing and before.endswith(prepared.healing.text):
+        before = before[: len(before) - len(prepared.healing.text)]
+    prior: NgramPrior = ngrams.prior(
+        loaded_tokenizer(loaded),
+        before.decode("utf-8", "ignore"),
+        request.prefix[-settings.prefix_tokens * MAX_CHARS_PER_TOKEN :],
+        request.suffix[: settings.suffix_tokens * MAX_CHARS_PER_TOKEN],
+        request.path,
+        settings.repository_ngrams,
+    )
+    return prior.choose
 
 
 def copied_tokens(

@@ -7,6 +7,12 @@ from dataclasses import dataclass, field
 
 from repotune.server.completion.context import ContextSnippet
 from repotune.server.completion.prompts import BuiltPrompt
+from repotune.server.completion.repo_ngrams import RepositoryTexts
+
+# No tokenizer's token covers more characters than this (long whitespace runs included), so a
+# prompt never holds buffer text farther from the cursor than tokens * this: the buffer window
+# a request carries (assistant.py) and the engine reads.
+MAX_CHARS_PER_TOKEN = 64
 
 
 @dataclass(frozen=True)
@@ -19,6 +25,8 @@ class CompletionRequest:
     suffix: str
     context: Sequence[ContextSnippet] = ()
     repo_name: str | None = None
+    # The workspace's indexed texts, for the repository's n-grams (repo_ngrams.py).
+    repository: RepositoryTexts | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass

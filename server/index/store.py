@@ -341,6 +341,31 @@ class Store:
                 for row in rows
             }
 
+    def file_hashes(self) -> dict[str, str]:
+        """Every indexed file's content hash (the repository n-grams' change check)."""
+        with self._lock:
+            return {row[0]: row[1] for row in self._db.execute("SELECT path, hash FROM files")}
+
+    def file_segments(self, path: str) -> list[str]:
+        """The file's indexed (redacted) text from its chunks, as runs of consecutive lines;
+        lines no chunk holds split the runs."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT start_line, text FROM chunks WHERE path = ? ORDER BY start_line", (path,)
+            ).fetchall()
+        runs: list[list[str]] = []
+        next_line = 0  # the first line not yet taken
+        for start_line, text in rows:
+            lines = text.split("\n")
+            skip = max(0, next_line - start_line)
+            if skip >= len(lines):
+                continue
+            if not runs or start_line + skip != next_line:
+                runs.append([])
+            runs[-1].extend(lines[skip:])
+            next_line = start_line + len(lines)
+        return ["\n".join(run) for run in runs]
+
     def file(self, path: str) -> FileRecord | None:
         with self._lock:
             row = self._db.execute(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 from repotune.server.llm.healing import Speller
@@ -50,12 +50,18 @@ def _argmax(llm: Any, index: int) -> int:
     return int(_logits(llm, index).argmax())
 
 
+# Picks the next token from the logits and the answer's tokens so far (repo_ngrams.NgramPrior).
+Choose = Callable[[Any, Sequence[int]], int]
+
+
 def greedy_tokens(
     llm: Any,
     tokens: Sequence[int],
     lookup: bool,
     counters: dict[str, int],
     speller: Speller | None = None,
+    choose: Choose | None = None,
+    answer_start: int | None = None,
 ) -> Generator[int, None, None]:
     """Greedy decoding with llama.cpp's KV cache reused for the common prefix, and optional
     prompt-lookup drafts verified in one batch.
@@ -65,12 +71,25 @@ def greedy_tokens(
     so drafts are verified here with logits requested only for the draft positions.
     Stopping is just not asking for the next token; the context stays consistent either way.
     `speller`: token healing's constraint on the first tokens (no drafts until it is met).
+    `choose`: picks each free token instead of the argmax, given the answer's tokens so far
+    (from `answer_start` in `tokens`, forced ones included).
     """
+    start = len(tokens) if answer_start is None else answer_start
+
+    def pick(index: int, answer: Sequence[int]) -> int:
+        if choose is None:
+            return _argmax(llm, index)
+        return choose(_logits(llm, index), answer)
 
     def next_token(index: int) -> int:
         if speller is not None and speller.remaining:
-            return speller.choose(_logits(llm, index))
-        return _argmax(llm, index)
+            if choose is None:
+                return speller.choose(_logits(llm, index))
+            # Among the tokens that spell what healing dropped, `choose` decides too.
+            token = choose(speller.mask(_logits(llm, index)), history[start:])
+            speller.advance(token)
+            return token
+        return pick(index, history[start:])
 
     keep = common_prefix(llm, tokens)
     if keep == 0 or not llm._ctx.kv_cache_seq_rm(-1, keep, -1):
@@ -78,8 +97,8 @@ def greedy_tokens(
     llm.n_tokens = keep
     counters["reused"] = keep
     llm.eval(list(tokens[keep:]))
-    token = next_token(-1)
     history = list(tokens)
+    token = next_token(-1)
     limit = llm.n_ctx() - 1
     while True:
         yield token
@@ -101,13 +120,13 @@ def greedy_tokens(
         accepted = 0
         token = -1
         for position, proposed in enumerate(draft):
-            predicted = _argmax(llm, position)
+            predicted = pick(position, [*history[start:], *draft[:position]])
             if predicted != proposed:
                 token = predicted
                 break
             accepted += 1
         if token < 0:
-            token = _argmax(llm, len(draft))
+            token = pick(len(draft), [*history[start:], *draft])
         counters["accepted"] += accepted
         keep = n_past + 1 + accepted
         if keep < llm.n_tokens:

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from repotune.server.bench.record import machine_facts, source_commit
+from repotune.server.completion.repo_ngrams import RepositoryTexts
 from repotune.server.config import Settings
 from repotune.server.models import DEFAULT_REF, NO_ADAPTER
 from repotune.training.data.examples import Retriever, TokenCounter
@@ -79,9 +80,14 @@ class Retrieved:
     hit: bool | None  # None: the answer uses no cross-file definition
 
 
-def retrieve_all(prepared: Prepared, tasks: Sequence[Task], settings: Settings) -> list[Retrieved]:
-    """Context for every task, once, from an index of the whole repository minus the hole."""
+def retrieve_all(
+    prepared: Prepared, tasks: Sequence[Task], settings: Settings
+) -> tuple[list[Retrieved], RepositoryTexts]:
+    """Context for every task, once, from an index of the whole repository minus the hole;
+    and the index's texts for the repository's n-grams (the engine leaves out the task's own
+    file: its request's buffer stands for it)."""
     from repotune.server.completion.context import as_snippets
+    from repotune.server.completion.repo_ngrams import snapshot
 
     index = open_index(prepared.repo.root, settings)
     retriever = Retriever(prepared.repo.root, settings, index)
@@ -103,9 +109,10 @@ def retrieve_all(prepared: Prepared, tasks: Sequence[Task], settings: Settings) 
                     for d in task.definitions
                 )
             out.append(Retrieved(as_snippets(chunks), ms, hit))
+        texts = snapshot(index.store, allowed)
     finally:
         index.close()
-    return out
+    return out, texts
 
 
 def previous_contexts(
@@ -145,8 +152,11 @@ def run_condition(
     contexts: Sequence[Retrieved] | None,
     progress: bool,
     desc: str,
+    repository: RepositoryTexts | None = None,
 ) -> list[Prediction]:
-    """Complete every task with a fresh engine (nothing carried over from another condition)."""
+    """Complete every task with a fresh engine (nothing carried over from another condition).
+    `repository`: the texts of the repository's n-grams (with context, as the server has its
+    index)."""
     from repotune.server.completion.engine import CompletionEngine
     from repotune.server.completion.request import CompletionRequest
     from tqdm import tqdm
@@ -155,6 +165,8 @@ def run_condition(
     try:
         if not engine.wait_ready(LOAD_TIMEOUT_S):
             raise EvalError(engine.load_error or "the generator did not load in time")
+        if repository is not None:
+            engine.sync_repository(repository)  # the server builds it in the background
         predictions = []
         for i, task in enumerate(tqdm(tasks, desc=desc, unit="task", disable=not progress)):
             request = CompletionRequest(
@@ -163,6 +175,7 @@ def run_condition(
                 prefix=task.prefix,
                 suffix=task.suffix,
                 context=contexts[i].snippets if contexts is not None else (),
+                repository=repository,
             )
             result = engine.complete(request)
             stats = engine.last_stats
@@ -288,7 +301,7 @@ def evaluate_repo(
         raise EvalError(f"{label}: no tasks could be cut from its held-out test files")
     task_counts = {k: sum(t.kind == k for t in tasks) for k in KINDS}
     log_progress(config, f"{label}: {len(tasks)} tasks {task_counts}; retrieving context")
-    contexts = retrieve_all(item, tasks, settings)
+    contexts, repository = retrieve_all(item, tasks, settings)
     section_notes = list(notes)
     per_condition: dict[str, list[dict[str, float | None]]] = {}
     summaries: dict[str, Any] = {}
@@ -310,6 +323,7 @@ def evaluate_repo(
             given if with_context else None,
             config.progress,
             f"{label} {condition}",
+            repository if with_context else None,
         )
         scores = [score(t, p.text) for t, p in zip(tasks, preds, strict=True)]
         per_condition[condition] = scores

@@ -1,0 +1,181 @@
+"""The repository's n-grams: the table, the mixing rule, and the real model using them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import SMALL_COMPLETION
+from repotune.server.completion.engine import CompletionEngine
+from repotune.server.completion.repo_ngrams import (
+    MIN_ORDER,
+    RepositoryNgrams,
+    RepositoryTables,
+    RepositoryTexts,
+    snapshot,
+    texts_from,
+)
+from repotune.server.completion.request import CompletionRequest
+from repotune.server.config import load_settings
+
+WORDS: dict[str, int] = {}
+
+
+def words(text: str) -> list[int]:
+    """A stand-in tokenizer for the pure tests: one id per whitespace-separated word."""
+    return [WORDS.setdefault(word, len(WORDS)) for word in text.split()]
+
+
+def logits_preferring(token: int, margin: float = 1.0) -> np.ndarray:
+    logits = np.zeros(max(64, len(WORDS) + 1), dtype=np.float32)
+    logits[token] = margin
+    return logits
+
+
+def table(files: dict[str, str]) -> RepositoryNgrams:
+    ngrams = RepositoryNgrams()
+    assert ngrams.refresh(texts_from(files), words)
+    return ngrams
+
+
+def test_the_longest_match_elsewhere_overrules_an_unsure_model() -> None:
+    ngrams = table({"a.py": "x = config . set_level ( 7 , strict )"})
+    prior = ngrams.prior(words, "y = config . set_level (", "", "", "b.py", 0.5)
+    nine = WORDS.setdefault("9", len(WORDS))
+    assert prior.choose(logits_preferring(nine), []) == WORDS["7"]
+    # ... and goes on from the answer's own tokens.
+    assert prior.choose(logits_preferring(nine), [WORDS["7"]]) == WORDS[","]
+
+
+def test_a_sure_model_keeps_its_token() -> None:
+    ngrams = table({"a.py": "x = config . set_level ( 7 , strict )"})
+    prior = ngrams.prior(words, "y = config . set_level (", "", "", "b.py", 0.5)
+    nine = WORDS.setdefault("9", len(WORDS))
+    assert prior.choose(logits_preferring(nine, margin=20.0), []) == nine
+    assert prior.changed == 0
+
+
+def test_short_matches_and_weight_zero_change_nothing() -> None:
+    ngrams = table({"a.py": "set_level ( 7 )"})
+    nine = WORDS.setdefault("9", len(WORDS))
+    # Only two tokens match (`set_level (` after an unknown word): under MIN_ORDER.
+    assert MIN_ORDER > 2
+    short = ngrams.prior(words, "other_name . set_level (", "", "", "b.py", 0.5)
+    assert short.choose(logits_preferring(nine), []) == nine
+    longer = table({"a.py": "q . set_level ( 7 )"})
+    off = longer.prior(words, "q . set_level (", "", "", "b.py", 0.0)
+    assert off.choose(logits_preferring(nine), []) == nine
+
+
+def test_the_open_file_replaces_its_indexed_copy() -> None:
+    """The indexed copy of the open file is left out (its buffer stands for it), so a stale
+    saved line does not vote; the buffer's own text does."""
+    ngrams = table({"b.py": "z = make ( old_value )", "c.py": "unrelated text here"})
+    nine = WORDS.setdefault("9", len(WORDS))
+    stale = ngrams.prior(words, "w = make (", "", "", "b.py", 0.5)
+    assert stale.choose(logits_preferring(nine), []) == nine
+    fresh = ngrams.prior(words, "w = make (", "v = make ( new_value )", "", "b.py", 0.5)
+    assert fresh.choose(logits_preferring(nine), []) == WORDS["new_value"]
+    # Another file's copy still counts.
+    assert (
+        ngrams.prior(words, "w = make (", "", "", "d.py", 0.5).choose(logits_preferring(nine), [])
+        == WORDS["old_value"]
+    )
+
+
+def test_refresh_tokenizes_only_what_changed() -> None:
+    calls: list[str] = []
+
+    def counting(text: str) -> list[int]:
+        calls.append(text)
+        return words(text)
+
+    files = {"a.py": "a b c d", "b.py": "e f g h"}
+    ngrams = RepositoryNgrams()
+    ngrams.refresh(texts_from(files), counting)
+    assert sorted(calls) == ["a b c d", "e f g h"]
+    calls.clear()
+    ngrams.refresh(texts_from({"a.py": "a b c d", "b.py": "e f g X"}), counting)
+    assert calls == ["e f g X"]
+    before = ngrams.token_count
+    ngrams.refresh(texts_from({"a.py": "a b c d"}), counting)
+    assert ngrams.token_count < before
+
+
+def test_tables_start_over_for_a_new_model() -> None:
+    tables = RepositoryTables(refresh_s=3600)
+    source = texts_from({"a.py": "a b c d"})
+    first = tables.sync(source, "model-1", words)
+    assert first.token_count > 0
+    assert tables.sync(source, "model-1", words) is first
+    assert tables.sync(source, "model-2", words) is not first
+
+
+def test_store_segments_rebuild_the_indexed_file(tmp_path: Path) -> None:
+    """The table's texts come from the index's chunks, redacted as indexed."""
+    from repotune.server.index.workspace import WorkspaceIndex
+
+    root = tmp_path / "repo"
+    root.mkdir()
+    body = "".join(f"def f{i}(x):\n    return x + {i}\n\n\n" for i in range(40))
+    (root / "mod.py").write_text(body + 'API_TOKEN = "sk-live-0123456789abcdefghijklmnop"\n')
+    settings = load_settings(None, {"index": {"dense": False, "index_dir": str(tmp_path / "ix")}})
+    with WorkspaceIndex(root, settings) as index:
+        index.start(watch=False)
+        assert index.wait_lexical(60)
+        texts = snapshot(index.store)
+    segments = texts.file_segments("mod.py")
+    rebuilt = "\n".join(segments)
+    assert "def f0(x):" in rebuilt and "return x + 39" in rebuilt
+    assert "sk-live-0123456789" not in rebuilt
+    assert texts.file_hashes().keys() == {"mod.py"}
+
+
+# --------------------------------------------------------------------------- the real model
+
+LIBRARY = """\
+from lab import rig
+
+
+def calibrate(device):
+    result = rig.frobnicate_axis(device, 2, mode="fast")
+    return result
+
+
+def warm(device):
+    result = rig.frobnicate_axis(device, 2, mode="fast")
+    device.wait()
+    return result
+"""
+
+
+@pytest.fixture(scope="module")
+def engine(generator_model) -> Iterator[CompletionEngine]:
+    settings = {"completion": {**SMALL_COMPLETION}, "model": {"context_length": 1024}}
+    instance = CompletionEngine(load_settings(None, settings))
+    assert instance.wait_ready(300), instance.load_error
+    yield instance
+    instance.close()
+
+
+@pytest.mark.slow
+def test_the_real_model_writes_the_repository_s_arguments(engine: CompletionEngine) -> None:
+    """A call written twice in another file of the repository, not in the prompt: with the
+    repository's n-grams the model writes its arguments as the repository does (alone it
+    guesses zeros)."""
+    source = texts_from({"lab/motors.py": LIBRARY})
+    assert engine.sync_repository(source) > 0
+    prefix = (
+        "from lab import rig\n\n\ndef start(device):\n    result = rig.frobnicate_axis(device, "
+    )
+
+    def complete(repository: RepositoryTexts | None) -> str:
+        engine.cache.clear()
+        request = CompletionRequest("lab/run.py", "python", prefix, "\n", (), "lab", repository)
+        result = engine.complete(request)
+        return result.text if result is not None else ""
+
+    assert complete(source).startswith('2, mode="fast")')
+    assert not complete(None).startswith('2, mode="fast")')
