@@ -311,7 +311,7 @@ class Assistant:
             suffix=suffix,
             context=as_snippets(chunks),
             repo_name=root.name if root else None,
-            repository=self._repository_texts(root),
+            repository=self._repository_texts(root) if use_context else None,
         )
         return request, chunks, retrieval_ms
 

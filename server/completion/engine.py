@@ -218,6 +218,10 @@ class CompletionEngine:
         info["prompt_lookup"] = self._settings.completion.prompt_lookup
         info["token_healing"] = self._settings.completion.token_healing
         info["copy_lines"] = self._settings.completion.copy_lines
+        info["repository_ngrams"] = {
+            "weight": self._settings.completion.repository_ngrams,
+            **self._repositories.stats(),
+        }
         info["ahead"] = {**self.ahead_stats, "warm_files": self._slots.stats()}
         return info
 

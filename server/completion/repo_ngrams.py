@@ -30,6 +30,9 @@ MIN_ORDER = 3
 MAX_ORDER = 12
 # An occurrence in the open file counts this many times one elsewhere (locality of code).
 FILE_WEIGHT = 2.0
+# A table holds at most this many tokens (about 24 bytes each with its index): files past it,
+# in path order, are left out of a very large repository's table.
+MAX_TOKENS = 4_000_000
 # Tables kept at once (one per workspace folder's index).
 MAX_TABLES = 8
 # No separator token: ids are >= 0, so this never matches a context.
@@ -154,21 +157,28 @@ class RepositoryNgrams:
         stopped early (the table then keeps its previous state)."""
         with self._lock:
             hashes = source.file_hashes()
-            files = {path: entry for path, entry in self._files.items() if path in hashes}
-            for path, file_hash in hashes.items():
+            files: dict[str, tuple[str, np.ndarray]] = {}
+            size = 0
+            for path in sorted(hashes):
                 if stop is not None and stop.is_set():
                     return False
-                if path in files and files[path][0] == file_hash:
-                    continue
-                ids: list[int] = []
-                for segment in source.file_segments(path):
-                    ids.extend(tokenize(segment))
-                    ids.append(_GAP)
-                files[path] = (file_hash, np.array(ids[:-1], dtype=np.int64))
+                if size >= MAX_TOKENS:
+                    break
+                file_hash = hashes[path]
+                known = self._files.get(path)
+                if known is not None and known[0] == file_hash:
+                    files[path] = known
+                else:
+                    ids: list[int] = []
+                    for segment in source.file_segments(path):
+                        ids.extend(tokenize(segment))
+                        ids.append(_GAP)
+                    files[path] = (file_hash, np.array(ids[:-1], dtype=np.int64))
+                size += len(files[path][1]) + 1
             if files.keys() != self._files.keys() or any(
                 files[p][0] != self._files[p][0] for p in files
             ):
-                self._table = _Table.build([(p, ids) for p, (_, ids) in sorted(files.items())])
+                self._table = _Table.build([(p, ids) for p, (_, ids) in files.items()])
             self._files = files
             self.refreshed_at = time.monotonic()
             return True
@@ -320,6 +330,12 @@ class RepositoryTables:
         finally:
             with self._state:
                 self._running.discard(key)
+
+    def stats(self) -> dict[str, int]:
+        """How many tables, and tokens in them (the engine's status)."""
+        with self._state:
+            tables = [ngrams for _, ngrams in self._tables.values()]
+        return {"tables": len(tables), "tokens": sum(t.token_count for t in tables)}
 
     def close(self) -> None:
         self._stop.set()

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SMALL_COMPLETION
+from conftest import SMALL_COMPLETION, wait_for
 from endpoint_server import API_KEY, KEY_ENV, EndpointServer, free_port, start_endpoint
 from repotune.server.completion.context import ContextSnippet
 from repotune.server.completion.engines import engine_for
@@ -51,15 +51,6 @@ def settings_for(url: str, completion: dict | None = None, **model: object) -> S
 
 def line_request() -> CompletionRequest:
     return CompletionRequest("geometry.py", "python", GEOMETRY, "\n", (), "shapes")
-
-
-def wait_for(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SMALL_COMPLETION
+from conftest import SMALL_COMPLETION, wait_for
 from repotune.server.completion.engine import CompletionEngine
 from repotune.server.completion.repo_ngrams import (
     MIN_ORDER,
@@ -104,6 +104,14 @@ def test_refresh_tokenizes_only_what_changed() -> None:
     assert ngrams.token_count < before
 
 
+def test_a_huge_repository_s_table_stops_at_its_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    from repotune.server.completion import repo_ngrams
+
+    monkeypatch.setattr(repo_ngrams, "MAX_TOKENS", 10)
+    files = {f"m{i}.py": "a b c d e f" for i in range(10)}
+    assert table(files).token_count <= 10 + 7  # the file that crossed it is kept whole
+
+
 def test_tables_start_over_for_a_new_model() -> None:
     tables = RepositoryTables(refresh_s=3600)
     source = texts_from({"a.py": "a b c d"})
@@ -179,3 +187,42 @@ def test_the_real_model_writes_the_repository_s_arguments(engine: CompletionEngi
 
     assert complete(source).startswith('2, mode="fast")')
     assert not complete(None).startswith('2, mode="fast")')
+
+
+@pytest.mark.slow
+def test_the_server_core_builds_the_table_from_the_folder_s_index(
+    tmp_path: Path, generator_model: object
+) -> None:
+    """The assistant hands the folder's index to the engine, which builds the table in the
+    background; the next completion writes the repository's arguments. Retrieval is off
+    (top_k 0), so no snippet shows them: only the n-grams can."""
+    from repotune.server.assistant import Assistant
+
+    repo = tmp_path / "repo"
+    (repo / "lab").mkdir(parents=True)
+    (repo / "lab" / "motors.py").write_text(LIBRARY)
+    assistant = Assistant(
+        {
+            "model": {"generator": str(generator_model.path), "context_length": 1024},  # type: ignore[attr-defined]
+            "index": {"index_dir": str(tmp_path / "index"), "dense": False},
+            "retrieval": {"top_k": 0},
+            "completion": {**SMALL_COMPLETION},
+        }
+    )
+    try:
+        assistant.add_folder(repo, watch=False)
+        assert assistant.folders.index_for(repo.resolve()).wait_idle(30)
+        assistant.start()
+        engine = assistant.engine
+        assert engine is not None
+        assert wait_for(lambda: engine.ready or bool(engine.load_error), 240), engine.load_error
+        buffer = "from lab import rig\n\n\ndef start(device):\n"
+        buffer += "    result = rig.frobnicate_axis(device, "
+        target = repo / "lab" / "run.py"
+        assistant.complete(target, buffer, len(buffer), "python")  # starts the table
+        assert wait_for(lambda: engine.status()["repository_ngrams"]["tokens"] > 0, 60)
+        engine.cache.clear()
+        outcome = assistant.complete(target, buffer, len(buffer), "python")
+        assert outcome is not None and outcome.text.startswith('2, mode="fast")')
+    finally:
+        assistant.close()

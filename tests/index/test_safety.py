@@ -9,12 +9,11 @@ import os
 import sqlite3
 import stat
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import wait_for
 from repotune.server.assistant import Assistant
 from repotune.server.config import Settings, SettingsError, load_settings
 from repotune.server.index.chunking import chunk_file
@@ -54,15 +53,6 @@ def make_repo(root: Path, toml: str | None = None) -> Path:
     if toml is not None:
         (root / "repotune.toml").write_text(toml)
     return root
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
 
 
 # ---------------------------------------------------------------------- data loss
