@@ -233,11 +233,11 @@ class NgramPrior:
         if order < MIN_ORDER:
             return {}
         counts: dict[int, float] = {}
-        for found, weight in ((in_file, FILE_WEIGHT), (elsewhere, 1.0)):
-            if found[0] == order:
-                for token in found[1].tolist():
-                    if token >= 0:
-                        counts[token] = counts.get(token, 0.0) + weight
+        for (found_order, following), weight in ((in_file, FILE_WEIGHT), (elsewhere, 1.0)):
+            if found_order == order:
+                tokens, seen = np.unique(following[following >= 0], return_counts=True)
+                for token, times in zip(tokens.tolist(), seen.tolist(), strict=True):
+                    counts[token] = counts.get(token, 0.0) + weight * times
         return counts
 
     def choose(self, logits: np.ndarray, generated: Sequence[int]) -> int:
