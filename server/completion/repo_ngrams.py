@@ -60,8 +60,7 @@ class _Table:
     tokens: np.ndarray  # int64
     pair_keys: np.ndarray  # sorted keys of (tokens[i-2], tokens[i-1]) for every i >= 2
     pair_next: np.ndarray  # the position i each sorted key is followed at
-    starts: np.ndarray  # where each file's tokens begin
-    paths: tuple[str, ...]
+    ranges: dict[str, tuple[int, int]]  # each file's first token and the gap after it
 
     @staticmethod
     def build(files: Sequence[tuple[str, np.ndarray]]) -> _Table:
@@ -80,8 +79,10 @@ class _Table:
             tokens,
             keys[order],
             order.astype(np.int64) + 2,
-            np.array(starts, dtype=np.int64),
-            tuple(path for path, _ in files),
+            {
+                path: (start, start + len(ids))
+                for (path, ids), start in zip(files, starts, strict=True)
+            },
         )
 
     def following(self, context: np.ndarray, exclude: str | None) -> tuple[int, np.ndarray]:
@@ -91,10 +92,9 @@ class _Table:
         key = int(context[-2]) * _KEY_BASE + int(context[-1])
         lo, hi = np.searchsorted(self.pair_keys, [key, key + 1])
         positions = self.pair_next[lo:hi]
-        if exclude is not None and exclude in self.paths and len(positions):
-            i = self.paths.index(exclude)
-            end = self.starts[i + 1] if i + 1 < len(self.starts) else len(self.tokens)
-            positions = positions[(positions < self.starts[i]) | (positions >= end)]
+        if exclude in self.ranges and len(positions):
+            start, end = self.ranges[exclude]
+            positions = positions[(positions < start) | (positions > end)]
         return _extend(self.tokens, positions, context, 2)
 
 
