@@ -144,7 +144,7 @@ def ngram_prior(
 ) -> Callable[[Any, Sequence[int]], int] | None:
     """The repository's n-grams for this request: the code before the cursor as the prompt
     ends it (healing's dropped text is re-spelled by the answer), the buffer's window."""
-    if ngrams is None or settings.repository_ngrams <= 0:
+    if ngrams is None:  # the engine gives none at weight 0
         return None
     before = request.prefix[-BEFORE_CURSOR_CHARS:].encode("utf-8", "ignore")
     if prepared.healing and before.endswith(prepared.healing.text):

@@ -158,6 +158,7 @@ class RepositoryNgrams:
         with self._lock:
             hashes = source.file_hashes()
             files: dict[str, tuple[str, np.ndarray]] = {}
+            tokenized = False
             size = 0
             for path in sorted(hashes):
                 if stop is not None and stop.is_set():
@@ -174,10 +175,9 @@ class RepositoryNgrams:
                         ids.extend(tokenize(segment))
                         ids.append(_GAP)
                     files[path] = (file_hash, np.array(ids[:-1], dtype=np.int64))
+                    tokenized = True
                 size += len(files[path][1]) + 1
-            if files.keys() != self._files.keys() or any(
-                files[p][0] != self._files[p][0] for p in files
-            ):
+            if tokenized or files.keys() != self._files.keys():
                 self._table = _Table.build([(p, ids) for p, (_, ids) in files.items()])
             self._files = files
             self.refreshed_at = time.monotonic()
@@ -240,6 +240,12 @@ class NgramPrior:
                     counts[token] = counts.get(token, 0.0) + weight * times
         return counts
 
+    def share(self, counts: Mapping[int, float]) -> float:
+        """The repository's share of the mixture: it grows with the occurrences, up to the
+        weight."""
+        total = sum(counts.values())
+        return self._weight * total / (total + 1.0)
+
     def choose(self, logits: np.ndarray, generated: Sequence[int]) -> int:
         """The argmax of the mixed distribution (the model's own argmax without a match);
         tokens at -inf stay ruled out."""
@@ -248,7 +254,7 @@ class NgramPrior:
         if not counts:
             return best
         total = sum(counts.values())
-        share = self._weight * total / (total + 1.0)
+        share = self.share(counts)
         shifted = np.exp(logits - logits[best])
         model = shifted / shifted.sum()
         mixed_best, mixed_score = best, (1 - share) * float(model[best])
