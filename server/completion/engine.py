@@ -43,18 +43,15 @@ from repotune.server.ask.stream import OnText, ignore_text
 from repotune.server.completion.cache import CompletionCache
 from repotune.server.completion.decode import fit_window, prompt_tokens
 from repotune.server.completion.formats import PromptFormat
-from repotune.server.completion.generation import Generated, generate, loaded_tokenizer
+from repotune.server.completion.generation import Generated, generate
 from repotune.server.completion.model import LoadedModel, load_model
 from repotune.server.completion.model_slot import ModelSlot
 from repotune.server.completion.postprocess import wants_block
 from repotune.server.completion.prompt_speed import PromptSpeed
 from repotune.server.completion.prompts import BuiltPrompt, PromptCancelled
 from repotune.server.completion.quick_start import quick_start_on, wants_quick_start
-from repotune.server.completion.repo_ngrams import (
-    RepositoryNgrams,
-    RepositoryTables,
-    RepositoryTexts,
-)
+from repotune.server.completion.repo_ngrams import RepositoryTexts
+from repotune.server.completion.repositories import ModelRepositories
 from repotune.server.completion.request import CompletionRequest, CompletionResult
 from repotune.server.completion.request_prompt import (
     PreparedPrompt,
@@ -100,7 +97,7 @@ class CompletionEngine:
         self._sticky = StickyContext(stable=True)
         self._slots = _kv_slots(settings)
         self.ahead = WorkAhead(self)
-        self._repositories = RepositoryTables()
+        self._repositories = ModelRepositories(self._lock, lambda: self._loaded)
         # The machine's measured prompt speed (kept across reloads: it is the machine's).
         self.prompt_speed = PromptSpeed()
         self._quick_on = False  # what quick_start_on said last ("auto" keeps a margin)
@@ -162,34 +159,8 @@ class CompletionEngine:
             self._model.close()
 
     def sync_repository(self, source: RepositoryTexts) -> int:
-        """Bring the repository's n-gram table up to date now (the server does it in the
-        background); its token count, 0 without a model."""
-        loaded = self._loaded
-        if loaded is None:
-            return 0
-        return self._repositories.sync(source, loaded, self._locked_tokenizer(loaded)).token_count
-
-    def _repository_ngrams(
-        self, loaded: LoadedModel, request: CompletionRequest
-    ) -> RepositoryNgrams | None:
-        """(holding the model lock) The request's repository table, as far as it is built."""
-        if request.repository is None or self._settings.completion.repository_ngrams <= 0:
-            return None
-        tokenize = self._locked_tokenizer(loaded)
-        return self._repositories.table(request.repository, loaded, tokenize)
-
-    def _locked_tokenizer(self, loaded: LoadedModel) -> Callable[[str], list[int]]:
-        """`loaded`'s tokenizer for another thread: it waits for the model lock and fails once
-        another model replaced `loaded`."""
-        tokenize = loaded_tokenizer(loaded)
-
-        def locked(text: str) -> list[int]:
-            with self._lock:
-                if self._loaded is not loaded:
-                    raise RuntimeError("the generator was reloaded")
-                return tokenize(text)
-
-        return locked
+        """ModelRepositories.sync: the repository's n-gram table built now (the evaluation)."""
+        return self._repositories.sync(source)
 
     def status(self) -> dict[str, Any]:
         loaded = self._loaded
@@ -470,7 +441,9 @@ class CompletionEngine:
             forced=forced,
             # The short prompt leaves the full one's prefilled cache saved, not spent.
             on_first_token=_ignore if quick else self.ahead.settle_prefill,
-            ngrams=self._repository_ngrams(loaded, request),
+            ngrams=self._repositories.for_request(
+                loaded, request, self._settings.completion.repository_ngrams
+            ),
         )
         stats = generated.stats
         evaluated = stats["prompt_tokens"] - stats["reused_tokens"] if stats else 0

@@ -16,8 +16,10 @@ editor's buffer, also redacted) and replaces its indexed copy.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -37,6 +39,11 @@ MAX_TOKENS = 4_000_000
 MAX_TABLES = 8
 # No separator token: ids are >= 0, so this never matches a context.
 _GAP = -1
+# A buffer's pieces end at a run of newlines; Gemma's tokenizer never merges across that
+# boundary, so the pieces' ids joined are the whole text's (tests check it on real files).
+_PIECE_END = re.compile(r"(?<=\n)(?=[^\n])")
+# Buffer pieces whose ids are kept between requests (a window holds about a thousand).
+MAX_PIECES = 8192
 
 Tokenize = Callable[[str], list[int]]
 
@@ -137,6 +144,30 @@ def _following_in(tokens: np.ndarray, context: np.ndarray) -> tuple[int, np.ndar
     return _extend(tokens, positions, context, 2)
 
 
+class PieceTokens:
+    """An editor buffer's token ids, kept by piece between requests: a keystroke changes one
+    line, so a request tokenizes that line and not the whole window again."""
+
+    def __init__(self, size: int = MAX_PIECES) -> None:
+        self._size = size
+        self._ids: OrderedDict[str, list[int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def tokenize(self, tokenize: Tokenize, text: str) -> list[int]:
+        ids: list[int] = []
+        with self._lock:
+            for piece in _PIECE_END.split(text):
+                known = self._ids.get(piece)
+                if known is None:
+                    known = self._ids[piece] = tokenize(piece)
+                    if len(self._ids) > self._size:
+                        self._ids.popitem(last=False)
+                else:
+                    self._ids.move_to_end(piece)
+                ids.extend(known)
+        return ids
+
+
 class RepositoryNgrams:
     """The repository's token table for one tokenizer, kept equal to its texts by `refresh`."""
 
@@ -144,6 +175,7 @@ class RepositoryNgrams:
         self._files: dict[str, tuple[str, np.ndarray]] = {}  # path -> (hash, token ids)
         self._table = _Table.build([])
         self._lock = threading.Lock()  # one refresh at a time
+        self._buffer = PieceTokens()  # the open files' windows (same tokenizer as the table)
         self.refreshed_at = 0.0
 
     @property
@@ -195,7 +227,8 @@ class RepositoryNgrams:
         """The mixing rule for one completion: `before_cursor`, the code the answer continues
         (as the prompt ends it); `prefix` and `suffix`, the open file's text around the cursor
         (it stands for the file's indexed copy, which is left out)."""
-        buffer = [*tokenize(prefix), _GAP, *tokenize(suffix)]
+        window = self._buffer
+        buffer = [*window.tokenize(tokenize, prefix), _GAP, *window.tokenize(tokenize, suffix)]
         return NgramPrior(
             self._table,
             np.array(tokenize(before_cursor), dtype=np.int64),

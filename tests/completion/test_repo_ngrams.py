@@ -11,6 +11,7 @@ from conftest import SMALL_COMPLETION, wait_for
 from repotune.server.completion.engine import CompletionEngine
 from repotune.server.completion.repo_ngrams import (
     MIN_ORDER,
+    PieceTokens,
     RepositoryNgrams,
     RepositoryTables,
     RepositoryTexts,
@@ -104,6 +105,26 @@ def test_refresh_tokenizes_only_what_changed() -> None:
     assert ngrams.token_count < before
 
 
+def test_a_keystroke_tokenizes_only_the_line_it_changed() -> None:
+    calls: list[str] = []
+
+    def counting(text: str) -> list[int]:
+        calls.append(text)
+        return words(text)
+
+    pieces = PieceTokens(size=3)
+    window = "a = 1\n\nb = 2\nc = 3\n"
+    assert pieces.tokenize(counting, window) == words(window)
+    assert calls == ["a = 1\n\n", "b = 2\n", "c = 3\n"]
+    calls.clear()
+    assert pieces.tokenize(counting, window + "d =") == words(window + "d =")
+    assert calls == ["d ="]
+    # The oldest piece made room for the newest.
+    calls.clear()
+    pieces.tokenize(counting, "a = 1\n\n")
+    assert calls == ["a = 1\n\n"]
+
+
 def test_a_huge_repository_s_table_stops_at_its_cap(monkeypatch: pytest.MonkeyPatch) -> None:
     from repotune.server.completion import repo_ngrams
 
@@ -157,6 +178,25 @@ def warm(device):
     device.wait()
     return result
 """
+
+
+def test_the_buffer_s_pieces_tokenize_as_the_whole_text(generator_model) -> None:
+    """The piece cache is exact for the default generator's tokenizer: RepoTune's own Python
+    and TypeScript files tokenized piece by piece give the ids of the whole file."""
+    from llama_cpp import Llama
+
+    llm = Llama(str(generator_model.path), vocab_only=True, verbose=False)
+
+    def tokenize(text: str) -> list[int]:
+        return list(llm.tokenize(text.encode(), add_bos=False, special=False)) if text else []
+
+    root = Path(__file__).resolve().parents[2]
+    files = sorted((root / "server" / "completion").glob("*.py"))
+    files += sorted((root / "extension" / "src").glob("*.ts"))
+    assert len(files) > 20
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        assert PieceTokens().tokenize(tokenize, text) == tokenize(text), path
 
 
 @pytest.fixture(scope="module")
