@@ -27,9 +27,6 @@ from repotune.server.completion.request_prompt import PreparedPrompt
 from repotune.server.config import CompletionSettings
 from repotune.server.llm.kv_slots import KvSlots
 
-# The n-gram context needs a dozen tokens before the cursor; this many characters hold them.
-BEFORE_CURSOR_CHARS = 400
-
 
 @dataclass
 class Generated:
@@ -142,17 +139,18 @@ def ngram_prior(
     request: CompletionRequest,
     prepared: PreparedPrompt,
 ) -> Callable[[Any, Sequence[int]], int] | None:
-    """The repository's n-grams for this request: the code before the cursor as the prompt
-    ends it (healing's dropped text is re-spelled by the answer), the buffer's window."""
+    """The repository's n-grams for this request, with the buffer's window around the cursor
+    (its prefix ending as the prompt does)."""
     if ngrams is None:  # the engine gives none at weight 0
         return None
-    before = request.prefix[-BEFORE_CURSOR_CHARS:].encode("utf-8", "ignore")
-    if prepared.healing and before.endswith(prepared.healing.text):
-        before = before[: len(before) - len(prepared.healing.text)]
+    prefix = request.prefix[-settings.prefix_tokens * MAX_CHARS_PER_TOKEN :]
+    healed = prepared.healing.text
+    if healed and prefix.encode("utf-8").endswith(healed):
+        # The window ends where the prompt does: what healing dropped is the answer's to spell.
+        prefix = prefix.encode("utf-8")[: -len(healed)].decode("utf-8", "ignore")
     prior: NgramPrior = ngrams.prior(
         loaded_tokenizer(loaded),
-        before.decode("utf-8", "ignore"),
-        request.prefix[-settings.prefix_tokens * MAX_CHARS_PER_TOKEN :],
+        prefix,
         request.suffix[: settings.suffix_tokens * MAX_CHARS_PER_TOKEN],
         request.path,
         settings.repository_ngrams,

@@ -123,7 +123,9 @@ def _pair_keys(tokens: np.ndarray) -> np.ndarray:
 def _extend(
     tokens: np.ndarray, positions: np.ndarray, context: np.ndarray, order: int
 ) -> tuple[int, np.ndarray]:
-    """Narrow `positions` (each matching `context`'s last `order` tokens) to the longest match."""
+    """Narrow `positions` (each matching `context`'s last `order` tokens) to the longest match
+    followed by a token (a match at a text's end, such as the cursor's own, says nothing)."""
+    positions = positions[tokens[positions] >= 0]
     if not len(positions):
         return 0, _EMPTY
     while order < min(MAX_ORDER, len(context)):
@@ -216,22 +218,18 @@ class RepositoryNgrams:
             return True
 
     def prior(
-        self,
-        tokenize: Tokenize,
-        before_cursor: str,
-        prefix: str,
-        suffix: str,
-        path: str | None,
-        weight: float,
+        self, tokenize: Tokenize, prefix: str, suffix: str, path: str | None, weight: float
     ) -> NgramPrior:
-        """The mixing rule for one completion: `before_cursor`, the code the answer continues
-        (as the prompt ends it); `prefix` and `suffix`, the open file's text around the cursor
-        (it stands for the file's indexed copy, which is left out)."""
+        """The mixing rule for one completion: `prefix` and `suffix`, the open file's window
+        around the cursor (it stands for the file's indexed copy, which is left out). `prefix`
+        ends where the prompt does: the answer goes on from its last tokens, and nothing of
+        the buffer follows them (else the buffer's own next tokens would match themselves)."""
         window = self._buffer
-        buffer = [*window.tokenize(tokenize, prefix), _GAP, *window.tokenize(tokenize, suffix)]
+        before = window.tokenize(tokenize, prefix)
+        buffer = [*before, _GAP, *window.tokenize(tokenize, suffix)]
         return NgramPrior(
             self._table,
-            np.array(tokenize(before_cursor), dtype=np.int64),
+            np.array(before[-MAX_ORDER:], dtype=np.int64),
             np.array(buffer, dtype=np.int64),
             path,
             weight,

@@ -43,7 +43,7 @@ def table(files: dict[str, str]) -> RepositoryNgrams:
 
 def test_the_longest_match_elsewhere_overrules_an_unsure_model() -> None:
     ngrams = table({"a.py": "x = config . set_level ( 7 , strict )"})
-    prior = ngrams.prior(words, "y = config . set_level (", "", "", "b.py", 0.5)
+    prior = ngrams.prior(words, "y = config . set_level (", "", "b.py", 0.5)
     nine = WORDS.setdefault("9", len(WORDS))
     assert prior.choose(logits_preferring(nine), []) == WORDS["7"]
     # ... and goes on from the answer's own tokens.
@@ -52,7 +52,7 @@ def test_the_longest_match_elsewhere_overrules_an_unsure_model() -> None:
 
 def test_a_sure_model_keeps_its_token() -> None:
     ngrams = table({"a.py": "x = config . set_level ( 7 , strict )"})
-    prior = ngrams.prior(words, "y = config . set_level (", "", "", "b.py", 0.5)
+    prior = ngrams.prior(words, "y = config . set_level (", "", "b.py", 0.5)
     nine = WORDS.setdefault("9", len(WORDS))
     assert prior.choose(logits_preferring(nine, margin=20.0), []) == nine
     assert prior.changed == 0
@@ -63,10 +63,10 @@ def test_short_matches_and_weight_zero_change_nothing() -> None:
     nine = WORDS.setdefault("9", len(WORDS))
     # Only two tokens match (`set_level (` after an unknown word): under MIN_ORDER.
     assert MIN_ORDER > 2
-    short = ngrams.prior(words, "other_name . set_level (", "", "", "b.py", 0.5)
+    short = ngrams.prior(words, "other_name . set_level (", "", "b.py", 0.5)
     assert short.choose(logits_preferring(nine), []) == nine
     longer = table({"a.py": "q . set_level ( 7 )"})
-    off = longer.prior(words, "q . set_level (", "", "", "b.py", 0.0)
+    off = longer.prior(words, "q . set_level (", "", "b.py", 0.0)
     assert off.choose(logits_preferring(nine), []) == nine
 
 
@@ -75,13 +75,13 @@ def test_the_open_file_replaces_its_indexed_copy() -> None:
     saved line does not vote; the buffer's own text does."""
     ngrams = table({"b.py": "z = make ( old_value )", "c.py": "unrelated text here"})
     nine = WORDS.setdefault("9", len(WORDS))
-    stale = ngrams.prior(words, "w = make (", "", "", "b.py", 0.5)
+    stale = ngrams.prior(words, "w = make (", "", "b.py", 0.5)
     assert stale.choose(logits_preferring(nine), []) == nine
-    fresh = ngrams.prior(words, "w = make (", "v = make ( new_value )", "", "b.py", 0.5)
+    fresh = ngrams.prior(words, "v = make ( new_value )\nw = make (", "", "b.py", 0.5)
     assert fresh.choose(logits_preferring(nine), []) == WORDS["new_value"]
     # Another file's copy still counts.
     assert (
-        ngrams.prior(words, "w = make (", "", "", "d.py", 0.5).choose(logits_preferring(nine), [])
+        ngrams.prior(words, "w = make (", "", "d.py", 0.5).choose(logits_preferring(nine), [])
         == WORDS["old_value"]
     )
 
@@ -227,6 +227,36 @@ def test_the_real_model_writes_the_repository_s_arguments(engine: CompletionEngi
 
     assert complete(source).startswith('2, mode="fast")')
     assert not complete(None).startswith('2, mode="fast")')
+
+
+@pytest.mark.slow
+def test_the_context_ends_where_the_healed_prompt_does(engine: CompletionEngine) -> None:
+    """Token healing leaves ` Run` out of the prompt, so the answer's first token re-spells it:
+    the n-grams' context must end at `class` too. Then another file's `class Runway:` says
+    what follows; the buffer's own ` Run`, tokenized alone at the cursor, votes for nothing."""
+    from types import SimpleNamespace
+
+    from repotune.server.completion.generation import loaded_tokenizer, ngram_prior
+    from repotune.server.llm.healing import Healing
+
+    loaded = engine._loaded
+    assert loaded is not None
+    tokenize = loaded_tokenizer(loaded)
+    other = "import os\n\n\nclass Runway:\n    pass\n"
+    source = texts_from({"lab/other.py": other})
+    engine.sync_repository(source)
+    prefix = "import os\n\n\nclass Run"
+    healed = tokenize(prefix)[-1]
+    request = CompletionRequest("lab/run.py", "python", prefix, "\n", (), "lab", source)
+    ngrams = engine._repositories.for_request(loaded, request, 0.5)
+    prepared = SimpleNamespace(healing=Healing(loaded.llm.detokenize([healed])))
+    choose = ngram_prior(loaded, ngrams, engine.settings.completion, request, prepared)  # type: ignore[arg-type]
+    assert choose is not None
+    counts = choose.__self__.next_counts([])  # type: ignore[attr-defined]
+    ids = tokenize(other)
+    after_class = ids[ids.index(tokenize("import os\n\n\nclass")[-1]) + 1]
+    assert set(counts) == {after_class}
+    assert healed not in counts or healed == after_class
 
 
 @pytest.mark.slow
