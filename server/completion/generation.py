@@ -145,9 +145,10 @@ def ngram_prior(
         return None
     prefix = request.prefix[-settings.prefix_tokens * MAX_CHARS_PER_TOKEN :]
     healed = prepared.healing.text
-    if healed and prefix.encode("utf-8").endswith(healed):
+    window = prefix.encode("utf-8")
+    if healed and window.endswith(healed):
         # The window ends where the prompt does: what healing dropped is the answer's to spell.
-        prefix = prefix.encode("utf-8")[: -len(healed)].decode("utf-8", "ignore")
+        prefix = window[: -len(healed)].decode("utf-8", "ignore")
     prior: NgramPrior = ngrams.prior(
         loaded_tokenizer(loaded),
         prefix,

@@ -41,6 +41,7 @@ MAX_TABLES = 8
 _GAP = -1
 # A buffer's pieces end at a run of newlines; Gemma's tokenizer never merges across that
 # boundary, so the pieces' ids joined are the whole text's (tests check it on real files).
+# Another model's tokenizer may split differently there, which only loses a match.
 _PIECE_END = re.compile(r"(?<=\n)(?=[^\n])")
 # Buffer pieces whose ids are kept between requests (a window holds about a thousand).
 MAX_PIECES = 8192
