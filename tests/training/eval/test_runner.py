@@ -232,7 +232,7 @@ def test_a_missing_default_adapter_fails_before_any_work(
 def test_previous_context_is_the_task_befores_when_it_holds_the_tasks_top_snippet() -> None:
     from repotune.server.completion.context import ContextSnippet
     from repotune.server.config import Settings
-    from repotune.training.eval.runner import Retrieved, previous_contexts
+    from repotune.training.eval.contexts import Retrieved, previous_contexts
     from repotune.training.eval.tasks import Task
 
     def task(path: str, line: int) -> Task:
