@@ -94,7 +94,8 @@ class CompletionCache:
                     rest = candidate.text[typed:]
                     if not rest.strip():
                         continue
-                    if not candidate.multiline and "\n" in rest:
+                    # A line's own break (a line opened above code) is part of the line.
+                    if not candidate.multiline and "\n" in rest.rstrip("\n"):
                         continue
                     self.hits += 1
                     return replace(candidate, text=rest)

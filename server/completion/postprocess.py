@@ -42,6 +42,12 @@ def line_suffix_of(suffix: str) -> str:
     return suffix.split("\n", 1)[0]
 
 
+def opens_a_line(prefix: str, suffix: str) -> bool:
+    """The cursor at a line's very start with code right of it: an answer there is a line of
+    its own, inserted above that code (HumanEval's whole-line holes are asked this way)."""
+    return not line_prefix_of(prefix) and bool(line_suffix_of(suffix).strip())
+
+
 def indent_width(line: str, tab_size: int = 4) -> int:
     width = 0
     for char in line:
@@ -116,6 +122,7 @@ def _same_line(line: str, other: str) -> bool:
 
 
 REACHED_SUFFIX = "reached the suffix"
+END_OF_LINE = "end of line"
 
 
 def truncate(
@@ -140,7 +147,7 @@ def truncate(
     if not multiline:
         newline = text.find("\n")
         if newline >= 0:
-            return Cut(text[:newline], True, "end of line")
+            return Cut(text[:newline], True, END_OF_LINE)
         return Cut(text, False)
 
     before = line_prefix_of(prefix)
@@ -445,4 +452,8 @@ def postprocess(
         text = text.rstrip()
     if not text.strip():
         return None
+    if stopped_by == END_OF_LINE and opens_a_line(prefix, suffix):
+        # The model ended its line: the code right of the cursor keeps a line of its own
+        # (without a line break, the answer goes on into that code, as after Enter mid-line).
+        text += "\n"
     return text

@@ -7,6 +7,7 @@ from repotune.server.completion.postprocess import (
     balance_brackets,
     decide_multiline,
     drop_suffix_overlap,
+    opens_a_line,
     postprocess,
     truncate,
 )
@@ -126,6 +127,27 @@ def test_completion_that_retypes_the_rest_of_the_line_is_cut() -> None:
         "key, default) or fallback", prefix="v = d.get(", suffix=") or fallback\n", multiline=False
     )
     assert text == "key, default"
+
+
+def test_a_line_opened_above_code_keeps_that_code_on_its_own_line() -> None:
+    """At a line's start with code right of the cursor (HumanEval's whole-line holes), a line
+    the model ended is inserted with its line break; one it did not end (the answer goes on
+    into the code, as after Enter mid-line) is inserted as it is; a line that only retypes the
+    code leaves nothing."""
+    prefix, suffix = "def f(x):\n", "    return y\n"
+    assert opens_a_line(prefix, suffix) and opens_a_line("", "x = 1\n")
+    assert not opens_a_line("def f(x):\n    ", "return y\n")  # after the indentation
+    assert not opens_a_line(prefix, "\n    return y\n")  # an empty line
+    shown = postprocess(
+        "    y = x + 1", prefix=prefix, suffix=suffix, multiline=False, stopped_by="end of line"
+    )
+    assert shown == "    y = x + 1\n"
+    joined = postprocess("foo(", prefix="x = 1\n", suffix="bar)\n", multiline=False)
+    assert joined == "foo("
+    retyped = postprocess(
+        "    return y", prefix=prefix, suffix=suffix, multiline=False, stopped_by="end of line"
+    )
+    assert retyped is None
 
 
 def test_block_that_runs_into_the_suffix_is_cut_at_the_end() -> None:
