@@ -107,15 +107,6 @@ def _answer_text(llm: Any, generated: list[int], healing: Healing) -> str | None
     return str(raw.decode("utf-8", errors="ignore"))
 
 
-def first_written(llm: Any, generated: Sequence[int], healing: Healing) -> int | None:
-    """The index of the token that writes the answer's first non-blank character."""
-    for index in range(len(generated)):
-        text = _answer_text(llm, list(generated[: index + 1]), healing)
-        if text and text.strip():
-            return index
-    return None
-
-
 def decode(
     llm: Any,
     tokens: list[int],

@@ -12,19 +12,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from repotune.server.completion.decode import (
-    Decoded,
-    decode,
-    first_written,
-    timings_and_stats,
-)
+from repotune.server.completion.decode import decode, timings_and_stats
 from repotune.server.completion.line_copy import copied_line_rest
 from repotune.server.completion.model import LoadedModel
-from repotune.server.completion.postprocess import (
-    POSTPROCESS_WINDOW,
-    opens_a_line,
-    postprocess,
-)
+from repotune.server.completion.postprocess import POSTPROCESS_WINDOW, postprocess
 from repotune.server.completion.quick_start import slot_key
 from repotune.server.completion.repo_ngrams import NgramPrior, RepositoryNgrams
 from repotune.server.completion.request import (
@@ -34,7 +25,6 @@ from repotune.server.completion.request import (
 )
 from repotune.server.completion.request_prompt import PreparedPrompt
 from repotune.server.config import CompletionSettings
-from repotune.server.llm.decoding import Choose, ruling_out
 from repotune.server.llm.kv_slots import KvSlots
 
 
@@ -80,55 +70,34 @@ def generate(
     if settings.copy_lines and not forced:
         copied = copied_tokens(loaded, request, prepared, near_prefix, near_suffix)
         forced = copied
-    prior = ngram_prior(loaded, ngrams, settings, request, prepared)
-
-    def decoded_with(choose: Choose | None, retry: bool = False) -> Decoded | None:
-        return decode(
-            loaded.llm,
-            tokens,
-            settings,
-            stop=prompt.stop,
-            near_prefix=near_prefix,
-            near_suffix=near_suffix,
-            multiline=multiline,
-            cancel=cancel,
-            first_line=first_line,
-            forced=forced,
-            on_first_token=_reused_once if retry else on_first_token,
-            healing=prepared.healing,
-            vocabulary=loaded.vocabulary if prepared.healing else None,
-            prior=choose,
-        )
-
-    def postprocessed(decoded: Decoded) -> str | None:
-        return postprocess(
-            decoded.text,
-            prefix=near_prefix,
-            suffix=near_suffix,
-            multiline=multiline,
-            stop=prompt.stop,
-            language=request.language,
-            stopped_by=decoded.reason,
-        )
-
-    decoded = decoded_with(prior)
+    decoded = decode(
+        loaded.llm,
+        tokens,
+        settings,
+        stop=prompt.stop,
+        near_prefix=near_prefix,
+        near_suffix=near_suffix,
+        multiline=multiline,
+        cancel=cancel,
+        first_line=first_line,
+        forced=forced,
+        on_first_token=on_first_token,
+        healing=prepared.healing,
+        vocabulary=loaded.vocabulary if prepared.healing else None,
+        prior=ngram_prior(loaded, ngrams, settings, request, prepared),
+    )
     if decoded is None or cancel.is_set():
         return Generated(None, "cancelled", {})
-    final = postprocessed(decoded)
-    retry = None
-    if not forced:
-        retry = retyped_code(loaded, settings, prepared, decoded, final, near_prefix, near_suffix)
-    if retry is not None:
-        # The line only retyped the code right of the cursor: ask for the next best line.
-        first = decoded
-        decoded = decoded_with(ruling_out(prior, retry, first.tokens[retry]), retry=True)
-        if decoded is None or cancel.is_set():
-            return Generated(None, "cancelled", {})
-        # Timed and counted from the first decode's prompt on (the retry reuses it all).
-        decoded.first_token_at = first.first_token_at
-        decoded.counters["reused"] = first.counters["reused"]
-        final = postprocessed(decoded)
     reason = decoded.reason
+    final = postprocess(
+        decoded.text,
+        prefix=near_prefix,
+        suffix=near_suffix,
+        multiline=multiline,
+        stop=prompt.stop,
+        language=request.language,
+        stopped_by=reason,
+    )
     timings, stats = timings_and_stats(len(tokens), decoded, started, tokenized)
     stats["quick"] = quick
     stats["copied_tokens"] = len(copied)
@@ -151,29 +120,6 @@ def generate(
         quick=quick,
     )
     return Generated(result, reason, stats, tuple(decoded.tokens))
-
-
-def retyped_code(
-    loaded: LoadedModel,
-    settings: CompletionSettings,
-    prepared: PreparedPrompt,
-    decoded: Decoded,
-    final: str | None,
-    near_prefix: str,
-    near_suffix: str,
-) -> int | None:
-    """Where a line opened above code (postprocess.opens_a_line) was written, but nothing of it
-    was left (it retyped that code): the index of its first written token, which a second
-    greedy decode rules out. None otherwise (sampling gives another line by itself)."""
-    if final is not None or not decoded.text.strip() or settings.temperature != 0:
-        return None
-    if not opens_a_line(near_prefix, near_suffix):
-        return None
-    return first_written(loaded.llm, decoded.tokens, prepared.healing)
-
-
-def _reused_once(reused: int) -> None:
-    """A retry's prompt was counted by the first decode."""
 
 
 def loaded_tokenizer(loaded: LoadedModel) -> Callable[[str], list[int]]:

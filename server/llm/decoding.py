@@ -54,20 +54,6 @@ def _argmax(llm: Any, index: int) -> int:
 Choose = Callable[[Any, Sequence[int]], int]
 
 
-def ruling_out(choose: Choose | None, position: int, token: int) -> Choose:
-    """`choose` (the argmax where there is none) with `token` ruled out as the answer's
-    `position`-th token."""
-    import numpy as np
-
-    def pick(logits: Any, answer: Sequence[int]) -> int:
-        if len(answer) == position:
-            logits = np.array(logits, copy=True)
-            logits[token] = -np.inf
-        return int(logits.argmax()) if choose is None else choose(logits, answer)
-
-    return pick
-
-
 def greedy_tokens(
     llm: Any,
     tokens: Sequence[int],

@@ -23,7 +23,7 @@ from repotune.server.completion.generation import copied_tokens
 from repotune.server.completion.postprocess import indent_width
 from repotune.server.completion.request import CompletionRequest, CompletionResult
 from repotune.server.config import load_settings, settings_with
-from repotune.server.llm.decoding import lookup_draft, ruling_out
+from repotune.server.llm.decoding import lookup_draft
 from repotune.server.models import ModelError
 
 pytestmark = pytest.mark.slow
@@ -539,41 +539,17 @@ def test_token_healing_finishes_a_half_typed_name(engine) -> None:
     assert answers[False] != answers[True]
 
 
-ODD_DIGITS = '''def product_of_odd_digits(n):
-    """The product of n's odd digits, 0 when all are even."""
-    product = 1
-    odd_count = 0
-    for digit in str(n):
-        value = int(digit)
-        if value % 2 == 1:
-            product = product * value
-            odd_count += 1
-    if odd_count == 0:
-        return 0
-'''
-
-
-def test_a_line_opened_above_code_is_not_that_code_retyped(engine) -> None:
-    """At a line's start before `        return product` the model first retypes that line
-    (nothing to insert, so nothing would be shown); the engine asks once more with that
-    answer's first written token ruled out and shows the line it gets, with its line break."""
-    suffix = "        return product\n"
-    request = CompletionRequest("odd.py", "python", ODD_DIGITS, suffix)
-    result = fresh(engine, request)
+def test_a_line_opened_above_code_is_inserted_with_its_line_break(engine) -> None:
+    """At a line's start before `        counts[word] = ...` the model writes the loop that
+    line needs and ends it: the suggestion carries that line break, so accepting it leaves the
+    code right of the cursor on a line of its own (before, the two ran together)."""
+    prefix = "def count_words(text):\n    counts = {}\n"
+    suffix = "        counts[word] = counts.get(word, 0) + 1\n    return counts\n"
+    result = fresh(engine, CompletionRequest("words.py", "python", prefix, suffix))
     assert result is not None, engine.last_reason
-    assert result.text.endswith("\n") and result.text.strip()
-    assert "return product" not in result.text
-
-
-def test_ruling_out_a_token_applies_at_its_position_only() -> None:
-    import numpy as np
-
-    logits = np.array([0.0, 3.0, 2.0, 1.0])
-    pick = ruling_out(None, 1, 1)
-    assert pick(logits, [7]) == 2 and pick(logits, []) == 1 and pick(logits, [7, 8]) == 1
-    assert logits[1] == 3.0  # the model's logits are not changed
-    chosen = ruling_out(lambda scores, answer: int(np.argmin(-scores)), 0, 1)
-    assert chosen(logits, []) == 2
+    assert result.stop_reason == "end of line"
+    assert result.text.endswith("\n") and result.text.count("\n") == 1
+    assert result.text.strip() and "counts[word]" not in result.text
 
 
 def test_a_line_is_finished_as_the_repository_writes_it(engine) -> None:
