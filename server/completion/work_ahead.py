@@ -22,7 +22,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from repotune.server.completion.ahead import AheadWorker
-from repotune.server.completion.postprocess import wants_block
+from repotune.server.completion.postprocess import line_prefix_of, wants_block
 from repotune.server.completion.request import CompletionRequest
 from repotune.server.llm.decoding import common_prefix
 
@@ -127,8 +127,7 @@ class WorkAhead:
         """A block asked for on an empty line: its first line is returned on its own."""
         if not self._engine.settings.completion.first_line_first:
             return False
-        line = request.prefix[request.prefix.rfind("\n") + 1 :]
-        return not line.strip()
+        return not line_prefix_of(request.prefix).strip()
 
     def _finish_block(
         self, request: CompletionRequest, first_line: tuple[int, ...], cancel: threading.Event
