@@ -20,11 +20,7 @@ from urllib.parse import urlsplit
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from repotune.server.index.redact import DEFAULT_SECRET_PATTERNS
-from repotune.server.repository_settings import (
-    anchor_model_paths,
-    repository_index_dir_problem,
-    repository_network_problem,
-)
+from repotune.server.repository_settings import repository_problem, repository_values
 
 CONFIG_FILE_NAME = "repotune.toml"
 
@@ -481,17 +477,12 @@ def load_settings(
         file_values, file_source = read_workspace_config(workspace)
         if file_source:
             validate_layer(file_values, file_source)
-            network_problem = repository_network_problem(file_values)
-            if network_problem:
-                raise SettingsError(f"{file_source}: {network_problem}")
-            index_dir = (file_values.get("index") or {}).get("index_dir")
             editor_index = (overrides or {}).get("index")
-            editor_sets_it = isinstance(editor_index, Mapping) and "index_dir" in editor_index
-            if isinstance(index_dir, str) and not editor_sets_it:
-                problem = repository_index_dir_problem(workspace, index_dir, cache_dir())
-                if problem:
-                    raise SettingsError(f"{file_source}: {problem}")
-            merged = deep_merge(merged, anchor_model_paths(file_values, workspace))
+            editor_sets_dir = isinstance(editor_index, Mapping) and "index_dir" in editor_index
+            problem = repository_problem(file_values, workspace, cache_dir(), editor_sets_dir)
+            if problem:
+                raise SettingsError(f"{file_source}: {problem}")
+            merged = deep_merge(merged, repository_values(file_values, workspace))
     if overrides:
         validate_layer(overrides, overrides_source)
         merged = deep_merge(merged, overrides)

@@ -1,8 +1,10 @@
 """A repository's own settings file is untrusted input.
 
 Opening a repository must not let it choose where RepoTune sends data derived from its code
-(network settings) or where RepoTune writes and deletes (the index folder); model paths it names
-are relative to the repository, not to wherever the editor started the server.
+(network settings), what it downloads (Hugging Face models), where it writes and deletes (the
+index folder) or which files stop counting as secrets (it may only add secret patterns); model
+paths it names are relative to the repository, not to wherever the editor started the server.
+`repository_problem` says why a file is refused; `repository_values` is what a file sets.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from repotune.server.index.redact import DEFAULT_SECRET_PATTERNS
 
 # Settings that send data (chunk vectors, code) to a network address: a repository is untrusted,
 # so its own file may not set them (only the editor, the command line or the user may).
@@ -26,6 +30,10 @@ NETWORK_SETTINGS: tuple[tuple[str, str], ...] = (
     ("model", "endpoint_timeout_ms"),
     ("model", "endpoint_fallback"),
 )
+# Model references that may name a Hugging Face model ("hf:ORG/REPO[:FILE]"), which RepoTune
+# would download (with the user's own hub token) into the Hugging Face cache.
+MODEL_REFERENCES: tuple[str, ...] = ("generator", "embedder", "adapter")
+HUB_PREFIX = "hf:"
 
 
 def anchor_model_paths(values: Mapping[str, Any], workspace: Path) -> dict[str, Any]:
@@ -39,7 +47,7 @@ def anchor_model_paths(values: Mapping[str, Any], workspace: Path) -> dict[str, 
         reference = anchored.get(key)
         if not isinstance(reference, str) or reference in ("default", "none"):
             continue
-        if reference.startswith("hf:"):
+        if reference.startswith(HUB_PREFIX):
             continue
         path = Path(reference).expanduser()
         if not path.is_absolute():
@@ -80,3 +88,73 @@ def repository_network_problem(values: Mapping[str, Any]) -> str | None:
                 "it in the editor settings or on the command line (--set)"
             )
     return None
+
+
+def repository_hub_problem(values: Mapping[str, Any]) -> str | None:
+    """Why a repository's own file may not name this model, or None: a hub reference would make
+    RepoTune download what the repository chose (network access and a write outside its own
+    folders); only the user (editor settings, command line) names a hub model."""
+    model = values.get("model")
+    if not isinstance(model, Mapping):
+        return None
+    for key in MODEL_REFERENCES:
+        reference = model.get(key)
+        if isinstance(reference, str) and reference.strip().startswith(HUB_PREFIX):
+            return (
+                f"setting 'model.{key}' ({reference!r}) may not name a Hugging Face model in a "
+                "repository's own file (RepoTune would download what the repository chose); set "
+                "it in the editor settings or on the command line (--set)"
+            )
+    return None
+
+
+def repository_secret_problem(values: Mapping[str, Any]) -> str | None:
+    """Why a repository's own secret patterns may not be used, or None: a negated pattern
+    ("!.env") would let the repository un-mark a file as secret (the user's own .env, keys)."""
+    index = values.get("index")
+    patterns = index.get("secret_patterns") if isinstance(index, Mapping) else None
+    if not isinstance(patterns, list):
+        return None
+    negated = [p for p in patterns if isinstance(p, str) and p.strip().startswith("!")]
+    if negated:
+        return (
+            f"setting 'index.secret_patterns' may not un-mark files as secret ({negated[0]!r}) "
+            "in a repository's own file: it may only add patterns; set the full list in the "
+            "editor settings or on the command line (--set)"
+        )
+    return None
+
+
+def with_default_secret_patterns(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A repository's own secret patterns are added to the defaults, never replace them: an
+    empty list must not put a user's local .env or keys into the index and the prompts."""
+    index = values.get("index")
+    if not isinstance(index, Mapping) or not isinstance(index.get("secret_patterns"), list):
+        return dict(values)
+    added = [p for p in index["secret_patterns"] if p not in DEFAULT_SECRET_PATTERNS]
+    widened = {**index, "secret_patterns": [*DEFAULT_SECRET_PATTERNS, *added]}
+    return {**values, "index": widened}
+
+
+def repository_problem(
+    values: Mapping[str, Any], workspace: Path, cache_root: Path, editor_sets_index_dir: bool
+) -> str | None:
+    """Why a repository's own file is refused as a whole, or None (checks in the order a user
+    would fix them: network, downloads, secrets, then the index folder)."""
+    problem = (
+        repository_network_problem(values)
+        or repository_hub_problem(values)
+        or repository_secret_problem(values)
+    )
+    if problem:
+        return problem
+    index_dir = (values.get("index") or {}).get("index_dir")
+    if isinstance(index_dir, str) and not editor_sets_index_dir:
+        return repository_index_dir_problem(workspace, index_dir, cache_root)
+    return None
+
+
+def repository_values(values: Mapping[str, Any], workspace: Path) -> dict[str, Any]:
+    """What an accepted repository file sets: model paths anchored at the repository, secret
+    patterns on top of the defaults."""
+    return with_default_secret_patterns(anchor_model_paths(values, workspace))

@@ -12,7 +12,8 @@ from repotune.server.config import (
     load_settings,
     settings_with,
 )
-from repotune.server.repository_settings import NETWORK_SETTINGS
+from repotune.server.index.redact import DEFAULT_SECRET_PATTERNS
+from repotune.server.repository_settings import MODEL_REFERENCES, NETWORK_SETTINGS
 
 
 def test_defaults_without_any_file(tmp_path: Path) -> None:
@@ -91,11 +92,11 @@ def test_settings_with_keeps_previous_on_error() -> None:
 
 def test_model_paths_in_a_workspace_file_are_relative_to_the_workspace(tmp_path: Path) -> None:
     (tmp_path / "repotune.toml").write_text(
-        '[model]\nadapter = ".repotune/adapter.gguf"\ngenerator = "hf:org/repo:m.gguf"\n'
+        '[model]\nadapter = ".repotune/adapter.gguf"\ngenerator = "models/m.gguf"\n'
     )
     settings = load_settings(tmp_path)
     assert settings.model.adapter == str(tmp_path / ".repotune" / "adapter.gguf")
-    assert settings.model.generator == "hf:org/repo:m.gguf"
+    assert settings.model.generator == str(tmp_path / "models" / "m.gguf")
     # values from the editor are taken as given
     assert load_settings(tmp_path, {"model": {"adapter": "x.gguf"}}).model.adapter == "x.gguf"
 
@@ -114,3 +115,38 @@ def test_no_network_setting_may_come_from_a_repository_file(
         load_settings(tmp_path)
     assert f"'{section}.{key}'" in str(raised.value)
     assert load_settings(None, {section: {key: value}})  # the editor layer may set it
+
+
+@pytest.mark.parametrize("key", MODEL_REFERENCES)
+def test_no_hub_model_may_come_from_a_repository_file(tmp_path: Path, key: str) -> None:
+    """A hub reference in the repository's own file would make RepoTune download what the
+    repository chose (network, and a write into the Hugging Face cache): refused; the user may
+    name one."""
+    (tmp_path / "repotune.toml").write_text(f'[model]\n{key} = " hf:attacker/beacon:x.gguf"\n')
+    with pytest.raises(SettingsError) as raised:
+        load_settings(tmp_path)
+    assert f"'model.{key}'" in str(raised.value) and "Hugging Face" in str(raised.value)
+    (tmp_path / "pyproject.toml").write_text(f'[tool.repotune.model]\n{key} = "hf:a/b"\n')
+    (tmp_path / "repotune.toml").unlink()
+    with pytest.raises(SettingsError, match=rf"pyproject\.toml.*'model\.{key}'"):
+        load_settings(tmp_path)
+    from_editor = load_settings(None, {"model": {key: "hf:org/model:m.gguf"}})
+    assert getattr(from_editor.model, key) == "hf:org/model:m.gguf"
+
+
+def test_a_repository_file_adds_secret_patterns_and_never_removes_one(tmp_path: Path) -> None:
+    """An empty list, or a list without .env, must not put a user's own .env or keys into the
+    index: the file's patterns are added to the defaults."""
+    (tmp_path / "repotune.toml").write_text("[index]\nsecret_patterns = []\n")
+    assert load_settings(tmp_path).index.secret_patterns == DEFAULT_SECRET_PATTERNS
+    (tmp_path / "repotune.toml").write_text('[index]\nsecret_patterns = ["deploy.cfg", ".env"]\n')
+    assert load_settings(tmp_path).index.secret_patterns == [*DEFAULT_SECRET_PATTERNS, "deploy.cfg"]
+    # a negated pattern would un-mark a file: the file is refused, naming the setting
+    (tmp_path / "repotune.toml").write_text('[index]\nsecret_patterns = ["*.cfg", "!.env"]\n')
+    with pytest.raises(SettingsError, match=r"'index\.secret_patterns'.*'!\.env'"):
+        load_settings(tmp_path)
+    # the user decides the whole list (editor settings, command line)
+    editor = {"index": {"secret_patterns": ["only-this.txt"]}}
+    assert load_settings(None, editor).index.secret_patterns == ["only-this.txt"]
+    (tmp_path / "repotune.toml").write_text('[index]\nsecret_patterns = ["deploy.cfg"]\n')
+    assert load_settings(tmp_path, editor).index.secret_patterns == ["only-this.txt"]

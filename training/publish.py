@@ -2,8 +2,9 @@
 
 The repository gets exactly one `.gguf` (the adapter), so `hf:ORG/REPO` resolves it without
 naming the file; a model card with the base model and its checksum, the source repository and
-commit, the dataset statistics and the evaluation table; and a `repotune.toml` that selects the
-adapter. The folder is built locally first (`build_folder`), so it can be checked offline.
+commit, the dataset statistics and the evaluation table, with the settings that select the
+adapter (editor settings or the command line: a repository's own repotune.toml may not name a hub
+model). The folder is built locally first (`build_folder`), so it can be checked offline.
 """
 
 from __future__ import annotations
@@ -56,12 +57,12 @@ def model_card(repo_id: str, adapter_sha256: str, run_dir: Path | None) -> str:
         f"# {repo_id.split('/')[-1]}",
         "",
         "A RepoTune LoRA adapter in llama.cpp's GGUF adapter format, fine-tuned on examples that",
-        "carry context retrieved from one repository (RAG fine-tuning). Use it with RepoTune:",
+        "carry context retrieved from one repository (RAG fine-tuning). Use it with RepoTune,",
+        "in your own settings (a repository's repotune.toml may not name a hub model):",
         "",
-        "```toml",
-        "[model]",
-        f'adapter = "hf:{repo_id}"',
-        "```",
+        f'- VS Code: `"repotune.adapter": "hf:{repo_id}"` in your user settings',
+        f"- Neovim: `init_options = {{ model = {{ adapter = 'hf:{repo_id}' }} }}`",
+        f"- command line: `--set model.adapter=hf:{repo_id}`",
         "",
         "## Base model",
         "",
@@ -141,7 +142,6 @@ def build_folder(adapter: Path, repo_id: str, folder: Path, run_dir: Path | None
     shutil.copy2(adapter, folder / ADAPTER_FILE)
     digest = sha256_file(folder / ADAPTER_FILE)
     (folder / "README.md").write_text(model_card(repo_id, digest, run_dir), encoding="utf-8")
-    (folder / "repotune.toml").write_text(f'[model]\nadapter = "hf:{repo_id}"\n', encoding="utf-8")
     if run_dir is not None:
         run = _read_json(run_dir / "run.json")
         data_dir = Path(run["data_dir"]) if run.get("data_dir") else None

@@ -44,6 +44,7 @@ import { serverOptions, stdioOptions } from "./serverOptions";
 import {
   CLIENT_SETTINGS,
   DEFAULTS,
+  chooseValue,
   clientValue,
   didChangeConfigurationParams,
   isBoolean,
@@ -51,8 +52,8 @@ import {
   isStringArray,
   languageEnabled,
   toServerSettings,
-  USER_ONLY_KEYS,
   type MappedSettings,
+  type ScopedValues,
 } from "./settings";
 import { statusView, type ClientState } from "./status";
 
@@ -61,12 +62,14 @@ const ENABLE_KEY = "repotune.enable";
 const LANGUAGES_KEY = "repotune.languages";
 const DEBOUNCE_KEY = "repotune.debounceMs";
 
+/** A full key's values by scope, as `SettingReader` and `chooseValue` take them. */
+function scopedValues(key: string, scope?: vscode.Uri): ScopedValues | undefined {
+  return vscode.workspace.getConfiguration(undefined, scope).inspect(key);
+}
+
 /** The value the user set for a full key (folder > workspace > user), else undefined. */
 function userValue(key: string, scope?: vscode.Uri): unknown {
-  const info = vscode.workspace.getConfiguration(undefined, scope).inspect(key);
-  if (!info) return undefined;
-  if (USER_ONLY_KEYS.has(key)) return info.globalValue; // never from the workspace
-  return info.workspaceFolderValue ?? info.workspaceValue ?? info.globalValue;
+  return chooseValue(key, scopedValues(key, scope)).value;
 }
 
 function workspaceFolder(): vscode.WorkspaceFolder | undefined {
@@ -102,7 +105,7 @@ class RepoTune implements vscode.Disposable {
 
   private mapped(): MappedSettings {
     const scope = workspaceFolder()?.uri;
-    const mapped = toServerSettings((key) => userValue(key, scope));
+    const mapped = toServerSettings((key) => scopedValues(key, scope));
     for (const problem of mapped.problems) {
       this.log.warn(`settings: ${problem}`);
       if (!this.shownProblems.has(problem)) {

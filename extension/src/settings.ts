@@ -81,11 +81,51 @@ export const DEFAULTS = {
   debounceMs: 0,
 } as const;
 
+/** Where VS Code found a setting's values (the fields of `WorkspaceConfiguration.inspect`). */
+export interface ScopedValues {
+  globalValue?: unknown;
+  workspaceValue?: unknown;
+  workspaceFolderValue?: unknown;
+}
+
 /**
- * Reads one setting. Returns undefined when the user has not set it anywhere (user, workspace
- * or folder scope); extension.ts implements it with `WorkspaceConfiguration.inspect`.
+ * Reads one setting's values by scope; undefined (or no values) when the user has not set it
+ * anywhere. extension.ts implements it with `WorkspaceConfiguration.inspect`.
  */
-export type SettingReader = (key: string) => unknown;
+export type SettingReader = (key: string) => ScopedValues | undefined;
+
+/**
+ * Keys naming a model: a workspace's or folder's value (its .vscode/settings.json, untrusted
+ * input like the repository's repotune.toml) may name a path but not a Hugging Face model, which
+ * the server would download.
+ */
+export const MODEL_KEYS: ReadonlySet<string> = new Set(["repotune.model", "repotune.adapter"]);
+
+const isHubReference = (value: unknown): boolean =>
+  typeof value === "string" && value.trim().startsWith("hf:");
+
+/**
+ * The value that applies (folder > workspace > user), or undefined when none is set; a problem
+ * line when a workspace value was ignored (a hub model named by the workspace).
+ */
+export function chooseValue(
+  key: string,
+  values: ScopedValues | undefined,
+): { value: unknown; problem?: string } {
+  if (!values) return { value: undefined };
+  if (USER_ONLY_KEYS.has(key)) return { value: values.globalValue }; // never from the workspace
+  const fromWorkspace = values.workspaceFolderValue ?? values.workspaceValue;
+  if (MODEL_KEYS.has(key) && isHubReference(fromWorkspace)) {
+    return {
+      value: values.globalValue,
+      problem:
+        `${key}: a workspace's settings may not name a Hugging Face model ` +
+        `(${JSON.stringify(fromWorkspace)}: the server would download what the repository chose); ` +
+        "set it in your user settings; ignored",
+    };
+  }
+  return { value: fromWorkspace ?? values.globalValue };
+}
 
 export type ServerSettings = Record<string, Record<string, unknown>>;
 
@@ -148,7 +188,8 @@ export function toServerSettings(read: SettingReader): MappedSettings {
   const settings: ServerSettings = {};
   const problems: string[] = [];
   for (const spec of SERVER_SETTINGS) {
-    const raw = read(spec.key);
+    const { value: raw, problem } = chooseValue(spec.key, read(spec.key));
+    if (problem) problems.push(problem);
     if (raw === undefined) continue;
     const converted = convert(spec.kind, raw);
     if (!converted.ok) {

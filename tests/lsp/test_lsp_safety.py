@@ -1,7 +1,9 @@
 """Issue 17 over real stdio: a hostile repository (its repotune.toml points the index at its own
 root, beside a file named like the index database) loses nothing and the status says why; a
-secret in one file, or behind a symlink, is not what search returns. The real server, the real
-default model (paths given, so the cache can be a private temp dir for the indexes)."""
+secret in one file, or behind a symlink, is not what search returns, even where the repository's
+own file lists other secret patterns and re-includes the user's .env; a repository's file that
+names a Hugging Face model is refused (nothing is downloaded). The real server, the real default
+model (paths given, so the cache can be a private temp dir for the indexes)."""
 
 from __future__ import annotations
 
@@ -66,6 +68,33 @@ def secrets_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def unmasking(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Its own file replaces the secret patterns and re-includes the user's ignored .env."""
+    root = tmp_path_factory.mktemp("unmasking") / "unmasking-repo"
+    root.mkdir()
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    (root / ".gitignore").write_text(".env\n")
+    (root / ".env").write_text("DATABASE_PASSWORD_VALUE=purple-staple-lantern\n")
+    (root / "deploy.cfg").write_text("[deploy]\nhost_password_hint = walrus-umbrella\n")
+    (root / "repotune.toml").write_text(
+        '[index]\nsecret_patterns = ["deploy.cfg"]\ninclude = [".env"]\n'
+    )
+    (root / "service.py").write_text("def unmasking_service():\n    return 'kept'\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def hub_beacon(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Its own file names a Hugging Face adapter (a download the repository would choose)."""
+    root = tmp_path_factory.mktemp("beacon") / "beacon-repo"
+    root.mkdir()
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    (root / "repotune.toml").write_text('[model]\nadapter = "hf:attacker-org/beacon"\n')
+    (root / "beacon.py").write_text("def beacon_function():\n    return 'kept'\n")
+    return root
+
+
 async def wait_until_idle(client: LanguageClient, timeout: float = 480.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     status: dict[str, Any] = {}
@@ -88,11 +117,13 @@ async def client(
     lsp_client: LanguageClient,
     hostile: Path,
     secrets_repo: Path,
+    unmasking: Path,
+    hub_beacon: Path,
     generator_model: ResolvedModel,
     embedder_model: ResolvedModel,
 ):
     lsp_client.hostile_before = snapshot(hostile)  # type: ignore[attr-defined]
-    roots = [hostile, secrets_repo]
+    roots = [hostile, secrets_repo, unmasking, hub_beacon]
     options = {
         "model": {"generator": str(generator_model.path), "embedder": str(embedder_model.path)},
         "index": {"dense": False},
@@ -139,3 +170,30 @@ async def test_secrets_are_not_searchable_even_behind_symlinks(
     status = await execute(client, "repotune.status")
     folder = next(f for f in status["folders"] if f["root"] == str(secrets_repo.resolve()))
     assert folder["skipped"].get("secret", 0) >= 3
+
+
+async def test_a_repository_file_adds_secret_patterns_but_cannot_unmark_the_users_env(
+    client: LanguageClient, unmasking: Path
+) -> None:
+    status = await execute(client, "repotune.status")
+    folder = next(f for f in status["folders"] if f["root"] == str(unmasking.resolve()))
+    assert not folder.get("settings_error"), folder  # the file is used: its patterns are added
+    assert folder["skipped"].get("secret", 0) == 2  # .env (a default) and deploy.cfg (its own)
+    for query in ("DATABASE_PASSWORD_VALUE purple staple lantern", "deploy host_password_hint"):
+        results = await execute(client, "repotune.search", {"query": query, "k": 10})
+        assert not {r["path"] for r in results} & {".env", "deploy.cfg"}, results
+        assert all("purple-staple" not in r["text"] and "walrus" not in r["text"] for r in results)
+    results = await execute(client, "repotune.search", {"query": "unmasking_service"})
+    assert any(r["path"] == "service.py" for r in results)
+
+
+async def test_a_repository_file_naming_a_hub_model_is_refused(
+    client: LanguageClient, hub_beacon: Path
+) -> None:
+    status = await execute(client, "repotune.status")
+    folder = next(f for f in status["folders"] if f["root"] == str(hub_beacon.resolve()))
+    assert "'model.adapter'" in folder["settings_error"], folder
+    assert "Hugging Face" in folder["settings_error"]
+    assert not str(status["settings"]["model"]["adapter"]).startswith("hf:")
+    results = await execute(client, "repotune.search", {"query": "beacon_function"})
+    assert any(r["path"] == "beacon.py" for r in results)  # the folder is served all the same

@@ -71,7 +71,6 @@ def test_folder_and_card(tmp_path: Path) -> None:
         [
             ADAPTER_FILE,
             "README.md",
-            "repotune.toml",
             "training_run.json",
             "metrics.json",
             "export.json",
@@ -84,7 +83,8 @@ def test_folder_and_card(tmp_path: Path) -> None:
     assert "| train | 4 | 34 | 9000 | 800 | 0.2500 |" in card
     assert "| validation loss best | 1.4000 |" in card
     assert "base-f32.gguf | 0.9990" in card
-    assert 'adapter = "hf:me/demo-adapter"' in (folder / "repotune.toml").read_text()
+    assert '"repotune.adapter": "hf:me/demo-adapter"' in card  # set by the user, not the repo
+    assert "--set model.adapter=hf:me/demo-adapter" in card
     assert parse_hf_reference("hf:me/demo-adapter") == ("me/demo-adapter", None)
 
 

@@ -143,7 +143,7 @@ describe.skipIf(!python)("the RepoTune server, started as the extension starts i
     "repotune.maxLineTokens": 24,
     "repotune.pythonPath": python,
   };
-  const initializationOptions = toServerSettings((key) => userSettings[key]).settings;
+  const initializationOptions = toServerSettings((key) => ({ globalValue: userSettings[key] })).settings;
 
   beforeAll(async () => {
     base = mkdtempSync(join(tmpdir(), "repotune-ext-it-"));

@@ -6,9 +6,11 @@ import { describe, expect, it } from "vitest";
 import {
   SERVER_SETTINGS,
   USER_ONLY_KEYS,
+  chooseValue,
   didChangeConfigurationParams,
   languageEnabled,
   toServerSettings,
+  type ScopedValues,
 } from "../../src/settings";
 
 const root = join(__dirname, "..", "..");
@@ -17,8 +19,9 @@ const manifest = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as
 };
 const declared = manifest.contributes.configuration.properties;
 
+/** A reader for values set in the user's own settings. */
 function reader(values: Record<string, unknown>) {
-  return (key: string): unknown => values[key];
+  return (key: string): ScopedValues => ({ globalValue: values[key] });
 }
 
 describe("toServerSettings", () => {
@@ -190,5 +193,42 @@ describe("settings that choose where code goes", () => {
     const scopes = declared as Record<string, { scope?: string }>;
     for (const key of USER_ONLY_KEYS) expect(scopes[key]?.scope).toBe("machine");
     expect(USER_ONLY_KEYS.has("repotune.adapter")).toBe(false);
+  });
+});
+
+describe("values set by a workspace (its .vscode/settings.json is untrusted input)", () => {
+  it("win over the user's, a folder's over the workspace's", () => {
+    expect(chooseValue("repotune.contextTokens", { globalValue: 256, workspaceValue: 512 })).toEqual({
+      value: 512,
+    });
+    expect(
+      chooseValue("repotune.contextTokens", { globalValue: 1, workspaceValue: 2, workspaceFolderValue: 3 }),
+    ).toEqual({ value: 3 });
+    expect(chooseValue("repotune.contextTokens", undefined)).toEqual({ value: undefined });
+  });
+
+  it("never choose where code goes", () => {
+    const endpoint = { globalValue: "http://mine:8080/v1", workspaceValue: "http://attacker:1/v1" };
+    expect(chooseValue("repotune.endpoint", endpoint)).toEqual({ value: "http://mine:8080/v1" });
+  });
+
+  it("may name a model file but not a Hugging Face model, which the server would download", () => {
+    expect(chooseValue("repotune.adapter", { workspaceValue: ".repotune/adapter.gguf" })).toEqual({
+      value: ".repotune/adapter.gguf",
+    });
+    for (const key of ["repotune.model", "repotune.adapter"]) {
+      const chosen = chooseValue(key, { globalValue: "default", workspaceFolderValue: " hf:attacker/beacon" });
+      expect(chosen.value).toBe("default");
+      expect(chosen.problem).toMatch(new RegExp(`^${key}: .*Hugging Face.*ignored$`));
+    }
+    // the user may name one
+    expect(chooseValue("repotune.adapter", { globalValue: "hf:our-org/lora" })).toEqual({
+      value: "hf:our-org/lora",
+    });
+    const { settings, problems } = toServerSettings((key) =>
+      key === "repotune.adapter" ? { workspaceValue: "hf:attacker/beacon" } : undefined,
+    );
+    expect(settings).toEqual({});
+    expect(problems).toHaveLength(1);
   });
 });
