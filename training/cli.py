@@ -19,6 +19,7 @@ from repotune.server.config import Settings, SettingsError, load_settings, parse
 from repotune.server.models import ModelError
 from repotune.training.base import TrainError
 from repotune.training.options import OutOption, SetOption
+from repotune.training.outputs import default_output, repository_output
 
 repotune.use_default_openmp_spin()  # a training process owns its cores
 
@@ -62,10 +63,6 @@ def _guard(action: Any) -> Any:
         raise _fail(str(exc)) from None
 
 
-def _default_dir(repo: Path, name: str) -> Path:
-    return repo / ".repotune" / name
-
-
 TimeBudget = Annotated[
     float | None,
     typer.Option("--time-budget", help="stop training after this many minutes (best kept)"),
@@ -94,7 +91,7 @@ def dataset(
 
     repo = repo.resolve()
     settings = _settings(repo if repo.is_dir() else None, set_)
-    target = out or _default_dir(repo, "dataset")
+    target = out or _guard(lambda: repository_output(repo, "dataset"))
     stats = _guard(lambda: build_dataset(repo, target, settings, per_kind=per_kind))
     typer.echo(format_stats(stats), err=True)
     _emit({"dataset": str(target), **stats.to_json()})
@@ -126,7 +123,7 @@ def finetune(
     from repotune.training.finetune import finetune as run_finetune
 
     settings = _settings(workspace, set_)
-    run_dir = out or data.parent / "run"
+    run_dir = out or _guard(lambda: default_output(data.parent, "run"))
     init = None if resume else _init_adapter(settings, base)
     result = _guard(
         lambda: run_finetune(
@@ -170,7 +167,7 @@ def export(
 
     if dtype not in ("f32", "f16"):
         raise _fail("--dtype must be f32 or f16")
-    target = out or run.parent / "adapter.gguf"
+    target = out or _guard(lambda: default_output(run.parent, "adapter.gguf"))
     result = _guard(
         lambda: run_export(
             run,
@@ -235,9 +232,9 @@ def all_steps(
 
     repo = repo.resolve()
     settings = _settings(repo if repo.is_dir() else None, set_)
-    data_dir = _default_dir(repo, "dataset")
-    run_dir = _default_dir(repo, "run")
-    adapter = _default_dir(repo, "adapter.gguf")
+    data_dir, run_dir, adapter = _guard(
+        lambda: [repository_output(repo, name) for name in ("dataset", "run", "adapter.gguf")]
+    )
     stats = _guard(lambda: build_dataset(repo, data_dir, settings))
     typer.echo(format_stats(stats), err=True)
     resume = (run_dir / "checkpoint").exists()

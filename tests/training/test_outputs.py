@@ -1,0 +1,74 @@
+"""A repository cannot make `repotune train` write through a symlink it committed: the default
+output places below `.repotune/` are refused when a link lies on the way or below them. Real
+files and links in a temp dir; the real `repotune train` commands (CliRunner, in process)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from repotune.training.base import TrainError
+from repotune.training.cli import app
+from repotune.training.outputs import default_output, repository_output, symlink_on_the_way
+from typer.testing import CliRunner
+
+MODULE = (
+    "def scale(x):\n    y = x * {n}\n    return y + {n}\n\n\ndef shift(a, b):\n    return a - b\n"
+)
+
+
+def make_repo(root: Path) -> Path:
+    root.mkdir()
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    for n in range(6):
+        (root / f"mod{n}.py").write_text(MODULE.format(n=n))
+    return root
+
+
+def test_a_link_on_the_way_or_below_is_found(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    assert symlink_on_the_way(repo, repo / ".repotune" / "dataset") is None  # nothing there yet
+    (repo / ".repotune" / "dataset" / "deep").mkdir(parents=True)
+    (repo / ".repotune" / "dataset" / "deep" / "train.jsonl").write_text("{}\n")
+    assert repository_output(repo, "dataset") == repo / ".repotune" / "dataset"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (repo / ".repotune" / "dataset" / "deep" / "linked").symlink_to(elsewhere)  # not entered
+    assert symlink_on_the_way(repo, repo / ".repotune" / "dataset") == (
+        repo / ".repotune" / "dataset" / "deep" / "linked"
+    )
+    assert symlink_on_the_way(repo, repo / ".repotune" / "run") is None  # another output is fine
+    (repo / ".repotune" / "run").symlink_to(elsewhere)
+    with pytest.raises(TrainError, match=r"\.repotune/run is a symlink \(to .*elsewhere\)"):
+        default_output(repo, ".repotune", "run")
+
+
+def test_train_never_writes_through_a_link_the_repository_committed(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    outputs = repo / ".repotune" / "dataset"
+    outputs.mkdir(parents=True)
+    (outputs / "stats.json").symlink_to(victim)
+    runner = CliRunner()
+    refused = runner.invoke(app, ["dataset", str(repo), "--set", "index.dense=false"])
+    assert refused.exit_code == 1
+    assert "stats.json is a symlink" in refused.output and "--out" in refused.output
+    assert victim.read_text() == "precious\n"
+    assert sorted(p.name for p in outputs.iterdir()) == ["stats.json"]  # nothing written
+    # A linked run folder stops `train all` before its first step writes anything.
+    (outputs / "stats.json").unlink()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (repo / ".repotune" / "run").symlink_to(elsewhere)
+    refused = runner.invoke(app, ["all", str(repo), "--max-steps", "1"])
+    assert refused.exit_code == 1 and ".repotune/run is a symlink" in refused.output
+    assert not any(outputs.iterdir()) and not any(elsewhere.iterdir())
+    # Without links the same command writes its dataset where it always did.
+    (repo / ".repotune" / "run").unlink()
+    built = runner.invoke(app, ["dataset", str(repo), "--set", "index.dense=false"])
+    assert built.exit_code == 0, built.output
+    assert json.loads(built.stdout.strip().splitlines()[-1])["dataset"] == str(outputs)
+    assert (outputs / "stats.json").is_file() and victim.read_text() == "precious\n"

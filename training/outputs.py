@@ -1,0 +1,49 @@
+"""Where the training commands write when no --out is given: below the repository's `.repotune/`.
+
+A repository is untrusted and can commit symlinks: `.repotune/dataset/stats.json -> ~/.bashrc`
+would make `repotune train` overwrite that file, and a linked `.repotune/` would move every output
+elsewhere. A default place is used only when no symlink lies on the way to it or below it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from repotune.training.base import TrainError
+
+OWN_DIR = ".repotune"  # the repository's own folder for training outputs (never indexed)
+
+
+def symlink_on_the_way(root: Path, target: Path) -> Path | None:
+    """The first symlink from `root` (exclusive) down to `target`, or anywhere below `target`."""
+    node = root
+    for part in target.relative_to(root).parts:
+        node = node / part
+        if node.is_symlink():
+            return node
+    if target.is_dir():
+        for folder, dirs, files in os.walk(target):  # a linked folder is listed, never entered
+            for name in sorted((*dirs, *files)):
+                path = Path(folder) / name
+                if path.is_symlink():
+                    return path
+    return None
+
+
+def default_output(root: Path, *parts: str) -> Path:
+    """`root/parts...`, or a TrainError naming the symlink that would redirect writes there."""
+    target = root.joinpath(*parts)
+    link = symlink_on_the_way(root, target)
+    if link is not None:
+        raise TrainError(
+            f"{link} is a symlink (to {os.readlink(link)}): RepoTune does not write through links "
+            "in an output folder, which a repository can point at any file; remove it or pass "
+            "--out"
+        )
+    return target
+
+
+def repository_output(repo: Path, name: str) -> Path:
+    """`<repo>/.repotune/<name>`, checked as `default_output` does."""
+    return default_output(repo, OWN_DIR, name)
