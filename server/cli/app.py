@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from repotune.server.cli.console import print_error
 from repotune.server.config import Settings, SettingsError, load_settings, parse_overrides
+from repotune.server.index.database import StoreError
 from repotune.server.models import ModelError
 
 app = typer.Typer(
@@ -428,7 +429,7 @@ def missing_dependency(exc: ImportError) -> str:
 def main() -> None:
     try:
         app()
-    except (SettingsError, ModelError) as exc:
+    except (SettingsError, ModelError, StoreError) as exc:  # a one-line reason, not a traceback
         print_error(f"repotune: {exc}")
         sys.exit(1)
     except ImportError as exc:

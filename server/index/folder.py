@@ -47,6 +47,14 @@ def claim(location: Path) -> None:
         raise IndexFolderError(f"cannot create the index folder {location}: {exc}") from exc
     if not location.is_dir():
         raise IndexFolderError(f"the index folder {location} is not a directory")
+    link = _linked_store_file(location)
+    if link is not None:
+        raise IndexFolderError(
+            f"the index folder {location} holds a symlink where RepoTune keeps its own files "
+            f"({link.relative_to(location)} -> {os.readlink(link)}); RepoTune never writes "
+            "through links (a repository can commit them): remove it, or point index.index_dir "
+            "at an empty folder"
+        )
     if owns(location):
         _private(location, FOLDER_MODE)
         return
@@ -65,6 +73,22 @@ def claim(location: Path) -> None:
     except OSError as exc:
         raise IndexFolderError(f"cannot write into the index folder {location}: {exc}") from exc
     _private(location, FOLDER_MODE)
+
+
+def _linked_store_file(location: Path) -> Path | None:
+    """The first symlink among the store's own names in `location` or below its Chroma folder;
+    SQLite and Chroma would follow it and write into whatever file it names."""
+    for name in sorted(OWNED_NAMES):
+        path = location / name
+        if path.is_symlink():
+            return path
+    chroma = location / CHROMA_DIR
+    if chroma.is_dir():
+        for folder, dirs, files in os.walk(chroma):  # a linked folder is listed, never entered
+            for name in sorted((*dirs, *files)):
+                if (Path(folder) / name).is_symlink():
+                    return Path(folder) / name
+    return None
 
 
 def _is_repotune_database(path: Path) -> bool:

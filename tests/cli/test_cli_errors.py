@@ -1,9 +1,12 @@
-"""`repotune` reports a dependency it cannot import by name, with how to install it."""
+"""`repotune` reports a dependency it cannot import by name, with how to install it, and an
+index folder it may not use in one line."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from repotune.server.cli.app import missing_dependency
@@ -54,3 +57,22 @@ def test_an_incompatible_version_is_reported_as_such() -> None:
     )
     message = missing_dependency(error)
     assert "could not import from 'pygls'" in message and "version" in message
+
+
+def test_an_unusable_index_folder_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / ".repotune" / "index").mkdir(parents=True)
+    (repo / "app.py").write_text("def f():\n    return 1\n")
+    (repo / "repotune.toml").write_text('[index]\nindex_dir = ".repotune/index"\n')
+    (repo / ".repotune" / "index" / "index.sqlite3").symlink_to(tmp_path / "elsewhere.sqlite3")
+    result = subprocess.run(
+        [sys.executable, "-m", "repotune", "index", str(repo), "--set", "index.dense=false"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "REPOTUNE_CACHE_DIR": str(tmp_path / "cache")},
+    )
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stderr
+    assert "holds a symlink" in result.stderr and "index.sqlite3 ->" in result.stderr
+    assert not (tmp_path / "elsewhere.sqlite3").exists()

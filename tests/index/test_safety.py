@@ -167,6 +167,41 @@ def test_cannot_open_is_an_error_never_a_wipe(tmp_path: Path) -> None:
     rebuilt.close()
 
 
+def test_a_committed_index_folder_never_writes_through_its_links(
+    tmp_path: Path, isolated_cache: Path
+) -> None:
+    """A repository can commit `.repotune/index/` with RepoTune's marker and its database or a
+    Chroma file linked to a file of the user's: SQLite and Chroma would write into it."""
+    victim = tmp_path / "notes.sqlite3"
+    db = sqlite3.connect(victim)
+    db.execute("CREATE TABLE notes (text)")
+    db.commit()
+    db.close()
+    other = tmp_path / "other.txt"
+    other.write_text("precious")
+    repo = make_repo(tmp_path / "repo", '[index]\nindex_dir = ".repotune/index"\n')
+    location = repo / ".repotune" / "index"
+    (location / "chroma").mkdir(parents=True)
+    (location / MARKER_NAME).write_text("RepoTune index folder, format 1\n")
+    (location / DB_NAME).symlink_to(victim)
+    before = victim.read_bytes()
+    with pytest.raises(StoreError, match=rf"symlink .*\({DB_NAME} -> {victim}\)"):
+        Store(location, dense=False)
+    (location / DB_NAME).unlink()
+    (location / "chroma" / "chroma.sqlite3").symlink_to(other)
+    with pytest.raises(StoreError, match=r"chroma/chroma\.sqlite3 -> "):
+        Store(location, dense=True)
+    # the server says why and keeps serving the other folders; nothing outside was written
+    assistant = Assistant({"index": {"dense": False}})
+    try:
+        assistant.add_folder(repo, watch=False)
+        assert any("symlink" in error for error in assistant.status()["errors"])
+    finally:
+        assistant.close()
+    assert victim.read_bytes() == before and other.read_text() == "precious"
+    assert (location / "chroma" / "chroma.sqlite3").is_symlink()  # the repository's link stays
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file modes")
 def test_read_only_index_folder_is_reported_not_wiped(tmp_path: Path) -> None:
     location = tmp_path / "idx"

@@ -2,7 +2,8 @@
 root, beside a file named like the index database) loses nothing and the status says why; a
 secret in one file, or behind a symlink, is not what search returns, even where the repository's
 own file lists other secret patterns and re-includes the user's .env; a repository's file that
-names a Hugging Face model is refused (nothing is downloaded). The real server, the real default
+names a Hugging Face model is refused (nothing is downloaded); an index folder it committed with
+RepoTune's marker and a database linked to a user's file is not used (the file is untouched). The real server, the real default
 model (paths given, so the cache can be a private temp dir for the indexes)."""
 
 from __future__ import annotations
@@ -95,6 +96,21 @@ def hub_beacon(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def linked_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Its committed .repotune/index/ carries RepoTune's marker and a database linked outside."""
+    base = tmp_path_factory.mktemp("linked")
+    (base / "notes.sqlite3").write_bytes(b"SQLite format 3\x00" + b"\x00" * 100)
+    root = base / "linked-repo"
+    (root / ".repotune" / "index").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    (root / "repotune.toml").write_text('[index]\nindex_dir = ".repotune/index"\n')
+    (root / ".repotune" / "index" / ".repotune-index").write_text("RepoTune index folder\n")
+    (root / ".repotune" / "index" / "index.sqlite3").symlink_to(base / "notes.sqlite3")
+    (root / "linked.py").write_text("def linked_function():\n    return 'kept'\n")
+    return root
+
+
 async def wait_until_idle(client: LanguageClient, timeout: float = 480.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     status: dict[str, Any] = {}
@@ -119,11 +135,12 @@ async def client(
     secrets_repo: Path,
     unmasking: Path,
     hub_beacon: Path,
+    linked_index: Path,
     generator_model: ResolvedModel,
     embedder_model: ResolvedModel,
 ):
     lsp_client.hostile_before = snapshot(hostile)  # type: ignore[attr-defined]
-    roots = [hostile, secrets_repo, unmasking, hub_beacon]
+    roots = [hostile, secrets_repo, unmasking, hub_beacon, linked_index]
     options = {
         "model": {"generator": str(generator_model.path), "embedder": str(embedder_model.path)},
         "index": {"dense": False},
@@ -197,3 +214,15 @@ async def test_a_repository_file_naming_a_hub_model_is_refused(
     assert not str(status["settings"]["model"]["adapter"]).startswith("hf:")
     results = await execute(client, "repotune.search", {"query": "beacon_function"})
     assert any(r["path"] == "beacon.py" for r in results)  # the folder is served all the same
+
+
+async def test_a_committed_index_folder_with_a_linked_database_is_not_used(
+    client: LanguageClient, linked_index: Path
+) -> None:
+    status = await execute(client, "repotune.status")
+    assert status["state"] == "idle"  # the other folders are served
+    assert any("index.sqlite3 ->" in e and "symlink" in e for e in status["errors"]), status
+    victim = linked_index.parent / "notes.sqlite3"
+    assert victim.read_bytes() == b"SQLite format 3\x00" + b"\x00" * 100
+    results = await execute(client, "repotune.search", {"query": "unmasking_service"})
+    assert any(r["path"] == "service.py" for r in results)
