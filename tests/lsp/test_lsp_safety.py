@@ -3,8 +3,9 @@ root, beside a file named like the index database) loses nothing and the status 
 secret in one file, or behind a symlink, is not what search returns, even where the repository's
 own file lists other secret patterns and re-includes the user's .env; a repository's file that
 names a Hugging Face model is refused (nothing is downloaded); an index folder it committed with
-RepoTune's marker and a database linked to a user's file is not used (the file is untouched). The real server, the real default
-model (paths given, so the cache can be a private temp dir for the indexes)."""
+RepoTune's marker and a database linked to a user's file is not used (the file is untouched).
+The real server, the real default model (paths given, so the cache can be a private temp dir for
+the indexes)."""
 
 from __future__ import annotations
 
