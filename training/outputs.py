@@ -2,7 +2,8 @@
 
 A repository is untrusted and can commit symlinks: `.repotune/dataset/stats.json -> ~/.bashrc`
 would make `repotune train` overwrite that file, and a linked `.repotune/` would move every output
-elsewhere. A default place is used only when no symlink lies on the way to it or below it.
+elsewhere. A default place is used only when no symlink lies on the way to it, beside it or
+below it.
 """
 
 from __future__ import annotations
@@ -16,12 +17,18 @@ OWN_DIR = ".repotune"  # the repository's own folder for training outputs (never
 
 
 def symlink_on_the_way(root: Path, target: Path) -> Path | None:
-    """The first symlink from `root` (exclusive) down to `target`, or anywhere below `target`."""
+    """The first symlink from `root` (exclusive) down to `target`, beside `target` (where
+    temporary and merged files are written: `adapter.gguf.tmp<pid>`, `adapter-q8_0.gguf`), or
+    anywhere below it."""
     node = root
     for part in target.relative_to(root).parts:
         node = node / part
         if node.is_symlink():
             return node
+    if target.parent.is_dir():
+        for sibling in sorted(target.parent.iterdir()):
+            if sibling.is_symlink():
+                return sibling
     if target.is_dir():
         for folder, dirs, files in os.walk(target):  # a linked folder is listed, never entered
             for name in sorted((*dirs, *files)):

@@ -40,6 +40,13 @@ def test_a_link_on_the_way_or_below_is_found(tmp_path: Path) -> None:
         repo / ".repotune" / "dataset" / "deep" / "linked"
     )
     assert symlink_on_the_way(repo, repo / ".repotune" / "run") is None  # another output is fine
+    # beside an output, where temporary files get predictable names (a repository can commit a
+    # link for every process id)
+    (repo / ".repotune" / "adapter.gguf.tmp4242").symlink_to(elsewhere / "x")
+    assert symlink_on_the_way(repo, repo / ".repotune" / "adapter.gguf") == (
+        repo / ".repotune" / "adapter.gguf.tmp4242"
+    )
+    (repo / ".repotune" / "adapter.gguf.tmp4242").unlink()
     (repo / ".repotune" / "run").symlink_to(elsewhere)
     with pytest.raises(TrainError, match=r"\.repotune/run is a symlink \(to .*elsewhere\)"):
         default_output(repo, ".repotune", "run")
