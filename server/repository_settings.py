@@ -60,20 +60,22 @@ def repository_index_dir_problem(workspace: Path, value: str, cache_root: Path) 
 
     A repository is untrusted: a folder it names is where RepoTune writes (and, on a rebuild,
     deletes its own files), so it may only name a folder below its own `.repotune/` (never that
-    folder itself, which holds training outputs) or inside RepoTune's cache. Symlinks and `..`
-    are resolved before the check."""
+    folder itself, which holds training outputs) or, as an absolute path, a folder inside
+    RepoTune's cache (each workspace then gets its own folder in it: a relative path into the
+    cache could name another folder's index). Symlinks and `..` are resolved before the check."""
     root = workspace.resolve()
     configured = Path(value).expanduser()
     target = (configured if configured.is_absolute() else root / configured).resolve()
     own = (root / ".repotune").resolve()
     if target.is_relative_to(own) and target != own:
         return None
-    if target.is_relative_to(cache_root.resolve()):
+    if configured.is_absolute() and target.is_relative_to(cache_root.resolve()):
         return None
     return (
         f"setting 'index.index_dir' ({value!r} -> {target}) points outside the repository's "
-        f"own .repotune/ folder and RepoTune's cache; a repository may not choose where RepoTune "
-        "writes (use a folder such as '.repotune/index', or set it in the editor settings)"
+        f"own .repotune/ folder and RepoTune's cache (an absolute path there); a repository may "
+        "not choose where RepoTune writes (use a folder such as '.repotune/index', or set it in "
+        "the editor settings)"
     )
 
 

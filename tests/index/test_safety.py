@@ -138,6 +138,11 @@ def test_index_dir_outside_the_repository_is_refused(tmp_path: Path, isolated_ca
     # inside the cache is fine, and the editor (trusted) may choose anything
     (repo / "repotune.toml").write_text(f'[index]\nindex_dir = "{isolated_cache / "x"}"\n')
     assert load_settings(repo).index.index_dir == str(isolated_cache / "x")
+    # but not by a relative path, which is used as it is: it could name another folder's index
+    other = os.path.relpath(isolated_cache / "indexes" / "private-0123456789ab", repo)
+    (repo / "repotune.toml").write_text(f'[index]\nindex_dir = "{other}"\n')
+    with pytest.raises(SettingsError, match="outside"):
+        load_settings(repo)
     (repo / "repotune.toml").write_text('[index]\nindex_dir = "../../.."\n')
     chosen = str(tmp_path / "editor-index")
     assert load_settings(repo, {"index": {"index_dir": chosen}}).index.index_dir == chosen
