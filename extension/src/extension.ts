@@ -178,6 +178,7 @@ class RepoTune implements vscode.Disposable {
       workspaceFolder: folder?.uri.fsPath,
       home: os.homedir(),
       platform: process.platform,
+      trusted: vscode.workspace.isTrusted,
     });
   }
 
@@ -238,6 +239,7 @@ class RepoTune implements vscode.Disposable {
     this.choice = choice;
     const folder = workspaceFolder()?.uri.fsPath;
     const env = serverEnv(process.env);
+    if (choice.note) this.log.warn(choice.note);
     this.log.info(`Python interpreter: ${choice.python} (${choice.source})`);
 
     const probe = await runProbe(probeLaunch(choice.python), env);

@@ -3,11 +3,15 @@
  * No `vscode` import: the Python extension's API is passed in as an unknown value.
  */
 
+import * as path from "node:path";
+
 export type InterpreterSource = "setting" | "python-extension" | "default";
 
 export interface InterpreterChoice {
   python: string;
   source: InterpreterSource;
+  /** Why a candidate was passed over (for the log), if one was. */
+  note?: string;
 }
 
 export interface ChoiceInput {
@@ -18,6 +22,8 @@ export interface ChoiceInput {
   workspaceFolder: string | undefined;
   home: string;
   platform: NodeJS.Platform;
+  /** Whether the user trusts the workspace (`vscode.workspace.isTrusted`). */
+  trusted: boolean;
 }
 
 /** The layers of a setting as `WorkspaceConfiguration.inspect()` reports them. */
@@ -65,9 +71,29 @@ export function choosePython(input: ChoiceInput): InterpreterChoice {
       source: "setting",
     };
   }
+  const fallback: InterpreterChoice = {
+    python: input.platform === "win32" ? "python" : "python3",
+    source: "default",
+  };
   const fromExtension = input.fromPythonExtension?.trim();
-  if (fromExtension) return { python: fromExtension, source: "python-extension" };
-  return { python: input.platform === "win32" ? "python" : "python3", source: "default" };
+  if (!fromExtension) return fallback;
+  if (!input.trusted && isInside(fromExtension, input.workspaceFolder)) {
+    // A repository can ship its own ".venv/bin/python" (any program): not in Restricted Mode.
+    return {
+      ...fallback,
+      note:
+        `the Python extension's interpreter ${fromExtension} is inside this untrusted ` +
+        "workspace, so it is not run; trust the workspace or set repotune.pythonPath",
+    };
+  }
+  return { python: fromExtension, source: "python-extension" };
+}
+
+/** Whether `file` lies inside `folder` (both absolute paths). */
+export function isInside(file: string, folder: string | undefined): boolean {
+  if (folder === undefined) return false;
+  const relative = path.relative(folder, file);
+  return relative !== "" && !relative.startsWith("..") && !path.isAbsolute(relative);
 }
 
 function get(value: unknown, key: string): unknown {

@@ -22,6 +22,7 @@ const base: ChoiceInput = {
   workspaceFolder: "/ws",
   home: "/home/me",
   platform: "linux",
+  trusted: true,
 };
 
 describe("choosePython", () => {
@@ -45,6 +46,19 @@ describe("choosePython", () => {
       python: "/venv/bin/python",
       source: "python-extension",
     });
+  });
+
+  it("does not run an interpreter inside an untrusted workspace (the repository could ship it)", () => {
+    const inside = { ...base, fromPythonExtension: "/ws/.venv/bin/python", trusted: false };
+    const chosen = choosePython(inside);
+    expect(chosen.python).toBe("python3");
+    expect(chosen.source).toBe("default");
+    expect(chosen.note).toMatch(/\/ws\/\.venv\/bin\/python is inside this untrusted workspace/);
+    // trusted, or outside the workspace: used as before
+    expect(choosePython({ ...inside, trusted: true }).python).toBe("/ws/.venv/bin/python");
+    const outside = { ...inside, fromPythonExtension: "/home/me/.venvs/rt/bin/python" };
+    expect(choosePython(outside)).toEqual({ python: "/home/me/.venvs/rt/bin/python", source: "python-extension" });
+    expect(choosePython({ ...inside, fromPythonExtension: "/wsx/bin/python" }).source).toBe("python-extension");
   });
 
   it("falls back to python3 (python on Windows)", () => {
