@@ -19,6 +19,7 @@ from repotune.server.completion.request import MAX_CHARS_PER_TOKEN, CompletionRe
 from repotune.server.completion.trigger import auto_trigger_skip, line_suffix_at
 from repotune.server.config import Settings, load_settings, settings_with
 from repotune.server.folders import WorkspaceFolders
+from repotune.server.index.files import is_secret_document
 from repotune.server.index.redact import redact_buffer
 
 if TYPE_CHECKING:
@@ -101,6 +102,7 @@ class Assistant:
             "cached": 0,
             "skipped_after_deletion": 0,
             "skipped_mid_line": 0,
+            "skipped_secret_file": 0,
             "prefetched": 0,
         }
         # Wall time of the last completion inside the core, so the LSP layer's own cost can be
@@ -128,6 +130,11 @@ class Assistant:
     def settings_for_path(self, path: Path) -> Settings:
         root = self.folders.folder_for(path)
         return self.folders.settings_of(root) if root is not None else self.settings
+
+    def _secret_document(self, path: Path, settings: Settings) -> bool:
+        """A buffer the index would skip as a secret (.env, keys) is never put into a prompt."""
+        root = self.folders.folder_for(path)
+        return is_secret_document(path, root, settings.index.secret_patterns)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -242,6 +249,9 @@ class Assistant:
             return None
         if not _language_matches(language, settings.completion.languages):
             return None
+        if self._secret_document(path, settings):
+            self.counters["skipped_secret_file"] += 1
+            return None
         if automatic:
             line_suffix = line_suffix_at(text, offset)
             reason = auto_trigger_skip(line_suffix, after_deletion, settings.completion)
@@ -340,6 +350,8 @@ class Assistant:
         if not (completion.enabled and completion.prefill):
             return False
         if not _language_matches(language, completion.languages):
+            return False
+        if self._secret_document(path, settings):
             return False
         if auto_trigger_skip(line_suffix_at(text, offset), after_deletion, completion):
             return False

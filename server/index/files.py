@@ -13,6 +13,7 @@ Every skipped file is recorded with its reason, so a user can see why something 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -103,6 +104,26 @@ class ContentSkip(Exception):
 def _spec(lines: list[str]) -> pathspec.GitIgnoreSpec | None:
     cleaned = [line for line in lines if line.strip()]
     return pathspec.GitIgnoreSpec.from_lines(cleaned) if cleaned else None
+
+
+@functools.lru_cache(maxsize=16)
+def _secret_spec(patterns: tuple[str, ...]) -> pathspec.GitIgnoreSpec | None:
+    return _spec(list(patterns))
+
+
+def is_secret_document(path: Path, root: Path | None, patterns: list[str]) -> bool:
+    """Whether an open document is a likely secret by the index's own rules: its workspace path
+    (or, outside every folder, its absolute path and its name), and a symlink's target's too.
+    Such a buffer never becomes a prompt (a .env holds values no redaction shape can tell)."""
+    spec = _secret_spec(tuple(patterns))
+    if spec is None:
+        return False
+    candidates: set[str] = set()
+    for candidate in (path.absolute(), path.resolve()):
+        if root is not None and candidate.is_relative_to(root):
+            candidates.add(candidate.relative_to(root).as_posix())
+        candidates.update((candidate.as_posix().lstrip("/"), candidate.name))
+    return any(spec.match_file(candidate) for candidate in candidates)
 
 
 def _read_ignore_file(path: Path) -> pathspec.GitIgnoreSpec | None:

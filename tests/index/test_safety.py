@@ -17,7 +17,7 @@ from conftest import wait_for
 from repotune.server.assistant import Assistant
 from repotune.server.config import Settings, SettingsError, load_settings
 from repotune.server.index.chunking import chunk_file
-from repotune.server.index.files import WorkspaceFilter, read_text_file
+from repotune.server.index.files import WorkspaceFilter, is_secret_document, read_text_file
 from repotune.server.index.folder import MARKER_NAME
 from repotune.server.index.redact import redact_buffer, redact_secrets
 from repotune.server.index.store import DB_NAME, Store, StoreError
@@ -335,6 +335,20 @@ def test_symlinked_and_wider_default_secrets_are_not_indexed(tmp_path: Path) -> 
 
     with pytest.raises(ContentSkip, match="secret"):
         read_text_file(repo / "deploy.json", 10_000)
+
+
+def test_an_open_document_is_a_secret_by_the_index_rules(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo").resolve()
+    patterns = Settings().index.secret_patterns
+    (repo / ".env").write_text("PASSWORD=correcthorsebatterystaple\n")
+    (repo / "env_notes.txt").symlink_to(".env")
+    for name in (".env", "env_notes.txt", "deploy/prod.env", ".aws/credentials", "id_rsa"):
+        assert is_secret_document(repo / name, repo, patterns), name
+    assert not is_secret_document(repo / "app.py", repo, patterns)
+    # outside every workspace folder: by its name and its absolute path
+    assert is_secret_document(tmp_path / "elsewhere" / ".env.local", None, patterns)
+    assert not is_secret_document(tmp_path / "elsewhere" / "app.py", None, patterns)
+    assert not is_secret_document(repo / ".env", repo, [])  # the user may say otherwise
 
 
 def test_a_token_in_config_py_never_reaches_the_index_or_search(tmp_path: Path) -> None:

@@ -3,7 +3,8 @@ root, beside a file named like the index database) loses nothing and the status 
 secret in one file, or behind a symlink, is not what search returns, even where the repository's
 own file lists other secret patterns and re-includes the user's .env; a repository's file that
 names a Hugging Face model is refused (nothing is downloaded); an index folder it committed with
-RepoTune's marker and a database linked to a user's file is not used (the file is untouched).
+RepoTune's marker and a database linked to a user's file is not used (the file is untouched); an
+open .env is never completed (its buffer would be the prompt).
 The real server, the real default model (paths given, so the cache can be a private temp dir for
 the indexes)."""
 
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 import pytest_lsp
-from lsp_client import execute
+from lsp_client import execute, open_document
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 from repotune.server.models import ResolvedModel
@@ -227,3 +228,39 @@ async def test_a_committed_index_folder_with_a_linked_database_is_not_used(
     assert victim.read_bytes() == b"SQLite format 3\x00" + b"\x00" * 100
     results = await execute(client, "repotune.search", {"query": "unmasking_service"})
     assert any(r["path"] == "service.py" for r in results)
+
+
+def inline_params(uri: str, line: int, character: int) -> types.InlineCompletionParams:
+    return types.InlineCompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri),
+        position=types.Position(line=line, character=character),
+        context=types.InlineCompletionContext(
+            trigger_kind=types.InlineCompletionTriggerKind.Invoked
+        ),
+    )
+
+
+async def test_an_open_env_file_is_never_completed(
+    client: LanguageClient, secrets_repo: Path
+) -> None:
+    """Its values have no shape redaction can tell (DATABASE_PASSWORD_VALUE=correct-horse...),
+    so the buffer is not made into a prompt at all; a code file is completed as usual."""
+    before = (await execute(client, "repotune.status"))["engine"]
+    env = secrets_repo / ".env"
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(
+                uri=env.as_uri(), language_id="dotenv", version=1, text=env.read_text() + "DB_"
+            )
+        )
+    )
+    result = await client.text_document_inline_completion_async(inline_params(env.as_uri(), 1, 3))
+    items = result.items if isinstance(result, types.InlineCompletionList) else result
+    assert not items
+    after = (await execute(client, "repotune.status"))["engine"]
+    assert after["skipped_secret_file"] == before["skipped_secret_file"] + 1
+    uri = open_document(client, secrets_repo / "client.py")
+    await client.text_document_inline_completion_async(inline_params(uri, 4, len("    return ")))
+    engine = (await execute(client, "repotune.status"))["engine"]
+    assert engine["skipped_secret_file"] == after["skipped_secret_file"]
+    assert engine["completions"] > after["completions"]
