@@ -1,6 +1,7 @@
-"""A repository cannot make `repotune train` write through a symlink it committed: the default
-output places below `.repotune/` are refused when a link lies on the way or below them. Real
-files and links in a temp dir; the real `repotune train` commands (CliRunner, in process)."""
+"""A repository cannot make `repotune train` write through a symlink it committed (the default
+output places below `.repotune/` are refused when a link lies on the way, beside or below them)
+nor run a command it configured for git. Real files, links and git repositories in a temp dir;
+the real `repotune train` commands (CliRunner, in process)."""
 
 from __future__ import annotations
 
@@ -79,3 +80,25 @@ def test_train_never_writes_through_a_link_the_repository_committed(tmp_path: Pa
     assert built.exit_code == 0, built.output
     assert json.loads(built.stdout.strip().splitlines()[-1])["dataset"] == str(outputs)
     assert (outputs / "stats.json").is_file() and victim.read_text() == "precious\n"
+
+
+def test_the_dataset_source_runs_nothing_the_repository_configures(tmp_path: Path) -> None:
+    """`git status` would run the repository's core.fsmonitor command (a repository unpacked with
+    its .git folder chooses it); the commit and whether tracked files changed are read without."""
+    from repotune.training.data.build import repository_source
+
+    repo = make_repo(tmp_path / "repo")
+    git = ["git", "-C", str(repo), "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], check=True)
+    ran = tmp_path / "fsmonitor-ran"
+    subprocess.run([*git, "config", "core.fsmonitor", f"touch {ran}; echo"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    source = repository_source(repo)
+    assert source["commit"] == head.strip() and source["dirty"] is False
+    (repo / "mod1.py").write_text("changed = True\n")
+    assert repository_source(repo)["dirty"] is True
+    (repo / "mod1.py").write_text(MODULE.format(n=1))
+    (repo / "mod2.py").unlink()
+    assert repository_source(repo)["dirty"] is True
+    assert not ran.exists()

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -214,7 +215,11 @@ def write_splits(out_dir: Path, rows: dict[str, list[dict[str, Any]]], seed: int
 
 
 def repository_source(root: Path) -> dict[str, Any]:
-    """The repository and commit the dataset was made from (for the model card)."""
+    """The repository and commit the dataset was made from (for the model card).
+
+    Only git commands that run nothing the repository configures: `git status` would run its
+    `core.fsmonitor` command and its filter drivers (a repository unpacked with its .git folder
+    chooses both), so whether tracked files changed is judged here from the committed blob ids."""
     import subprocess
 
     info: dict[str, Any] = {"root": str(root), "name": root.name, "commit": None, "dirty": None}
@@ -227,16 +232,34 @@ def repository_source(root: Path) -> dict[str, Any]:
         )
         if commit.returncode == 0:
             info["commit"] = commit.stdout.strip()
-            status = subprocess.run(
-                ["git", "-C", str(root), "status", "--porcelain"],
+            tree = subprocess.run(
+                ["git", "-C", str(root), "ls-tree", "-r", "-z", "--full-tree", "HEAD"],
                 capture_output=True,
-                text=True,
                 timeout=30,
             )
-            info["dirty"] = bool(status.stdout.strip())
+            if tree.returncode == 0:
+                info["dirty"] = tracked_files_changed(root, tree.stdout)
     except (OSError, subprocess.SubprocessError):
         pass
     return info
+
+
+def tracked_files_changed(root: Path, ls_tree: bytes) -> bool:
+    """Whether a file of `git ls-tree -r -z HEAD` differs from its committed blob (or is gone)."""
+    for entry in filter(None, ls_tree.split(b"\0")):
+        meta, _, name = entry.partition(b"\t")
+        mode, kind, blob = meta.split()
+        if kind != b"blob" or mode == b"120000":  # submodules and symlinks are not compared
+            continue
+        try:
+            data = (root / os.fsdecode(name)).read_bytes()
+        except OSError:
+            return True
+        algorithm = "sha256" if len(blob) == 64 else "sha1"  # a SHA-256 repository's ids
+        digest = hashlib.new(algorithm, b"blob %d\0" % len(data) + data, usedforsecurity=False)
+        if digest.hexdigest() != blob.decode():
+            return True
+    return False
 
 
 def fill_stats(stats: DatasetStats, rows: dict[str, list[dict[str, Any]]]) -> None:
