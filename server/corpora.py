@@ -40,7 +40,7 @@ def ensure_corpus(spec: str) -> Path:
         return target
     download = cache_dir() / "corpora" / "downloads"
     download.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:"]
+    command = [sys.executable, "-P", "-m", "pip", "download", "--no-deps", "--only-binary", ":all:"]
     command += ["-d", str(download), spec]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     if result.returncode != 0:

@@ -94,6 +94,8 @@ class RepoTune implements vscode.Disposable {
   constructor(
     private readonly log: vscode.LogOutputChannel,
     private readonly item: vscode.StatusBarItem,
+    /** The extension's own folder: a working folder no repository controls (for the probe). */
+    private readonly extensionPath: string,
   ) {
     item.name = "RepoTune";
     item.command = COMMANDS.showMenu;
@@ -242,7 +244,7 @@ class RepoTune implements vscode.Disposable {
     if (choice.note) this.log.warn(choice.note);
     this.log.info(`Python interpreter: ${choice.python} (${choice.source})`);
 
-    const probe = await runProbe(probeLaunch(choice.python), env);
+    const probe = await runProbe(probeLaunch(choice.python, this.extensionPath), env);
     const verdict = judgeProbe(choice, probe);
     if (!verdict.ok) {
       if (probe.stderr.trim()) this.log.error(`probe failed:\n${probe.stderr.trim()}`);
@@ -548,7 +550,7 @@ let instance: RepoTune | undefined;
 export function activate(context: vscode.ExtensionContext): void {
   const log = vscode.window.createOutputChannel("RepoTune", { log: true });
   const item = vscode.window.createStatusBarItem("repotune-status", vscode.StatusBarAlignment.Right, 100);
-  const repotune = new RepoTune(log, item);
+  const repotune = new RepoTune(log, item, context.extensionPath);
   instance = repotune;
   context.subscriptions.push(
     log,

@@ -12,19 +12,31 @@ export interface Launch {
   cwd: string | undefined;
 }
 
-/** `<python> -m repotune serve`, LSP over stdio, run from the workspace root. */
+/**
+ * `<python> -P -m repotune serve`, LSP over stdio, run from the workspace root. `-P` (Python
+ * 3.11+, as RepoTune requires): `-m` would otherwise put the working folder first on the import
+ * path, so a repository holding a `repotune/` (or `typer/`, `pygls/`...) package would run its
+ * own code as the server.
+ */
 export function serverLaunch(python: string, workspaceFolder: string | undefined): Launch {
-  return { command: python, args: ["-m", "repotune", "serve"], cwd: workspaceFolder };
+  return { command: python, args: ["-P", "-m", "repotune", "serve"], cwd: workspaceFolder };
 }
 
-/** `<python> -c "import repotune.server"`: cheap proof that the server can start. */
-export function probeLaunch(python: string): Launch {
-  return { command: python, args: ["-c", `import ${PROBE_MODULE}`], cwd: undefined };
+/**
+ * `<python> -c "import repotune.server"`: cheap proof that the server can start. It runs on any
+ * interpreter (one older than 3.11 must get "not installed", not "unknown option -P"), so it runs
+ * from `safeFolder` (the extension's own folder, never a repository's) with PYTHONSAFEPATH set.
+ */
+export function probeLaunch(python: string, safeFolder: string): Launch {
+  return { command: python, args: ["-c", `import ${PROBE_MODULE}`], cwd: safeFolder };
 }
 
-/** Environment for the server: the editor's own, with Python's output unbuffered for the log. */
+/**
+ * Environment for the server: the editor's own, with Python's output unbuffered for the log and
+ * no working folder on the import path (PYTHONSAFEPATH, Python 3.11+).
+ */
 export function serverEnv(base: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  return { ...base, PYTHONUNBUFFERED: "1", PYTHONIOENCODING: "utf-8" };
+  return { ...base, PYTHONUNBUFFERED: "1", PYTHONIOENCODING: "utf-8", PYTHONSAFEPATH: "1" };
 }
 
 /** The probe runs with a time limit; a first import of heavy packages can take seconds. */

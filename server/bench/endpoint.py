@@ -65,7 +65,12 @@ def start_llama_cpp_server(settings: Settings, log: Path) -> tuple[subprocess.Po
     model = settings.model
     port = _free_port()
     command = [
-        *(sys.executable, "-c", SERVE.format(extra=wants_extra_buffers(model.cpu_extra_buffers))),
+        *(
+            sys.executable,
+            "-P",
+            "-c",
+            SERVE.format(extra=wants_extra_buffers(model.cpu_extra_buffers)),
+        ),
         *("--host", "127.0.0.1", "--port", str(port)),
         *("--model", str(resolve_generator(model.generator).path)),
         *("--n_ctx", str(model.context_length), "--n_batch", str(min(512, model.context_length))),

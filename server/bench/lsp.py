@@ -66,7 +66,7 @@ async def _replay(
     client = LanguageClient("repotune-bench", __version__)
     client.feature("repotune/status")(lambda *_: None)  # status pushes are not timed here
     spawned = time.perf_counter()
-    await client.start_io(sys.executable, "-m", "repotune", "serve")
+    await client.start_io(sys.executable, "-P", "-m", "repotune", "serve")
     records: list[dict[str, Any]] = []
     try:
         await client.initialize_async(

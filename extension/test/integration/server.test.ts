@@ -7,7 +7,7 @@
  * of a small temporary repository.
  */
 import { type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -151,6 +151,13 @@ describe.skipIf(!python)("the RepoTune server, started as the extension starts i
     mkdirSync(repo);
     writeFileSync(join(repo, "geometry.py"), GEOMETRY);
     writeFileSync(join(repo, "main.py"), MAIN_BEFORE + MAIN_AFTER);
+    // A hostile workspace: a package named like the server's, which `python -m` (or `-c`) would
+    // import from the working folder before the installed one.
+    mkdirSync(join(repo, "repotune"));
+    writeFileSync(
+      join(repo, "repotune", "__init__.py"),
+      `open(${JSON.stringify(join(base, "hostile-code-ran"))}, "w").write("ran")\n`,
+    );
     // The workspace's own config keeps this test's index out of the user's cache.
     writeFileSync(
       join(repo, "repotune.toml"),
@@ -160,7 +167,8 @@ describe.skipIf(!python)("the RepoTune server, started as the extension starts i
     const pythonPath = python ?? "";
     const verdict = judgeProbe(
       { python: pythonPath, source: "setting" },
-      await runProbe(probeLaunch(pythonPath), serverEnv(process.env)),
+      // From the hostile workspace, to show the environment alone keeps its package out.
+      await runProbe(probeLaunch(pythonPath, repo), serverEnv(process.env)),
     );
     if (!verdict.ok) throw new Error(`REPOTUNE_PYTHON is not usable: ${verdict.message}`);
 
@@ -236,10 +244,15 @@ describe.skipIf(!python)("the RepoTune server, started as the extension starts i
   it("runs with the command line vscode-languageclient built for the extension's options", () => {
     // The library appends its transport flag (`--stdio`); an exit here is the bug users saw.
     const argv = child?.spawnargs ?? [];
-    expect(argv.slice(1, 4)).toEqual(["-m", "repotune", "serve"]);
-    expect(argv.length, `argv: ${JSON.stringify(argv)}`).toBeGreaterThan(4);
+    expect(argv.slice(1, 5)).toEqual(["-P", "-m", "repotune", "serve"]);
+    expect(argv.length, `argv: ${JSON.stringify(argv)}`).toBeGreaterThan(5);
     expect(child?.exitCode, `the server exited; stderr:\n${channel.text()}`).toBeNull();
     expect(initializeResult).toBeDefined();
+  });
+
+  it("never runs the workspace's own package named like the server (probe and server)", () => {
+    expect(existsSync(join(base, "hostile-code-ran"))).toBe(false);
+    expect(child?.exitCode, `the server exited; stderr:\n${channel.text()}`).toBeNull();
   });
 
   it("initializes with the extension's options and offers what the extension uses", () => {

@@ -179,14 +179,14 @@ describe("judgeProbe", () => {
 });
 
 describe("launch", () => {
-  it("starts `<python> -m repotune serve` in the workspace and probes `import repotune.server`", () => {
+  it("starts `<python> -P -m repotune serve` in the workspace and probes `import repotune.server`", () => {
     expect(serverLaunch("/v/bin/python", "/ws")).toEqual({
       command: "/v/bin/python",
-      args: ["-m", "repotune", "serve"],
+      args: ["-P", "-m", "repotune", "serve"], // -P: the workspace is not on the import path
       cwd: "/ws",
     });
-    expect(probeLaunch("py").args).toEqual(["-c", "import repotune.server"]);
-    expect(serverEnv({ A: "1" })).toMatchObject({ A: "1", PYTHONUNBUFFERED: "1" });
+    expect(probeLaunch("py", "/ext")).toEqual({ command: "py", args: ["-c", "import repotune.server"], cwd: "/ext" });
+    expect(serverEnv({ A: "1" })).toMatchObject({ A: "1", PYTHONUNBUFFERED: "1", PYTHONSAFEPATH: "1" });
   });
 });
 
@@ -198,7 +198,7 @@ describe.skipIf(process.platform === "win32")("runProbe with real processes", ()
 
   it("reports ENOENT for an interpreter that does not exist", async () => {
     const choice = { python: join(dir, "no-such-python"), source: "setting" as const };
-    const result = await runProbe(probeLaunch(choice.python), serverEnv(process.env));
+    const result = await runProbe(probeLaunch(choice.python, dir), serverEnv(process.env));
     expect(result.errorCode).toBe("ENOENT");
     expect(judgeProbe(choice, result).message).toContain("cannot run Python interpreter");
   });
@@ -210,7 +210,7 @@ describe.skipIf(process.platform === "win32")("runProbe with real processes", ()
     writeFileSync(wrapper, `#!/bin/sh\nexec "${python}" -I -S "$@"\n`);
     chmodSync(wrapper, 0o755);
     const choice = { python: wrapper, source: "setting" as const };
-    const result = await runProbe(probeLaunch(wrapper), serverEnv(process.env));
+    const result = await runProbe(probeLaunch(wrapper, dir), serverEnv(process.env));
     expect(result.code).toBe(1);
     const verdict = judgeProbe(choice, result);
     expect(verdict.message).toContain("RepoTune is not installed in");
@@ -219,7 +219,7 @@ describe.skipIf(process.platform === "win32")("runProbe with real processes", ()
 
   it.skipIf(!process.env.REPOTUNE_PYTHON)("accepts the interpreter in REPOTUNE_PYTHON", async () => {
     const python = process.env.REPOTUNE_PYTHON ?? "";
-    const result = await runProbe(probeLaunch(python), serverEnv(process.env));
+    const result = await runProbe(probeLaunch(python, dir), serverEnv(process.env));
     expect(result.stderr).toBe("");
     expect(judgeProbe({ python, source: "setting" }, result).ok).toBe(true);
   }, 60_000);
