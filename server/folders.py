@@ -25,6 +25,23 @@ EventSink = Callable[[dict[str, Any]], None]
 FILTER_KEYS = frozenset({"exclude", "include", "secret_patterns", "max_file_bytes"})
 
 
+def too_broad_to_index(root: Path) -> str | None:
+    """Why a folder is not indexed at all, or None: the file system's root or the user's home
+    folder (or one holding it) is not a project, and holds shell histories, tokens and keys that
+    no secret pattern lists (an editor can open it, or pick it as the root of a lone file)."""
+    home = Path.home().resolve()
+    if root == Path(root.anchor):
+        what = "the file system's root"
+    elif root == home or home.is_relative_to(root):
+        what = "your home folder" if root == home else "a folder holding your home folder"
+    else:
+        return None
+    return (
+        f"not indexed: it is {what}, which holds far more than a project (shell histories, "
+        "tokens, keys); open the project's own folder (completions work without an index)"
+    )
+
+
 class WorkspaceFolders:
     """Folder -> index and settings, thread-safe; reports through `on_event`, `record_error`
     and `emit_status` (the assistant's)."""
@@ -158,6 +175,9 @@ class WorkspaceFolders:
                 return None
             settings = self.load_settings(root, self.editor_overrides)
             try:
+                too_broad = too_broad_to_index(root)
+                if too_broad is not None:
+                    raise ValueError(too_broad)
                 index = self._open_index(root, settings)
             except Exception as exc:  # no index for this folder; completions still work
                 self._index_errors[root] = f"{root}: the index cannot be used: {exc}"

@@ -351,6 +351,34 @@ def test_an_open_document_is_a_secret_by_the_index_rules(tmp_path: Path) -> None
     assert not is_secret_document(repo / ".env", repo, [])  # the user may say otherwise
 
 
+def test_a_home_folder_or_the_file_system_root_is_not_indexed(
+    tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An editor can open the home folder (or Neovim pick it as a lone file's root when it holds
+    a .git): it holds shell histories and tokens no secret pattern lists."""
+    from repotune.server.folders import too_broad_to_index
+
+    home = tmp_path / "home" / "me"
+    project = make_repo(home / "project")
+    (home / ".bash_history").write_text("export DB_PASSWORD=correct-horse\n")
+    monkeypatch.setenv("HOME", str(home))
+    assert too_broad_to_index(Path("/")) and too_broad_to_index(home.resolve())
+    assert "holding your home folder" in str(too_broad_to_index(home.parent.resolve()))
+    assert too_broad_to_index(project.resolve()) is None
+    assistant = Assistant({"index": {"dense": False}})
+    try:
+        assistant.add_folder(home, watch=False)
+        assistant.add_folder(project, watch=False)
+        status = assistant.status()
+        assert any("your home folder" in error for error in status["errors"]), status["errors"]
+        assert assistant.folders.roots() == [project.resolve()]
+        index = assistant.folders.index_for(project.resolve())
+        assert index.wait_idle(30) and "app.py" in index.store.files()
+    finally:
+        assistant.close()
+    assert not list(isolated_cache.glob("indexes/me-*"))  # nothing of the home folder stored
+
+
 def test_a_token_in_config_py_never_reaches_the_index_or_search(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo")
     (repo / "config.py").write_text(CONFIG_PY)
