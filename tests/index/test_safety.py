@@ -312,6 +312,9 @@ def test_symlinked_and_wider_default_secrets_are_not_indexed(tmp_path: Path) -> 
     (repo / ".aws" / "credentials").write_text("[default]\naws_secret_access_key = abc\n")
     (repo / "app" / "sub").mkdir(parents=True)
     (repo / "app" / "aws_settings.ini").symlink_to("../.aws/credentials")
+    for nested in ("ops/.docker/config.json", "ops/.kube/config", "ops/.aws/config"):
+        (repo / nested).parent.mkdir(parents=True, exist_ok=True)
+        (repo / nested).write_text('{"auths": {"registry": {"auth": "dXNlcjpwYXNz"}}}\n')
     for name in (".envrc", "prod.env", ".git-credentials", "terraform.tfvars", ".pgpass"):
         (repo / name).write_text("value = 1\n")
     (repo / "deploy.json").write_text(
@@ -329,6 +332,9 @@ def test_symlinked_and_wider_default_secrets_are_not_indexed(tmp_path: Path) -> 
         "terraform.tfvars",
         ".pgpass",
         ".env",
+        "ops/.docker/config.json",  # the patterns with a slash hold at any depth
+        "ops/.kube/config",
+        "ops/.aws/config",
     ):
         assert reasons.get(rel) == "secret", (rel, reasons.get(rel))
     from repotune.server.index.files import ContentSkip
