@@ -197,6 +197,13 @@ describe("settings that choose where code goes", () => {
 });
 
 describe("values set by a workspace (its .vscode/settings.json is untrusted input)", () => {
+  it("choose no program and no model file in an untrusted workspace (restricted in package.json)", () => {
+    const restricted = (manifest as unknown as {
+      capabilities: { untrustedWorkspaces: { restrictedConfigurations: string[] } };
+    }).capabilities.untrustedWorkspaces.restrictedConfigurations;
+    expect(restricted).toEqual(expect.arrayContaining(["repotune.pythonPath", "repotune.model", "repotune.adapter"]));
+  });
+
   it("win over the user's, a folder's over the workspace's", () => {
     expect(chooseValue("repotune.contextTokens", { globalValue: 256, workspaceValue: 512 })).toEqual({
       value: 512,
