@@ -174,13 +174,15 @@ class WorkspaceFolders:
             if root in self._indexes:
                 return None
             settings = self.load_settings(root, self.editor_overrides)
-            try:
-                too_broad = too_broad_to_index(root)
-                if too_broad is not None:
-                    raise ValueError(too_broad)
-                index = self._open_index(root, settings)
-            except Exception as exc:  # no index for this folder; completions still work
-                self._index_errors[root] = f"{root}: the index cannot be used: {exc}"
+            problem = too_broad_to_index(root)
+            index: WorkspaceIndex | None = None
+            if problem is None:
+                try:
+                    index = self._open_index(root, settings)
+                except Exception as exc:  # no index for this folder; completions still work
+                    problem = f"the index cannot be used: {exc}"
+            if index is None:
+                self._index_errors[root] = f"{root}: {problem}"
                 self._record_error(self._index_errors[root])
                 self._emit_status()
                 return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from repotune.server.index.folder import first_symlink_below
 from repotune.training.base import TrainError
 
 OWN_DIR = ".repotune"  # the repository's own folder for training outputs (never indexed)
@@ -29,13 +30,7 @@ def symlink_on_the_way(root: Path, target: Path) -> Path | None:
         for sibling in sorted(target.parent.iterdir()):
             if sibling.is_symlink():
                 return sibling
-    if target.is_dir():
-        for folder, dirs, files in os.walk(target):  # a linked folder is listed, never entered
-            for name in sorted((*dirs, *files)):
-                path = Path(folder) / name
-                if path.is_symlink():
-                    return path
-    return None
+    return first_symlink_below(target)
 
 
 def default_output(root: Path, *parts: str) -> Path:

@@ -82,12 +82,16 @@ def _linked_store_file(location: Path) -> Path | None:
         path = location / name
         if path.is_symlink():
             return path
-    chroma = location / CHROMA_DIR
-    if chroma.is_dir():
-        for folder, dirs, files in os.walk(chroma):  # a linked folder is listed, never entered
-            for name in sorted((*dirs, *files)):
-                if (Path(folder) / name).is_symlink():
-                    return Path(folder) / name
+    return first_symlink_below(location / CHROMA_DIR)
+
+
+def first_symlink_below(folder: Path) -> Path | None:
+    """The first symlink anywhere below `folder` (a linked folder is listed, never entered), or
+    None; None for a folder that does not exist."""
+    for parent, dirs, files in os.walk(folder):
+        for name in sorted((*dirs, *files)):
+            if (Path(parent) / name).is_symlink():
+                return Path(parent) / name
     return None
 
 
