@@ -29,10 +29,13 @@ def too_broad_to_index(root: Path) -> str | None:
     """Why a folder is not indexed at all, or None: the file system's root or the user's home
     folder (or one holding it) is not a project, and holds shell histories, tokens and keys that
     no secret pattern lists (an editor can open it, or pick it as the root of a lone file)."""
-    home = Path.home().resolve()
+    try:
+        home: Path | None = Path.home().resolve()
+    except (RuntimeError, KeyError):  # no HOME and no password-database entry (some containers)
+        home = None
     if root == Path(root.anchor):
         what = "the file system's root"
-    elif root == home or home.is_relative_to(root):
+    elif home is not None and (root == home or home.is_relative_to(root)):
         what = "your home folder" if root == home else "a folder holding your home folder"
     else:
         return None
