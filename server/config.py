@@ -77,6 +77,11 @@ class ModelSettings(_Section):
         description="llama.cpp extra CPU weight buffers (repack/AMX); unset = off on AMX CPUs, "
         "where llama.cpp's AMX path crashed on Gemma 3",
     )
+    repository_models: bool = Field(
+        True,
+        description="load the model files a repository's own settings file names; false in an "
+        "untrusted workspace (the VS Code extension sends it); never from a repository's file",
+    )
     # Remote generation (completion/remote.py). Never from a repository's own file: an
     # untrusted repository would choose where its code and prompts are sent (load_settings).
     endpoint: str | None = Field(
@@ -482,7 +487,11 @@ def load_settings(
             problem = repository_problem(file_values, workspace, cache_dir(), editor_sets_dir)
             if problem:
                 raise SettingsError(f"{file_source}: {problem}")
-            merged = deep_merge(merged, repository_values(file_values, workspace))
+            editor_model = (overrides or {}).get("model")
+            use_models = not (
+                isinstance(editor_model, Mapping) and editor_model.get("repository_models") is False
+            )
+            merged = deep_merge(merged, repository_values(file_values, workspace, use_models))
     if overrides:
         validate_layer(overrides, overrides_source)
         merged = deep_merge(merged, overrides)

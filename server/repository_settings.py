@@ -92,6 +92,18 @@ def repository_network_problem(values: Mapping[str, Any]) -> str | None:
     return None
 
 
+def repository_trust_problem(values: Mapping[str, Any]) -> str | None:
+    """Why a repository's own file may not say whether its model files are trusted, or None."""
+    model = values.get("model")
+    if isinstance(model, Mapping) and "repository_models" in model:
+        return (
+            "setting 'model.repository_models' may not come from a repository's own file (it "
+            "says whether that file's model files are loaded); set it in the editor settings or "
+            "on the command line (--set)"
+        )
+    return None
+
+
 def repository_hub_problem(values: Mapping[str, Any]) -> str | None:
     """Why a repository's own file may not name this model, or None: a hub reference would make
     RepoTune download what the repository chose (network access and a write outside its own
@@ -145,6 +157,7 @@ def repository_problem(
     would fix them: network, downloads, secrets, then the index folder)."""
     problem = (
         repository_network_problem(values)
+        or repository_trust_problem(values)
         or repository_hub_problem(values)
         or repository_secret_problem(values)
     )
@@ -156,7 +169,15 @@ def repository_problem(
     return None
 
 
-def repository_values(values: Mapping[str, Any], workspace: Path) -> dict[str, Any]:
-    """What an accepted repository file sets: model paths anchored at the repository, secret
-    patterns on top of the defaults."""
-    return with_default_secret_patterns(anchor_model_paths(values, workspace))
+def repository_values(
+    values: Mapping[str, Any], workspace: Path, use_models: bool = True
+) -> dict[str, Any]:
+    """What an accepted repository file sets: model paths anchored at the repository (or left
+    out, where the user does not trust the workspace with model files), secret patterns on top
+    of the defaults."""
+    values = anchor_model_paths(values, workspace)
+    model = values.get("model")
+    if not use_models and isinstance(model, Mapping):
+        kept = {key: value for key, value in model.items() if key not in MODEL_REFERENCES}
+        values = {**values, "model": kept}
+    return with_default_secret_patterns(values)

@@ -150,3 +150,22 @@ def test_a_repository_file_adds_secret_patterns_and_never_removes_one(tmp_path: 
     assert load_settings(None, editor).index.secret_patterns == ["only-this.txt"]
     (tmp_path / "repotune.toml").write_text('[index]\nsecret_patterns = ["deploy.cfg"]\n')
     assert load_settings(tmp_path, editor).index.secret_patterns == ["only-this.txt"]
+
+
+def test_model_files_of_an_untrusted_repository_are_not_used(tmp_path: Path) -> None:
+    """In an untrusted workspace the editor says model.repository_models = false: the model
+    files the repository's own file names are left out (a crafted GGUF never reaches llama.cpp);
+    its other settings still apply, and the repository cannot say it is trusted."""
+    (tmp_path / "repotune.toml").write_text(
+        '[model]\nadapter = ".repotune/evil.gguf"\ngenerator = "m.gguf"\nthreads = 3\n'
+    )
+    trusted = load_settings(tmp_path)
+    assert trusted.model.adapter == str(tmp_path / ".repotune" / "evil.gguf")
+    untrusted = load_settings(tmp_path, {"model": {"repository_models": False}})
+    assert untrusted.model.adapter == "default" and untrusted.model.generator == "default"
+    assert untrusted.model.threads == 3
+    editor = {"model": {"repository_models": False, "adapter": "/mine/a.gguf"}}
+    assert load_settings(tmp_path, editor).model.adapter == "/mine/a.gguf"
+    (tmp_path / "repotune.toml").write_text("[model]\nrepository_models = true\n")
+    with pytest.raises(SettingsError, match=r"'model\.repository_models' may not come"):
+        load_settings(tmp_path, {"model": {"repository_models": False}})

@@ -52,6 +52,7 @@ import {
   isStringArray,
   languageEnabled,
   toServerSettings,
+  withWorkspaceTrust,
   type MappedSettings,
   type ScopedValues,
 } from "./settings";
@@ -107,7 +108,11 @@ class RepoTune implements vscode.Disposable {
 
   private mapped(): MappedSettings {
     const scope = workspaceFolder()?.uri;
-    const mapped = toServerSettings((key) => scopedValues(key, scope));
+    const fromEditor = toServerSettings((key) => scopedValues(key, scope));
+    const mapped = {
+      ...fromEditor,
+      settings: withWorkspaceTrust(fromEditor.settings, vscode.workspace.isTrusted),
+    };
     for (const problem of mapped.problems) {
       this.log.warn(`settings: ${problem}`);
       if (!this.shownProblems.has(problem)) {

@@ -205,6 +205,15 @@ export function toServerSettings(read: SettingReader): MappedSettings {
   return { settings, problems };
 }
 
+/**
+ * The settings for a workspace the user does (not) trust: untrusted, the server leaves out the
+ * model files the repository's own repotune.toml names (a crafted GGUF never reaches llama.cpp).
+ */
+export function withWorkspaceTrust(settings: ServerSettings, trusted: boolean): ServerSettings {
+  if (trusted) return settings;
+  return { ...settings, model: { ...settings.model, repository_models: false } };
+}
+
 /** The `workspace/didChangeConfiguration` params the server expects. */
 export function didChangeConfigurationParams(settings: ServerSettings): {
   settings: { repotune: ServerSettings };

@@ -10,6 +10,7 @@ import {
   didChangeConfigurationParams,
   languageEnabled,
   toServerSettings,
+  withWorkspaceTrust,
   type ScopedValues,
 } from "../../src/settings";
 
@@ -237,5 +238,17 @@ describe("values set by a workspace (its .vscode/settings.json is untrusted inpu
     );
     expect(settings).toEqual({});
     expect(problems).toHaveLength(1);
+  });
+});
+
+describe("withWorkspaceTrust", () => {
+  it("tells the server to leave out the repository's own model files in an untrusted workspace", () => {
+    const settings = { model: { adapter: "hf:me/lora" }, completion: { enabled: true } };
+    expect(withWorkspaceTrust(settings, true)).toBe(settings);
+    expect(withWorkspaceTrust(settings, false)).toEqual({
+      model: { adapter: "hf:me/lora", repository_models: false },
+      completion: { enabled: true },
+    });
+    expect(withWorkspaceTrust({}, false)).toEqual({ model: { repository_models: false } });
   });
 });
