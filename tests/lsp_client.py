@@ -37,3 +37,14 @@ def open_document(client: LanguageClient, path: Path) -> str:
         )
     )
     return uri
+
+
+def inline_params(uri: str, line: int, character: int) -> types.InlineCompletionParams:
+    """An explicitly invoked inline completion request at (line, character)."""
+    return types.InlineCompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri),
+        position=types.Position(line=line, character=character),
+        context=types.InlineCompletionContext(
+            trigger_kind=types.InlineCompletionTriggerKind.Invoked
+        ),
+    )

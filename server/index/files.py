@@ -113,8 +113,9 @@ def _secret_spec(patterns: tuple[str, ...]) -> pathspec.GitIgnoreSpec | None:
 
 def is_secret_document(path: Path, root: Path | None, patterns: list[str]) -> bool:
     """Whether an open document is a likely secret by the index's own rules: its workspace path
-    (or, outside every folder, its absolute path and its name), and a symlink's target's too.
-    Such a buffer never becomes a prompt (a .env holds values no redaction shape can tell)."""
+    (or, outside every folder, its absolute path), and a symlink's target's too (a pattern
+    without a slash matches a name at any depth, as in git). Such a buffer never becomes a
+    prompt (a .env holds values no redaction shape can tell)."""
     spec = _secret_spec(tuple(patterns))
     if spec is None:
         return False
@@ -122,7 +123,7 @@ def is_secret_document(path: Path, root: Path | None, patterns: list[str]) -> bo
     for candidate in (path.absolute(), path.resolve()):
         if root is not None and candidate.is_relative_to(root):
             candidates.add(candidate.relative_to(root).as_posix())
-        candidates.update((candidate.as_posix().lstrip("/"), candidate.name))
+        candidates.add(candidate.as_posix().lstrip("/"))
     return any(spec.match_file(candidate) for candidate in candidates)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import pytest_lsp
 from endpoint_server import API_KEY, KEY_ENV, EndpointServer, start_endpoint
-from lsp_client import execute, open_document
+from lsp_client import execute, inline_params, open_document
 from lsprotocol import types
 from pygls.exceptions import JsonRpcRequestCancelled
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
@@ -83,16 +83,6 @@ async def client(
         await asyncio.sleep(0.3)
     yield
     await lsp_client.shutdown_session()
-
-
-def inline_params(uri: str, line: int, character: int) -> types.InlineCompletionParams:
-    return types.InlineCompletionParams(
-        text_document=types.TextDocumentIdentifier(uri=uri),
-        position=types.Position(line=line, character=character),
-        context=types.InlineCompletionContext(
-            trigger_kind=types.InlineCompletionTriggerKind.Invoked
-        ),
-    )
 
 
 async def test_inline_completion_through_the_endpoint(

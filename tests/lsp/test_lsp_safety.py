@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import pytest_lsp
-from lsp_client import execute, open_document
+from lsp_client import execute, inline_params, open_document
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 from repotune.server.models import ResolvedModel
@@ -40,11 +40,17 @@ def snapshot(root: Path) -> dict[str, bytes]:
     }
 
 
-@pytest.fixture(scope="module")
-def hostile(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("hostile") / "hostile-repo"
+def git_repo(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """An empty git repository `<name>-repo` in a fresh temp folder (its parent is free to use)."""
+    root = tmp_path_factory.mktemp(name) / f"{name}-repo"
     root.mkdir()
     subprocess.run(["git", "init", "-q", str(root)], check=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = git_repo(tmp_path_factory, "hostile")
     (root / "repotune.toml").write_text('[index]\nindex_dir = "."\n')
     (root / "index.sqlite3").write_bytes(b"this is not a database\n" * 40)
     (root / "tool.py").write_text("def hostile_tool_function():\n    return 'kept'\n")
@@ -53,9 +59,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def secrets_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("secrets") / "secrets-repo"
-    root.mkdir()
-    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    root = git_repo(tmp_path_factory, "secrets")
     (root / "config.py").write_text(
         f'"""Service settings."""\n\nAPI_TOKEN = "{TOKEN}"\nTIMEOUT_SECONDS = 30\n'
     )
@@ -74,9 +78,7 @@ def secrets_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def unmasking(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Its own file replaces the secret patterns and re-includes the user's ignored .env."""
-    root = tmp_path_factory.mktemp("unmasking") / "unmasking-repo"
-    root.mkdir()
-    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    root = git_repo(tmp_path_factory, "unmasking")
     (root / ".gitignore").write_text(".env\n")
     (root / ".env").write_text("DATABASE_PASSWORD_VALUE=purple-staple-lantern\n")
     (root / "deploy.cfg").write_text("[deploy]\nhost_password_hint = walrus-umbrella\n")
@@ -90,9 +92,7 @@ def unmasking(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def hub_beacon(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Its own file names a Hugging Face adapter (a download the repository would choose)."""
-    root = tmp_path_factory.mktemp("beacon") / "beacon-repo"
-    root.mkdir()
-    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    root = git_repo(tmp_path_factory, "beacon")
     (root / "repotune.toml").write_text('[model]\nadapter = "hf:attacker-org/beacon"\n')
     (root / "beacon.py").write_text("def beacon_function():\n    return 'kept'\n")
     return root
@@ -101,11 +101,10 @@ def hub_beacon(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def linked_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Its committed .repotune/index/ carries RepoTune's marker and a database linked outside."""
-    base = tmp_path_factory.mktemp("linked")
+    root = git_repo(tmp_path_factory, "linked")
+    base = root.parent
     (base / "notes.sqlite3").write_bytes(b"SQLite format 3\x00" + b"\x00" * 100)
-    root = base / "linked-repo"
     (root / ".repotune" / "index").mkdir(parents=True)
-    subprocess.run(["git", "init", "-q", str(root)], check=True)
     (root / "repotune.toml").write_text('[index]\nindex_dir = ".repotune/index"\n')
     (root / ".repotune" / "index" / ".repotune-index").write_text("RepoTune index folder\n")
     (root / ".repotune" / "index" / "index.sqlite3").symlink_to(base / "notes.sqlite3")
@@ -228,16 +227,6 @@ async def test_a_committed_index_folder_with_a_linked_database_is_not_used(
     assert victim.read_bytes() == b"SQLite format 3\x00" + b"\x00" * 100
     results = await execute(client, "repotune.search", {"query": "unmasking_service"})
     assert any(r["path"] == "service.py" for r in results)
-
-
-def inline_params(uri: str, line: int, character: int) -> types.InlineCompletionParams:
-    return types.InlineCompletionParams(
-        text_document=types.TextDocumentIdentifier(uri=uri),
-        position=types.Position(line=line, character=character),
-        context=types.InlineCompletionContext(
-            trigger_kind=types.InlineCompletionTriggerKind.Invoked
-        ),
-    )
 
 
 async def test_an_open_env_file_is_never_completed(
