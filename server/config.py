@@ -21,8 +21,12 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from repotune.server.index.redact import DEFAULT_SECRET_PATTERNS
 from repotune.server.repository_settings import repository_problem, repository_values
+from repotune.server.untrusted_files import read_regular_file
 
 CONFIG_FILE_NAME = "repotune.toml"
+# A settings file (or a pyproject.toml) beyond this is not one; a link to /proc or a huge file
+# must not be read whole.
+SETTINGS_FILE_MAX_BYTES = 1 << 20
 
 
 class SettingsError(ValueError):
@@ -425,10 +429,16 @@ def read_workspace_config(workspace: Path) -> tuple[dict[str, Any], str | None]:
     own_file = workspace / CONFIG_FILE_NAME
     pyproject = workspace / "pyproject.toml"
     for path, table in ((own_file, None), (pyproject, ("tool", "repotune"))):
-        if not path.is_file():
-            continue
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            raw = read_regular_file(path, SETTINGS_FILE_MAX_BYTES + 1)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise SettingsError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+        if len(raw) > SETTINGS_FILE_MAX_BYTES:
+            raise SettingsError(f"{path}: larger than {SETTINGS_FILE_MAX_BYTES} bytes, not read")
+        try:
+            data = tomllib.loads(raw.decode("utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise SettingsError(f"{path}: not valid TOML: {exc}") from exc
         if table is None:

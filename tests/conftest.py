@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from repotune.server.models import ResolvedModel, resolve_embedder, resolve_generator
@@ -100,3 +104,29 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
             return True
         time.sleep(0.05)
     return condition()
+
+
+def within(seconds: float, work: Callable[[], Any]) -> Any:
+    """`work()`'s result, failing the test (not hanging it) when it blocks: a read of a FIFO
+    with no writer never returns."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:  # handed to the test below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still blocked after {seconds} s"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def unblock(fifo: Path) -> None:
+    """Lets a reader still blocked on `fifo` (the code before the fix) finish."""
+    with contextlib.suppress(OSError):  # no reader left
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,27 @@ def test_invalid_toml_is_reported_with_file(tmp_path: Path) -> None:
     (tmp_path / "repotune.toml").write_text("[completion\n")
     with pytest.raises(SettingsError, match=r"repotune\.toml: not valid TOML"):
         load_settings(tmp_path)
+
+
+def test_a_settings_file_that_is_not_a_regular_file_or_is_huge_is_an_error(
+    tmp_path: Path,
+) -> None:
+    """A FIFO would block, a link to /dev/zero or into /proc would never end: each is a
+    clear error naming the file; a broken link is no file at all."""
+    os.mkfifo(tmp_path / "repotune.toml")
+    with pytest.raises(SettingsError, match=r"repotune\.toml: cannot be read: .*FIFO"):
+        load_settings(tmp_path)
+    (tmp_path / "repotune.toml").unlink()
+    (tmp_path / "repotune.toml").symlink_to("/dev/zero")
+    with pytest.raises(SettingsError, match=r"repotune\.toml: cannot be read: .*device"):
+        load_settings(tmp_path)
+    (tmp_path / "repotune.toml").unlink()
+    (tmp_path / "pyproject.toml").write_text("# padding\n" * 200_000)
+    with pytest.raises(SettingsError, match=r"pyproject\.toml: larger than"):
+        load_settings(tmp_path)
+    (tmp_path / "pyproject.toml").unlink()
+    (tmp_path / "repotune.toml").symlink_to(tmp_path / "gone.toml")
+    assert load_settings(tmp_path) == Settings()
 
 
 def test_editor_error_names_editor_source(tmp_path: Path) -> None:

@@ -24,10 +24,13 @@ from pathlib import Path, PurePosixPath
 import pathspec
 from repotune.server.config import Settings
 from repotune.server.index.redact import is_service_account_json, redact_secrets
+from repotune.server.untrusted_files import read_regular_file
 
 IGNORE_FILE_NAMES = (".gitignore", ".repotuneignore")
 ALWAYS_SKIPPED_DIRS = frozenset({".git", ".hg", ".svn", ".repotune"})
 BINARY_SNIFF_BYTES = 8192
+# An ignore file beyond this is not a list of rules someone wrote; it is not read.
+IGNORE_FILE_MAX_BYTES = 8 << 20
 
 # File names that are generated or minified whatever their content.
 GENERATED_NAME_PATTERNS = [
@@ -127,12 +130,17 @@ def is_secret_document(path: Path, root: Path | None, patterns: list[str]) -> bo
     return any(spec.match_file(candidate) for candidate in candidates)
 
 
-def _read_ignore_file(path: Path) -> pathspec.GitIgnoreSpec | None:
+def _read_ignore_file(path: Path, follow_links: bool = False) -> pathspec.GitIgnoreSpec | None:
+    """One ignore file's rules, or None. As git (2.32+) does, an ignore file in the working tree
+    is not read through a symlink (a committed `.gitignore -> /dev/zero` would never end); only
+    a regular file is read (a FIFO would block), and only up to IGNORE_FILE_MAX_BYTES."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        data = read_regular_file(path, IGNORE_FILE_MAX_BYTES + 1, follow_links=follow_links)
     except OSError:
         return None
-    return _spec(text.splitlines())
+    if len(data) > IGNORE_FILE_MAX_BYTES:
+        return None
+    return _spec(data.decode("utf-8", errors="replace").splitlines())
 
 
 class WorkspaceFilter:
@@ -157,7 +165,9 @@ class WorkspaceFilter:
 
     def invalidate(self) -> None:
         self._cache: dict[str, tuple[pathspec.GitIgnoreSpec | None, ...]] = {}
-        self._info_exclude = _read_ignore_file(self.root / ".git" / "info" / "exclude")
+        # The user's own file (not in the working tree), which git reads through a link.
+        exclude = self.root / ".git" / "info" / "exclude"
+        self._info_exclude = _read_ignore_file(exclude, follow_links=True)
 
     # ------------------------------------------------------------------ rules
 
@@ -428,8 +438,7 @@ def check_generated(data: bytes) -> str | None:
 def read_text_file(path: Path, max_bytes: int) -> TextFile:
     """Read and decode one file, secret-shaped lines redacted, or raise ContentSkip with the
     reason it is not indexed (a credentials file: 'secret')."""
-    with path.open("rb") as handle:
-        data = handle.read(max_bytes + 1)
+    data = read_regular_file(path, max_bytes + 1)  # swapped for a FIFO since the scan: refused
     if len(data) > max_bytes:
         raise ContentSkip("too-large")
     if looks_binary(data):

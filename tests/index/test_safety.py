@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import wait_for
+from conftest import unblock, wait_for, within
 from repotune.server.assistant import Assistant
 from repotune.server.config import Settings, SettingsError, load_settings
 from repotune.server.index.chunking import chunk_file
@@ -341,6 +341,33 @@ def test_symlinked_and_wider_default_secrets_are_not_indexed(tmp_path: Path) -> 
 
     with pytest.raises(ContentSkip, match="secret"):
         read_text_file(repo / "deploy.json", 10_000)
+
+
+def test_ignore_files_that_are_fifos_or_links_to_devices_are_not_read(tmp_path: Path) -> None:
+    """A committed `.gitignore -> /dev/zero` filled memory and a FIFO blocked the scan forever;
+    as in git, an ignore file is read only as a regular file, never through a link."""
+    repo = make_repo(tmp_path / "repo")
+    os.mkfifo(repo / ".gitignore")
+    (repo / ".repotuneignore").symlink_to("/dev/zero")
+    (repo / "docs" / ".gitignore").write_text("guide.md\n")  # a regular one still counts
+    os.mkfifo(repo / "pipe.py")
+    try:
+        scan = within(20, WorkspaceFilter(repo, Settings()).scan)
+    finally:
+        unblock(repo / ".gitignore")
+    assert [entry.rel for entry in scan.files] == ["app.py", "docs/.gitignore"]
+    assert ("docs/guide.md", "ignored") in {(s.rel, s.reason) for s in scan.skipped}
+
+
+def test_a_file_swapped_for_a_fifo_after_the_scan_is_refused_not_waited_on(
+    tmp_path: Path,
+) -> None:
+    os.mkfifo(tmp_path / "mod.py")
+    try:
+        with pytest.raises(OSError, match="FIFO"):
+            within(20, lambda: read_text_file(tmp_path / "mod.py", 10_000))
+    finally:
+        unblock(tmp_path / "mod.py")
 
 
 def test_an_open_document_is_a_secret_by_the_index_rules(tmp_path: Path) -> None:

@@ -4,7 +4,8 @@ secret in one file, or behind a symlink, is not what search returns, even where 
 own file lists other secret patterns and re-includes the user's .env; a repository's file that
 names a Hugging Face model is refused (nothing is downloaded); an index folder it committed with
 RepoTune's marker and a database linked to a user's file is not used (the file is untouched); an
-open .env is never completed (its buffer would be the prompt).
+open .env is never completed (its buffer would be the prompt); ignore and settings files that
+are FIFOs or links to /dev/zero neither block nor fill memory.
 The real server, the real default model (paths given, so the cache can be a private temp dir for
 the indexes)."""
 
@@ -112,6 +113,20 @@ def linked_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def bottomless(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Files that never end or never answer where RepoTune reads rules: `.gitignore -> /dev/zero`
+    (committable in git), a FIFO `.repotuneignore` below, a FIFO repotune.toml and a FIFO .py."""
+    root = git_repo(tmp_path_factory, "bottomless")
+    (root / ".gitignore").symlink_to("/dev/zero")
+    (root / "pkg").mkdir()
+    os.mkfifo(root / "pkg" / ".repotuneignore")
+    os.mkfifo(root / "repotune.toml")
+    os.mkfifo(root / "pipe.py")
+    (root / "pkg" / "bottomless.py").write_text("def bottomless_function():\n    return 'kept'\n")
+    return root
+
+
 async def wait_until_idle(client: LanguageClient, timeout: float = 480.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     status: dict[str, Any] = {}
@@ -137,11 +152,12 @@ async def client(
     unmasking: Path,
     hub_beacon: Path,
     linked_index: Path,
+    bottomless: Path,
     generator_model: ResolvedModel,
     embedder_model: ResolvedModel,
 ):
     lsp_client.hostile_before = snapshot(hostile)  # type: ignore[attr-defined]
-    roots = [hostile, secrets_repo, unmasking, hub_beacon, linked_index]
+    roots = [hostile, secrets_repo, unmasking, hub_beacon, linked_index, bottomless]
     options = {
         "model": {"generator": str(generator_model.path), "embedder": str(embedder_model.path)},
         "index": {"dense": False},
@@ -253,3 +269,15 @@ async def test_an_open_env_file_is_never_completed(
     engine = (await execute(client, "repotune.status"))["engine"]
     assert engine["skipped_secret_file"] == after["skipped_secret_file"]
     assert engine["completions"] > after["completions"]
+
+
+async def test_fifos_and_links_to_devices_neither_block_nor_fill_memory(
+    client: LanguageClient, bottomless: Path
+) -> None:
+    status = await execute(client, "repotune.status")
+    assert status["state"] == "idle"  # reached only when no read blocked
+    folder = next(f for f in status["folders"] if f["root"] == str(bottomless.resolve()))
+    assert "repotune.toml: cannot be read" in folder["settings_error"], folder
+    assert "FIFO" in folder["settings_error"]
+    results = await execute(client, "repotune.search", {"query": "bottomless_function"})
+    assert any(r["path"] == "pkg/bottomless.py" for r in results)

@@ -6,10 +6,12 @@ the real `repotune train` commands (CliRunner, in process)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import unblock, within
 from repotune.training.base import TrainError
 from repotune.training.cli import app
 from repotune.training.outputs import default_output, repository_output, symlink_on_the_way
@@ -101,4 +103,12 @@ def test_the_dataset_source_runs_nothing_the_repository_configures(tmp_path: Pat
     (repo / "mod1.py").write_text(MODULE.format(n=1))
     (repo / "mod2.py").unlink()
     assert repository_source(repo)["dirty"] is True
+    os.mkfifo(repo / "mod2.py")  # compared without waiting on it, as a changed file
+    try:
+        assert within(20, lambda: repository_source(repo))["dirty"] is True
+    finally:
+        unblock(repo / "mod2.py")
+    (repo / "mod2.py").unlink()
+    (repo / "mod2.py").symlink_to("/dev/zero")  # never read through a link
+    assert within(20, lambda: repository_source(repo))["dirty"] is True
     assert not ran.exists()

@@ -64,6 +64,7 @@ from typing import Any
 
 from repotune.server.config import Settings
 from repotune.server.index.chunking import Chunker
+from repotune.server.untrusted_files import read_regular_file
 from repotune.training.base import TrainError
 from repotune.training.data.examples import Builder, Retriever, TokenCounter
 from repotune.training.data.qa import AskPrompt
@@ -251,8 +252,10 @@ def tracked_files_changed(root: Path, ls_tree: bytes) -> bool:
         mode, kind, blob = meta.split()
         if kind != b"blob" or mode == b"120000":  # submodules and symlinks are not compared
             continue
-        try:
-            data = (root / os.fsdecode(name)).read_bytes()
+        path = root / os.fsdecode(name)
+        try:  # not through a link, never a FIFO or a device (the working tree is untrusted)
+            size = os.stat(path, follow_symlinks=False).st_size
+            data = read_regular_file(path, size + 1, follow_links=False)
         except OSError:
             return True
         algorithm = "sha256" if len(blob) == 64 else "sha1"  # a SHA-256 repository's ids
