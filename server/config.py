@@ -67,7 +67,12 @@ class ModelSettings(_Section):
     )
     adapter_scale: float = Field(1.0, ge=0.0, le=4.0)
     context_length: int = Field(4096, ge=256, le=131072)
-    threads: int = Field(0, ge=0, description="0 = automatic (all physical cores)")
+    threads: int = Field(
+        0,
+        ge=0,
+        le=512,  # llama.cpp's GGML_MAX_N_THREADS: 100000 aborted the process (std::bad_alloc)
+        description="0 = automatic (all physical cores); at most the logical CPUs are used",
+    )
     gpu_layers: GpuLayers = Field(
         "auto",
         description="'auto' = every layer when llama.cpp was built with a GPU backend (-1 is the "
@@ -115,7 +120,7 @@ class ModelSettings(_Section):
 
 
 class IndexSettings(_Section):
-    max_file_bytes: int = Field(1_000_000, ge=1)
+    max_file_bytes: int = Field(1_000_000, ge=1, le=100_000_000)  # each is read whole
     exclude: list[str] = Field(
         default_factory=list, description="extra gitignore-style patterns to skip"
     )

@@ -31,7 +31,7 @@ from repotune.server.completion.remote import EndpointEngine
 from repotune.server.completion.request import CompletionRequest
 from repotune.server.config import Settings, settings_with
 from repotune.server.corpora import ensure_corpus
-from repotune.server.llm.runtime import default_threads, wants_extra_buffers
+from repotune.server.llm.runtime import thread_count, wants_extra_buffers
 from repotune.server.models import (
     ModelError,
     adapter_reference,
@@ -74,7 +74,7 @@ def start_llama_cpp_server(settings: Settings, log: Path) -> tuple[subprocess.Po
         *("--host", "127.0.0.1", "--port", str(port)),
         *("--model", str(resolve_generator(model.generator).path)),
         *("--n_ctx", str(model.context_length), "--n_batch", str(min(512, model.context_length))),
-        *("--n_threads", str(model.threads or default_threads())),
+        *("--n_threads", str(thread_count(model.threads))),
         *("--logits_all", "false"),  # its default computes every prompt token's logits
     ]
     adapter = adapter_reference(model.adapter, model.generator)
@@ -169,7 +169,7 @@ def run_bench_endpoint(
         "truncated_by_time_budget": truncated,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "model": {"generator": settings.model.generator, "adapter": settings.model.adapter},
-        "threads": settings.model.threads or default_threads(),
+        "threads": thread_count(settings.model.threads),
         "in_process": _summary([here for here, _ in pairs]),
         "through_endpoint": _summary([there for _, there in pairs]),
         "added_ms": {

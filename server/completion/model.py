@@ -18,7 +18,7 @@ from repotune.server.llm.gpu import (
     requested_layers,
 )
 from repotune.server.llm.healing import Vocabulary
-from repotune.server.llm.runtime import default_threads, llama_extra_buffers, wants_extra_buffers
+from repotune.server.llm.runtime import llama_extra_buffers, thread_count, wants_extra_buffers
 from repotune.server.models import (
     ModelError,
     adapter_reference,
@@ -69,7 +69,7 @@ def load_model(settings: Settings) -> LoadedModel:
     if adapter_ref:
         adapter_path = resolve_adapter(adapter_ref).path
     gpu = bool(llama_cpp.llama_supports_gpu_offload())
-    threads = model.threads or default_threads()
+    threads = thread_count(model.threads)
     extra_bufts = wants_extra_buffers(model.cpu_extra_buffers)
     started = time.perf_counter()
     llm, gpu_layers, gpu_fallback = _load(

@@ -16,7 +16,7 @@ from repotune.server.llm.gpu import (
     offloaded_layers,
     requested_layers,
 )
-from repotune.server.llm.runtime import llama_extra_buffers, physical_cores
+from repotune.server.llm.runtime import llama_extra_buffers, thread_count
 from repotune.server.models import ModelError, resolve_embedder
 
 # The window sentence-transformers uses for all-MiniLM-L6-v2; longer texts are cut, as it does.
@@ -81,7 +81,7 @@ class Embedder:
         from llama_cpp import Llama
 
         self.model_path = model_path
-        self.threads = threads or physical_cores()
+        self.threads = thread_count(threads or 0)
 
         def build(n_gpu_layers: int) -> Llama:
             with llama_extra_buffers(True):  # one load at a time in the process (see there)

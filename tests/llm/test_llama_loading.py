@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
+import pytest
 from repotune.server.models import ResolvedModel
 
 
@@ -94,3 +96,23 @@ def test_every_model_load_waits_for_the_process_wide_load_lock(
     assert sorted(done) == ["embedder", "tokenizer"]
     assert engine.wait_ready(120), engine.load_error
     engine.close()
+
+
+def test_a_thread_count_beyond_the_machine_is_refused_or_capped(
+    tmp_path: Path, generator_model: ResolvedModel
+) -> None:
+    """A repository's `model.threads = 100000` aborted the process inside llama.cpp
+    (std::bad_alloc: the whole server, every folder); 512 took 33 s per completion on 2 cores.
+    Above llama.cpp's maximum is a settings error naming the key; up to it, the model gets at
+    most the machine's logical CPUs."""
+    from repotune.server.completion.model import load_model
+    from repotune.server.config import SettingsError, load_settings
+
+    (tmp_path / "repotune.toml").write_text("[model]\nthreads = 100000\n")
+    with pytest.raises(SettingsError, match=r"repotune\.toml.*model\.threads"):
+        load_settings(tmp_path)
+    (tmp_path / "repotune.toml").write_text("[model]\nthreads = 512\nadapter = 'none'\n")
+    settings = load_settings(tmp_path, {"model": {"generator": str(generator_model.path)}})
+    loaded = load_model(settings)
+    assert loaded.info["threads"] == min(512, os.cpu_count() or 512)
+    assert loaded.llm.context_params.n_threads == loaded.info["threads"]
