@@ -143,6 +143,21 @@ def _read_ignore_file(path: Path, follow_links: bool = False) -> pathspec.GitIgn
     return _spec(data.decode("utf-8", errors="replace").splitlines())
 
 
+def utf8_name(name: str) -> bool:
+    """Whether a file name (as os.fsdecode gives it) is valid UTF-8: the index, the database
+    and LSP's URIs hold text, and a name with undecodable bytes cannot be one of them."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable_path(rel: str) -> str:
+    """A path with undecodable bytes written as \\xNN, for the skipped list and messages."""
+    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 class WorkspaceFilter:
     """Decides, for a workspace-relative path, whether it is indexed and why not.
 
@@ -313,6 +328,9 @@ class WorkspaceFilter:
             return
         for entry in entries:
             rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            if not utf8_name(entry.name):
+                result.skipped.append(Skipped(printable_path(rel), "undecodable-name"))
+                continue
             try:
                 is_link = entry.is_symlink()
                 if is_link:

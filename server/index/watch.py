@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from repotune.server.config import CONFIG_FILE_NAME
-from repotune.server.index.files import IGNORE_FILE_NAMES, WorkspaceFilter
+from repotune.server.index.files import IGNORE_FILE_NAMES, WorkspaceFilter, utf8_name
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ class WatchHandler(FileSystemEventHandler):
         self.ignored_events = 0
 
     def _rel(self, raw: str | bytes) -> str | None:
-        text = raw.decode() if isinstance(raw, bytes) else raw
+        text = os.fsdecode(raw)
         path = Path(text)
         if self.index_dir is not None and path.is_relative_to(self.index_dir):
             return None
@@ -179,6 +179,9 @@ class WatchHandler(FileSystemEventHandler):
         except ValueError:
             return None
         value = rel.as_posix()
+        if not utf8_name(value):
+            self.ignored_events += 1  # the scan lists it as skipped ("undecodable-name")
+            return None
         return None if value in ("", ".") else value
 
     def on_any_event(self, event: FileSystemEvent) -> None:
@@ -186,7 +189,7 @@ class WatchHandler(FileSystemEventHandler):
             return
         if event.event_type in ("deleted", "moved") and self.root_deleted is not None:
             source = event.src_path
-            if Path(source.decode() if isinstance(source, bytes) else source) == self.root:
+            if Path(os.fsdecode(source)) == self.root:
                 self.root_deleted()  # its watches died with it
         paths = [event.src_path]
         if event.event_type == "moved":

@@ -107,6 +107,30 @@ def test_ignored_paths_produce_no_work(live: tuple[Path, WorkspaceIndex]) -> Non
     assert paths_for(index, "built_3") == set()
 
 
+def test_a_file_name_that_is_not_utf8_is_skipped_not_a_crash(tmp_path: Path, embedder: Any) -> None:
+    """`b"bad\\xffname.py"` made the index pass raise UnicodeEncodeError at the database (the
+    whole pass, so no file was indexed); at the start and when created under the watch, it is
+    listed as skipped and the rest of the folder is indexed."""
+    root = tmp_path / "repo"
+    write(root, "pkg/core.py", function_source("alpha_entry"))
+    (root / os.fsdecode(b"first\xffname.py")).write_text(function_source("first_bad_name"))
+    settings = Settings.model_validate({"index": {"debounce_ms": 100}})
+    index = WorkspaceIndex(root, settings, embedder=embedder, location=tmp_path / "index")
+    try:
+        index.start(watch=True)
+        assert index.wait_idle(60)
+        assert paths_for(index, "alpha_entry") == {"pkg/core.py"}
+        assert list(index.store.skipped().values()).count("undecodable-name") == 1
+        (root / "pkg" / os.fsdecode(b"later\xfe.py")).write_text(function_source("later_bad"))
+        write(root, "pkg/after.py", function_source("after_bad_name"))
+        eventually(lambda: paths_for(index, "after_bad_name") == {"pkg/after.py"})
+        assert index.wait_idle(60)
+        assert not index.indexer.errors, index.indexer.errors
+        assert paths_for(index, "later_bad") == paths_for(index, "first_bad_name") == set()
+    finally:
+        index.close()
+
+
 def test_burst_of_saves_is_coalesced(live: tuple[Path, WorkspaceIndex]) -> None:
     root, index = live
     target = root / "pkg/hot.py"

@@ -5,7 +5,8 @@ own file lists other secret patterns and re-includes the user's .env; a reposito
 names a Hugging Face model is refused (nothing is downloaded); an index folder it committed with
 RepoTune's marker and a database linked to a user's file is not used (the file is untouched); an
 open .env is never completed (its buffer would be the prompt); ignore and settings files that
-are FIFOs or links to /dev/zero neither block nor fill memory.
+are FIFOs or links to /dev/zero neither block nor fill memory, nor does a name that is not UTF-8
+stop the index.
 The real server, the real default model (paths given, so the cache can be a private temp dir for
 the indexes)."""
 
@@ -116,13 +117,15 @@ def linked_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def bottomless(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Files that never end or never answer where RepoTune reads rules: `.gitignore -> /dev/zero`
-    (committable in git), a FIFO `.repotuneignore` below, a FIFO repotune.toml and a FIFO .py."""
+    (committable in git), a FIFO `.repotuneignore` below, a FIFO repotune.toml and a FIFO .py;
+    and a file name that is not UTF-8 (it stopped the whole index pass at the database)."""
     root = git_repo(tmp_path_factory, "bottomless")
     (root / ".gitignore").symlink_to("/dev/zero")
     (root / "pkg").mkdir()
     os.mkfifo(root / "pkg" / ".repotuneignore")
     os.mkfifo(root / "repotune.toml")
     os.mkfifo(root / "pipe.py")
+    (root / os.fsdecode(b"latin\xe9.py")).write_text("def undecodable_name():\n    return 1\n")
     (root / "pkg" / "bottomless.py").write_text("def bottomless_function():\n    return 'kept'\n")
     return root
 
@@ -279,5 +282,6 @@ async def test_fifos_and_links_to_devices_neither_block_nor_fill_memory(
     folder = next(f for f in status["folders"] if f["root"] == str(bottomless.resolve()))
     assert "repotune.toml: cannot be read" in folder["settings_error"], folder
     assert "FIFO" in folder["settings_error"]
+    assert folder["skipped"].get("undecodable-name") == 1, folder
     results = await execute(client, "repotune.search", {"query": "bottomless_function"})
     assert any(r["path"] == "pkg/bottomless.py" for r in results)
