@@ -122,12 +122,18 @@ def is_secret_document(path: Path, root: Path | None, patterns: list[str]) -> bo
     spec = _secret_spec(tuple(patterns))
     if spec is None:
         return False
-    candidates: set[str] = set()
-    for candidate in (path.absolute(), path.resolve()):
-        if root is not None and candidate.is_relative_to(root):
-            candidates.add(candidate.relative_to(root).as_posix())
-        candidates.add(candidate.as_posix().lstrip("/"))
+    candidates = secret_candidates(path.absolute(), root) | secret_candidates(path.resolve(), root)
     return any(spec.match_file(candidate) for candidate in candidates)
+
+
+def secret_candidates(path: Path, root: Path | None) -> set[str]:
+    """The strings the secret patterns are matched on for an absolute path: its workspace path
+    when it lies inside `root`, and its absolute path (a pattern without a slash matches a name
+    at any depth, as in git)."""
+    candidates = {path.as_posix().lstrip("/")}
+    if root is not None and path.is_relative_to(root):
+        candidates.add(path.relative_to(root).as_posix())
+    return candidates
 
 
 def _read_ignore_file(path: Path, follow_links: bool = False) -> pathspec.GitIgnoreSpec | None:
@@ -285,12 +291,9 @@ class WorkspaceFilter:
         if is_link is False or (is_link is None and not path.is_symlink()):
             return False
         try:
-            target = path.resolve()
+            candidates = secret_candidates(path.resolve(), self.root)
         except (OSError, RuntimeError):
             return False
-        candidates = [target.as_posix().lstrip("/"), target.name]
-        if target.is_relative_to(self.root):
-            candidates.append(target.relative_to(self.root).as_posix())
         return any(self._secrets.match_file(candidate) for candidate in candidates)
 
     # ------------------------------------------------------------------ walking
