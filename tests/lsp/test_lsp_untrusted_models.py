@@ -1,0 +1,114 @@
+"""A workspace the editor does not trust (VS Code's Restricted Mode) over real stdio: with
+`model.repository_models = false` the server leaves out the model files the repository's
+repotune.toml names (a crafted GGUF never reaches llama.cpp); when the user trusts the
+workspace (the flag flips in a configuration change) the repository's file is used, and
+distrusting it again drops it. The real server, the real generator."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_lsp
+from lsp_client import execute
+from lsprotocol import types
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+from repotune.server.models import ResolvedModel
+
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+
+CACHE = Path(tempfile.mkdtemp(prefix="repotune-untrusted-cache-"))
+
+
+async def wait_for(client: LanguageClient, what: str, check: Any) -> dict[str, Any]:
+    deadline = time.monotonic() + 240
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = await execute(client, "repotune.status")
+        if check(status):
+            return status
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{what}: not within 240 s: {status}")
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("untrusted") / "shipped-model"
+    root.mkdir()
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    (root / "repotune.toml").write_text('[model]\nadapter = "models/crafted.gguf"\n')
+    (root / "models").mkdir()
+    (root / "models" / "crafted.gguf").write_bytes(b"not what llama.cpp should parse\n")
+    (root / "shapes.py").write_text("def square_area(side):\n    return side * side\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def models(generator_model: ResolvedModel, embedder_model: ResolvedModel) -> dict[str, str]:
+    return {"generator": str(generator_model.path), "embedder": str(embedder_model.path)}
+
+
+@pytest_lsp.fixture(
+    scope="module",
+    config=ClientServerConfig(
+        server_command=[sys.executable, "-m", "repotune", "serve"],
+        server_env={**os.environ, "REPOTUNE_CACHE_DIR": str(CACHE)},
+    ),
+)
+async def client(lsp_client: LanguageClient, repo: Path, models: dict[str, str]):
+    await lsp_client.initialize_session(
+        types.InitializeParams(
+            capabilities=client_capabilities("visual-studio-code"),
+            root_uri=repo.as_uri(),
+            workspace_folders=[types.WorkspaceFolder(uri=repo.as_uri(), name=repo.name)],
+            initialization_options={
+                "model": {**models, "repository_models": False},
+                "index": {"dense": False},
+            },
+        )
+    )
+    yield
+    await lsp_client.shutdown_session()
+
+
+def configure(client: LanguageClient, models: dict[str, str], trusted: bool) -> None:
+    """What the VS Code extension sends when the workspace's trust changes."""
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(
+            settings={
+                "repotune": {
+                    "model": {**models, "repository_models": trusted},
+                    "index": {"dense": False},
+                }
+            }
+        )
+    )
+
+
+async def test_the_repository_model_file_is_loaded_only_once_the_workspace_is_trusted(
+    client: LanguageClient, repo: Path, models: dict[str, str]
+) -> None:
+    crafted = str(repo / "models" / "crafted.gguf")
+    status = await wait_for(client, "untrusted: served", lambda s: s["state"] == "idle")
+    assert status["adapter"] is None and status["settings"]["model"]["adapter"] == "default"
+    assert not any("crafted.gguf" in error for error in status["errors"]), status["errors"]
+    folder = status["folders"][0]
+    assert not folder.get("settings_error"), folder  # its other settings apply
+
+    configure(client, models, trusted=True)
+    status = await wait_for(
+        client, "trusted: the repository's adapter", lambda s: s["state"] == "error"
+    )
+    assert status["settings"]["model"]["adapter"] == crafted
+    assert "crafted.gguf" in status["message"] and "not a GGUF file" in status["message"]
+
+    configure(client, models, trusted=False)
+    status = await wait_for(client, "untrusted again", lambda s: s["state"] == "idle")
+    assert status["adapter"] is None and status["settings"]["model"]["adapter"] == "default"
