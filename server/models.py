@@ -95,13 +95,14 @@ def validate_gguf(path: Path, reference: str | None = None) -> None:
     version = struct.unpack("<I", header[4:8])[0]
     if version not in (2, 3):
         raise ModelError(f"model '{label}': {path} has unsupported GGUF version {version}")
-    try:
-        import gguf
+    from repotune.server.gguf_layout import GGUFLayoutError, read_layout  # numpy: when needed
 
-        reader = gguf.GGUFReader(str(path))
-        data_end = max((int(t.data_offset) + int(t.n_bytes) for t in reader.tensors), default=0)
-    except Exception as exc:  # the reader raises many types for damaged files
+    try:
+        data_end = read_layout(path).data_end
+    except GGUFLayoutError as exc:
         raise ModelError(f"model '{label}': {path} is damaged or truncated ({exc})") from None
+    except OSError as exc:
+        raise ModelError(f"model '{label}': cannot read {path}: {exc.strerror}") from None
     if data_end > size:
         raise ModelError(
             f"model '{label}': {path} is truncated ({size} bytes, tensors need {data_end})"
