@@ -1,10 +1,10 @@
 """A GGUF file's layout, read with a bound check on every field before llama.cpp sees the file.
 
-The `gguf` package's GGUFReader builds a numpy view per metadata item: on Gemma 3's 262,144-token
-vocabulary that took 14 s, paid on every server start and model reload with a model path. This
-walks the same structure (header, metadata, tensor infos; GGUF v2 and v3) with `struct` over a
-memory map, skipping fixed-size arrays whole, and reports where the tensor data ends, so a
-truncated or malformed file is refused with a reason. The type sizes come from `gguf` itself.
+The `gguf` package's GGUFReader builds a numpy view per metadata item, which on a vocabulary
+of 262,144 tokens costs seconds at every server start and model reload (README: Models and
+caches). This walks the same structure (header, metadata, tensor infos; GGUF v2 and v3) with
+`struct` over a memory map, skipping fixed-size arrays whole, and reports where the tensor data
+ends, so a truncated or malformed file is refused with a reason. Type sizes come from `gguf`.
 """
 
 from __future__ import annotations

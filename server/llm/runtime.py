@@ -76,8 +76,8 @@ def default_threads() -> int:
 
 def thread_count(configured: int) -> int:
     """`model.threads` as llama.cpp gets it: 0 is `default_threads()`; more threads than the
-    machine's logical CPUs only spin against each other (a settings file asking for 512 made
-    one completion take 33 s instead of 0.3 s on 2 cores), so the count stops there."""
+    machine's logical CPUs only spin against each other and slow every completion (a settings
+    file can ask for hundreds), so the count stops there."""
     if configured <= 0:
         return default_threads()
     return max(1, min(configured, os.cpu_count() or configured))
