@@ -31,6 +31,9 @@ ALWAYS_SKIPPED_DIRS = frozenset({".git", ".hg", ".svn", ".repotune"})
 BINARY_SNIFF_BYTES = 8192
 # An ignore file beyond this is not a list of rules someone wrote; it is not read.
 IGNORE_FILE_MAX_BYTES = 8 << 20
+# Directories nested deeper than this are not entered: no source tree comes near it, and a
+# repository of 1,500 nested folders (git stores it) ended the walk with a RecursionError.
+MAX_DIRECTORY_DEPTH = 256
 
 # File names that are generated or minified whatever their content.
 GENERATED_NAME_PATTERNS = [
@@ -159,6 +162,11 @@ def utf8_name(name: str) -> bool:
     return True
 
 
+def too_deep(rel: str) -> bool:
+    """Whether a workspace path lies below MAX_DIRECTORY_DEPTH folders."""
+    return rel.count("/") >= MAX_DIRECTORY_DEPTH
+
+
 def printable_path(rel: str) -> str:
     """A path with undecodable bytes written as \\xNN, for the skipped list and messages."""
     return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
@@ -260,6 +268,8 @@ class WorkspaceFilter:
         parts = PurePosixPath(rel).parts
         if not parts:
             return "ignored"
+        if too_deep(rel):
+            return "too-deep"
         for depth in range(1, len(parts)):
             parent = "/".join(parts[:depth])
             if parts[depth - 1] in ALWAYS_SKIPPED_DIRS:
@@ -309,6 +319,8 @@ class WorkspaceFilter:
         """Like `scan` below one directory (after a directory is created or moved in)."""
         result = ScanResult()
         directory = self.root / rel_dir
+        if too_deep(rel_dir + "/x"):
+            return result
         if self.path_reason(rel_dir + "/x") == "ignored" and not self._include:
             return result
         try:
@@ -349,6 +361,9 @@ class WorkspaceFilter:
                 result.skipped.append(Skipped(rel, "symlink-escape"))
                 continue
             if stat.S_ISDIR(st.st_mode):
+                if too_deep(rel + "/x"):
+                    result.skipped.append(Skipped(rel + "/", "too-deep"))
+                    continue
                 if self.dir_ignored(rel):
                     if not self.could_re_include_below(rel):
                         if entry.name not in ALWAYS_SKIPPED_DIRS:

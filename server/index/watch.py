@@ -28,7 +28,12 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from repotune.server.config import CONFIG_FILE_NAME
-from repotune.server.index.files import IGNORE_FILE_NAMES, WorkspaceFilter, utf8_name
+from repotune.server.index.files import (
+    IGNORE_FILE_NAMES,
+    WorkspaceFilter,
+    too_deep,
+    utf8_name,
+)
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
 log = logging.getLogger(__name__)
@@ -47,8 +52,8 @@ def _join(parent: str, name: str) -> str:
 
 
 def _unwatched(filter: WorkspaceFilter, path: Path, rel: str) -> bool:
-    if path.is_symlink():
-        return True  # never followed by the indexer either
+    if path.is_symlink() or too_deep(rel + "/x"):
+        return True  # never followed (or entered) by the indexer either
     return filter.dir_ignored(rel) and not filter.could_re_include_below(rel)
 
 

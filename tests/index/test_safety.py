@@ -359,6 +359,32 @@ def test_ignore_files_that_are_fifos_or_links_to_devices_are_not_read(tmp_path: 
     assert ("docs/guide.md", "ignored") in {(s.rel, s.reason) for s in scan.skipped}
 
 
+def test_a_tree_nested_too_deep_is_cut_off_not_a_recursion_error(tmp_path: Path) -> None:
+    """1,500 nested folders (git stores them) ended the walk, and the watch plan, with a
+    RecursionError: nothing was indexed. Below MAX_DIRECTORY_DEPTH everything still is."""
+    from repotune.server.index.files import MAX_DIRECTORY_DEPTH
+    from repotune.server.index.watch import plan_watches
+
+    repo = make_repo(tmp_path / "repo")
+    folder = repo
+    for depth in range(1, 1501):
+        folder = folder / "d"
+        folder.mkdir()
+        if depth in (100, 1500):
+            (folder / f"at_{depth}.py").write_text(f"LEVEL = {depth}\n")
+    workspace_filter = WorkspaceFilter(repo, Settings())
+    scan = workspace_filter.scan()
+    files = [entry.rel for entry in scan.files]
+    assert "app.py" in files and any(rel.endswith("/at_100.py") for rel in files)
+    assert not any(rel.endswith("/at_1500.py") for rel in files)
+    cut = [s.rel for s in scan.skipped if s.reason == "too-deep"]
+    assert cut == ["d/" * MAX_DIRECTORY_DEPTH], cut
+    plan = plan_watches(repo, workspace_filter)
+    assert max(rel.count("/") for rel in plan) < MAX_DIRECTORY_DEPTH
+    deep_file = Path(*["d"] * 1500, "at_1500.py").as_posix()
+    assert workspace_filter.path_reason(deep_file) == "too-deep"
+
+
 def test_a_file_swapped_for_a_fifo_after_the_scan_is_refused_not_waited_on(
     tmp_path: Path,
 ) -> None:
