@@ -41,11 +41,25 @@ class GGUFLayoutError(ValueError):
     """The file is not a well-formed GGUF file; the message says where and why."""
 
 
+MetadataValue = str | int | float | bool
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple[int, ...]  # GGUF order: ne0 (the row length) first
+    type: int  # a GGMLQuantizationType value
+    offset: int  # where its data starts in the file
+    n_bytes: int
+
+
 @dataclass(frozen=True)
 class GGUFLayout:
     version: int
-    metadata_keys: int
-    tensors: int
+    # Scalar and string values by key; an array is recorded by its length (a vocabulary's
+    # 262,144 strings are skipped, not read).
+    metadata: dict[str, MetadataValue]
+    tensors: tuple[TensorInfo, ...]
     data_start: int  # the first byte of tensor data (aligned)
     data_end: int  # one past the last byte any tensor needs
 
@@ -102,6 +116,17 @@ def _skip_strings(cursor: _Cursor, count: int, what: str) -> None:
         if offset > end:
             raise GGUFLayoutError(f"{what}: a string runs past the end of the file")
     cursor.offset = offset
+
+
+def _read_value(cursor: _Cursor, kind: GGUFValueType, what: str) -> MetadataValue:
+    """A top-level metadata value: a scalar, a string, or an array's length."""
+    if kind == GGUFValueType.STRING:
+        return cursor.string(what).decode("utf-8", errors="replace")
+    if kind == GGUFValueType.ARRAY:
+        start = cursor.offset
+        _skip_value(cursor, kind, what)
+        return int(struct.unpack_from("<Q", cursor.buffer, start + 4)[0])
+    return cursor.scalar(SCALAR_FORMATS[kind], what)
 
 
 def _skip_value(cursor: _Cursor, kind: GGUFValueType, what: str, depth: int = 0) -> None:
@@ -165,23 +190,19 @@ def _walk(cursor: _Cursor, size: int) -> GGUFLayout:
     key_count = cursor.count("metadata count")
     if tensor_count > size or key_count > size:
         raise GGUFLayoutError(f"claims {tensor_count} tensors, {key_count} keys: more than fit")
-    alignment = DEFAULT_ALIGNMENT
-    keys: set[str] = set()
+    metadata: dict[str, MetadataValue] = {}
     for index in range(key_count):
         key = cursor.text(f"metadata key {index}")
-        if key in keys:
+        if key in metadata:
             raise GGUFLayoutError(f"metadata key {key!r} appears twice")
-        keys.add(key)
         kind = _value_type(int(cursor.scalar("<I", f"{key} type")), key)
-        if key == ALIGNMENT_KEY:
-            if kind != GGUFValueType.UINT32:
-                raise GGUFLayoutError(f"{ALIGNMENT_KEY} is not a uint32")
-            alignment = int(cursor.scalar("<I", key))
-            if alignment <= 0 or alignment & (alignment - 1):
-                raise GGUFLayoutError(f"{ALIGNMENT_KEY} {alignment} is not a power of two")
-            continue
-        _skip_value(cursor, kind, key)
-    tensors: list[tuple[str, int, int]] = []
+        if key == ALIGNMENT_KEY and kind != GGUFValueType.UINT32:
+            raise GGUFLayoutError(f"{ALIGNMENT_KEY} is not a uint32")
+        metadata[key] = _read_value(cursor, kind, key)
+    alignment = int(metadata.get(ALIGNMENT_KEY, DEFAULT_ALIGNMENT))
+    if alignment <= 0 or alignment & (alignment - 1):
+        raise GGUFLayoutError(f"{ALIGNMENT_KEY} {alignment} is not a power of two")
+    infos: list[tuple[str, tuple[int, ...], int, int]] = []
     names: set[str] = set()
     for index in range(tensor_count):
         name = cursor.text(f"tensor {index} name")
@@ -196,7 +217,11 @@ def _walk(cursor: _Cursor, size: int) -> GGUFLayout:
         offset = cursor.count(f"tensor {name!r} offset")
         if offset % alignment:
             raise GGUFLayoutError(f"tensor {name!r} offset {offset} is not aligned")
-        tensors.append((name, offset, _tensor_bytes(tensor_type, dims, name)))
+        infos.append((name, tuple(dims), tensor_type, offset))
     data_start = -(-cursor.offset // alignment) * alignment
-    data_end = max((data_start + offset + n for _, offset, n in tensors), default=data_start)
-    return GGUFLayout(version, key_count, tensor_count, data_start, data_end)
+    tensors = tuple(
+        TensorInfo(name, shape, kind, data_start + offset, _tensor_bytes(kind, list(shape), name))
+        for name, shape, kind, offset in infos
+    )
+    data_end = max((t.offset + t.n_bytes for t in tensors), default=data_start)
+    return GGUFLayout(version, metadata, tensors, data_start, data_end)

@@ -48,7 +48,29 @@ def reader_answer(path: Path) -> tuple[int, int, int]:
 
 def our_answer(path: Path) -> tuple[int, int, int]:
     layout = read_layout(path)
-    return layout.tensors, layout.data_start, layout.data_end
+    return len(layout.tensors), layout.data_start, layout.data_end
+
+
+def same_as_the_reader(path: Path) -> None:
+    """Tensor names, shapes, types, offsets and sizes, and every scalar metadata value (an
+    array by its length), as gguf.GGUFReader reads them."""
+    reader = gguf.GGUFReader(str(path))
+    layout = read_layout(path)
+    assert [
+        (t.name, tuple(int(d) for d in t.shape), int(t.tensor_type), int(t.data_offset))
+        for t in reader.tensors
+    ] == [(t.name, t.shape, t.type, t.offset) for t in layout.tensors]
+    assert [int(t.n_bytes) for t in reader.tensors] == [t.n_bytes for t in layout.tensors]
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF."):
+            continue
+        if field.types[:2] == [gguf.GGUFValueType.ARRAY] * 2:
+            continue  # the reader lists a nested array's leaves; the test below checks it
+        if field.types[0] == gguf.GGUFValueType.ARRAY:
+            assert layout.metadata[key] == len(field.data), key
+        else:
+            assert layout.metadata[key] == pytest.approx(field.contents()), key
+    assert len(layout.metadata) == len(reader.fields) - 3  # the reader's GGUF.* entries
 
 
 @pytest.mark.parametrize("alignment", [None, 64])
@@ -57,7 +79,9 @@ def test_the_layout_matches_the_gguf_reader_on_files_its_writer_made(
 ) -> None:
     path = write_gguf(tmp_path / "tiny.gguf", alignment)
     assert our_answer(path) == reader_answer(path)
+    same_as_the_reader(path)
     layout = read_layout(path)
+    assert layout.metadata["nested"] == 2 and layout.metadata["general.name"] == "tiny"
     assert layout.data_end <= path.stat().st_size < layout.data_end + (alignment or 32)
 
 
@@ -66,6 +90,7 @@ def test_the_layout_matches_the_gguf_reader_on_the_real_model_files(
 ) -> None:
     for path in (default_adapter_path(), embedder_model.path):
         assert our_answer(path) == reader_answer(path), path
+        same_as_the_reader(path)
 
 
 def test_every_truncation_is_refused(tmp_path: Path) -> None:
@@ -135,4 +160,4 @@ def test_repeated_keys_and_a_bad_alignment_are_refused(tmp_path: Path) -> None:
     with pytest.raises(GGUFLayoutError, match="power of two"):
         read_layout(path)
     path.write_bytes(one_key(b"general.alignment", 4, struct.pack("<I", 64)))
-    assert read_layout(path).tensors == 0
+    assert read_layout(path).tensors == ()

@@ -362,16 +362,27 @@ def test_ignore_files_that_are_fifos_or_links_to_devices_are_not_read(tmp_path: 
 def test_a_tree_nested_too_deep_is_cut_off_not_a_recursion_error(tmp_path: Path) -> None:
     """1,500 nested folders (git stores them) ended the walk, and the watch plan, with a
     RecursionError: nothing was indexed. Below MAX_DIRECTORY_DEPTH everything still is."""
-    from repotune.server.index.files import MAX_DIRECTORY_DEPTH
-    from repotune.server.index.watch import plan_watches
-
     repo = make_repo(tmp_path / "repo")
-    folder = repo
-    for depth in range(1, 1501):
-        folder = folder / "d"
+    folders = [repo / "d"]
+    for _ in range(1, 1500):
+        folders.append(folders[-1] / "d")
+    for depth, folder in enumerate(folders, start=1):
         folder.mkdir()
         if depth in (100, 1500):
             (folder / f"at_{depth}.py").write_text(f"LEVEL = {depth}\n")
+    try:
+        deep_tree_is_cut_off(repo)
+    finally:  # shutil.rmtree (pytest's clean-up) recurses once per level and fails on it
+        for folder in reversed(folders):
+            for child in folder.glob("*.py"):
+                child.unlink()
+            folder.rmdir()
+
+
+def deep_tree_is_cut_off(repo: Path) -> None:
+    from repotune.server.index.files import MAX_DIRECTORY_DEPTH
+    from repotune.server.index.watch import plan_watches
+
     workspace_filter = WorkspaceFilter(repo, Settings())
     scan = workspace_filter.scan()
     files = [entry.rel for entry in scan.files]

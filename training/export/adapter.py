@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from repotune.server.gguf_layout import read_layout
 from repotune.training.base import TrainError
 from repotune.training.export.gguf import arch_of, write_gguf
 
@@ -84,9 +85,8 @@ def write_adapter_gguf(
     """Write the adapter as llama.cpp expects it (see the module docstring)."""
     import gguf
 
-    reader = gguf.GGUFReader(str(base_gguf))
-    arch, _ = arch_of(reader)
-    base_shapes = {info.name: tuple(int(d) for d in info.shape) for info in reader.tensors}
+    arch, _ = arch_of(base_gguf)
+    base_shapes = {info.name: info.shape for info in read_layout(base_gguf).tensors}
     tmp = target.with_name(target.name + f".tmp{os.getpid()}")
     writer = gguf.GGUFWriter(str(tmp), arch)
     writer.add_string(gguf.Keys.General.TYPE, gguf.GGUFType.ADAPTER)

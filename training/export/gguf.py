@@ -8,12 +8,21 @@ from typing import Any
 
 import numpy as np
 from repotune.server.config import cache_dir
+from repotune.server.gguf_layout import GGUFLayoutError, read_layout
 from repotune.training.base import BaseWeights, TrainError
 
 
-def arch_of(reader: Any) -> tuple[str, int]:
-    arch = str(reader.fields["general.architecture"].contents())
-    blocks = int(reader.fields[f"{arch}.block_count"].contents())
+def arch_of(path: Path) -> tuple[str, int]:
+    """A GGUF model's architecture and block count, from its header alone (the vocabulary is
+    skipped, not read: server/gguf_layout.py)."""
+    try:
+        metadata = read_layout(path).metadata
+    except (OSError, GGUFLayoutError) as exc:
+        raise TrainError(f"{path}: not a readable GGUF file ({exc})") from None
+    arch = str(metadata.get("general.architecture", ""))
+    blocks = metadata.get(f"{arch}.block_count")
+    if not arch or not isinstance(blocks, int):
+        raise TrainError(f"{path}: no general.architecture / block_count in its metadata")
     return arch, blocks
 
 
@@ -50,8 +59,8 @@ def write_dequantized_gguf(
     """
     import gguf
 
-    reader = gguf.GGUFReader(str(source))
-    arch, _ = arch_of(reader)
+    arch, _ = arch_of(source)
+    reader = gguf.GGUFReader(str(source))  # every tensor's data is copied
     tmp = target.with_name(target.name + f".tmp{os.getpid()}")
     writer = gguf.GGUFWriter(str(tmp), arch)
     _copy_metadata(reader, writer, file_type=int(gguf.LlamaFileType.ALL_F32))
@@ -111,5 +120,5 @@ def gguf_file_type(path: Path) -> str:
     """The GGUF's `general.file_type` by name (e.g. MOSTLY_Q8_0)."""
     import gguf
 
-    value = int(gguf.GGUFReader(str(path)).fields["general.file_type"].contents())
+    value = int(read_layout(path).metadata["general.file_type"])
     return gguf.LlamaFileType(value).name

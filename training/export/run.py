@@ -119,7 +119,5 @@ def check_request(check: bool, merge: str | None, allow_q4: bool) -> None:
 
 def read_gguf_keyed(adapter_dir: Path, base_gguf: Path) -> LoraWeights:
     """The peft adapter, keyed by the GGUF tensor names of its base."""
-    import gguf
-
-    arch, blocks = arch_of(gguf.GGUFReader(str(base_gguf)))
+    arch, blocks = arch_of(base_gguf)
     return read_peft_adapter(adapter_dir, arch, blocks)
