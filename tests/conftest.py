@@ -108,7 +108,8 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
 
 def within(seconds: float, work: Callable[[], Any]) -> Any:
     """`work()`'s result, failing the test (not hanging it) when it blocks: a read of a FIFO
-    with no writer never returns."""
+    with no writer never returns. Work that holds the GIL (a regular expression backtracking)
+    keeps this thread from waking: then only pytest-timeout ends the run, a failure all the same."""
     outcome: dict[str, Any] = {}
 
     def run() -> None:

@@ -86,9 +86,13 @@ _TOKENS = re.compile(
 )
 # NAME = "value", NAME: value, NAME := value, "name": "value", NAME=value (.env). The name must
 # say secret (tokenizer, author... do not); an unquoted value must look like a credential, not code.
+# The name is tried once per run of name characters (never from inside one), checked by a
+# lookahead and taken whole (possessive): the former `[...]*secret[...]*` form backtracked over
+# every split of a long run, cubic in its length (a 2,400-character run took seconds).
 _ASSIGNMENT = re.compile(
-    r"""(?P<lead>["']?(?P<name>[A-Za-z0-9_.-]*(?:secret|token(?!iz)|passw(?:or)?d|pwd|"""
-    r"""api[_-]?key|apikey|access[_-]?key|private[_-]?key)[A-Za-z0-9_.-]*)["']?"""
+    r"""(?P<lead>["']?(?<![A-Za-z0-9_.-])(?P<name>(?=[A-Za-z0-9_.-]*?(?:secret|token(?!iz)|"""
+    r"""passw(?:or)?d|pwd|api[_-]?key|apikey|access[_-]?key|private[_-]?key))"""
+    r"""[A-Za-z0-9_.-]++)["']?"""
     r"""\s*(?::=|=>|=|:)\s*)(?:(?P<quote>["'`])(?P<qvalue>[^"'`\s]{12,})(?P=quote)"""
     r"""|(?P<uvalue>[A-Za-z0-9_+/=.~@-]{12,})(?=$|[\s,;#]))""",
     re.IGNORECASE,

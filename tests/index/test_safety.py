@@ -304,6 +304,27 @@ def test_secret_shapes_are_redacted_line_by_line() -> None:
     assert TOKEN not in prefix and "xoxb-1234567890" not in suffix
 
 
+def test_redaction_takes_linear_time_on_long_name_runs() -> None:
+    """`secretsecret...` (one run of name characters, no assignment) made the assignment
+    pattern backtrack over every split of the run: 27 s for 2,400 characters, hours for a
+    line of 50,000. Every file is redacted before it is indexed, every buffer before a prompt."""
+    line = "secret" * 10_000
+    text = f'x = 1\n{line}\nAPI_TOKEN = "{TOKEN}"\n'
+    redacted = within(20, lambda: redact_secrets(text))
+    assert redacted.split("\n")[1] == line and TOKEN not in redacted
+
+
+def test_ignore_rules_take_linear_time_on_long_file_names(tmp_path: Path) -> None:
+    """A repository's `.gitignore` line `*a*a*a*a*a*a*a*a*a*a*b` against a long file name made
+    Python's backtracking `re` run for minutes per name (pathspec's default backend); RE2 does
+    not backtrack."""
+    repo = make_repo(tmp_path / "repo")
+    (repo / ".gitignore").write_text("*a" * 10 + "*b\n")
+    (repo / ("a" * 200 + "c.py")).write_text("LONG_NAME = 1\n")
+    scan = within(20, WorkspaceFilter(repo, Settings()).scan)
+    assert "a" * 200 + "c.py" in [entry.rel for entry in scan.files]
+
+
 def test_symlinked_and_wider_default_secrets_are_not_indexed(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo")
     (repo / ".env").write_text("DB_URL=postgres://u:p@h/db\n")
