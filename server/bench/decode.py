@@ -4,7 +4,9 @@ The same prompts (windows of PATH's Python files, the pinned requests corpus by 
 generator loaded once per adapter (`none` = the bare base, `default` = the shipped adapter, or a
 GGUF path), alternating which goes first. Each prompt is evaluated from an empty KV cache, then
 a fixed number of tokens is decoded greedily without prompt lookup, so the figures are llama.cpp's
-prompt evaluation and decoding speeds, not the engine's caching.
+prompt evaluation and decoding speeds, not the engine's caching. `model_check_ms` is the check a
+model file given by path gets before every load (its GGUF layout walked, models.validate_gguf),
+timed on the generator's file.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from repotune.server.completion.model import LoadedModel, load_model
 from repotune.server.config import Settings, settings_with
 from repotune.server.corpora import ensure_corpus
 from repotune.server.llm.decoding import greedy_tokens
+from repotune.server.models import validate_gguf
+
+MODEL_CHECKS = 5
 
 
 def prompt_windows(root: Path, count: int, tokens: int, model: LoadedModel) -> list[list[int]]:
@@ -82,6 +87,11 @@ def run_bench_decode(
         order = adapters if index % 2 == 0 else list(reversed(adapters))
         for label in order:
             runs[label].append(time_one(loaded[label], prompt, new_tokens))
+    check_ms = []
+    for _ in range(MODEL_CHECKS):
+        started = time.perf_counter()
+        validate_gguf(Path(first.info["model"]))
+        check_ms.append((time.perf_counter() - started) * 1000)
     results = {}
     for label, timings in runs.items():
         info = loaded[label].info
@@ -101,6 +111,7 @@ def run_bench_decode(
         "prompt_tokens": prompt_tokens,
         "new_tokens": new_tokens,
         "adapters": results,
+        "model_check_ms": p50_p95(check_ms),
         "machine": run_machine(),
     }
     print(json.dumps(report, indent=2))

@@ -37,6 +37,7 @@ def test_bench_decode_compares_the_base_and_the_default_adapter(
     for figures in report["adapters"].values():
         for speed in ("prompt_tokens_per_s", "decode_tokens_per_s"):
             assert figures[speed]["n"] == 2 and figures[speed]["p50"] > 0
+    assert report["model_check_ms"]["n"] == 5 and report["model_check_ms"]["p50"] > 0
     (saved,) = results.glob("decode-*.json")
     stored = json.loads(saved.read_text(encoding="utf-8"))
     assert "bench decode" in stored["command"] and stored["result"] == report
