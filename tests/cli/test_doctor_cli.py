@@ -34,6 +34,21 @@ def test_doctor_reports_models_checksums_and_locations(tmp_path: Path) -> None:
     assert report["cache_dir"] and report["index_dir"]
 
 
+def test_doctor_names_a_missing_re2(tmp_path: Path) -> None:
+    """The ignore rules are matched by google-re2; an install without it is a named problem."""
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "re2.py").write_text("raise ImportError('blocked for this test')\n")
+    result = subprocess.run(
+        [*REPOTUNE, "doctor", "--json", "--workspace", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(blocker)},
+    )  # fmt: skip
+    report = json.loads(result.stdout)
+    assert any("google-re2" in problem for problem in report["problems"]), report["problems"]
+    assert report["packages"]["google-re2"] and report["packages"]["pathspec"]
+
+
 def test_doctor_says_what_the_build_offloads_and_how_to_get_a_gpu_build(tmp_path: Path) -> None:
     result = run(["doctor", "--json", "--workspace", str(tmp_path)])
     assert result.returncode == 0, result.stderr + result.stdout
