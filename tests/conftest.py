@@ -28,6 +28,12 @@ def embedder_model() -> ResolvedModel:
 
 
 @pytest.fixture(scope="session")
+def models(generator_model: ResolvedModel, embedder_model: ResolvedModel) -> dict[str, str]:
+    """The real default models by path, as a client's `model` settings name them."""
+    return {"generator": str(generator_model.path), "embedder": str(embedder_model.path)}
+
+
+@pytest.fixture(scope="session")
 def embedder(embedder_model: ResolvedModel) -> Iterator[object]:
     from repotune.server.llm.embeddings import Embedder
 

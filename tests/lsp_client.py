@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +15,14 @@ from pytest_lsp import ClientServerConfig, LanguageClient
 
 # The server as editors start it, for `@pytest_lsp.fixture(config=SERVE)`.
 SERVE = ClientServerConfig(server_command=[sys.executable, "-m", "repotune", "serve"])
+
+
+def serve_in(cache: Path) -> ClientServerConfig:
+    """The server as editors start it, with its own cache (indexes, converted models)."""
+    return ClientServerConfig(
+        server_command=SERVE.server_command,
+        server_env={**os.environ, "REPOTUNE_CACHE_DIR": str(cache)},
+    )
 
 
 def record_statuses(client: LanguageClient) -> list[Any]:
@@ -48,3 +60,23 @@ def inline_params(uri: str, line: int, character: int) -> types.InlineCompletion
             trigger_kind=types.InlineCompletionTriggerKind.Invoked
         ),
     )
+
+
+async def wait_for_status(
+    client: LanguageClient,
+    what: str,
+    check: Callable[[dict[str, Any]], bool],
+    timeout: float = 240.0,
+    always: Callable[[dict[str, Any]], bool] = lambda status: True,
+) -> dict[str, Any]:
+    """Poll repotune.status until `check(status)` holds; `always(status)` must hold for every
+    status seen on the way."""
+    deadline = time.monotonic() + timeout
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = await execute(client, "repotune.status")
+        assert always(status), f"{what}: on the way, {status['folders']}"
+        if check(status):
+            return status
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{what}: not within {timeout}s: {status}")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,9 +22,9 @@ from typing import Any
 
 import pytest
 import pytest_lsp
-from lsp_client import execute, inline_params, open_document
+from lsp_client import execute, inline_params, open_document, serve_in
 from lsprotocol import types
-from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+from pytest_lsp import LanguageClient, client_capabilities
 from repotune.server.models import ResolvedModel
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
@@ -141,13 +140,7 @@ async def wait_until_idle(client: LanguageClient, timeout: float = 480.0) -> dic
     raise AssertionError(f"server not idle after {timeout}s: {status}")
 
 
-@pytest_lsp.fixture(
-    scope="module",
-    config=ClientServerConfig(
-        server_command=[sys.executable, "-m", "repotune", "serve"],
-        server_env={**os.environ, "REPOTUNE_CACHE_DIR": str(CACHE)},
-    ),
-)
+@pytest_lsp.fixture(scope="module", config=serve_in(CACHE))
 async def client(
     lsp_client: LanguageClient,
     hostile: Path,

@@ -6,36 +6,19 @@ distrusting it again drops it. The real server, the real generator."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_lsp
-from lsp_client import execute
+from lsp_client import serve_in, wait_for_status
 from lsprotocol import types
-from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
-from repotune.server.models import ResolvedModel
+from pytest_lsp import LanguageClient, client_capabilities
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
 CACHE = Path(tempfile.mkdtemp(prefix="repotune-untrusted-cache-"))
-
-
-async def wait_for(client: LanguageClient, what: str, check: Any) -> dict[str, Any]:
-    deadline = time.monotonic() + 240
-    status: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        status = await execute(client, "repotune.status")
-        if check(status):
-            return status
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{what}: not within 240 s: {status}")
 
 
 @pytest.fixture(scope="module")
@@ -50,18 +33,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def models(generator_model: ResolvedModel, embedder_model: ResolvedModel) -> dict[str, str]:
-    return {"generator": str(generator_model.path), "embedder": str(embedder_model.path)}
-
-
-@pytest_lsp.fixture(
-    scope="module",
-    config=ClientServerConfig(
-        server_command=[sys.executable, "-m", "repotune", "serve"],
-        server_env={**os.environ, "REPOTUNE_CACHE_DIR": str(CACHE)},
-    ),
-)
+@pytest_lsp.fixture(scope="module", config=serve_in(CACHE))
 async def client(lsp_client: LanguageClient, repo: Path, models: dict[str, str]):
     await lsp_client.initialize_session(
         types.InitializeParams(
@@ -96,19 +68,19 @@ async def test_the_repository_model_file_is_loaded_only_once_the_workspace_is_tr
     client: LanguageClient, repo: Path, models: dict[str, str]
 ) -> None:
     crafted = str(repo / "models" / "crafted.gguf")
-    status = await wait_for(client, "untrusted: served", lambda s: s["state"] == "idle")
+    status = await wait_for_status(client, "untrusted: served", lambda s: s["state"] == "idle")
     assert status["adapter"] is None and status["settings"]["model"]["adapter"] == "default"
     assert not any("crafted.gguf" in error for error in status["errors"]), status["errors"]
     folder = status["folders"][0]
     assert not folder.get("settings_error"), folder  # its other settings apply
 
     configure(client, models, trusted=True)
-    status = await wait_for(
+    status = await wait_for_status(
         client, "trusted: the repository's adapter", lambda s: s["state"] == "error"
     )
     assert status["settings"]["model"]["adapter"] == crafted
     assert "crafted.gguf" in status["message"] and "not a GGUF file" in status["message"]
 
     configure(client, models, trusted=False)
-    status = await wait_for(client, "untrusted again", lambda s: s["state"] == "idle")
+    status = await wait_for_status(client, "untrusted again", lambda s: s["state"] == "idle")
     assert status["adapter"] is None and status["settings"]["model"]["adapter"] == "default"

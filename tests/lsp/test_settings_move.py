@@ -4,21 +4,16 @@ folder stays listed, searchable, and a folder added afterwards is listed beside 
 
 from __future__ import annotations
 
-import asyncio
-import os
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_lsp
-from lsp_client import execute
+from lsp_client import execute, serve_in, wait_for_status
 from lsprotocol import types
-from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
-from repotune.server.models import ResolvedModel
+from pytest_lsp import LanguageClient, client_capabilities
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
@@ -32,17 +27,11 @@ async def wait_for(
     timeout: float = 240.0,
     always: Any = lambda status: True,
 ) -> dict[str, Any]:
-    """Poll the status until `check(status)` holds (a folder being reopened is not idle yet);
-    `always(status)` must hold for every status seen on the way."""
-    deadline = time.monotonic() + timeout
-    status: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        status = await execute(client, "repotune.status")
-        assert always(status), f"{what}: on the way, {status['folders']}"
-        if status["state"] == "idle" and check(status):
-            return status
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{what}: not within {timeout}s: {status}")
+    """Until the server is idle and `check(status)` holds (a folder being reopened is not idle
+    yet); `always(status)` must hold for every status seen on the way."""
+    return await wait_for_status(
+        client, what, lambda s: s["state"] == "idle" and check(s), timeout, always
+    )
 
 
 def make_repo(root: Path, name: str, source: str) -> Path:
@@ -66,18 +55,7 @@ def first_index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("first-index")
 
 
-@pytest.fixture(scope="module")
-def models(generator_model: ResolvedModel, embedder_model: ResolvedModel) -> dict[str, str]:
-    return {"generator": str(generator_model.path), "embedder": str(embedder_model.path)}
-
-
-@pytest_lsp.fixture(
-    scope="module",
-    config=ClientServerConfig(
-        server_command=[sys.executable, "-m", "repotune", "serve"],
-        server_env={**os.environ, "REPOTUNE_CACHE_DIR": str(CACHE)},
-    ),
-)
+@pytest_lsp.fixture(scope="module", config=serve_in(CACHE))
 async def client(
     lsp_client: LanguageClient, repo: Path, first_index_dir: Path, models: dict[str, str]
 ):
