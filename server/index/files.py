@@ -164,9 +164,10 @@ def utf8_name(name: str) -> bool:
     return True
 
 
-def too_deep(rel: str) -> bool:
-    """Whether a workspace path lies below MAX_DIRECTORY_DEPTH folders."""
-    return rel.count("/") >= MAX_DIRECTORY_DEPTH
+def too_deep(rel: str, is_dir: bool = False) -> bool:
+    """Whether a workspace path lies below MAX_DIRECTORY_DEPTH folders (for a folder: whether
+    what it holds would)."""
+    return rel.count("/") + is_dir >= MAX_DIRECTORY_DEPTH
 
 
 def printable_path(rel: str) -> str:
@@ -321,7 +322,7 @@ class WorkspaceFilter:
         """Like `scan` below one directory (after a directory is created or moved in)."""
         result = ScanResult()
         directory = self.root / rel_dir
-        if too_deep(rel_dir + "/x"):
+        if too_deep(rel_dir, is_dir=True):
             return result
         if self.path_reason(rel_dir + "/x") == "ignored" and not self._include:
             return result
@@ -363,7 +364,7 @@ class WorkspaceFilter:
                 result.skipped.append(Skipped(rel, "symlink-escape"))
                 continue
             if stat.S_ISDIR(st.st_mode):
-                if too_deep(rel + "/x"):
+                if too_deep(rel, is_dir=True):
                     result.skipped.append(Skipped(rel + "/", "too-deep"))
                     continue
                 if self.dir_ignored(rel):

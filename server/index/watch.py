@@ -52,7 +52,7 @@ def _join(parent: str, name: str) -> str:
 
 
 def _unwatched(filter: WorkspaceFilter, path: Path, rel: str) -> bool:
-    if path.is_symlink() or too_deep(rel + "/x"):
+    if path.is_symlink() or too_deep(rel, is_dir=True):
         return True  # never followed (or entered) by the indexer either
     return filter.dir_ignored(rel) and not filter.could_re_include_below(rel)
 
