@@ -55,8 +55,8 @@ def _version(name: str) -> str | None:
 
 
 def re2_problem() -> str | None:
-    """Ignore rules are matched by RE2 (a repository's rules could make Python's `re` run for
-    minutes); without it no folder can be indexed."""
+    """Ignore rules are matched by RE2 (a repository's rules can make Python's backtracking `re`
+    take a power of a file name's length); without it no folder can be indexed."""
     try:
         import re2  # noqa: F401
     except ImportError as exc:
