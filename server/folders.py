@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from repotune.server.config import Settings, SettingsError, load_settings
+from repotune.server.repository_settings import anchor_model_paths
 
 if TYPE_CHECKING:
     from repotune.server.index.workspace import WorkspaceIndex
@@ -109,7 +110,10 @@ class WorkspaceFolders:
         self, root: Path, overrides: Mapping[str, Any], source: str = "editor settings"
     ) -> Settings:
         """A folder's settings; when its own file is invalid (or refused, like an index_dir
-        outside its .repotune/), the error is kept for the status and the editor's apply."""
+        outside its .repotune/), the error is kept for the status and the editor's apply.
+        A relative model path in the editor's settings is relative to the folder, as in its
+        own file, not to the folder the editor happened to start the server in."""
+        overrides = anchor_model_paths(overrides, root)
         try:
             settings = load_settings(root, overrides, source)
         except SettingsError as exc:

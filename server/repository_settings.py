@@ -37,8 +37,8 @@ HUB_PREFIX = "hf:"
 
 
 def anchor_model_paths(values: Mapping[str, Any], workspace: Path) -> dict[str, Any]:
-    """Model paths written in a workspace's file are relative to that workspace, not to
-    whatever directory the editor started the server in."""
+    """Relative model paths in a workspace's file or in the editor's settings for it are
+    relative to that workspace, not to whatever directory the editor started the server in."""
     model = values.get("model")
     if not isinstance(model, Mapping):
         return dict(values)

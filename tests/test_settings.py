@@ -119,7 +119,8 @@ def test_model_paths_in_a_workspace_file_are_relative_to_the_workspace(tmp_path:
     settings = load_settings(tmp_path)
     assert settings.model.adapter == str(tmp_path / ".repotune" / "adapter.gguf")
     assert settings.model.generator == str(tmp_path / "models" / "m.gguf")
-    # values from the editor are taken as given
+    # a layer given with it (the command line's) is taken as given: relative to the current
+    # folder; the server anchors the editor's per folder (WorkspaceFolders.load_settings)
     assert load_settings(tmp_path, {"model": {"adapter": "x.gguf"}}).model.adapter == "x.gguf"
 
 

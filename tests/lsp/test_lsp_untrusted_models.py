@@ -2,7 +2,8 @@
 `model.repository_models = false` the server leaves out the model files the repository's
 repotune.toml names (a crafted GGUF never reaches llama.cpp); when the user trusts the
 workspace (the flag flips in a configuration change) the repository's file is used, and
-distrusting it again drops it. The real server, the real generator."""
+distrusting it again drops it. A relative model path in the editor's own settings is the
+folder's file, wherever the editor started the server. The real server, the real generator."""
 
 from __future__ import annotations
 
@@ -50,13 +51,14 @@ async def client(lsp_client: LanguageClient, repo: Path, models: dict[str, str])
     await lsp_client.shutdown_session()
 
 
-def configure(client: LanguageClient, models: dict[str, str], trusted: bool) -> None:
-    """What the VS Code extension sends when the workspace's trust changes."""
+def configure(client: LanguageClient, models: dict[str, str], trusted: bool, **model: str) -> None:
+    """What the VS Code extension sends when the workspace's trust (or a model setting)
+    changes."""
     client.workspace_did_change_configuration(
         types.DidChangeConfigurationParams(
             settings={
                 "repotune": {
-                    "model": {**models, "repository_models": trusted},
+                    "model": {**models, "repository_models": trusted, **model},
                     "index": {"dense": False},
                 }
             }
@@ -83,4 +85,21 @@ async def test_the_repository_model_file_is_loaded_only_once_the_workspace_is_tr
 
     configure(client, models, trusted=False)
     status = await wait_for_status(client, "untrusted again", lambda s: s["state"] == "idle")
+    assert status["adapter"] is None and status["settings"]["model"]["adapter"] == "default"
+
+
+async def test_a_relative_model_path_from_the_editor_is_the_folders_file(
+    client: LanguageClient, repo: Path, models: dict[str, str]
+) -> None:
+    assert Path.cwd() != repo  # the server runs in the test's folder, as Neovim's may
+    configure(client, models, trusted=False, adapter="models/crafted.gguf")
+    status = await wait_for_status(
+        client, "the editor's relative adapter", lambda s: s["state"] == "error"
+    )
+    crafted = str(repo / "models" / "crafted.gguf")
+    assert status["settings"]["model"]["adapter"] == crafted
+    assert crafted in status["message"] and "not a GGUF file" in status["message"]
+
+    configure(client, models, trusted=False)
+    status = await wait_for_status(client, "back to the default", lambda s: s["state"] == "idle")
     assert status["adapter"] is None and status["settings"]["model"]["adapter"] == "default"
