@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -369,15 +370,19 @@ def copied_chunks(rows: list[tuple[Any, ...]], copy: int, defined: set[str]) -> 
 
 
 def run_bench_index(
-    workspace: Path | None, settings: Settings, corpus: str | None = None
+    workspace: Path | None,
+    settings: Settings,
+    corpus: str | None = None,
+    bench: Callable[[Path, Settings, str | None], dict[str, Any]] = bench_index,
 ) -> dict[str, Any]:
-    """Print (and return) the JSON report for `workspace` or a pinned corpus."""
+    """Print (and return) the JSON report of `bench` (the index's own, or the shared index's)
+    for `workspace` or a pinned corpus."""
     label = None
     if corpus:
         workspace = ensure_corpus(corpus)
         label = corpus
     if workspace is None or not workspace.is_dir():
         raise SystemExit("repotune: bench index needs a workspace directory or --corpus NAME==VER")
-    result = bench_index(workspace, settings, label)
+    result = bench(workspace, settings, label)
     print(json.dumps(result, indent=2))
     return result

@@ -9,7 +9,6 @@ with the server, embedding only the chunks its edit created. Each uses a fresh i
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -20,7 +19,6 @@ from repotune.server.bench.chroma_server import ChromaServerProcess
 from repotune.server.bench.index import copy_workspace, index_timed
 from repotune.server.bench.record import run_machine
 from repotune.server.config import Settings, settings_with
-from repotune.server.corpora import ensure_corpus
 from repotune.server.index.workspace import WorkspaceIndex
 from repotune.server.llm.embeddings import load_embedder
 
@@ -108,18 +106,3 @@ def _edit_one_file(root: Path) -> str:
     with target.open("a", encoding="utf-8") as handle:
         handle.write(LOCAL_EDIT)
     return target.relative_to(root).as_posix()
-
-
-def run_bench_shared_index(
-    workspace: Path | None, settings: Settings, corpus: str | None = None
-) -> dict[str, Any]:
-    """Print (and return) the JSON report for `workspace` or a pinned corpus."""
-    label = None
-    if corpus:
-        workspace = ensure_corpus(corpus)
-        label = corpus
-    if workspace is None or not workspace.is_dir():
-        raise SystemExit("repotune: bench index needs a workspace directory or --corpus NAME==VER")
-    result = bench_shared_index(workspace, settings, label)
-    print(json.dumps(result, indent=2))
-    return result

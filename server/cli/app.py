@@ -234,14 +234,14 @@ def bench_index(
 ) -> None:
     """Index throughput, save-to-searchable latency, query latency, RSS."""
     root = workspace.resolve() if workspace else None
-    if shared:
-        from repotune.server.bench.shared_index import run_bench_shared_index
-
-        result = run_bench_shared_index(root, settings_for(root), corpus=corpus)
-        store_result("index-shared", result, save)
-        return
     from repotune.server.bench.index import run_bench_index
 
+    if shared:
+        from repotune.server.bench.shared_index import bench_shared_index
+
+        result = run_bench_index(root, settings_for(root), corpus, bench_shared_index)
+        store_result("index-shared", result, save)
+        return
     store_result("index", run_bench_index(root, settings_for(root), corpus=corpus), save)
 
 

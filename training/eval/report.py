@@ -19,6 +19,15 @@ def _ms(value: float | None) -> str:
     return "–" if value is None else f"{value:.0f}"
 
 
+def _interval(interval: dict[str, Any]) -> str:
+    """A paired difference in points with its interval; * where the interval excludes zero."""
+    mark = " *" if interval["excludes_zero"] else ""
+    return (
+        f"{100 * interval['difference']:+.1f} "
+        f"[{100 * interval['low']:+.1f}, {100 * interval['high']:+.1f}]{mark}"
+    )
+
+
 def markdown(result: dict[str, Any]) -> str:
     """Per repository: one row per condition (EM / ES per task kind, identifier F1, latency),
     then the paired differences with their bootstrap intervals and the targets."""
@@ -100,11 +109,7 @@ def markdown(result: dict[str, Any]) -> str:
                     if interval is None:
                         cells.append("–")
                         continue
-                    mark = " *" if interval["excludes_zero"] else ""
-                    cells.append(
-                        f"{100 * interval['difference']:+.1f} "
-                        f"[{100 * interval['low']:+.1f}, {100 * interval['high']:+.1f}]{mark}"
-                    )
+                    cells.append(_interval(interval))
                 test = comparison.get("mcnemar_em", {}).get("line")
                 cells.append("–" if test is None else f"{test['p_value']:.3g}")
                 lines.append(
@@ -193,11 +198,7 @@ def question_lines(section: dict[str, Any]) -> list[str]:
                 if not interval["n"]:
                     cells.append("–")
                     continue
-                mark = " *" if interval["excludes_zero"] else ""
-                cells.append(
-                    f"{100 * interval['difference']:+.1f} "
-                    f"[{100 * interval['low']:+.1f}, {100 * interval['high']:+.1f}]{mark}"
-                )
+                cells.append(_interval(interval))
             lines.append(f"| {comparison['a']} − {comparison['b']} | " + " | ".join(cells) + " |")
     return lines
 
