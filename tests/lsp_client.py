@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
-from pytest_lsp import ClientServerConfig, LanguageClient
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 # The server as editors start it, for `@pytest_lsp.fixture(config=SERVE)`.
 SERVE = ClientServerConfig(server_command=[sys.executable, "-m", "repotune", "serve"])
@@ -23,6 +23,19 @@ def serve_in(cache: Path) -> ClientServerConfig:
         server_command=SERVE.server_command,
         server_env={**os.environ, "REPOTUNE_CACHE_DIR": str(cache)},
     )
+
+
+async def start_session(
+    client: LanguageClient, roots: list[Path], options: dict[str, Any] | None = None
+) -> types.InitializeResult:
+    """Initialize as VS Code does, with these workspace folders and initializationOptions."""
+    params = types.InitializeParams(
+        capabilities=client_capabilities("visual-studio-code"),
+        root_uri=roots[0].as_uri(),
+        workspace_folders=[types.WorkspaceFolder(uri=r.as_uri(), name=r.name) for r in roots],
+        initialization_options=options or {},
+    )
+    return await client.initialize_session(params)
 
 
 def record_statuses(client: LanguageClient) -> list[Any]:

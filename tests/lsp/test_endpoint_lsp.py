@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import pytest_lsp
 from endpoint_server import API_KEY, KEY_ENV, EndpointServer, start_endpoint
-from lsp_client import execute, inline_params, open_document
+from lsp_client import execute, inline_params, open_document, start_session
 from lsprotocol import types
 from pygls.exceptions import JsonRpcRequestCancelled
-from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+from pytest_lsp import ClientServerConfig, LanguageClient
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
@@ -69,14 +69,7 @@ async def client(
         "completion": {"prefix_tokens": 256, "max_tokens_line": 16, "max_tokens_block": 200},
         "index": {"dense": False, "index_dir": str(tmp_path_factory.mktemp("index"))},
     }
-    await lsp_client.initialize_session(
-        types.InitializeParams(
-            capabilities=client_capabilities("visual-studio-code"),
-            root_uri=repo.as_uri(),
-            workspace_folders=[types.WorkspaceFolder(uri=repo.as_uri(), name=repo.name)],
-            initialization_options=options,
-        )
-    )
+    await start_session(lsp_client, [repo], options)
     deadline = time.monotonic() + 120
     while (await execute(lsp_client, "repotune.status"))["state"] != "idle":
         assert time.monotonic() < deadline, "the server did not become idle"

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 import pytest_lsp
-from lsp_client import SERVE, execute, open_document, record_statuses
+from lsp_client import SERVE, execute, open_document, record_statuses, start_session
 from lsprotocol import types
 from pygls.exceptions import JsonRpcMethodNotFound, JsonRpcRequestCancelled
-from pytest_lsp import LanguageClient, client_capabilities
+from pytest_lsp import LanguageClient
 
 # One server for the module: every test runs on the loop the module-scoped client lives on.
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
@@ -78,23 +78,6 @@ def make_repo(root: Path) -> Path:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_repo(tmp_path_factory.mktemp("lsp") / "shapes-repo")
-
-
-def capabilities() -> types.ClientCapabilities:
-    caps = client_capabilities("visual-studio-code")
-    return caps
-
-
-async def start_session(
-    client: LanguageClient, roots: list[Path], options: dict[str, Any] | None = None
-) -> types.InitializeResult:
-    params = types.InitializeParams(
-        capabilities=capabilities(),
-        root_uri=roots[0].as_uri(),
-        workspace_folders=[types.WorkspaceFolder(uri=r.as_uri(), name=r.name) for r in roots],
-        initialization_options=options or {},
-    )
-    return await client.initialize_session(params)
 
 
 async def wait_until_ready(client: LanguageClient, timeout: float = MODEL_WAIT_S) -> dict[str, Any]:

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 import pytest_lsp
-from lsp_client import SERVE, execute
+from lsp_client import SERVE, execute, start_session
 from lsprotocol import types
-from pytest_lsp import LanguageClient, client_capabilities
+from pytest_lsp import LanguageClient
 from repotune.server.models import ResolvedModel
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
@@ -47,14 +47,7 @@ async def client(
     options = {
         "index": {"index_dir": str(a_file / "index"), "dense": False},
     }
-    await lsp_client.initialize_session(
-        types.InitializeParams(
-            capabilities=client_capabilities("visual-studio-code"),
-            root_uri=repo.as_uri(),
-            workspace_folders=[types.WorkspaceFolder(uri=repo.as_uri(), name=repo.name)],
-            initialization_options=options,
-        )
-    )
+    await start_session(lsp_client, [repo], options)
     yield
     await lsp_client.shutdown_session()
 

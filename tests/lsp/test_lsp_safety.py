@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 import pytest_lsp
-from lsp_client import execute, inline_params, open_document, serve_in
+from lsp_client import execute, inline_params, open_document, serve_in, start_session
 from lsprotocol import types
-from pytest_lsp import LanguageClient, client_capabilities
+from pytest_lsp import LanguageClient
 from repotune.server.models import ResolvedModel
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
@@ -158,14 +158,7 @@ async def client(
         "model": {"generator": str(generator_model.path), "embedder": str(embedder_model.path)},
         "index": {"dense": False},
     }
-    await lsp_client.initialize_session(
-        types.InitializeParams(
-            capabilities=client_capabilities("visual-studio-code"),
-            root_uri=roots[0].as_uri(),
-            workspace_folders=[types.WorkspaceFolder(uri=r.as_uri(), name=r.name) for r in roots],
-            initialization_options=options,
-        )
-    )
+    await start_session(lsp_client, roots, options)
     await wait_until_idle(lsp_client)
     yield
     await lsp_client.shutdown_session()

@@ -15,9 +15,8 @@ from typing import Any
 
 import pytest
 import pytest_lsp
-from lsp_client import SERVE, record_statuses
-from lsprotocol import types
-from pytest_lsp import LanguageClient, client_capabilities
+from lsp_client import SERVE, record_statuses, start_session
+from pytest_lsp import LanguageClient
 from repotune.server.models import ResolvedModel
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
@@ -45,14 +44,7 @@ async def client(
 ):
     lsp_client.repotune_statuses = record_statuses(lsp_client)  # type: ignore[attr-defined]
     index_dir = tmp_path_factory.mktemp("status-push-index")
-    await lsp_client.initialize_session(
-        types.InitializeParams(
-            capabilities=client_capabilities("visual-studio-code"),
-            root_uri=empty_repo.as_uri(),
-            workspace_folders=[types.WorkspaceFolder(uri=empty_repo.as_uri(), name="empty")],
-            initialization_options={"index": {"index_dir": str(index_dir)}},
-        )
-    )
+    await start_session(lsp_client, [empty_repo], {"index": {"index_dir": str(index_dir)}})
     yield
     await lsp_client.shutdown_session()
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import pytest_lsp
-from lsp_client import serve_in, wait_for_status
+from lsp_client import serve_in, start_session, wait_for_status
 from lsprotocol import types
-from pytest_lsp import LanguageClient, client_capabilities
+from pytest_lsp import LanguageClient
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
@@ -36,16 +36,13 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest_lsp.fixture(scope="module", config=serve_in(CACHE))
 async def client(lsp_client: LanguageClient, repo: Path, models: dict[str, str]):
-    await lsp_client.initialize_session(
-        types.InitializeParams(
-            capabilities=client_capabilities("visual-studio-code"),
-            root_uri=repo.as_uri(),
-            workspace_folders=[types.WorkspaceFolder(uri=repo.as_uri(), name=repo.name)],
-            initialization_options={
-                "model": {**models, "repository_models": False},
-                "index": {"dense": False},
-            },
-        )
+    await start_session(
+        lsp_client,
+        [repo],
+        {
+            "model": {**models, "repository_models": False},
+            "index": {"dense": False},
+        },
     )
     yield
     await lsp_client.shutdown_session()

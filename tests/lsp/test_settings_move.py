@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 import pytest_lsp
-from lsp_client import execute, serve_in, wait_for_status
+from lsp_client import execute, serve_in, start_session, wait_for_status
 from lsprotocol import types
-from pytest_lsp import LanguageClient, client_capabilities
+from pytest_lsp import LanguageClient
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
@@ -59,16 +59,13 @@ def first_index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def client(
     lsp_client: LanguageClient, repo: Path, first_index_dir: Path, models: dict[str, str]
 ):
-    await lsp_client.initialize_session(
-        types.InitializeParams(
-            capabilities=client_capabilities("visual-studio-code"),
-            root_uri=repo.as_uri(),
-            workspace_folders=[types.WorkspaceFolder(uri=repo.as_uri(), name=repo.name)],
-            initialization_options={
-                "model": models,
-                "index": {"index_dir": str(first_index_dir), "dense": False},
-            },
-        )
+    await start_session(
+        lsp_client,
+        [repo],
+        {
+            "model": models,
+            "index": {"index_dir": str(first_index_dir), "dense": False},
+        },
     )
     await wait_for(lsp_client, "the first index", lambda s: len(s["folders"]) == 1)
     yield
