@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from repotune.server.config import SettingsError, cache_dir, load_settings
+from repotune.server.gguf_layout import GGUFLayoutError, read_layout
 from repotune.server.index.store import index_location
 from repotune.server.llm.gpu import (
     backend_report,
@@ -18,7 +19,6 @@ from repotune.server.llm.gpu import (
     offloaded_layers,
     requested_layers,
 )
-from repotune.server.llm.runtime import llama_extra_buffers
 from repotune.server.models import (
     ModelError,
     adapter_reference,
@@ -74,16 +74,11 @@ def gpu_offload_supported() -> bool | None:
 
 
 def _block_count(path: Path) -> int | None:
-    """The model's layer count, from a vocabulary-only load (no weights are read)."""
+    """The model's layer count, from its GGUF metadata (llama.cpp not involved: a vocabulary-only
+    load printed context warnings into the report)."""
     try:
-        from llama_cpp import Llama
-
-        with llama_extra_buffers(True):
-            llm = Llama(model_path=str(path), vocab_only=True, verbose=False)
-        blocks = block_count(llm.metadata)
-        llm.close()
-        return blocks or None
-    except Exception:  # an unreadable model is reported by the model check itself
+        return block_count(read_layout(path).metadata) or None
+    except (GGUFLayoutError, OSError):  # an unreadable model is reported by the model check
         return None
 
 

@@ -58,7 +58,9 @@ def test_doctor_says_what_the_build_offloads_and_how_to_get_a_gpu_build(tmp_path
     assert any(device["type"] == "cpu" for device in gpu["devices"])
     assert gpu["layers"]["generator"]["total"] == 19  # Gemma 3 270M: 18 blocks + output
     assert gpu["layers"]["embedder"]["total"] == 7  # MiniLM-L6: 6 blocks + output
-    text = run(["doctor", "--workspace", str(tmp_path)]).stdout
+    human = run(["doctor", "--workspace", str(tmp_path)])
+    text = human.stdout
+    assert "llama_" not in human.stderr, human.stderr  # no llama.cpp log lines in the report
     if gpu["offload"]:
         assert gpu["layers"]["generator"]["offloaded"] == 19 and "install" not in gpu
         return
