@@ -109,12 +109,9 @@ def healing_vocabulary(base: BaseWeights, settings: Settings) -> Vocabulary | No
     heals prompts the same way); None otherwise, or for a base that did not come from a GGUF."""
     if not settings.completion.token_healing or base.gguf_path is None:
         return None
-    from repotune.server.llm.runtime import no_extra_buffers
+    from repotune.server.llm.runtime import load_vocabulary
 
-    with no_extra_buffers():
-        from llama_cpp import Llama
-
-        llm = Llama(model_path=str(base.gguf_path), vocab_only=True, verbose=False)
+    llm = load_vocabulary(base.gguf_path)
     try:
         return Vocabulary.of(llm)
     finally:

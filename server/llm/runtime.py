@@ -6,8 +6,11 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import sys
+import tempfile
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 
@@ -96,3 +99,35 @@ def no_extra_buffers() -> contextlib.AbstractContextManager[None]:
     """A load without llama.cpp's "extra" (repacked) weight buffers, whose AMX kernels crash on
     virtual machines that advertise AMX without enabling it (see `cpu_has_amx`)."""
     return llama_extra_buffers(False)
+
+
+def load_vocabulary(path: Path) -> Any:
+    """A vocabulary-only Llama of the GGUF at `path` (tokenizer and metadata, no weights).
+
+    llama.cpp logs, past verbose=False, that such a model's context is longer than its training
+    context (a vocabulary-only load leaves that at 0); stderr (the fd and sys.stderr) is captured
+    for the load so the line stays out of the user's terminal, and what a failed load logged is
+    shown with its error. Loads are one at a time (the load lock), so no other load's output is
+    swallowed; another thread's stderr during those milliseconds would be."""
+    with (
+        no_extra_buffers(),
+        tempfile.TemporaryFile() as captured,
+        open(captured.fileno(), "w", encoding="utf-8", closefd=False) as text,
+    ):
+        from llama_cpp import Llama
+
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            with contextlib.redirect_stderr(text):
+                return Llama(model_path=str(path), vocab_only=True, verbose=False)
+        except Exception:
+            text.flush()
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode("utf-8", "replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)

@@ -21,7 +21,7 @@ def test_concurrent_model_loads_restore_stdout_and_stderr(
 ) -> None:
     from llama_cpp import Llama
     from repotune.server.llm.embeddings import Embedder
-    from repotune.server.llm.runtime import llama_extra_buffers
+    from repotune.server.llm.runtime import llama_extra_buffers, load_vocabulary
 
     def identity(fd: int) -> tuple[int, int]:
         stat = os.fstat(fd)
@@ -38,6 +38,8 @@ def test_concurrent_model_loads_restore_stdout_and_stderr(
             for _ in range(4):
                 if kind == "embedder":
                     loaded.append(Embedder(embedder_model.path))
+                elif kind == "vocabulary":
+                    loaded.append(load_vocabulary(generator_model.path))
                 else:
                     with llama_extra_buffers(False):
                         loaded.append(
@@ -49,7 +51,9 @@ def test_concurrent_model_loads_restore_stdout_and_stderr(
             errors.append(exc)
 
     threads = [
-        threading.Thread(target=load, args=("vocab" if i % 4 == 0 else "embedder",))
+        threading.Thread(
+            target=load, args=(("vocab", "vocabulary", "embedder", "embedder")[i % 4],)
+        )
         for i in range(8)
     ]
     for thread in threads:
@@ -61,6 +65,24 @@ def test_concurrent_model_loads_restore_stdout_and_stderr(
     assert (identity(1), identity(2), sys.stdout, sys.stderr) == before
     for model in loaded:
         model.close()
+
+
+def test_a_vocabulary_load_keeps_llama_cpp_lines_off_stderr(
+    generator_model: ResolvedModel, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The training's tokenizer load printed llama.cpp's 'n_ctx_train (0)' warning into every
+    `repotune train` run; a load that fails still says why, and stderr works afterwards."""
+    from repotune.server.llm.runtime import load_vocabulary
+
+    vocabulary = load_vocabulary(generator_model.path)
+    assert vocabulary.tokenize(b"def f(x):", add_bos=False)
+    vocabulary.close()
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 64)
+    with pytest.raises(ValueError, match=r"broken\.gguf"):
+        load_vocabulary(broken)
+    print("after", file=sys.stderr)
+    assert capfd.readouterr().err == "after\n"
 
 
 def test_every_model_load_waits_for_the_process_wide_load_lock(

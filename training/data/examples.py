@@ -84,12 +84,9 @@ class TokenCounter:
     """llama.cpp's own tokenizer for the generator (vocabulary only), as the engine counts."""
 
     def __init__(self, model_path: Path) -> None:
-        from repotune.server.llm.runtime import no_extra_buffers
+        from repotune.server.llm.runtime import load_vocabulary
 
-        with no_extra_buffers():
-            from llama_cpp import Llama
-
-            self.llm = Llama(model_path=str(model_path), vocab_only=True, verbose=False)
+        self.llm = load_vocabulary(model_path)
         llm = self.llm
         self._counter = CachedTokenCounter(
             lambda text: llm.tokenize(text.encode("utf-8"), add_bos=False, special=False),
