@@ -1,7 +1,8 @@
 """Secret-shaped text is kept out of the index and out of prompts.
 
 Only high-confidence shapes: private-key blocks, cloud and service tokens with a known prefix,
-and assignments of long literal values to names that say secret (API_TOKEN = "..."). A line
+and assignments of long literal values to names that say secret (API_TOKEN = "...", a password
+of words run together). A line
 that holds one keeps its place (chunk line numbers stay right) but loses the value: a token or
 an assigned value is replaced by REDACTED, a private-key block's lines by REDACTED alone.
 Callers: `files.read_text_file` (indexing and training data) and the assistant (the open
@@ -91,7 +92,7 @@ _TOKENS = re.compile(
 # every split of a long run, cubic in its length (a 2,400-character run took seconds).
 _ASSIGNMENT = re.compile(
     r"""(?P<lead>["']?(?<![A-Za-z0-9_.-])(?P<name>(?=[A-Za-z0-9_.-]*?(?:secret|token(?!iz)|"""
-    r"""passw(?:or)?d|pwd|api[_-]?key|apikey|access[_-]?key|private[_-]?key))"""
+    r"""passw(?:or)?d|pwd|passphrase|api[_-]?key|apikey|access[_-]?key|private[_-]?key))"""
     r"""[A-Za-z0-9_.-]++)["']?"""
     r"""\s*(?::=|=>|=|:)\s*)(?:(?P<quote>["'`])(?P<qvalue>[^"'`\s]{12,})(?P=quote)"""
     r"""|(?P<uvalue>[A-Za-z0-9_+/=.~@-]{12,})(?=$|[\s,;#]))""",
@@ -104,10 +105,21 @@ _PLACEHOLDER = re.compile(
     re.IGNORECASE,
 )
 _DOTTED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+# A password or passphrase of lower-case words run together ("correcthorsebattery"): no digit,
+# but no separator either, where a key or setting name ("access_token") would have one.
+_PASSWORD_NAME = re.compile(r"passw(?:or)?d|pwd|passphrase", re.IGNORECASE)
+_RUN_OF_WORDS = re.compile(r"[a-z]{12,}")
+_PLACEHOLDER_WORD = re.compile(
+    r"changeme|example|dummy|placeholder|redacted|secret|password|passphrase|token"
+)
 
 
-def _secret_value(value: str, quoted: bool) -> bool:
-    if _PLACEHOLDER.search(value) or len(set(value)) < 5:
+def _secret_value(value: str, quoted: bool, name: str = "") -> bool:
+    if len(set(value)) < 5:
+        return False
+    if _RUN_OF_WORDS.fullmatch(value) and _PASSWORD_NAME.search(name):
+        return not _PLACEHOLDER_WORD.search(value)
+    if _PLACEHOLDER.search(value):
         return False
     if quoted:
         return True
@@ -122,7 +134,7 @@ def _secret_value(value: str, quoted: bool) -> bool:
 def _redact_assignment(match: re.Match[str]) -> str:
     quote = match.group("quote") or ""
     value = match.group("qvalue") if quote else match.group("uvalue")
-    if REDACTED in value or not _secret_value(value, bool(quote)):
+    if REDACTED in value or not _secret_value(value, bool(quote), match.group("name")):
         return match.group(0)
     return match.group("lead") + f"{quote}{REDACTED}{quote}"
 
