@@ -118,6 +118,14 @@ class ModelSettings(_Section):
         description="when the endpoint fails, load the local generator and complete with it",
     )
 
+    def in_process(self) -> dict[str, Any]:
+        """The settings that decide the model loaded in-process (not the endpoint's, nor the
+        trust flag, whose effect is already in `adapter`)."""
+        return self.model_dump(exclude={"repository_models"} | _ENDPOINT_FIELDS)
+
+
+_ENDPOINT_FIELDS = {name for name in ModelSettings.model_fields if name.startswith("endpoint")}
+
 
 class IndexSettings(_Section):
     max_file_bytes: int = Field(1_000_000, ge=1, le=100_000_000)  # each is read whole

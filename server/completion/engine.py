@@ -141,7 +141,10 @@ class CompletionEngine:
         model is closed in the background once that generation has let go of it)."""
         self.cancel_inflight()
         with self._state:
-            same_model = settings.model == self._settings.model and self._loaded is not None
+            # A model loaded (or on its way) for the same in-process settings is kept.
+            same_model = settings.model.in_process() == self._settings.model.in_process() and (
+                self._loaded is not None or self._model.loading
+            )
             self._settings = settings
             self.cache = CompletionCache(settings.completion.cache_size)
             self._sticky.clear()

@@ -44,6 +44,10 @@ class ModelSlot:
         return self._thread is not None
 
     @property
+    def loading(self) -> bool:
+        return self._thread is not None and not self._ready.is_set()
+
+    @property
     def ready(self) -> bool:
         return self._ready.is_set() and self.loaded is not None
 

@@ -77,16 +77,21 @@ class EndpointEngine:
         settings: Settings,
         count_tokens: CountTokens | None = None,
         on_settled: Callable[[], None] | None = None,
+        local: CompletionEngine | None = None,
     ) -> None:
+        """`local`: an in-process engine already loading or loaded (the one in use before the
+        endpoint was set), kept as the fallback instead of loading a second copy."""
         self._settings = settings
         self._on_settled = on_settled  # the local fallback's loads
         # The served model's tokenizer when the caller has it (the benchmark: identical prompts).
         self._count = count_tokens or estimate_tokens
         self._state = threading.Lock()
         self._client = self._new_client(settings)
-        # The fallback; it loads on the first failure.
-        self._local = CompletionEngine(settings, on_settled=on_settled)
-        self._local_started = False
+        # The fallback; it loads on the first failure unless it came loaded.
+        self._local = local or CompletionEngine(settings, on_settled=on_settled)
+        self._local_started = local is not None
+        if local is not None:
+            local.reload(settings)  # the same model: completion settings only
         self._latest_cancel: threading.Event | None = None
         self.cache = CompletionCache(settings.completion.cache_size)
         self.last_reason = ""
@@ -151,6 +156,16 @@ class EndpointEngine:
         self.cancel_inflight()
         self._client.close()
         self._local.close()
+
+    def release_local(self) -> CompletionEngine | None:
+        """Close the endpoint's side and hand over the local fallback if it was started (the
+        endpoint setting was removed: that model serves on), else close it too."""
+        self.cancel_inflight()
+        self._client.close()
+        if self._local_started:
+            return self._local
+        self._local.close()
+        return None
 
     def prefill(self, request: CompletionRequest) -> bool:
         """Work ahead runs in-process only (while the local fallback answers); a request of

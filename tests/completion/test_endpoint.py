@@ -13,6 +13,7 @@ import pytest
 from conftest import SMALL_COMPLETION, wait_for
 from endpoint_server import API_KEY, KEY_ENV, EndpointServer, free_port, start_endpoint
 from repotune.server.completion.context import ContextSnippet
+from repotune.server.completion.engine import CompletionEngine
 from repotune.server.completion.engines import engine_for
 from repotune.server.completion.remote import EndpointEngine, endpoint_format
 from repotune.server.completion.request import CompletionRequest
@@ -114,6 +115,36 @@ def test_without_fallback_a_dead_endpoint_gives_nothing_and_says_why() -> None:
         assert "endpoint_fallback is off" in status["notice"]
         assert status["endpoint"]["fallback_state"] is None  # the local model was never loaded
         assert engine.last_reason == status["notice"]
+    finally:
+        engine.close()
+
+
+def test_the_loaded_model_becomes_the_fallback_and_serves_on_after_the_endpoint(
+    generator_model,
+) -> None:
+    """Setting an endpoint keeps the in-process model (loaded once) as its fallback; removing
+    it again, the fallback serves on: a model in memory is never loaded a second time."""
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    with_fallback = settings_for(dead, endpoint_fallback=True)
+    local_settings = settings_for(dead)  # then the endpoint is removed
+    local_settings = local_settings.model_copy(
+        update={"model": local_settings.model.model_copy(update={"endpoint": None})}
+    )
+    engine = engine_for(local_settings)
+    try:
+        assert isinstance(engine, CompletionEngine) and engine.wait_ready(180)
+        engine = engine_for(with_fallback, engine)
+        assert isinstance(engine, EndpointEngine)
+        assert engine.status()["endpoint"]["fallback_state"] == "ready"  # no load started
+        engine = engine_for(local_settings, engine)
+        assert isinstance(engine, CompletionEngine) and engine.ready  # the same model
+        assert engine.complete(line_request()) is not None
+        # Without fallback the model is not kept: it is closed, and loaded again when needed.
+        engine = engine_for(settings_for(dead), engine)
+        assert engine.status()["endpoint"]["fallback_state"] is None
+        engine = engine_for(local_settings, engine)
+        assert isinstance(engine, CompletionEngine) and not engine.ready
+        assert engine.wait_ready(180)
     finally:
         engine.close()
 
