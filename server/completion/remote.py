@@ -159,7 +159,8 @@ class EndpointEngine:
 
     def release_local(self) -> CompletionEngine | None:
         """Close the endpoint's side and hand over the local fallback if it was started (the
-        endpoint setting was removed: that model serves on), else close it too."""
+        endpoint setting was removed: that model serves on), else close it too. This engine is
+        done afterwards, like after `close`."""
         self.cancel_inflight()
         self._client.close()
         if self._local_started:
