@@ -29,7 +29,9 @@ FILTER_KEYS = frozenset({"exclude", "include", "secret_patterns", "max_file_byte
 def too_broad_to_index(root: Path) -> str | None:
     """Why a folder is not indexed at all, or None: the file system's root or the user's home
     folder (or one holding it) is not a project, and holds shell histories, tokens and keys that
-    no secret pattern lists (an editor can open it, or pick it as the root of a lone file)."""
+    no secret pattern lists (an editor can open it, or pick it as the root of a lone file).
+    Links and `..` are resolved first: a link to the home folder is the home folder."""
+    root = root.resolve()
     try:
         home: Path | None = Path.home().resolve()
     except (RuntimeError, KeyError):  # no HOME and no password-database entry (some containers)

@@ -478,6 +478,8 @@ def test_a_home_folder_or_the_file_system_root_is_not_indexed(
     assert too_broad_to_index(Path("/")) and too_broad_to_index(home.resolve())
     assert "holding your home folder" in str(too_broad_to_index(home.parent.resolve()))
     assert too_broad_to_index(project.resolve()) is None
+    (tmp_path / "home-link").symlink_to(home)
+    assert too_broad_to_index(tmp_path / "home-link") and too_broad_to_index(project / "..")
     assistant = Assistant({"index": {"dense": False}})
     try:
         assistant.add_folder(home, watch=False)
