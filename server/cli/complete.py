@@ -18,6 +18,7 @@ from repotune.server.completion.context import as_snippets
 from repotune.server.completion.engines import engine_for
 from repotune.server.completion.request import CompletionRequest, CompletionResult
 from repotune.server.config import Settings, load_settings
+from repotune.server.folders import too_broad_to_index
 from repotune.server.index.workspace import WorkspaceIndex
 from repotune.server.languages import language_for
 from repotune.server.lsp.text import lsp_lines
@@ -80,6 +81,10 @@ def retrieve_context(
     info: dict[str, Any] = {"used": False, "note": "", "ms": 0.0}
     if settings.retrieval.top_k == 0:
         info["note"] = "none (retrieval.top_k = 0)"
+        return [], info
+    problem = too_broad_to_index(root)  # a lone file in the home folder: complete without it
+    if problem:
+        info["note"] = f"none ({root} {problem})"
         return [], info
     index = WorkspaceIndex(root, settings)
     try:
@@ -299,6 +304,9 @@ DENSE_WAIT_S = 120.0
 
 def run_ask(workspace: Path, settings: Settings, question: str) -> None:
     """Answer a question about the codebase the way the editor command does, and say from what."""
+    from repotune.server.cli.index import indexable
+
+    indexable(workspace)
     started = time.perf_counter()
     assistant = Assistant({})
     try:

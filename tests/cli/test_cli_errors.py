@@ -76,3 +76,30 @@ def test_an_unusable_index_folder_is_one_line_not_a_traceback(tmp_path: Path) ->
     assert "Traceback" not in result.stderr
     assert "holds a symlink" in result.stderr and "index.sqlite3 ->" in result.stderr
     assert not (tmp_path / "elsewhere.sqlite3").exists()
+
+
+def test_the_command_line_never_indexes_the_home_folder(tmp_path: Path) -> None:
+    """As the server refuses it: `repotune complete ~/scratch.py` (no git root: the file's
+    folder would be the workspace) completes without retrieval, and index, search and ask say
+    why in one line; nothing of the home folder reaches an index."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".bash_history").write_text("export DB_PASSWORD=correct-horse\n")
+    (home / "scratch.py").write_text("def double(x):\n    return x * 2\n")
+    cache = tmp_path / "cache"
+    env = {**os.environ, "HOME": str(home), "REPOTUNE_CACHE_DIR": str(cache)}
+    repotune = [sys.executable, "-m", "repotune"]
+    for args in (["index", str(home)], ["search", str(home), "password"], ["ask", str(home), "?"]):
+        result = subprocess.run(
+            [*repotune, *args],
+            capture_output=True, text=True, timeout=300, env=env,
+        )  # fmt: skip
+        assert result.returncode == 1, result
+        assert "not indexed: it is your home folder" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    result = subprocess.run(
+        [*repotune, "complete", f"{home / 'scratch.py'}:2:5", "--json"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert "not indexed: it is your home folder" in result.stdout, result
+    assert not (cache / "indexes").exists() or not any((cache / "indexes").iterdir())
