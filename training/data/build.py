@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from repotune.server.config import Settings
+from repotune.server.folders import too_broad_to_index
 from repotune.server.index.chunking import Chunker
 from repotune.server.untrusted_files import read_regular_file
 from repotune.training.base import TrainError
@@ -105,6 +106,11 @@ def build_dataset(
     from tqdm import tqdm
 
     root = Path(root).resolve()
+    if too_broad_to_index(root):  # shell histories, tokens, keys: as the server refuses it
+        raise TrainError(
+            f"{root} is the file system's root or your home folder (or holds it): no training "
+            "data is taken from it; name the project's own folder"
+        )
     files, skipped = collect_files(root, settings)
     client = open_teacher(settings)
     assign_splits(files, settings)  # before anything looks at the content

@@ -194,6 +194,19 @@ def test_empty_repository_is_a_clear_error(tmp_path: Path) -> None:
         build_dataset(tmp_path / "repo", tmp_path / "out", settings_for(tmp_path), progress=False)
 
 
+def test_the_home_folder_is_never_training_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    (home / "project").mkdir(parents=True)
+    (home / "tool.py").write_text("def run():\n    return 1\n")
+    monkeypatch.setenv("HOME", str(home))
+    for root in (home, home / "project" / ".."):
+        with pytest.raises(TrainError, match="your home folder"):
+            build_dataset(root, tmp_path / "out", settings_for(tmp_path), progress=False)
+    assert not (tmp_path / "out").exists()
+
+
 def test_repository_without_supported_files_is_a_clear_error(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
