@@ -16,9 +16,15 @@ from typing import Any
 from repotune.server.assistant import Assistant
 from repotune.server.completion.context import as_snippets
 from repotune.server.completion.engines import engine_for
-from repotune.server.completion.request import CompletionRequest, CompletionResult
+from repotune.server.completion.request import (
+    MAX_CHARS_PER_TOKEN,
+    CompletionRequest,
+    CompletionResult,
+)
 from repotune.server.config import Settings, load_settings
 from repotune.server.folders import too_broad_to_index
+from repotune.server.index.files import is_secret_document
+from repotune.server.index.redact import redact_buffer, redact_secrets
 from repotune.server.index.workspace import WorkspaceIndex
 from repotune.server.languages import language_for
 from repotune.server.lsp.text import lsp_lines
@@ -205,10 +211,23 @@ def run_complete(
     root, relative, text, offset = _read_cursor(file_path, line, column, workspace)
     overrides = {key: value for key, value in overrides.items() if value}
     settings = load_settings(root, overrides, overrides_source="command line")
-    prefix, suffix = text[:offset], text[offset:]
+    if is_secret_document(file_path, root, settings.index.secret_patterns):
+        raise SystemExit(
+            f"repotune: {file_path} matches index.secret_patterns: it is never put into a prompt"
+        )
+    # As in the editor: secret-shaped lines around the cursor never reach the model (which may
+    # be an endpoint elsewhere).
+    limits = settings.completion
+    prefix, suffix = redact_buffer(
+        text,
+        offset,
+        limits.prefix_tokens * MAX_CHARS_PER_TOKEN,
+        limits.suffix_tokens * MAX_CHARS_PER_TOKEN,
+    )
     hidden = None
     if hide_rest:
-        suffix, hidden = hide_rest_of_line(text, offset)
+        rest, hidden = hide_rest_of_line(text, offset)
+        suffix = redact_secrets(rest)
     language = language_for(relative)
 
     engine = engine_for(settings)  # in-process (loads while retrieval runs) or model.endpoint
