@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from repotune.server.ask.stream import OnText, ignore_text
 from repotune.server.completion.context import as_snippets
-from repotune.server.completion.request import MAX_CHARS_PER_TOKEN, CompletionRequest
+from repotune.server.completion.request import (
+    CompletionRequest,
+    redacted_buffer,
+)
 from repotune.server.completion.trigger import auto_trigger_skip, line_suffix_at
 from repotune.server.config import Settings, load_settings, settings_with
 from repotune.server.folders import WorkspaceFolders
 from repotune.server.index.files import is_secret_document
-from repotune.server.index.redact import redact_buffer
 
 if TYPE_CHECKING:
     from repotune.server.completion.engine import CompletionEngine
@@ -298,14 +300,7 @@ class Assistant:
     ) -> tuple[CompletionRequest, list[RetrievedChunk], float]:
         """The engine's request for the cursor: the buffer around it (redacted) and, once per
         line, the retrieved snippets; with the chunks and the retrieval time."""
-        limits = settings.completion
-        # Secret-shaped lines of the buffer never reach the model (nor its completions).
-        prefix, suffix = redact_buffer(
-            text,
-            offset,
-            limits.prefix_tokens * MAX_CHARS_PER_TOKEN,
-            limits.suffix_tokens * MAX_CHARS_PER_TOKEN,
-        )
+        prefix, suffix = redacted_buffer(text, offset, settings.completion)
         root = self.folders.folder_for(path)
         relative = path.resolve().relative_to(root).as_posix() if root else path.name
         # The engine keeps one line's snippets while typing on it (KV-cache reuse), so

@@ -17,14 +17,14 @@ from repotune.server.assistant import Assistant
 from repotune.server.completion.context import as_snippets
 from repotune.server.completion.engines import engine_for
 from repotune.server.completion.request import (
-    MAX_CHARS_PER_TOKEN,
     CompletionRequest,
     CompletionResult,
+    redacted_buffer,
 )
 from repotune.server.config import Settings, load_settings
 from repotune.server.folders import too_broad_to_index
 from repotune.server.index.files import is_secret_document
-from repotune.server.index.redact import redact_buffer, redact_secrets
+from repotune.server.index.redact import redact_secrets
 from repotune.server.index.workspace import WorkspaceIndex
 from repotune.server.languages import language_for
 from repotune.server.lsp.text import lsp_lines
@@ -217,13 +217,7 @@ def run_complete(
         )
     # As in the editor: secret-shaped lines around the cursor never reach the model (which may
     # be an endpoint elsewhere).
-    limits = settings.completion
-    prefix, suffix = redact_buffer(
-        text,
-        offset,
-        limits.prefix_tokens * MAX_CHARS_PER_TOKEN,
-        limits.suffix_tokens * MAX_CHARS_PER_TOKEN,
-    )
+    prefix, suffix = redacted_buffer(text, offset, settings.completion)
     hidden = None
     if hide_rest:
         rest, hidden = hide_rest_of_line(text, offset)

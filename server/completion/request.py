@@ -8,11 +8,24 @@ from dataclasses import dataclass, field
 from repotune.server.completion.context import ContextSnippet
 from repotune.server.completion.prompts import BuiltPrompt
 from repotune.server.completion.repo_ngrams import RepositoryTexts
+from repotune.server.config import CompletionSettings
+from repotune.server.index.redact import redact_buffer
 
 # No tokenizer's token covers more characters than this (long whitespace runs included), so a
 # prompt never holds buffer text farther from the cursor than tokens * this: the buffer window
 # a request carries (assistant.py) and the engine reads.
 MAX_CHARS_PER_TOKEN = 64
+
+
+def redacted_buffer(text: str, offset: int, limits: CompletionSettings) -> tuple[str, str]:
+    """The buffer's prefix and suffix around `offset`, secret-shaped lines redacted as far as a
+    prompt with these budgets can reach (they never reach the model, nor its completions)."""
+    return redact_buffer(
+        text,
+        offset,
+        limits.prefix_tokens * MAX_CHARS_PER_TOKEN,
+        limits.suffix_tokens * MAX_CHARS_PER_TOKEN,
+    )
 
 
 @dataclass(frozen=True)
