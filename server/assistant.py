@@ -23,6 +23,7 @@ from repotune.server.completion.trigger import auto_trigger_skip, line_suffix_at
 from repotune.server.config import Settings, load_settings, settings_with
 from repotune.server.folders import WorkspaceFolders
 from repotune.server.index.files import is_secret_document
+from repotune.server.index.redact import redact_secrets
 
 if TYPE_CHECKING:
     from repotune.server.completion.engine import CompletionEngine
@@ -387,7 +388,9 @@ class Assistant:
         on_text: OnText = ignore_text,
     ) -> Answer:
         """Answer from retrieved chunks of every folder; the sources are always listed.
-        `on_text` sees the answer grow (a client can show it as it comes)."""
+        `on_text` sees the answer grow (a client can show it as it comes). A secret pasted into
+        the question is redacted like one in a buffer: the model may be an endpoint elsewhere."""
+        question = redact_secrets(question)
         started = time.perf_counter()
         engine = self._engine
         if engine is None or not engine.ready:

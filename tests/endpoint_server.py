@@ -1,16 +1,23 @@
 """A real OpenAI-compatible endpoint for tests: llama-cpp-python's own server
-(`python -m llama_cpp.server`) serving the default model with the default adapter, on localhost."""
+(`python -m llama_cpp.server`) serving the default model with the default adapter, on localhost;
+and a recording one that keeps what it was sent and answers 503 (what a prompt held)."""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from repotune.server.bench.endpoint import SERVE
@@ -86,3 +93,26 @@ def start_endpoint(log: Path, wait_s: float = 180.0) -> EndpointServer:
         time.sleep(0.3)
     server.stop()
     raise RuntimeError(f"llama_cpp.server did not answer in {wait_s}s: {server.log_text()[-2000:]}")
+
+
+@contextlib.contextmanager
+def recording_endpoint() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """(base URL, the JSON bodies POSTed to it so far); every request is answered 503."""
+    bodies: list[dict[str, Any]] = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(503)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1", bodies
+    finally:
+        server.shutdown()
+        server.server_close()

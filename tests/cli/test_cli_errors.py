@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from endpoint_server import recording_endpoint
 from repotune.server.cli.app import missing_dependency
 
 # `None` in sys.modules makes `import NAME` raise ModuleNotFoundError, as if not installed.
@@ -108,33 +109,15 @@ def test_the_command_line_never_indexes_the_home_folder(tmp_path: Path) -> None:
 def test_complete_keeps_secrets_out_of_the_prompt_it_sends(tmp_path: Path) -> None:
     """`repotune complete --endpoint URL` sends what the editor would: the token typed above the
     cursor is redacted, and a .env is never sent at all."""
-    import http.server
-    import json
-    import threading
-
-    bodies: list[str] = []
-
-    class Recorder(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            bodies.append(self.rfile.read(int(self.headers["Content-Length"])).decode())
-            self.send_response(503)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     repo = tmp_path / "repo"
     repo.mkdir()
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     token = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
     (repo / "client.py").write_text(f'GITHUB_TOKEN = "{token}"\n\ndef headers():\n    return \n')
     (repo / ".env").write_text("DB_PASSWORD=correct-horse\n")
-    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
     env = {**os.environ, "REPOTUNE_CACHE_DIR": str(tmp_path / "cache")}
-    command = [sys.executable, "-m", "repotune", "complete", "--no-context", "--endpoint", url]
-    try:
+    with recording_endpoint() as (url, bodies):
+        command = [sys.executable, "-m", "repotune", "complete", "--no-context", "--endpoint", url]
         subprocess.run(
             [*command, f"{repo / 'client.py'}:4:12", "--json"],
             capture_output=True, text=True, timeout=300, env=env,
@@ -142,10 +125,8 @@ def test_complete_keeps_secrets_out_of_the_prompt_it_sends(tmp_path: Path) -> No
         secret_file = subprocess.run(
             [*command, f"{repo / '.env'}:1:13"], capture_output=True, text=True, timeout=60, env=env
         )
-    finally:
-        server.shutdown()
     assert bodies, "the endpoint was asked nothing"
-    prompt = json.loads(bodies[0])["prompt"]
+    prompt = bodies[0]["prompt"]
     assert "def headers" in prompt and token not in prompt and "<redacted>" in prompt
     assert secret_file.returncode == 1 and "never put into a prompt" in secret_file.stderr
     assert len(bodies) == 1  # nothing of the .env was sent

@@ -5,6 +5,7 @@ dirs, the real Store (SQLite + Chroma) and real watchdog events."""
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import stat
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import unblock, wait_for, within
+from endpoint_server import recording_endpoint
 from repotune.server.assistant import Assistant
 from repotune.server.config import Settings, SettingsError, load_settings
 from repotune.server.index.chunking import chunk_file
@@ -591,6 +593,21 @@ def test_a_deleted_and_recreated_folder_is_indexed_again(tmp_path: Path) -> None
 
 
 @pytest.mark.slow
+def test_a_secret_pasted_into_a_question_never_reaches_the_endpoint(tmp_path: Path) -> None:
+    """The question is redacted like a buffer before it becomes a prompt (here, to an endpoint
+    that records what it is sent)."""
+    with recording_endpoint() as (url, bodies):
+        assistant = Assistant({"model": {"endpoint": url, "endpoint_fallback": False}})
+        try:
+            assistant.start()
+            with pytest.raises(Exception, match="503"):
+                assistant.ask(f'why does API_TOKEN = "{TOKEN}" give 401?')
+        finally:
+            assistant.close()
+    sent = json.dumps(bodies)
+    assert bodies and "give 401" in sent and "<redacted>" in sent and TOKEN not in sent
+
+
 def test_the_prompt_never_holds_a_secret_from_the_buffer_or_the_index(
     tmp_path: Path, generator_model: object
 ) -> None:
