@@ -52,6 +52,12 @@ class CompletionOutcome:
     quick: bool = False  # from quick start's short prompt
 
 
+NOTHING_RETRIEVED = (
+    "No indexed code was found for this question (the workspace may have no index yet, or it "
+    "is still being built), so there is nothing to answer from."
+)
+
+
 @dataclass
 class Answer:
     answer: str  # the model's own text
@@ -61,8 +67,8 @@ class Answer:
     @property
     def text(self) -> str:
         """The answer with its sources listed, for clients that show text as it is."""
-        if not self.citations:
-            return f"{self.answer}\n\n_No indexed code matched this question._"
+        if not self.citations:  # NOTHING_RETRIEVED says so itself
+            return self.answer
         sources = "\n".join(
             f"- [{c.path}:{c.start_line}-{c.end_line}]({c.uri}#L{c.start_line})"
             for c in self.citations
@@ -403,6 +409,10 @@ class Assistant:
         hits.sort(key=lambda item: -item[1].score)
         hits = hits[: max(self.settings.retrieval.top_k, 1)]
         retrieval_ms = (time.perf_counter() - started) * 1000.0
+        if not hits:
+            # Nothing to answer from: asked anyway, the small model echoed its instructions.
+            on_text(NOTHING_RETRIEVED)
+            return Answer(NOTHING_RETRIEVED, [], {"retrieval": retrieval_ms, "generate": 0.0})
         snippets = as_snippets(c for _, c in hits)
         generate_started = time.perf_counter()
         self._set_state("busy")

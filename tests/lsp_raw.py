@@ -91,20 +91,17 @@ class RawClient:
         }
         return json.dumps(message).encode()
 
-    def send_initialize(self, options: dict[str, Any]) -> None:
-        """`initialize` (id 1) with no workspace and these initializationOptions."""
-        self.send(
-            {
-                "id": 1,
-                "method": "initialize",
-                "params": {
-                    "processId": None,
-                    "rootUri": None,
-                    "capabilities": {},
-                    "initializationOptions": options,
-                },
-            }
-        )
+    def send_initialize(self, options: dict[str, Any], folder: Path | None = None) -> None:
+        """`initialize` (id 1) with these initializationOptions and no workspace, or `folder`."""
+        params: dict[str, Any] = {
+            "processId": None,
+            "rootUri": folder.as_uri() if folder else None,
+            "capabilities": {},
+            "initializationOptions": options,
+        }
+        if folder is not None:
+            params["workspaceFolders"] = [{"uri": folder.as_uri(), "name": folder.name}]
+        self.send({"id": 1, "method": "initialize", "params": params})
 
     def status(self, msg_id: Any) -> dict[str, Any]:
         self.send(

@@ -1,4 +1,5 @@
-"""Answering a question: the base-model document path stops at its time cap."""
+"""Answering a question: the base-model document path stops at its time cap; with nothing
+retrieved the model is not asked."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import threading
 import time
 from collections.abc import Iterator
 
+from endpoint_server import recording_endpoint
 from repotune.server.ask.answer import continue_document
+from repotune.server.assistant import NOTHING_RETRIEVED, Assistant
 from repotune.server.completion.context import ContextSnippet
 from repotune.server.config import load_settings
 
@@ -41,3 +44,17 @@ def test_ask_stops_at_its_time_cap_with_the_configured_context() -> None:
     assert answer.startswith("more")  # it stopped (the model would not) with what it had
     body = model.prompts[0].split("```python\n", 1)[1].split("\n```", 1)[0]
     assert len(body) == settings.ask.context_chars  # ask.context_chars caps the code shown
+
+
+def test_with_nothing_retrieved_the_answer_says_so_without_asking_the_model() -> None:
+    """No folder (or an empty index): the small model, asked anyway, echoed its instructions."""
+    with recording_endpoint() as (url, bodies):
+        assistant = Assistant({"model": {"endpoint": url, "endpoint_fallback": False}})
+        try:
+            assistant.start()
+            seen: list[str] = []
+            answer = assistant.ask("How is the cache folder chosen?", on_text=seen.append)
+        finally:
+            assistant.close()
+    assert answer.text == answer.answer == NOTHING_RETRIEVED and not answer.citations
+    assert seen == [NOTHING_RETRIEVED] and bodies == []

@@ -596,12 +596,20 @@ def test_a_deleted_and_recreated_folder_is_indexed_again(tmp_path: Path) -> None
 def test_a_secret_pasted_into_a_question_never_reaches_the_endpoint(tmp_path: Path) -> None:
     """The question is redacted like a buffer before it becomes a prompt (here, to an endpoint
     that records what it is sent)."""
+    repo = make_repo(tmp_path / "repo")
     with recording_endpoint() as (url, bodies):
-        assistant = Assistant({"model": {"endpoint": url, "endpoint_fallback": False}})
+        assistant = Assistant(
+            {
+                "model": {"endpoint": url, "endpoint_fallback": False},
+                "index": {"index_dir": str(tmp_path / "index"), "dense": False},
+            }
+        )
         try:
+            assistant.add_folder(repo, watch=False)
+            assert assistant.folders.index_for(repo.resolve()).wait_idle(30)
             assistant.start()
             with pytest.raises(Exception, match="503"):
-                assistant.ask(f'why does API_TOKEN = "{TOKEN}" give 401?')
+                assistant.ask(f'why does handler give 401 with API_TOKEN = "{TOKEN}"?')
         finally:
             assistant.close()
     sent = json.dumps(bodies)

@@ -14,9 +14,9 @@ import pytest
 from lsp_raw import RawClient
 
 
-def _start(tmp_path: Path, options: dict[str, Any]) -> RawClient:
+def _start(tmp_path: Path, options: dict[str, Any], folder: Path | None = None) -> RawClient:
     client = RawClient(tmp_path)
-    client.send_initialize(options)
+    client.send_initialize(options, folder)
     assert "result" in client.response_to(1)
     client.send({"method": "initialized", "params": {}})
     return client
@@ -115,14 +115,26 @@ def test_untitled_buffers_and_notebook_cells_complete_from_the_buffer(server: Ra
 @pytest.mark.slow
 def test_a_question_longer_than_the_context_is_cut_and_answered(tmp_path: Path) -> None:
     # A small context window keeps the test short: the question is cut to what it leaves.
-    server = _start(tmp_path, {"model": {"context_length": 1024}})
+    # The folder's code is retrieved for it, so the model is asked (with nothing retrieved the
+    # server answers that at once).
+    repo = tmp_path / "helpers"
+    repo.mkdir()
+    (repo / "helpers.py").write_text("def helper_0(value):\n    return value + 0\n")
+    options = {"model": {"context_length": 1024}, "index": {"dense": False}}
+    server = _start(tmp_path, options, repo)
     try:
-        server.wait_ready()
+        deadline = time.monotonic() + 300
+        status = server.wait_ready()  # idle: the model loaded, no folder indexing
+        while not status["folders"]:  # the folder is added in the background
+            assert time.monotonic() < deadline, status
+            time.sleep(0.1)
+            status = server.wait_ready()
         pasted = "".join(f"def helper_{n}(value):\n    return value + {n}\n" for n in range(500))
         question = f"What do these functions have in common?\n{pasted}"  # ~9,000 tokens
         response = server.command(40, "repotune.ask", {"question": question})
         assert "error" not in response, response
         assert isinstance(response["result"]["answer"], str)
+        assert response["result"]["citations"], response  # the model answered from the code
         assert server.close() == 0
     finally:
         if server.process.poll() is None:
