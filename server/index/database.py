@@ -10,7 +10,9 @@ from pathlib import Path
 
 from repotune.server.index.folder import DB_NAME, IndexFolderError, create_private_file, wipe
 
-INDEX_FORMAT_VERSION = 5
+# Bumped when what an index holds changes, redaction included (6: passphrases of words run
+# together are redacted): an index in another format is rebuilt on opening.
+INDEX_FORMAT_VERSION = 6
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);

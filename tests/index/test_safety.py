@@ -328,6 +328,28 @@ def test_a_password_of_words_run_together_is_redacted() -> None:
         assert redact_line(line) == line, line
 
 
+def test_an_index_from_before_a_redaction_change_is_rebuilt(tmp_path: Path) -> None:
+    """What an older RepoTune stored unredacted (the passphrase rule is newer) does not stay in
+    its index after an upgrade: the format version moved with it, so the index is rebuilt."""
+    repo = make_repo(tmp_path / "repo")
+    (repo / "db.py").write_text('PASSWORD = "correcthorsebatterystaple"\n')
+    settings = load_settings(None, {"index": {"index_dir": str(tmp_path / "index")}})
+    with WorkspaceIndex(repo, settings) as index:
+        index.start(dense=False)
+        assert index.wait_idle(30)
+        location = index.location
+    db = sqlite3.connect(location / DB_NAME)  # as the version before the rule left it
+    db.execute("UPDATE chunks SET text = 'PASSWORD = \"correcthorsebatterystaple\"'")
+    db.execute("UPDATE meta SET value = '5' WHERE key = 'format_version'")
+    db.commit()
+    db.close()
+    with WorkspaceIndex(repo, settings) as index:
+        index.start(dense=False)
+        assert index.wait_idle(30)
+        texts = "".join(chunk.text for chunk in index.search("PASSWORD", 10))
+    assert "PASSWORD" in texts and "correcthorse" not in texts
+
+
 def test_redaction_takes_linear_time_on_long_name_runs() -> None:
     """`secretsecret...` (one run of name characters, no assignment) made the assignment
     pattern backtrack over every split of the run: 27 s for 2,400 characters, cubic beyond.
