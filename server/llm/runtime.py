@@ -4,10 +4,11 @@ and the thread count. Training loads its llama.cpp models through here too."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import logging
 import os
 import platform
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +41,38 @@ def cpu_has_amx() -> bool:
 
 _LOAD_LOCK = threading.RLock()
 
+# ggml's log levels: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5 (continues the last line).
+_GGML_ERROR, _GGML_CONT = 4, 5
+_llama_log = logging.getLogger("repotune.llama")
+_log_route: list[Any] = []  # the installed ctypes callback, kept alive
+
+
+def route_llama_logs() -> None:
+    """llama.cpp's errors go to stderr, the rest to the `repotune.llama` logger at debug level.
+
+    llama-cpp-python 0.3's own callback reads ggml's levels one step off (WARN as its ERROR), so
+    with verbose=False every warning still reached the terminal or the editor's log: two dozen
+    "lora ... cannot use buft 'CPU_REPACK', fallback to CPU" lines per model load."""
+    if _log_route:
+        return
+    import llama_cpp
+
+    last = [0]
+
+    @llama_cpp.llama_log_callback  # type: ignore[misc]
+    def route(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        level = last[0] if level == _GGML_CONT else level
+        last[0] = level
+        message = text.decode("utf-8", "replace")
+        if level == _GGML_ERROR:
+            sys.stderr.write(message)
+            sys.stderr.flush()
+        elif message.strip():
+            _llama_log.debug("%s", message.rstrip())
+
+    llama_cpp.llama_log_set(route, ctypes.c_void_p(0))
+    _log_route.append(route)
+
 
 @contextlib.contextmanager
 def llama_extra_buffers(use_extra_bufts: bool) -> Iterator[None]:
@@ -52,6 +85,7 @@ def llama_extra_buffers(use_extra_bufts: bool) -> Iterator[None]:
     for good, which silenced every later log line and the CLI's JSON result."""
     import llama_cpp.llama_cpp as native
 
+    route_llama_logs()
     with _LOAD_LOCK:
         if use_extra_bufts:
             yield
@@ -102,32 +136,8 @@ def no_extra_buffers() -> contextlib.AbstractContextManager[None]:
 
 
 def load_vocabulary(path: Path) -> Any:
-    """A vocabulary-only Llama of the GGUF at `path` (tokenizer and metadata, no weights).
-
-    llama.cpp logs, past verbose=False, that such a model's context is longer than its training
-    context (a vocabulary-only load leaves that at 0); stderr (the fd and sys.stderr) is captured
-    for the load so the line stays out of the user's terminal, and what a failed load logged is
-    shown with its error. Loads are one at a time (the load lock), so no other load's output is
-    swallowed; another thread's stderr during those milliseconds would be."""
-    with (
-        no_extra_buffers(),
-        tempfile.TemporaryFile() as captured,
-        open(captured.fileno(), "w", encoding="utf-8", closefd=False) as text,
-    ):
+    """A vocabulary-only Llama of the GGUF at `path` (tokenizer and metadata, no weights)."""
+    with no_extra_buffers():
         from llama_cpp import Llama
 
-        sys.stderr.flush()
-        saved = os.dup(2)
-        os.dup2(captured.fileno(), 2)
-        try:
-            with contextlib.redirect_stderr(text):
-                return Llama(model_path=str(path), vocab_only=True, verbose=False)
-        except Exception:
-            text.flush()
-            os.dup2(saved, 2)
-            captured.seek(0)
-            sys.stderr.write(captured.read().decode("utf-8", "replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+        return Llama(model_path=str(path), vocab_only=True, verbose=False)

@@ -85,6 +85,21 @@ def test_a_vocabulary_load_keeps_llama_cpp_lines_off_stderr(
     assert capfd.readouterr().err == "after\n"
 
 
+def test_a_model_load_with_an_adapter_prints_no_llama_cpp_warnings(
+    generator_model: ResolvedModel, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """llama-cpp-python reads ggml's log levels one step off, so its warnings ("lora ... cannot
+    use buft 'CPU_REPACK', fallback to CPU", two dozen per load) reached stderr past
+    verbose=False; they go to the repotune.llama logger now, errors still to stderr."""
+    from repotune.server.completion.model import load_model
+    from repotune.server.config import load_settings
+
+    settings = load_settings(None, {"model": {"generator": str(generator_model.path)}})
+    loaded = load_model(settings)
+    loaded.llm.close()
+    assert "llama" not in capfd.readouterr().err
+
+
 def test_every_model_load_waits_for_the_process_wide_load_lock(
     generator_model: ResolvedModel, embedder_model: ResolvedModel
 ) -> None:
