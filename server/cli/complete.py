@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from repotune.server.assistant import Assistant
+from repotune.server.cli.index import require_indexable
 from repotune.server.completion.context import as_snippets
 from repotune.server.completion.engines import engine_for
 from repotune.server.completion.request import (
@@ -24,7 +25,6 @@ from repotune.server.completion.request import (
 from repotune.server.config import Settings, load_settings
 from repotune.server.folders import too_broad_to_index
 from repotune.server.index.files import is_secret_document
-from repotune.server.index.redact import redact_secrets
 from repotune.server.index.workspace import WorkspaceIndex
 from repotune.server.languages import language_for
 from repotune.server.lsp.text import lsp_lines
@@ -215,13 +215,13 @@ def run_complete(
         raise SystemExit(
             f"repotune: {file_path} matches index.secret_patterns: it is never put into a prompt"
         )
-    # As in the editor: secret-shaped lines around the cursor never reach the model (which may
-    # be an endpoint elsewhere).
-    prefix, suffix = redacted_buffer(text, offset, settings.completion)
     hidden = None
     if hide_rest:
         rest, hidden = hide_rest_of_line(text, offset)
-        suffix = redact_secrets(rest)
+        text = text[:offset] + rest
+    # As in the editor: secret-shaped lines around the cursor never reach the model (which may
+    # be an endpoint elsewhere).
+    prefix, suffix = redacted_buffer(text, offset, settings.completion)
     language = language_for(relative)
 
     engine = engine_for(settings)  # in-process (loads while retrieval runs) or model.endpoint
@@ -317,9 +317,7 @@ DENSE_WAIT_S = 120.0
 
 def run_ask(workspace: Path, settings: Settings, question: str) -> None:
     """Answer a question about the codebase the way the editor command does, and say from what."""
-    from repotune.server.cli.index import indexable
-
-    indexable(workspace)
+    require_indexable(workspace)
     started = time.perf_counter()
     assistant = Assistant({})
     try:

@@ -79,21 +79,20 @@ def _summary(index: WorkspaceIndex) -> str:
     return "\n".join(lines)
 
 
-def indexable(workspace: Path) -> Path:
-    """`workspace`, when RepoTune may index it; else exit saying why (the home folder and the
-    file system's root are refused here as the server refuses them)."""
+def require_indexable(workspace: Path) -> None:
+    """Exit saying why when RepoTune may not index `workspace` (the home folder and the file
+    system's root are refused here as the server refuses them)."""
     if not workspace.is_dir():
         raise SystemExit(f"repotune: {workspace} is not a directory")
     problem = too_broad_to_index(workspace)
     if problem:
         raise SystemExit(f"repotune: {workspace}: {problem}")
-    return workspace
 
 
 def run_index(workspace: Path, settings: Settings, watch: bool, push: bool = False) -> None:
     """Index (or bring up to date) a workspace; with `push`, then upload every vector the shared
     index lacks; with `watch`, follow changes until Ctrl-C."""
-    indexable(workspace)
+    require_indexable(workspace)
     if push and not settings.index.chroma_url:
         raise SystemExit("repotune: --push needs a shared index: --set index.chroma_url=URL")
     if push and not settings.index.dense:
@@ -148,7 +147,7 @@ def _push(index: WorkspaceIndex) -> None:
 
 def run_search(workspace: Path, settings: Settings, query: str, k: int, as_json: bool) -> None:
     """Bring the lexical index up to date, then print the top-k chunks for `query`."""
-    indexable(workspace)
+    require_indexable(workspace)
     index = WorkspaceIndex(workspace, settings)
     try:
         started = time.perf_counter()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import logging
 import os
 import platform
@@ -44,17 +45,15 @@ _LOAD_LOCK = threading.RLock()
 # ggml's log levels: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5 (continues the last line).
 _GGML_ERROR, _GGML_CONT = 4, 5
 _llama_log = logging.getLogger("repotune.llama")
-_log_route: list[Any] = []  # the installed ctypes callback, kept alive
 
 
-def route_llama_logs() -> None:
+@functools.cache  # once per process; the cache keeps the ctypes callback alive for llama.cpp
+def route_llama_logs() -> Any:
     """llama.cpp's errors go to stderr, the rest to the `repotune.llama` logger at debug level.
 
     llama-cpp-python 0.3's own callback reads ggml's levels one step off (WARN as its ERROR), so
     with verbose=False every warning still reached the terminal or the editor's log: two dozen
     "lora ... cannot use buft 'CPU_REPACK', fallback to CPU" lines per model load."""
-    if _log_route:
-        return
     import llama_cpp
 
     last = [0]
@@ -71,7 +70,7 @@ def route_llama_logs() -> None:
             _llama_log.debug("%s", message.rstrip())
 
     llama_cpp.llama_log_set(route, ctypes.c_void_p(0))
-    _log_route.append(route)
+    return route
 
 
 @contextlib.contextmanager
@@ -85,8 +84,8 @@ def llama_extra_buffers(use_extra_bufts: bool) -> Iterator[None]:
     for good, which silenced every later log line and the CLI's JSON result."""
     import llama_cpp.llama_cpp as native
 
-    route_llama_logs()
     with _LOAD_LOCK:
+        route_llama_logs()  # under the lock: installed once, never replaced by a racing twin
         if use_extra_bufts:
             yield
             return
