@@ -262,6 +262,24 @@ def adapter_reference(model_adapter: str | None, generator: str) -> str | None:
     return model_adapter
 
 
+def fitting_adapter(reference: str, generator: ResolvedModel) -> ResolvedModel:
+    """resolve_adapter, and a ModelError unless it applies to `generator` (llama.cpp's checks,
+    made first: a misfit crashed llama-cpp-python). The shipped pair was checked when built."""
+    adapter = resolve_adapter(reference)
+    if reference == DEFAULT_REF:
+        return adapter
+    from repotune.server.adapter_fit import AdapterMismatch, check_adapter_fits
+
+    try:
+        check_adapter_fits(adapter.path, generator.path)
+    except AdapterMismatch as exc:
+        raise ModelError(
+            f"adapter '{reference}' ({adapter.path}) does not fit the generator "
+            f"{generator.path}: {exc}"
+        ) from None
+    return adapter
+
+
 def resolve_adapter(reference: str) -> ResolvedModel:
     """A LoRA adapter in GGUF: 'default' (shipped), a path, or an hf: reference."""
     if reference == DEFAULT_REF:

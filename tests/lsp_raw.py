@@ -19,12 +19,15 @@ def framed(body: bytes, header: str = "Content-Length", delta: int = 0) -> bytes
 class RawClient:
     """Just enough LSP framing to send what no well-behaved client library would."""
 
-    def __init__(self, cwd: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, cwd: Path, env: dict[str, str] | None = None, stderr: Path | None = None
+    ) -> None:
+        """The server's stderr is dropped, or written to the file `stderr` names."""
         self.process = subprocess.Popen(
             [sys.executable, "-m", "repotune", "serve"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=stderr.open("wb") if stderr else subprocess.DEVNULL,
             cwd=cwd,
             env={**os.environ, **(env or {})},
         )

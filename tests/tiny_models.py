@@ -78,3 +78,29 @@ def write_tiny_llama(path: Path, chat_template: str | None = CHATML_TEMPLATE) ->
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def write_lora(
+    path: Path,
+    pairs: dict[str, tuple[int, int, int]],
+    architecture: str = "gemma3",
+    kind: str = "adapter",
+) -> Path:
+    """A LoRA GGUF as `repotune train export` writes one: for each adapted weight name,
+    (rows out, columns in, rank) gives `<name>.lora_a` (rank x in) and `<name>.lora_b`
+    (out x rank); a rank of 0 leaves lora_b out (half a pair). Zero weights."""
+    import gguf
+
+    writer = gguf.GGUFWriter(path, architecture)
+    writer.add_type(kind)
+    writer.add_string("adapter.type", "lora")
+    writer.add_float32("adapter.lora.alpha", 16.0)
+    for name, (rows, columns, rank) in pairs.items():
+        writer.add_tensor(f"{name}.lora_a", np.zeros((max(rank, 1), columns), dtype=np.float32))
+        if rank:
+            writer.add_tensor(f"{name}.lora_b", np.zeros((rows, rank), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

@@ -35,7 +35,7 @@ from repotune.server.llm.runtime import thread_count, wants_extra_buffers
 from repotune.server.models import (
     ModelError,
     adapter_reference,
-    resolve_adapter,
+    fitting_adapter,
     resolve_generator,
 )
 
@@ -64,6 +64,7 @@ def start_llama_cpp_server(settings: Settings, log: Path) -> tuple[subprocess.Po
 
     model = settings.model
     port = _free_port()
+    generator = resolve_generator(model.generator)
     command = [
         *(
             sys.executable,
@@ -72,14 +73,14 @@ def start_llama_cpp_server(settings: Settings, log: Path) -> tuple[subprocess.Po
             SERVE.format(extra=wants_extra_buffers(model.cpu_extra_buffers)),
         ),
         *("--host", "127.0.0.1", "--port", str(port)),
-        *("--model", str(resolve_generator(model.generator).path)),
+        *("--model", str(generator.path)),
         *("--n_ctx", str(model.context_length), "--n_batch", str(min(512, model.context_length))),
         *("--n_threads", str(thread_count(model.threads))),
         *("--logits_all", "false"),  # its default computes every prompt token's logits
     ]
     adapter = adapter_reference(model.adapter, model.generator)
     if adapter:
-        command += ["--lora_path", str(resolve_adapter(adapter).path)]
+        command += ["--lora_path", str(fitting_adapter(adapter, generator).path)]
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"

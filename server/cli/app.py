@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +13,7 @@ import typer
 from repotune.server.cli.console import print_error
 from repotune.server.config import Settings, SettingsError, load_settings, parse_overrides
 from repotune.server.index.database import StoreError
+from repotune.server.log_level import LOG_LEVEL_ENV, LOG_LEVELS, configure_logging
 from repotune.server.models import ModelError
 
 app = typer.Typer(
@@ -33,6 +35,27 @@ SaveOption = Annotated[
         "(the README's figures come from server/bench/results)",
     ),
 ]
+
+
+LogLevel = Enum("LogLevel", {name: name for name in LOG_LEVELS}, type=str)  # type: ignore[misc]
+
+
+@app.callback()
+def log_options(
+    log_level: Annotated[
+        LogLevel | None,
+        typer.Option(
+            "--log-level",
+            envvar=LOG_LEVEL_ENV,
+            case_sensitive=False,
+            help="how much RepoTune and llama.cpp log to stderr (default: warnings; debug "
+            "shows llama.cpp's model loading)",
+        ),
+    ] = None,
+) -> None:
+    """RepoTune: a local code assistant that learns your repository."""
+    if log_level is not None:
+        configure_logging(log_level.value)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

@@ -21,7 +21,9 @@ from repotune.server.llm.gpu import (
 )
 from repotune.server.models import (
     ModelError,
+    ResolvedModel,
     adapter_reference,
+    fitting_adapter,
     resolve_adapter,
     resolve_embedder,
     resolve_generator,
@@ -125,12 +127,13 @@ def run_doctor(workspace: Path, speed: bool = False) -> dict[str, Any]:
         settings = None
     if settings is not None:
         report["index_dir"] = str(index_location(workspace.resolve(), settings))
+        resolved: dict[str, ResolvedModel] = {}
         for role, reference, resolve in (
             ("generator", settings.model.generator, resolve_generator),
             ("embedder", settings.model.embedder, resolve_embedder),
         ):
             try:
-                model = resolve(reference)
+                model = resolved[role] = resolve(reference)
                 report["models"][role] = {
                     "reference": reference,
                     "path": str(model.path),
@@ -148,7 +151,12 @@ def run_doctor(workspace: Path, speed: bool = False) -> dict[str, Any]:
         adapter_ref = adapter_reference(settings.model.adapter, settings.model.generator)
         if adapter_ref:
             try:
-                adapter = resolve_adapter(adapter_ref)
+                generator = resolved.get("generator")
+                adapter = (
+                    fitting_adapter(adapter_ref, generator)
+                    if generator
+                    else resolve_adapter(adapter_ref)
+                )
                 report["models"]["adapter"] = {
                     "reference": adapter_ref,
                     "path": str(adapter.path),

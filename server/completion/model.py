@@ -18,11 +18,16 @@ from repotune.server.llm.gpu import (
     requested_layers,
 )
 from repotune.server.llm.healing import Vocabulary
-from repotune.server.llm.runtime import llama_extra_buffers, thread_count, wants_extra_buffers
+from repotune.server.llm.runtime import (
+    llama_extra_buffers,
+    llama_verbose,
+    thread_count,
+    wants_extra_buffers,
+)
 from repotune.server.models import (
     ModelError,
     adapter_reference,
-    resolve_adapter,
+    fitting_adapter,
     resolve_generator,
 )
 
@@ -67,7 +72,7 @@ def load_model(settings: Settings) -> LoadedModel:
     adapter_path: Path | None = None
     adapter_ref = adapter_reference(model.adapter, model.generator)
     if adapter_ref:
-        adapter_path = resolve_adapter(adapter_ref).path
+        adapter_path = fitting_adapter(adapter_ref, resolved).path
     gpu = bool(llama_cpp.llama_supports_gpu_offload())
     threads = thread_count(model.threads)
     extra_bufts = wants_extra_buffers(model.cpu_extra_buffers)
@@ -121,7 +126,7 @@ def _load(
 
     def build(n_gpu_layers: int) -> Any:
         with llama_extra_buffers(extra_bufts):
-            return llama_class(
+            llm = llama_class(
                 model_path=str(path),
                 n_ctx=model.context_length,
                 n_batch=min(512, model.context_length),
@@ -131,8 +136,15 @@ def _load(
                 lora_path=str(adapter_path) if adapter_path else None,
                 lora_scale=model.adapter_scale,
                 swa_full=True,  # sliding-window models (Gemma 3) keep prefix reuse possible
-                verbose=False,
+                verbose=llama_verbose(),
             )
+            if adapter_path and not getattr(llm, "_lora_adapter", True):
+                # llama-cpp-python 0.3 tests the adapter for None, which its NULL pointer never
+                # is: it served on with no adapter and crashed at the first decode
+                llm._lora_adapter = None  # nothing to free
+                llm.close()
+                raise ValueError("the adapter was refused")
+            return llm
 
     try:
         return load_with_fallback(build, requested_layers(model.gpu_layers, gpu), "generator")

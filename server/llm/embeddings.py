@@ -16,7 +16,7 @@ from repotune.server.llm.gpu import (
     offloaded_layers,
     requested_layers,
 )
-from repotune.server.llm.runtime import llama_extra_buffers, thread_count
+from repotune.server.llm.runtime import llama_extra_buffers, llama_verbose, thread_count
 from repotune.server.models import ModelError, resolve_embedder
 
 # The window sentence-transformers uses for all-MiniLM-L6-v2; longer texts are cut, as it does.
@@ -95,7 +95,7 @@ class Embedder:
                     n_threads_batch=self.threads,
                     n_gpu_layers=n_gpu_layers,
                     flash_attn=True,
-                    verbose=False,
+                    verbose=llama_verbose(),
                 )
 
         try:

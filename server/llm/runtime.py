@@ -9,6 +9,7 @@ import functools
 import logging
 import os
 import platform
+import re
 import sys
 import threading
 from collections.abc import Iterator
@@ -45,6 +46,31 @@ _LOAD_LOCK = threading.RLock()
 # ggml's log levels: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5 (continues the last line).
 _GGML_ERROR, _GGML_CONT = 4, 5
 _llama_log = logging.getLogger("repotune.llama")
+# llama.cpp's error lines from the load in progress: (its thread, the lines). One load at a time.
+_loading: tuple[int, list[str]] | None = None
+
+
+class LlamaLoadError(ValueError):
+    """Llama() failed; the message holds llama.cpp's own reason (its error lines)."""
+
+
+def _reason(error_lines: list[str]) -> str:
+    """llama.cpp's error lines as one reason: "llama_model_load: error loading model: unknown
+    model architecture: 'x'" and "...: failed to load model" become "error loading model:
+    unknown model architecture: 'x'"."""
+    reasons: list[str] = []
+    for line in error_lines:
+        text = re.sub(r"^\w+: ", "", line.strip())  # the C function that logged it
+        if text and text not in reasons:
+            reasons.append(text)
+    specific = [text for text in reasons if not text.endswith("failed to load model")]
+    return "; ".join(specific or reasons)
+
+
+def llama_verbose() -> bool:
+    """Llama(verbose=...): True at debug level (`--log-level debug`). verbose=False points fds 1
+    and 2 at /dev/null during a load, which drops the loader's messages even from our callback."""
+    return _llama_log.isEnabledFor(logging.DEBUG)
 
 
 @functools.cache  # once per process; the cache keeps the ctypes callback alive for llama.cpp
@@ -63,7 +89,10 @@ def route_llama_logs() -> Any:
         level = last[0] if level == _GGML_CONT else level
         last[0] = level
         message = text.decode("utf-8", "replace")
-        if level == _GGML_ERROR:
+        loading = _loading
+        if level == _GGML_ERROR and loading is not None and loading[0] == threading.get_ident():
+            loading[1].append(message)  # a load's reason goes into its exception instead
+        elif level == _GGML_ERROR:
             sys.stderr.write(message)
             sys.stderr.flush()
         elif message.strip():
@@ -82,25 +111,52 @@ def llama_extra_buffers(use_extra_bufts: bool) -> Iterator[None]:
     (and sys.stdout/stderr) at /dev/null and back: two loads in two threads (the embedder's and
     the generator's, the dataset's tokenizer) interleaved those swaps and left them on /dev/null
     for good, which silenced every later log line and the CLI's JSON result."""
-    import llama_cpp.llama_cpp as native
-
     with _LOAD_LOCK:
         route_llama_logs()  # under the lock: installed once, never replaced by a racing twin
-        if use_extra_bufts:
+        with _default_buffers(use_extra_bufts), _reasons_of_failure():
             yield
-            return
-        original = native.llama_model_default_params
 
-        def patched() -> Any:
-            params = original()
-            params.use_extra_bufts = False
-            return params
 
-        native.llama_model_default_params = patched  # type: ignore[assignment]
-        try:
-            yield
-        finally:
-            native.llama_model_default_params = original  # type: ignore[assignment]
+@contextlib.contextmanager
+def _default_buffers(use_extra_bufts: bool) -> Iterator[None]:
+    import llama_cpp.llama_cpp as native
+
+    if use_extra_bufts:
+        yield
+        return
+    original = native.llama_model_default_params
+
+    def patched() -> Any:
+        params = original()
+        params.use_extra_bufts = False
+        return params
+
+    native.llama_model_default_params = patched  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        native.llama_model_default_params = original  # type: ignore[assignment]
+
+
+@contextlib.contextmanager
+def _reasons_of_failure() -> Iterator[None]:
+    """A failed load raises LlamaLoadError with llama.cpp's error lines: llama-cpp-python only
+    says "Failed to load model from file", and with verbose=False the lines that say why
+    ("unknown model architecture: 'x'") went to /dev/null."""
+    global _loading
+    errors: list[str] = []
+    _loading = (threading.get_ident(), errors)
+    try:
+        yield
+    except (ValueError, RuntimeError) as exc:
+        reason = _reason(errors)
+        if not reason:
+            raise
+        raise LlamaLoadError(f"{exc}: {reason}") from exc
+    finally:
+        _loading = None
+    for line in errors:  # errors from a load that still succeeded
+        sys.stderr.write(line)
 
 
 def default_threads() -> int:
@@ -139,4 +195,4 @@ def load_vocabulary(path: Path) -> Any:
     with no_extra_buffers():
         from llama_cpp import Llama
 
-        return Llama(model_path=str(path), vocab_only=True, verbose=False)
+        return Llama(model_path=str(path), vocab_only=True, verbose=llama_verbose())

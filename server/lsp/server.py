@@ -27,6 +27,7 @@ from pygls.uris import to_fs_path
 from repotune.server.ask.stream import ignore_text
 from repotune.server.assistant import Assistant
 from repotune.server.config import SettingsError
+from repotune.server.log_level import configure_logging
 from repotune.server.lsp.language_server import RepoTuneServer
 from repotune.server.lsp.protocol import serve_stdio
 
@@ -450,9 +451,7 @@ def run_stdio() -> None:
     original stdout, and fd 1 itself (and sys.stdout) go to stderr, so no library's print can
     corrupt the JSON-RPC stream either.
     """
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
-    )
+    configure_logging()  # the level, if any, came with `repotune --log-level` / REPOTUNE_LOG
     protocol_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     sys.stdout = sys.stderr

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from repotune.server.models import ResolvedModel
+from tiny_models import write_lora
 
 
 def test_concurrent_model_loads_restore_stdout_and_stderr(
@@ -153,3 +154,20 @@ def test_a_thread_count_beyond_the_machine_is_refused_or_capped(
     loaded = load_model(settings)
     assert loaded.info["threads"] == min(512, os.cpu_count() or 512)
     assert loaded.llm.context_params.n_threads == loaded.info["threads"]
+
+
+def test_a_failed_load_says_llama_cpp_s_reason(tmp_path: Path) -> None:
+    """llama-cpp-python says only "Failed to load model from file"; llama.cpp's own line
+    ("unknown model architecture", "key not found") went to /dev/null with verbose=False."""
+    from repotune.server.completion.model import load_model
+    from repotune.server.config import load_settings
+    from repotune.server.models import ModelError
+
+    no_hyperparameters = write_lora(tmp_path / "bare.gguf", {}, kind="model")
+    settings = load_settings(
+        None, {"model": {"generator": str(no_hyperparameters), "adapter": "none"}}
+    )
+    with pytest.raises(ModelError) as failure:
+        load_model(settings)
+    message = str(failure.value)
+    assert "bare.gguf" in message and "key not found in model: gemma3.context_length" in message

@@ -3,7 +3,9 @@
 repotune.toml names (a crafted GGUF never reaches llama.cpp); when the user trusts the
 workspace (the flag flips in a configuration change) the repository's file is used, and
 distrusting it again drops it. A relative model path in the editor's own settings is the
-folder's file, wherever the editor started the server. The real server, the real generator."""
+folder's file, wherever the editor started the server. An adapter made for another model is
+refused with its reason, and the server serves on (llama-cpp-python crashed on it). The real
+server, the real generator."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import pytest_lsp
 from lsp_client import serve_in, start_session, wait_for_status
 from lsprotocol import types
 from pytest_lsp import LanguageClient
+from tiny_models import write_lora
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
@@ -30,6 +33,8 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "repotune.toml").write_text('[model]\nadapter = "models/crafted.gguf"\n')
     (root / "models").mkdir()
     (root / "models" / "crafted.gguf").write_bytes(b"not what llama.cpp should parse\n")
+    # A LoRA for a wider Gemma 3: its blk.0.attn_q is 2048 x 1152, the 270M's 1024 x 640.
+    write_lora(root / "models" / "for-gemma-1b.gguf", {"blk.0.attn_q.weight": (2048, 1152, 8)})
     (root / "shapes.py").write_text("def square_area(side):\n    return side * side\n")
     return root
 
@@ -99,4 +104,21 @@ async def test_a_relative_model_path_from_the_editor_is_the_folders_file(
 
     configure(client, models, trusted=False)
     status = await wait_for_status(client, "back to the default", lambda s: s["state"] == "idle")
+    assert status["adapter"] is None and status["settings"]["model"]["adapter"] == "default"
+
+
+async def test_an_adapter_for_another_model_is_refused_and_the_server_serves_on(
+    client: LanguageClient, repo: Path, models: dict[str, str]
+) -> None:
+    await wait_for_status(client, "started", lambda s: s["state"] == "idle")
+    configure(client, models, trusted=False, adapter="models/for-gemma-1b.gguf")
+    status = await wait_for_status(
+        client, "an adapter for another model", lambda s: s["state"] == "error"
+    )
+    assert "for-gemma-1b.gguf" in status["message"], status["message"]
+    assert "does not fit the generator" in status["message"], status["message"]
+    assert "another size of this model" in status["message"], status["message"]
+
+    configure(client, models, trusted=False)
+    status = await wait_for_status(client, "the default again", lambda s: s["state"] == "idle")
     assert status["adapter"] is None and status["settings"]["model"]["adapter"] == "default"
