@@ -26,7 +26,7 @@ import {
   judgeProbe,
   type InterpreterChoice,
 } from "./interpreter";
-import { probeLaunch, runProbe, serverEnv, serverLaunch } from "./launch";
+import { probeLaunch, runProbe, serverEnv, serverLaunch, serverLogLevel } from "./launch";
 import { menuItems } from "./menu";
 import { PREFETCH_NOTIFICATION, PREFETCH_REST_MS, prefetchParams, worthPrefetching } from "./prefetch";
 import {
@@ -100,6 +100,13 @@ class RepoTune implements vscode.Disposable {
   ) {
     item.name = "RepoTune";
     item.command = COMMANDS.showMenu;
+    this.disposables.push(
+      log.onDidChangeLogLevel((level) => {
+        log.info(
+          `the server logs at "${serverLogLevel(level)}" from its next start (RepoTune: Restart Server)`,
+        );
+      }),
+    );
     this.render();
     item.show();
   }
@@ -245,7 +252,7 @@ class RepoTune implements vscode.Disposable {
     const choice = await this.chooseInterpreter();
     this.choice = choice;
     const folder = workspaceFolder()?.uri.fsPath;
-    const env = serverEnv(process.env);
+    const env = serverEnv(process.env, serverLogLevel(this.log.logLevel));
     if (choice.note) this.log.warn(choice.note);
     this.log.info(`Python interpreter: ${choice.python} (${choice.source})`);
 

@@ -33,10 +33,26 @@ export function probeLaunch(python: string, safeFolder: string): Launch {
 
 /**
  * Environment for the server: the editor's own, with Python's output unbuffered for the log and
- * no working folder on the import path (PYTHONSAFEPATH, Python 3.11+).
+ * no working folder on the import path (PYTHONSAFEPATH, Python 3.11+); with a log level, the
+ * server logs that much (REPOTUNE_LOG).
  */
-export function serverEnv(base: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  return { ...base, PYTHONUNBUFFERED: "1", PYTHONIOENCODING: "utf-8", PYTHONSAFEPATH: "1" };
+export function serverEnv(base: NodeJS.ProcessEnv, logLevel?: ServerLogLevel): NodeJS.ProcessEnv {
+  const env = { ...base, PYTHONUNBUFFERED: "1", PYTHONIOENCODING: "utf-8", PYTHONSAFEPATH: "1" };
+  return logLevel ? { ...env, REPOTUNE_LOG: logLevel } : env;
+}
+
+export type ServerLogLevel = "error" | "warning" | "info" | "debug";
+
+/**
+ * The server's level for the output channel's (vscode.LogLevel: Off 0, Trace 1, Debug 2, Info 3,
+ * Warning 4, Error 5), so "Developer: Set Log Level..." on the RepoTune channel reaches the
+ * server's own logging and llama.cpp's model loading (debug) too.
+ */
+export function serverLogLevel(channelLevel: number): ServerLogLevel {
+  if (channelLevel === 1 || channelLevel === 2) return "debug";
+  if (channelLevel === 3) return "info";
+  if (channelLevel === 4) return "warning";
+  return "error";
 }
 
 /** The probe runs with a time limit; a first import of heavy packages can take seconds. */

@@ -14,7 +14,7 @@ import {
   lastErrorLine,
   type ChoiceInput,
 } from "../../src/interpreter";
-import { probeLaunch, runProbe, serverEnv, serverLaunch } from "../../src/launch";
+import { probeLaunch, runProbe, serverEnv, serverLaunch, serverLogLevel } from "../../src/launch";
 
 const base: ChoiceInput = {
   configured: undefined,
@@ -187,6 +187,13 @@ describe("launch", () => {
     });
     expect(probeLaunch("py", "/ext")).toEqual({ command: "py", args: ["-c", "import repotune.server"], cwd: "/ext" });
     expect(serverEnv({ A: "1" })).toMatchObject({ A: "1", PYTHONUNBUFFERED: "1", PYTHONSAFEPATH: "1" });
+  });
+
+  it("passes the output channel's log level to the server as REPOTUNE_LOG", () => {
+    // vscode.LogLevel: Off 0, Trace 1, Debug 2, Info 3, Warning 4, Error 5
+    expect([0, 1, 2, 3, 4, 5].map(serverLogLevel)).toEqual(["error", "debug", "debug", "info", "warning", "error"]);
+    expect(serverEnv({ REPOTUNE_LOG: "error" }, "debug").REPOTUNE_LOG).toBe("debug");
+    expect(serverEnv({})).not.toHaveProperty("REPOTUNE_LOG");
   });
 });
 
