@@ -144,6 +144,9 @@ def _load(
                 llm._lora_adapter = None  # nothing to free
                 llm.close()
                 raise ValueError("the adapter was refused")
+            if getattr(getattr(llm, "_ctx", None), "memory", True) is None:
+                llm.close()  # no KV cache: an encoder such as the embedder; decoding asserted
+                raise ValueError("it cannot generate text (an embedding model: model.embedder)")
             return llm
 
     try:

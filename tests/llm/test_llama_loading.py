@@ -171,3 +171,17 @@ def test_a_failed_load_says_llama_cpp_s_reason(tmp_path: Path) -> None:
         load_model(settings)
     message = str(failure.value)
     assert "bare.gguf" in message and "key not found in model: gemma3.context_length" in message
+
+
+def test_the_embedder_named_as_the_generator_is_refused_at_load(
+    embedder_model: ResolvedModel,
+) -> None:
+    """An encoder loads, but has no KV cache: every completion then failed with llama-cpp-python's
+    "Memory is not initialized" assertion (a traceback in `repotune complete`)."""
+    from repotune.server.completion.model import load_model
+    from repotune.server.config import load_settings
+    from repotune.server.models import ModelError
+
+    settings = load_settings(None, {"model": {"generator": str(embedder_model.path)}})
+    with pytest.raises(ModelError, match=r"cannot generate text \(an embedding model"):
+        load_model(settings)
