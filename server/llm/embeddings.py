@@ -78,7 +78,7 @@ class Embedder:
         """`batch_tokens` bounds one llama.cpp batch: texts are packed into it whole, and its
         attention buffers grow with its square (2048 cost far more memory than 512 and was
         no faster), so it only needs to hold the longest text (`max_tokens`)."""
-        from llama_cpp import Llama
+        from llama_cpp import LLAMA_POOLING_TYPE_NONE, LLAMA_POOLING_TYPE_RANK, Llama
 
         self.model_path = model_path
         self.threads = thread_count(threads or 0)
@@ -106,6 +106,12 @@ class Embedder:
             raise ModelError(
                 f"embedder {model_path}: llama.cpp could not load it ({exc})"
             ) from None
+        if self._llm._ctx.pooling_type() in (LLAMA_POOLING_TYPE_NONE, LLAMA_POOLING_TYPE_RANK):
+            self._llm.close()  # a vector per token (a generator) or a score: not one per text
+            raise ModelError(
+                f"embedder {model_path}: it gives no vector per text (no pooling in its "
+                "metadata: a generator? a generator goes in model.generator)"
+            )
         metadata = self._llm.metadata
         if self.gpu_layers:  # as many as llama.cpp offloads (all: the blocks + the output)
             self.gpu_layers = offloaded_layers(self.gpu_layers, block_count(metadata))

@@ -185,3 +185,15 @@ def test_the_embedder_named_as_the_generator_is_refused_at_load(
     settings = load_settings(None, {"model": {"generator": str(embedder_model.path)}})
     with pytest.raises(ModelError, match=r"cannot generate text \(an embedding model"):
         load_model(settings)
+
+
+def test_the_generator_named_as_the_embedder_is_refused_at_load(
+    generator_model: ResolvedModel,
+) -> None:
+    """A decoder without pooling gives a vector per token: indexing failed with numpy's
+    "inhomogeneous shape" traceback."""
+    from repotune.server.llm.embeddings import Embedder
+    from repotune.server.models import ModelError
+
+    with pytest.raises(ModelError, match="no vector per text"):
+        Embedder(generator_model.path)
