@@ -48,6 +48,7 @@ from repotune.training.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from repotune.training.data.build import stale_redaction
 from repotune.training.lora import (
     accelerator_and_threads,
     lora_model,
@@ -176,6 +177,8 @@ def setup(
     import torch
 
     cfg = settings.train
+    if (stale := stale_redaction(Path(data_dir))) is not None:
+        raise TrainError(stale)
     reference = _run_reference(run_dir, settings, base_reference, resume)
     train_examples = read_examples(Path(data_dir) / "train.jsonl")
     val_examples = read_examples(Path(data_dir) / "validation.jsonl")

@@ -551,3 +551,20 @@ def test_training_tokenizes_prompts_exactly_as_the_server(pipeline: dict) -> Non
     )  # fmt: skip
     served = llm.tokenize(question.encode(), add_bos=True, special=True)
     assert pair.input_ids[: len(served)] == served
+
+
+def test_a_dataset_from_older_secret_rules_is_not_trained_on(pipeline: dict) -> None:
+    """A dataset built by an older RepoTune went through older redaction (a passphrase of words
+    run together was kept before version 2): training refuses it and says how to rebuild."""
+    from repotune.server.index.redact import REDACTION_VERSION
+    from repotune.training.finetune import finetune
+
+    stats = json.loads((pipeline["data"] / "stats.json").read_text())
+    assert stats["redaction_version"] == REDACTION_VERSION  # what the build records
+    old = pipeline["tmp"] / "dataset-older-rules"
+    shutil.copytree(pipeline["data"], old)
+    del stats["redaction_version"]
+    (old / "stats.json").write_text(json.dumps(stats))
+    with pytest.raises(TrainError, match=r"older secret redaction rules.*repotune train dataset"):
+        finetune(old, pipeline["tmp"] / "run-older", pipeline["settings"], max_steps=1)
+    assert not (pipeline["tmp"] / "run-older").exists()  # refused before anything was written

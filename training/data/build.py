@@ -65,6 +65,7 @@ from typing import Any
 from repotune.server.config import Settings
 from repotune.server.folders import too_broad_to_index
 from repotune.server.index.chunking import Chunker
+from repotune.server.index.redact import REDACTION_VERSION
 from repotune.server.untrusted_files import read_regular_file
 from repotune.training.base import TrainError
 from repotune.training.data.examples import Builder, Retriever, TokenCounter
@@ -88,6 +89,7 @@ class DatasetStats:
     prompt_format: str = ""
     dense_retrieval: bool = False
     teacher: dict[str, Any] | None = None  # teacher.TeacherStats, when a teacher was configured
+    redaction_version: int = REDACTION_VERSION  # the secret rules its text went through
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -152,6 +154,26 @@ def build_dataset(
     if not rows.by_split["train"]:
         raise TrainError(f"no training examples could be made from {root}")
     return stats
+
+
+def stale_redaction(data_dir: Path) -> str | None:
+    """Why the dataset in `data_dir` must be rebuilt before training on it, or None: one built by
+    an older RepoTune went through older secret rules (a value they missed is in its text). A
+    folder without stats.json was not built by `repotune train dataset` and is taken as it is."""
+    stats_path = Path(data_dir) / "stats.json"
+    if not stats_path.is_file():
+        return None
+    try:
+        version = json.loads(stats_path.read_text()).get("redaction_version")
+    except (OSError, ValueError, AttributeError):
+        version = None
+    if version == REDACTION_VERSION:
+        return None
+    rules = f"version {version}" if version is not None else "no version recorded"
+    return (
+        f"{data_dir} was built with older secret redaction rules ({rules}, now version "
+        f"{REDACTION_VERSION}): rebuild it with `repotune train dataset` before training on it"
+    )
 
 
 class Rows:

@@ -203,15 +203,16 @@ def build_corpus_dataset(
     packages: list[CorpusPackage], out_dir: Path, settings: Settings
 ) -> dict[str, Any]:
     """A dataset per package (resumable: a finished package is kept), then one merged set."""
-    from repotune.training.data.build import build_dataset
+    from repotune.training.data.build import build_dataset, stale_redaction
 
     parts = []
     stats: dict[str, Any] = {}
     for package in packages:
         part = out_dir / "packages" / re.sub(r"[^A-Za-z0-9_.-]", "_", package.spec)
         done = part / "stats.json"
-        if not done.is_file():
-            shutil.rmtree(part, ignore_errors=True)  # a half-built package folder is redone
+        if not done.is_file() or stale_redaction(part) is not None:
+            # a half-built package folder is redone, and one built under older secret rules
+            shutil.rmtree(part, ignore_errors=True)
             build_dataset(Path(package.root), part, settings, per_kind=2, progress=False)
         stats[package.spec] = json.loads(done.read_text())
         parts.append(part)

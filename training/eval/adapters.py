@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from repotune.server.config import Settings, cache_dir
-from repotune.training.data.build import build_dataset
+from repotune.training.data.build import build_dataset, stale_redaction
 from repotune.training.data.splits import assign_splits, collect_files
 from repotune.training.eval.config import INDEX_TIMEOUT_S, EvalConfig, log_progress
 from repotune.training.eval.corpora import EvalError, Repo, files_digest, resolve_repo
@@ -108,6 +109,9 @@ def ensure_adapter(prepared: Prepared, settings: Settings, config: EvalConfig) -
     else:
         data_dir, run_dir = folder / "dataset", folder / "run"
         started = time.perf_counter()
+        if stale_redaction(data_dir) is not None:  # older secret rules: built again, trained anew
+            shutil.rmtree(data_dir)
+            shutil.rmtree(run_dir, ignore_errors=True)
         if not (data_dir / "train.jsonl").is_file():
             log_progress(config, f"{prepared.repo.label}: building the training dataset")
             index = open_index(prepared.repo.root, settings)

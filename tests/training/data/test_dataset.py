@@ -222,3 +222,31 @@ def test_repository_without_supported_files_is_a_clear_error(tmp_path: Path) -> 
 def test_missing_repository_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(TrainError, match="repository not found"):
         build_dataset(tmp_path / "nope", tmp_path / "out", settings_for(tmp_path), progress=False)
+
+
+def test_a_default_adapter_corpus_part_from_older_secret_rules_is_built_again(
+    tmp_path: Path,
+) -> None:
+    """The default adapter's corpus keeps each finished package's dataset (resumable); one built
+    under older redaction rules is built again, a current one is kept."""
+    from repotune.server.index.redact import REDACTION_VERSION
+    from repotune.training.data.corpus import CorpusPackage, build_corpus_dataset
+
+    repo = small_repo(tmp_path / "repo")
+    package = CorpusPackage("demo==1.0", "MIT", 6, str(repo))
+    settings = settings_for(tmp_path)
+    out = tmp_path / "corpus"
+    build_corpus_dataset([package], out, settings)
+    part = out / "packages" / "demo__1.0"
+    marker = part / "kept.txt"
+    marker.write_text("a file of this build")
+    build_corpus_dataset([package], out, settings)
+    assert marker.exists()  # current rules: kept
+
+    stats = json.loads((part / "stats.json").read_text())
+    stats["redaction_version"] = 1
+    (part / "stats.json").write_text(json.dumps(stats))
+    build_corpus_dataset([package], out, settings)
+    assert not marker.exists()  # older rules: built again
+    rebuilt = json.loads((part / "stats.json").read_text())
+    assert rebuilt["redaction_version"] == REDACTION_VERSION
