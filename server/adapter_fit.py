@@ -1,10 +1,10 @@
 """Whether a LoRA adapter file fits the generator it is set for, checked before llama.cpp sees it.
 
 llama.cpp refuses an adapter that is not one, was made for another architecture or model size,
-or lacks half of a tensor pair, but llama-cpp-python 0.3 then crashes the whole process
-(segmentation fault) while cleaning up: a base model's path in `model.adapter` took the language
-server down, and the editor restarted it into the same crash. These are llama.cpp's own checks
-(llama_adapter_lora_init_impl), made on the two files' GGUF layouts.
+or lacks half of a tensor pair, but llama-cpp-python 0.3 misses the refusal (it tests the NULL
+pointer it gets for None), serves on without the adapter, and the first decode crashed the
+process (segmentation fault): a base model's path in `model.adapter` did it. These are
+llama.cpp's own checks (llama_adapter_lora_init_impl), made on the two files' GGUF layouts.
 """
 
 from __future__ import annotations

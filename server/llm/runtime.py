@@ -145,7 +145,7 @@ def _reasons_of_failure() -> Iterator[None]:
     ("unknown model architecture: 'x'") went to /dev/null."""
     global _loading
     errors: list[str] = []
-    _loading = (threading.get_ident(), errors)
+    outer, _loading = _loading, (threading.get_ident(), errors)
     try:
         yield
     except (ValueError, RuntimeError) as exc:
@@ -154,7 +154,7 @@ def _reasons_of_failure() -> Iterator[None]:
             raise
         raise LlamaLoadError(f"{exc}: {reason}") from exc
     finally:
-        _loading = None
+        _loading = outer  # the load lock is reentrant
     for line in errors:  # errors from a load that still succeeded
         sys.stderr.write(line)
 

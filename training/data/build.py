@@ -161,10 +161,10 @@ def stale_redaction(data_dir: Path) -> str | None:
     an older RepoTune went through older secret rules (a value they missed is in its text). A
     folder without stats.json was not built by `repotune train dataset` and is taken as it is."""
     stats_path = Path(data_dir) / "stats.json"
-    if not stats_path.is_file():
+    if not stats_path.exists():
         return None
-    try:
-        version = json.loads(stats_path.read_text()).get("redaction_version")
+    try:  # a regular file of sane size: the folder may come from a repository
+        version = json.loads(read_regular_file(stats_path, 16 << 20)).get("redaction_version")
     except (OSError, ValueError, AttributeError):
         version = None
     if version == REDACTION_VERSION:
