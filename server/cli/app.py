@@ -64,6 +64,8 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def settings_for(workspace: Path | None, overrides: dict | None = None) -> Settings:
+    if workspace is not None and not workspace.is_dir():  # said before its settings file is
+        raise fail(f"{workspace.resolve()} is not a directory")
     try:
         return load_settings(workspace, overrides, overrides_source="command line")
     except SettingsError as exc:
@@ -179,6 +181,8 @@ def search(
     """Search the workspace index (hybrid: dense + lexical)."""
     from repotune.server.cli.index import run_search
 
+    if not query.strip():
+        raise fail("the query is empty", code=2)
     run_search(workspace.resolve(), settings_for(workspace), query, k=k, as_json=as_json)
 
 
@@ -236,6 +240,8 @@ def ask(
     """Answer a question about the codebase from retrieved code, citing files."""
     from repotune.server.cli.complete import run_ask
 
+    if not question.strip():
+        raise fail("the question is empty", code=2)
     run_ask(workspace.resolve(), settings_for(workspace), question)
 
 

@@ -8,7 +8,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from repotune.server.config import SettingsError, cache_dir, load_settings
+from repotune.server.config import Settings, SettingsError, cache_dir, load_settings
 from repotune.server.gguf_layout import GGUFLayoutError, read_layout
 from repotune.server.index.store import index_location
 from repotune.server.llm.gpu import (
@@ -120,11 +120,14 @@ def run_doctor(workspace: Path, speed: bool = False) -> dict[str, Any]:
         problems.append(problem)
     if report["packages"]["torch"] is not None:
         report["note"] = "torch is installed (training extra); the server does not use it"
-    try:
-        settings = load_settings(workspace.resolve())
-    except SettingsError as exc:
-        problems.append(str(exc))
-        settings = None
+    settings: Settings | None = None
+    if not workspace.is_dir():
+        problems.append(f"workspace {workspace.resolve()} is not a directory")
+    else:
+        try:
+            settings = load_settings(workspace.resolve())
+        except SettingsError as exc:
+            problems.append(str(exc))
     if settings is not None:
         report["index_dir"] = str(index_location(workspace.resolve(), settings))
         resolved: dict[str, ResolvedModel] = {}

@@ -130,3 +130,27 @@ def test_complete_keeps_secrets_out_of_the_prompt_it_sends(tmp_path: Path) -> No
     assert "def headers" in prompt and token not in prompt and "<redacted>" in prompt
     assert secret_file.returncode == 1 and "never put into a prompt" in secret_file.stderr
     assert len(bodies) == 1  # nothing of the .env was sent
+
+
+def test_a_file_as_the_workspace_and_an_empty_question_are_one_line_each(tmp_path: Path) -> None:
+    """A file named as the workspace said "app.py/repotune.toml: cannot be read: Not a
+    directory"; an empty question ran the model for seconds, an empty query searched."""
+    (tmp_path / "app.py").write_text("def double(x):\n    return x * 2\n")
+    env = {**os.environ, "REPOTUNE_CACHE_DIR": str(tmp_path / "cache")}
+
+    def repotune(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "repotune", *args],
+            capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+        )  # fmt: skip
+
+    for args in (["index", "app.py"], ["search", "app.py", "double"], ["ask", "app.py", "why?"]):
+        result = repotune(*args)
+        assert result.returncode == 1, result
+        assert result.stderr == f"repotune: {tmp_path / 'app.py'} is not a directory\n"
+    doctor = repotune("doctor", "--workspace", "app.py")
+    assert f"workspace {tmp_path / 'app.py'} is not a directory" in doctor.stdout, doctor
+    assert "repotune.toml" not in doctor.stdout
+    for args, what in ((["search", ".", " "], "query"), (["ask", ".", ""], "question")):
+        result = repotune(*args)
+        assert (result.returncode, result.stderr) == (2, f"repotune: the {what} is empty\n")
