@@ -172,6 +172,8 @@ class Assistant:
                 previous, self.settings = self.settings, first_settings
                 if self._engine is not None and first_settings != previous:
                     self._engine = self._engine_for(first_settings)
+        elif unused := self.folders.unused_model_settings(root.resolve(), self.settings):
+            self._on_event({"type": "log", "level": "warning", "message": unused})
         self._emit_status()
 
     def remove_folder(self, root: Path) -> None:
@@ -451,7 +453,7 @@ class Assistant:
     def status(self) -> dict[str, Any]:
         engine = self._engine
         engine_status: dict[str, Any] = engine.status() if engine is not None else {}
-        folders, totals, indexing = self.folders.status()
+        folders, totals, indexing = self.folders.status(self.settings)
         load_error = engine_status.get("load_error")
         if load_error:
             state, message = "error", str(load_error)

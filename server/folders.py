@@ -106,6 +106,21 @@ class WorkspaceFolders:
             return self._settings[root]
         return default
 
+    def unused_model_settings(self, root: Path, in_use: Settings) -> str | None:
+        """What a folder sets for the model that differs from the model in use (one model serves
+        every folder, chosen by the first folder's settings), or None."""
+        if root not in self._settings:
+            return None
+        own = self._settings[root].model.model_dump(exclude={"repository_models"})
+        used = in_use.model.model_dump(exclude={"repository_models"})
+        differing = [f"{key} = {own[key]!r}" for key in own if own[key] != used[key]]
+        if not differing:
+            return None
+        return (
+            f"{root}: its model settings ({', '.join(differing)}) are not used: one model "
+            "serves every folder, set by the first folder's settings"
+        )
+
     # ------------------------------------------------------------------ settings
 
     def load_settings(
@@ -290,14 +305,17 @@ class WorkspaceFolders:
 
     # ------------------------------------------------------------------ status
 
-    def status(self) -> tuple[list[dict[str, Any]], dict[str, int], bool]:
-        """Each folder's status row, the index totals, and whether any folder is indexing."""
+    def status(self, in_use: Settings) -> tuple[list[dict[str, Any]], dict[str, int], bool]:
+        """Each folder's status row, the index totals, and whether any folder is indexing;
+        `in_use`: the settings the model was loaded with."""
         totals = {"files": 0, "chunks": 0, "dense_pending": 0}
         rows: list[dict[str, Any]] = []
         indexing = False
         for root, index in self.items():
             stats = index.stats()
             rows.append({"root": str(root), **stats})
+            if (unused := self.unused_model_settings(root, in_use)) is not None:
+                rows[-1]["model_settings_unused"] = unused
             if root in self._settings_errors:
                 rows[-1]["settings_error"] = self._settings_errors[root]
             for key in totals:

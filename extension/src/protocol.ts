@@ -57,6 +57,8 @@ export interface StatusPayload {
   adapter: string | null;
   index: IndexCounts;
   errors: string[];
+  /** Per folder, what it sets that is not in effect (its model settings, in a multi-root window). */
+  notes: string[];
 }
 
 export interface Citation {
@@ -93,6 +95,9 @@ export function parseStatus(value: unknown): StatusPayload {
   const errors = Array.isArray(raw.errors)
     ? raw.errors.filter((e): e is string => typeof e === "string")
     : [];
+  const notes = (Array.isArray(raw.folders) ? raw.folders : [])
+    .map((folder) => (isRecord(folder) ? folder.model_settings_unused : undefined))
+    .filter((note): note is string => typeof note === "string" && note.length > 0);
   const message =
     typeof raw.message === "string"
       ? raw.message
@@ -112,6 +117,7 @@ export function parseStatus(value: unknown): StatusPayload {
       dense_pending: toCount(index.dense_pending),
     },
     errors,
+    notes,
   };
 }
 

@@ -55,6 +55,7 @@ function tooltipLines(input: StatusInput): string[] {
     const { files, chunks, dense_pending } = server.index;
     lines.push(`Index: ${files} files, ${chunks} chunks, ${dense_pending} waiting for embeddings`);
     for (const error of server.errors) lines.push(`Error: ${error}`);
+    for (const note of server.notes) lines.push(`Note: ${note}`);
   }
   if (input.detail) lines.push(input.detail);
   lines.push(`Completions: ${input.completionsEnabled ? "on" : "off"}`);

@@ -69,8 +69,8 @@ class RepoTuneServer(LanguageServer):
                 self.last_status = payload
                 self.protocol.notify(STATUS_NOTIFICATION, payload)
         elif kind == "log":
-            level = (
-                types.MessageType.Error if event.get("level") == "error" else types.MessageType.Log
+            level = {"error": types.MessageType.Error, "warning": types.MessageType.Warning}.get(
+                str(event.get("level")), types.MessageType.Log
             )
             self.window_log_message(types.LogMessageParams(type=level, message=event["message"]))
         elif kind == "index":

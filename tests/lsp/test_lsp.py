@@ -516,6 +516,8 @@ def second_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "units.py").write_text(
         "def feet_to_meters(feet: float) -> float:\n    return feet * 0.3048\n"
     )
+    # Its own adapter choice cannot apply: one model serves every folder (the first folder's).
+    (root / "repotune.toml").write_text('[model]\nadapter = "none"\n')
     return root
 
 
@@ -544,6 +546,12 @@ async def test_multi_root_folders_added_and_removed_at_run_time(
         status.get("errors"),
     )
     assert any(r["uri"].startswith(second_repo.as_uri()) for r in results)
+    rows = {folder["root"]: folder for folder in status["folders"]}
+    assert "model_settings_unused" not in rows[str(repo.resolve())]
+    unused = rows[str(second_repo.resolve())]["model_settings_unused"]
+    assert "adapter = 'none'" in unused and "are not used" in unused, unused
+    warnings = [m.message for m in client.log_messages if m.type == types.MessageType.Warning]
+    assert unused in warnings, warnings  # said once in the log when the folder came
     client.workspace_did_change_workspace_folders(
         types.DidChangeWorkspaceFoldersParams(
             event=types.WorkspaceFoldersChangeEvent(

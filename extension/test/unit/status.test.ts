@@ -11,6 +11,7 @@ function payload(overrides: Partial<StatusPayload>): StatusPayload {
     adapter: null,
     index: { files: 10, chunks: 200, dense_pending: 0 },
     errors: [],
+    notes: [],
     ...overrides,
   };
 }
@@ -117,6 +118,7 @@ describe("parseStatus", () => {
       adapter: null,
       index: { files: 0, chunks: 0, dense_pending: 0 },
       errors: [],
+      notes: [],
     });
     const odd = parseStatus({ state: "sleeping", errors: ["a", 3], index: { files: -2 } });
     expect(odd.state).toBe("error");
@@ -124,5 +126,13 @@ describe("parseStatus", () => {
     expect(odd.errors).toEqual(["a"]);
     expect(odd.index.files).toBe(0);
     expect(parseStatus(null).state).toBe("error");
+  });
+
+  it("lists a folder's model settings that are not in effect, in the tooltip too", () => {
+    const note = "/ws/b: its model settings (adapter = 'none') are not used: one model serves every folder";
+    const parsed = parseStatus({ state: "idle", folders: [{ root: "/ws/a" }, { root: "/ws/b", model_settings_unused: note }, 7] });
+    expect(parsed.notes).toEqual([note]);
+    const view = statusView({ client: "running", server: parsed, completionsEnabled: true });
+    expect(view.tooltip).toContain(`Note: ${note}`);
   });
 });
