@@ -411,7 +411,13 @@ def cache_dir() -> Path:
     """RepoTune's cache root: models, converted embedders and indexes live here."""
     override = os.environ.get("REPOTUNE_CACHE_DIR")
     root = Path(override) if override else Path(platformdirs.user_cache_dir("repotune"))
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # one line naming the folder and where it came from, not a traceback
+        source = "REPOTUNE_CACHE_DIR" if override else "the default cache folder"
+        raise SettingsError(
+            f"RepoTune's cache folder {root} ({source}) cannot be used: {exc.strerror or exc}"
+        ) from None
     return root
 
 

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 
 from repotune.server.completion.model import LoadedModel
-from repotune.server.config import Settings
+from repotune.server.config import Settings, SettingsError
 from repotune.server.models import ModelError
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,9 @@ class ModelSlot:
             loaded = self._loader(settings)
         except ModelError as exc:
             error: str | None = str(exc)
+            loaded = None
+        except SettingsError as exc:  # the cache folder the model lives in cannot be used
+            error = f"generator: {exc}"
             loaded = None
         except Exception as exc:  # never let a load failure escape the thread
             error = f"generator: unexpected error while loading ({type(exc).__name__}: {exc})"

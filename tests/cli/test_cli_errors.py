@@ -154,3 +154,19 @@ def test_a_file_as_the_workspace_and_an_empty_question_are_one_line_each(tmp_pat
     for args, what in ((["search", ".", " "], "query"), (["ask", ".", ""], "question")):
         result = repotune(*args)
         assert (result.returncode, result.stderr) == (2, f"repotune: the {what} is empty\n")
+
+
+def test_an_unusable_cache_folder_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "cache").write_text("not a folder")
+    (tmp_path / "repo").mkdir()
+    env = {**os.environ, "REPOTUNE_CACHE_DIR": str(tmp_path / "cache")}
+    for args in (["doctor"], ["index", str(tmp_path / "repo")]):
+        result = subprocess.run(
+            [sys.executable, "-m", "repotune", *args],
+            capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path,
+        )  # fmt: skip
+        assert result.returncode == 1, result
+        assert "Traceback" not in result.stderr
+        assert result.stderr.endswith(
+            f"cache folder {tmp_path / 'cache'} (REPOTUNE_CACHE_DIR) cannot be used: File exists\n"
+        ), result.stderr

@@ -1,6 +1,6 @@
 """Buffers and arguments that must not cost the server its answers, over real stdio: LSP line
 breaks (form feed, U+2028), a huge minified line, untitled buffers and notebook cells, wrong
-command arguments, a question longer than the context."""
+command arguments, a question longer than the context, an unusable cache folder."""
 
 from __future__ import annotations
 
@@ -176,3 +176,32 @@ def test_a_huge_minified_line_costs_bounded_time_and_memory(
     grown = process.memory_info().rss - rss_before
     assert grown < 40 * 2**20, f"RSS still {grown / 2**20:.0f} MiB above its level"
     assert server.close() == 0
+
+
+def test_an_unusable_cache_folder_is_an_error_in_the_status_and_the_server_serves_on(
+    tmp_path: Path,
+) -> None:
+    """REPOTUNE_CACHE_DIR naming a file: the model load said "unexpected error while loading
+    (SettingsError ...)" and the command line printed a traceback (tests/cli)."""
+    (tmp_path / "cache").write_text("not a folder")
+    folder = tmp_path / "repo"
+    folder.mkdir()
+    (folder / "app.py").write_text("def double(x):\n    return x * 2\n")
+    client = RawClient(tmp_path, env={"REPOTUNE_CACHE_DIR": str(tmp_path / "cache")})
+    try:
+        client.send_initialize({}, folder)
+        assert "result" in client.response_to(1)
+        client.send({"method": "initialized", "params": {}})
+        deadline = time.monotonic() + 60
+        status = client.status("s0")
+        while status["state"] != "error" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            status = client.status(f"s{time.monotonic()}")
+        expected = (
+            f"RepoTune's cache folder {tmp_path / 'cache'} (REPOTUNE_CACHE_DIR) cannot be used"
+        )
+        assert status["message"].startswith(f"generator: {expected}"), status["message"]
+        assert any(expected in error for error in status["errors"])  # the folder's index too
+        assert client.request(2, "workspace/executeCommand", {"command": "repotune.status"})
+    finally:
+        assert client.close() == 0
