@@ -38,7 +38,10 @@ class ResolvedModel:
 
 def models_dir() -> Path:
     path = cache_dir() / "models"
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ModelError(f"the model folder {path} cannot be used: {exc.strerror or exc}") from None
     return path
 
 

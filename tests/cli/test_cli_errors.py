@@ -170,3 +170,18 @@ def test_an_unusable_cache_folder_is_one_line(tmp_path: Path) -> None:
         assert result.stderr.endswith(
             f"cache folder {tmp_path / 'cache'} (REPOTUNE_CACHE_DIR) cannot be used: File exists\n"
         ), result.stderr
+
+
+def test_an_unusable_model_folder_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "models").write_text("not a folder")
+    (tmp_path / "app.py").write_text("def double(x):\n    return x * 2\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "repotune", "complete", "app.py:2:5", "--no-context"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env={**os.environ, "REPOTUNE_CACHE_DIR": str(tmp_path / "cache")},
+    )  # fmt: skip
+    assert result.returncode == 1, result
+    message = f"the model folder {tmp_path / 'cache' / 'models'} cannot be used: File exists\n"
+    assert result.stderr.endswith(message), result.stderr
+    assert "unexpected error" not in result.stderr
