@@ -52,11 +52,22 @@ def lora_model(
     if init_adapter is not None:
         from repotune.training.export.warm_start import load_gguf_adapter
 
+        if base.gguf_path is not None:  # the server's check: its reason beats a shape mismatch
+            _check_fits(Path(init_adapter), base.gguf_path)
         warm_start = load_gguf_adapter(model, Path(init_adapter))
     if checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     return model, warm_start
+
+
+def _check_fits(adapter: Path, base_gguf: Path) -> None:
+    from repotune.server.adapter_fit import AdapterMismatch, check_adapter_fits
+
+    try:
+        check_adapter_fits(adapter, base_gguf)
+    except AdapterMismatch as exc:
+        raise TrainError(f"{adapter} cannot start this run: {exc}") from None
 
 
 def optimizer_and_schedule(

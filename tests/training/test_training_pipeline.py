@@ -568,3 +568,23 @@ def test_a_dataset_from_older_secret_rules_is_not_trained_on(pipeline: dict) -> 
     with pytest.raises(TrainError, match=r"older secret redaction rules.*repotune train dataset"):
         finetune(old, pipeline["tmp"] / "run-older", pipeline["settings"], max_steps=1)
     assert not (pipeline["tmp"] / "run-older").exists()  # refused before anything was written
+
+
+def test_an_adapter_for_another_model_cannot_start_a_run(pipeline: dict) -> None:
+    """The server's fit check, before peft's copy: it said "rank or shape differs ... set
+    train.lora_r to the adapter's rank" for an adapter made for another size of the model."""
+    from repotune.training.finetune import finetune
+    from tiny_models import write_lora
+
+    other_size = write_lora(
+        pipeline["tmp"] / "other-size.gguf", {"blk.0.attn_q.weight": (1024, 320, 16)}
+    )
+    with pytest.raises(TrainError, match=r"cannot start this run: .*another size of this model"):
+        finetune(
+            pipeline["data"],
+            pipeline["tmp"] / "run-other-size",
+            pipeline["settings"],
+            max_steps=1,
+            progress=False,
+            init_adapter=other_size,
+        )
