@@ -128,23 +128,33 @@ def test_a_run_starts_from_a_gguf_adapter_and_stops_on_its_time_budget(pipeline:
     assert (warm.adapter_dir / "adapter_model.safetensors").is_file()
 
 
-def test_warm_start_refuses_an_adapter_of_another_rank(pipeline: dict) -> None:
+def test_warm_start_refuses_an_adapter_of_another_rank_or_model(pipeline: dict) -> None:
+    """Another rank: set train.lora_r. Made for another size of the model: the server's fit
+    check says so (before it, peft's copy said "rank or shape differs ... set train.lora_r")."""
     from repotune.training.export.adapter import read_peft_adapter, write_adapter_gguf
     from repotune.training.finetune import finetune
+    from tiny_models import write_lora
 
     result = pipeline["result"]
     lora = read_peft_adapter(result.adapter_dir, "gemma3", 18)
     lora.pairs = {k: (a[:4], b[:, :4]) for k, (a, b) in lora.pairs.items()}
-    adapter = write_adapter_gguf(lora, base_gguf(result.run_dir), pipeline["tmp"] / "r4.gguf")
-    with pytest.raises(TrainError, match="lora_r"):
-        finetune(
-            pipeline["data"],
-            pipeline["tmp"] / "run-r4",
-            pipeline["settings"],
-            max_steps=1,
-            progress=False,
-            init_adapter=adapter,
-        )
+    rank_4 = write_adapter_gguf(lora, base_gguf(result.run_dir), pipeline["tmp"] / "r4.gguf")
+    other_size = write_lora(
+        pipeline["tmp"] / "other-size.gguf", {"blk.0.attn_q.weight": (1024, 320, 16)}
+    )
+    for adapter, reason in (
+        (rank_4, "lora_r"),
+        (other_size, r"cannot start this run: .*another size of this model"),
+    ):
+        with pytest.raises(TrainError, match=reason):
+            finetune(
+                pipeline["data"],
+                pipeline["tmp"] / f"run-{adapter.stem}",
+                pipeline["settings"],
+                max_steps=1,
+                progress=False,
+                init_adapter=adapter,
+            )
 
 
 def test_resume_continues_the_run(pipeline: dict) -> None:
@@ -568,23 +578,3 @@ def test_a_dataset_from_older_secret_rules_is_not_trained_on(pipeline: dict) -> 
     with pytest.raises(TrainError, match=r"older secret redaction rules.*repotune train dataset"):
         finetune(old, pipeline["tmp"] / "run-older", pipeline["settings"], max_steps=1)
     assert not (pipeline["tmp"] / "run-older").exists()  # refused before anything was written
-
-
-def test_an_adapter_for_another_model_cannot_start_a_run(pipeline: dict) -> None:
-    """The server's fit check, before peft's copy: it said "rank or shape differs ... set
-    train.lora_r to the adapter's rank" for an adapter made for another size of the model."""
-    from repotune.training.finetune import finetune
-    from tiny_models import write_lora
-
-    other_size = write_lora(
-        pipeline["tmp"] / "other-size.gguf", {"blk.0.attn_q.weight": (1024, 320, 16)}
-    )
-    with pytest.raises(TrainError, match=r"cannot start this run: .*another size of this model"):
-        finetune(
-            pipeline["data"],
-            pipeline["tmp"] / "run-other-size",
-            pipeline["settings"],
-            max_steps=1,
-            progress=False,
-            init_adapter=other_size,
-        )
