@@ -81,9 +81,8 @@ def _summary(index: WorkspaceIndex) -> str:
 
 def require_indexable(workspace: Path) -> None:
     """Exit saying why when RepoTune may not index `workspace` (the home folder and the file
-    system's root are refused here as the server refuses them)."""
-    if not workspace.is_dir():
-        raise SystemExit(f"repotune: {workspace} is not a directory")
+    system's root are refused here as the server refuses them). That it is a folder was checked
+    before its settings were read (app.settings_for)."""
     problem = too_broad_to_index(workspace)
     if problem:
         raise SystemExit(f"repotune: {workspace}: {problem}")
