@@ -27,6 +27,7 @@ from repotune.server.corpora import ensure_corpus
 
 READY_TIMEOUT_S = 900.0
 TIME_BUDGET_S = 900.0
+SHUTDOWN_TIMEOUT_S = 30.0
 
 
 def _p50_p95(values: list[float]) -> dict[str, float | None]:
@@ -136,11 +137,23 @@ async def _replay(
                     text_document=types.TextDocumentIdentifier(uri=uri)
                 )
             )
-        await client.shutdown_async(None)
-        client.exit(None)
     finally:
-        await client.stop()
+        await _stop_server(client)
     return records, ready
+
+
+async def _stop_server(client: Any) -> None:
+    """Shut the server down, also when the run stopped early (a model that failed to load):
+    pygls' stop() waits for the server process to exit, which it does only after `exit`."""
+    try:
+        await asyncio.wait_for(client.shutdown_async(None), SHUTDOWN_TIMEOUT_S)
+        client.exit(None)
+        await asyncio.wait_for(client.stop(), SHUTDOWN_TIMEOUT_S)
+    except Exception:  # it hangs, is gone or answered an error: the bench must not hang
+        process = client._server  # pygls keeps the spawned process only here
+        if process is not None and process.returncode is None:
+            process.kill()
+            await process.wait()
 
 
 def run_bench_lsp(workspace: Path | None, settings: Settings, samples: int = 30) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from repotune.server.cli.console import print_error
+from repotune.server.cli.console import load_errors_said_once, print_error
 from repotune.server.config import Settings, SettingsError, load_settings, parse_overrides
 from repotune.server.index.database import StoreError
 from repotune.server.log_level import LOG_LEVEL_ENV, LOG_LEVELS, configure_logging
@@ -222,14 +222,15 @@ def complete(
         overrides["model"]["endpoint"] = endpoint
     if endpoint_model:
         overrides["model"]["endpoint_model"] = endpoint_model
-    run_complete(
-        position,
-        workspace,
-        overrides,
-        no_context=no_context,
-        as_json=as_json,
-        hide_rest=hide_rest_of_line,
-    )
+    with load_errors_said_once():
+        run_complete(
+            position,
+            workspace,
+            overrides,
+            no_context=no_context,
+            as_json=as_json,
+            hide_rest=hide_rest_of_line,
+        )
 
 
 @app.command()
@@ -242,7 +243,8 @@ def ask(
 
     if not question.strip():
         raise fail("the question is empty", code=2)
-    run_ask(workspace.resolve(), settings_for(workspace), question)
+    with load_errors_said_once():
+        run_ask(workspace.resolve(), settings_for(workspace), question)
 
 
 @bench_app.command("index")
@@ -301,14 +303,15 @@ def bench_complete(
     ahead, with it, with stable context and with quick start; KV reuse, decode speed."""
     from repotune.server.bench.complete import run_bench_complete
 
-    report = run_bench_complete(
-        workspace.resolve(),
-        settings_for(workspace, _overrides(pairs)),
-        samples=samples,
-        compare_prompt_lookup=lookup_ab,
-        dwell_ms=dwell_ms,
-        within_file=within_file,
-    )
+    with load_errors_said_once():
+        report = run_bench_complete(
+            workspace.resolve(),
+            settings_for(workspace, _overrides(pairs)),
+            samples=samples,
+            compare_prompt_lookup=lookup_ab,
+            dwell_ms=dwell_ms,
+            within_file=within_file,
+        )
     store_result("complete", report, save)
 
 

@@ -9,8 +9,11 @@ taken when this module is first imported, before any model loads (the CLI import
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TextIO
 
 import typer
@@ -36,3 +39,22 @@ def print_error(message: str) -> None:
     except (OSError, ValueError, AttributeError):  # captured in Python (tests, an embedding app)
         pass
     typer.secho(message, fg=typer.colors.RED, file=target)
+
+
+def _below_errors(record: logging.LogRecord) -> bool:
+    return record.levelno < logging.ERROR
+
+
+@contextmanager
+def load_errors_said_once() -> Iterator[None]:
+    """Leave a failed model load to the command's own `repotune: ...` line.
+
+    The model slot logs the failure for the server's log; a one-shot command that prints it
+    itself would otherwise say it twice."""
+    from repotune.server.completion.model_slot import log as slot_log
+
+    slot_log.addFilter(_below_errors)
+    try:
+        yield
+    finally:
+        slot_log.removeFilter(_below_errors)

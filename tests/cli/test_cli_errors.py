@@ -185,3 +185,25 @@ def test_an_unusable_model_folder_is_one_line(tmp_path: Path) -> None:
     message = f"the model folder {tmp_path / 'cache' / 'models'} cannot be used: File exists\n"
     assert result.stderr.endswith(message), result.stderr
     assert "unexpected error" not in result.stderr
+
+
+def test_a_model_that_fails_to_load_is_said_once(tmp_path: Path) -> None:
+    """`complete`, `ask` and `bench complete` print the failure as their own line; the model
+    slot's log record of it came first, so the terminal showed the same error twice."""
+    functions = (f"def times_{n}(x):\n    return x * {n}\n\n\n" for n in range(2, 40))
+    (tmp_path / "app.py").write_text("".join(functions))
+    (tmp_path / "broken.gguf").write_bytes(b"not a model")
+    (tmp_path / "repotune.toml").write_text('[model]\ngenerator = "broken.gguf"\n')
+    model = tmp_path / "broken.gguf"
+    error = f"repotune: model '{model}': {model} is not a GGUF file (bad magic)\n"
+    for args in (
+        ["complete", "app.py:2:5", "--no-context"],
+        ["ask", ".", "what is times_2?"],
+        ["bench", "complete", ".", "--samples", "2"],
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "repotune", *args],
+            capture_output=True, text=True, timeout=180, cwd=tmp_path,
+        )  # fmt: skip
+        assert result.returncode == 1, result
+        assert result.stderr == error, result.stderr
