@@ -68,6 +68,9 @@ async def _replay(
     client.feature("repotune/status")(lambda *_: None)  # status pushes are not timed here
     spawned = time.perf_counter()
     await client.start_io(sys.executable, "-P", "-m", "repotune", "serve")
+    process = client._server  # pygls keeps the spawned process only here
+    assert process is not None and process.stderr is not None  # start_io made both
+    relay = asyncio.create_task(_relay_stderr(process.stderr))
     records: list[dict[str, Any]] = []
     try:
         await client.initialize_async(
@@ -138,11 +141,20 @@ async def _replay(
                 )
             )
     finally:
-        await _stop_server(client)
+        await _stop_server(client, process)
+        await asyncio.wait_for(relay, SHUTDOWN_TIMEOUT_S)  # the server's last lines
     return records, ready
 
 
-async def _stop_server(client: Any) -> None:
+async def _relay_stderr(stream: asyncio.StreamReader) -> None:
+    """The server's log goes to the bench's stderr. pygls pipes the server's stderr and never
+    reads it, so a server that logged much (REPOTUNE_LOG=debug) blocked once the pipe was full."""
+    while line := await stream.readline():
+        sys.stderr.write(line.decode("utf-8", errors="replace"))
+    sys.stderr.flush()
+
+
+async def _stop_server(client: Any, process: asyncio.subprocess.Process) -> None:
     """Shut the server down, also when the run stopped early (a model that failed to load):
     pygls' stop() waits for the server process to exit, which it does only after `exit`."""
     try:
@@ -150,8 +162,7 @@ async def _stop_server(client: Any) -> None:
         client.exit(None)
         await asyncio.wait_for(client.stop(), SHUTDOWN_TIMEOUT_S)
     except Exception:  # it hangs, is gone or answered an error: the bench must not hang
-        process = client._server  # pygls keeps the spawned process only here
-        if process is not None and process.returncode is None:
+        if process.returncode is None:
             process.kill()
             await process.wait()
 
