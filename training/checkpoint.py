@@ -1,5 +1,5 @@
-"""A run's resumable state on disk: written atomically (a crash leaves the previous one), read
-back with a clear error when it is missing or damaged."""
+"""A run's state on disk: its record (run.json) and its resumable checkpoint, written atomically
+(a crash leaves the previous one), read back with a clear error when missing or damaged."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from repotune.training.base import TrainError
 ADAPTER_DIR = "adapter"  # the best adapter (peft format) inside a run directory
 CHECKPOINT_DIR = "checkpoint"  # the latest resumable state
 STATE_FILE = "trainer_state.pt"
+RUN_FILE = "run.json"  # what the run was trained on, written at its start
+RUN_KEYS = ("base_reference", "base_sha256", "data_dir")  # what export and publish read
 
 
 def atomic_dir(target: Path, write: Any) -> None:
@@ -58,3 +60,18 @@ def load_checkpoint(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     if not isinstance(state, dict) or "step" not in state or "optimizer" not in state:
         raise TrainError(f"the checkpoint in {folder} is incomplete; {hint}")
     return state, weights
+
+
+def read_run(run_dir: Path) -> dict[str, Any]:
+    """A run folder's run.json; TrainError when the folder holds no readable run."""
+    info_path = Path(run_dir) / RUN_FILE
+    if not info_path.is_file():
+        raise TrainError(f"{run_dir} is not a training run (no {RUN_FILE})")
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise TrainError(f"{info_path} cannot be read: {exc}") from None
+    missing = [key for key in RUN_KEYS if not isinstance(info, dict) or key not in info]
+    if missing:
+        raise TrainError(f"{info_path} is not a training run's record (no {', '.join(missing)})")
+    return info

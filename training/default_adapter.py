@@ -43,6 +43,7 @@ def rebuild(
     Every stage keeps its output in `work`, so running the command again resumes where an
     interrupted run stopped.
     """
+    from repotune.training.checkpoint import read_run
     from repotune.training.export.parity import held_out_texts
     from repotune.training.export.run import export
     from repotune.training.finetune import finetune
@@ -72,7 +73,7 @@ def rebuild(
     )
     adapter = work / DEFAULT_ADAPTER_FILE
     exported = export(run_dir, adapter, held_out_texts(run_dir), dtype="f16")
-    started = json.loads((run_dir / "run.json").read_text()).get("init_adapter")
+    started = read_run(run_dir).get("init_adapter")
     card = model_card(
         packages,
         overlap,

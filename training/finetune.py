@@ -44,8 +44,10 @@ from repotune.training.batches import (
 from repotune.training.checkpoint import (
     ADAPTER_DIR,
     CHECKPOINT_DIR,
+    RUN_FILE,
     atomic_dir,
     load_checkpoint,
+    read_run,
     save_checkpoint,
 )
 from repotune.training.data.build import stale_redaction
@@ -57,7 +59,6 @@ from repotune.training.lora import (
 )
 from repotune.training.loss import completion_loss_sums, evaluate_loss
 
-RUN_FILE = "run.json"
 METRICS_FILE = "metrics.json"
 
 
@@ -253,8 +254,7 @@ def _run_reference(
         raise TrainError(f"{run_dir} holds a previous run: pass --resume, or choose a new --out")
     reference = base_reference or settings.model.generator
     if resume and base_reference is None and (run_dir / RUN_FILE).is_file():
-        previous = json.loads((run_dir / RUN_FILE).read_text())
-        reference = previous.get("base_reference", reference)
+        reference = read_run(run_dir)["base_reference"]
     return reference
 
 
@@ -453,10 +453,7 @@ def finish(run: Run, stopped_early: bool, out_of_time: bool) -> FinetuneResult:
 
 def base_for_run(run_dir: Path) -> BaseWeights:
     """The base weights a finished run was trained on (from its run.json)."""
-    info_path = Path(run_dir) / RUN_FILE
-    if not info_path.is_file():
-        raise TrainError(f"{run_dir} is not a training run (no {RUN_FILE})")
-    info = json.loads(info_path.read_text())
+    info = read_run(run_dir)
     base = prepare_base(info["base_reference"])
     if base.sha256 != info["base_sha256"]:
         raise TrainError(

@@ -16,6 +16,7 @@ from typing import Any
 
 from repotune.server.models import sha256_file
 from repotune.training.base import TrainError
+from repotune.training.checkpoint import read_run
 
 ADAPTER_FILE = "adapter.gguf"
 
@@ -136,6 +137,8 @@ def build_folder(adapter: Path, repo_id: str, folder: Path, run_dir: Path | None
         raise TrainError(f"adapter not found: {adapter}")
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise TrainError(f"expected ORG/NAME for the repository, got '{repo_id}'")
+    if run_dir is not None:
+        read_run(run_dir)  # a card that says "unknown" for the base must not be published
     folder.mkdir(parents=True, exist_ok=True)
     if any(folder.iterdir()):
         raise TrainError(f"{folder} is not empty")

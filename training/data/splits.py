@@ -64,7 +64,8 @@ def is_vendored(path: str) -> bool:
 def collect_files(root: Path, settings: Settings) -> tuple[list[SourceFile], Counter[str]]:
     """The workspace's source files the server would index, minus vendored code and duplicates."""
     if not root.is_dir():
-        raise TrainError(f"repository not found: {root}")
+        problem = "is not a directory" if root.exists() else "not found"
+        raise TrainError(f"repository {root} {problem}")
     skipped: Counter[str] = Counter()
     scan = WorkspaceFilter(root, settings).scan()
     for item in scan.skipped:

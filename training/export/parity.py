@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 from repotune.training.base import BaseWeights, TrainError, load_model, load_tokenizer, open_llama
-from repotune.training.checkpoint import ADAPTER_DIR
+from repotune.training.checkpoint import ADAPTER_DIR, read_run
 from repotune.training.export.gguf import f32_base
 from repotune.training.finetune import base_for_run
 
@@ -224,8 +224,7 @@ def raise_parity(report: ParityReport, outcome: str) -> None:
 
 def held_out_texts(run_dir: Path, limit: int = 4) -> list[str]:
     """Held-out text for the parity check: test examples (else validation) of the run's data."""
-    info = json.loads((Path(run_dir) / "run.json").read_text())
-    data_dir = Path(info["data_dir"])
+    data_dir = Path(read_run(run_dir)["data_dir"])
     texts: list[str] = []
     for name in ("test.jsonl", "validation.jsonl"):
         path = data_dir / name

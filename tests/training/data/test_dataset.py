@@ -220,8 +220,11 @@ def test_repository_without_supported_files_is_a_clear_error(tmp_path: Path) -> 
 
 
 def test_missing_repository_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(TrainError, match="repository not found"):
+    with pytest.raises(TrainError, match="nope not found"):
         build_dataset(tmp_path / "nope", tmp_path / "out", settings_for(tmp_path), progress=False)
+    (tmp_path / "app.py").write_text("x = 1\n")  # it said "not found" for a file too
+    with pytest.raises(TrainError, match=r"app\.py is not a directory"):
+        build_dataset(tmp_path / "app.py", tmp_path / "out", settings_for(tmp_path), progress=False)
 
 
 def test_a_default_adapter_corpus_part_from_older_secret_rules_is_built_again(
