@@ -18,7 +18,7 @@ from repotune.server.cli.console import print_error
 from repotune.server.config import Settings, SettingsError, load_settings, parse_overrides
 from repotune.server.models import ModelError
 from repotune.training.base import TrainError
-from repotune.training.options import OutOption, SetOption
+from repotune.training.options import OutOption, SetOption, positive_minutes
 from repotune.training.outputs import default_output, repository_output
 
 repotune.use_default_openmp_spin()  # a training process owns its cores
@@ -66,7 +66,11 @@ def _guard(action: Any) -> Any:
 
 TimeBudget = Annotated[
     float | None,
-    typer.Option("--time-budget", help="stop training after this many minutes (best kept)"),
+    typer.Option(
+        "--time-budget",
+        help="stop training after this many minutes (best kept)",
+        callback=positive_minutes,
+    ),
 ]
 
 
@@ -106,7 +110,7 @@ def finetune(
     ] = None,
     base: Annotated[str | None, typer.Option(help="base model (default: model.generator)")] = None,
     resume: Annotated[bool, typer.Option(help="continue the run in --out")] = False,
-    max_steps: Annotated[int | None, typer.Option(help="stop after this many steps")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="stop after this many steps", min=1)] = None,
     time_budget: TimeBudget = None,
     workspace: Annotated[Path | None, typer.Option(help="repository whose settings apply")] = None,
     set_: SetOption = None,
@@ -134,7 +138,7 @@ def finetune(
             base,
             resume=resume,
             max_steps=max_steps,
-            time_budget_s=time_budget * 60 if time_budget else None,
+            time_budget_s=None if time_budget is None else time_budget * 60,
             init_adapter=init,
         )
     )
@@ -220,7 +224,7 @@ def publish(
 @app.command("all")
 def all_steps(
     repo: Annotated[Path, typer.Argument(help="repository root")],
-    max_steps: Annotated[int | None, typer.Option(help="cap on training steps")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="cap on training steps", min=1)] = None,
     time_budget: TimeBudget = None,
     check: Annotated[bool, typer.Option(help="parity check on export")] = True,
     set_: SetOption = None,
@@ -248,7 +252,7 @@ def all_steps(
             None,
             resume=resume,
             max_steps=max_steps,
-            time_budget_s=time_budget * 60 if time_budget else None,
+            time_budget_s=None if time_budget is None else time_budget * 60,
             init_adapter=init,
         )
     )
@@ -261,7 +265,7 @@ def all_steps(
 @app.command("default-adapter")
 def default_adapter(
     out: Annotated[Path | None, typer.Option(help="work folder (default: in the cache)")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="cap on training steps")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="cap on training steps", min=1)] = None,
     time_budget: TimeBudget = None,
     humaneval: Annotated[
         Path | None, typer.Option(help="HumanEval-*.jsonl.gz: check the corpus holds none of it")
@@ -283,7 +287,7 @@ def default_adapter(
             work,
             settings,
             max_steps=max_steps,
-            time_budget_s=time_budget * 60 if time_budget else None,
+            time_budget_s=None if time_budget is None else time_budget * 60,
             humaneval=humaneval,
             install=install,
         )

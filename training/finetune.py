@@ -157,6 +157,11 @@ def finetune(
     `time_budget_s` stops the run (after a last validation, best adapter kept) once this
     invocation has trained that long.
     """
+    if max_steps is not None and max_steps < 1:
+        raise TrainError(f"max_steps must be at least 1, not {max_steps}")
+    # 0 validates and saves without a step (warm-start checks); nan would never run out
+    if time_budget_s is not None and not (math.isfinite(time_budget_s) and time_budget_s >= 0):
+        raise TrainError(f"the time budget must be a number of seconds, not {time_budget_s}")
     run = setup(data_dir, Path(run_dir), settings, base_reference, resume, max_steps, init_adapter)
     if run.state["step"] == 0 and not run.state["history"]:
         validate(run)  # the base model's validation loss: the bar the adapter must clear

@@ -154,26 +154,3 @@ def test_cli_set_option_reports_bad_settings(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["dataset", str(tmp_path), "--set", "train.learning_rate=-1"])
     assert result.exit_code == 1
     assert "learning_rate" in result.output
-
-
-@pytest.mark.parametrize(
-    ("record", "error"),
-    [
-        (None, "is not a training run (no run.json)"),
-        ("{not json", "run.json cannot be read"),
-        ("[1]", "is not a training run's record (no base_reference, base_sha256, data_dir)"),
-    ],
-)
-def test_cli_export_of_a_folder_that_is_not_a_run_is_one_line(
-    tmp_path: Path, record: str | None, error: str
-) -> None:
-    """It was a FileNotFoundError / JSONDecodeError traceback."""
-    from repotune.training.cli import app
-    from typer.testing import CliRunner
-
-    if record is not None:
-        (tmp_path / "run.json").write_text(record)
-    result = CliRunner().invoke(app, ["export", str(tmp_path), "--out", str(tmp_path / "a.gguf")])
-    assert result.exit_code == 1, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    assert error in result.output

@@ -130,8 +130,10 @@ def validate(config: EvalConfig) -> None:
     unknown = [c for c in config.conditions if c not in CONDITIONS]
     if unknown:
         raise EvalError(f"unknown condition(s) {unknown}; known: {', '.join(CONDITIONS)}")
-    if config.time_budget_min is not None and config.time_budget_min <= 0:
+    if config.time_budget_min is not None and not config.time_budget_min > 0:  # nan too
         raise EvalError("--time-budget must be a positive number of minutes")
+    if config.train_steps < 1:
+        raise EvalError("--train-steps must be at least 1")
     if not any(config.counts.get(k, 0) > 0 for k in (*KINDS, "question")):
         raise EvalError(
             "no tasks asked for: set --line-tasks, --span-tasks, --api-tasks or --question-tasks"

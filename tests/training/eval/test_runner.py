@@ -182,6 +182,8 @@ def test_unavailable_package_is_a_clear_error(
         ),
         (["--repo", ".", "--adapter", "no-equals-sign"], "LABEL=PATH"),
         (["--repo", ".", "--time-budget", "0"], "--time-budget"),
+        (["--repo", ".", "--time-budget", "nan"], "--time-budget"),  # it meant no budget
+        (["--repo", ".", "--train-steps", "0"], "--train-steps"),
         (["--repo", ".", "--set", "completion.context_tokens=-5"], "context_tokens"),
     ],
 )
