@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,10 @@ def load_model(base: BaseWeights, dtype: Any = None) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
 
+    # peft asks transformers 5 for a renamed property at every wrap; nothing a user can act on
+    warnings.filterwarnings(
+        "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+    )
     return AutoModelForCausalLM.from_pretrained(
         base.hf_dir, dtype=dtype or torch.float32, attn_implementation="eager"
     )
