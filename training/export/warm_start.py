@@ -94,7 +94,7 @@ def load_gguf_adapter(model: Any, path: Path, arch: str = "gemma3") -> dict[str,
         rank = lora_a.shape[0]
         ratio = (alpha / rank) / float(module.scaling["default"])
         with torch.no_grad():
-            target_a.copy_(torch.from_numpy(lora_a))
+            target_a.copy_(torch.as_tensor(np.array(lora_a)))  # a copy: the file's map is read-only
             target_b.copy_(torch.from_numpy(lora_b * ratio))
         loaded += 1
     if loaded != len(pairs):
