@@ -146,6 +146,21 @@ def test_help_lists_every_subcommand() -> None:
         assert command in result.stdout
 
 
+def test_every_commands_help_is_plain_text() -> None:
+    """One look for all of `repotune`: eval's help was drawn in rich boxes unlike the rest."""
+    for command in (
+        ["train"],
+        ["train", "finetune"],
+        ["eval"],
+        ["eval", "humaneval"],
+        ["eval", "compare"],
+        ["bench", "lsp"],
+    ):
+        result = run([*command, "--help"])
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("Usage: ") and "╭" not in result.stdout, command
+
+
 def test_server_package_never_imports_torch() -> None:
     code = (
         "import importlib, pkgutil, sys\n"

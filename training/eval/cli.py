@@ -28,9 +28,13 @@ from repotune.training.options import BootstrapOption, OutOption, QuietOption, S
 repotune.use_default_openmp_spin()  # an evaluation run owns its cores (it trains, too)
 
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-humaneval_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-compare_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+humaneval_app = typer.Typer(
+    add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None
+)
+compare_app = typer.Typer(
+    add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None
+)
 # The command line each run was started with, for its result files.
 _COMMAND = [""]
 _HUMANEVAL_COMMAND = [""]
