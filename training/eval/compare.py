@@ -100,6 +100,8 @@ def compare(
     """Per task kind, the test run against the reference run(s) on the tasks both answered."""
     if not reference_specs:
         raise EvalError("compare needs a reference run besides the test run")
+    if resamples < 1:
+        raise EvalError("--bootstrap must be at least 1")
     test_side = RunSide.parse(test_spec)
     reference_sides = [RunSide.parse(spec) for spec in reference_specs]
     test = scored_predictions(test_side)

@@ -134,6 +134,8 @@ def validate(config: EvalConfig) -> None:
         raise EvalError("--time-budget must be a positive number of minutes")
     if config.train_steps < 1:
         raise EvalError("--train-steps must be at least 1")
+    if config.bootstrap < 1:  # found at the end otherwise, after the fine-tunes and tasks
+        raise EvalError("--bootstrap must be at least 1")
     if not any(config.counts.get(k, 0) > 0 for k in (*KINDS, "question")):
         raise EvalError(
             "no tasks asked for: set --line-tasks, --span-tasks, --api-tasks or --question-tasks"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -252,6 +253,12 @@ def run(config: HumanEvalConfig) -> dict[str, Any]:
         raise EvalError("no conditions to run")
     if config.limit is not None and config.limit < 1:
         raise EvalError("--limit must be at least 1")
+    if config.every < 1:
+        raise EvalError("--every must be at least 1")
+    if not (math.isfinite(config.timeout_s) and config.timeout_s > 0):
+        raise EvalError("--timeout must be a positive number of seconds")
+    if config.bootstrap < 1:  # found at the end otherwise, after every task has run
+        raise EvalError("--bootstrap must be at least 1")
     try:
         base = load_settings(None, config.overrides, overrides_source="command line")
         base = settings_with(base, {"completion": eval_completion(config.overrides)}, "evaluation")

@@ -88,6 +88,8 @@ def test_mismatched_runs_are_clear_errors(tmp_path: Path) -> None:
         compare(str(tmp_path / "missing"), [str(other)])
     with pytest.raises(EvalError, match="needs a reference"):
         compare(str(test), [])
+    with pytest.raises(EvalError, match="--bootstrap must be at least 1"):  # was an IndexError
+        compare(str(test), [str(test)], resamples=0)
 
 
 def test_command_prints_and_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -212,6 +212,25 @@ def test_three_tasks_end_to_end_with_the_real_model(tmp_path: Path) -> None:
     assert "| base |" in (tmp_path / "out" / "humaneval.md").read_text()
 
 
+@pytest.mark.parametrize(
+    ("setting", "error"),
+    [
+        ({"limit": 0}, "--limit must be at least 1"),
+        ({"every": 0}, "--every must be at least 1"),  # it took every task, saying 0
+        ({"timeout_s": 0.0}, "--timeout must be a positive"),  # every program timed out
+        ({"timeout_s": float("nan")}, "--timeout must be a positive"),  # a traceback at once
+        ({"bootstrap": 0}, "--bootstrap must be at least 1"),  # a traceback after every task
+    ],
+)
+def test_limits_that_cannot_work_are_refused_before_any_work(
+    tmp_path: Path, setting: dict, error: str
+) -> None:
+    config = HumanEvalConfig(data=[tmp_path / "unread.jsonl.gz"], out=tmp_path / "out", **setting)
+    with pytest.raises(EvalError, match=error):
+        run(config)
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_command_line_reports_bad_input_in_one_line(tmp_path: Path) -> None:
     result = subprocess.run(
         [*COMMAND, "--conditions", "base", "--data", str(tmp_path / "no.jsonl.gz")],

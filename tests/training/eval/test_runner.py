@@ -184,6 +184,7 @@ def test_unavailable_package_is_a_clear_error(
         (["--repo", ".", "--time-budget", "0"], "--time-budget"),
         (["--repo", ".", "--time-budget", "nan"], "--time-budget"),  # it meant no budget
         (["--repo", ".", "--train-steps", "0"], "--train-steps"),
+        (["--repo", ".", "--bootstrap", "0"], "--bootstrap"),  # a traceback after all the work
         (["--repo", ".", "--set", "completion.context_tokens=-5"], "context_tokens"),
     ],
 )
