@@ -27,6 +27,7 @@ bench_app = typer.Typer(help="Benchmarks; each prints one JSON object.", no_args
 app.add_typer(bench_app, name="bench")
 
 WorkspaceArg = Annotated[Path, typer.Argument(help="workspace (repository) root")]
+SamplesOption = Annotated[int, typer.Option(help="cursor positions to sample", min=1)]
 SaveOption = Annotated[
     Path | None,
     typer.Option(
@@ -175,7 +176,7 @@ def _overrides(pairs: list[str] | None) -> dict | None:
 def search(
     workspace: WorkspaceArg,
     query: Annotated[str, typer.Argument(help="text, an identifier or a description")],
-    k: Annotated[int, typer.Option("-k", help="number of results")] = 8,
+    k: Annotated[int, typer.Option("-k", help="number of results", min=1)] = 8,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Search the workspace index (hybrid: dense + lexical)."""
@@ -279,9 +280,9 @@ def bench_index(
 @bench_app.command("complete")
 def bench_complete(
     workspace: WorkspaceArg,
-    samples: Annotated[int, typer.Option(help="cursor positions to sample")] = 100,
+    samples: SamplesOption = 100,
     dwell_ms: Annotated[
-        int, typer.Option(help="how long the cursor rests at a new place before typing")
+        int, typer.Option(help="how long the cursor rests at a new place before typing", min=0)
     ] = 1000,
     lookup_ab: Annotated[
         bool, typer.Option(help="also replay 8 sessions with prompt lookup off and on")
@@ -320,7 +321,7 @@ def bench_lsp(
     workspace: Annotated[
         Path | None, typer.Argument(help="workspace (default: the pinned requests corpus)")
     ] = None,
-    samples: Annotated[int, typer.Option(help="cursor positions to sample")] = 30,
+    samples: SamplesOption = 30,
     save: SaveOption = None,
 ) -> None:
     """LSP request-to-response latency against the engine's own latency."""
@@ -339,9 +340,9 @@ def bench_decode(
         list[str] | None,
         typer.Option(help="adapters to compare: none, default or a GGUF path (repeat)"),
     ] = None,
-    prompts: Annotated[int, typer.Option(help="prompts, one per file")] = 12,
-    prompt_tokens: Annotated[int, typer.Option(help="tokens per prompt")] = 1000,
-    new_tokens: Annotated[int, typer.Option(help="tokens decoded per prompt")] = 48,
+    prompts: Annotated[int, typer.Option(help="prompts, one per file", min=1)] = 12,
+    prompt_tokens: Annotated[int, typer.Option(help="tokens per prompt", min=1)] = 1000,
+    new_tokens: Annotated[int, typer.Option(help="tokens decoded per prompt", min=1)] = 48,
     save: SaveOption = None,
 ) -> None:
     """Prompt evaluation and decoding speed of the generator with and without an adapter."""
@@ -367,7 +368,7 @@ def bench_endpoint(
     workspace: Annotated[
         Path | None, typer.Argument(help="workspace (default: the pinned requests corpus)")
     ] = None,
-    samples: Annotated[int, typer.Option(help="cursor positions to sample")] = 24,
+    samples: SamplesOption = 24,
     endpoint: Annotated[
         str | None,
         typer.Option(help="an OpenAI-compatible base URL (default: start llama_cpp.server here)"),

@@ -207,3 +207,20 @@ def test_a_model_that_fails_to_load_is_said_once(tmp_path: Path) -> None:
         )  # fmt: skip
         assert result.returncode == 1, result
         assert result.stderr == error, result.stderr
+
+
+def test_a_benchmark_asked_for_nothing_is_refused(tmp_path: Path) -> None:
+    """`--samples 0` (or below) printed an empty report and exited 0, as if measured."""
+    from repotune.server.cli.app import app
+    from typer.testing import CliRunner
+
+    for args in (
+        ["bench", "complete", str(tmp_path), "--samples", "0"],
+        ["bench", "lsp", str(tmp_path), "--samples", "-1"],
+        ["bench", "endpoint", str(tmp_path), "--samples", "0"],
+        ["bench", "complete", str(tmp_path), "--dwell-ms", "-5"],
+        ["bench", "decode", str(tmp_path), "--new-tokens", "0"],
+        ["search", str(tmp_path), "query", "-k", "0"],
+    ):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2 and "Invalid value" in result.output, (args, result.output)
