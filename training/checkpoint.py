@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from repotune.server.untrusted_files import read_regular_file
 from repotune.training.base import TrainError
 
 ADAPTER_DIR = "adapter"  # the best adapter (peft format) inside a run directory
@@ -16,6 +17,7 @@ CHECKPOINT_DIR = "checkpoint"  # the latest resumable state
 STATE_FILE = "trainer_state.pt"
 RUN_FILE = "run.json"  # what the run was trained on, written at its start
 RUN_KEYS = ("base_reference", "base_sha256", "data_dir")  # what export and publish read
+RUN_FILE_MAX_BYTES = 16 << 20
 
 
 def atomic_dir(target: Path, write: Any) -> None:
@@ -67,8 +69,8 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     info_path = Path(run_dir) / RUN_FILE
     if not info_path.is_file():
         raise TrainError(f"{run_dir} is not a training run (no {RUN_FILE})")
-    try:
-        info = json.loads(info_path.read_text(encoding="utf-8"))
+    try:  # a regular file of sane size: a run folder may come with a repository
+        info = json.loads(read_regular_file(info_path, RUN_FILE_MAX_BYTES))
     except (OSError, ValueError) as exc:
         raise TrainError(f"{info_path} cannot be read: {exc}") from None
     missing = [key for key in RUN_KEYS if not isinstance(info, dict) or key not in info]
