@@ -237,7 +237,8 @@ def chart(result: dict[str, Any], path: Path) -> Path:
             ax.grid(axis="y", alpha=0.3)
             if row == 0:
                 ax.set_title(f"{label} ({repo['repo']['spec']})")
-                ax.legend(title="task", fontsize=8)
+                if kinds:  # a questions-only run has no completion bars to name
+                    ax.legend(title="task", fontsize=8)
     fig.suptitle("RepoTune: completion quality by condition (held-out test files)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
