@@ -19,7 +19,7 @@ from repotune.server.config import Settings, SettingsError, load_settings, parse
 from repotune.server.models import ModelError
 from repotune.training.base import TrainError
 from repotune.training.options import OutOption, SetOption, positive_minutes
-from repotune.training.outputs import default_output, repository_output
+from repotune.training.outputs import check_output, default_output, repository_output
 
 repotune.use_default_openmp_spin()  # a training process owns its cores
 
@@ -62,6 +62,8 @@ def _guard(action: Any) -> Any:
         return action()
     except (TrainError, ModelError, SettingsError) as exc:
         raise _fail(str(exc)) from None
+    except OSError as exc:  # a folder it may not write to, a full disk: one line, not a traceback
+        raise _fail(f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc)) from None
 
 
 TimeBudget = Annotated[
@@ -96,7 +98,7 @@ def dataset(
 
     repo = repo.resolve()
     settings = _settings(repo if repo.is_dir() else None, set_)
-    target = out or _guard(lambda: repository_output(repo, "dataset"))
+    target = _guard(lambda: check_output(out or repository_output(repo, "dataset"), folder=True))
     stats = _guard(lambda: build_dataset(repo, target, settings, per_kind=per_kind))
     typer.echo(format_stats(stats), err=True)
     _emit({"dataset": str(target), **stats.to_json()})
@@ -128,7 +130,7 @@ def finetune(
     from repotune.training.finetune import finetune as run_finetune
 
     settings = _settings(workspace, set_)
-    run_dir = out or _guard(lambda: default_output(data.parent, "run"))
+    run_dir = _guard(lambda: check_output(out or default_output(data.parent, "run"), folder=True))
     init = None if resume else _init_adapter(settings, base)
     result = _guard(
         lambda: run_finetune(
@@ -172,7 +174,9 @@ def export(
 
     if dtype not in ("f32", "f16"):
         raise _fail("--dtype must be f32 or f16")
-    target = out or _guard(lambda: default_output(run.parent, "adapter.gguf"))
+    target = _guard(
+        lambda: check_output(out or default_output(run.parent, "adapter.gguf"), folder=False)
+    )
     result = _guard(
         lambda: run_export(
             run,
@@ -238,7 +242,10 @@ def all_steps(
     repo = repo.resolve()
     settings = _settings(repo if repo.is_dir() else None, set_)
     data_dir, run_dir, adapter = _guard(
-        lambda: [repository_output(repo, name) for name in ("dataset", "run", "adapter.gguf")]
+        lambda: [
+            check_output(repository_output(repo, name), folder=not name.endswith(".gguf"))
+            for name in ("dataset", "run", "adapter.gguf")
+        ]
     )
     stats = _guard(lambda: build_dataset(repo, data_dir, settings))
     typer.echo(format_stats(stats), err=True)

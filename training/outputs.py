@@ -49,3 +49,18 @@ def default_output(root: Path, *parts: str) -> Path:
 def repository_output(repo: Path, name: str) -> Path:
     """`<repo>/.repotune/<name>`, checked as `default_output` does."""
     return default_output(repo, OWN_DIR, name)
+
+
+def check_output(path: Path, folder: bool) -> Path:
+    """`path` as an output folder (or file): a TrainError before any work when it cannot be one,
+    instead of a traceback once the work is done."""
+    if folder and path.exists() and not path.is_dir():
+        raise TrainError(f"{path} is not a folder: choose another --out")
+    if not folder and path.is_dir():
+        raise TrainError(f"{path} is a folder: --out names the file to write")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise TrainError(f"{path} cannot be written: {parent} is not a folder")
+            break
+    return path

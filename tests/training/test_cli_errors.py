@@ -46,3 +46,24 @@ def test_a_limit_that_would_not_limit_is_refused_before_any_work(
     result = CliRunner().invoke(app, ["finetune", str(tmp_path / "missing"), *limit])
     assert result.exit_code == 2, result.output
     assert "Invalid value for '--" in result.output
+
+
+def test_an_output_that_cannot_be_written_is_one_line_before_any_work(tmp_path: Path) -> None:
+    """A file named as the dataset or run folder (or a folder as the adapter file) was a
+    FileExistsError traceback, for the dataset once the repository had been read."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "app.py").write_text("def double(x):\n    return x * 2\n")
+    (tmp_path / "file").write_text("not a folder")
+    (tmp_path / "folder.gguf").mkdir()
+    for args, error in (
+        (["dataset", str(repo), "--out", str(tmp_path / "file")], "is not a folder"),
+        (["dataset", str(repo), "--out", str(tmp_path / "file" / "sub")], "is not a folder"),
+        (["finetune", str(repo), "--out", str(tmp_path / "file")], "is not a folder"),
+        (["export", str(repo), "--out", str(tmp_path / "folder.gguf")], "is a folder"),
+    ):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 1, (args, result.output)
+        assert result.exception is None or isinstance(result.exception, SystemExit), args
+        assert error in result.output, (args, result.output)
+    assert (tmp_path / "file").read_text() == "not a folder"
