@@ -244,6 +244,7 @@ def run_complete(
         result = engine.complete(request)
         status = engine.status()
         reason = engine.last_reason
+        stats = dict(engine.last_stats)  # this request's: the engine served no other
     finally:
         engine.close()
 
@@ -257,6 +258,11 @@ def run_complete(
         report["hidden"] = {"text": hidden, "first_line_matches": matches}
     if result is not None:
         report.update(_result_report(result, context_info))
+    elif stats:  # what the model did before nothing was kept (why no suggestion came)
+        timings = {"retrieval": context_info.get("ms", 0.0), **stats["timings"]}
+        report["prompt_tokens"] = stats["prompt_tokens"]
+        report["generated_tokens"] = stats["generated_tokens"]
+        report["timings_ms"] = {key: round(value, 1) for key, value in timings.items()}
     if as_json:
         print(json.dumps(report, indent=2))
     else:
@@ -284,7 +290,12 @@ def _human(report: dict[str, Any]) -> str:
             lines.append(f"             {citation}  score {chunk['score']}  {sources}  {where}")
     else:
         lines.append(f"context    {note or 'none'}")
-    if "prompt_tokens" in report:
+    if "prompt_tokens" in report and "prompt_parts" not in report:  # nothing was kept
+        lines.append(
+            f"generated  {report['generated_tokens']} tokens from a {report['prompt_tokens']}-"
+            "token prompt"
+        )
+    elif "prompt_tokens" in report:
         parts = report["prompt_parts"]
         lines.append(
             f"prompt     {report['prompt_tokens']} tokens (context {parts['context']}, "

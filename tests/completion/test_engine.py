@@ -445,6 +445,22 @@ def test_cli_complete_without_context_is_honest(tiny_repo: Path) -> None:
     assert "prompt" in result.stdout or "completion (none" in result.stdout
 
 
+def test_cli_complete_says_what_the_model_did_when_nothing_is_kept(tmp_path: Path) -> None:
+    """A one-token cap leaves a line unfinished, which is never suggested: the report still
+    gives the prompt, the tokens and the timings (it gave only the reason)."""
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "app.py").write_text("def total(values):\n    result = 0\n    return result\n")
+    (tmp_path / "repotune.toml").write_text("[completion]\nmax_tokens_line = 1\n")
+    result = run_cli("complete", "app.py:3:5", "--no-context", "--json", cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    report = json.loads(result.stdout)
+    assert report["completion"] is None and "token cap" in report["reason"]
+    assert report["generated_tokens"] == 1 and report["prompt_tokens"] > 0
+    assert report["timings_ms"]["total"] >= report["timings_ms"]["prompt_eval"] > 0
+    human = run_cli("complete", "app.py:3:5", "--no-context", cwd=tmp_path)
+    assert "generated  1 tokens from a " in human.stdout and "timings    " in human.stdout
+
+
 def test_hide_rest_of_line_cuts_only_the_cursors_line() -> None:
     from repotune.server.cli.complete import hide_rest_of_line
 
