@@ -16,7 +16,7 @@ from typing import Any
 
 from repotune.server.models import sha256_file
 from repotune.training.base import TrainError
-from repotune.training.checkpoint import read_run
+from repotune.training.checkpoint import RUN_FILE, read_run
 
 ADAPTER_FILE = "adapter.gguf"
 
@@ -137,19 +137,18 @@ def build_folder(adapter: Path, repo_id: str, folder: Path, run_dir: Path | None
         raise TrainError(f"adapter not found: {adapter}")
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise TrainError(f"expected ORG/NAME for the repository, got '{repo_id}'")
-    if run_dir is not None:
-        read_run(run_dir)  # a card that says "unknown" for the base must not be published
+    # A card that says "unknown" for the base must not be published.
+    run = read_run(run_dir) if run_dir is not None else None
     folder.mkdir(parents=True, exist_ok=True)
     if any(folder.iterdir()):
         raise TrainError(f"{folder} is not empty")
     shutil.copy2(adapter, folder / ADAPTER_FILE)
     digest = sha256_file(folder / ADAPTER_FILE)
     (folder / "README.md").write_text(model_card(repo_id, digest, run_dir), encoding="utf-8")
-    if run_dir is not None:
-        run = _read_json(run_dir / "run.json")
+    if run_dir is not None and run is not None:
         data_dir = Path(run["data_dir"]) if run.get("data_dir") else None
         for source, name in (
-            (run_dir / "run.json", "training_run.json"),
+            (run_dir / RUN_FILE, "training_run.json"),
             (run_dir / "metrics.json", "metrics.json"),
             (run_dir / "export.json", "export.json"),
             (run_dir / "eval.json", "eval.json"),

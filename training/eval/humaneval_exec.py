@@ -119,7 +119,8 @@ def run_program(source: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Outcome:
         command = [sys.executable, "-I", "-c", _RUNNER, str(MEMORY_BYTES), str(FILE_BYTES)]
         # stderr goes to a file the child's file-size limit caps: read from a pipe, a program
         # printing in a loop filled this process's memory (1.7 GB in 3 s).
-        with open(Path(folder, STDERR), "wb") as stderr:
+        errors = Path(folder, STDERR)
+        with open(errors, "wb") as stderr:
             process = subprocess.Popen(
                 [*command, str(cpu), PROGRAM],
                 cwd=folder,
@@ -140,9 +141,9 @@ def run_program(source: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Outcome:
             return Outcome("passed")
         if process.returncode < 0:  # a limit's signal (SIGXCPU, SIGKILL)
             return Outcome("failed", f"killed by {signal.Signals(-process.returncode).name}")
-        if Path(folder, STDERR).stat().st_size >= FILE_BYTES:  # Python ignores SIGXFSZ
+        if errors.stat().st_size >= FILE_BYTES:  # Python ignores SIGXFSZ
             return Outcome("failed", f"its stderr reached the {FILE_BYTES >> 20} MiB file limit")
-        return Outcome("failed", _last_line(Path(folder, STDERR)) or f"exit {process.returncode}")
+        return Outcome("failed", _last_line(errors) or f"exit {process.returncode}")
 
 
 def _last_line(path: Path) -> str:
