@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from repotune.server.models import sha256_file
+from repotune.server.untrusted_files import read_regular_file
 from repotune.training.base import TrainError
-from repotune.training.checkpoint import RUN_FILE, read_run
+from repotune.training.checkpoint import RUN_FILE, RUN_FILE_MAX_BYTES, read_run
 
 ADAPTER_FILE = "adapter.gguf"
 
@@ -24,8 +25,8 @@ ADAPTER_FILE = "adapter.gguf"
 def _read_json(path: Path | None) -> dict[str, Any]:
     if path is None or not path.is_file():
         return {}
-    try:
-        data = json.loads(path.read_text())
+    try:  # bounded, as read_run reads run.json: these sit in the same run and dataset folders
+        data = json.loads(read_regular_file(path, RUN_FILE_MAX_BYTES))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
