@@ -18,12 +18,15 @@ from repotune.server.ask.grounding import (
 )
 from repotune.server.ask.prompts import build_ask_document, build_ask_messages
 from repotune.server.ask.stream import OnText, ignore_text
+from repotune.server.ask.tidy import tidy_answer
 from repotune.server.completion.model import LoadedModel
 from repotune.server.completion.truncation import clip_to_tokens
 from repotune.server.config import Settings
 
 # Tokens kept free for a chat template's own markers around a question.
 _ASK_SLACK = 64
+# Why generation ended when it did not end on its own: the token cap, or the time cap (or cancel).
+CUT_SHORT = ("length", "time")
 # A question keeps at least this many tokens, however many the snippets take.
 _MIN_QUESTION_TOKENS = 64
 
@@ -78,6 +81,7 @@ def answer(
             *messages[2:],
         ]
     pieces: list[str] = []
+    finish: str | None = None
     stream = llm.create_chat_completion(
         messages=messages,  # type: ignore[arg-type]
         max_tokens=max_tokens,
@@ -86,14 +90,23 @@ def answer(
     )
     for chunk in stream:
         if cancel.is_set() or time.monotonic() > deadline:
+            finish = "time"
             break
-        delta = chunk["choices"][0].get("delta", {})  # type: ignore[index]
+        choice = chunk["choices"][0]  # type: ignore[index]
+        finish = choice.get("finish_reason") or finish
+        delta = choice.get("delta", {})
         if delta.get("content"):
             pieces.append(delta["content"])
             on_text("".join(pieces).strip())
     with contextlib.suppress(Exception):
         stream.close()  # type: ignore[union-attr]
-    return grounded(question, "".join(pieces).strip(), snippets)
+    return checked(question, "".join(pieces), finish, snippets)
+
+
+def checked(question: str, text: str, finish: str | None, snippets: Sequence[Any]) -> str:
+    """The answer as returned: tidied (cut short by the token or time cap: `finish` "length" or
+    "time"), then grounded."""
+    return grounded(question, tidy_answer(text.strip(), cut_short=finish in CUT_SHORT), snippets)
 
 
 def grounded(question: str, text: str, snippets: Sequence[Any]) -> str:
@@ -114,12 +127,13 @@ def continue_document(
     on_text: OnText = ignore_text,
 ) -> str:
     """Base models (no chat template) continue a Q&A document instead of a chat turn; with an
-    `opening`, the answer starts with it and the model continues."""
+    `opening`, the answer starts with it and the model continues. Tidied (tidy_answer)."""
     chars = settings.ask.context_chars
     prompt, stops = build_ask_document(question, snippets, max_snippet_chars=chars)
     if opening:
         prompt = f"{prompt} {opening}"
     pieces: list[str] = []
+    finish: str | None = None
     stream = llm.create_completion(
         prompt,
         max_tokens=max_tokens,
@@ -130,12 +144,15 @@ def continue_document(
     )
     for chunk in stream:
         if cancel.is_set() or time.monotonic() > deadline:
+            finish = "time"
             break
-        pieces.append(chunk["choices"][0].get("text", ""))  # type: ignore[index]
+        choice = chunk["choices"][0]  # type: ignore[index]
+        finish = choice.get("finish_reason") or finish
+        pieces.append(choice.get("text", ""))
         on_text(_opened(opening, "".join(pieces)))
     with contextlib.suppress(Exception):
         stream.close()  # type: ignore[union-attr]
-    return _opened(opening, "".join(pieces))
+    return tidy_answer(_opened(opening, "".join(pieces)), cut_short=finish in CUT_SHORT)
 
 
 def _opened(opening: str, rest: str) -> str:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from repotune.server.ask.answer import grounded
+from repotune.server.ask.answer import checked
 from repotune.server.ask.prompts import build_ask_document, build_ask_messages
 from repotune.server.ask.stream import OnText, ignore_text
 from repotune.server.completion.cache import CompletionCache
@@ -495,10 +495,14 @@ class EndpointEngine:
         self._counts["requests"] += 1
         stream = self._client.chat(fields)
         text = ""
+        finish: str | None = None
         with contextlib.closing(stream.pieces(cancel, deadline)) as pieces:
             for piece in pieces:
                 text += piece.text
+                finish = piece.finish_reason or finish
                 on_text(text.strip())
         with self._state:
             self._health = {"state": "ok", "last_error": None, "failed_at": None}
-        return grounded(question, text.strip(), snippets)
+        if finish is None and (cancel.is_set() or time.monotonic() >= deadline):
+            finish = "time"
+        return checked(question, text, finish, snippets)

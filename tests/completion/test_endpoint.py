@@ -185,12 +185,20 @@ def test_a_wrong_key_is_reported(endpoint: EndpointServer, monkeypatch) -> None:
 
 
 @pytest.mark.slow
-def test_a_question_goes_to_chat_completions(endpoint: EndpointServer, keyed: None) -> None:
+def test_a_question_goes_to_chat_completions_and_a_cut_answer_ends_cleanly(
+    endpoint: EndpointServer, keyed: None
+) -> None:
     engine = EndpointEngine(settings_for(endpoint.url))
     snippet = ContextSnippet("geometry.py", GEOMETRY, 1, 12)
     try:
-        answer = engine.ask("How is the perimeter computed?", [snippet], max_tokens=24)
+        seen: list[str] = []
+        answer = engine.ask(
+            "How is the perimeter computed?", [snippet], max_tokens=24, on_text=seen.append
+        )
         assert answer.strip()
+        # cut by the cap (finish_reason "length") inside the code it quotes: the block is closed
+        assert seen[-1].count("```") % 2 == 1 and not seen[-1].endswith("\n")
+        assert answer.count("```") % 2 == 0 and answer.endswith("\n```")
         assert '"POST /v1/chat/completions HTTP/1.1" 200' in endpoint.log_text()
     finally:
         engine.close()
