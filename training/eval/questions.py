@@ -138,6 +138,29 @@ def ask_context(index: Any, question: str, settings: Any) -> list[Any]:
 # --------------------------------------------------------------------------- answering
 
 
+def subject_retrieved(
+    tasks: Sequence[QuestionTask], contexts: Sequence[Sequence[Any]]
+) -> dict[str, Any]:
+    """Share of answerable questions whose retrieved snippets hold a line of the subject's
+    definition, in all and per kind: retrieval alone, the same under every condition."""
+    hits: dict[str, list[float]] = {}
+    for task, snippets in zip(tasks, contexts, strict=True):
+        if not task.answerable:
+            continue
+        subject = task.subject
+        first, last = subject["start_line"], subject["end_line"]
+        found = any(
+            _same_file(s.path, subject["path"]) and s.start_line <= last and s.last_line >= first
+            for s in snippets
+        )
+        hits.setdefault(task.kind, []).append(float(found))
+    every = [hit for values in hits.values() for hit in values]
+    return {
+        "all": mean(every),
+        "by_kind": {kind: {"n": len(v), "share": mean(v)} for kind, v in sorted(hits.items())},
+    }
+
+
 def answer_all(
     settings: Any,
     adapter: str | None,
@@ -381,6 +404,7 @@ def evaluate_questions(
         },
         "tasks": [t.to_json() for t in tasks],
         "snippets_per_task": mean([len(c) for c in contexts]),
+        "subject_retrieved": subject_retrieved(tasks, contexts),
         "conditions": summaries,
         "comparisons": compare_questions(
             tasks, per_condition, COMPARISONS, config.bootstrap, config.seed

@@ -169,6 +169,16 @@ def question_lines(section: dict[str, Any]) -> list[str]:
         "| condition | cite | file | cos | R-L | abstain | false abst. | latency p50/p95 |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    retrieved = section.get("subject_retrieved")  # absent from runs before it was measured
+    if retrieved and retrieved["all"] is not None:
+        kinds = ", ".join(
+            f"{kind} {_pct(v['share'])} of {v['n']}" for kind, v in retrieved["by_kind"].items()
+        )
+        lines[5:5] = [
+            f"Retrieval holds the subject's definition for {_pct(retrieved['all'])} % of the "
+            f"answerable questions ({kinds}).",
+            "",
+        ]
     for name, scores in section["conditions"].items():
         latency = scores["latency_ms"]
         cells = [

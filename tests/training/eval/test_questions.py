@@ -10,15 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from repotune.server.completion.context import ContextSnippet
 from repotune.server.config import load_settings
 from repotune.training.data.questions import ABSTAIN
 from repotune.training.eval.questions import (
     QuestionTask,
     abstains,
+    ask_context,
     cites,
     compare_questions,
     question_tasks,
     rouge_l,
+    subject_retrieved,
 )
 
 FIXTURE = Path(__file__).resolve().parents[2] / "data" / "qa_repo"
@@ -96,8 +99,12 @@ def test_tasks_come_from_held_out_files_with_cited_references(shop: dict[str, An
     try:
         tasks = question_tasks(files, 12, 5, index, settings)
         again = question_tasks(files, 12, 5, index, settings)
+        contexts = [ask_context(index, t.question, settings) for t in tasks]
     finally:
         index.close()
+    retrieved = subject_retrieved(tasks, contexts)
+    assert retrieved["all"] is not None and retrieved["all"] >= 0.5  # a tiny, named repository
+    assert sum(v["n"] for v in retrieved["by_kind"].values()) == sum(t.answerable for t in tasks)
     assert [t.to_json() for t in tasks] == [t.to_json() for t in again]  # same seed, same tasks
     assert len(tasks) == 12
     assert {t.path for t in tasks} <= test_paths
@@ -152,6 +159,30 @@ def test_runner_asks_questions_with_the_real_model(shop: dict[str, Any]) -> None
     assert "tasks" not in summary["repos"]["shop-repo"]["questions"]  # no third-party text
 
 
+def test_subject_retrieved_counts_snippets_holding_a_line_of_the_definition() -> None:
+    subject = {"name": "reserve", "path": "shop/inventory.py", "start_line": 21, "end_line": 27}
+    ask = QuestionTask(
+        "a", "what", "shop/inventory.py", "What does `reserve` do?", "", True, subject
+    )
+    where = QuestionTask(
+        "b", "where", "shop/inventory.py", "Where is `reserve`?", "", True, subject
+    )
+    fake = {**subject, "name": "reserves", "path": None, "start_line": None, "end_line": None}
+    unanswerable = QuestionTask(
+        "c", "what", "shop/inventory.py", "What is `reserves`?", "", False, fake
+    )
+    holding = ContextSnippet("shop/inventory.py", "x\n" * 5, 25)  # lines 25-29: inside
+    before = ContextSnippet("shop/inventory.py", "x\n" * 11, 10)  # lines 10-20: just before
+    elsewhere = ContextSnippet("shop/accounts.py", "x\n" * 30, 1)
+    result = subject_retrieved(
+        [ask, where, unanswerable], [[before, holding], [before, elsewhere], [holding]]
+    )
+    assert result == {
+        "all": 0.5,
+        "by_kind": {"what": {"n": 1, "share": 1.0}, "where": {"n": 1, "share": 0.0}},
+    }
+
+
 def test_summary_and_table_from_known_answers() -> None:
     from repotune.training.eval.questions import Answered, score_answers, summarize_questions
     from repotune.training.eval.report import question_lines
@@ -192,7 +223,9 @@ def test_summary_and_table_from_known_answers() -> None:
         "task_counts": {"answerable": 2, "unanswerable": 1},
         "conditions": {"base+ctx": summary},
         "comparisons": compare_questions(tasks, {"x": scores, "y": scores}, [("x", "y")], 100, 0),
+        "subject_retrieved": {"all": 0.5, "by_kind": {"what": {"n": 2, "share": 0.5}}},
     }
     table = "\n".join(question_lines(section))
+    assert "subject's definition for 50.0 % of the answerable questions (what 50.0 of 2)" in table
     assert "| base+ctx | 50.0 | 50.0 | – |" in table
     assert "| x − y | +0.0 [+0.0, +0.0]" in table
