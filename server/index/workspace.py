@@ -21,6 +21,7 @@ from repotune.server.index.chunking import Chunker
 from repotune.server.index.files import WorkspaceFilter
 from repotune.server.index.index_embedder import IndexEmbedder
 from repotune.server.index.indexer import RESCAN, DenseFiller, Indexer, ReconcileReport, progress
+from repotune.server.index.question_words import candidate_names
 from repotune.server.index.remote_vectors import ChromaServer, collection_name
 from repotune.server.index.retrieval import (
     HybridRetriever,
@@ -377,9 +378,12 @@ class WorkspaceIndex:
 
     def search_question(self, question: str, k: int | None = None) -> list[RetrievedChunk]:
         """Chunks for a question: its text (the start of a pasted log), plus where the code it
-        names is defined; the one recipe of `repotune ask`, the editors and the evaluation."""
+        names is defined, then the names its plain words may mean (`cache directory`:
+        `cache_dir`); the one recipe of `repotune ask`, the editors and the evaluation."""
+        question = question[:MAX_QUESTION_CHARS]
         symbols, names = question_names(question)
-        return self.search(question[:MAX_QUESTION_CHARS], k, names=names, symbols=symbols)
+        meant = tuple(name for name in candidate_names(question) if name not in names)
+        return self.search(question, k, names=names + meant, symbols=symbols)
 
     def search_cursor(
         self, path: str, prefix: str, suffix: str, k: int | None = None

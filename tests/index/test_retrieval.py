@@ -333,3 +333,36 @@ def test_a_question_about_owner_member_retrieves_that_owners_definition(
         assert "definition" in hits[0].sources and hits[0].symbol == "Plugin3"  # kept whole
     finally:
         workspace.close()
+
+
+def test_candidate_names_join_a_questions_plain_words_as_code_does() -> None:
+    from repotune.server.index.question_words import candidate_names
+
+    names = candidate_names("How is the cache directory configured?")
+    assert names.index("cache_dir") < names.index("cache")  # joined runs before single words
+    assert {"cache_directory", "cacheDir", "CacheDir", "CACHE_DIR"} <= set(names)
+    assert "directory_cache" not in names  # in the order written
+    # stop words and punctuation end a run; code in backticks is the question's own name
+    names = candidate_names("What does `load_settings` do with the max file bytes, e.g. setup.py?")
+    assert "max_file_bytes" in names and "load_settings" not in names
+    assert not {"does_max", "bytes_setup", "py", "g", "the"} & set(names)
+
+
+def test_a_plain_english_question_retrieves_the_definition_it_means(
+    tmp_path: Path, embedder: Any
+) -> None:
+    """"How is the cache directory configured?" means `cache_dir`, which it never writes; the
+    words alone ranked other code about caches and folders above it."""
+    from conftest import copy_fixture_repo
+
+    root = copy_fixture_repo(["config.py", "store.py", "models.py", "files.py"], tmp_path / "r")
+    workspace = WorkspaceIndex(root, Settings(), embedder=embedder, location=tmp_path / "index")
+    workspace.start(watch=False)
+    try:
+        assert workspace.wait_idle(120)
+        hits = workspace.search_question("How is the cache directory configured?", 3)
+        top = hits[0]
+        assert "def cache_dir()" in top.text, [(h.path, h.symbol, h.sources) for h in hits]
+        assert "definition" in top.sources
+    finally:
+        workspace.close()
