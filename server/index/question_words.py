@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-# Words that are never part of a name a question means.
+# Words that are never part of a name a question means (the question forms' own words too).
 _STOP_WORDS_TEXT = """
 a an the this that these those it its is are was were be been being do does did done how what when
 where which who whom whose why can could should would will shall may might must i me my we our you
@@ -15,7 +15,8 @@ your he she they them their there here of in on at to for from by with without i
 and or but if then than so not no yes any all some each every other such only also just very more
 most much many code function functions method methods class classes defined define defines use used
 uses using work works happen happens happened get gets set sets make makes find found call called
-calls explain purpose mean means meaning repository repo project
+calls explain purpose mean means meaning repository repo project take takes signature control
+controls thing things
 """
 STOP_WORDS = frozenset(_STOP_WORDS_TEXT.split())
 # The abbreviations code writes for common words (a word may mean several).
