@@ -93,8 +93,6 @@ _WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 # Runs of at most this many words are joined (`max_file_bytes`).
 MAX_RUN = 3
 MAX_CANDIDATES = 48
-# A word on its own is a name from this length ("py" in "setup.py" is not).
-MIN_SINGLE_WORD = 3
 
 
 def spellings(word: str) -> tuple[str, ...]:
@@ -103,16 +101,15 @@ def spellings(word: str) -> tuple[str, ...]:
 
 
 def joined(parts: tuple[str, ...]) -> list[str]:
-    """snake_case, camelCase and PascalCase of the parts (one part: itself and Capitalised)."""
-    if len(parts) == 1:
-        return [parts[0], parts[0].capitalize()]
+    """snake_case, camelCase, PascalCase and UPPER_SNAKE of the parts."""
     camel = parts[0] + "".join(p.capitalize() for p in parts[1:])
     return ["_".join(parts), camel, camel[0].upper() + camel[1:], "_".join(parts).upper()]
 
 
 def candidate_names(question: str) -> list[str]:
-    """Names the question's plain words may mean, joined runs before single words, in the
-    order they come; at most MAX_CANDIDATES."""
+    """Names the question's runs of plain words may mean, longer runs first, in the order they
+    come; at most MAX_CANDIDATES. A word alone is not one: "server" in "how does the server
+    decide ..." found a test fixture named `server`, above the code the question was about."""
     plain = re.sub(r"`[^`]*`", " | ", question)  # what a question writes as code, it names
     runs: list[list[str]] = [[]]
     previous_end = 0
@@ -131,10 +128,6 @@ def candidate_names(question: str) -> list[str]:
             for start in range(len(run) - size + 1):
                 for parts in _spelled(tuple(run[start : start + size])):
                     found.update(dict.fromkeys(joined(parts)))
-    for run in runs:
-        for word in run:
-            if len(word) >= MIN_SINGLE_WORD:
-                found.update(dict.fromkeys(joined((word,))))
     return list(found)[:MAX_CANDIDATES]
 
 

@@ -339,8 +339,8 @@ def test_candidate_names_join_a_questions_plain_words_as_code_does() -> None:
     from repotune.server.index.question_words import candidate_names
 
     names = candidate_names("How is the cache directory configured?")
-    assert names.index("cache_dir") < names.index("cache")  # joined runs before single words
     assert {"cache_directory", "cacheDir", "CacheDir", "CACHE_DIR"} <= set(names)
+    assert "cache" not in names  # a word alone is not taken for a name
     assert "directory_cache" not in names  # in the order written
     # stop words and punctuation end a run; code in backticks is the question's own name
     names = candidate_names("What does `load_settings` do with the max file bytes, e.g. setup.py?")
@@ -351,7 +351,7 @@ def test_candidate_names_join_a_questions_plain_words_as_code_does() -> None:
 def test_a_plain_english_question_retrieves_the_definition_it_means(
     tmp_path: Path, embedder: Any
 ) -> None:
-    """"How is the cache directory configured?" means `cache_dir`, which it never writes; the
+    """ "How is the cache directory configured?" means `cache_dir`, which it never writes; the
     words alone ranked other code about caches and folders above it."""
     from conftest import copy_fixture_repo
 
