@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from repotune.server.ask.grounding import (
@@ -22,6 +22,7 @@ from repotune.server.ask.tidy import tidy_answer
 from repotune.server.completion.model import LoadedModel
 from repotune.server.completion.truncation import clip_to_tokens
 from repotune.server.config import Settings
+from repotune.server.llm.endpoint import EndpointClient
 
 # Tokens kept free for a chat template's own markers around a question.
 _ASK_SLACK = 64
@@ -43,7 +44,7 @@ def answer(
 ) -> str:
     """The answer generated until done, cancelled or past `deadline` (time.monotonic()).
     `on_text` sees it grow; the returned text, checked against the snippets, is the answer."""
-    question = fit_question(loaded, settings, question, snippets, max_tokens)
+    question = fit_question(loaded.count, settings, question, snippets, max_tokens)
     messages = build_ask_messages(question, snippets, max_snippet_chars=settings.ask.context_chars)
     llm = loaded.llm
     if not loaded.info.get("chat_template"):
@@ -165,11 +166,48 @@ def _opened(opening: str, rest: str) -> str:
 
 
 def fit_question(
-    loaded: LoadedModel, settings: Settings, question: str, snippets: Sequence[Any], max_tokens: int
+    count: Callable[[str], int],
+    settings: Settings,
+    question: str,
+    snippets: Sequence[Any],
+    max_tokens: int,
 ) -> str:
     """The question cut to what the context window leaves beside the snippets and the
     answer (a pasted log or file as a question is answered, not refused)."""
     prompt, _ = build_ask_document("", snippets, max_snippet_chars=settings.ask.context_chars)
     room = settings.model.context_length - max_tokens - _ASK_SLACK
-    budget = max(_MIN_QUESTION_TOKENS, room - loaded.count(prompt))
-    return clip_to_tokens(question, budget, lambda text: loaded.count(text))
+    budget = max(_MIN_QUESTION_TOKENS, room - count(prompt))
+    return clip_to_tokens(question, budget, count)
+
+
+def answer_by_endpoint(
+    client: EndpointClient,
+    settings: Settings,
+    count: Callable[[str], int],
+    question: str,
+    snippets: Sequence[Any],
+    max_tokens: int,
+    cancel: threading.Event,
+    on_text: OnText = ignore_text,
+) -> str:
+    """The answer from an OpenAI-compatible endpoint's /chat/completions, asked with the same
+    messages as a chat model in-process and checked the same way; EndpointError when it fails."""
+    question = fit_question(count, settings, question, snippets, max_tokens)
+    fields = {
+        "messages": build_ask_messages(
+            question, snippets, max_snippet_chars=settings.ask.context_chars
+        ),
+        "max_tokens": max_tokens,
+        "temperature": settings.completion.temperature,
+    }
+    deadline = time.monotonic() + settings.ask.time_cap_ms / 1000
+    text = ""
+    finish: str | None = None
+    with contextlib.closing(client.chat(fields).pieces(cancel, deadline)) as pieces:
+        for piece in pieces:
+            text += piece.text
+            finish = piece.finish_reason or finish
+            on_text(text.strip())
+    if finish is None and (cancel.is_set() or time.monotonic() >= deadline):
+        finish = "time"
+    return checked(question, text, finish, snippets)

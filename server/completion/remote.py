@@ -23,8 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from repotune.server.ask.answer import checked
-from repotune.server.ask.prompts import build_ask_document, build_ask_messages
+from repotune.server.ask.answer import answer_by_endpoint
 from repotune.server.ask.stream import OnText, ignore_text
 from repotune.server.completion.cache import CompletionCache
 from repotune.server.completion.engine import CompletionEngine
@@ -40,7 +39,6 @@ from repotune.server.completion.request import CompletionRequest, CompletionResu
 from repotune.server.completion.request_prompt import answer_tokens, build_request_prompt
 from repotune.server.completion.sticky import StickyContext
 from repotune.server.completion.tokens import CountTokens
-from repotune.server.completion.truncation import clip_to_tokens
 from repotune.server.config import ModelSettings, Settings
 from repotune.server.llm.endpoint import EndpointClient, EndpointError
 from repotune.server.models import ModelError
@@ -49,8 +47,6 @@ from repotune.server.models import ModelError
 RETRY_AFTER_S = 10.0
 # Estimated tokens: code runs ~3.5-4 bytes a token in code models' vocabularies; 3 errs short.
 BYTES_PER_TOKEN = 3
-# Tokens kept free for a chat template's markers around a question (as ask/answer.py).
-ASK_SLACK = 64
 
 
 def estimate_tokens(text: str) -> int:
@@ -480,29 +476,17 @@ class EndpointEngine:
         cancel: threading.Event,
         on_text: OnText,
     ) -> str:
-        settings = self._settings
-        chars = settings.ask.context_chars
-        # The question is cut to what the window leaves beside the snippets (as in-process).
-        document, _ = build_ask_document("", snippets, max_snippet_chars=chars)
-        room = settings.model.context_length - max_tokens - ASK_SLACK - self._count(document)
-        question = clip_to_tokens(question, max(64, room), self._count)
-        fields = {
-            "messages": build_ask_messages(question, snippets, max_snippet_chars=chars),
-            "max_tokens": max_tokens,
-            "temperature": settings.completion.temperature,
-        }
-        deadline = time.monotonic() + settings.ask.time_cap_ms / 1000
         self._counts["requests"] += 1
-        stream = self._client.chat(fields)
-        text = ""
-        finish: str | None = None
-        with contextlib.closing(stream.pieces(cancel, deadline)) as pieces:
-            for piece in pieces:
-                text += piece.text
-                finish = piece.finish_reason or finish
-                on_text(text.strip())
+        text = answer_by_endpoint(
+            self._client,
+            self._settings,
+            self._count,
+            question,
+            snippets,
+            max_tokens,
+            cancel,
+            on_text,
+        )
         with self._state:
             self._health = {"state": "ok", "last_error": None, "failed_at": None}
-        if finish is None and (cancel.is_set() or time.monotonic() >= deadline):
-            finish = "time"
-        return checked(question, text, finish, snippets)
+        return text
