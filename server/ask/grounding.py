@@ -232,7 +232,7 @@ def _member_site(
     question: str, defined: Sequence[NameSite], snippets: Sequence[object]
 ) -> NameSite | None:
     """For `Owner.member` in the question: the site of `member` in Owner's code (the chunk's
-    symbol, or a snippet that also defines Owner)."""
+    symbol, a chunk of Owner's methods, or a snippet that also defines Owner)."""
     symbols, _names = question_names(question)  # what retrieval looked up for the question
     for owner, _, member in (symbol.rpartition(".") for symbol in symbols):
         sites = [d for d in defined if d.name == member]
@@ -240,7 +240,12 @@ def _member_site(
             for snippet in _holding(site, snippets):
                 symbol = str(getattr(snippet, "symbol", "") or "")
                 text = str(getattr(snippet, "text", ""))
-                if symbol.endswith(f"{owner}.{member}") or re.search(
+                chunk_owner = symbol.rpartition(".")[0]  # a chunk of the owner's methods
+                if (
+                    symbol.endswith(f"{owner}.{member}")
+                    or chunk_owner == owner
+                    or chunk_owner.endswith(f".{owner}")
+                ) or re.search(
                     rf"\b(?:class|struct|impl|interface|module)\s+{re.escape(owner)}\b", text
                 ):
                     return NameSite(f"{owner}.{member}", site.path, site.line)

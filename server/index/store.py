@@ -408,9 +408,10 @@ class Store:
             return {row["id"]: row for row in rows}
 
     def symbol_sites(self, symbols: Sequence[str]) -> list[str]:
-        """Chunks where `Owner.member` symbols are defined — the member's own chunk, or its
-        owner's when the class is kept whole — in the symbols' order: a question's
-        `Owner.member`, exactly."""
+        """Chunks where `Owner.member` symbols are defined — the member's own chunk, its
+        owner's when the class is kept whole, or a chunk of the owner's methods that holds it
+        after another (small methods share a chunk named for the first) — in the symbols'
+        order: a question's `Owner.member`, exactly."""
         found: dict[str, None] = {}
         with self._lock:
             for symbol in symbols:
@@ -418,8 +419,18 @@ class Store:
                 rows = self._db.execute(
                     "SELECT d.chunk_id FROM definitions d JOIN chunks c ON c.id = d.chunk_id"
                     " WHERE d.name = ? AND (c.symbol IN (?, ?) OR c.symbol LIKE ?"
-                    " OR c.symbol LIKE ?) ORDER BY c.symbol = ? DESC",
-                    (member, symbol, owner, f"%.{symbol}", f"%.{owner}", symbol),
+                    " OR c.symbol LIKE ? OR c.parent = ? OR c.parent LIKE ?)"
+                    " ORDER BY c.symbol = ? DESC",
+                    (
+                        member,
+                        symbol,
+                        owner,
+                        f"%.{symbol}",
+                        f"%.{owner}",
+                        owner,
+                        f"%.{owner}",
+                        symbol,
+                    ),
                 ).fetchall()
                 for (chunk_id,) in rows:
                     found.setdefault(chunk_id, None)

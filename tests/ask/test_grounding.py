@@ -190,3 +190,17 @@ def test_an_answer_that_names_a_defined_function_is_grounded_on_it() -> None:
     assert (
         named_definition("The indexed code does not define `area_of_square`.", [GEOMETRY]) is None
     )
+
+
+def test_owner_member_in_a_chunk_of_the_owners_methods_is_the_subject() -> None:
+    """The chunk holding `third_step` is named for the method before it and does not show the
+    class line: it is still Owner's code (the chunk's symbol says so)."""
+    methods = ContextSnippet(
+        path="owner.py",
+        start_line=40,
+        text="    def first(self):\n        return 1\n\n    def third_step(self):\n"
+        '        """Step three."""\n        return 3\n',
+        symbol="Owner.first",
+    )
+    site = subject_definition("What does `Owner.third_step` do?", [methods])
+    assert site == NameSite("Owner.third_step", "owner.py", 43)

@@ -366,3 +366,36 @@ def test_a_plain_english_question_retrieves_the_definition_it_means(
         assert "definition" in top.sources
     finally:
         workspace.close()
+
+
+def _method(name: str, body_lines: int) -> str:
+    lines = [f"    def {name}(self, x):", f'        """{name} of the owner."""']
+    lines += [f"        x = x + {i}" for i in range(body_lines)]
+    return "\n".join([*lines, "        return x", ""])
+
+
+def test_owner_member_is_found_in_a_chunk_named_for_another_method(
+    tmp_path: Path, embedder: Any
+) -> None:
+    """Small methods share a chunk named for the first of them (`Owner.first`): a question
+    about `Owner.third_step` found no chunk by symbol, and `third_step` alone is defined in too
+    many places to be looked up by name."""
+    root = tmp_path / "repo"
+    (root / "others").mkdir(parents=True)
+    methods = [_method("first", 30), _method("second_step", 3), _method("third_step", 3)]
+    owner = 'class Owner:\n    """Keeps things."""\n\n' + "\n".join([*methods, _method("last", 30)])
+    (root / "owner.py").write_text(owner)
+    for i in range(4):
+        (root / "others" / f"o{i}.py").write_text(f"class O{i}:\n{_method('third_step', 1)}")
+    workspace = WorkspaceIndex(root, Settings(), embedder=embedder, location=tmp_path / "index")
+    workspace.start(watch=False)
+    try:
+        assert workspace.wait_idle(120)
+        hits = workspace.search_question("What does `Owner.third_step` do?", 3)
+        top = hits[0]
+        assert top.path == "owner.py" and top.symbol == "Owner.first", [
+            (h.path, h.symbol, h.sources) for h in hits
+        ]
+        assert "def third_step" in top.text and "definition" in top.sources
+    finally:
+        workspace.close()
