@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from repotune.server.ask.definitions import definition_in_snippet, lead, quote_code
 from repotune.server.index.retrieval import question_names
+from repotune.server.index.store import field_line
 
 # The trained abstentions (training builds its question examples with these).
 ABSTAIN = "The indexed code does not define `{name}`."
@@ -245,11 +246,33 @@ def _member_site(
                     symbol.endswith(f"{owner}.{member}")
                     or chunk_owner == owner
                     or chunk_owner.endswith(f".{owner}")
-                ) or re.search(
-                    rf"\b(?:class|struct|impl|interface|module)\s+{re.escape(owner)}\b", text
-                ):
+                ) or _declares(owner, text):
                     return NameSite(f"{owner}.{member}", site.path, site.line)
+        field = _owner_field(owner, member, snippets)
+        if field is not None:
+            return field
     return None  # another owner's member is not what was asked about
+
+
+def _owner_field(owner: str, member: str, snippets: Sequence[object]) -> NameSite | None:
+    """`Owner.member` as a field assigned in a snippet of Owner's own code (a chunk named for
+    Owner, or one showing its class line): a dataclass's or pydantic model's setting."""
+    field = field_line(member)
+    for snippet in snippets:
+        symbol = str(getattr(snippet, "symbol", "") or "")
+        text = str(getattr(snippet, "text", ""))
+        owned = symbol == owner or symbol.endswith(f".{owner}") or _declares(owner, text)
+        found = field.search(text) if owned else None
+        if found is not None:
+            line = int(getattr(snippet, "start_line", 1) or 1) + text.count("\n", 0, found.start())
+            return NameSite(f"{owner}.{member}", str(getattr(snippet, "path", "")), line)
+    return None
+
+
+def _declares(owner: str, text: str) -> bool:
+    return bool(
+        re.search(rf"\b(?:class|struct|impl|interface|module)\s+{re.escape(owner)}\b", text)
+    )
 
 
 def _quoted_site(

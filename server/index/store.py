@@ -30,7 +30,15 @@ from repotune.server.index.folder import DB_NAME, IndexFolderError, claim
 from repotune.server.index.lexical import LexicalIndex, TermCounts, fts_body, fts_names
 from repotune.server.index.vectors import Vectors, VectorStoreError
 
-__all__ = ["DB_NAME", "FileRecord", "Store", "StoreError", "embed_text", "index_location"]
+__all__ = [
+    "DB_NAME",
+    "FileRecord",
+    "Store",
+    "StoreError",
+    "embed_text",
+    "field_line",
+    "index_location",
+]
 
 
 def index_location(workspace: Path, settings: Settings) -> Path:
@@ -52,6 +60,21 @@ def index_location(workspace: Path, settings: Settings) -> Path:
 def embed_text(path: str, kind: str, label: str | None, text: str) -> str:
     """What the embedder sees: a provenance line (path, kind, signature), then the chunk text."""
     return f"{path} {kind} {label or ''}".strip() + "\n" + text
+
+
+# A type annotation as a field writes it: `int`, `str | None`, `Optional[list[str]]`.
+_FIELD_TYPE = r"[A-Za-z_][\w.]*(?:\[[^\n]*\])?"
+
+
+def field_line(member: str) -> re.Pattern[str]:
+    """An indented `member = value`, `member: Type = value` or `member: Type` line: a class
+    field (a dataclass's, pydantic's, a TypeScript property), which the chunker does not count
+    as a definition. A docstring's `member:` heading or `member: prose.` line is none."""
+    name = re.escape(member)
+    annotation = rf":[ \t]*{_FIELD_TYPE}(?:[ \t]*\|[ \t]*{_FIELD_TYPE})*[ \t]*;?[ \t]*(?:#[^\n]*)?$"
+    return re.compile(
+        rf"^[ \t]+{name}\??[ \t]*(?::[^\n=]*=(?!=)|=(?!=)|{annotation})", re.MULTILINE
+    )
 
 
 @dataclass(frozen=True)
@@ -410,8 +433,8 @@ class Store:
     def symbol_sites(self, symbols: Sequence[str]) -> list[str]:
         """Chunks where `Owner.member` symbols are defined — the member's own chunk, its
         owner's when the class is kept whole, or a chunk of the owner's methods that holds it
-        after another (small methods share a chunk named for the first) — in the symbols'
-        order: a question's `Owner.member`, exactly."""
+        after another (small methods share a chunk named for the first); for a field, the
+        owner's chunks that assign it — in the symbols' order: a question's `Owner.member`."""
         found: dict[str, None] = {}
         with self._lock:
             for symbol in symbols:
@@ -432,6 +455,13 @@ class Store:
                         symbol,
                     ),
                 ).fetchall()
+                if not rows:  # a field is no definition: the owner's own chunks that assign it
+                    field = field_line(member)
+                    owned = self._db.execute(
+                        "SELECT id, text FROM chunks WHERE symbol = ? OR symbol LIKE ?",
+                        (owner, f"%.{owner}"),
+                    ).fetchall()
+                    rows = [(chunk_id,) for chunk_id, text in owned if field.search(text)]
                 for (chunk_id,) in rows:
                     found.setdefault(chunk_id, None)
         return list(found)

@@ -204,3 +204,43 @@ def test_owner_member_in_a_chunk_of_the_owners_methods_is_the_subject() -> None:
     )
     site = subject_definition("What does `Owner.third_step` do?", [methods])
     assert site == NameSite("Owner.third_step", "owner.py", 43)
+
+
+def test_owner_field_is_the_subject_where_it_is_assigned_not_where_the_docstring_names_it() -> None:
+    window = ContextSnippet(
+        path="app/config.py",
+        start_line=100,
+        text='        retry_limit:\n            How often to retry.\n    """\n\n'
+        "    retry_limit: int = field(default=3)\n    timeout_s: float | None\n",
+        symbol="RunConfig",
+    )
+    assert subject_definition("What does `RunConfig.retry_limit` control?", [window]) == (
+        NameSite("RunConfig.retry_limit", "app/config.py", 104)
+    )
+    assert subject_definition("What is `RunConfig.timeout_s` set to?", [window]) == (
+        NameSite("RunConfig.timeout_s", "app/config.py", 105)
+    )
+    other = ContextSnippet("app/other.py", "    retry_limit: int = 5\n", 7, symbol="OtherConfig")
+    assert subject_definition("What does `RunConfig.retry_limit` control?", [other]) != (
+        NameSite("RunConfig.retry_limit", "app/other.py", 7)  # another owner's field
+    )
+
+
+def test_field_lines_are_assignments_and_annotations_not_docstring_lines() -> None:
+    from repotune.server.index.store import field_line
+
+    field = field_line("pad_token")
+    for line in (
+        "    pad_token: str | None = field(",
+        "    pad_token: Optional[str]",
+        "    pad_token = None",
+        "  pad_token?: string;",
+        "    pad_token: int  # the id",
+    ):
+        assert field.search(line), line
+    for line in (
+        "        pad_token:",
+        "        pad_token: Deprecated. Set it.",
+        "    pad_token == 3",
+    ):
+        assert not field.search(line), line

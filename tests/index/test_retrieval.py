@@ -399,3 +399,29 @@ def test_owner_member_is_found_in_a_chunk_named_for_another_method(
         assert "def third_step" in top.text and "definition" in top.sources
     finally:
         workspace.close()
+
+
+def test_owner_field_is_found_in_the_owners_window_that_assigns_it(
+    tmp_path: Path, embedder: Any
+) -> None:
+    """A dataclass field is no definition to the chunker: `RunConfig.retry_limit` was found by
+    no symbol or name lookup, and the windows of a long config class all carry its name."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    doc = "\n".join(f"        option_{i}: what option {i} does." for i in range(70))
+    fields = "\n".join(f"    option_{i}: int = {i}" for i in range(70))
+    (root / "config.py").write_text(
+        f'from dataclasses import dataclass\n\n\n@dataclass\nclass RunConfig:\n    """Options.\n\n'
+        f'    Args:\n{doc}\n        retry_limit:\n            How often to retry.\n    """\n\n'
+        f"{fields}\n    retry_limit: int = 3\n    timeout_s: float = 1.0\n"
+    )
+    workspace = WorkspaceIndex(root, Settings(), embedder=embedder, location=tmp_path / "index")
+    workspace.start(watch=False)
+    try:
+        assert workspace.wait_idle(120)
+        hits = workspace.search_question("What does `RunConfig.retry_limit` control?", 3)
+        top = hits[0]
+        assert "    retry_limit: int = 3" in top.text, [(h.start_line, h.sources) for h in hits]
+        assert "definition" in top.sources
+    finally:
+        workspace.close()
