@@ -335,6 +335,17 @@ def test_a_question_about_owner_member_retrieves_that_owners_definition(
         workspace.close()
 
 
+def question_hits(root: Path, index: Path, embedder: Any, question: str) -> list[Any]:
+    """What `search_question` returns for `question` on a fresh, complete index of `root`."""
+    workspace = WorkspaceIndex(root, Settings(), embedder=embedder, location=index)
+    workspace.start(watch=False)
+    try:
+        assert workspace.wait_idle(120)
+        return workspace.search_question(question, 3)
+    finally:
+        workspace.close()
+
+
 def test_candidate_names_join_a_questions_plain_words_as_code_does() -> None:
     from repotune.server.index.question_words import candidate_names
 
@@ -356,16 +367,12 @@ def test_a_plain_english_question_retrieves_the_definition_it_means(
     from conftest import copy_fixture_repo
 
     root = copy_fixture_repo(["config.py", "store.py", "models.py", "files.py"], tmp_path / "r")
-    workspace = WorkspaceIndex(root, Settings(), embedder=embedder, location=tmp_path / "index")
-    workspace.start(watch=False)
-    try:
-        assert workspace.wait_idle(120)
-        hits = workspace.search_question("How is the cache directory configured?", 3)
-        top = hits[0]
-        assert "def cache_dir()" in top.text, [(h.path, h.symbol, h.sources) for h in hits]
-        assert "definition" in top.sources
-    finally:
-        workspace.close()
+    hits = question_hits(
+        root, tmp_path / "index", embedder, "How is the cache directory configured?"
+    )
+    top = hits[0]
+    assert "def cache_dir()" in top.text, [(h.path, h.symbol, h.sources) for h in hits]
+    assert "definition" in top.sources
 
 
 def _method(name: str, body_lines: int) -> str:
@@ -387,18 +394,12 @@ def test_owner_member_is_found_in_a_chunk_named_for_another_method(
     (root / "owner.py").write_text(owner)
     for i in range(4):
         (root / "others" / f"o{i}.py").write_text(f"class O{i}:\n{_method('third_step', 1)}")
-    workspace = WorkspaceIndex(root, Settings(), embedder=embedder, location=tmp_path / "index")
-    workspace.start(watch=False)
-    try:
-        assert workspace.wait_idle(120)
-        hits = workspace.search_question("What does `Owner.third_step` do?", 3)
-        top = hits[0]
-        assert top.path == "owner.py" and top.symbol == "Owner.first", [
-            (h.path, h.symbol, h.sources) for h in hits
-        ]
-        assert "def third_step" in top.text and "definition" in top.sources
-    finally:
-        workspace.close()
+    hits = question_hits(root, tmp_path / "index", embedder, "What does `Owner.third_step` do?")
+    top = hits[0]
+    assert top.path == "owner.py" and top.symbol == "Owner.first", [
+        (h.path, h.symbol, h.sources) for h in hits
+    ]
+    assert "def third_step" in top.text and "definition" in top.sources
 
 
 def test_owner_field_is_found_in_the_owners_window_that_assigns_it(
@@ -415,13 +416,8 @@ def test_owner_field_is_found_in_the_owners_window_that_assigns_it(
         f'    Args:\n{doc}\n        retry_limit:\n            How often to retry.\n    """\n\n'
         f"{fields}\n    retry_limit: int = 3\n    timeout_s: float = 1.0\n"
     )
-    workspace = WorkspaceIndex(root, Settings(), embedder=embedder, location=tmp_path / "index")
-    workspace.start(watch=False)
-    try:
-        assert workspace.wait_idle(120)
-        hits = workspace.search_question("What does `RunConfig.retry_limit` control?", 3)
-        top = hits[0]
-        assert "    retry_limit: int = 3" in top.text, [(h.start_line, h.sources) for h in hits]
-        assert "definition" in top.sources
-    finally:
-        workspace.close()
+    question = "What does `RunConfig.retry_limit` control?"
+    hits = question_hits(root, tmp_path / "index", embedder, question)
+    top = hits[0]
+    assert "    retry_limit: int = 3" in top.text, [(h.start_line, h.sources) for h in hits]
+    assert "definition" in top.sources
