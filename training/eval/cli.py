@@ -219,8 +219,9 @@ def compare(
     out: Annotated[Path | None, typer.Option(help="also write the JSON to this file")] = None,
 ) -> None:
     """Pair two `repotune eval` runs task by task (same seed and repository): per task kind,
-    exact match and edit similarity on both sides, test − reference with its bootstrap interval
-    and McNemar's exact test. CONDITION defaults to default+ctx."""
+    exact match and edit similarity on both sides (questions: citation, cosine and ROUGE-L on
+    the answerable ones, abstention on the others), test − reference with its bootstrap
+    interval and McNemar's exact test. CONDITION defaults to default+ctx."""
     result = json.dumps(compare_runs(test, reference, resamples=bootstrap, seed=seed), indent=1)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,8 @@ Runs made apart (another adapter, a setting changed, another commit) answer the 
 they share the seed and the held-out files, so their predictions pair by task id. For each task
 kind: exact match and edit similarity on both sides, the paired difference test − reference
 (bootstrap 95 % interval), McNemar's exact test on exact match, and how many predictions changed.
+Questions pair the same way: citation, cosine and ROUGE-L on the answerable ones (McNemar's
+test on citation), abstention on the others.
 
 A side is a `repotune eval` output folder (its predictions.jsonl and eval.json), optionally
 `FOLDER@CONDITION` (default: default+ctx). Several reference folders are read as one (for tasks
@@ -23,6 +25,10 @@ from repotune.training.eval.metrics import mcnemar_exact, paired_bootstrap
 
 DEFAULT_CONDITION = "default+ctx"
 METRICS = ("exact_match", "edit_similarity")
+# Question metrics, each on the questions it applies to (answerable or not).
+QUESTION_METRICS = {"citation": True, "cosine": True, "rouge_l": True, "abstained": False}
+# Pass/fail metrics get McNemar's exact test beside the bootstrap interval.
+BINARY_METRICS = ("exact_match", "citation")
 
 
 @dataclass(frozen=True)
@@ -40,7 +46,7 @@ class RunSide:
 
 
 def scored_predictions(side: RunSide) -> dict[str, dict[str, Any]]:
-    """Task id -> the side's scored prediction row (completion tasks only)."""
+    """Task id -> the side's scored prediction row (completion tasks and questions)."""
     path = side.folder / "predictions.jsonl"
     if not path.is_file():
         raise EvalError(f"{side.folder} has no predictions.jsonl (not a `repotune eval` output)")
@@ -50,27 +56,29 @@ def scored_predictions(side: RunSide) -> dict[str, dict[str, Any]]:
         for line in handle:
             row = json.loads(line)
             conditions.add(str(row.get("condition")))
-            if row.get("condition") == side.condition and "exact_match" in row:
+            scored = "exact_match" in row or row.get("kind") == "question"
+            if row.get("condition") == side.condition and scored:
                 found[row["task"]] = row
     if not found:
         raise EvalError(
-            f"{side.folder} has no completion predictions for {side.condition} "
+            f"{side.folder} has no scored predictions for {side.condition} "
             f"(it has: {', '.join(sorted(conditions)) or 'none'})"
         )
     return found
 
 
 def task_kinds(folder: Path) -> dict[str, str]:
-    """Task id -> kind (line, midword, span, api) from the run's eval.json."""
+    """Task id -> kind (line, midword, span, api, question) from the run's eval.json."""
     path = folder / "eval.json"
     if not path.is_file():
         raise EvalError(f"{folder} has no eval.json (not a `repotune eval` output)")
     result = json.loads(path.read_text(encoding="utf-8"))
-    return {
-        task["id"]: task["kind"]
-        for repo in result.get("repos", {}).values()
-        for task in repo.get("tasks", [])
-    }
+    kinds: dict[str, str] = {}
+    for repo in result.get("repos", {}).values():
+        kinds.update((task["id"], task["kind"]) for task in repo.get("tasks", []))
+        questions = (repo.get("questions") or {}).get("tasks", [])
+        kinds.update((task["id"], "question") for task in questions)
+    return kinds
 
 
 def paired_metric(
@@ -89,7 +97,7 @@ def paired_metric(
         "reference": round(100 * sum(referred) / len(tasks), 1),
         "difference": interval.points(),  # [test − reference, low, high] in points
     }
-    if metric == "exact_match":
+    if metric in BINARY_METRICS:
         result["mcnemar"] = mcnemar_exact(tested, referred).to_json()  # a_only: test only
     return result
 
@@ -115,11 +123,24 @@ def compare(
         if not tasks:
             continue
         changed = sum(1 for t in tasks if test[t]["prediction"] != reference[t]["prediction"])
-        kinds[kind] = {
-            "tasks": len(tasks),
-            "changed_predictions": changed,
-            **{m: paired_metric(test, reference, tasks, m, resamples, seed) for m in METRICS},
-        }
+        kinds[kind] = {"tasks": len(tasks), "changed_predictions": changed}
+        if kind != "question":
+            for metric in METRICS:
+                kinds[kind][metric] = paired_metric(test, reference, tasks, metric, resamples, seed)
+            continue
+        answerable = {t for t in tasks if test[t].get("citation") is not None}
+        for metric, on_answerable in QUESTION_METRICS.items():
+            applies = [
+                t
+                for t in tasks
+                if (t in answerable) == on_answerable
+                and test[t].get(metric) is not None
+                and reference[t].get(metric) is not None
+            ]
+            if applies:
+                kinds[kind][metric] = paired_metric(
+                    test, reference, applies, metric, resamples, seed
+                ) | {"tasks": len(applies)}
     if not kinds:
         raise EvalError(
             f"{test_side} and the reference share no task: were they run with the same seed "

@@ -64,6 +64,52 @@ def test_pairs_shared_tasks_per_kind(tmp_path: Path) -> None:
     assert result["reference"] == [f"{reference}@default+ctx"]
 
 
+def write_questions(folder: Path, rows: dict[str, tuple[str, float | None, float, float]]) -> str:
+    """An eval output folder with question answers only: task id -> (answer, citation (None:
+    unanswerable), ROUGE-L, abstained), as a questions-only `repotune eval` writes them."""
+    folder.mkdir(parents=True)
+    tasks = [{"id": task, "kind": "what"} for task in rows]
+    repos = {"pkg": {"tasks": [], "questions": {"tasks": tasks}}}
+    (folder / "eval.json").write_text(json.dumps({"repos": repos}))
+    lines = []
+    for task, (answer, citation, rouge, abstained) in rows.items():
+        scores = {"citation": citation, "cosine": 0.9, "rouge_l": rouge, "abstained": abstained}
+        row = {"condition": "default+ctx", "task": task, "kind": "question", "prediction": answer}
+        lines.append(json.dumps(row | scores))
+    (folder / "predictions.jsonl").write_text("\n".join(lines) + "\n")
+    return str(folder)
+
+
+def test_questions_pair_citation_on_answerable_and_abstention_on_the_others(
+    tmp_path: Path,
+) -> None:
+    """A questions-only run was "no completion predictions for default+ctx (it has:
+    default+ctx)": questions could not be compared at all."""
+    test = write_questions(
+        tmp_path / "new",
+        {
+            "a": ("`f` (m.py:3)", 1.0, 0.8, 0.0),
+            "b": ("`g` (m.py:9)", 1.0, 0.6, 0.0),
+            "u": ("The indexed code does not define `h`.", None, 1.0, 1.0),
+        },
+    )
+    reference = write_questions(
+        tmp_path / "old",
+        {
+            "a": ("`f` (m.py:3)", 1.0, 0.8, 0.0),
+            "b": ("`C` (m.py:1)", 0.0, 0.4, 0.0),
+            "u": ("The indexed code does not define `h`.", None, 1.0, 1.0),
+        },
+    )
+    question = compare(test, [reference], resamples=100)["kinds"]["question"]
+    assert question["tasks"] == 3 and question["changed_predictions"] == 1
+    assert question["citation"]["tasks"] == 2 and question["citation"]["test"] == 100.0
+    assert question["citation"]["reference"] == 50.0
+    assert question["citation"]["mcnemar"] == {"a_only": 1, "b_only": 0, "p_value": 1.0}
+    assert question["rouge_l"]["difference"][0] == pytest.approx(10.0)
+    assert question["abstained"]["tasks"] == 1 and question["abstained"]["test"] == 100.0
+
+
 def test_several_reference_folders_read_as_one(tmp_path: Path) -> None:
     test = write_run(
         tmp_path / "new",
@@ -82,7 +128,7 @@ def test_mismatched_runs_are_clear_errors(tmp_path: Path) -> None:
     other = write_run(tmp_path / "other", "default+ctx", {"zz": ("line", "1", 1.0, 1.0)})
     with pytest.raises(EvalError, match="share no task"):
         compare(str(test), [str(other)])
-    with pytest.raises(EvalError, match=r"no completion predictions for repo\+ctx .*default\+ctx"):
+    with pytest.raises(EvalError, match=r"no scored predictions for repo\+ctx .*default\+ctx"):
         compare(f"{test}@repo+ctx", [str(other)])
     with pytest.raises(EvalError, match=r"no predictions\.jsonl"):
         compare(str(tmp_path / "missing"), [str(other)])
