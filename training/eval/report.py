@@ -45,17 +45,32 @@ def markdown(result: dict[str, Any]) -> str:
         f"Duration: {result['duration_s'] / 60:.1f} min; generator: {config['generator']}; "
         f"decoding: greedy, same prompt budget for every condition "
         f"(context/prefix/suffix tokens {config['budget']}).",
-        "",
-        "EM = exact match, ES = edit similarity (CrossCodeEval's fuzz.ratio), ID-F1 = identifier "
-        "F1, hit = the completion contains the answer's key identifier (tasks whose answer names "
-        "one), all in %; latency = completion time per request (ms, p50/p95); tok = generated "
-        "tokens per completion. `+ctx` = with retrieved repository context.",
     ]
+    if any(any(repo["task_counts"].values()) for repo in result["repos"].values()):
+        lines += [
+            "",
+            "EM = exact match, ES = edit similarity (CrossCodeEval's fuzz.ratio), ID-F1 = "
+            "identifier F1, hit = the completion contains the answer's key identifier (tasks "
+            "whose answer names one), all in %; latency = completion time per request (ms, "
+            "p50/p95); tok = generated tokens per completion. `+ctx` = with retrieved "
+            "repository context.",
+        ]
     for label, repo in result["repos"].items():
         counts = ", ".join(f"{n} {KIND_LABELS[k]}" for k, n in repo["task_counts"].items())
         # Mid-word tasks are shown when a run has them (older results have none).
         kinds = [k for k in TABLE_KINDS if k != "midword" or repo["task_counts"].get(k)]
         retrieval = repo["retrieval"]
+        if not any(repo["task_counts"].values()):  # questions only: no completion table
+            lines += [
+                "",
+                f"## {label} (`{repo['repo']['spec']}`)",
+                "",
+                f"{repo['files']['test']} held-out test files of {sum(repo['files'].values())}; "
+                "no completion tasks.",
+            ]
+            if "questions" in repo:
+                lines += question_lines(repo["questions"])
+            continue
         lines += [
             "",
             f"## {label} (`{repo['repo']['spec']}`)",

@@ -154,7 +154,9 @@ def test_runner_asks_questions_with_the_real_model(shop: dict[str, Any]) -> None
     rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     asked = [r for r in rows if r.get("kind") == "question"]
     assert len(asked) == 6 and all(isinstance(r["prediction"], str) for r in asked)
-    assert "### Questions" in (out / "eval.md").read_text()
+    report = (out / "eval.md").read_text()
+    assert "### Questions" in report
+    assert "line EM" not in report and "recall@" not in report  # no empty completion tables
     summary = json.loads((out / "eval-summary.json").read_text())
     assert "tasks" not in summary["repos"]["shop-repo"]["questions"]  # no third-party text
 
