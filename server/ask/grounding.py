@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from repotune.server.ask.definitions import definition_in_snippet, lead, quote_code
-from repotune.server.index.retrieval import question_names
+from repotune.server.index.retrieval import question_names, quoted_phrases
 from repotune.server.index.store import field_line
 
 # The trained abstentions (training builds its question examples with these).
@@ -35,8 +35,6 @@ _ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*(?::[^=\n]+)?=(?!=)", re.
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CAMEL_PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
-# A quoted phrase ("..." or “...”): often a docstring sentence pasted into the question.
-_QUOTED = re.compile(r"\"([^\"]{8,300})\"|“([^”]{8,300})”")
 # Words of a question that say nothing about which code is meant.
 _FILLER = frozenset(
     {
@@ -280,10 +278,8 @@ def _quoted_site(
 ) -> NameSite | None:
     """For a quoted sentence of three words or more (a docstring the user pasted): the
     definition that the sentence follows in the snippet holding it."""
-    for quoted in _QUOTED.finditer(question):
-        words = (quoted.group(1) or quoted.group(2)).split()
-        if len(words) < 3:
-            continue
+    for quoted in quoted_phrases(question):
+        words = quoted.split()
         pattern = re.compile(r"\s+".join(re.escape(w) for w in words))
         for snippet in snippets:
             text = str(getattr(snippet, "text", ""))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from repotune.server.index.chunking import Chunk
@@ -26,6 +26,9 @@ QUERY_POSTINGS_BUDGET = 2000
 # are held in memory, refreshed in the background after this many seconds or file writes.
 TERM_COUNTS_TTL_S = 60.0
 TERM_COUNTS_MAX_WRITES = 64
+# A quoted sentence is matched on its first words: enough to be specific, and an FTS5 phrase's
+# cost grows with its length.
+MAX_PHRASE_TERMS = 24
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,25 @@ class LexicalIndex:
                 ).fetchall()
             )
         return [(ids[rowid], -float(score)) for rowid, score in ranked if rowid in ids]
+
+    def phrase_search(self, phrases: Sequence[str], n: int) -> list[tuple[str, float]]:
+        """Chunk ids whose code holds one of `phrases` word for word (as FTS5 phrases over the
+        same code-aware tokens), best BM25 first."""
+        quoted = []
+        for phrase in phrases:
+            terms = code_terms(phrase)[:MAX_PHRASE_TERMS]
+            if terms:
+                quoted.append('body : "' + " ".join(terms) + '"')
+        if not quoted:
+            return []
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT c.id, bm25(chunks_fts, 4.0, 1.0) AS score FROM chunks_fts"
+                " JOIN chunks c ON c.rowid = chunks_fts.rowid"
+                " WHERE chunks_fts MATCH ? ORDER BY score LIMIT ?",
+                (" OR ".join(quoted), n),
+            ).fetchall()
+        return [(chunk_id, -float(score)) for chunk_id, score in rows]
 
     def informative_terms(self, terms: list[str]) -> list[str]:
         """Drop terms absent from the index and very common ones; keep the rarest few, within

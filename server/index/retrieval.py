@@ -221,6 +221,18 @@ def _in_region(row: Any, exclude: Region | None) -> bool:
     )
 
 
+# A quoted phrase ("..." or “...”): often a docstring sentence or an error message pasted in.
+_QUOTED = re.compile(r"\"([^\"]{8,300})\"|“([^”]{8,300})”")
+# A quote of fewer words is a name or a value, not a sentence to find.
+MIN_QUOTED_WORDS = 3
+
+
+def quoted_phrases(question: str) -> tuple[str, ...]:
+    """The sentences a question quotes (three words or more), as written."""
+    found = (match.group(1) or match.group(2) for match in _QUOTED.finditer(question))
+    return tuple(text for text in found if len(text.split()) >= MIN_QUOTED_WORDS)
+
+
 # How a question writes code: `Owner.member`, or a name with an underscore or an inner capital.
 _QUESTION_DOTTED = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*)\b")
 _QUESTION_CODE = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)`|\b([A-Za-z]\w*_\w+|[a-z]+[A-Z]\w*)\b")
@@ -312,7 +324,8 @@ class HybridRetriever:
         self.store = store
         self.embed_query = embed_query
         self.rrf_k = rrf_k
-        self.weights = {"definition": definition_weight}
+        # A quoted sentence found word for word is as specific as a name's definition.
+        self.weights = {"definition": definition_weight, "phrase": definition_weight}
         self.last_timings = SearchTimings()
 
     def definition_ranking(
@@ -339,9 +352,11 @@ class HybridRetriever:
         dense_query: str | None = None,
         names: Sequence[str] = (),
         symbols: Sequence[str] = (),
+        phrases: Sequence[str] = (),
     ) -> list[RetrievedChunk]:
         """`dense_query` (default: `query`) is the text embedded for the dense ranking; `names`
-        and `symbols` (`Owner.member`) add the ranking of where they are defined."""
+        and `symbols` (`Owner.member`) add the ranking of where they are defined, `phrases`
+        the ranking of chunks that hold one of them word for word."""
         started = time.perf_counter()
         timings = SearchTimings()
         if k <= 0 or not query.strip():
@@ -357,6 +372,8 @@ class HybridRetriever:
             skip_path = exclude[0] if exclude is not None else None
             rankings["definition"] = self.definition_ranking(names, n, skip_path, symbols)
             timings.definitions_ms = (time.perf_counter() - t0) * 1000
+        if phrases and self.weights["phrase"] > 0:
+            rankings["phrase"] = [cid for cid, _ in self.store.phrase_search(phrases, n)]
         if self.embed_query is not None and self.store.dense_enabled:
             t0 = time.perf_counter()
             vector = self.embed_query(dense_query or query)

@@ -498,6 +498,10 @@ class Store:
         """Chunk ids ranked by BM25 over code-aware tokens (names weigh more than bodies)."""
         return self.lexical.search(query, n)
 
+    def phrase_search(self, phrases: Sequence[str], n: int) -> list[tuple[str, float]]:
+        """Chunk ids holding one of `phrases` word for word (a quoted docstring or message)."""
+        return self.lexical.phrase_search(phrases, n)
+
     def refresh_term_counts(self) -> TermCounts:
         """Read every term's document count (queries then never pay for it)."""
         return self.lexical.refresh_counts()

@@ -30,6 +30,7 @@ from repotune.server.index.retrieval import (
     cursor_queries,
     cursor_region,
     question_names,
+    quoted_phrases,
 )
 from repotune.server.index.shared import SharedCache
 from repotune.server.index.store import Store, index_location
@@ -371,19 +372,22 @@ class WorkspaceIndex:
         dense_query: str | None = None,
         names: tuple[str, ...] = (),
         symbols: tuple[str, ...] = (),
+        phrases: tuple[str, ...] = (),
     ) -> list[RetrievedChunk]:
         """Top-k chunks for a query, fused from what exists now (thread-safe)."""
         top_k = self.settings.retrieval.top_k if k is None else k
-        return self.retriever.search(query, top_k, exclude, dense_query, names, symbols)
+        return self.retriever.search(query, top_k, exclude, dense_query, names, symbols, phrases)
 
     def search_question(self, question: str, k: int | None = None) -> list[RetrievedChunk]:
         """Chunks for a question: its text (the start of a pasted log), plus where the code it
         names is defined, then the names its plain words may mean (`cache directory`:
-        `cache_dir`); the one recipe of `repotune ask`, the editors and the evaluation."""
+        `cache_dir`), and the chunks holding a sentence it quotes word for word; the one recipe
+        of `repotune ask`, the editors and the evaluation."""
         question = question[:MAX_QUESTION_CHARS]
         symbols, names = question_names(question)
         meant = tuple(name for name in candidate_names(question) if name not in names)
-        return self.search(question, k, names=names + meant, symbols=symbols)
+        phrases = quoted_phrases(question)
+        return self.search(question, k, names=names + meant, symbols=symbols, phrases=phrases)
 
     def search_cursor(
         self, path: str, prefix: str, suffix: str, k: int | None = None

@@ -421,3 +421,40 @@ def test_owner_field_is_found_in_the_owners_window_that_assigns_it(
     top = hits[0]
     assert "    retry_limit: int = 3" in top.text, [(h.start_line, h.sources) for h in hits]
     assert "definition" in top.sources
+
+
+def test_quoted_phrases_are_sentences_not_names() -> None:
+    from repotune.server.index.retrieval import quoted_phrases
+
+    question = 'Which code says "Invalid content type: expected a string" and not "x_y"?'
+    assert quoted_phrases(question) == ("Invalid content type: expected a string",)
+    assert quoted_phrases("Where is “Type adapter for the model.” defined?") == (
+        "Type adapter for the model.",
+    )
+
+
+def test_a_quoted_sentence_retrieves_the_chunk_that_holds_it_word_for_word(
+    tmp_path: Path, embedder: Any
+) -> None:
+    """A pasted error message or docstring: its words are common ones, and other functions say
+    the same words in another order (more often); the quote is found as a phrase."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    for i in range(8):
+        message = (
+            "The content must be a string or a list containing a string"
+            if i == 5
+            else "A list containing a string, or a string: the content must be that, a content"
+            " string or a list of content"
+        )
+        (root / f"adapter_{i}.py").write_text(
+            f"def format_content_{i}(content):\n"
+            f'    """Format the content type of a string or list for the model."""\n'
+            f"    if not isinstance(content, (str, list)):\n"
+            f'        raise ValueError("{message}")\n'
+            "    return content\n"
+        )
+    question = 'Where does "The content must be a string or a list containing a string" come from?'
+    hits = question_hits(root, tmp_path / "index", embedder, question)
+    assert hits[0].path == "adapter_5.py", [(h.path, h.sources) for h in hits]
+    assert "phrase" in hits[0].sources
