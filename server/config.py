@@ -196,9 +196,9 @@ class RetrievalSettings(_Section):
         ge=0.0,
         le=10.0,
         description="weight of the definitions of names used near the cursor (found in other "
-        "files) in the rank fusion, against 1 for the lexical and dense rankings; 0 turns the "
-        "lookup off (recall@5 of cross-file definitions on trl/outlines: 3/13 % at 0, 23/43 % "
-        "at 1, 30/74 % at 2)",
+        "files) in the rank fusion, against 1 for the lexical and dense rankings, and of the "
+        "names and quoted sentences a question gives; 0 turns the lookups off (recall@5 of "
+        "cross-file definitions on trl/outlines: 3/13 % at 0, 23/43 % at 1, 30/74 % at 2)",
     )
 
 
