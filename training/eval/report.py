@@ -238,6 +238,8 @@ def chart(result: dict[str, Any], path: Path) -> Path:
     import numpy as np
 
     repos = result["repos"]
+    if not any(any(repo["task_counts"].values()) for repo in repos.values()):
+        return question_chart(result, path)  # questions only: no completion bars to draw
     columns = max(1, len(repos))
     fig, axes = plt.subplots(2, columns, figsize=(6.5 * columns, 7.5), squeeze=False, sharey="row")
     metrics = (("exact_match", "exact match (%)"), ("edit_similarity", "edit similarity (%)"))
@@ -265,6 +267,48 @@ def chart(result: dict[str, Any], path: Path) -> Path:
                 if kinds:  # a questions-only run has no completion bars to name
                     ax.legend(title="task", fontsize=8)
     fig.suptitle("RepoTune: completion quality by condition (held-out test files)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+QUESTION_BARS = (("citation", "citation"), ("cosine", "cosine"), ("rouge_l", "ROUGE-L"))
+
+
+def question_chart(result: dict[str, Any], path: Path) -> Path:
+    """Citation, cosine and ROUGE-L on the answerable questions per condition, one panel per
+    repository: the chart of a questions-only run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    repos = result["repos"]
+    columns = max(1, len(repos))
+    fig, axes = plt.subplots(1, columns, figsize=(6.5 * columns, 4.5), squeeze=False, sharey=True)
+    for column, (label, repo) in enumerate(repos.items()):
+        ax = axes[0][column]
+        section = repo.get("questions") or {"conditions": {}, "task_counts": {"answerable": 0}}
+        conditions = list(section["conditions"])
+        x = np.arange(len(conditions))
+        width = 0.8 / len(QUESTION_BARS)
+        for i, (metric, name) in enumerate(QUESTION_BARS):
+            values = [100 * (section["conditions"][c].get(metric) or 0.0) for c in conditions]
+            offset = (i - (len(QUESTION_BARS) - 1) / 2) * width
+            bars = ax.bar(x + offset, values, width, label=name)
+            ax.bar_label(bars, fmt="%.0f", fontsize=7)
+        ax.set_xticks(x, conditions, rotation=15)
+        ax.set_ylabel("% (answerable questions)")
+        ax.grid(axis="y", alpha=0.3)
+        answerable = section["task_counts"]["answerable"]
+        ax.set_title(f"{label} ({repo['repo']['spec']}, {answerable} answerable)")
+        ax.set_ylim(0, 115)  # room for the legend above the bars
+        if conditions:
+            ax.legend(fontsize=8, loc="upper center", ncol=len(QUESTION_BARS))
+    fig.suptitle("RepoTune: answers to codebase questions by condition (held-out test files)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

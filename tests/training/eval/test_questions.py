@@ -231,3 +231,16 @@ def test_summary_and_table_from_known_answers() -> None:
     assert "subject's definition for 50.0 % of the answerable questions (what 50.0 of 2)" in table
     assert "| base+ctx | 50.0 | 50.0 | – |" in table
     assert "| x − y | +0.0 [+0.0, +0.0]" in table
+
+
+def test_a_questions_only_run_charts_its_answers(tmp_path: Path) -> None:
+    """Its chart was six empty completion panels; now one row of question bars."""
+    import matplotlib.image
+    from repotune.training.eval.report import chart
+
+    scores = {"citation": 0.9, "cosine": 0.92, "rouge_l": 0.7}
+    questions = {"task_counts": {"answerable": 20}, "conditions": {"default+ctx": scores}}
+    repo = {"repo": {"spec": "pkg==1.0"}, "task_counts": {"line": 0}, "questions": questions}
+    image = matplotlib.image.imread(chart({"repos": {"pkg": repo}}, tmp_path / "eval.png"))
+    height, width = image.shape[:2]
+    assert width > height * 1.3  # one row of panels (the completion chart has two)
