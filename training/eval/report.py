@@ -60,23 +60,15 @@ def markdown(result: dict[str, Any]) -> str:
         # Mid-word tasks are shown when a run has them (older results have none).
         kinds = [k for k in TABLE_KINDS if k != "midword" or repo["task_counts"].get(k)]
         retrieval = repo["retrieval"]
+        files = f"{repo['files']['test']} held-out test files of {sum(repo['files'].values())}"
+        lines += ["", f"## {label} (`{repo['repo']['spec']}`)", ""]
         if not any(repo["task_counts"].values()):  # questions only: no completion table
-            lines += [
-                "",
-                f"## {label} (`{repo['repo']['spec']}`)",
-                "",
-                f"{repo['files']['test']} held-out test files of {sum(repo['files'].values())}; "
-                "no completion tasks.",
-            ]
+            lines.append(f"{files}; no completion tasks.")
             if "questions" in repo:
                 lines += question_lines(repo["questions"])
             continue
         lines += [
-            "",
-            f"## {label} (`{repo['repo']['spec']}`)",
-            "",
-            f"{repo['files']['test']} held-out test files of {sum(repo['files'].values())}; "
-            f"tasks: {counts}. Retrieval recall@{retrieval['k']}: "
+            f"{files}; tasks: {counts}. Retrieval recall@{retrieval['k']}: "
             f"{_pct(retrieval['recall_at_k'])} % of the {retrieval['tasks_with_definitions']} "
             f"tasks whose answer uses a definition from another file; retrieval latency p50 "
             f"{_ms(retrieval['latency_ms']['p50'])} ms.",
@@ -181,19 +173,21 @@ def question_lines(section: dict[str, Any]) -> list[str]:
         "abstain = says the indexed code does not define it (unanswerable); false abst. = the "
         "same on answerable questions; all in %.",
         "",
-        "| condition | cite | file | cos | R-L | abstain | false abst. | latency p50/p95 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     retrieved = section.get("subject_retrieved")  # absent from runs before it was measured
     if retrieved and retrieved["all"] is not None:
         kinds = ", ".join(
             f"{kind} {_pct(v['share'])} of {v['n']}" for kind, v in retrieved["by_kind"].items()
         )
-        lines[5:5] = [
+        lines += [
             f"Retrieval holds the subject's definition for {_pct(retrieved['all'])} % of the "
             f"answerable questions ({kinds}).",
             "",
         ]
+    lines += [
+        "| condition | cite | file | cos | R-L | abstain | false abst. | latency p50/p95 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for name, scores in section["conditions"].items():
         latency = scores["latency_ms"]
         cells = [
@@ -231,15 +225,12 @@ def question_lines(section: dict[str, Any]) -> list[str]:
 def chart(result: dict[str, Any], path: Path) -> Path:
     """Exact match (top) and edit similarity (bottom) per task kind and condition, one column
     per repository, on shared axes so repositories compare at a glance."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
     repos = result["repos"]
     if not any(any(repo["task_counts"].values()) for repo in repos.values()):
         return question_chart(result, path)  # questions only: no completion bars to draw
+    plt = _pyplot()
     columns = max(1, len(repos))
     fig, axes = plt.subplots(2, columns, figsize=(6.5 * columns, 7.5), squeeze=False, sharey="row")
     metrics = (("exact_match", "exact match (%)"), ("edit_similarity", "edit similarity (%)"))
@@ -266,12 +257,7 @@ def chart(result: dict[str, Any], path: Path) -> Path:
                 ax.set_title(f"{label} ({repo['repo']['spec']})")
                 if kinds:  # a questions-only run has no completion bars to name
                     ax.legend(title="task", fontsize=8)
-    fig.suptitle("RepoTune: completion quality by condition (held-out test files)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _saved(fig, "RepoTune: completion quality by condition (held-out test files)", path)
 
 
 QUESTION_BARS = (("citation", "citation"), ("cosine", "cosine"), ("rouge_l", "ROUGE-L"))
@@ -280,12 +266,9 @@ QUESTION_BARS = (("citation", "citation"), ("cosine", "cosine"), ("rouge_l", "RO
 def question_chart(result: dict[str, Any], path: Path) -> Path:
     """Citation, cosine and ROUGE-L on the answerable questions per condition, one panel per
     repository: the chart of a questions-only run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
+    plt = _pyplot()
     repos = result["repos"]
     columns = max(1, len(repos))
     fig, axes = plt.subplots(1, columns, figsize=(6.5 * columns, 4.5), squeeze=False, sharey=True)
@@ -308,7 +291,24 @@ def question_chart(result: dict[str, Any], path: Path) -> Path:
         ax.set_ylim(0, 115)  # room for the legend above the bars
         if conditions:
             ax.legend(fontsize=8, loc="upper center", ncol=len(QUESTION_BARS))
-    fig.suptitle("RepoTune: answers to codebase questions by condition (held-out test files)")
+    title = "RepoTune: answers to codebase questions by condition (held-out test files)"
+    return _saved(fig, title, path)
+
+
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the file-only backend (no display on a server or in CI)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _saved(fig: Any, title: str, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
