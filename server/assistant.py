@@ -368,10 +368,11 @@ class Assistant:
         return started
 
     def search(self, query: str, k: int = 8) -> list[dict[str, Any]]:
-        """What retrieval returns for a query, so a user can see why an answer says what it says."""
+        """What retrieval returns for a query, so a user can see why an answer says what it says
+        (the question recipe of `ask`: names, the names plain words may mean, quoted sentences)."""
         results: list[dict[str, Any]] = []
         for root, index in self.folders.items():
-            for chunk in index.search(query, k):
+            for chunk in index.search_question(query, k):
                 results.append(
                     {
                         "path": chunk.path,

@@ -161,7 +161,7 @@ def run_search(workspace: Path, settings: Settings, query: str, k: int, as_json:
             pending = index.store.dense_pending_count()
             if pending and note is None:
                 note = f"{pending} chunks have no vector yet (run `repotune index`)"
-        results = index.search(query, k)
+        results = index.search_question(query, k)  # what `repotune ask` would retrieve
         elapsed = (time.perf_counter() - started) * 1000
         if as_json:
             print(

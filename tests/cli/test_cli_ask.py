@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -77,3 +78,22 @@ def test_answers_stand_on_the_indexed_code(tmp_path: Path) -> None:
     invented = _ask(repo, "What does area_of_triangle return?")
     assert invented.startswith("The indexed code does not define"), invented
     assert "area_of_triangle" in invented
+
+
+def test_search_shows_what_ask_retrieves(tmp_path: Path) -> None:
+    """`repotune search` is how a user sees why an answer says what it says: it ran the plain
+    hybrid search, not ask's recipe (the definitions of the names a question means)."""
+    from conftest import copy_fixture_repo
+
+    repo = copy_fixture_repo(["config.py", "store.py", "models.py", "files.py"], tmp_path / "r")
+    (repo / "repotune.toml").write_text('[index]\nindex_dir = ".repotune/index"\n')
+    question = "How is the cache directory configured?"
+    result = subprocess.run(
+        [sys.executable, "-m", "repotune", "search", str(repo), question, "-k", "3", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    top = json.loads(result.stdout)["results"][0]
+    assert "def cache_dir()" in top["text"] and "definition" in top["sources"], top
