@@ -298,14 +298,19 @@ def grounded_opening(site: NameSite, snippets: Sequence[object] = ()) -> str:
     """How an answer about a definition starts: its name, cited where the index found it, what
     its code says (the docstring's first sentence, or its signature) and its first lines — the
     reference answers that training composes for the same definition."""
+    cited = f"`{site.name}` ({site.path}:{site.line})"
+    quoted = ""
     for snippet in _holding(site, snippets):
-        definition = definition_in_snippet(snippet, site.name, site.line)
-        if definition is None:
-            continue
         start = int(getattr(snippet, "start_line", 1) or 1)
         code = "\n".join(str(getattr(snippet, "text", "")).splitlines()[site.line - start :])
+        definition = definition_in_snippet(snippet, site.name, site.line)
+        if definition is None:
+            # A class window cut mid-statement (a dataclass field) does not parse: its lines are
+            # still what the answer quotes after the citation.
+            quoted = quoted or quote_code(code, site.path)
+            continue
         return "\n".join(part for part in (lead(definition), quote_code(code, site.path)) if part)
-    return f"`{site.name}` ({site.path}:{site.line})"
+    return "\n".join(part for part in (cited, quoted) if part)
 
 
 # A name written as code: in backticks, or with an underscore or an inner capital.

@@ -244,3 +244,20 @@ def test_field_lines_are_assignments_and_annotations_not_docstring_lines() -> No
         "    pad_token == 3",
     ):
         assert not field.search(line), line
+
+
+def test_a_field_in_a_window_that_does_not_parse_is_cited_and_quoted() -> None:
+    """A class window cut mid-docstring does not parse; the answer opened with the citation
+    alone and never showed what the field is set to."""
+    window = ContextSnippet(
+        path="app/config.py",
+        start_line=100,
+        text='        retry_limit:\n            How often to retry.\n    """\n\n'
+        "    retry_limit: int = field(\n        default=3,\n    )\n",
+        symbol="RunConfig",
+    )
+    site = subject_definition("What is `RunConfig.retry_limit` set to?", [window])
+    assert grounded_opening(site, [window]) == (
+        "`RunConfig.retry_limit` (app/config.py:104)\n"
+        "```python\nretry_limit: int = field(\n    default=3,\n)\n```"
+    )
