@@ -206,19 +206,22 @@ def test_owner_member_in_a_chunk_of_the_owners_methods_is_the_subject() -> None:
     assert site == NameSite("Owner.third_step", "owner.py", 43)
 
 
+# A window of a config class, cut inside its docstring (so it does not parse on its own).
+CONFIG_WINDOW = ContextSnippet(
+    path="app/config.py",
+    start_line=100,
+    text='        retry_limit:\n            How often to retry.\n    """\n\n'
+    "    retry_limit: int = field(\n        default=3,\n    )\n    timeout_s: float | None\n",
+    symbol="RunConfig",
+)
+
+
 def test_owner_field_is_the_subject_where_it_is_assigned_not_where_the_docstring_names_it() -> None:
-    window = ContextSnippet(
-        path="app/config.py",
-        start_line=100,
-        text='        retry_limit:\n            How often to retry.\n    """\n\n'
-        "    retry_limit: int = field(default=3)\n    timeout_s: float | None\n",
-        symbol="RunConfig",
-    )
-    assert subject_definition("What does `RunConfig.retry_limit` control?", [window]) == (
+    assert subject_definition("What does `RunConfig.retry_limit` control?", [CONFIG_WINDOW]) == (
         NameSite("RunConfig.retry_limit", "app/config.py", 104)
     )
-    assert subject_definition("What is `RunConfig.timeout_s` set to?", [window]) == (
-        NameSite("RunConfig.timeout_s", "app/config.py", 105)
+    assert subject_definition("What is `RunConfig.timeout_s` set to?", [CONFIG_WINDOW]) == (
+        NameSite("RunConfig.timeout_s", "app/config.py", 107)
     )
     other = ContextSnippet("app/other.py", "    retry_limit: int = 5\n", 7, symbol="OtherConfig")
     assert subject_definition("What does `RunConfig.retry_limit` control?", [other]) != (
@@ -249,15 +252,8 @@ def test_field_lines_are_assignments_and_annotations_not_docstring_lines() -> No
 def test_a_field_in_a_window_that_does_not_parse_is_cited_and_quoted() -> None:
     """A class window cut mid-docstring does not parse; the answer opened with the citation
     alone and never showed what the field is set to."""
-    window = ContextSnippet(
-        path="app/config.py",
-        start_line=100,
-        text='        retry_limit:\n            How often to retry.\n    """\n\n'
-        "    retry_limit: int = field(\n        default=3,\n    )\n",
-        symbol="RunConfig",
-    )
-    site = subject_definition("What is `RunConfig.retry_limit` set to?", [window])
-    assert grounded_opening(site, [window]) == (
+    site = subject_definition("What is `RunConfig.retry_limit` set to?", [CONFIG_WINDOW])
+    assert grounded_opening(site, [CONFIG_WINDOW]) == (
         "`RunConfig.retry_limit` (app/config.py:104)\n"
-        "```python\nretry_limit: int = field(\n    default=3,\n)\n```"
+        "```python\nretry_limit: int = field(\n    default=3,\n)\ntimeout_s: float | None\n```"
     )
