@@ -15,8 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from repotune.server.ask.definitions import definition_in_snippet, lead, quote_code
+from repotune.server.index.fields import field_line
 from repotune.server.index.retrieval import question_names, quoted_phrases
-from repotune.server.index.store import field_line
 
 # The trained abstentions (training builds its question examples with these).
 ABSTAIN = "The indexed code does not define `{name}`."

@@ -26,19 +26,12 @@ import numpy as np
 from repotune.server.config import Settings, cache_dir
 from repotune.server.index.chunking import Chunk
 from repotune.server.index.database import StoreError, connect, open_database
+from repotune.server.index.fields import field_line
 from repotune.server.index.folder import DB_NAME, IndexFolderError, claim
 from repotune.server.index.lexical import LexicalIndex, TermCounts, fts_body, fts_names
 from repotune.server.index.vectors import Vectors, VectorStoreError
 
-__all__ = [
-    "DB_NAME",
-    "FileRecord",
-    "Store",
-    "StoreError",
-    "embed_text",
-    "field_line",
-    "index_location",
-]
+__all__ = ["DB_NAME", "FileRecord", "Store", "StoreError", "embed_text", "index_location"]
 
 
 def index_location(workspace: Path, settings: Settings) -> Path:
@@ -60,21 +53,6 @@ def index_location(workspace: Path, settings: Settings) -> Path:
 def embed_text(path: str, kind: str, label: str | None, text: str) -> str:
     """What the embedder sees: a provenance line (path, kind, signature), then the chunk text."""
     return f"{path} {kind} {label or ''}".strip() + "\n" + text
-
-
-# A type annotation as a field writes it: `int`, `str | None`, `Optional[list[str]]`.
-_FIELD_TYPE = r"[A-Za-z_][\w.]*(?:\[[^\n]*\])?"
-
-
-def field_line(member: str) -> re.Pattern[str]:
-    """An indented `member = value`, `member: Type = value` or `member: Type` line: a class
-    field (a dataclass's, pydantic's, a TypeScript property), which the chunker does not count
-    as a definition. A docstring's `member:` heading or `member: prose.` line is none."""
-    name = re.escape(member)
-    annotation = rf":[ \t]*{_FIELD_TYPE}(?:[ \t]*\|[ \t]*{_FIELD_TYPE})*[ \t]*;?[ \t]*(?:#[^\n]*)?$"
-    return re.compile(
-        rf"^[ \t]+{name}\??[ \t]*(?::[^\n=]*=(?!=)|=(?!=)|{annotation})", re.MULTILINE
-    )
 
 
 @dataclass(frozen=True)
@@ -441,19 +419,17 @@ class Store:
                 owner, _, member = symbol.rpartition(".")
                 rows = self._db.execute(
                     "SELECT d.chunk_id FROM definitions d JOIN chunks c ON c.id = d.chunk_id"
-                    " WHERE d.name = ? AND (c.symbol IN (?, ?) OR c.symbol LIKE ?"
-                    " OR c.symbol LIKE ? OR c.parent = ? OR c.parent LIKE ?)"
-                    " ORDER BY c.symbol = ? DESC",
-                    (
-                        member,
-                        symbol,
-                        owner,
-                        f"%.{symbol}",
-                        f"%.{owner}",
-                        owner,
-                        f"%.{owner}",
-                        symbol,
-                    ),
+                    " WHERE d.name = :member AND (c.symbol IN (:symbol, :owner)"
+                    " OR c.symbol LIKE :any_symbol OR c.symbol LIKE :any_owner"
+                    " OR c.parent = :owner OR c.parent LIKE :any_owner)"
+                    " ORDER BY c.symbol = :symbol DESC",
+                    {
+                        "member": member,
+                        "symbol": symbol,
+                        "owner": owner,
+                        "any_symbol": f"%.{symbol}",
+                        "any_owner": f"%.{owner}",
+                    },
                 ).fetchall()
                 if not rows:  # a field is no definition: the owner's own chunks that assign it
                     field = field_line(member)

@@ -230,7 +230,7 @@ def test_owner_field_is_the_subject_where_it_is_assigned_not_where_the_docstring
 
 
 def test_field_lines_are_assignments_and_annotations_not_docstring_lines() -> None:
-    from repotune.server.index.store import field_line
+    from repotune.server.index.fields import field_line
 
     field = field_line("pad_token")
     for line in (
