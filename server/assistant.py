@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from repotune.server.ask.focus import CodeInView, in_view_snippets
+from repotune.server.ask.sources import NOTHING_RETRIEVED, Answer, Source, question_sources
 from repotune.server.ask.stream import OnText, ignore_text
 from repotune.server.completion.context import as_snippets
 from repotune.server.completion.request import (
@@ -34,14 +36,6 @@ if TYPE_CHECKING:
 EventSink = Callable[[dict[str, Any]], None]
 
 
-@dataclass(frozen=True)
-class Citation:
-    path: str
-    uri: str
-    start_line: int
-    end_line: int
-
-
 @dataclass
 class CompletionOutcome:
     text: str
@@ -50,30 +44,6 @@ class CompletionOutcome:
     context: list[RetrievedChunk] = field(default_factory=list)
     cached: bool = False
     quick: bool = False  # from quick start's short prompt
-
-
-NOTHING_RETRIEVED = (
-    "No indexed code was found for this question (the workspace may have no index yet, or it "
-    "is still being built), so there is nothing to answer from."
-)
-
-
-@dataclass
-class Answer:
-    answer: str  # the model's own text
-    citations: list[Citation]
-    timings: dict[str, float]
-
-    @property
-    def text(self) -> str:
-        """The answer with its sources listed, for clients that show text as it is."""
-        if not self.citations:  # NOTHING_RETRIEVED says so itself
-            return self.answer
-        sources = "\n".join(
-            f"- [{c.path}:{c.start_line}-{c.end_line}]({c.uri}#L{c.start_line})"
-            for c in self.citations
-        )
-        return f"{self.answer}\n\n**Sources** (retrieved for this question):\n{sources}"
 
 
 def _language_matches(language: str | None, allowed: list[str]) -> bool:
@@ -395,50 +365,56 @@ class Assistant:
         cancel: threading.Event | None = None,
         max_tokens: int | None = None,
         on_text: OnText = ignore_text,
+        view: CodeInView | None = None,
     ) -> Answer:
         """Answer from retrieved chunks of every folder; the sources are always listed.
-        `on_text` sees the answer grow (a client can show it as it comes). A secret pasted into
-        the question is redacted like one in a buffer: the model may be an endpoint elsewhere."""
+        `on_text` sees the answer grow (a client can show it as it comes). With `view` (the
+        selection or cursor the question is asked from), that code comes first (in_view_snippet).
+        A secret pasted into the question is redacted like one in a buffer: the model may be an
+        endpoint elsewhere."""
         question = redact_secrets(question)
         started = time.perf_counter()
         engine = self._engine
         if engine is None or not engine.ready:
             reason = engine.load_error if engine is not None and engine.load_error else "loading"
             raise RuntimeError(f"the model is not ready ({reason})")
-        hits: list[tuple[Path, RetrievedChunk]] = []
-        for root, index in self.folders.items():
-            k = self.folders.settings_of(root).retrieval.top_k or 5
-            hits.extend((root, chunk) for chunk in index.search_question(question, k))
-        hits.sort(key=lambda item: -item[1].score)
-        hits = hits[: max(self.settings.retrieval.top_k, 1)]
+        folders = [
+            (root, index, self.folders.settings_of(root).retrieval.top_k or 5)
+            for root, index in self.folders.items()
+        ]
+        in_view = self._in_view(view, question) if view is not None else []
+        sources = question_sources(folders, question, self.settings.retrieval.top_k, in_view)
         retrieval_ms = (time.perf_counter() - started) * 1000.0
-        if not hits:
+        if not sources:
             # Nothing to answer from: asked anyway, the small model echoed its instructions.
             on_text(NOTHING_RETRIEVED)
             return Answer(NOTHING_RETRIEVED, [], {"retrieval": retrieval_ms, "generate": 0.0})
-        snippets = as_snippets(c for _, c in hits)
         generate_started = time.perf_counter()
         self._set_state("busy")
         try:
             text = engine.ask(
-                question, snippets, max_tokens=max_tokens, cancel=cancel, on_text=on_text
+                question,
+                [source.snippet for source in sources],
+                max_tokens=max_tokens,
+                cancel=cancel,
+                on_text=on_text,
             )
         finally:
             self._set_state("idle")
-        citations = [
-            Citation(
-                path=c.path,
-                uri=(root / c.path).as_uri(),
-                start_line=c.start_line,
-                end_line=c.end_line,
-            )
-            for root, c in hits
-        ]
         timings = {
             "retrieval": retrieval_ms,
             "generate": (time.perf_counter() - generate_started) * 1000.0,
         }
-        return Answer(text.strip(), citations, timings)
+        return Answer(text.strip(), [source.citation for source in sources], timings)
+
+    def _in_view(self, view: CodeInView, question: str) -> list[Source]:
+        """The code in view as the answer's first sources; none from a file outside every
+        workspace folder, or one the index skips as a secret (.env, keys)."""
+        root = self.folders.folder_for(view.path)
+        if root is None or self._secret_document(view.path, self.settings_for_path(view.path)):
+            return []
+        relative = view.path.resolve().relative_to(root).as_posix()
+        return [Source(root, snippet) for snippet in in_view_snippets(view, relative, question)]
 
     # ------------------------------------------------------------------ status and events
 

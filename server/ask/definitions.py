@@ -164,19 +164,16 @@ def _params(data: bytes, node: Any) -> tuple[tuple[str, bool], ...]:
     return tuple(found)
 
 
+# Nodes that wrap a definition: a Python decorator, a JavaScript/TypeScript `export`.
+_WRAPPERS = frozenset({"decorated_definition", "export_statement"})
+
+
 def _doc_sentence(node: Any, data: bytes) -> str | None:
-    target = (
-        node.parent
-        if node.parent is not None and node.parent.type == "decorated_definition"
-        else node
-    )
+    wrapped = node.parent is not None and node.parent.type in _WRAPPERS
+    target = node.parent if wrapped else node  # the comment stands above `@decorator`/`export`
     doc = doc_of(node, data)
     if doc is None and target is not node:
         doc = doc_of(target, data)
-    if doc is None and target.prev_named_sibling is not None:
-        previous = target.prev_named_sibling  # JSDoc above an `export` wrapper
-        if "comment" in previous.type and previous.end_point[0] + 1 >= target.start_point[0]:
-            doc = previous
     return first_sentence(_text(data, doc)) if doc is not None else None
 
 
@@ -344,6 +341,14 @@ def definition_in_snippet(snippet: object, name: str, line: int) -> Definition |
             found, name=name, kind=kind, start_line=line, end_line=found.end_line + offset
         )
     return None
+
+
+def definition_at(path: str, text: str, line: int) -> Definition | None:
+    """The innermost function, method or class of a file that holds 1-based `line` (one of at
+    most MAX_DEFINITION_LINES lines); None outside every definition."""
+    source = _SnippetSource(path, language_for(path), text.encode("utf-8", "surrogatepass"))
+    holding = [d for d in definitions(source, min_lines=1) if d.start_line <= line <= d.end_line]
+    return min(holding, key=lambda d: d.end_line - d.start_line, default=None)
 
 
 # --------------------------------------------------------------------------- answers

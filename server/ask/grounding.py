@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from repotune.server.ask.definitions import definition_in_snippet, lead, quote_code
+from repotune.server.ask.focus import only_lead_in, points_at_code_in_view
 from repotune.server.index.fields import field_line
 from repotune.server.index.retrieval import question_names, quoted_phrases
 
@@ -189,9 +190,30 @@ def named_definition(answer: str, snippets: Sequence[object]) -> NameSite | None
 
 
 def subject_definition(question: str, snippets: Sequence[object]) -> NameSite | None:
-    """The definition in `snippets` that `question` asks about: a name it writes that a snippet
-    defines, or a defined name whose every word it uses. The answer cites this site itself."""
-    return _asked_definition(question, "", snippets)
+    """The definition in `snippets` that `question` asks about: the one in view when the
+    question points at it ("this function"), else a name it writes that a snippet defines, or a
+    defined name whose every word it uses. The answer cites this site itself."""
+    return _in_view_definition(question, snippets) or _asked_definition(question, "", snippets)
+
+
+def _in_view_definition(question: str, snippets: Sequence[object]) -> NameSite | None:
+    """The definition in view (ask/focus.py), when the question points at it: the one the code
+    in view starts with, or for lines selected inside a definition (a local `const x` among
+    them) that definition, from the snippet showing it whole."""
+    focus = next((s for s in snippets if getattr(s, "in_view", False)), None)
+    if focus is None or not points_at_code_in_view(question):
+        return None
+    start = int(getattr(focus, "start_line", 1) or 1)
+    path = str(getattr(focus, "path", ""))
+    symbol = str(getattr(focus, "symbol", "") or "")
+    short = symbol.rsplit(".", 1)[-1]
+    site = next(iter(all_sites([focus])), None)
+    above = str(getattr(focus, "text", "")).split("\n")[: site.line - start] if site else []
+    if site is not None and only_lead_in(above) and site.name == (short or site.name):
+        return NameSite(symbol or site.name, site.path, site.line)  # a method as Owner.method
+    enclosing = [s.line for s in all_sites(snippets) if (s.path, s.name) == (path, short)]
+    before = [line for line in enclosing if line < start]
+    return NameSite(symbol, path, max(before)) if symbol and before else None
 
 
 def _asked_definition(question: str, answer: str, snippets: Sequence[object]) -> NameSite | None:

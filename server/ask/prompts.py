@@ -22,6 +22,9 @@ ASK_DOCUMENT_HEADER = (
     'and says "The indexed code does not define ..." when the snippets do not answer it.'
 )
 
+# After the citation of the code the user has in view, so "this function" has a referent.
+IN_VIEW_LABEL = " (the code in view)"
+
 
 def _ask_context(snippets: Sequence[Any], max_snippet_chars: int) -> str:
     """Snippets as cited, fenced blocks, capped in total (a small model has a small context)."""
@@ -33,7 +36,8 @@ def _ask_context(snippets: Sequence[Any], max_snippet_chars: int) -> str:
             break
         body = body[: max(0, max_snippet_chars - spent)]
         spent += len(body)
-        parts.append(f"### {snippet.citation}\n```{fence_language(snippet.path)}\n{body}\n```")
+        label = f"{snippet.citation}{IN_VIEW_LABEL if snippet.in_view else ''}"
+        parts.append(f"### {label}\n```{fence_language(snippet.path)}\n{body}\n```")
     return "\n\n".join(parts) if parts else "(no code was retrieved for this question)"
 
 

@@ -238,6 +238,14 @@ def complete(
 def ask(
     workspace: WorkspaceArg,
     question: Annotated[str, typer.Argument(help="a question about the codebase")],
+    at: Annotated[
+        str | None,
+        typer.Option(
+            help="ask from FILE:FIRST-LAST (selected lines: shown first) or FILE:LINE (a cursor: "
+            'its definition, when the question says "this ...")',
+            metavar="FILE:LINES",
+        ),
+    ] = None,
 ) -> None:
     """Answer a question about the codebase from retrieved code, citing files."""
     from repotune.server.cli.complete import run_ask
@@ -245,7 +253,7 @@ def ask(
     if not question.strip():
         raise fail("the question is empty", code=2)
     with load_errors_said_once():
-        run_ask(workspace.resolve(), settings_for(workspace), question)
+        run_ask(workspace.resolve(), settings_for(workspace), question, at)
 
 
 @bench_app.command("index")

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from repotune.server.ask.focus import CodeInView
 from repotune.server.assistant import Assistant
 from repotune.server.cli.index import require_indexable
 from repotune.server.completion.context import as_snippets
@@ -326,9 +327,35 @@ def _human(report: dict[str, Any]) -> str:
 DENSE_WAIT_S = 120.0
 
 
-def run_ask(workspace: Path, settings: Settings, question: str) -> None:
-    """Answer a question about the codebase the way the editor command does, and say from what."""
+def parse_lines_at(at: str) -> tuple[Path, int, int | None]:
+    """``FILE:LINE`` (a cursor) or ``FILE:FIRST-LAST`` (selected lines), 1-based → (path,
+    first, last or None); a clear error otherwise."""
+    path, _, lines = at.rpartition(":")
+    first, dash, last = lines.partition("-")
+    if not path or not first.isdigit() or (dash and not last.isdigit()):
+        raise SystemExit(f"repotune: expected FILE:LINE or FILE:FIRST-LAST (1-based), got {at!r}")
+    if int(first) < 1 or (dash and int(last) < int(first)):
+        raise SystemExit(f"repotune: lines are 1-based and FIRST <= LAST, got {lines}")
+    return Path(path), int(first), int(last) if dash else None
+
+
+def code_in_view(at: str, workspace: Path) -> CodeInView:
+    """The file and lines `--at` names, read as the editor would have them open."""
+    file_path, first, last = parse_lines_at(at)
+    root, relative, text, _ = _read_cursor(file_path, first, 1, workspace)
+    settings = load_settings(root, {})
+    if is_secret_document(file_path, root, settings.index.secret_patterns):
+        raise SystemExit(
+            f"repotune: {relative} matches index.secret_patterns: it is never put into a prompt"
+        )
+    return CodeInView(file_path.resolve(), text, first, last)
+
+
+def run_ask(workspace: Path, settings: Settings, question: str, at: str | None = None) -> None:
+    """Answer a question about the codebase the way the editor command does, and say from what;
+    `at` (FILE:LINE or FILE:FIRST-LAST) is where the question is asked from."""
     require_indexable(workspace)
+    view = code_in_view(at, workspace) if at else None
     started = time.perf_counter()
     assistant = Assistant({})
     try:
@@ -341,7 +368,7 @@ def run_ask(workspace: Path, settings: Settings, question: str) -> None:
         engine = assistant.engine
         if not engine.wait_ready(LOAD_TIMEOUT_S):
             raise ModelError(engine.load_error or "the generator did not load in time")
-        answer = assistant.ask(question)
+        answer = assistant.ask(question, view=view)
         pending = int(index.stats().get("dense_pending", 0) or 0)
     finally:
         assistant.close()

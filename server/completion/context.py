@@ -20,6 +20,7 @@ class ContextSnippet:
     start_line: int = 1
     end_line: int | None = None
     symbol: str | None = None  # the chunk's definition ("Owner.member"), when retrieval knows it
+    in_view: bool = False  # the code a question is asked about (a selection: ask/focus.py)
 
     @property
     def last_line(self) -> int:
@@ -48,6 +49,7 @@ def as_snippet(item: Any) -> ContextSnippet:
         start_line=int(getattr(item, "start_line", 1) or 1),
         end_line=getattr(item, "end_line", None),
         symbol=getattr(item, "symbol", None),
+        in_view=bool(getattr(item, "in_view", False)),
     )
 
 

@@ -12,7 +12,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -378,16 +378,26 @@ class WorkspaceIndex:
         top_k = self.settings.retrieval.top_k if k is None else k
         return self.retriever.search(query, top_k, exclude, dense_query, names, symbols, phrases)
 
-    def search_question(self, question: str, k: int | None = None) -> list[RetrievedChunk]:
+    def search_question(
+        self,
+        question: str,
+        k: int | None = None,
+        exclude: Region | None = None,
+        used_names: Sequence[str] = (),
+    ) -> list[RetrievedChunk]:
         """Chunks for a question: its text (the start of a pasted log), plus where the code it
         names is defined, then the names its plain words may mean (`cache directory`:
         `cache_dir`), and the chunks holding a sentence it quotes word for word; the one recipe
-        of `repotune ask`, the editors and the evaluation."""
+        of `repotune ask`, the editors and the evaluation. With the code in view: not that code
+        (`exclude`), and the definitions of the names it uses (`used_names`) too."""
         question = question[:MAX_QUESTION_CHARS]
         symbols, names = question_names(question)
         meant = tuple(name for name in candidate_names(question) if name not in names)
+        used = tuple(name for name in used_names if name not in names and name not in meant)
         phrases = quoted_phrases(question)
-        return self.search(question, k, names=names + meant, symbols=symbols, phrases=phrases)
+        return self.search(
+            question, k, exclude, names=names + meant + used, symbols=symbols, phrases=phrases
+        )
 
     def search_cursor(
         self, path: str, prefix: str, suffix: str, k: int | None = None

@@ -24,6 +24,7 @@ from urllib.parse import urlparse
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 from pygls.uris import to_fs_path
+from repotune.server.ask.focus import CodeInView, selection_lines
 from repotune.server.ask.stream import ignore_text
 from repotune.server.assistant import Assistant
 from repotune.server.config import SettingsError
@@ -372,16 +373,20 @@ def _k_argument(arguments: tuple[Any, ...], default: int = 8) -> int:
 
 @server.command(COMMAND_ASK)
 async def cmd_ask(ls: RepoTuneServer, *arguments: Any) -> dict[str, Any]:
-    """Answer a question about the workspace: [{"question": str, "progressToken": str|int}].
-    With a progressToken, repotune/answerProgress notifications carry the answer as it grows;
-    the response holds the final (checked) answer."""
+    """Answer a question about the workspace: [{"question": str, "progressToken": str|int,
+    "textDocument": {"uri": str}, "range": Range}]. With a progressToken,
+    repotune/answerProgress notifications carry the answer as it grows; the response holds the
+    final (checked) answer. With an open document and the editor's selection (`range`; an
+    empty one is the cursor), the question is about that code (ask/focus.py)."""
     question = _text_argument(arguments, "question", 'repotune.ask [{"question": "..."}]')
+    view = _view_argument(ls, _first_argument(arguments))
     assistant = _assistant(ls)
     cancel = threading.Event()
     on_text = _answer_progress(ls, _first_argument(arguments))
     try:
         answer = await asyncio.get_running_loop().run_in_executor(
-            ls.generation_pool, partial(assistant.ask, question, cancel, on_text=on_text)
+            ls.generation_pool,
+            partial(assistant.ask, question, cancel, on_text=on_text, view=view),
         )
     except asyncio.CancelledError:
         cancel.set()
@@ -392,6 +397,28 @@ async def cmd_ask(ls: RepoTuneServer, *arguments: Any) -> dict[str, Any]:
         "citations": [vars(citation) for citation in answer.citations],
         "timings": answer.timings,
     }
+
+
+def _view_argument(ls: RepoTuneServer, first: Any) -> CodeInView | None:
+    """The open document and selection a question is asked from; None without one (or for a
+    document the editor has not opened: the server reads no file it was not given)."""
+    document = first.get("textDocument") if isinstance(first, dict) else None
+    if document is None:
+        return None
+    try:
+        uri = str(document["uri"])
+        start, end = first["range"]["start"], first["range"]["end"]
+        lines = selection_lines(
+            int(start["line"]), int(start["character"]), int(end["line"]), int(end["character"])
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise JsonRpcInvalidParams(
+            'repotune.ask: "textDocument" needs {"uri": str} and "range" an LSP Range'
+        ) from exc
+    path = to_fs_path(uri)
+    if uri not in ls.workspace.text_documents or not path or not uri.startswith("file:"):
+        return None
+    return CodeInView(Path(path), ls.workspace.get_text_document(uri).source, *lines)
 
 
 def _answer_progress(ls: RepoTuneServer, first: Any) -> Callable[[str], None]:

@@ -97,3 +97,35 @@ def test_search_shows_what_ask_retrieves(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     top = json.loads(result.stdout)["results"][0]
     assert "def cache_dir()" in top["text"] and "definition" in top["sources"], top
+
+
+def test_asked_from_a_cursor_the_answer_is_about_the_code_there(tmp_path: Path) -> None:
+    """ "What does this function do?" had no referent: the answer was about whatever retrieval
+    ranked first. Asked from a line (the editor's cursor), it is about the function there."""
+    repo = tmp_path / "shapes"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "geometry.py").write_text(GEOMETRY)
+    (repo / "repotune.toml").write_text('[index]\nindex_dir = ".repotune/index"\n')
+    at = f"{repo / 'geometry.py'}:12"  # inside area_of_square
+    result = subprocess.run(
+        [sys.executable, "-m", "repotune", "ask", str(repo), "What does this function do?",
+         "--at", at],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    answer, _, sources = result.stdout.partition("**Sources**")
+    assert answer.strip().startswith(
+        "`area_of_square` (geometry.py:10): Area of a square with the given side."
+    ), answer
+    assert sources.strip().splitlines()[1].startswith("- [geometry.py:10-12]"), sources
+    for bad, said in (("geometry.py", "expected FILE:LINE"), ("geometry.py:9-3", "FIRST <= LAST")):
+        refused = subprocess.run(
+            [sys.executable, "-m", "repotune", "ask", str(repo), "Why?", "--at", bad],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert refused.returncode != 0 and said in refused.stderr, refused.stderr

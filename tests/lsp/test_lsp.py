@@ -410,6 +410,48 @@ async def test_an_answer_grows_in_front_of_a_client_that_gave_a_token(
     assert answer["answer"].startswith("`polygon_perimeter` (geometry.py:")
 
 
+async def test_asked_from_the_editor_the_answer_is_about_the_code_in_view(
+    client: LanguageClient, repo: Path
+) -> None:
+    """ "What does this function do?" is about the function at the cursor of the document the
+    editor has open, as the buffer has it (not yet saved), cited first."""
+    scratch = repo / "unsaved_scratch.py"  # open in the editor, never written to disk
+    text = (
+        "def triangle_area(base: float, height: float) -> float:\n"
+        '    """Half the base times the height."""\n'
+        "    return base * height / 2\n"
+    )
+    uri = scratch.as_uri()
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(
+                uri=uri, language_id="python", version=1, text=text
+            )
+        )
+    )
+    cursor = {"line": 2, "character": 10}
+    question = {
+        "question": "What does this function do?",
+        "textDocument": {"uri": uri},
+        "range": {"start": cursor, "end": cursor},
+    }
+    answer = await execute(client, "repotune.ask", question)
+    assert answer["answer"].startswith(
+        "`triangle_area` (unsaved_scratch.py:1): Half the base times the height."
+    ), answer["answer"]
+    first = answer["citations"][0]
+    assert (first["path"], first["start_line"], first["end_line"]) == ("unsaved_scratch.py", 1, 3)
+    # a document the editor has not opened is not read: the question is asked without it
+    unopened = {**question, "textDocument": {"uri": (repo / "geometry.py").as_uri()}}
+    answer = await execute(client, "repotune.ask", unopened)
+    assert answer["citations"][0]["path"] != "unsaved_scratch.py"
+    with pytest.raises(Exception, match="range"):
+        await execute(client, "repotune.ask", {**question, "range": {"start": cursor}})
+    client.text_document_did_close(
+        types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
+    )
+
+
 async def test_file_changed_on_disk_is_seen_by_next_retrieval(
     client: LanguageClient, repo: Path
 ) -> None:
