@@ -3,15 +3,19 @@ retrieved the model is not asked."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from endpoint_server import recording_endpoint
 from repotune.server.ask.answer import continue_document
+from repotune.server.ask.focus import CodeInView
 from repotune.server.assistant import NOTHING_RETRIEVED, Assistant
 from repotune.server.completion.context import ContextSnippet
 from repotune.server.config import load_settings
+from repotune.server.models import ModelError
 
 
 class EndlessModel:
@@ -58,3 +62,35 @@ def test_with_nothing_retrieved_the_answer_says_so_without_asking_the_model() ->
             assistant.close()
     assert answer.text == answer.answer == NOTHING_RETRIEVED and not answer.citations
     assert seen == [NOTHING_RETRIEVED] and bodies == []
+
+
+def test_the_code_in_view_is_shown_first_unless_it_is_a_secret(tmp_path: Path) -> None:
+    """What the model is sent (a recording endpoint): the selected lines of app.py first, marked;
+    from a .env buffer (a secret the index skips) nothing, whatever the question says."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    app = "def greet(name: str) -> str:\n    return f'hello {name}'\n"
+    (repo / "app.py").write_text(app)
+    secret = "PAYMENT_TOKEN=tok-5e1f0c9a7b3d2e8f4a6c\n"
+    (repo / ".env").write_text(secret)
+    with recording_endpoint() as (url, bodies):
+        # one server each: a failed endpoint (503 here) is paused before it is asked again
+        for path, text in ((repo / "app.py", app), (repo / ".env", secret)):
+            assistant = Assistant(
+                {
+                    "model": {"endpoint": url, "endpoint_fallback": False},
+                    "index": {"index_dir": str(tmp_path / "index"), "dense": False},
+                }
+            )
+            try:
+                assistant.add_folder(repo, watch=False)
+                assert assistant.folders.index_for(repo.resolve()).wait_idle(30)
+                assistant.start()
+                with contextlib.suppress(ModelError):
+                    assistant.ask("What does this greet?", view=CodeInView(path, text, 1, 2))
+            finally:
+                assistant.close()
+    shown, from_secret = (body["messages"][-1]["content"] for body in bodies)
+    assert "### app.py:1-2 (the code in view)\n```python\ndef greet(" in shown
+    assert "PAYMENT_TOKEN" not in from_secret and "tok-5e1f" not in from_secret
+    assert "(the code in view)" not in from_secret
