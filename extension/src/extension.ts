@@ -34,6 +34,7 @@ import {
   COMMANDS,
   SERVER_COMMANDS,
   STATUS_NOTIFICATION,
+  askArgument,
   parseAnswerProgress,
   parseAskResult,
   parseStatus,
@@ -452,10 +453,14 @@ class RepoTune implements vscode.Disposable {
   }
 
   async ask(): Promise<void> {
+    const editor = vscode.window.activeTextEditor;
+    const selected = editor !== undefined && !editor.selection.isEmpty;
     const question = await vscode.window.showInputBox({
-      title: "RepoTune: Ask about this codebase",
-      prompt: "The answer cites the files it comes from",
-      placeHolder: "e.g. Where are settings validated?",
+      title: selected ? "RepoTune: Ask about the selected code" : "RepoTune: Ask about this codebase",
+      prompt: selected
+        ? "The selected lines go with the question; the answer cites the files it comes from"
+        : "The answer cites the files it comes from; \"this function\" is the one at the cursor",
+      placeHolder: selected ? "e.g. What does this do?" : "e.g. Where are settings validated?",
       ignoreFocusOut: true,
     });
     if (!question?.trim()) return;
@@ -463,6 +468,10 @@ class RepoTune implements vscode.Disposable {
     if (!client) return;
     // The answer shows as it grows (repotune/answerProgress for this token), then in full.
     const progressToken = `ask-${++this.asked}`;
+    const location = editor && {
+      textDocument: { uri: editor.document.uri.toString() },
+      range: client.code2ProtocolConverter.asRange(editor.selection),
+    };
     const view = new AnswerView(question.trim(), this.log);
     this.answering.set(progressToken, (text) => void view.show(renderPartialAnswer(question, text)));
     try {
@@ -471,7 +480,7 @@ class RepoTune implements vscode.Disposable {
         (_progress, token): Promise<unknown> =>
           client.sendRequest(
             ExecuteCommandRequest.type,
-            { command: SERVER_COMMANDS.ask, arguments: [{ question: question.trim(), progressToken }] },
+            { command: SERVER_COMMANDS.ask, arguments: [askArgument(question, progressToken, location)] },
             token,
           ),
       );

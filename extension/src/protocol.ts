@@ -42,6 +42,25 @@ export function parseAnswerProgress(value: unknown): AnswerProgress | undefined 
   return typeof token === "string" || typeof token === "number" ? { token, text: value.text } : undefined;
 }
 
+/** Where a question is asked from: the open document and the editor's selection (an empty
+ * range is the cursor), 0-based as LSP counts. The server takes the selected lines, or the
+ * definition around the cursor when the question says "this ...", as the code it is about. */
+export interface AskLocation {
+  textDocument: { uri: string };
+  range: { start: { line: number; character: number }; end: { line: number; character: number } };
+}
+
+/** The `repotune.ask` argument: the question, the token its progress comes under, and where
+ * it is asked from (left out for an editor whose document is not a file). */
+export function askArgument(
+  question: string,
+  progressToken: string,
+  location?: AskLocation,
+): { question: string; progressToken: string } & Partial<AskLocation> {
+  const argument = { question: question.trim(), progressToken };
+  return location && location.textDocument.uri.startsWith("file:") ? { ...argument, ...location } : argument;
+}
+
 export type ServerState = "starting" | "loading" | "indexing" | "idle" | "busy" | "error";
 
 export interface IndexCounts {

@@ -66,6 +66,7 @@ class Cart:
     def total(self, code: str | None = None) -> float:
         amount = apply_discount(self.subtotal(), code)
 '''
+SUBTOTAL_BODY = "        return sum(price * quantity for _, price, quantity in self.lines)"
 # The cursor goes at the end of this half-written line (the trailing space is part of it).
 CART_CURSOR_LINE = "        return round(amount + "
 CART_TAIL = """
@@ -201,6 +202,7 @@ def test_neovim_shows_and_accepts_inline_completion(
         "XDG_DATA_HOME": str(tmp_path / "data"),
         "REPOTUNE_NVIM_RESULT": str(result_path),
         "REPOTUNE_NVIM_LINE": str(cursor_line),
+        "REPOTUNE_NVIM_ASK_LINE": str(CART_HEAD.splitlines().index(SUBTOTAL_BODY) + 1),
         "REPOTUNE_NVIM_TIMEOUT_MS": str(SUGGESTION_TIMEOUT_S * 1000),
     }
     log = state_home / "nvim" / "lsp.log"
@@ -271,6 +273,10 @@ def test_neovim_shows_and_accepts_inline_completion(
 
     # The snippet's CursorHold autocommand reached the server as a repotune/prefetch.
     assert result["prefetched_after"] > result["prefetched_before"] >= 0, why
+
+    # The snippet's :RepoTuneAsk, with the cursor in Cart.subtotal, is answered about it.
+    subtotal = CART_HEAD.splitlines().index(SUBTOTAL_BODY)  # the 1-based line of its `def`
+    assert str(result["answer"]).startswith(f"`Cart.subtotal` (shop/cart.py:{subtotal})"), why
 
     # The server stayed healthy throughout, and left with the editor.
     log_text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""

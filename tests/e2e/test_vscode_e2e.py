@@ -429,6 +429,39 @@ def test_ask_renders_an_answer_with_a_file_link(editor: Editor) -> None:
     editor.shot("06-link-opened")
 
 
+def test_asked_from_a_function_the_answer_is_about_it(editor: Editor) -> None:
+    """With the cursor in area_of_square, "What does this function do?" is answered about it."""
+    page = editor.page
+    page.keyboard.press("Control+P")
+    page.locator(".quick-input-widget input").fill("geometry.py")
+    page.locator(".quick-input-list .monaco-list-row", has_text="geometry.py").first.wait_for()
+    page.keyboard.press("Enter")
+    page.locator(".monaco-editor .view-lines", has_text="return side * side").wait_for()
+    page.keyboard.press("Control+G")
+    page.locator(".quick-input-widget input").fill(":12")
+    page.keyboard.press("Enter")
+    page.locator(".quick-input-widget").wait_for(state="hidden")
+    page.locator(".statusbar-item", has_text="Ln 12,").wait_for()
+    editor.run_command("RepoTune: Ask about this codebase")
+    box = page.locator(".quick-input-widget input")
+    box.wait_for(state="visible")
+    box.fill("What does this function do?")
+    page.keyboard.press("Enter")
+
+    def cited() -> Any:
+        for frame in page.frames:
+            with contextlib.suppress(Exception):
+                anchor = frame.locator("a", has_text=re.compile(r"^geometry\.py:10$")).first
+                if anchor.count():
+                    return anchor
+        return None
+
+    anchor = editor.wait_for("the answer citing area_of_square", ANSWER_TIMEOUT_S, cited)
+    editor.shot("06b-answer-in-view")
+    body = str(anchor.locator("xpath=/ancestor::body").inner_text())
+    assert "What does this function do?" in body and "area_of_square" in body, body
+
+
 def test_the_extension_restarts_a_killed_server(editor: Editor) -> None:
     before = _serve_pids(editor.workspace)
     assert before, "no server process to kill"

@@ -4,13 +4,15 @@
 -- file under test. It waits for RepoTune to attach, goes to the end of line $REPOTUNE_NVIM_LINE,
 -- enters insert mode and keeps re-entering it until Neovim shows an inline suggestion (the model
 -- loads in the background, so the first requests get empty answers), reads the ghost text from
--- Neovim's extmarks, presses <Tab> (the snippet's mapping) and records what landed in the buffer.
+-- Neovim's extmarks, presses <Tab> (the snippet's mapping) and records what landed in the buffer;
+-- then it asks about the method on line $REPOTUNE_NVIM_ASK_LINE with the snippet's :RepoTuneAsk.
 -- Everything observed goes to the JSON file $REPOTUNE_NVIM_RESULT; then Neovim quits.
 
 local api, uv = vim.api, vim.uv
 
 local result_path = assert(vim.env.REPOTUNE_NVIM_RESULT, 'REPOTUNE_NVIM_RESULT is not set')
 local target_line = tonumber(vim.env.REPOTUNE_NVIM_LINE or '1')
+local ask_line = tonumber(vim.env.REPOTUNE_NVIM_ASK_LINE or '1')
 local timeout_ms = tonumber(vim.env.REPOTUNE_NVIM_TIMEOUT_MS or '180000')
 local retrigger_ms = tonumber(vim.env.REPOTUNE_NVIM_RETRIGGER_MS or '1500')
 local unanswered_ms = tonumber(vim.env.REPOTUNE_NVIM_UNANSWERED_MS or '30000')
@@ -245,6 +247,28 @@ local function run()
     if out.prefetched_after > out.prefetched_before then
       break
     end
+  end
+
+  -- 6. Ask about the method the cursor is in with the snippet's :RepoTuneAsk; the answer opens
+  -- in a floating window (read back by wrapping the function that opens it).
+  local shown_answer = nil
+  local open_preview = vim.lsp.util.open_floating_preview
+  vim.lsp.util.open_floating_preview = function(contents, ...)
+    shown_answer = table.concat(contents, '\n')
+    return open_preview(contents, ...)
+  end
+  api.nvim_win_set_cursor(0, { ask_line, 8 })
+  vim.cmd('RepoTuneAsk What does this method return?')
+  for _ = 1, 900 do
+    sleep(100)
+    if shown_answer then
+      break
+    end
+  end
+  mark('answered')
+  out.answer = shown_answer or vim.NIL
+  if not shown_answer then
+    error('no answer was shown for :RepoTuneAsk')
   end
   out.ok = true
 end

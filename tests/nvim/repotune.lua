@@ -31,3 +31,25 @@ vim.api.nvim_create_autocmd('CursorHold', {
     end
   end,
 })
+
+-- Optional: ask about the codebase, or about the code you are in. `:RepoTuneAsk What does this
+-- function do?` is about the function at the cursor; on selected lines (`:'<,'>RepoTuneAsk ...`)
+-- about those lines. The answer, with the files it cites, opens in a floating window.
+vim.api.nvim_create_user_command('RepoTuneAsk', function(command)
+  local client = vim.lsp.get_clients({ bufnr = 0, name = 'repotune' })[1]
+  if not client then
+    return vim.notify('RepoTune is not running for this buffer', vim.log.levels.WARN)
+  end
+  local cursor = vim.lsp.util.make_position_params(0, client.offset_encoding)
+  local range = { start = cursor.position, ['end'] = cursor.position }
+  if command.range > 0 then -- whole lines: from the first's start to the start of the next
+    range = { start = { line = command.line1 - 1, character = 0 }, ['end'] = { line = command.line2, character = 0 } }
+  end
+  local ask = { question = command.args, textDocument = cursor.textDocument, range = range }
+  client:request('workspace/executeCommand', { command = 'repotune.ask', arguments = { ask } }, function(err, result)
+    if err then
+      return vim.notify('RepoTune: ' .. err.message, vim.log.levels.ERROR)
+    end
+    vim.lsp.util.open_floating_preview(vim.split(result.text, '\n'), 'markdown', { border = 'rounded' })
+  end)
+end, { nargs = '+', range = true, desc = 'Ask RepoTune about the codebase or the code in view' })

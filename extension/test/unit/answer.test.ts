@@ -9,7 +9,7 @@ import {
   renderPartialAnswer,
   resolveLinkTarget,
 } from "../../src/answer";
-import { parseAnswerProgress, parseAskResult, type Citation } from "../../src/protocol";
+import { askArgument, parseAnswerProgress, parseAskResult, type Citation } from "../../src/protocol";
 
 const cite: Citation = {
   path: "server/config.py",
@@ -159,5 +159,28 @@ describe("parseAskResult", () => {
 
   it("rejects a result without an answer", () => {
     expect(() => parseAskResult({ citations: [] })).toThrow(/no text/);
+  });
+});
+
+describe("askArgument", () => {
+  const range = { start: { line: 4, character: 0 }, end: { line: 9, character: 0 } };
+
+  it("sends the question with the file and selection it is asked from", () => {
+    const argument = askArgument("  What does this do? ", "ask-3", {
+      textDocument: { uri: "file:///repo/cart.py" },
+      range,
+    });
+    expect(argument).toEqual({
+      question: "What does this do?",
+      progressToken: "ask-3",
+      textDocument: { uri: "file:///repo/cart.py" },
+      range,
+    });
+  });
+
+  it("leaves out an editor that is not a file, and no editor at all", () => {
+    const untitled = { textDocument: { uri: "untitled:Untitled-1" }, range };
+    expect(askArgument("Why?", "ask-4", untitled)).toEqual({ question: "Why?", progressToken: "ask-4" });
+    expect(askArgument("Why?", "ask-5")).toEqual({ question: "Why?", progressToken: "ask-5" });
   });
 });
