@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -10,7 +11,9 @@ from typing import Any
 
 from repotune.server.ask.grounding import (
     ABSTAIN,
+    ABSTAIN_TASK,
     contradicting_definition,
+    file_opening,
     grounded_opening,
     named_definition,
     subject_definition,
@@ -28,6 +31,8 @@ from repotune.server.llm.endpoint import EndpointClient
 _ASK_SLACK = 64
 # Why generation ended when it did not end on its own: the token cap, or the time cap (or cancel).
 CUT_SHORT = ("length", "time")
+# "The indexed code does not define." (the 270M model's abstention with the name left out).
+_NAMELESS_ABSTENTION = re.compile(r"the indexed code does not define\W*", re.IGNORECASE)
 # A question keeps at least this many tokens, however many the snippets take.
 _MIN_QUESTION_TOKENS = 64
 
@@ -49,10 +54,14 @@ def answer(
     llm = loaded.llm
     if not loaded.info.get("chat_template"):
         # A question about code that a snippet defines is answered from that definition, cited
-        # where the index found it; the model writes the rest.
+        # where the index found it (one about the file in view from the file's own summary);
+        # the model writes the rest ...
         subject = subject_definition(question, snippets)
+        opening = (
+            grounded_opening(subject, snippets) if subject else file_opening(question, snippets)
+        )
         text = ""
-        if subject is None:
+        if not opening:
             text = continue_document(
                 llm, settings, question, snippets, max_tokens, cancel, deadline, on_text=on_text
             )
@@ -61,7 +70,8 @@ def answer(
             subject = contradicting_definition(question, text, snippets) or named_definition(
                 text, snippets
             )
-        if subject is not None and not cancel.is_set() and time.monotonic() < deadline:
+            opening = grounded_opening(subject, snippets) if subject else ""
+        if opening and not cancel.is_set() and time.monotonic() < deadline:
             text = continue_document(
                 llm,
                 settings,
@@ -70,7 +80,7 @@ def answer(
                 max_tokens,
                 cancel,
                 deadline,
-                opening=grounded_opening(subject, snippets),
+                opening=opening,
                 on_text=on_text,
             )
         return grounded(question, text, snippets)
@@ -111,9 +121,12 @@ def checked(question: str, text: str, finish: str | None, snippets: Sequence[Any
 
 
 def grounded(question: str, text: str, snippets: Sequence[Any]) -> str:
-    """An answer about a code name that no snippet contains is not from the code: abstain."""
+    """An answer about a code name that no snippet contains is not from the code: abstain. An
+    abstention that names nothing ("... does not define.") says what it means."""
     missing = unsupported_name(question, text, snippets)
-    return ABSTAIN.format(name=missing) if missing else text
+    if missing:
+        return ABSTAIN.format(name=missing)
+    return ABSTAIN_TASK if _NAMELESS_ABSTENTION.fullmatch(text.strip()) else text
 
 
 def continue_document(

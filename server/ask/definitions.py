@@ -351,6 +351,23 @@ def definition_at(path: str, text: str, line: int) -> Definition | None:
     return min(holding, key=lambda d: d.end_line - d.start_line, default=None)
 
 
+def file_summary(path: str, text: str) -> str | None:
+    """The first sentence of a file's own docstring or leading comment (after a shebang or a
+    licence-free first comment line), or None."""
+    source = _SnippetSource(path, language_for(path), text.encode("utf-8", "surrogatepass"))
+    tree = _parse(source)
+    if tree is None:
+        return None
+    for node in tree.root_node.named_children[:2]:
+        if "comment" in node.type and _text(source.data, node).startswith("#!"):
+            continue  # a shebang line
+        docstring = node.type == "expression_statement" and bool(node.named_children)
+        if (docstring and node.named_children[0].type == "string") or "comment" in node.type:
+            return first_sentence(_text(source.data, node))
+        return None
+    return None
+
+
 # --------------------------------------------------------------------------- answers
 
 

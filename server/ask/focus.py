@@ -36,6 +36,14 @@ _WHOLE_CODEBASE = re.compile(
     re.I,
 )
 
+# "this file", "the current module": the whole file the cursor is in.
+_THIS_FILE = re.compile(r"\b(?:this|the current|current)\s+(?:file|module|script)\b", re.I)
+
+
+def asks_about_file(question: str) -> bool:
+    """Whether `question` is about the whole file in view ("What is this file for?")."""
+    return bool(_THIS_FILE.search(question))
+
 
 def points_at_code_in_view(question: str) -> bool:
     """Whether `question` is about the code in view: it says "this", "these", "selected", ...
@@ -102,8 +110,12 @@ def in_view_snippets(view: CodeInView, relative: str, question: str) -> list[Con
     under it)."""
     text = redact_secrets(view.text)
     if view.last_line is None:
+        if not points_at_code_in_view(question):
+            return []
+        if asks_about_file(question):  # the file's head: its docstring, imports, first code
+            return [selected_focus(relative, text, 1, MAX_FOCUS_LINES)]
         around = cursor_focus(relative, text, view.first_line)
-        return [around] if around is not None and points_at_code_in_view(question) else []
+        return [around] if around is not None else []
     selection = selected_focus(relative, text, view.first_line, view.last_line)
     enclosing = definition_at(relative, text, selection.start_line)
     if enclosing is None or enclosing.start_line >= selection.start_line:

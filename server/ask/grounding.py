@@ -14,8 +14,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from repotune.server.ask.definitions import definition_in_snippet, lead, quote_code
-from repotune.server.ask.focus import only_lead_in, points_at_code_in_view
+from repotune.server.ask.definitions import definition_in_snippet, file_summary, lead, quote_code
+from repotune.server.ask.focus import asks_about_file, only_lead_in, points_at_code_in_view
 from repotune.server.index.fields import field_line
 from repotune.server.index.retrieval import question_names, quoted_phrases
 
@@ -333,6 +333,19 @@ def grounded_opening(site: NameSite, snippets: Sequence[object] = ()) -> str:
             continue
         return "\n".join(part for part in (lead(definition), quote_code(code, site.path)) if part)
     return "\n".join(part for part in (cited, quoted) if part)
+
+
+def file_opening(question: str, snippets: Sequence[object]) -> str:
+    """How an answer about the file in view ("What is this file for?") starts: its path and its
+    docstring's or leading comment's first sentence; "" without one, or for another question."""
+    focus = next((s for s in snippets if getattr(s, "in_view", False)), None)
+    if focus is None or int(getattr(focus, "start_line", 1) or 1) != 1:
+        return ""
+    if getattr(focus, "symbol", None) or not asks_about_file(question):
+        return ""
+    path = str(getattr(focus, "path", ""))
+    summary = file_summary(path, str(getattr(focus, "text", "")))
+    return f"`{path}`: {summary}" if summary else ""
 
 
 # A name written as code: in backticks, or with an underscore or an inner capital.

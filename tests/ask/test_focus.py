@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from repotune.server.ask.definitions import definition_at
+from repotune.server.ask.answer import grounded
+from repotune.server.ask.definitions import definition_at, file_summary
 from repotune.server.ask.focus import (
     MAX_FOCUS_LINES,
     CodeInView,
@@ -16,7 +17,12 @@ from repotune.server.ask.focus import (
     selected_focus,
     selection_lines,
 )
-from repotune.server.ask.grounding import grounded_opening, subject_definition
+from repotune.server.ask.grounding import (
+    ABSTAIN_TASK,
+    file_opening,
+    grounded_opening,
+    subject_definition,
+)
 from repotune.server.ask.prompts import IN_VIEW_LABEL, build_ask_document
 from repotune.server.completion.context import ContextSnippet
 
@@ -114,6 +120,9 @@ def test_a_cursor_counts_only_when_the_question_points_at_it(tmp_path: Path) -> 
     assert in_view_snippets(cursor, "cart.py", "How is the tax rate configured?") == []
     selection = CodeInView(tmp_path / "cart.py", CART, 6, 8)
     assert in_view_snippets(selection, "cart.py", "How is the tax rate configured?")
+    (whole,) = in_view_snippets(cursor, "cart.py", "What is this file for?")
+    assert whole.start_line == 1 and whole.text == CART and whole.symbol is None
+    assert subject_definition("What is this file for?", [whole]) is None  # the model says
 
 
 def test_lines_selected_inside_a_definition_come_with_it(tmp_path: Path) -> None:
@@ -170,3 +179,25 @@ def test_a_local_declaration_selected_is_about_the_function_it_is_in(tmp_path: P
     shown = in_view_snippets(view, "launch.ts", "What does this do?")
     subject = subject_definition("What does this do?", shown)
     assert subject is not None and (subject.name, subject.line) == ("serverEnv", 1)
+
+
+def test_a_question_about_the_file_in_view_opens_with_its_own_summary(tmp_path: Path) -> None:
+    view = CodeInView(tmp_path / "cart.py", CART, 12)
+    shown = in_view_snippets(view, "cart.py", "What is this file for?")
+    assert file_opening("What is this file for?", shown) == "`cart.py`: A shopping cart."
+    assert file_opening("What does this function do?", shown) == ""
+    ts = in_view_snippets(CodeInView(tmp_path / "l.ts", LAUNCH_TS, 8), "l.ts", "this file?")
+    assert file_opening("What is this module for?", ts) == ""  # no comment of its own: the model
+    assert file_summary("t.py", "#!/usr/bin/env python\n# Tools for carts.\nimport x\n") == (
+        "Tools for carts."
+    )
+    assert file_summary("t.py", "import x\n\n# Not the file's comment.\n") is None
+
+
+def test_an_abstention_that_names_nothing_says_what_it_means() -> None:
+    snippets = [ContextSnippet("cart.py", CART, 1)]
+    assert grounded("What is this file for?", "The indexed code does not define.", snippets) == (
+        ABSTAIN_TASK
+    )
+    named = "The indexed code does not define `refund`."
+    assert grounded("What does refund do?", named, snippets) == named
