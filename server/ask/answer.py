@@ -12,6 +12,7 @@ from typing import Any
 from repotune.server.ask.grounding import (
     ABSTAIN,
     ABSTAIN_TASK,
+    also_defined,
     contradicting_definition,
     file_opening,
     grounded_opening,
@@ -83,7 +84,8 @@ def answer(
                 opening=opening,
                 on_text=on_text,
             )
-        return grounded(question, text, snippets)
+        note = also_defined(subject, snippets) if subject else ""
+        return grounded(question, f"{text}\n\n{note}" if note and text else text, snippets)
     if llm.chat_format == "gemma" and messages and messages[0]["role"] == "system":
         # Gemma's template has no system role; its convention is to prepend it.
         system = messages[0]["content"]

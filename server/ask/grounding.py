@@ -335,6 +335,33 @@ def grounded_opening(site: NameSite, snippets: Sequence[object] = ()) -> str:
     return "\n".join(part for part in (cited, quoted) if part)
 
 
+# The most other definitions of an answer's subject that its note lists.
+MAX_OTHER_SITES = 3
+ALSO_DEFINED = " is also defined at "
+
+
+def also_defined(site: NameSite, snippets: Sequence[object]) -> str:
+    """ "Also defined at path:line." for a bare name that other snippets define too (a helper
+    repeated across modules): the answer is about one of them, and says which others exist."""
+    if "." in site.name:
+        return ""
+    others: dict[tuple[str, int], None] = {}
+    for other in all_sites(snippets):
+        if other.name == site.name and (other.path, other.line) != (site.path, site.line):
+            others.setdefault((other.path, other.line), None)
+    if not others:
+        return ""
+    places = [f"{path}:{line}" for path, line in list(others)[:MAX_OTHER_SITES]]
+    more = len(others) - len(places)
+    listed = ", ".join(places) + (f" and {more} more" if more else "")
+    return f"`{site.name}`{ALSO_DEFINED}{listed}."
+
+
+def without_also_defined(answer: str) -> str:
+    """The answer without its also_defined note: what it says about its own subject."""
+    return "\n\n".join(part for part in answer.split("\n\n") if ALSO_DEFINED not in part)
+
+
 def file_opening(question: str, snippets: Sequence[object]) -> str:
     """How an answer about the file in view ("What is this file for?") starts: its path and its
     docstring's or leading comment's first sentence; "" without one, or for another question."""

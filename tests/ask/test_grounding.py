@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from repotune.server.ask.grounding import (
     NameSite,
+    also_defined,
     contradicting_definition,
     grounded_opening,
     is_abstention,
@@ -257,3 +258,17 @@ def test_a_field_in_a_window_that_does_not_parse_is_cited_and_quoted() -> None:
         "`RunConfig.retry_limit` (app/config.py:104)\n"
         "```python\nretry_limit: int = field(\n    default=3,\n)\ntimeout_s: float | None\n```"
     )
+
+
+def test_an_answer_about_a_name_defined_twice_says_where_else() -> None:
+    """trl's `tokenize_fn` is defined in two files: the answer is about retrieval's first, and
+    now says where the other one is."""
+    copy = ContextSnippet("shapes/legacy.py", "def area_of_square(s):\n    return s**2\n", 30)
+    site = subject_definition("What does area_of_square return?", [GEOMETRY, copy])
+    assert site == NameSite("area_of_square", "geometry.py", 9)
+    note = also_defined(site, [GEOMETRY, copy, GEOMETRY])
+    assert note == "`area_of_square` is also defined at shapes/legacy.py:30."
+    assert also_defined(site, [GEOMETRY]) == ""  # once: nothing to say
+    many = [ContextSnippet(f"m{i}.py", "def area_of_square(s): ...\n", 1) for i in range(5)]
+    assert also_defined(site, [GEOMETRY, *many]).endswith("m2.py:1 and 2 more.")
+    assert also_defined(NameSite("Cart.total", "cart.py", 3), [GEOMETRY, copy]) == ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -129,3 +130,19 @@ def test_asked_from_a_cursor_the_answer_is_about_the_code_there(tmp_path: Path) 
             timeout=60,
         )
         assert refused.returncode != 0 and said in refused.stderr, refused.stderr
+
+
+def test_an_answer_about_a_name_defined_twice_says_where_else(tmp_path: Path) -> None:
+    repo = tmp_path / "shapes"
+    (repo / "legacy").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "geometry.py").write_text(GEOMETRY)
+    (repo / "legacy" / "shapes.py").write_text(
+        "def area_of_square(side):\n    # kept for old callers\n    return side**2\n"
+    )
+    (repo / "repotune.toml").write_text('[index]\nindex_dir = ".repotune/index"\n')
+    answer = _ask(repo, "What does area_of_square return?")
+    cited = re.match(r"`area_of_square` \((geometry\.py:10|legacy/shapes\.py:1)\)", answer)
+    assert cited, answer
+    other = "legacy/shapes.py:1" if cited[1] == "geometry.py:10" else "geometry.py:10"
+    assert answer.endswith(f"`area_of_square` is also defined at {other}."), answer

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from repotune.server.ask.grounding import without_also_defined
 from repotune.training.eval.metrics import lcs_length, mean, paired_bootstrap, percentile
 
 # The trained phrase, and what an untrained model says when it declines.
@@ -240,12 +241,13 @@ def _same_file(cited: str, path: str) -> bool:
 
 
 def cites(answer: str, subject: dict[str, Any]) -> tuple[bool, bool]:
-    """(cites a line of the subject's definition, cites its file at all)."""
+    """(cites a line of the subject's definition, cites its file at all). The note listing a
+    name's other definitions does not count: the answer is about the one it opens with."""
     path = subject.get("path")
     if not path:
         return False, False
     line_hit = file_hit = False
-    for cited, first, last in citations(answer):
+    for cited, first, last in citations(without_also_defined(answer)):
         if _same_file(cited, path):
             file_hit = True
             if not (last < subject["start_line"] or first > subject["end_line"]):

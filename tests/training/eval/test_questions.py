@@ -46,6 +46,9 @@ def test_citation_needs_the_file_and_a_line_of_the_definition() -> None:
     assert cites("no citation at all", subject) == (False, False)
     made_up = {"name": "reserves", "path": None, "start_line": None, "end_line": None}
     assert cites("shop/inventory.py:21", made_up) == (False, False)
+    # the answer is about the definition it opens with; the note of other ones does not count
+    other = "`reserve` (shop/old.py:3): Old.\n\n`reserve` is also defined at shop/inventory.py:21."
+    assert cites(other, subject) == (False, False)
 
 
 def test_abstention_is_recognised() -> None:
