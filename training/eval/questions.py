@@ -398,6 +398,7 @@ def evaluate_questions(
                 }
             )
     from repotune.training.eval.config import COMPARISONS
+    from repotune.training.eval.in_view import evaluate_in_view
 
     section = {
         "task_counts": {
@@ -410,6 +411,9 @@ def evaluate_questions(
         "conditions": summaries,
         "comparisons": compare_questions(
             tasks, per_condition, COMPARISONS, config.bootstrap, config.seed
+        ),
+        "in_view": evaluate_in_view(
+            tasks, per_condition, prepared.files, index, settings, conditions, embedder, config
         ),
     }
     return section, rows

@@ -219,6 +219,31 @@ def question_lines(section: dict[str, Any]) -> list[str]:
                     continue
                 cells.append(_interval(interval))
             lines.append(f"| {comparison['a']} − {comparison['b']} | " + " | ".join(cells) + " |")
+    return lines + in_view_lines(section.get("in_view"))
+
+
+def in_view_lines(in_view: dict[str, Any] | None) -> list[str]:
+    """The "what" questions asked again from the cursor ("What does this function do?"),
+    beside the same questions naming the code (training/eval/in_view.py)."""
+    if not in_view or not in_view["n"]:
+        return []
+    metrics = ("citation", "rouge_l", "cosine")
+    lines = [
+        "",
+        f'Asked from the cursor: the {in_view["n"]} answerable "what does X do?" questions '
+        'asked again as "What does this function do?" with the cursor on X\'s first line '
+        "(in view / named, then the paired difference in points):",
+        "",
+        "| condition | " + " | ".join(metrics) + " |",
+        "|---|" + "---:|" * len(metrics),
+    ]
+    for condition, result in in_view["conditions"].items():
+        cells = [
+            f"{_pct(result[m]['in_view'])} / {_pct(result[m]['named'])}, "
+            f"{_interval(result[m]['difference'])}"
+            for m in metrics
+        ]
+        lines.append(f"| {condition} | " + " | ".join(cells) + " |")
     return lines
 
 

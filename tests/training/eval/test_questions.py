@@ -13,6 +13,7 @@ import pytest
 from repotune.server.completion.context import ContextSnippet
 from repotune.server.config import load_settings
 from repotune.training.data.questions import ABSTAIN
+from repotune.training.eval.in_view import in_view_context, in_view_twins
 from repotune.training.eval.questions import (
     QuestionTask,
     abstains,
@@ -103,8 +104,25 @@ def test_tasks_come_from_held_out_files_with_cited_references(shop: dict[str, An
         tasks = question_tasks(files, 12, 5, index, settings)
         again = question_tasks(files, 12, 5, index, settings)
         contexts = [ask_context(index, t.question, settings) for t in tasks]
+        twins = in_view_twins(tasks, files)
+        twin_contexts = [in_view_context(index, twin, view, settings) for _, twin, view in twins]
     finally:
         index.close()
+    # every answerable "what" question again from the cursor on its subject's first line: the
+    # subject's definition comes first, in view, and is not retrieved a second time
+    whats = [i for i, t in enumerate(tasks) if t.kind == "what" and t.answerable]
+    assert [i for i, _, _ in twins] == whats and whats
+    for (i, twin, view), shown in zip(twins, twin_contexts, strict=True):
+        subject = tasks[i].subject
+        assert twin.question.startswith("What does this ") and twin.reference == tasks[i].reference
+        assert view.first_line == subject["start_line"] and view.last_line is None
+        focus = shown[0]
+        assert focus.in_view and focus.path == subject["path"]
+        assert focus.start_line <= subject["start_line"] <= subject["end_line"] <= focus.end_line
+        again_shown = [
+            s for s in shown[1:] if (s.path, s.start_line) == (focus.path, focus.start_line)
+        ]
+        assert not again_shown
     retrieved = subject_retrieved(tasks, contexts)
     assert retrieved["all"] is not None and retrieved["all"] >= 0.5  # a tiny, named repository
     assert sum(v["n"] for v in retrieved["by_kind"].values()) == sum(t.answerable for t in tasks)
@@ -135,7 +153,7 @@ def test_runner_asks_questions_with_the_real_model(shop: dict[str, Any]) -> None
         repos=[str(shop["repo"])],
         conditions=["base", "base+ctx", "default+ctx"],
         counts={"line": 0, "span": 0, "api": 0, "question": 3},
-        seed=3,
+        seed=7,  # its three questions: one unanswerable, a "where" and a "what"
         bootstrap=100,
         overrides=overrides,
         out=out,
@@ -162,6 +180,13 @@ def test_runner_asks_questions_with_the_real_model(shop: dict[str, Any]) -> None
     assert "line EM" not in report and "recall@" not in report  # no empty completion tables
     summary = json.loads((out / "eval-summary.json").read_text())
     assert "tasks" not in summary["repos"]["shop-repo"]["questions"]  # no third-party text
+    # the "what" questions among them were asked again from the cursor, beside the named ones
+    in_view = section["in_view"]
+    whats = sum(t["kind"] == "what" and t["answerable"] for t in section["tasks"])
+    assert in_view["n"] == whats == 1
+    assert list(in_view["conditions"]) == ["base+ctx", "default+ctx"]
+    assert in_view["conditions"]["default+ctx"]["citation"]["named"] is not None
+    assert "Asked from the cursor" in report
 
 
 def test_subject_retrieved_counts_snippets_holding_a_line_of_the_definition() -> None:
