@@ -9,9 +9,9 @@ opens with its definition (ask/grounding.py).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from repotune.server.ask.definitions import definition_at
@@ -25,9 +25,12 @@ MAX_FOCUS_LINES = 120
 _LEAD_IN = re.compile(r"^\s*(?:$|#|//|/\*|\*|@)")
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
-# "this function", "the selected code", "here": the question points at the code in view ...
+# "this function", "the selected code", "here": the question points at the code in view (not
+# "that", "current" or "above" alone: "the function that parses", "the current user") ...
 _POINTING = re.compile(
-    r"\b(?:this|these|that|here|selected|selection|highlighted|current|above|below)\b", re.I
+    r"\b(?:this|these|here|selected|selection|highlighted)\b|"
+    r"\bthe current (?:function|method|class|line|lines|code|block|file|module)\b",
+    re.I,
 )
 # ... but "this project", "this repository" is the whole codebase, not the cursor's code.
 _WHOLE_CODEBASE = re.compile(
@@ -76,8 +79,7 @@ def cursor_focus(path: str, text: str, line: int) -> ContextSnippet | None:
     lines = _lines(text)
     while first > 1 and lines[first - 2].strip() and _LEAD_IN.match(lines[first - 2]):
         first -= 1  # the comment and decorators above it are part of what is in view
-    focus = selected_focus(path, text, first, last)
-    return ContextSnippet(focus.path, focus.text, focus.start_line, focus.end_line, symbol, True)
+    return dataclasses.replace(selected_focus(path, text, first, last), symbol=symbol)
 
 
 def _lines(text: str) -> list[str]:
@@ -91,7 +93,7 @@ def only_lead_in(lines: Sequence[str]) -> bool:
     return all(_LEAD_IN.match(line) for line in lines)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class CodeInView:
     """Where the user is when asking: a file's text (the editor's buffer) and a selection's
     whole lines, or the cursor's line (`last_line` None)."""
@@ -120,12 +122,9 @@ def in_view_snippets(view: CodeInView, relative: str, question: str) -> list[Con
     enclosing = definition_at(relative, text, selection.start_line)
     if enclosing is None or enclosing.start_line >= selection.start_line:
         return [selection]
-    inside = ContextSnippet(
-        selection.path, selection.text, selection.start_line, selection.end_line,
-        enclosing.name, in_view=True,
-    )  # fmt: skip
+    inside = dataclasses.replace(selection, symbol=enclosing.name)  # named for what holds it
     whole = selected_focus(relative, text, enclosing.start_line, enclosing.end_line)
-    return [inside, ContextSnippet(whole.path, whole.text, whole.start_line, whole.end_line)]
+    return [inside, dataclasses.replace(whole, in_view=False)]
 
 
 def selection_lines(

@@ -71,6 +71,9 @@ export function serverLaunch(python: string, folder: string | undefined): Launch
         ("What does this project use for logging?", False),
         ("Where in this repository are settings validated?", False),
         ("Is this codebase tested?", False),
+        ("Which function is it that parses the config?", False),
+        ("How is the current user stored?", False),
+        ("Explain the current function", True),
     ],
 )
 def test_a_question_points_at_the_code_in_view(question: str, points: bool) -> None:
