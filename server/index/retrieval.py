@@ -334,8 +334,8 @@ class HybridRetriever:
         """Chunks defining the given `Owner.member` symbols exactly, then the given names, in
         their order; names defined in more than MAX_DEFINITION_SITES places are ambiguous and
         skipped."""
-        sites = self.store.definition_sites(names, MAX_DEFINITION_SITES)
-        ranking: dict[str, None] = dict.fromkeys(self.store.symbol_sites(symbols))
+        sites = self.store.definitions.definition_sites(names, MAX_DEFINITION_SITES)
+        ranking: dict[str, None] = dict.fromkeys(self.store.definitions.symbol_sites(symbols))
         for name in names:
             for chunk_id, path in sites.get(name, []):
                 if path != skip_path:

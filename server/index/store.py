@@ -26,7 +26,7 @@ import numpy as np
 from repotune.server.config import Settings, cache_dir
 from repotune.server.index.chunking import Chunk
 from repotune.server.index.database import StoreError, connect, open_database
-from repotune.server.index.fields import field_line
+from repotune.server.index.definition_index import DefinitionIndex
 from repotune.server.index.folder import DB_NAME, IndexFolderError, claim
 from repotune.server.index.lexical import LexicalIndex, TermCounts, fts_body, fts_names
 from repotune.server.index.vectors import Vectors, VectorStoreError
@@ -84,6 +84,7 @@ class Store:
             self.rebuilt = True
             self.notices.append(f"the index database was rebuilt (it was {opened.rebuilt_from})")
         self.lexical = LexicalIndex(self._db, self._lock, lambda: connect(location))
+        self.definitions = DefinitionIndex(self._db, self._lock)
         self.vectors = Vectors(location)
 
     def close(self) -> None:
@@ -407,68 +408,6 @@ class Store:
         with self._lock:
             rows = self._db.execute(f"SELECT * FROM chunks WHERE id IN ({marks})", list(ids))
             return {row["id"]: row for row in rows}
-
-    def symbol_sites(self, symbols: Sequence[str]) -> list[str]:
-        """Chunks where `Owner.member` symbols are defined — the member's own chunk, its
-        owner's when the class is kept whole, or a chunk of the owner's methods that holds it
-        after another (small methods share a chunk named for the first); for a field, the
-        owner's chunks that assign it — in the symbols' order: a question's `Owner.member`."""
-        found: dict[str, None] = {}
-        with self._lock:
-            for symbol in symbols:
-                owner, _, member = symbol.rpartition(".")
-                rows = self._db.execute(
-                    "SELECT d.chunk_id FROM definitions d JOIN chunks c ON c.id = d.chunk_id"
-                    " WHERE d.name = :member AND (c.symbol IN (:symbol, :owner)"
-                    " OR c.symbol LIKE :any_symbol OR c.symbol LIKE :any_owner"
-                    " OR c.parent = :owner OR c.parent LIKE :any_owner)"
-                    " ORDER BY c.symbol = :symbol DESC",
-                    {
-                        "member": member,
-                        "symbol": symbol,
-                        "owner": owner,
-                        "any_symbol": f"%.{symbol}",
-                        "any_owner": f"%.{owner}",
-                    },
-                ).fetchall()
-                if not rows:  # a field is no definition: the owner's own chunks that assign it
-                    field = field_line(member)
-                    owned = self._db.execute(
-                        "SELECT id, text FROM chunks WHERE symbol = ? OR symbol LIKE ?",
-                        (owner, f"%.{owner}"),
-                    ).fetchall()
-                    rows = [(chunk_id,) for chunk_id, text in owned if field.search(text)]
-                for (chunk_id,) in rows:
-                    found.setdefault(chunk_id, None)
-        return list(found)
-
-    def definition_sites(
-        self, names: Sequence[str], max_sites: int
-    ) -> dict[str, list[tuple[str, str]]]:
-        """Where each name is defined: name -> [(chunk id, path)], for the names that are;
-        names defined in more than `max_sites` places come back with no sites (counted on the
-        index alone, their rows are never read)."""
-        if not names:
-            return {}
-        marks = ",".join("?" * len(names))
-        with self._lock:
-            counts = self._db.execute(
-                f"SELECT name, count(*) FROM definitions WHERE name IN ({marks}) GROUP BY name",
-                list(names),
-            ).fetchall()
-            sites: dict[str, list[tuple[str, str]]] = {
-                name: [] for name, count in counts if count > max_sites
-            }
-            wanted = [name for name, count in counts if count <= max_sites]
-            if wanted:
-                marks = ",".join("?" * len(wanted))
-                rows = self._db.execute(
-                    f"SELECT name, chunk_id, path FROM definitions WHERE name IN ({marks})",
-                    wanted,
-                ).fetchall()
-                for name, chunk_id, path in rows:
-                    sites.setdefault(name, []).append((chunk_id, path))
-        return sites
 
     def lexical_search(self, query: str, n: int) -> list[tuple[str, float]]:
         """Chunk ids ranked by BM25 over code-aware tokens (names weigh more than bodies)."""

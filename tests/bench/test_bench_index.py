@@ -65,7 +65,7 @@ def test_scaled_store_gives_every_copy_its_own_names(tmp_path: Path) -> None:
     try:
         assert scaled.chunk_count() >= 10 * len(ids)
         names = ["distance", "distance_c3", "Segment_c7", "length_c9"]
-        sites = scaled.definition_sites(names, MAX_DEFINITION_SITES)
+        sites = scaled.definitions.definition_sites(names, MAX_DEFINITION_SITES)
         assert {name: [path for _, path in sites[name]] for name in names} == {
             "distance": ["copy0/geo.py"],
             "distance_c3": ["copy3/geo.py"],
