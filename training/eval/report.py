@@ -231,8 +231,8 @@ def in_view_lines(in_view: dict[str, Any] | None) -> list[str]:
     lines = [
         "",
         f'Asked from the cursor: the {in_view["n"]} answerable "what does X do?" questions '
-        'asked again as "What does this function do?" with the cursor on X\'s first line '
-        "(in view / named, then the paired difference in points):",
+        'asked again as "What does this function (method, class) do?" with the cursor on X\'s '
+        "first line (in view / named, then the paired difference in points):",
         "",
         "| condition | " + " | ".join(metrics) + " |",
         "|---|" + "---:|" * len(metrics),
