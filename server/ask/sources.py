@@ -12,7 +12,6 @@ from repotune.server.completion.context import ContextSnippet, as_snippet
 from repotune.server.index.retrieval import MAX_CURSOR_NAMES, cursor_names
 
 if TYPE_CHECKING:
-    from repotune.server.index.retrieval import RetrievedChunk
     from repotune.server.index.workspace import WorkspaceIndex
 
 NOTHING_RETRIEVED = (
@@ -73,18 +72,26 @@ def question_sources(
     in_view: Sequence[Source] = (),
 ) -> list[Source]:
     """The code in view (if any), then the `top_k` best chunks retrieved for `question` over
-    all `folders` (root, index, that folder's k). The code in view is not retrieved again, and
-    the names it uses are looked up as if the question wrote them (their definitions are what
-    "what does this do?" needs)."""
+    all `folders` (root, index, that folder's k). A chunk lying mostly in the code in view is
+    not shown again (one holding more of its file still is), and the names that code uses are
+    looked up as if the question wrote them (their definitions are what "what does this do?"
+    needs)."""
     used = tuple(cursor_names("\n".join(s.snippet.text for s in in_view), "", 0, MAX_CURSOR_NAMES))
     hits: list[Source] = []
     for root, index, k in folders:
         shown = [s.snippet for s in in_view if s.root == root]
-        region = None
-        if shown:  # all from one file
-            start = min(s.start_line for s in shown)
-            region = (shown[0].path, start, max(s.last_line for s in shown))
-        chunks: list[RetrievedChunk] = index.search_question(question, k, region, used)
-        hits.extend(Source(root, as_snippet(chunk), chunk.score) for chunk in chunks)
+        for chunk in index.search_question(question, k, used):
+            snippet = as_snippet(chunk)
+            if not any(_mostly_within(snippet, other) for other in shown):
+                hits.append(Source(root, snippet, chunk.score))
     hits.sort(key=lambda source: -source.score)
     return [*in_view, *hits[: max(top_k, 1)]]
+
+
+def _mostly_within(snippet: ContextSnippet, shown: ContextSnippet) -> bool:
+    """Whether at least half of `snippet`'s lines are lines of `shown` (same file)."""
+    if snippet.path != shown.path:
+        return False
+    lines = snippet.last_line - snippet.start_line + 1
+    common = min(snippet.last_line, shown.last_line) - max(snippet.start_line, shown.start_line)
+    return 2 * (common + 1) >= lines

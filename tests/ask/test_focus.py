@@ -3,6 +3,7 @@ and the answer's subject when the question points at it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,9 @@ from repotune.server.ask.grounding import (
     subject_definition,
 )
 from repotune.server.ask.prompts import IN_VIEW_LABEL, build_ask_document
+from repotune.server.ask.sources import Source, question_sources
 from repotune.server.completion.context import ContextSnippet
+from repotune.server.index.retrieval import RetrievedChunk
 
 CART = '''"""A shopping cart."""
 
@@ -204,3 +207,42 @@ def test_an_abstention_that_names_nothing_says_what_it_means() -> None:
     )
     named = "The indexed code does not define `refund`."
     assert grounded("What does refund do?", named, snippets) == named
+
+
+class _Index:
+    """Stands in for a workspace index: fixed chunks, and the names it was asked to look up."""
+
+    def __init__(self, chunks: list[RetrievedChunk]) -> None:
+        self.chunks = chunks
+        self.names: tuple[str, ...] = ()
+
+    def search_question(
+        self, question: str, k: int | None = None, used_names: Sequence[str] = ()
+    ) -> list[RetrievedChunk]:
+        self.names = tuple(used_names)
+        return self.chunks[:k]
+
+
+def _chunk(path: str, first: int, last: int, score: float) -> RetrievedChunk:
+    text = "x\n" * (last - first + 1)
+    return RetrievedChunk(path, first, last, text, None, "code", "python", score, ("lexical",))
+
+
+def test_the_code_in_view_comes_first_and_is_not_shown_twice(tmp_path: Path) -> None:
+    line = CART.splitlines().index("    def total(self) -> float:") + 1
+    focus = cursor_focus("cart.py", CART, line)
+    assert focus is not None
+    index = _Index(
+        [
+            _chunk("cart.py", line - 1, line + 4, 0.9),  # the same method: not again
+            _chunk("cart.py", 1, 20, 0.8),  # the whole small file: more than the method
+            _chunk("orders.py", 1, 5, 0.7),
+        ]
+    )
+    sources = question_sources(
+        [(tmp_path, index, 5)], "What does this do?", 5, [Source(tmp_path, focus)]
+    )
+    shown = [(s.snippet.path, s.snippet.start_line) for s in sources]
+    assert shown == [("cart.py", focus.start_line), ("cart.py", 1), ("orders.py", 1)]
+    assert sources[0].citation.uri == (tmp_path / "cart.py").as_uri()
+    assert "line_total" in index.names and "TAX_RATE" in index.names  # what the method uses
