@@ -441,6 +441,13 @@ async def test_asked_from_the_editor_the_answer_is_about_the_code_in_view(
     ), answer["answer"]
     first = answer["citations"][0]
     assert (first["path"], first["start_line"], first["end_line"]) == ("unsaved_scratch.py", 1, 3)
+    # selected lines go first, followed by the function they lie in
+    selected = {"start": {"line": 2, "character": 4}, "end": {"line": 3, "character": 0}}
+    answer = await execute(
+        client, "repotune.ask", {**question, "question": "Why divide by 2?", "range": selected}
+    )
+    lines = [(c["path"], c["start_line"], c["end_line"]) for c in answer["citations"][:2]]
+    assert lines == [("unsaved_scratch.py", 3, 3), ("unsaved_scratch.py", 1, 3)], answer
     # a document the editor has not opened is not read: the question is asked without it
     unopened = {**question, "textDocument": {"uri": (repo / "geometry.py").as_uri()}}
     answer = await execute(client, "repotune.ask", unopened)

@@ -59,6 +59,7 @@ interface Manifest {
   activationEvents?: string[];
   contributes: {
     commands: { command: string; title: string }[];
+    menus?: Record<string, { command: string; when?: string }[]>;
     configuration: { properties: Record<string, unknown> };
   };
 }
@@ -162,6 +163,13 @@ describe("the packaged .vsix", () => {
     expect(registered).toEqual(declared);
     for (const id of Object.values(SERVER_COMMANDS)) expect(declared).not.toContain(id);
     for (const command of manifest.contributes.commands) expect(command.title.length).toBeGreaterThan(3);
+  });
+
+  it("offers asking about selected code in the editor's context menu, with a declared command", () => {
+    const entries = manifest.contributes.menus?.["editor/context"] ?? [];
+    expect(entries).toContainEqual(expect.objectContaining({ command: COMMANDS.askQuestion, when: "editorHasSelection" }));
+    const declared = new Set(manifest.contributes.commands.map((c) => c.command));
+    for (const entry of Object.values(manifest.contributes.menus ?? {}).flat()) expect(declared).toContain(entry.command);
   });
 
   it("declares every setting the code reads, and the code maps every declared setting", () => {
