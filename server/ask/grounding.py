@@ -256,22 +256,38 @@ def _member_site(
     symbol, a chunk of Owner's methods, or a snippet that also defines Owner)."""
     symbols, _names = question_names(question)  # what retrieval looked up for the question
     for owner, _, member in (symbol.rpartition(".") for symbol in symbols):
-        sites = [d for d in defined if d.name == member]
-        for site in sites:
-            for snippet in _holding(site, snippets):
-                symbol = str(getattr(snippet, "symbol", "") or "")
-                text = str(getattr(snippet, "text", ""))
-                chunk_owner = symbol.rpartition(".")[0]  # a chunk of the owner's methods
-                if (
-                    symbol.endswith(f"{owner}.{member}")
-                    or chunk_owner == owner
-                    or chunk_owner.endswith(f".{owner}")
-                ) or _declares(owner, text):
-                    return NameSite(f"{owner}.{member}", site.path, site.line)
+        owned = _owned_sites(owner, member, defined, snippets)
+        if owned:
+            return owned[0]
         field = _owner_field(owner, member, snippets)
         if field is not None:
             return field
     return None  # another owner's member is not what was asked about
+
+
+def _owned_sites(
+    owner: str, member: str, defined: Sequence[NameSite], snippets: Sequence[object]
+) -> list[NameSite]:
+    """The sites of `member` in Owner's code, as `Owner.member`, in `defined`'s order."""
+    return [
+        NameSite(f"{owner}.{member}", site.path, site.line)
+        for site in defined
+        if site.name == member
+        and any(_owns(owner, member, snippet) for snippet in _holding(site, snippets))
+    ]
+
+
+def _owns(owner: str, member: str, snippet: object) -> bool:
+    """Whether the snippet holding `member` is Owner's code: the member's own chunk, a chunk of
+    Owner's methods, or one that also declares Owner."""
+    symbol = str(getattr(snippet, "symbol", "") or "")
+    chunk_owner = symbol.rpartition(".")[0]  # a chunk of the owner's methods
+    return (
+        symbol.endswith(f"{owner}.{member}")
+        or chunk_owner == owner
+        or chunk_owner.endswith(f".{owner}")
+        or _declares(owner, str(getattr(snippet, "text", "")))
+    )
 
 
 def _owner_field(owner: str, member: str, snippets: Sequence[object]) -> NameSite | None:
@@ -341,12 +357,14 @@ ALSO_DEFINED = " is also defined at "
 
 
 def also_defined(site: NameSite, snippets: Sequence[object]) -> str:
-    """ "Also defined at path:line." for a bare name that other snippets define too (a helper
-    repeated across modules): the answer is about one of them, and says which others exist."""
-    if "." in site.name:
-        return ""
+    """ "Also defined at path:line." for a name that other snippets define too (a helper
+    repeated across modules, `Owner.member` of a class of that name in another file): the
+    answer is about one of them, and says which others exist."""
+    owner, _, member = site.name.rpartition(".")
+    every = all_sites(snippets)
+    sites = _owned_sites(owner, member, every, snippets) if owner else every
     others: dict[tuple[str, int], None] = {}
-    for other in all_sites(snippets):
+    for other in sites:
         if other.name == site.name and (other.path, other.line) != (site.path, site.line):
             others.setdefault((other.path, other.line), None)
     if not others:

@@ -271,4 +271,12 @@ def test_an_answer_about_a_name_defined_twice_says_where_else() -> None:
     assert also_defined(site, [GEOMETRY]) == ""  # once: nothing to say
     many = [ContextSnippet(f"m{i}.py", "def area_of_square(s): ...\n", 1) for i in range(5)]
     assert also_defined(site, [GEOMETRY, *many]).endswith("m2.py:1 and 2 more.")
+    # `Owner.member` of a class of that name in two files (trl's DataCollatorForPreference)
+    collator = "class Collator:\n    def torch_call(self, rows):\n        return rows\n"
+    other_collator = ContextSnippet("b/dpo.py", collator, 10)
+    unrelated = ContextSnippet("c/kto.py", "class Other:\n    def torch_call(self):\n", 1)
+    snippets = [ContextSnippet("a/reward.py", collator, 200), other_collator, unrelated]
+    member = subject_definition("What does `Collator.torch_call` do?", snippets)
+    assert member == NameSite("Collator.torch_call", "a/reward.py", 201)
+    assert also_defined(member, snippets) == "`Collator.torch_call` is also defined at b/dpo.py:11."
     assert also_defined(NameSite("Cart.total", "cart.py", 3), [GEOMETRY, copy]) == ""
