@@ -1,6 +1,7 @@
 """A real OpenAI-compatible endpoint for tests: llama-cpp-python's own server
 (`python -m llama_cpp.server`) serving the default model with the default adapter, on localhost;
-and a recording one that keeps what it was sent and answers 503 (what a prompt held)."""
+and a recording one that keeps what it was sent and answers 503 (what a prompt held), with an
+Assistant that asks it about a repository."""
 
 from __future__ import annotations
 
@@ -116,3 +117,24 @@ def recording_endpoint() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextlib.contextmanager
+def assistant_on_endpoint(url: str, repo: Path, index_dir: Path) -> Iterator[Any]:
+    """A started Assistant on `repo` (indexed, lexical only) that generates on `url` with no
+    local fallback: what it asks a recording endpoint is what a prompt would hold."""
+    from repotune.server.assistant import Assistant
+
+    assistant = Assistant(
+        {
+            "model": {"endpoint": url, "endpoint_fallback": False},
+            "index": {"index_dir": str(index_dir), "dense": False},
+        }
+    )
+    try:
+        assistant.add_folder(repo, watch=False)
+        assert assistant.folders.index_for(repo.resolve()).wait_idle(30)
+        assistant.start()
+        yield assistant
+    finally:
+        assistant.close()

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from endpoint_server import recording_endpoint
+from endpoint_server import assistant_on_endpoint, recording_endpoint
 from repotune.server.ask.answer import continue_document
 from repotune.server.ask.focus import CodeInView
 from repotune.server.assistant import NOTHING_RETRIEVED, Assistant
@@ -76,20 +76,11 @@ def test_the_code_in_view_is_shown_first_unless_it_is_a_secret(tmp_path: Path) -
     with recording_endpoint() as (url, bodies):
         # one server each: a failed endpoint (503 here) is paused before it is asked again
         for path, text in ((repo / "app.py", app), (repo / ".env", secret)):
-            assistant = Assistant(
-                {
-                    "model": {"endpoint": url, "endpoint_fallback": False},
-                    "index": {"index_dir": str(tmp_path / "index"), "dense": False},
-                }
-            )
-            try:
-                assistant.add_folder(repo, watch=False)
-                assert assistant.folders.index_for(repo.resolve()).wait_idle(30)
-                assistant.start()
-                with contextlib.suppress(ModelError):
-                    assistant.ask("What does this greet?", view=CodeInView(path, text, 1, 2))
-            finally:
-                assistant.close()
+            with (
+                assistant_on_endpoint(url, repo, tmp_path / "index") as assistant,
+                contextlib.suppress(ModelError),
+            ):
+                assistant.ask("What does this greet?", view=CodeInView(path, text, 1, 2))
     shown, from_secret = (body["messages"][-1]["content"] for body in bodies)
     assert "### app.py:1-2 (the code in view)\n```python\ndef greet(" in shown
     assert "PAYMENT_TOKEN" not in from_secret and "tok-5e1f" not in from_secret

@@ -227,6 +227,43 @@ class Editor:
         self.page.locator(".quick-input-list .monaco-list-row", has_text=title).first.wait_for()
         self.page.keyboard.press("Enter")
 
+    def open_file(self, name: str, showing: str) -> None:
+        """Quick Open `name`, then wait until the editor shows the text `showing`."""
+        page = self.page
+        page.keyboard.press("Control+P")
+        page.locator(".quick-input-widget input").fill(name)
+        page.locator(".quick-input-list .monaco-list-row", has_text=name).first.wait_for()
+        page.keyboard.press("Enter")
+        page.locator(".monaco-editor .view-lines", has_text=showing).wait_for()
+
+    def go_to_line(self, line: int) -> None:
+        page = self.page
+        page.keyboard.press("Control+G")
+        page.locator(".quick-input-widget input").fill(f":{line}")
+        page.keyboard.press("Enter")
+        page.locator(".quick-input-widget").wait_for(state="hidden")
+
+    def ask(self, question: str) -> None:
+        """RepoTune's ask command, as a user types it."""
+        self.run_command("RepoTune: Ask about this codebase")
+        box = self.page.locator(".quick-input-widget input")
+        box.wait_for(state="visible")
+        box.fill(question)
+        self.page.keyboard.press("Enter")
+
+    def answer_link(self, what: str, text: re.Pattern[str]) -> Any:
+        """The first link whose text matches `text` in a rendered answer, once one shows."""
+
+        def link() -> Any:
+            for frame in self.page.frames:
+                with contextlib.suppress(Exception):
+                    anchor = frame.locator("a", has_text=text).first
+                    if anchor.count():
+                        return anchor
+            return None
+
+        return self.wait_for(what, ANSWER_TIMEOUT_S, link)
+
 
 def _code_server_dir() -> Path:
     if not CHROMIUM.exists():
@@ -363,17 +400,10 @@ def test_status_bar_names_the_model(editor: Editor) -> None:
 
 def test_ghost_text_appears_and_tab_accepts_it(editor: Editor) -> None:
     page = editor.page
-    page.keyboard.press("Control+P")
-    page.locator(".quick-input-widget input").fill("totals.py")
-    page.locator(".quick-input-list .monaco-list-row", has_text="totals.py").first.wait_for()
-    page.keyboard.press("Enter")
-    page.locator(".monaco-editor .view-lines", has_text="for radius in radii").wait_for()
+    editor.open_file("totals.py", "for radius in radii")
     # End of the `for` line, a new line (auto-indented), then type like a user.
     for_line = TOTALS.count("\n")
-    page.keyboard.press("Control+G")
-    page.locator(".quick-input-widget input").fill(f":{for_line}")
-    page.keyboard.press("Enter")
-    page.locator(".quick-input-widget").wait_for(state="hidden")
+    editor.go_to_line(for_line)
     page.keyboard.press("End")
     page.keyboard.press("Enter")
     # The status bar shows the cursor: on the new line, after the indentation.
@@ -401,21 +431,9 @@ def test_ghost_text_appears_and_tab_accepts_it(editor: Editor) -> None:
 
 def test_ask_renders_an_answer_with_a_file_link(editor: Editor) -> None:
     page = editor.page
-    editor.run_command("RepoTune: Ask about this codebase")
-    box = page.locator(".quick-input-widget input")
-    box.wait_for(state="visible")
-    box.fill("Which function computes the area of a circle?")
-    page.keyboard.press("Enter")
-
-    def link() -> Any:
-        for frame in page.frames:
-            with contextlib.suppress(Exception):
-                anchor = frame.locator("a", has_text=re.compile(r"\w+\.py:\d+")).first
-                if anchor.count():
-                    return anchor
-        return None
-
-    anchor = editor.wait_for("the rendered answer with a file:line link", ANSWER_TIMEOUT_S, link)
+    editor.ask("Which function computes the area of a circle?")
+    what = "the rendered answer with a file:line link"
+    anchor = editor.answer_link(what, re.compile(r"\w+\.py:\d+"))
     editor.shot("05-answer")
     body = str(anchor.locator("xpath=/ancestor::body").inner_text())
     assert body.count("Sources") == 1, body  # listed once, not by both the server and the extension
@@ -431,32 +449,12 @@ def test_ask_renders_an_answer_with_a_file_link(editor: Editor) -> None:
 
 def test_asked_from_a_function_the_answer_is_about_it(editor: Editor) -> None:
     """With the cursor in area_of_square, "What does this function do?" is answered about it."""
-    page = editor.page
-    page.keyboard.press("Control+P")
-    page.locator(".quick-input-widget input").fill("geometry.py")
-    page.locator(".quick-input-list .monaco-list-row", has_text="geometry.py").first.wait_for()
-    page.keyboard.press("Enter")
-    page.locator(".monaco-editor .view-lines", has_text="return side * side").wait_for()
-    page.keyboard.press("Control+G")
-    page.locator(".quick-input-widget input").fill(":12")
-    page.keyboard.press("Enter")
-    page.locator(".quick-input-widget").wait_for(state="hidden")
-    page.locator(".statusbar-item", has_text="Ln 12,").wait_for()
-    editor.run_command("RepoTune: Ask about this codebase")
-    box = page.locator(".quick-input-widget input")
-    box.wait_for(state="visible")
-    box.fill("What does this function do?")
-    page.keyboard.press("Enter")
-
-    def cited() -> Any:
-        for frame in page.frames:
-            with contextlib.suppress(Exception):
-                anchor = frame.locator("a", has_text=re.compile(r"^geometry\.py:10$")).first
-                if anchor.count():
-                    return anchor
-        return None
-
-    anchor = editor.wait_for("the answer citing area_of_square", ANSWER_TIMEOUT_S, cited)
+    editor.open_file("geometry.py", "return side * side")
+    editor.go_to_line(12)
+    editor.page.locator(".statusbar-item", has_text="Ln 12,").wait_for()
+    editor.ask("What does this function do?")
+    what = "the answer citing area_of_square"
+    anchor = editor.answer_link(what, re.compile(r"^geometry\.py:10$"))
     editor.shot("06b-answer-in-view")
     body = str(anchor.locator("xpath=/ancestor::body").inner_text())
     assert "What does this function do?" in body and "area_of_square" in body, body

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import unblock, wait_for, within
-from endpoint_server import recording_endpoint
+from endpoint_server import assistant_on_endpoint, recording_endpoint
 from repotune.server.assistant import Assistant
 from repotune.server.config import Settings, SettingsError, load_settings
 from repotune.server.index.chunking import chunk_file
@@ -619,21 +619,12 @@ def test_a_secret_pasted_into_a_question_never_reaches_the_endpoint(tmp_path: Pa
     """The question is redacted like a buffer before it becomes a prompt (here, to an endpoint
     that records what it is sent)."""
     repo = make_repo(tmp_path / "repo")
-    with recording_endpoint() as (url, bodies):
-        assistant = Assistant(
-            {
-                "model": {"endpoint": url, "endpoint_fallback": False},
-                "index": {"index_dir": str(tmp_path / "index"), "dense": False},
-            }
-        )
-        try:
-            assistant.add_folder(repo, watch=False)
-            assert assistant.folders.index_for(repo.resolve()).wait_idle(30)
-            assistant.start()
-            with pytest.raises(Exception, match="503"):
-                assistant.ask(f'why does handler give 401 with API_TOKEN = "{TOKEN}"?')
-        finally:
-            assistant.close()
+    with (
+        recording_endpoint() as (url, bodies),
+        assistant_on_endpoint(url, repo, tmp_path / "index") as assistant,
+        pytest.raises(Exception, match="503"),
+    ):
+        assistant.ask(f'why does handler give 401 with API_TOKEN = "{TOKEN}"?')
     sent = json.dumps(bodies)
     assert bodies and "give 401" in sent and "<redacted>" in sent and TOKEN not in sent
 
