@@ -339,11 +339,10 @@ def parse_lines_at(at: str) -> tuple[Path, int, int | None]:
     return Path(path), int(first), int(last) if dash else None
 
 
-def code_in_view(at: str, workspace: Path) -> CodeInView:
+def code_in_view(at: str, workspace: Path, settings: Settings) -> CodeInView:
     """The file and lines `--at` names, read as the editor would have them open."""
     file_path, first, last = parse_lines_at(at)
     root, relative, text, _ = _read_cursor(file_path, first, 1, workspace)
-    settings = load_settings(root, {})
     if is_secret_document(file_path, root, settings.index.secret_patterns):
         raise SystemExit(
             f"repotune: {relative} matches index.secret_patterns: it is never put into a prompt"
@@ -355,7 +354,7 @@ def run_ask(workspace: Path, settings: Settings, question: str, at: str | None =
     """Answer a question about the codebase the way the editor command does, and say from what;
     `at` (FILE:LINE or FILE:FIRST-LAST) is where the question is asked from."""
     require_indexable(workspace)
-    view = code_in_view(at, workspace) if at else None
+    view = code_in_view(at, workspace, settings) if at else None
     started = time.perf_counter()
     assistant = Assistant({})
     try:

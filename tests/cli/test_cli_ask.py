@@ -122,7 +122,13 @@ def test_asked_from_a_cursor_the_answer_is_about_the_code_there(tmp_path: Path) 
         "`area_of_square` (geometry.py:10): Area of a square with the given side."
     ), answer
     assert sources.strip().splitlines()[1].startswith("- [geometry.py:10-12]"), sources
-    for bad, said in (("geometry.py", "expected FILE:LINE"), ("geometry.py:9-3", "FIRST <= LAST")):
+    (repo / ".env").write_text("SHOP_TOKEN=tok-19af0c\n")
+    refusals = (
+        ("geometry.py", "expected FILE:LINE"),
+        ("geometry.py:9-3", "FIRST <= LAST"),
+        (f"{repo / '.env'}:1", "never put into a prompt"),
+    )
+    for bad, said in refusals:
         refused = subprocess.run(
             [sys.executable, "-m", "repotune", "ask", str(repo), "Why?", "--at", bad],
             capture_output=True,
