@@ -73,14 +73,15 @@ def question_sources(
 ) -> list[Source]:
     """The code in view (if any), then the `top_k` best chunks retrieved for `question` over
     all `folders` (root, index, that folder's k). A chunk lying mostly in the code in view is
-    not shown again (one holding more of its file still is), and the names that code uses are
-    looked up as if the question wrote them (their definitions are what "what does this do?"
-    needs)."""
-    used = tuple(cursor_names("\n".join(s.snippet.text for s in in_view), "", 0, MAX_CURSOR_NAMES))
+    not shown again (one holding more of its file still is); code like it is searched for with
+    the question, and the names it uses are looked up as if the question wrote them (their
+    definitions are what "what does this do?" needs)."""
+    code = "\n".join(s.snippet.text for s in in_view)
+    used = tuple(cursor_names(code, "", 0, MAX_CURSOR_NAMES))
     hits: list[Source] = []
     for root, index, k in folders:
         shown = [s.snippet for s in in_view if s.root == root]
-        for chunk in index.search_question(question, k, used):
+        for chunk in index.search_question(question, k, used, code):
             snippet = as_snippet(chunk)
             if not any(_mostly_within(snippet, other) for other in shown):
                 hits.append(Source(root, snippet, chunk.score))

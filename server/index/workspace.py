@@ -379,20 +379,31 @@ class WorkspaceIndex:
         return self.retriever.search(query, top_k, exclude, dense_query, names, symbols, phrases)
 
     def search_question(
-        self, question: str, k: int | None = None, used_names: Sequence[str] = ()
+        self,
+        question: str,
+        k: int | None = None,
+        used_names: Sequence[str] = (),
+        in_view: str = "",
     ) -> list[RetrievedChunk]:
         """Chunks for a question: its text (the start of a pasted log), plus where the code it
         names is defined, then the names its plain words may mean (`cache directory`:
         `cache_dir`), and the chunks holding a sentence it quotes word for word; the one recipe
-        of `repotune ask`, the editors and the evaluation. With the code in view, where the
-        names that code uses (`used_names`) are defined too."""
+        of `repotune ask`, the editors and the evaluation. With the code in view (`in_view`),
+        code like it (embedded with the question) and where the names that code uses
+        (`used_names`) are defined."""
         question = question[:MAX_QUESTION_CHARS]
         symbols, names = question_names(question)
         meant = tuple(name for name in candidate_names(question) if name not in names)
         used = tuple(name for name in used_names if name not in names and name not in meant)
         phrases = quoted_phrases(question)
+        dense = f"{question}\n{in_view[:MAX_QUESTION_CHARS]}" if in_view else None
         return self.search(
-            question, k, names=names + meant + used, symbols=symbols, phrases=phrases
+            question,
+            k,
+            dense_query=dense,
+            names=names + meant + used,
+            symbols=symbols,
+            phrases=phrases,
         )
 
     def search_cursor(

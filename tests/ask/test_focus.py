@@ -215,11 +215,16 @@ class _Index:
     def __init__(self, chunks: list[RetrievedChunk]) -> None:
         self.chunks = chunks
         self.names: tuple[str, ...] = ()
+        self.in_view = ""
 
     def search_question(
-        self, question: str, k: int | None = None, used_names: Sequence[str] = ()
+        self,
+        question: str,
+        k: int | None = None,
+        used_names: Sequence[str] = (),
+        in_view: str = "",
     ) -> list[RetrievedChunk]:
-        self.names = tuple(used_names)
+        self.names, self.in_view = tuple(used_names), in_view
         return self.chunks[:k]
 
 
@@ -246,3 +251,4 @@ def test_the_code_in_view_comes_first_and_is_not_shown_twice(tmp_path: Path) -> 
     assert shown == [("cart.py", focus.start_line), ("cart.py", 1), ("orders.py", 1)]
     assert sources[0].citation.uri == (tmp_path / "cart.py").as_uri()
     assert "line_total" in index.names and "TAX_RATE" in index.names  # what the method uses
+    assert index.in_view == focus.text  # code like it is searched for too
