@@ -369,7 +369,7 @@ class Assistant:
     ) -> Answer:
         """Answer from retrieved chunks of every folder; the sources are always listed.
         `on_text` sees the answer grow (a client can show it as it comes). With `view` (the
-        selection or cursor the question is asked from), that code comes first (in_view_snippet).
+        selection or cursor the question is asked from), that code comes first (in_view_snippets).
         A secret pasted into the question is redacted like one in a buffer: the model may be an
         endpoint elsewhere."""
         question = redact_secrets(question)

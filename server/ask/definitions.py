@@ -343,10 +343,15 @@ def definition_in_snippet(snippet: object, name: str, line: int) -> Definition |
     return None
 
 
+def _file_source(path: str, text: str) -> _SnippetSource:
+    """A whole file's text, parsed in the language its path names."""
+    return _SnippetSource(path, language_for(path), text.encode("utf-8", "surrogatepass"))
+
+
 def definition_at(path: str, text: str, line: int) -> Definition | None:
     """The innermost function, method or class of a file that holds 1-based `line` (one of at
     most MAX_DEFINITION_LINES lines); None outside every definition."""
-    source = _SnippetSource(path, language_for(path), text.encode("utf-8", "surrogatepass"))
+    source = _file_source(path, text)
     holding = [d for d in definitions(source, min_lines=1) if d.start_line <= line <= d.end_line]
     return min(holding, key=lambda d: d.end_line - d.start_line, default=None)
 
@@ -354,7 +359,7 @@ def definition_at(path: str, text: str, line: int) -> Definition | None:
 def file_summary(path: str, text: str) -> str | None:
     """The first sentence of a file's own docstring or leading comment (after a shebang or a
     licence-free first comment line), or None."""
-    source = _SnippetSource(path, language_for(path), text.encode("utf-8", "surrogatepass"))
+    source = _file_source(path, text)
     tree = _parse(source)
     if tree is None:
         return None

@@ -200,7 +200,7 @@ def _in_view_definition(question: str, snippets: Sequence[object]) -> NameSite |
     """The definition in view (ask/focus.py), when the question points at it: the one the code
     in view starts with, or for lines selected inside a definition (a local `const x` among
     them) that definition, from the snippet showing it whole."""
-    focus = next((s for s in snippets if getattr(s, "in_view", False)), None)
+    focus = _in_view(snippets)
     if focus is None or not points_at_code_in_view(question):
         return None
     start = int(getattr(focus, "start_line", 1) or 1)
@@ -214,6 +214,11 @@ def _in_view_definition(question: str, snippets: Sequence[object]) -> NameSite |
     enclosing = [s.line for s in all_sites(snippets) if (s.path, s.name) == (path, short)]
     before = [line for line in enclosing if line < start]
     return NameSite(symbol, path, max(before)) if symbol and before else None
+
+
+def _in_view(snippets: Sequence[object]) -> object | None:
+    """The snippet of the code in view (ask/focus.py), if one was given."""
+    return next((s for s in snippets if getattr(s, "in_view", False)), None)
 
 
 def _asked_definition(question: str, answer: str, snippets: Sequence[object]) -> NameSite | None:
@@ -383,7 +388,7 @@ def without_also_defined(answer: str) -> str:
 def file_opening(question: str, snippets: Sequence[object]) -> str:
     """How an answer about the file in view ("What is this file for?") starts: its path and its
     docstring's or leading comment's first sentence; "" without one, or for another question."""
-    focus = next((s for s in snippets if getattr(s, "in_view", False)), None)
+    focus = _in_view(snippets)
     if focus is None or int(getattr(focus, "start_line", 1) or 1) != 1:
         return ""
     if getattr(focus, "symbol", None) or not asks_about_file(question):
