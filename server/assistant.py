@@ -13,9 +13,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from repotune.server.ask.definitions import definition_in_lines
 from repotune.server.ask.focus import CodeInView, in_view_snippets
-from repotune.server.ask.sources import NOTHING_RETRIEVED, Answer, Source, question_sources
+from repotune.server.ask.sources import (
+    NOTHING_RETRIEVED,
+    Answer,
+    Citation,
+    Source,
+    question_sources,
+)
 from repotune.server.ask.stream import OnText, ignore_text
+from repotune.server.ask.usages import (
+    IN_VIEW,
+    MAX_SCANNED_FILES,
+    Site,
+    UsageQuestion,
+    sites_in_index,
+    usage_answer,
+    usage_question,
+)
 from repotune.server.completion.context import as_snippets
 from repotune.server.completion.request import (
     CompletionRequest,
@@ -373,6 +389,10 @@ class Assistant:
         A secret pasted into the question is redacted like one in a buffer: the model may be an
         endpoint elsewhere."""
         question = redact_secrets(question)
+        found = self.usages(question, view)
+        if found is not None:  # read from the index, not generated
+            on_text(found.answer)
+            return found
         started = time.perf_counter()
         engine = self._engine
         if engine is None or not engine.ready:
@@ -406,6 +426,50 @@ class Assistant:
             "generate": (time.perf_counter() - generate_started) * 1000.0,
         }
         return Answer(text.strip(), [source.citation for source in sources], timings)
+
+    def usages(self, question: str, view: CodeInView | None = None) -> Answer | None:
+        """The answer to a question about where code is used ("What calls X?"), read from every
+        folder's index with no model; None for any other question, one naming nothing the
+        index knows as code (a plain word no definition has: the model answers it) or one
+        pointing at code in view that is no definition."""
+        usage = usage_question(redact_secrets(question))
+        if usage is None:
+            return None
+        started = time.perf_counter()
+        if usage.name == IN_VIEW:
+            name = self._definition_in_view(view) if view is not None else None
+            if name is None:
+                return None
+            usage = UsageQuestion(name, code_shaped=True)
+        folders = list(self.folders.items())
+        if not any(index.store.chunk_count() for _, index in folders):
+            return None  # nothing indexed yet: answered as any question is (NOTHING_RETRIEVED)
+        if not usage.code_shaped and not any(index.defines(usage.name) for _, index in folders):
+            return None
+        sites: list[tuple[Path, Site]] = []
+        files = scanned = 0
+        for root, index in folders:
+            found, total, read = sites_in_index(index, usage.searched, MAX_SCANNED_FILES - scanned)
+            sites += [(root, site) for site in found]
+            files += total
+            scanned += read
+        complete = all(index.wait_lexical(0) for _, index in folders)  # first pass done
+        text, cited = usage_answer(usage, [site for _, site in sites], files, scanned, complete)
+        root_of = {id(site): root for root, site in sites}
+        citations = [
+            Citation(s.path, (root_of[id(s)] / s.path).as_uri(), s.line, s.line) for s in cited
+        ]
+        return Answer(text, citations, {"retrieval": (time.perf_counter() - started) * 1000.0})
+
+    def _definition_in_view(self, view: CodeInView) -> str | None:
+        """The name of the definition in view ("Is this function used?"): none in a file outside
+        every folder or one the index skips as a secret."""
+        root = self.folders.folder_for(view.path)
+        if root is None or self._secret_document(view.path, self.settings_for_path(view.path)):
+            return None
+        last = view.last_line if view.last_line is not None else view.first_line
+        found = definition_in_lines(view.path.name, view.text, view.first_line, last)
+        return found.name if found is not None and found.name else None
 
     def _in_view(self, view: CodeInView, question: str) -> list[Source]:
         """The code in view as the answer's first sources; none from a file outside every

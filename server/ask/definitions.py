@@ -356,6 +356,18 @@ def definition_at(path: str, text: str, line: int) -> Definition | None:
     return min(holding, key=lambda d: d.end_line - d.start_line, default=None)
 
 
+def definition_in_lines(path: str, text: str, first_line: int, last_line: int) -> Definition | None:
+    """The definition lines `first_line`..`last_line` (1-based) are about: the outermost one
+    starting among them (a selected function with its decorators), else the innermost one
+    holding the first (a cursor)."""
+    found = definitions(_file_source(path, text), min_lines=1)
+    starting = [d for d in found if first_line <= d.start_line <= last_line]
+    if starting:
+        return min(starting, key=lambda d: (d.start_line, -d.end_line))
+    holding = [d for d in found if d.start_line <= first_line <= d.end_line]
+    return min(holding, key=lambda d: d.end_line - d.start_line, default=None)
+
+
 def file_summary(path: str, text: str) -> str | None:
     """The first sentence of a file's own docstring or leading comment (after a shebang or a
     licence-free first comment line), or None."""

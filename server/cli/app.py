@@ -285,6 +285,22 @@ def bench_index(
     store_result("index", run_bench_index(root, settings_for(root), corpus=corpus), save)
 
 
+@bench_app.command("usages")
+def bench_usages(
+    workspace: Annotated[Path | None, typer.Argument(help="a Python workspace root")] = None,
+    corpus: Annotated[
+        str | None, typer.Option(help="pinned PyPI wheel to benchmark, e.g. structlog==25.4.0")
+    ] = None,
+    names: Annotated[int, typer.Option(help="defined names to look up", min=1)] = 100,
+    save: SaveOption = None,
+) -> None:
+    """ "Where is X used?" answers against Python's ast: precision, recall, lookup time."""
+    from repotune.server.bench.usages import run_bench_usages
+
+    root = workspace.resolve() if workspace else None
+    store_result("usages", run_bench_usages(root, settings_for(root), corpus, names), save)
+
+
 @bench_app.command("complete")
 def bench_complete(
     workspace: WorkspaceArg,

@@ -363,11 +363,13 @@ def run_ask(workspace: Path, settings: Settings, question: str, at: str | None =
         index = assistant.folders.index_for(workspace.resolve())
         if not index.wait_lexical(INDEX_TIMEOUT_S):
             raise SystemExit("repotune: the index did not become searchable in time")
-        dense_complete = index.wait_idle(DENSE_WAIT_S)
-        engine = assistant.engine
-        if not engine.wait_ready(LOAD_TIMEOUT_S):
-            raise ModelError(engine.load_error or "the generator did not load in time")
-        answer = assistant.ask(question, view=view)
+        answer = assistant.usages(question, view)  # "What calls X?": the index alone answers
+        dense_complete = answer is not None or index.wait_idle(DENSE_WAIT_S)
+        if answer is None:
+            engine = assistant.engine
+            if not engine.wait_ready(LOAD_TIMEOUT_S):
+                raise ModelError(engine.load_error or "the generator did not load in time")
+            answer = assistant.ask(question, view=view)
         pending = int(index.stats().get("dense_pending", 0) or 0)
     finally:
         assistant.close()

@@ -123,6 +123,19 @@ class LexicalIndex:
             ).fetchall()
         return [(chunk_id, -float(score)) for chunk_id, score in rows]
 
+    def paths_naming(self, name: str, n: int) -> tuple[list[str], int]:
+        """Files holding identifier `name` as a whole token (FTS5 folds case): the first `n`
+        paths in order, and the number of files."""
+        if not name or not all(part.isalnum() for part in name.split("_") if part):
+            return [], 0  # only identifiers are tokens ("$" splits them)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT DISTINCT c.path FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid"
+                " WHERE chunks_fts MATCH ? ORDER BY c.path",
+                (f'body : "{name.lower()}"',),
+            ).fetchall()
+        return [row[0] for row in rows[:n]], len(rows)
+
     def informative_terms(self, terms: list[str]) -> list[str]:
         """Drop terms absent from the index and very common ones; keep the rarest few, within
         the postings budget."""

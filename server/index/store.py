@@ -351,11 +351,15 @@ class Store:
     def file_segments(self, path: str) -> list[str]:
         """The file's indexed (redacted) text from its chunks, as runs of consecutive lines;
         lines no chunk holds split the runs."""
+        return [text for _, text in self.file_runs(path)]
+
+    def file_runs(self, path: str) -> list[tuple[int, str]]:
+        """file_segments with the 1-based line each run starts on."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT start_line, text FROM chunks WHERE path = ? ORDER BY start_line", (path,)
             ).fetchall()
-        runs: list[list[str]] = []
+        runs: list[tuple[int, list[str]]] = []
         next_line = 0  # the first line not yet taken
         for start_line, text in rows:
             lines = text.split("\n")
@@ -363,10 +367,10 @@ class Store:
             if skip >= len(lines):
                 continue
             if not runs or start_line + skip != next_line:
-                runs.append([])
-            runs[-1].extend(lines[skip:])
+                runs.append((start_line + skip, []))
+            runs[-1][1].extend(lines[skip:])
             next_line = start_line + len(lines)
-        return ["\n".join(run) for run in runs]
+        return [(first, "\n".join(lines)) for first, lines in runs]
 
     def file(self, path: str) -> FileRecord | None:
         with self._lock:
@@ -416,6 +420,11 @@ class Store:
     def phrase_search(self, phrases: Sequence[str], n: int) -> list[tuple[str, float]]:
         """Chunk ids holding one of `phrases` word for word (a quoted docstring or message)."""
         return self.lexical.phrase_search(phrases, n)
+
+    def paths_naming(self, name: str, n: int) -> tuple[list[str], int]:
+        """Files whose code holds identifier `name` (any case; a caller checks the case), the
+        first `n` by path, and how many there are."""
+        return self.lexical.paths_naming(name, n)
 
     def refresh_term_counts(self) -> TermCounts:
         """Read every term's document count (queries then never pay for it)."""

@@ -152,3 +152,33 @@ def test_an_answer_about_a_name_defined_twice_says_where_else(tmp_path: Path) ->
     assert cited, answer
     other = "legacy/shapes.py:1" if cited[1] == "geometry.py:10" else "geometry.py:10"
     assert answer.endswith(f"`area_of_square` is also defined at {other}."), answer
+
+
+def test_what_calls_a_function_is_listed_from_the_index(tmp_path: Path) -> None:
+    """ "What calls X?" was answered with X's definition; the index lists its callers, and the
+    command does not wait for the model to load to say so."""
+    repo = tmp_path / "shapes"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "geometry.py").write_text(GEOMETRY)
+    (repo / "report.py").write_text(
+        "from geometry import area_of_square\n\n\n"
+        "def floor_area(rooms):\n"
+        "    # area_of_square of each room\n"
+        "    return sum(area_of_square(side) for side in rooms)\n"
+    )
+    (repo / "repotune.toml").write_text('[index]\nindex_dir = ".repotune/index"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "repotune", "ask", str(repo), "What calls area_of_square?"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    answer, _, sources = result.stdout.partition("**Sources**")
+    assert answer.strip() == (
+        "`area_of_square` is used in 1 place in 1 file (defined at geometry.py:10):\n"
+        "- report.py:6 (in `floor_area`): `return sum(area_of_square(side) for side in rooms)`"
+    ), answer
+    assert "[report.py:6-6]" in sources
+    assert "generate" not in result.stderr  # no model was asked

@@ -459,6 +459,49 @@ async def test_asked_from_the_editor_the_answer_is_about_the_code_in_view(
     )
 
 
+async def test_where_code_is_used_is_read_from_the_index(
+    client: LanguageClient, repo: Path
+) -> None:
+    """ "What calls X?" was answered with X's own definition: the model cannot list what it was
+    not shown. The index lists every line that uses it, with the function each is in."""
+    answer = await execute(client, "repotune.ask", {"question": "Where is distance used?"})
+    assert answer["answer"] == (
+        "`distance` is used in 1 place in 1 file (defined at geometry.py:6):\n"
+        "- geometry.py:15 (in `polygon_perimeter`): "
+        "`total += distance(point, points[(index + 1) % len(points)])`\n"
+        "Imported without a use in: shapes.py:3.\n"
+        "Mentioned in: README.md:3."
+    ), answer["answer"]
+    cited = [(c["path"], c["start_line"], c["end_line"]) for c in answer["citations"]]
+    assert cited == [("geometry.py", 15, 15), ("shapes.py", 3, 3)]
+    # asked from the editor: the function at the cursor is the one looked for
+    uri = (repo / "geometry.py").as_uri()
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(
+                uri=uri, language_id="python", version=1, text=GEOMETRY
+            )
+        )
+    )
+    cursor = {"line": 13, "character": 4}  # in polygon_perimeter
+    answer = await execute(
+        client,
+        "repotune.ask",
+        {
+            "question": "Where is this function called?",
+            "textDocument": {"uri": uri},
+            "range": {"start": cursor, "end": cursor},
+        },
+    )
+    assert answer["answer"].startswith(
+        "`polygon_perimeter` is used in 1 place in 1 file (defined at geometry.py:11):\n"
+        "- shapes.py:17 (in `Square.perimeter`): `return polygon_perimeter(self.corners())`"
+    ), answer["answer"]
+    client.text_document_did_close(
+        types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
+    )
+
+
 async def test_file_changed_on_disk_is_seen_by_next_retrieval(
     client: LanguageClient, repo: Path
 ) -> None:
