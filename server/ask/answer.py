@@ -21,6 +21,7 @@ from repotune.server.ask.grounding import (
     unsupported_name,
 )
 from repotune.server.ask.prompts import build_ask_document, build_ask_messages
+from repotune.server.ask.quotes import faithful_quotes
 from repotune.server.ask.stream import OnText, ignore_text
 from repotune.server.ask.tidy import tidy_answer
 from repotune.server.completion.model import LoadedModel
@@ -124,11 +125,14 @@ def checked(question: str, text: str, finish: str | None, snippets: Sequence[Any
 
 def grounded(question: str, text: str, snippets: Sequence[Any]) -> str:
     """An answer about a code name that no snippet contains is not from the code: abstain. An
-    abstention that names nothing ("... does not define.") says what it means."""
+    abstention that names nothing ("... does not define.") says what it means. Code the answer
+    quotes is the snippets' own (faithful_quotes)."""
     missing = unsupported_name(question, text, snippets)
     if missing:
         return ABSTAIN.format(name=missing)
-    return ABSTAIN_TASK if _NAMELESS_ABSTENTION.fullmatch(text.strip()) else text
+    if _NAMELESS_ABSTENTION.fullmatch(text.strip()):
+        return ABSTAIN_TASK
+    return faithful_quotes(text, snippets)
 
 
 def continue_document(
