@@ -35,75 +35,82 @@ def faithful_quotes(answer: str, snippets: Sequence[object]) -> str:
     ]
 
     def repaired(block: re.Match[str]) -> str:
-        lines = block.group(1).rstrip("\n").split("\n")
+        lines = _code_lines(block.group(1).split("\n"))
+        if not lines or any(_holds(_code_lines(source), lines) for _, source in sources):
+            return block.group(0)  # no code, or quoted right: left exactly as written
         found = _quoted_from(lines, sources)
         if found is None:
             return block.group(0)
         path, source, first = found
-        wanted = sum(1 for line in lines if line.strip())
-        code = "\n".join(source[first:])
-        quoted = quote_code(code, path, lines=wanted)
-        if _same_code(lines, quoted.split("\n")[1:-1]):
-            return block.group(0)  # quoted right: left exactly as written
-        return quoted or block.group(0)
+        return quote_code("\n".join(source[first:]), path, lines=len(lines)) or block.group(0)
 
     return _FENCE.sub(repaired, answer)
+
+
+def _code_lines(lines: Sequence[str]) -> list[str]:
+    """The non-blank lines, stripped (what a quote is compared on: quote_code skips blanks)."""
+    return [line.strip() for line in lines if line.strip()]
+
+
+def _holds(source: Sequence[str], lines: Sequence[str]) -> bool:
+    """Whether `lines` stand in `source` one after another."""
+    width = len(lines)
+    return any(source[i : i + width] == lines for i in range(len(source) - width + 1))
 
 
 def _quoted_from(
     lines: Sequence[str], sources: Sequence[tuple[str, list[str]]]
 ) -> tuple[str, list[str], int] | None:
-    """(path, lines, index of the block's first line) of the snippet the block quotes: where
-    its first definition header's name is defined; else, for a block with no header, where one
-    of its lines (of at least MIN_ANCHOR_CHARS) stands in exactly one place; for a header whose
-    name no snippet defines, only where such a line follows a definition of a name like it (a
-    misspelling: `bound_threadlocal` for `bind_threadlocal`): other code is the model's own."""
+    """(path, lines, index of the line the quote starts on) of the snippet the block's code
+    lines quote: where its first definition header's name is defined; else, for a block with
+    no header, where one of its lines (of at least MIN_ANCHOR_CHARS) stands in exactly one
+    place; for a header whose name no snippet defines, only where such a line follows a
+    definition of a name like it (a misspelling: `bound_threadlocal` for `bind_threadlocal`):
+    other code is the model's own. Lines are counted without blanks on both sides."""
     headers = [(i, m.group(1)) for i, line in enumerate(lines) if (m := _HEADER.match(line))]
+    numbered = [(path, source, _numbered(source)) for path, source in sources]
     if headers:
         offset, name = headers[0]
-        for path, source in sources:
-            for index, candidate in enumerate(source):
-                defined = _HEADER.match(candidate)
+        for path, source, code in numbered:
+            for position, (_, text) in enumerate(code):
+                defined = _HEADER.match(text)
                 if defined is not None and defined.group(1) == name:
-                    return path, source, max(0, index - offset)
-    anchored = _anchored(lines, sources)
+                    return path, source, code[max(0, position - offset)][0]
+    anchored = _anchored(lines, numbered)
     if anchored is None:
         return None
-    path, source, index, offset = anchored
+    path, source, code, position, offset = anchored
     if not headers:
-        return path, source, max(0, index - offset)
+        return path, source, code[max(0, position - offset)][0]
     header_offset, name = headers[0]
-    for above in range(index, -1, -1):  # the definition the anchored line is in
-        defined = _HEADER.match(source[above])
+    for above in range(position, -1, -1):  # the definition the anchored line is in
+        defined = _HEADER.match(code[above][1])
         if defined is not None:
             similar = SequenceMatcher(None, defined.group(1), name).ratio() >= MIN_NAME_LIKENESS
-            return (path, source, max(0, above - header_offset)) if similar else None
+            return (path, source, code[max(0, above - header_offset)][0]) if similar else None
     return None
+
+
+def _numbered(source: Sequence[str]) -> list[tuple[int, str]]:
+    """(index in `source`, stripped line) of its non-blank lines."""
+    return [(index, line.strip()) for index, line in enumerate(source) if line.strip()]
 
 
 def _anchored(
-    lines: Sequence[str], sources: Sequence[tuple[str, list[str]]]
-) -> tuple[str, list[str], int, int] | None:
-    """(path, lines, index there, index in the block) of the first line of the block of at
-    least MIN_ANCHOR_CHARS that stands in exactly one place of the snippets."""
-    for offset, line in enumerate(lines):
-        text = line.strip()
+    lines: Sequence[str], numbered: Sequence[tuple[str, list[str], list[tuple[int, str]]]]
+) -> tuple[str, list[str], list[tuple[int, str]], int, int] | None:
+    """(path, lines, their code lines, position there, position in the block) of the block's
+    first line of at least MIN_ANCHOR_CHARS that stands in exactly one place of the snippets."""
+    for offset, text in enumerate(lines):
         if len(text) < MIN_ANCHOR_CHARS:
             continue
         places = [
-            (path, source, index)
-            for path, source in sources
-            for index, candidate in enumerate(source)
-            if candidate.strip() == text
+            (path, source, code, position)
+            for path, source, code in numbered
+            for position, (_, candidate) in enumerate(code)
+            if candidate == text
         ]
         if len(places) == 1:
-            path, source, index = places[0]
-            return path, source, index, offset
+            path, source, code, position = places[0]
+            return path, source, code, position, offset
     return None
-
-
-def _same_code(written: Sequence[str], quoted: Sequence[str]) -> bool:
-    """Whether two blocks hold the same non-blank lines, indentation aside."""
-    return [line.strip() for line in written if line.strip()] == [
-        line.strip() for line in quoted if line.strip()
-    ]

@@ -82,6 +82,19 @@ def test_a_misspelt_name_with_the_snippet_s_lines_is_a_quote_of_them() -> None:
 def test_a_right_quote_and_the_model_s_own_code_are_left_as_written() -> None:
     right = '```python\ndef bind_threadlocal(**kw: Any) -> None:\n    """\n```'
     assert faithful_quotes(right, SNIPPETS) == right
+    # a setting's opening runs on into the next definition, blank lines left out (seen on
+    # structlog's _EVENT_WIDTH: the block was re-anchored at `def _pad` and lost its first line)
+    dev = ContextSnippet(
+        "structlog/dev.py",
+        "_EVENT_WIDTH = 30  # pad the event name to so many characters\n\n\n"
+        'def _pad(s: str, length: int) -> str:\n    """\n    Pads *s* to length *length*.\n',
+        67,
+    )
+    setting = (
+        "```python\n_EVENT_WIDTH = 30  # pad the event name to so many characters\n"
+        'def _pad(s: str, length: int) -> str:\n    """\n    Pads *s* to length *length*.\n```'
+    )
+    assert faithful_quotes(setting, [dev]) == setting
     example = (
         "```python\n"
         "def add_request_id(logger, method_name, event_dict):\n"  # defined by no snippet
