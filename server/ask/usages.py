@@ -30,13 +30,13 @@ MAX_LINE_CHARS = 100
 
 _VERBS = (
     r"used|called|referenced|imported|invoked|instantiated|constructed|subclassed|"
-    r"extended|raised|thrown|caught|read|overridden|implemented"
+    r"extended|raised|thrown|caught|read|overridden|implemented|inherited\s+from"
 )
 # "calls", "use", "subclasses", "relies on": what code does to the subject.
 _ACTIVE_VERBS = (
     r"calls?|uses?|references?|imports?|invokes?|instantiates?|constructs?|subclass(?:es)?|"
     r"extends?|raises?|throws?|catch(?:es)?|reads?|overrides?|implements?|depends?\s+on|"
-    r"rel(?:y|ies)\s+on"
+    r"rel(?:y|ies)\s+on|inherits?\s+from"
 )
 _KINDS = (
     r"function|method|class|type|interface|constant|variable|field|attribute|property|"
@@ -55,15 +55,16 @@ _USAGE_QUESTIONS = tuple(
         # "Where is X used?", "Where are the Foo objects instantiated?" (not "What is X used
         # for?": what it is for)
         rf"\bwhere\s+(?:is|are|was|were)\s+{_SUBJECT}\s+"
-        rf"(?:(?:ever|still|actually|really|being|getting)\s+)*(?:{_VERBS})\b(?!\s+for\b)",
+        rf"(?:(?:ever|still|actually|really|being|getting)\s+)*(?P<verb>{_VERBS})\b(?!\s+for\b)",
         # "Is X used anywhere?", "Is this function still called?"
         rf"^\W*(?:is|are)\s+{_SUBJECT}\s+(?:(?:ever|still|actually|really|being)\s+)*"
-        rf"(?:{_VERBS})\b(?!\s+for\b)",
+        rf"(?P<verb>{_VERBS})\b(?!\s+for\b)",
         # "What calls X?", "Which functions use X?", "Who imports X?"
-        rf"\b(?:what|who|which)\b(?:\s+[\w-]+){{0,3}}?\s+(?:{_ACTIVE_VERBS})\s+{_SUBJECT}",
+        rf"\b(?:what|who|which)\b(?:\s+[\w-]+){{0,3}}?\s+(?P<verb>{_ACTIVE_VERBS})\s+{_SUBJECT}",
         # "Where do we call X?", "Where does the code use X?"
         rf"\bwhere\s+(?:do|does|did|can)\s+(?:\w+\s+){{0,2}}?"
-        rf"(?:use|call|reference|import|invoke|instantiate|construct|raise|throw|read)\s+{_SUBJECT}",
+        rf"(?P<verb>use|call|reference|import|invoke|instantiate|construct|raise|throw|catch|"
+        rf"read)\s+{_SUBJECT}",
         # "Find usages of X", "callers of X", "references to X"
         r"\b(?:usages?|uses|references|callers|call\s*sites|users|consumers|importers)\s+"
         rf"(?:of|to|for)\s+{_SUBJECT}",
@@ -78,6 +79,15 @@ _NOT_NAMES = frozenset(_NOT_NAMES_TEXT.split())
 # "this function", "these": the code in view, resolved by the caller.
 IN_VIEW = "this"
 _CODE_SHAPED = re.compile(r"_|[a-z][A-Z]|\.|\(\)|^[A-Z][a-z]+[A-Z]")
+# What a verb asks about a use: caught (an except/catch clause's type), raised (raise, throw),
+# a base class (subclassed, extended, inherited from), imported; any other verb: every use.
+_ROLES = (
+    ("catch", re.compile(r"^(?:caught|catch)", re.I)),
+    ("raise", re.compile(r"^(?:raise|thrown|throw)", re.I)),
+    ("base", re.compile(r"^(?:subclass|extend|inherit)", re.I)),
+    ("import", re.compile(r"^import", re.I)),
+)
+ROLE_WORDS = {"catch": "caught", "raise": "raised", "base": "subclassed", "import": "imported"}
 
 # Identifier-like leaves of the tree-sitter grammars (Python, JS/TS, Go, Rust, Java, C, Ruby ...).
 _NAME_NODES = ("identifier", "constant")
@@ -101,6 +111,8 @@ _DECLARING = frozenset({"keyword_argument", "pair"})
 # What holds several targets: `a, b = ...`, `for (a, b) in ...`.
 _PATTERNS = frozenset({"pattern_list", "tuple_pattern", "list_pattern", "parenthesized_expression"})
 _LOOP_TARGETS = frozenset({"for_statement", "for_in_clause", "for_in_statement"})
+# A block of statements: a use inside one is not part of the clause or class header around it.
+_BODIES = frozenset({"block", "statement_block", "class_body", "body_statement"})
 _FUNCTIONS = frozenset(
     {
         "function_definition",
@@ -123,6 +135,7 @@ class UsageQuestion:
 
     name: str
     code_shaped: bool
+    role: str = ""  # "catch", "raise", "base", "import": what the verb asks about; "" any use
 
     @property
     def searched(self) -> str:
@@ -137,6 +150,7 @@ class Site:
     text: str  # the line, stripped and shortened
     kind: str  # use | import | definition | string | mention
     within: str = ""  # the definition holding it ("Cart.total"), or a module-level assignment
+    role: str = ""  # a use's: "catch", "raise", "base" (a class's superclass), or ""
 
 
 def usage_question(question: str) -> UsageQuestion | None:
@@ -148,13 +162,15 @@ def usage_question(question: str) -> UsageQuestion | None:
         raw = found.group("name")
         quoted = raw.startswith("`")
         name = raw.strip("`").strip().removesuffix("()")
+        verb = found.groupdict().get("verb") or ""
+        role = next((role for role, words in _ROLES if words.match(verb)), "")
         if name.lower() in ("this", "these"):
-            return UsageQuestion(IN_VIEW, True)
+            return UsageQuestion(IN_VIEW, True, role)
         if not quoted and name.lower() in _NOT_NAMES:
             continue
         if not re.fullmatch(r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*", name):
             continue
-        return UsageQuestion(name, quoted or bool(_CODE_SHAPED.search(raw)))
+        return UsageQuestion(name, quoted or bool(_CODE_SHAPED.search(raw)), role)
     return None
 
 
@@ -191,16 +207,17 @@ def sites_in_file(path: str, runs: Iterable[tuple[int, str]], name: str) -> list
         for match in word.finditer(text):
             row = text.count("\n", 0, match.start())
             kind: str | None = "mention"
-            within = ""
+            within = role = ""
             if tree is not None:
                 start = len(text[: match.start()].encode("utf-8", "surrogatepass"))
                 node = tree.root_node.descendant_for_byte_range(start, start + len(name))
                 kind = _kind(node)
                 within = _within(node, data) if kind == "use" else ""
+                role = _role(node) if kind == "use" else ""
             line = first_line + row
             if kind is None or _rank(sites.get(line)) >= _rank_of(kind):
                 continue
-            sites[line] = Site(path, line, _shortened(lines[row]), kind, within)
+            sites[line] = Site(path, line, _shortened(lines[row]), kind, within, role)
     return sorted(sites.values(), key=lambda site: site.line)
 
 
@@ -269,6 +286,26 @@ def _unpacked(node: Any, ancestors: list[Any]) -> str | None:
     return "use"
 
 
+def _role(node: Any) -> str:
+    """What a use does: "catch" (the type an except/catch clause names), "raise" (in a raise or
+    throw statement), "base" (a class's superclass), else ""."""
+    child = node
+    for ancestor in _ancestors(node):
+        kind = ancestor.type
+        if kind in ("except_clause", "catch_clause", "rescue"):
+            return "catch"
+        if kind in ("raise_statement", "throw_statement"):
+            return "raise"
+        if kind in ("class_heritage", "extends_clause", "superclass", "implements_clause") or (
+            kind in CLASS_NODES and _field_of(child, ancestor) == "superclasses"
+        ):
+            return "base"
+        if kind in _BODIES or kind in _FUNCTIONS:
+            return ""  # the clause's or class's body, not its header
+        child = ancestor
+    return ""
+
+
 def _in_docstring(node: Any) -> bool:
     """Whether a string node is (in) a string standing alone as a statement: a docstring."""
     string = node if node.type == "string" else node.parent
@@ -314,7 +351,7 @@ def _ancestors(node: Any) -> Iterable[Any]:
 
 
 def _field_of(node: Any, parent: Any) -> str | None:
-    for field in ("name", "left", "key", "pattern", "value", "type"):
+    for field in ("name", "left", "key", "pattern", "value", "type", "superclasses"):
         child = parent.child_by_field_name(field)
         if child is not None and child.id == node.id:
             return field
@@ -342,20 +379,27 @@ def usage_answer(
 ) -> tuple[str, list[Site]]:
     """The answer (Markdown) to a usage question from the sites found in the `scanned` files
     (of `files` holding the name), and the sites it cites; with `index_complete` False, it
-    says that files not yet indexed are missing."""
-    uses = sorted(
-        (s for s in sites if s.kind == "use"), key=lambda s: (_is_test(s.path), s.path, s.line)
-    )
-    listed = uses[:MAX_LISTED_USES]
-    used_files = {s.path for s in uses}
-    lone_imports = [s for s in sites if s.kind == "import" and s.path not in used_files]
-    lines = [_headline(question, sites, uses)]
+    says that files not yet indexed are missing. A question about one kind of use ("Where is
+    X caught?") lists those first and the other uses after."""
+    uses = _ordered(s for s in sites if s.kind == "use")
+    imports = _ordered(s for s in sites if s.kind == "import")
+    role = question.role
+    of_role = [s for s in uses if s.role == role] if role else uses
+    asked = imports if role == "import" else of_role
+    shown = asked or uses  # none of the kind asked about: every use, said so
+    listed = shown[:MAX_LISTED_USES]
+    lines = [_headline(question, sites, asked, uses)]
     lines += [
         f"- {s.path}:{s.line}{f' (in `{s.within}`)' if s.within else ''}: `{_code(s.text)}`"
         for s in listed
     ]
-    if len(uses) > len(listed):
-        lines.append(f"- … and {len(uses) - len(listed)} more")
+    if len(shown) > len(listed):
+        lines.append(f"- … and {len(shown) - len(listed)} more")
+    other_uses = [s for s in uses if s not in shown]
+    if other_uses:
+        lines.append(_also("Other uses", other_uses))
+    used_files = {s.path for s in uses}
+    lone_imports = [s for s in imports if s.path not in used_files and s not in shown]
     if lone_imports:
         lines.append(_also("Imported without a use in", lone_imports))
     strings = [s for s in sites if s.kind == "string"]
@@ -383,18 +427,35 @@ def usage_answer(
     return text, [*listed, *lone_imports[:MAX_LISTED_OTHERS]]
 
 
-def _headline(question: UsageQuestion, sites: Sequence[Site], uses: Sequence[Site]) -> str:
-    """ "`x` is used in 3 places in 2 files (defined at a.py:4):", or that no use was found."""
+def _ordered(sites: Iterable[Site]) -> list[Site]:
+    """Code before tests, then by path and line."""
+    return sorted(sites, key=lambda s: (_is_test(s.path), s.path, s.line))
+
+
+def _headline(
+    question: UsageQuestion, sites: Sequence[Site], asked: Sequence[Site], uses: Sequence[Site]
+) -> str:
+    """ "`x` is used in 3 places in 2 files (defined at a.py:4):" (caught, raised, subclassed,
+    imported for a question about those), or that there is none of what was asked."""
     definitions = [s for s in sites if s.kind == "definition"]
     where = ", ".join(f"{s.path}:{s.line}" for s in definitions[:3])
     more = " and elsewhere" if len(definitions) > 3 else ""
     defined = f" (defined at {where}{more})" if where else ""
+    name = f"`{question.name}`"
+    verb = ROLE_WORDS.get(question.role, "used")
+    if asked:
+        return f"{name} is {verb} in {_places(asked)}{defined}:"
     if not uses:
-        return f"No use of `{question.name}` was found in the indexed code{defined}."
-    places = "place" if len(uses) == 1 else "places"
-    files = len({s.path for s in uses})
-    in_files = f"{files} file" if files == 1 else f"{files} files"
-    return f"`{question.name}` is used in {len(uses)} {places} in {in_files}{defined}:"
+        return f"No use of {name} was found in the indexed code{defined}."
+    nowhere = f"{name} is not {verb} anywhere in the indexed code{defined}"
+    return f"{nowhere}; it is used in {_places(uses)}:"
+
+
+def _places(sites: Sequence[Site]) -> str:
+    """ "3 places in 2 files"."""
+    files = len({s.path for s in sites})
+    places = "1 place" if len(sites) == 1 else f"{len(sites)} places"
+    return f"{places} in {files} file{'' if files == 1 else 's'}"
 
 
 def _also(lead: str, sites: Sequence[Site]) -> str:

@@ -214,3 +214,46 @@ def test_answered_from_a_real_index_without_the_model(tmp_path: Path) -> None:
             assistant.ask("What uses memory?")
     finally:
         assistant.close()
+
+
+ROLES = """class Retry(TransientError, metaclass=Meta):
+    def run(self):
+        try:
+            raise TransientError("busy")
+        except (TransientError, OSError) as error:
+            TransientError.log(error)
+"""
+ROLES_TS = """class Busy extends TransientError {}
+function run(): void {
+  try { throw new TransientError("busy"); } catch (e) { if (e instanceof TransientError) {} }
+}
+"""
+
+
+def test_a_question_about_one_kind_of_use_lists_those_first() -> None:
+    """ "Where is X caught?" listed every use (the raise sites first): the verb says which."""
+    assert usage_question("Where is the DropEvent exception caught?") == UsageQuestion(
+        "DropEvent", True, "catch"
+    )
+    assert usage_question("What raises DropEvent?").role == "raise"  # type: ignore[union-attr]
+    assert usage_question("Which classes inherit from BoundLoggerBase?").role == "base"  # type: ignore[union-attr]
+    assert usage_question("Who imports merge_contextvars?").role == "import"  # type: ignore[union-attr]
+    assert usage_question("What calls merge_contextvars?").role == ""  # type: ignore[union-attr]
+    python = sites_in_file("errors.py", [(1, ROLES)], "TransientError")
+    assert [(s.line, s.role) for s in python] == [(1, "base"), (4, "raise"), (5, "catch"), (6, "")]
+    typescript = sites_in_file("run.ts", [(1, ROLES_TS)], "TransientError")
+    assert [(s.line, s.role) for s in typescript] == [(1, "base"), (3, "raise")]
+    caught = UsageQuestion("TransientError", True, "catch")
+    text, cited = usage_answer(caught, python, files=1, scanned=1)
+    assert text.splitlines() == [
+        "`TransientError` is caught in 1 place in 1 file:",
+        "- errors.py:5 (in `Retry.run`): `except (TransientError, OSError) as error:`",
+        "Other uses: errors.py:1, errors.py:4, errors.py:6.",
+    ], text
+    assert [s.line for s in cited] == [5]
+    never = UsageQuestion("TransientError", True, "catch")
+    text, _ = usage_answer(never, [s for s in python if s.role != "catch"], files=1, scanned=1)
+    assert text.startswith(
+        "`TransientError` is not caught anywhere in the indexed code; it is used in 3 places in "
+        "1 file:\n- errors.py:1 (in `Retry`)"
+    ), text
