@@ -28,6 +28,9 @@ app.add_typer(bench_app, name="bench")
 
 WorkspaceArg = Annotated[Path, typer.Argument(help="workspace (repository) root")]
 SamplesOption = Annotated[int, typer.Option(help="cursor positions to sample", min=1)]
+CorpusOption = Annotated[
+    str | None, typer.Option(help="pinned PyPI wheel to benchmark, e.g. structlog==25.4.0")
+]
 SaveOption = Annotated[
     Path | None,
     typer.Option(
@@ -259,9 +262,7 @@ def ask(
 @bench_app.command("index")
 def bench_index(
     workspace: Annotated[Path | None, typer.Argument(help="workspace root (copied first)")] = None,
-    corpus: Annotated[
-        str | None, typer.Option(help="pinned PyPI wheel to benchmark, e.g. wandb==0.19.11")
-    ] = None,
+    corpus: CorpusOption = None,
     save: SaveOption = None,
     shared: Annotated[
         bool,
@@ -288,9 +289,7 @@ def bench_index(
 @bench_app.command("usages")
 def bench_usages(
     workspace: Annotated[Path | None, typer.Argument(help="a Python workspace root")] = None,
-    corpus: Annotated[
-        str | None, typer.Option(help="pinned PyPI wheel to benchmark, e.g. structlog==25.4.0")
-    ] = None,
+    corpus: CorpusOption = None,
     names: Annotated[int, typer.Option(help="defined names to look up", min=1)] = 100,
     save: SaveOption = None,
 ) -> None:

@@ -13,24 +13,36 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def test_ask_answers_and_lists_the_retrieved_files(tmp_path: Path) -> None:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    (repo / "billing.py").write_text(
-        "def invoice_total(lines: list[tuple[float, int]], tax_rate: float) -> float:\n"
-        '    """Total of an invoice: price times quantity for each line, plus tax."""\n'
-        "    subtotal = sum(price * quantity for price, quantity in lines)\n"
-        "    return round(subtotal * (1 + tax_rate), 2)\n"
-    )
-    (repo / "repotune.toml").write_text('[index]\nindex_dir = ".repotune/index"\n')
+def _repo(root: Path, files: dict[str, str]) -> Path:
+    """A git repository with `files`, indexed into its own .repotune/index."""
+    root.mkdir()
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    for name, text in files.items():
+        (root / name).write_text(text)
+    (root / "repotune.toml").write_text('[index]\nindex_dir = ".repotune/index"\n')
+    return root
+
+
+def _run_ask(repo: Path, question: str) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [sys.executable, "-m", "repotune", "ask", str(repo), "How is the invoice total computed?"],
+        [sys.executable, "-m", "repotune", "ask", str(repo), question],
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_ask_answers_and_lists_the_retrieved_files(tmp_path: Path) -> None:
+    billing = (
+        "def invoice_total(lines: list[tuple[float, int]], tax_rate: float) -> float:\n"
+        '    """Total of an invoice: price times quantity for each line, plus tax."""\n'
+        "    subtotal = sum(price * quantity for price, quantity in lines)\n"
+        "    return round(subtotal * (1 + tax_rate), 2)\n"
+    )
+    repo = _repo(tmp_path / "repo", {"billing.py": billing})
+    result = _run_ask(repo, "How is the invoice total computed?")
     answer, _, sources = result.stdout.partition("**Sources**")
     assert answer.strip(), "empty answer"
     # the question describes invoice_total: the answer cites its definition first
@@ -55,14 +67,7 @@ def area_of_square(side: float) -> float:
 
 
 def _ask(repo: Path, question: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "repotune", "ask", str(repo), question],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.partition("**Sources**")[0].strip()
+    return _run_ask(repo, question).stdout.partition("**Sources**")[0].strip()
 
 
 def test_answers_stand_on_the_indexed_code(tmp_path: Path) -> None:
@@ -157,24 +162,14 @@ def test_an_answer_about_a_name_defined_twice_says_where_else(tmp_path: Path) ->
 def test_what_calls_a_function_is_listed_from_the_index(tmp_path: Path) -> None:
     """ "What calls X?" was answered with X's definition; the index lists its callers, and the
     command does not wait for the model to load to say so."""
-    repo = tmp_path / "shapes"
-    repo.mkdir()
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    (repo / "geometry.py").write_text(GEOMETRY)
-    (repo / "report.py").write_text(
+    report = (
         "from geometry import area_of_square\n\n\n"
         "def floor_area(rooms):\n"
         "    # area_of_square of each room\n"
         "    return sum(area_of_square(side) for side in rooms)\n"
     )
-    (repo / "repotune.toml").write_text('[index]\nindex_dir = ".repotune/index"\n')
-    result = subprocess.run(
-        [sys.executable, "-m", "repotune", "ask", str(repo), "What calls area_of_square?"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr
+    repo = _repo(tmp_path / "shapes", {"geometry.py": GEOMETRY, "report.py": report})
+    result = _run_ask(repo, "What calls area_of_square?")
     answer, _, sources = result.stdout.partition("**Sources**")
     assert answer.strip() == (
         "`area_of_square` is used in 1 place in 1 file (defined at geometry.py:10):\n"
