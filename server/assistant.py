@@ -440,7 +440,7 @@ class Assistant:
             name = self._definition_in_view(view) if view is not None else None
             if name is None:
                 return None
-            usage = UsageQuestion(name, code_shaped=True)
+            usage = UsageQuestion(name, True, usage.role)  # "Is this class subclassed?"
         folders = list(self.folders.items())
         if not any(index.store.chunk_count() for _, index in folders):
             return None  # nothing indexed yet: answered as any question is (NOTHING_RETRIEVED)

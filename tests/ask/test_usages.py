@@ -209,6 +209,14 @@ def test_answered_from_a_real_index_without_the_model(tmp_path: Path) -> None:
         view = CodeInView(root / "pins" / "cli.py", text, 5)
         answer = assistant.ask("Is this function used anywhere?", view=view)
         assert answer.answer.startswith("No use of `main` was found in the indexed code"), answer
+        # ... and what the question asks about it still counts: imports only
+        util = root / "pins" / "util.py"
+        at_definition = CodeInView(util, util.read_text(), 8)
+        answer = assistant.ask("Where is this function imported?", view=at_definition)
+        assert answer.answer.startswith(
+            "`parse_pin` is imported in 2 places in 2 files (defined at pins/util.py:8):\n"
+            "- pins/cli.py:1: `from pins.util import parse_pin`"
+        ), answer.answer
         # a plain word that nothing defines is the model's to answer (which is not loaded here)
         with pytest.raises(RuntimeError, match="not ready"):
             assistant.ask("What uses memory?")
