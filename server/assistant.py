@@ -25,13 +25,11 @@ from repotune.server.ask.sources import (
 from repotune.server.ask.stream import OnText, ignore_text
 from repotune.server.ask.usages import (
     IN_VIEW,
-    MAX_SCANNED_FILES,
-    Site,
     UsageQuestion,
-    sites_in_index,
     usage_answer,
     usage_question,
 )
+from repotune.server.ask.use_sites import MAX_SCANNED_FILES, Site, sites_in_index
 from repotune.server.completion.context import as_snippets
 from repotune.server.completion.request import (
     CompletionRequest,

@@ -19,7 +19,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from repotune.server.ask.usages import sites_in_index
+from repotune.server.ask.use_sites import sites_in_index
 from repotune.server.bench.record import run_machine
 from repotune.server.bench.stats import p50_p95
 from repotune.server.config import Settings, settings_with

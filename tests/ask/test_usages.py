@@ -11,12 +11,11 @@ from repotune.server.ask.focus import CodeInView
 from repotune.server.ask.usages import (
     IN_VIEW,
     MAX_LISTED_USES,
-    Site,
     UsageQuestion,
-    sites_in_file,
     usage_answer,
     usage_question,
 )
+from repotune.server.ask.use_sites import Site, sites_in_file
 
 ASKED = {
     "Where is merge_contextvars used?": "merge_contextvars",
