@@ -13,7 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from repotune.server.ask.definitions import definition_in_lines
+from repotune.server.ask.callees import (
+    Callee,
+    callee_question,
+    callees_answer,
+    callees_of,
+    calls_in,
+    definition_places,
+    with_definitions,
+)
+from repotune.server.ask.definitions import Definition, definition_in_lines
 from repotune.server.ask.focus import CodeInView, in_view_snippets
 from repotune.server.ask.sources import (
     NOTHING_RETRIEVED,
@@ -387,7 +396,7 @@ class Assistant:
         A secret pasted into the question is redacted like one in a buffer: the model may be an
         endpoint elsewhere."""
         question = redact_secrets(question)
-        found = self.usages(question, view)
+        found = self.usages(question, view) or self.callees(question, view)
         if found is not None:  # read from the index, not generated
             on_text(found.answer)
             return found
@@ -435,10 +444,10 @@ class Assistant:
             return None
         started = time.perf_counter()
         if usage.name == IN_VIEW:
-            name = self._definition_in_view(view) if view is not None else None
-            if name is None:
+            in_view = self._definition_in_view(view) if view is not None else None
+            if in_view is None:
                 return None
-            usage = UsageQuestion(name, True, usage.role)  # "Is this class subclassed?"
+            usage = UsageQuestion(in_view[1].name, True, usage.role)  # "Is this class subclassed?"
         folders = list(self.folders.items())
         if not any(index.store.chunk_count() for _, index in folders):
             return None  # nothing indexed yet: answered as any question is (NOTHING_RETRIEVED)
@@ -459,15 +468,61 @@ class Assistant:
         ]
         return Answer(text, citations, {"retrieval": (time.perf_counter() - started) * 1000.0})
 
-    def _definition_in_view(self, view: CodeInView) -> str | None:
-        """The name of the definition in view ("Is this function used?"): none in a file outside
-        every folder or one the index skips as a secret."""
+    def callees(self, question: str, view: CodeInView | None = None) -> Answer | None:
+        """The answer to a question about what code calls ("What does X call?"), read from
+        its definition (the index's, or the one in view) with no model; None for any other
+        question, or for code neither defines."""
+        name = callee_question(redact_secrets(question))
+        if name is None:
+            return None
+        started = time.perf_counter()
+        found = self._callees_in_view(view) if name == IN_VIEW else self._callees_indexed(name)
+        if found is None:
+            return None
+        root, path, definition, calls = found
+        folders = [index for _, index in self.folders.items()]
+
+        def places(callee: str) -> list[str]:
+            return [place for index in folders for place in definition_places(index, callee)]
+
+        calls = with_definitions(calls, places)
+        text = callees_answer(definition.name, f"{path}:{definition.start_line}", calls)
+        citation = Citation(
+            path, (root / path).as_uri(), definition.start_line, definition.end_line
+        )
+        return Answer(text, [citation], {"retrieval": (time.perf_counter() - started) * 1000.0})
+
+    def _callees_indexed(self, name: str) -> tuple[Path, str, Definition, list[Callee]] | None:
+        """Where the index defines `name` first, and the calls in that definition."""
+        short = name.rsplit(".", 1)[-1]
+        for root, index in self.folders.items():
+            sites = index.store.definitions.definition_sites([short], 8).get(short, [])
+            for path in sorted({path for _, path in sites}):
+                found = callees_of(path, index.store.file_runs(path), name)
+                if found is not None:
+                    return root, path, *found
+        return None
+
+    def _callees_in_view(
+        self, view: CodeInView | None
+    ) -> tuple[Path, str, Definition, list[Callee]] | None:
+        """The definition in view and its calls, read from the editor's (redacted) text."""
+        found = self._definition_in_view(view) if view is not None else None
+        if found is None or view is None:
+            return None
+        root, definition = found
+        relative = view.path.resolve().relative_to(root).as_posix()
+        return root, relative, definition, calls_in(relative, redact_secrets(view.text), definition)
+
+    def _definition_in_view(self, view: CodeInView) -> tuple[Path, Definition] | None:
+        """The definition in view ("Is this function used?") and its folder: none in a file
+        outside every folder or one the index skips as a secret."""
         root = self.folders.folder_for(view.path)
         if root is None or self._secret_document(view.path, self.settings_for_path(view.path)):
             return None
         last = view.last_line if view.last_line is not None else view.first_line
         found = definition_in_lines(view.path.name, view.text, view.first_line, last)
-        return found.name if found is not None and found.name else None
+        return (root, found) if found is not None and found.name else None
 
     def _in_view(self, view: CodeInView, question: str) -> list[Source]:
         """The code in view as the answer's first sources; none from a file outside every

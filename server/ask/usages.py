@@ -35,7 +35,7 @@ _KINDS = (
     r"object|instance"
 )
 # The thing asked about: `anything quoted`, a code name (dotted, with "()"), or "this function".
-_SUBJECT = (
+SUBJECT_PATTERN = (
     rf"(?:the\s+)?(?:(?:{_KINDS})\s+)?"
     r"(?P<name>`[^`\n]{1,120}`|this|these|[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*(?:\(\))?)"
     rf"(?:\s+(?:{_KINDS})(?:e?s)?)?"
@@ -45,20 +45,20 @@ _USAGE_QUESTIONS = tuple(
     for pattern in (
         # "Where is X used?", "Where are the Foo objects instantiated?" (not "What is X used
         # for?": what it is for)
-        rf"\bwhere\s+(?:is|are|was|were)\s+{_SUBJECT}\s+"
+        rf"\bwhere\s+(?:is|are|was|were)\s+{SUBJECT_PATTERN}\s+"
         rf"(?:(?:ever|still|actually|really|being|getting)\s+)*(?P<verb>{_VERBS})\b(?!\s+for\b)",
         # "Is X used anywhere?", "Is this function still called?"
-        rf"^\W*(?:is|are)\s+{_SUBJECT}\s+(?:(?:ever|still|actually|really|being)\s+)*"
+        rf"^\W*(?:is|are)\s+{SUBJECT_PATTERN}\s+(?:(?:ever|still|actually|really|being)\s+)*"
         rf"(?P<verb>{_VERBS})\b(?!\s+for\b)",
         # "What calls X?", "Which functions use X?", "Who imports X?"
-        rf"\b(?:what|who|which)\b(?:\s+[\w-]+){{0,3}}?\s+(?P<verb>{_ACTIVE_VERBS})\s+{_SUBJECT}",
+        rf"\b(?:what|who|which)\b(?:\s+[\w-]+){{0,3}}?\s+(?P<verb>{_ACTIVE_VERBS})\s+{SUBJECT_PATTERN}",
         # "Where do we call X?", "Where does the code use X?"
         rf"\bwhere\s+(?:do|does|did|can)\s+(?:\w+\s+){{0,2}}?"
         rf"(?P<verb>use|call|reference|import|invoke|instantiate|construct|raise|throw|catch|"
-        rf"read)\s+{_SUBJECT}",
+        rf"read)\s+{SUBJECT_PATTERN}",
         # "Find usages of X", "callers of X", "references to X"
         r"\b(?:usages?|uses|references|callers|call\s*sites|users|consumers|importers)\s+"
-        rf"(?:of|to|for)\s+{_SUBJECT}",
+        rf"(?:of|to|for)\s+{SUBJECT_PATTERN}",
     )
 )
 # Words the subject pattern can catch that name nothing ("Where is it used?").
@@ -66,7 +66,7 @@ _NOT_NAMES_TEXT = """
 it its they them that those what which who something anything everything one each all any some
 a an the code function method class
 """
-_NOT_NAMES = frozenset(_NOT_NAMES_TEXT.split())
+NOT_NAMES = frozenset(_NOT_NAMES_TEXT.split())
 # "this function", "these": the code in view, resolved by the caller.
 IN_VIEW = "this"
 _CODE_SHAPED = re.compile(r"_|[a-z][A-Z]|\.|\(\)|^[A-Z][a-z]+[A-Z]")
@@ -109,7 +109,7 @@ def usage_question(question: str) -> UsageQuestion | None:
         role = next((role for role, words in _ROLES if words.match(verb)), "")
         if name.lower() in ("this", "these"):
             return UsageQuestion(IN_VIEW, True, role)
-        if not quoted and name.lower() in _NOT_NAMES:
+        if not quoted and name.lower() in NOT_NAMES:
             continue
         if not re.fullmatch(r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*", name):
             continue

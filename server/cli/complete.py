@@ -363,7 +363,8 @@ def run_ask(workspace: Path, settings: Settings, question: str, at: str | None =
         index = assistant.folders.index_for(workspace.resolve())
         if not index.wait_lexical(INDEX_TIMEOUT_S):
             raise SystemExit("repotune: the index did not become searchable in time")
-        answer = assistant.usages(question, view)  # "What calls X?": the index alone answers
+        # "What calls X?", "What does X call?": the index alone answers
+        answer = assistant.usages(question, view) or assistant.callees(question, view)
         dense_complete = answer is not None or index.wait_idle(DENSE_WAIT_S)
         if answer is None:
             engine = assistant.engine

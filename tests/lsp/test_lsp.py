@@ -474,6 +474,15 @@ async def test_where_code_is_used_is_read_from_the_index(
     ), answer["answer"]
     cited = [(c["path"], c["start_line"], c["end_line"]) for c in answer["citations"]]
     assert cited == [("geometry.py", 15, 15), ("shapes.py", 3, 3)]
+    # and the other way: what it calls, each with where it is defined
+    answer = await execute(
+        client, "repotune.ask", {"question": "What does polygon_perimeter call?"}
+    )
+    assert answer["answer"].splitlines()[:3] == [
+        "`polygon_perimeter` (geometry.py:11) calls:",
+        "- `enumerate` (line 14): not defined in the indexed code (a builtin or a library)",
+        "- `distance` (line 15): defined at geometry.py:6",
+    ], answer["answer"]
     # asked from the editor: the function at the cursor is the one looked for
     uri = (repo / "geometry.py").as_uri()
     client.text_document_did_open(
