@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -73,6 +74,16 @@ def copy_fixture_repo(names: Iterable[str], target: Path) -> Path:
     for name in names:
         shutil.copy(FIXTURE_REPO / name, target / name)
     return target
+
+
+def git_repo(root: Path, files: dict[str, str]) -> Path:
+    """A git repository at `root` holding `files` (relative path -> text)."""
+    root.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
 
 
 def spy_on_completions(monkeypatch: pytest.MonkeyPatch, llama_class: type) -> list[dict]:

@@ -7,11 +7,11 @@ X, is ask/usages.py's; like it, the model is not asked.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from repotune.server.ask.definitions import Definition, definitions
+from repotune.server.ask.definitions import Definition, definitions, file_source, walk
 from repotune.server.ask.usages import IN_VIEW, NOT_NAMES, SUBJECT_PATTERN
 from repotune.server.index.chunking import new_parser
 from repotune.server.languages import language_for
@@ -60,8 +60,7 @@ def definition_in_runs(
     text)) with file line numbers (its bytes the run's), that run's text and first line."""
     short = name.rsplit(".", 1)[-1]
     for first_line, text in runs:
-        source = _Source(path, language_for(path), text.encode("utf-8", "surrogatepass"))
-        for found in definitions(source, min_lines=1):
+        for found in definitions(file_source(path, text), min_lines=1):
             if found.name == name or found.name.rsplit(".", 1)[-1] == short:
                 offset = first_line - 1
                 start, end = found.start_line + offset, found.end_line + offset
@@ -91,7 +90,7 @@ def calls_in(path: str, text: str, definition: Definition, first_line: int = 1) 
         return []
     node = tree.root_node.descendant_for_byte_range(definition.start, definition.end)
     seen: dict[str, Callee] = {}
-    for call in _walk(node):
+    for call in walk(node):
         if call.type not in _CALLS:
             continue
         callee = next(
@@ -109,14 +108,6 @@ def _callee_name(text: str) -> str:
     """`self.store.save` as written; `Config(x).build` as `Config(...).build`; one line."""
     text = re.sub(r"\((?:[^()]|\([^()]*\))*\)", "(...)", " ".join(text.split()))
     return text if len(text) <= 60 else ""
-
-
-def _walk(node: Any) -> Iterator[Any]:
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        stack.extend(reversed(current.children))
 
 
 # A name defined in more places than this is listed as defined "in N places" without them.
@@ -165,10 +156,3 @@ def callees_answer(name: str, where: str, callees: Sequence[Callee]) -> str:
     if len(callees) > MAX_LISTED_CALLEES:
         lines.append(f"- … and {len(callees) - MAX_LISTED_CALLEES} more")
     return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class _Source:
-    path: str
-    language: str
-    data: bytes

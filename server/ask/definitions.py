@@ -343,7 +343,7 @@ def definition_in_snippet(snippet: object, name: str, line: int) -> Definition |
     return None
 
 
-def _file_source(path: str, text: str) -> _SnippetSource:
+def file_source(path: str, text: str) -> _SnippetSource:
     """A whole file's text, parsed in the language its path names."""
     return _SnippetSource(path, language_for(path), text.encode("utf-8", "surrogatepass"))
 
@@ -351,7 +351,7 @@ def _file_source(path: str, text: str) -> _SnippetSource:
 def definition_at(path: str, text: str, line: int) -> Definition | None:
     """The innermost function, method or class of a file that holds 1-based `line` (one of at
     most MAX_DEFINITION_LINES lines); None outside every definition."""
-    source = _file_source(path, text)
+    source = file_source(path, text)
     holding = [d for d in definitions(source, min_lines=1) if d.start_line <= line <= d.end_line]
     return min(holding, key=lambda d: d.end_line - d.start_line, default=None)
 
@@ -360,7 +360,7 @@ def definition_in_lines(path: str, text: str, first_line: int, last_line: int) -
     """The definition lines `first_line`..`last_line` (1-based) are about: the outermost one
     starting among them (a selected function with its decorators), else the innermost one
     holding the first (a cursor)."""
-    found = definitions(_file_source(path, text), min_lines=1)
+    found = definitions(file_source(path, text), min_lines=1)
     starting = [d for d in found if first_line <= d.start_line <= last_line]
     if starting:
         return min(starting, key=lambda d: (d.start_line, -d.end_line))
@@ -371,7 +371,7 @@ def definition_in_lines(path: str, text: str, first_line: int, last_line: int) -
 def file_summary(path: str, text: str) -> str | None:
     """The first sentence of a file's own docstring or leading comment (after a shebang or a
     licence-free first comment line), or None."""
-    source = _file_source(path, text)
+    source = file_source(path, text)
     tree = _parse(source)
     if tree is None:
         return None

@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import git_repo
 from repotune.server.ask.callees import (
     MAX_LISTED_CALLEES,
     Callee,
@@ -78,13 +78,8 @@ def test_the_answer_says_where_each_callee_is_defined() -> None:
 def test_answered_from_a_real_index_and_from_the_code_in_view(tmp_path: Path) -> None:
     from repotune.server.assistant import Assistant
 
-    root = tmp_path / "shop-repo"
-    (root / "shop").mkdir(parents=True)
-    subprocess.run(["git", "init", "-q", str(root)], check=True)
-    (root / "shop" / "cart.py").write_text(CART)
-    (root / "shop" / "money.py").write_text(
-        '"""Money."""\n\n\ndef round_price(value):\n    return round(value, 2)\n'
-    )
+    money = '"""Money."""\n\n\ndef round_price(value):\n    return round(value, 2)\n'
+    root = git_repo(tmp_path / "shop-repo", {"shop/cart.py": CART, "shop/money.py": money})
     assistant = Assistant({"index": {"dense": False, "index_dir": str(tmp_path / "index")}})
     try:
         assistant.add_folder(root, watch=False)
@@ -99,8 +94,8 @@ def test_answered_from_a_real_index_and_from_the_code_in_view(tmp_path: Path) ->
         ], answer.answer
         citation = answer.citations[0]
         assert (citation.path, citation.start_line, citation.end_line) == ("shop/cart.py", 9, 14)
-        money = root / "shop" / "money.py"
-        view = CodeInView(money, money.read_text(), 5)  # the cursor in round_price
+        money_file = root / "shop" / "money.py"
+        view = CodeInView(money_file, money, 5)  # the cursor in round_price
         answer = assistant.ask("What does this function call?", view=view)
         assert answer.answer == (
             "`round_price` (shop/money.py:4) calls:\n"

@@ -3,10 +3,10 @@ over indexed text), and the answer from a real index with no model."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import git_repo
 from repotune.server.ask.focus import CodeInView
 from repotune.server.ask.usages import (
     IN_VIEW,
@@ -171,15 +171,10 @@ def test_the_answer_lists_uses_and_says_what_it_could_not_see() -> None:
 
 
 def _git_repo(root: Path) -> Path:
-    root.mkdir()
-    subprocess.run(["git", "init", "-q", str(root)], check=True)
-    (root / "pins").mkdir()
-    (root / "pins" / "util.py").write_text(PYTHON)
-    (root / "pins" / "cli.py").write_text(
-        "from pins.util import parse_pin\n\n\ndef main(argv):\n    return parse_pin(argv[1])\n"
-    )
-    (root / ".env").write_text("parse_pin_TOKEN=tok-19af0c\n")  # never indexed, never listed
-    return root
+    cli = "from pins.util import parse_pin\n\n\ndef main(argv):\n    return parse_pin(argv[1])\n"
+    # .env is never indexed, never listed
+    secret = "parse_pin_TOKEN=tok-19af0c\n"
+    return git_repo(root, {"pins/util.py": PYTHON, "pins/cli.py": cli, ".env": secret})
 
 
 @pytest.mark.slow

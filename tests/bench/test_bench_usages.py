@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
+from conftest import git_repo
 from repotune.server.bench.usages import bench_usages, defined_names, python_uses
 from repotune.server.config import Settings
 
@@ -38,13 +38,8 @@ def test_the_reference_is_what_python_reads_as_the_name() -> None:
 
 
 def test_the_listed_uses_are_held_to_the_reference(tmp_path: Path) -> None:
-    root = tmp_path / "shop-repo"
-    (root / "shop").mkdir(parents=True)
-    subprocess.run(["git", "init", "-q", str(root)], check=True)
-    (root / "shop" / "orders.py").write_text(SOURCE)
-    (root / "shop" / "money.py").write_text(
-        "def round_price(value):\n    return round(value, 2)\n\n\nTOTAL = round_price(3.14159)\n"
-    )
+    money = "def round_price(value):\n    return round(value, 2)\n\n\nTOTAL = round_price(3.1)\n"
+    root = git_repo(tmp_path / "shop-repo", {"shop/orders.py": SOURCE, "shop/money.py": money})
     result = bench_usages(root, Settings(), "tiny", names=10)
     assert result["names"] == 5 and result["python_files"] == 2
     # round_price twice, total once, Order and __init__ and order_total never
