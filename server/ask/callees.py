@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from repotune.server.ask.definitions import Definition, definitions, file_source, walk
-from repotune.server.ask.usages import IN_VIEW, NOT_NAMES, SUBJECT_PATTERN
+from repotune.server.ask.usages import IN_VIEW, NOT_NAMES, SUBJECT_PATTERN, antecedent
 from repotune.server.index.chunking import new_parser
 from repotune.server.languages import language_for
 
@@ -48,6 +48,8 @@ def callee_question(question: str) -> str | None:
         name = found.group("name").strip("`").strip().removesuffix("()")
         if name.lower() in ("this", "these"):
             return IN_VIEW
+        if name.lower() == "it" and (earlier := antecedent(question[: found.start("name")])):
+            return earlier
         if name.lower() not in NOT_NAMES and re.fullmatch(r"[A-Za-z_$][\w$.]*", name):
             return name
     return None

@@ -47,8 +47,8 @@ _USAGE_QUESTIONS = tuple(
         # for?": what it is for)
         rf"\bwhere\s+(?:is|are|was|were)\s+{SUBJECT_PATTERN}\s+"
         rf"(?:(?:ever|still|actually|really|being|getting)\s+)*(?P<verb>{_VERBS})\b(?!\s+for\b)",
-        # "Is X used anywhere?", "Is this function still called?"
-        rf"^\W*(?:is|are)\s+{SUBJECT_PATTERN}\s+(?:(?:ever|still|actually|really|being)\s+)*"
+        # "Is X used anywhere?", "Is this function still called?", "X looks dead; is it used?"
+        rf"(?:^|[.;:!?,]\s+)\W*(?:is|are)\s+{SUBJECT_PATTERN}\s+(?:(?:ever|still|actually|really|being)\s+)*"
         rf"(?P<verb>{_VERBS})\b(?!\s+for\b)",
         # "What calls X?", "Which functions use X?", "Who imports X?"
         rf"\b(?:what|who|which)\b(?:\s+[\w-]+){{0,3}}?\s+(?P<verb>{_ACTIVE_VERBS})\s+{SUBJECT_PATTERN}",
@@ -109,12 +109,30 @@ def usage_question(question: str) -> UsageQuestion | None:
         role = next((role for role, words in _ROLES if words.match(verb)), "")
         if name.lower() in ("this", "these"):
             return UsageQuestion(IN_VIEW, True, role)
+        if not quoted and name.lower() in ("it", "they", "them"):
+            # "I renamed `parse_pin`: where is it used?" — the code named before the pronoun
+            earlier = antecedent(question[: found.start("name")])
+            if earlier is not None:
+                return UsageQuestion(earlier, True, role)
         if not quoted and name.lower() in NOT_NAMES:
             continue
         if not re.fullmatch(r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*", name):
             continue
         return UsageQuestion(name, quoted or bool(_CODE_SHAPED.search(raw)), role)
     return None
+
+
+# A code name in running text: `quoted`, or an identifier with "_", an inner capital or a dot.
+_CODE_NAME = re.compile(
+    r"`([A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*)(?:\(\))?`|"
+    r"\b([A-Za-z_$][\w$]*(?:_|[a-z][A-Z]|\.[A-Za-z_$])[\w$.]*)"
+)
+
+
+def antecedent(text: str) -> str | None:
+    """The last code name in `text` (what "it" refers to), None when it names none."""
+    names = [quoted or bare for quoted, bare in _CODE_NAME.findall(text)]
+    return names[-1].rstrip(".") if names else None
 
 
 def _is_test(path: str) -> bool:

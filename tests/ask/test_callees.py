@@ -42,6 +42,7 @@ def test_which_questions_ask_what_code_calls() -> None:
     assert callee_question("Which functions does configure call?") == "configure"
     assert callee_question("What does this method call?") == IN_VIEW
     assert callee_question("callees of parse_pin") == "parse_pin"
+    assert callee_question("And `Cart.total`: what does it call?") == "Cart.total"
     for other in ("What calls configure?", "What does configure do?", "What does it call?"):
         assert callee_question(other) is None, other
 

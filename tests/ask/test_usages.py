@@ -29,6 +29,8 @@ ASKED = {
     "Where do we call configure?": "configure",
     "What raises DropEvent?": "DropEvent",
     "Where are BoundLogger objects instantiated?": "BoundLogger",
+    "I renamed `parse_pin`. Where is it used?": "parse_pin",  # "it": the code named before
+    "parse_pin looks dead; is it still called?": "parse_pin",
     "Is this function used anywhere?": IN_VIEW,
     "Where is this method called?": IN_VIEW,
 }
@@ -39,6 +41,7 @@ NOT_ASKED = (
     "What does this function call?",  # what it uses, not what uses it
     "What is this function called?",
     "Where is it used?",  # names nothing
+    "In my app the cache is slow. Where is it used?",  # nor does a plain word before "it"
     "Which processors render exceptions?",
     "Where is the logger configured?",
 )
