@@ -13,32 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from repotune.server.ask.callees import (
-    Callee,
-    callee_question,
-    callees_answer,
-    callees_of,
-    calls_in,
-    definition_places,
-    with_definitions,
-)
-from repotune.server.ask.definitions import Definition, definition_in_lines
 from repotune.server.ask.focus import CodeInView, in_view_snippets
-from repotune.server.ask.sources import (
-    NOTHING_RETRIEVED,
-    Answer,
-    Citation,
-    Source,
-    question_sources,
-)
+from repotune.server.ask.from_index import index_answer
+from repotune.server.ask.sources import NOTHING_RETRIEVED, Answer, Source, question_sources
 from repotune.server.ask.stream import OnText, ignore_text
-from repotune.server.ask.usages import (
-    IN_VIEW,
-    UsageQuestion,
-    usage_answer,
-    usage_question,
-)
-from repotune.server.ask.use_sites import MAX_SCANNED_FILES, Site, sites_in_index
 from repotune.server.completion.context import as_snippets
 from repotune.server.completion.request import (
     CompletionRequest,
@@ -396,7 +374,7 @@ class Assistant:
         A secret pasted into the question is redacted like one in a buffer: the model may be an
         endpoint elsewhere."""
         question = redact_secrets(question)
-        found = self.usages(question, view) or self.callees(question, view)
+        found = self.answer_from_index(question, view)
         if found is not None:  # read from the index, not generated
             on_text(found.answer)
             return found
@@ -434,104 +412,28 @@ class Assistant:
         }
         return Answer(text.strip(), [source.citation for source in sources], timings)
 
-    def usages(self, question: str, view: CodeInView | None = None) -> Answer | None:
-        """The answer to a question about where code is used ("What calls X?"), read from every
-        folder's index with no model; None for any other question, one naming nothing the
-        index knows as code (a plain word no definition has: the model answers it) or one
-        pointing at code in view that is no definition."""
-        usage = usage_question(redact_secrets(question))
-        if usage is None:
-            return None
-        started = time.perf_counter()
-        if usage.name == IN_VIEW:
-            in_view = self._definition_in_view(view) if view is not None else None
-            if in_view is None:
-                return None
-            usage = UsageQuestion(in_view[1].name, True, usage.role)  # "Is this class subclassed?"
-        folders = list(self.folders.items())
-        if not any(index.store.chunk_count() for _, index in folders):
-            return None  # nothing indexed yet: answered as any question is (NOTHING_RETRIEVED)
-        if not usage.code_shaped and not any(index.defines(usage.name) for _, index in folders):
-            return None
-        sites: list[tuple[Path, Site]] = []
-        files = scanned = 0
-        for root, index in folders:
-            found, total, read = sites_in_index(index, usage.searched, MAX_SCANNED_FILES - scanned)
-            sites += [(root, site) for site in found]
-            files += total
-            scanned += read
-        complete = all(index.wait_lexical(0) for _, index in folders)  # first pass done
-        text, cited = usage_answer(usage, [site for _, site in sites], files, scanned, complete)
-        root_of = {id(site): root for root, site in sites}
-        citations = [
-            Citation(s.path, (root_of[id(s)] / s.path).as_uri(), s.line, s.line) for s in cited
-        ]
-        return Answer(text, citations, {"retrieval": (time.perf_counter() - started) * 1000.0})
-
-    def callees(self, question: str, view: CodeInView | None = None) -> Answer | None:
-        """The answer to a question about what code calls ("What does X call?"), read from
-        its definition (the index's, or the one in view) with no model; None for any other
-        question, or for code neither defines."""
-        name = callee_question(redact_secrets(question))
-        if name is None:
-            return None
-        started = time.perf_counter()
-        found = self._callees_in_view(view) if name == IN_VIEW else self._callees_indexed(name)
-        if found is None:
-            return None
-        root, path, definition, calls = found
-        folders = [index for _, index in self.folders.items()]
-
-        def places(callee: str) -> list[str]:
-            return [place for index in folders for place in definition_places(index, callee)]
-
-        calls = with_definitions(calls, places)
-        text = callees_answer(definition.name, f"{path}:{definition.start_line}", calls)
-        citation = Citation(
-            path, (root / path).as_uri(), definition.start_line, definition.end_line
-        )
-        return Answer(text, [citation], {"retrieval": (time.perf_counter() - started) * 1000.0})
-
-    def _callees_indexed(self, name: str) -> tuple[Path, str, Definition, list[Callee]] | None:
-        """Where the index defines `name` first, and the calls in that definition."""
-        short = name.rsplit(".", 1)[-1]
-        for root, index in self.folders.items():
-            sites = index.store.definitions.definition_sites([short], 8).get(short, [])
-            for path in sorted({path for _, path in sites}):
-                found = callees_of(path, index.store.file_runs(path), name)
-                if found is not None:
-                    return root, path, *found
-        return None
-
-    def _callees_in_view(
-        self, view: CodeInView | None
-    ) -> tuple[Path, str, Definition, list[Callee]] | None:
-        """The definition in view and its calls, read from the editor's (redacted) text."""
-        found = self._definition_in_view(view) if view is not None else None
-        if found is None or view is None:
-            return None
-        root, definition = found
-        relative = view.path.resolve().relative_to(root).as_posix()
-        return root, relative, definition, calls_in(relative, redact_secrets(view.text), definition)
-
-    def _definition_in_view(self, view: CodeInView) -> tuple[Path, Definition] | None:
-        """The definition in view ("Is this function used?") and its folder: none in a file
-        outside every folder or one the index skips as a secret."""
-        root = self.folders.folder_for(view.path)
-        if root is None or self._secret_document(view.path, self.settings_for_path(view.path)):
-            return None
-        last = view.last_line if view.last_line is not None else view.first_line
-        found = definition_in_lines(view.path.name, view.text, view.first_line, last)
-        return (root, found) if found is not None and found.name else None
+    def answer_from_index(self, question: str, view: CodeInView | None = None) -> Answer | None:
+        """The answer to "What calls X?" or "What does X call?" (or "... this function", from
+        `view`), read from every folder's index with no model (ask/from_index.py); None for
+        any other question."""
+        located = self._view_in_folder(view) if view is not None else None
+        return index_answer(redact_secrets(question), list(self.folders.items()), view, located)
 
     def _in_view(self, view: CodeInView, question: str) -> list[Source]:
-        """The code in view as the answer's first sources; none from a file outside every
-        workspace folder, or one the index skips as a secret (.env, keys)."""
+        """The code in view as the answer's first sources."""
+        found = self._view_in_folder(view)
+        if found is None:
+            return []
+        root, relative = found
+        return [Source(root, snippet) for snippet in in_view_snippets(view, relative, question)]
+
+    def _view_in_folder(self, view: CodeInView) -> tuple[Path, str] | None:
+        """The workspace folder of the file in view and its path there; none for a file outside
+        every folder, or one the index skips as a secret (.env, keys)."""
         root = self.folders.folder_for(view.path)
         if root is None or self._secret_document(view.path, self.settings_for_path(view.path)):
-            return []
-        relative = view.path.resolve().relative_to(root).as_posix()
-        return [Source(root, snippet) for snippet in in_view_snippets(view, relative, question)]
+            return None
+        return root, view.path.resolve().relative_to(root).as_posix()
 
     # ------------------------------------------------------------------ status and events
 

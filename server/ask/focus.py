@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from repotune.server.ask.definitions import definition_at
+from repotune.server.ask.definitions import Definition, definition_at, definition_in_lines
 from repotune.server.completion.context import ContextSnippet
 from repotune.server.index.chunking import chunk_file
 from repotune.server.index.redact import redact_secrets
@@ -144,3 +144,13 @@ def selection_lines(
         )
     last = end_line if end_character == 0 and end_line > start_line else end_line + 1
     return start_line + 1, last
+
+
+def definition_in_view(view: CodeInView, relative: str) -> tuple[Definition, str] | None:
+    """The definition "this function" means (the first starting among the selected lines, else
+    the innermost around the cursor), read from the text with secret-shaped lines redacted,
+    and that text (the definition's bytes are in it); None outside every named definition."""
+    text = redact_secrets(view.text)
+    last = view.last_line if view.last_line is not None else view.first_line
+    found = definition_in_lines(relative, text, view.first_line, last)
+    return (found, text) if found is not None and found.name else None

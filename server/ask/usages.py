@@ -4,7 +4,7 @@ every indexed line whose code uses it (ask/use_sites.py), listed with the functi
 model is not asked: it cannot list what it was not shown, and a list the index can give exactly
 is better given exactly.
 
-Plain functions, shared by the language server and the CLI through Assistant.usages.
+Plain functions, shared by the language server and the CLI through ask/from_index.py.
 """
 
 from __future__ import annotations

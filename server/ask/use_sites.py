@@ -10,14 +10,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from repotune.server.ask.definitions import CLASS_NODES, DEFINITION_NODES
 from repotune.server.index.chunking import new_parser
 from repotune.server.languages import CODE_LANGUAGES, language_for
-
-if TYPE_CHECKING:
-    from repotune.server.index.workspace import FileRuns
 
 # At most this many files are read for one name; a line is shown up to this many characters.
 MAX_SCANNED_FILES = 300
@@ -72,20 +69,22 @@ class Site:
     role: str = ""  # a use's: "catch", "raise", "base" (a class's superclass), or ""
 
 
-class NamingFiles(Protocol):
-    """What usages read from an index (WorkspaceIndex.files_naming)."""
+class IndexedText(Protocol):
+    """What usages read from an index's store (Store)."""
 
-    def files_naming(self, name: str, limit: int) -> tuple[list[tuple[str, FileRuns]], int]: ...
+    def paths_naming(self, name: str, n: int) -> tuple[list[str], int]: ...
+
+    def file_runs(self, path: str) -> list[tuple[int, str]]: ...
 
 
 def sites_in_index(
-    index: NamingFiles, name: str, max_files: int = MAX_SCANNED_FILES
+    store: IndexedText, name: str, max_files: int = MAX_SCANNED_FILES
 ) -> tuple[list[Site], int, int]:
     """Every site naming identifier `name` in the first `max_files` files of an index that hold
-    it: (sites, files holding it, files read)."""
-    naming, files = index.files_naming(name, max_files)
-    sites = [site for path, runs in naming for site in sites_in_file(path, runs, name)]
-    return sites, files, len(naming)
+    it, read from their indexed (redacted) runs: (sites, files holding it, files read)."""
+    paths, files = store.paths_naming(name, max_files)
+    sites = [site for path in paths for site in sites_in_file(path, store.file_runs(path), name)]
+    return sites, files, len(paths)
 
 
 def sites_in_file(path: str, runs: Iterable[tuple[int, str]], name: str) -> list[Site]:

@@ -97,7 +97,7 @@ def bench_usages(
             misses: list[dict[str, Any]] = []
             for name in sample:
                 started = time.perf_counter()
-                sites, _, _ = sites_in_index(index, name, max_files=1 << 30)
+                sites, _, _ = sites_in_index(index.store, name, max_files=1 << 30)
                 times.append((time.perf_counter() - started) * 1000.0)
                 listed = {(s.path, s.line) for s in sites if s.kind == "use"}
                 truth = python_uses(files, name)

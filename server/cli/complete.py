@@ -364,7 +364,7 @@ def run_ask(workspace: Path, settings: Settings, question: str, at: str | None =
         if not index.wait_lexical(INDEX_TIMEOUT_S):
             raise SystemExit("repotune: the index did not become searchable in time")
         # "What calls X?", "What does X call?": the index alone answers
-        answer = assistant.usages(question, view) or assistant.callees(question, view)
+        answer = assistant.answer_from_index(question, view)
         dense_complete = answer is not None or index.wait_idle(DENSE_WAIT_S)
         if answer is None:
             engine = assistant.engine

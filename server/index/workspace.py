@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 WORK_QUEUE_SIZE = 1024
 # The most characters of a question that retrieval searches for (the model sees more of it).
 MAX_QUESTION_CHARS = 4_000
-FileRuns = list[tuple[int, str]]  # a file's indexed text: (first line, text) of each run
 
 EventCallback = Callable[[dict[str, Any]], None]
 
@@ -406,17 +405,6 @@ class WorkspaceIndex:
             symbols=symbols,
             phrases=phrases,
         )
-
-    def files_naming(self, name: str, limit: int) -> tuple[list[tuple[str, FileRuns]], int]:
-        """The indexed (redacted) text, as runs of lines (first line, text), of the files whose
-        code holds identifier `name`: the first `limit` by path, and how many there are (what a
-        usage question reads)."""
-        paths, total = self.store.paths_naming(name, limit)
-        return [(path, self.store.file_runs(path)) for path in paths], total
-
-    def defines(self, name: str) -> bool:
-        """Whether the index has a definition of `name` (a function, class, method ...)."""
-        return bool(self.store.definitions.definition_sites([name], 1 << 30).get(name))
 
     def search_cursor(
         self, path: str, prefix: str, suffix: str, k: int | None = None

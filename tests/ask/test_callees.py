@@ -104,3 +104,23 @@ def test_answered_from_a_real_index_and_from_the_code_in_view(tmp_path: Path) ->
         ), answer.answer
     finally:
         assistant.close()
+
+
+def test_the_definition_in_view_is_read_from_the_redacted_text_its_calls_are_read_from() -> None:
+    """The calls were read from the redacted buffer at the byte offsets of the unredacted one:
+    a secret-shaped line above the function shifted them."""
+    from repotune.server.ask.from_index import index_answer
+
+    text = (
+        'API_TOKEN = "sk-live-0123456789abcdefghijklmnopqrstuvwxyz0123456789"\n'
+        "configure_logging()\n\n\n"
+        "def go(order):\n    return helper(order)\n"
+    )
+    root = Path("/work/app")
+    view = CodeInView(root / "app.py", text, 6)
+    answer = index_answer("What does this function call?", [], view, (root, "app.py"))
+    assert answer is not None and answer.answer == (
+        "`go` (app.py:5) calls:\n"
+        "- `helper` (line 6): not defined in the indexed code (a builtin or a library)"
+    ), answer
+    assert index_answer("What does this function call?", [], view, None) is None  # not to be read
