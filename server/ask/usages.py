@@ -59,6 +59,11 @@ _USAGE_QUESTIONS = tuple(
         # "Find usages of X", "callers of X", "references to X"
         r"\b(?:usages?|uses|references|callers|call\s*sites|users|consumers|importers)\s+"
         rf"(?:of|to|for)\s+{SUBJECT_PATTERN}",
+        # "List the subclasses of X", "implementations of X", "classes that inherit from X"
+        r"\b(?P<verb>subclasses|sub-classes|derived\s+classes|child\s+classes|implementations|"
+        rf"implementers|implementors)\s+(?:of|for)\s+{SUBJECT_PATTERN}",
+        r"\b(?:classes|types|structs)\s+(?:that|which)\s+(?:\w+\s+)?"
+        rf"(?P<verb>inherits?\s+from|extends?|subclass(?:es)?|implements?)\s+{SUBJECT_PATTERN}",
     )
 )
 # Words the subject pattern can catch that name nothing ("Where is it used?").
@@ -75,7 +80,7 @@ _CODE_SHAPED = re.compile(r"_|[a-z][A-Z]|\.|\(\)|^[A-Z][a-z]+[A-Z]")
 _ROLES = (
     ("catch", re.compile(r"^(?:caught|catch)", re.I)),
     ("raise", re.compile(r"^(?:raise|thrown|throw)", re.I)),
-    ("base", re.compile(r"^(?:subclass|extend|inherit)", re.I)),
+    ("base", re.compile(r"^(?:sub-?class|extend|inherit|derived|child|implement(?!ed))", re.I)),
     ("import", re.compile(r"^import", re.I)),
 )
 ROLE_WORDS = {"catch": "caught", "raise": "raised", "base": "subclassed", "import": "imported"}

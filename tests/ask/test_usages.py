@@ -243,6 +243,16 @@ def test_a_question_about_one_kind_of_use_lists_those_first() -> None:
     assert usage_question("What raises DropEvent?").role == "raise"  # type: ignore[union-attr]
     assert usage_question("Which classes inherit from BoundLoggerBase?").role == "base"  # type: ignore[union-attr]
     assert usage_question("Who imports merge_contextvars?").role == "import"  # type: ignore[union-attr]
+    for asked in (  # the noun forms: they were no usage question
+        "Find all subclasses of BoundLoggerBase",
+        "List the implementations of `Processor`",
+        "What are the derived classes of BoundLoggerBase?",
+        "classes that inherit from BoundLoggerBase",
+        "What implements Processor?",
+    ):
+        found = usage_question(asked)
+        assert found is not None and found.role == "base", asked
+    assert usage_question("Where is parse_pin implemented?").role == ""  # type: ignore[union-attr]
     assert usage_question("What calls merge_contextvars?").role == ""  # type: ignore[union-attr]
     python = sites_in_file("errors.py", [(1, ROLES)], "TransientError")
     assert [(s.line, s.role) for s in python] == [(1, "base"), (4, "raise"), (5, "catch"), (6, "")]
