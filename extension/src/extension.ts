@@ -460,7 +460,10 @@ class RepoTune implements vscode.Disposable {
       prompt: selected
         ? "The selected lines go with the question; the answer cites the files it comes from"
         : "The answer cites the files it comes from; \"this function\" is the one at the cursor",
-      placeHolder: selected ? "e.g. What does this do?" : "e.g. Where are settings validated?",
+      // the second example is answered from the index at once, with no model
+      placeHolder: selected
+        ? "e.g. What does this do?  Is this function used anywhere?"
+        : "e.g. Where are settings validated?  What calls this function?",
       ignoreFocusOut: true,
     });
     if (!question?.trim()) return;
