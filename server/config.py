@@ -200,6 +200,14 @@ class RetrievalSettings(_Section):
         "names and quoted sentences a question gives; 0 turns the lookups off (recall@5 of "
         "cross-file definitions on trl/outlines: 3/13 % at 0, 23/43 % at 1, 30/74 % at 2)",
     )
+    same_name_weight: float = Field(
+        2.0,
+        ge=0.0,
+        le=10.0,
+        description="weight of the other definitions of the function the cursor is in (a "
+        "sibling class's method of the same name, this file's first) in the rank fusion; 0 "
+        "turns the lookup off",
+    )
 
 
 class CompletionSettings(_Section):

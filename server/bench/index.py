@@ -240,11 +240,16 @@ def _scaled_query_ms(
         return cache[text]
 
     retriever = HybridRetriever(
-        scaled, embed_query, settings.retrieval.rrf_k, settings.retrieval.definition_weight
+        scaled,
+        embed_query,
+        settings.retrieval.rrf_k,
+        settings.retrieval.definition_weight,
+        settings.retrieval.same_name_weight,
     )
     timed = _time_queries(
         retriever,
-        [CursorQuery(q.lexical, q.dense + " ", q.names) for q in queries],  # no cache hits
+        # a space added to each dense query: no cache hits
+        [CursorQuery(q.lexical, q.dense + " ", q.names, q.enclosing) for q in queries],
         settings.retrieval.top_k,
     )
     timed["chunks"] = scaled.chunk_count()
@@ -286,7 +291,13 @@ def _time_queries(retriever: Any, queries: list[CursorQuery], k: int) -> dict[st
     search: list[float] = []
     definitions: list[float] = []
     for query in queries:
-        retriever.search(query.lexical, k, dense_query=query.dense, names=query.names)
+        retriever.search(
+            query.lexical,
+            k,
+            dense_query=query.dense,
+            names=query.names,
+            enclosing=query.enclosing,
+        )
         timings = retriever.last_timings
         total.append(timings.total_ms)
         embed.append(timings.embed_ms)

@@ -79,3 +79,21 @@ class DefinitionIndex:
                 for name, chunk_id, path in rows:
                     sites.setdefault(name, []).append((chunk_id, path))
         return sites
+
+    def same_name_sites(self, name: str, path: str | None, max_sites: int) -> list[str]:
+        """Chunks defining `name`, those of `path` first (in file order), then other files'; a
+        name defined in more than `max_sites` places only where `path` defines it (counted on
+        the index: a `__init__` defined thousands of times costs one count)."""
+        query = (
+            "SELECT d.chunk_id FROM definitions d JOIN chunks c ON c.id = d.chunk_id"
+            " WHERE d.name = :name {where} ORDER BY d.path = :path DESC, d.path, c.start_line"
+            " LIMIT :limit"
+        )
+        values = {"name": name, "path": path, "limit": max_sites}
+        with self._lock:
+            (count,) = self._db.execute(
+                "SELECT count(*) FROM definitions WHERE name = ?", (name,)
+            ).fetchone()
+            where = "AND d.path = :path" if count > max_sites else ""
+            rows = self._db.execute(query.format(where=where), values).fetchall()
+        return [chunk_id for (chunk_id,) in rows]

@@ -26,6 +26,15 @@ MAX_OVERLAP_SHARE = 0.5
 MAX_CURSOR_NAMES = 128
 # A name defined in more places than this names nothing specific (`__init__`, `forward`, `run`).
 MAX_DEFINITION_SITES = 3
+# The function being written, defined again elsewhere (a sibling class's method): at most this
+# many of its other definitions, this file's first; a name defined more often (`__init__`) is
+# looked up in this file only.
+MAX_SAME_NAME_SITES = 6
+# Protocol methods every class writes its own way (`__init__`, `__call__`, a constructor): their
+# namesakes are not parallel code (structlog: 3 of 200 line tasks lost, none gained, with them).
+_PROTOCOL_METHOD = re.compile(r"__\w+__|constructor|new|init")
+# How far above the cursor the function it is in is looked for.
+ENCLOSING_SCAN_LINES = 400
 # A chunk's leading run of at least BOILERPLATE_RUN lines that also stand in candidates from at
 # least BOILERPLATE_FILES files is boilerplate (a license header) and is cut off: otherwise the
 # same header, retrieved from every file, crowds out the code a completion needs.
@@ -104,6 +113,7 @@ class CursorQuery:
     lexical: str
     dense: str
     names: tuple[str, ...] = ()
+    enclosing: str | None = None  # the function or method the cursor is in
 
 
 def cursor_queries(
@@ -120,6 +130,7 @@ def cursor_queries(
         names=tuple(cursor_names(prefix, suffix, settings.query_lines))
         if settings.definition_weight > 0
         else (),
+        enclosing=parallel_function(prefix) if settings.same_name_weight > 0 else None,
     )
 
 
@@ -168,6 +179,71 @@ def cursor_names(
                     if len(names) >= limit:
                         return list(names)
     return list(names)
+
+
+# A line that opens a function: `def f`, `function f`, `fn f`, `func (r T) F`, with modifiers.
+_FUNCTION_START = re.compile(
+    r"(?:export\s+)?(?:default\s+)?(?:pub(?:\([^)]*\))?\s+)?(?:async\s+)?"
+    r"(?:def|function\*?|fn|func(?:\s*\([^)]*\))?)\s+([A-Za-z_$][\w$]*)"
+)
+# A method in a class body (JavaScript, TypeScript, Java, C#): `name(args) {`, with modifiers.
+_METHOD_START = re.compile(
+    r"(?:(?:public|private|protected|static|async|override|get|set|final|virtual)\s+)*"
+    r"(?:[\w<>\[\],.?]+\s+)??([A-Za-z_$][\w$]*)\s*\([^;]*\)\s*(?::\s*[^={;]+)?\{\s*$"
+)
+_NOT_METHODS = frozenset({"if", "for", "while", "switch", "catch", "with", "return", "function"})
+_CLASS_START = re.compile(r"(?:export\s+)?(?:default\s+)?(?:abstract\s+)?(?:class|interface)\b")
+
+
+def function_name(line: str) -> str | None:
+    """The name a line defines as a function or method, if it opens one."""
+    text = line.strip()
+    found = _FUNCTION_START.match(text)
+    if found:
+        return found.group(1)
+    method = _METHOD_START.match(text)
+    if method and method.group(1) not in _NOT_METHODS:
+        return method.group(1)
+    return None
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))
+
+
+def enclosing_function(prefix: str, scan_lines: int = ENCLOSING_SCAN_LINES) -> str | None:
+    """The name of the function or method the cursor is in, read from indentation: the nearest
+    function start above it that is indented less than the cursor's line (a class or a line at
+    the left margin in between means the cursor is in no function)."""
+    lines = prefix[-scan_lines * 200 :].split("\n")[-scan_lines:]
+    cursor_line = lines[-1]
+    above = lines[:-1]
+    depth = _indent(cursor_line)
+    if not cursor_line.strip() and depth == 0:  # an empty line: as deep as the code above it
+        last = next((line for line in reversed(above) if line.strip()), "")
+        depth = _indent(last) + last.rstrip().endswith((":", "{"))
+    for line in reversed(above):
+        text = line.strip()
+        if not text or text[0] in ")]}":  # a signature's closing line, an earlier block's end
+            continue
+        indent = _indent(line)
+        if indent >= depth:
+            continue
+        name = function_name(text)
+        if name is not None:
+            return name
+        if indent == 0 or _CLASS_START.match(text):
+            return None
+        depth = indent
+    return None
+
+
+def parallel_function(prefix: str) -> str | None:
+    """The function the cursor is in, when its namesakes elsewhere may be written the same way
+    (another backend's `generate_stream`, a sibling trainer's `tokenize_row`): not a protocol
+    method."""
+    name = enclosing_function(prefix)
+    return None if name is None or _PROTOCOL_METHOD.fullmatch(name) else name
 
 
 def import_lines(lines: Sequence[str]) -> Iterator[str]:
@@ -320,12 +396,17 @@ class HybridRetriever:
         embed_query: Callable[[str], np.ndarray | None] | None,
         rrf_k: int = 60,
         definition_weight: float = 2.0,
+        same_name_weight: float = 2.0,
     ) -> None:
         self.store = store
         self.embed_query = embed_query
         self.rrf_k = rrf_k
         # A quoted sentence found word for word is as specific as a name's definition.
-        self.weights = {"definition": definition_weight, "phrase": definition_weight}
+        self.weights = {
+            "definition": definition_weight,
+            "phrase": definition_weight,
+            "same name": same_name_weight,
+        }
         self.last_timings = SearchTimings()
 
     def definition_ranking(
@@ -353,10 +434,12 @@ class HybridRetriever:
         names: Sequence[str] = (),
         symbols: Sequence[str] = (),
         phrases: Sequence[str] = (),
+        enclosing: str | None = None,
     ) -> list[RetrievedChunk]:
         """`dense_query` (default: `query`) is the text embedded for the dense ranking; `names`
         and `symbols` (`Owner.member`) add the ranking of where they are defined, `phrases`
-        the ranking of chunks that hold one of them word for word."""
+        the ranking of chunks that hold one of them word for word, `enclosing` (the function
+        the cursor is in) the ranking of its other definitions."""
         started = time.perf_counter()
         timings = SearchTimings()
         if k <= 0 or not query.strip():
@@ -372,6 +455,13 @@ class HybridRetriever:
             skip_path = exclude[0] if exclude is not None else None
             rankings["definition"] = self.definition_ranking(names, n, skip_path, symbols)
             timings.definitions_ms = (time.perf_counter() - t0) * 1000
+        if enclosing and self.weights["same name"] > 0:
+            t0 = time.perf_counter()
+            here = exclude[0] if exclude is not None else None
+            rankings["same name"] = self.store.definitions.same_name_sites(
+                enclosing, here, MAX_SAME_NAME_SITES
+            )
+            timings.definitions_ms += (time.perf_counter() - t0) * 1000
         if phrases and self.weights["phrase"] > 0:
             rankings["phrase"] = [cid for cid, _ in self.store.phrase_search(phrases, n)]
         if self.embed_query is not None and self.store.dense_enabled:

@@ -91,6 +91,7 @@ class WorkspaceIndex:
             self.embedding.embed_query,
             settings.retrieval.rrf_k,
             settings.retrieval.definition_weight,
+            settings.retrieval.same_name_weight,
         )
         self.debouncer = Debouncer(settings.index.debounce_ms / 1000)
         self._work: queue.Queue[str] = queue.Queue(maxsize=WORK_QUEUE_SIZE)
@@ -373,10 +374,13 @@ class WorkspaceIndex:
         names: tuple[str, ...] = (),
         symbols: tuple[str, ...] = (),
         phrases: tuple[str, ...] = (),
+        enclosing: str | None = None,
     ) -> list[RetrievedChunk]:
         """Top-k chunks for a query, fused from what exists now (thread-safe)."""
         top_k = self.settings.retrieval.top_k if k is None else k
-        return self.retriever.search(query, top_k, exclude, dense_query, names, symbols, phrases)
+        return self.retriever.search(
+            query, top_k, exclude, dense_query, names, symbols, phrases, enclosing
+        )
 
     def search_question(
         self,
@@ -421,6 +425,7 @@ class WorkspaceIndex:
             cursor_region(path, prefix, retrieval),
             dense_query=query.dense,
             names=query.names,
+            enclosing=query.enclosing,
         )
 
     def notify_file_changed(self, path: str | Path) -> None:

@@ -10,7 +10,12 @@ from typing import Any
 
 import pytest
 from repotune.server.config import Settings
-from repotune.server.index.retrieval import cursor_query, rrf_fuse
+from repotune.server.index.retrieval import (
+    cursor_query,
+    enclosing_function,
+    parallel_function,
+    rrf_fuse,
+)
 from repotune.server.index.workspace import WorkspaceIndex
 
 FILES = {
@@ -277,6 +282,129 @@ def test_ambiguous_and_same_file_names_are_not_looked_up(
     assert len(ranking(["helper_1", "helper_2"], 10, None)) == 2
     assert ranking(["invoice_total"], 10, "billing/invoice.py") == []  # the cursor's own file
     assert ranking(["no_such_name"], 10, None) == []
+
+
+def test_the_function_the_cursor_is_in_is_read_from_indentation() -> None:
+    method = "class PrintLogger:\n    def __repr__(self) -> str:\n        "
+    assert enclosing_function(method) == "__repr__"
+    signature = (
+        "def load(\n    path: str,\n    strict: bool = False,\n) -> dict:\n    data = {}\n    "
+    )
+    assert enclosing_function(signature) == "load"  # past a signature's closing line
+    nested = "def run(self):\n    if self.ready:\n        for job in self.jobs:\n            "
+    assert enclosing_function(nested) == "run"
+    blank = "def run(self):\n    x = 1\n\n"  # an empty line, not yet indented
+    assert enclosing_function(blank) == "run"
+    assert enclosing_function("def opened(self):\n") == "opened"
+    assert enclosing_function("class Config:\n    debug = False\n    ") is None  # class body
+    assert enclosing_function("def done():\n    return 1\n\nVALUE = 2\n") is None
+    typescript = (
+        "class Cart {\n  total(items: Item[]): number {\n    if (x) {\n      y();\n    }\n    "
+    )
+    assert enclosing_function(typescript) == "total"  # `if (x) {` is no method
+    assert enclosing_function("export async function load(path) {\n  ") == "load"
+    assert enclosing_function("func (s *Server) Handle(w Writer) {\n\t") == "Handle"
+    assert enclosing_function("fn parse(input: &str) -> Result<()> {\n    ") == "parse"
+    # a protocol method's namesakes are no parallel code: not looked up
+    assert parallel_function(method) is None
+    assert parallel_function("class A {\n  constructor(x) {\n    ") is None
+    assert parallel_function("def generate_stream(self, prompt):\n    ") == "generate_stream"
+
+
+def _logger(kind: str, body: str) -> str:
+    return f'''class {kind}Logger:
+    """Writes each message to a {kind.lower()} target."""
+
+    def __init__(self, target):
+        self._target = target
+        self._written = 0
+
+    def msg(self, message: str) -> None:
+{body}
+
+    def describe(self) -> str:
+        return f"<{kind}Logger(target={{self._target!r}})>"
+'''
+
+
+LOGGERS = {
+    "log/output.py": _logger("Print", "        print(message, file=self._target)")
+    + "\n\n"
+    + _logger("Write", "        self._target.write(message)"),
+    # the file being written: what its methods call is defined elsewhere, and ranks high
+    "log/bytes_output.py": "from log.encoding import encode_line, flush_target\n\n\n"
+    + _logger(
+        "Bytes",
+        "        data = encode_line(message, self._target.encoding)\n"
+        "        self._target.write(data)\n        flush_target(self._target, data)",
+    ),
+    "log/encoding.py": """
+def encode_line(message, encoding):
+    return (message + "\\n").encode(encoding)
+
+
+def flush_target(target, data):
+    if len(data) > 4096:
+        target.flush()
+""",
+    **{
+        f"plugins/p{i}.py": f"class Plugin{i}:\n    def __init__(self, app):\n        self.app = app\n"
+        for i in range(8)
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def loggers_index(
+    tmp_path_factory: pytest.TempPathFactory, embedder: Any
+) -> Iterator[WorkspaceIndex]:
+    base = tmp_path_factory.mktemp("loggers")
+    for rel, text in LOGGERS.items():
+        path = base / "repo" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    settings = Settings.model_validate({"index": {"chunk_lines": 6}})  # a chunk per method
+    workspace = WorkspaceIndex(base / "repo", settings, embedder=embedder, location=base / "index")
+    workspace.start(watch=False)
+    assert workspace.wait_idle(120)
+    yield workspace
+    workspace.close()
+
+
+def test_a_method_being_written_brings_its_namesakes_in_sibling_classes_first(
+    loggers_index: WorkspaceIndex,
+) -> None:
+    source = LOGGERS["log/bytes_output.py"]
+    line = source.index('        return f"<BytesLogger(')
+    prefix, suffix = source[: line + 8], source[source.index("\n", line) :]  # the line to write
+    hits = loggers_index.search_cursor("log/bytes_output.py", prefix, suffix, 3)
+    assert "same name" in hits[0].sources, [(h.path, h.start_line, h.sources) for h in hits]
+    assert 'return f"<WriteLogger(' in hits[0].text or 'return f"<PrintLogger(' in hits[0].text
+    ranking = loggers_index.store.definitions.same_name_sites
+    mine = ranking("__init__", "log/output.py", 6)
+    paths = [loggers_index.store.get_chunks(mine)[c]["path"] for c in mine]
+    assert paths == ["log/output.py"] * 2  # eleven definitions: this file's only
+    assert len(ranking("__init__", "plugins/p0.py", 6)) == 1
+    described = ranking("describe", "log/bytes_output.py", 6)  # three: all, this file's first
+    assert [loggers_index.store.get_chunks(described)[c]["path"] for c in described] == [
+        "log/bytes_output.py",
+        "log/output.py",
+        "log/output.py",
+    ]
+    off = WorkspaceIndex(
+        loggers_index.root,
+        Settings.model_validate(
+            {"index": {"chunk_lines": 6}, "retrieval": {"same_name_weight": 0}}
+        ),
+        embedder=loggers_index.embedding.model,
+        location=loggers_index.location,
+    )
+    try:
+        off_hits = off.search_cursor("log/bytes_output.py", prefix, suffix, 3)
+        assert all("same name" not in h.sources for h in off_hits)
+        assert off_hits[0].path == "log/encoding.py"  # what the rankings gave before
+    finally:
+        off.close()
 
 
 def test_import_lines_follow_bracketed_and_continued_imports() -> None:
