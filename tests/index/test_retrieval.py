@@ -88,17 +88,42 @@ def test_cursor_query_takes_the_window_around_the_cursor() -> None:
     assert cursor_query("", "", 20) == ""
 
 
-@pytest.fixture(scope="module")
-def index(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[WorkspaceIndex]:
-    base = tmp_path_factory.mktemp("retrieval")
-    root = base / "repo"
-    for rel, text in FILES.items():
-        path = root / rel
+def started_index(
+    base: Path, files: dict[str, str], embedder: Any, settings: Settings | None = None
+) -> WorkspaceIndex:
+    """A complete index of `files` written under base/repo (the index in base/index)."""
+    for rel, text in files.items():
+        path = base / "repo" / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text.lstrip("\n"))
-    workspace = WorkspaceIndex(root, Settings(), embedder=embedder, location=base / "index")
+        path.write_text(text)
+    workspace = WorkspaceIndex(
+        base / "repo", settings or Settings(), embedder=embedder, location=base / "index"
+    )
     workspace.start(watch=False)
     assert workspace.wait_idle(120)
+    return workspace
+
+
+def cursor_hits_with(
+    workspace: WorkspaceIndex, settings: dict[str, Any], path: str, prefix: str, suffix: str
+) -> list[Any]:
+    """The same cursor searched in `workspace`'s index under other settings."""
+    other = WorkspaceIndex(
+        workspace.root,
+        Settings.model_validate(settings),
+        embedder=workspace.embedding.model,
+        location=workspace.location,
+    )
+    try:
+        return other.search_cursor(path, prefix, suffix, 3)
+    finally:
+        other.close()
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[WorkspaceIndex]:
+    files = {rel: text.lstrip("\n") for rel, text in FILES.items()}
+    workspace = started_index(tmp_path_factory.mktemp("retrieval"), files, embedder)
     yield workspace
     workspace.close()
 
@@ -237,15 +262,7 @@ def invoice_total(order, region):
 def definitions_index(
     tmp_path_factory: pytest.TempPathFactory, embedder: Any
 ) -> Iterator[WorkspaceIndex]:
-    base = tmp_path_factory.mktemp("definitions")
-    root = base / "repo"
-    for rel, text in DEFINITION_FILES.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    workspace = WorkspaceIndex(root, Settings(), embedder=embedder, location=base / "index")
-    workspace.start(watch=False)
-    assert workspace.wait_idle(120)
+    workspace = started_index(tmp_path_factory.mktemp("definitions"), DEFINITION_FILES, embedder)
     yield workspace
     workspace.close()
 
@@ -260,18 +277,11 @@ def test_cursor_search_brings_the_definition_of_a_name_used_there(
     assert hits[0].text.startswith("def apply_surcharge")  # the license header cut off
     assert all("Licensed line" not in h.text for h in hits)
     # with the lookup off, the same cursor is served by the text rankings only
-    settings = Settings.model_validate({"retrieval": {"definition_weight": 0}})
-    off = WorkspaceIndex(
-        definitions_index.root,
-        settings,
-        embedder=definitions_index.embedding.model,
-        location=definitions_index.location,
+    off = {"retrieval": {"definition_weight": 0}}
+    off_hits = cursor_hits_with(
+        definitions_index, off, "billing/invoice.py", source, "amount, region)\n"
     )
-    try:
-        off_hits = off.search_cursor("billing/invoice.py", source, "amount, region)\n", 3)
-        assert all("definition" not in h.sources for h in off_hits)
-    finally:
-        off.close()
+    assert all("definition" not in h.sources for h in off_hits)
 
 
 def test_ambiguous_and_same_file_names_are_not_looked_up(
@@ -348,7 +358,8 @@ def flush_target(target, data):
         target.flush()
 """,
     **{
-        f"plugins/p{i}.py": f"class Plugin{i}:\n    def __init__(self, app):\n        self.app = app\n"
+        f"plugins/p{i}.py": f"class Plugin{i}:\n    def __init__(self, app):\n"
+        "        self.app = app\n"
         for i in range(8)
     },
 }
@@ -358,15 +369,8 @@ def flush_target(target, data):
 def loggers_index(
     tmp_path_factory: pytest.TempPathFactory, embedder: Any
 ) -> Iterator[WorkspaceIndex]:
-    base = tmp_path_factory.mktemp("loggers")
-    for rel, text in LOGGERS.items():
-        path = base / "repo" / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
     settings = Settings.model_validate({"index": {"chunk_lines": 6}})  # a chunk per method
-    workspace = WorkspaceIndex(base / "repo", settings, embedder=embedder, location=base / "index")
-    workspace.start(watch=False)
-    assert workspace.wait_idle(120)
+    workspace = started_index(tmp_path_factory.mktemp("loggers"), LOGGERS, embedder, settings)
     yield workspace
     workspace.close()
 
@@ -391,20 +395,10 @@ def test_a_method_being_written_brings_its_namesakes_in_sibling_classes_first(
         "log/output.py",
         "log/output.py",
     ]
-    off = WorkspaceIndex(
-        loggers_index.root,
-        Settings.model_validate(
-            {"index": {"chunk_lines": 6}, "retrieval": {"same_name_weight": 0}}
-        ),
-        embedder=loggers_index.embedding.model,
-        location=loggers_index.location,
-    )
-    try:
-        off_hits = off.search_cursor("log/bytes_output.py", prefix, suffix, 3)
-        assert all("same name" not in h.sources for h in off_hits)
-        assert off_hits[0].path == "log/encoding.py"  # what the rankings gave before
-    finally:
-        off.close()
+    off = {"index": {"chunk_lines": 6}, "retrieval": {"same_name_weight": 0}}
+    off_hits = cursor_hits_with(loggers_index, off, "log/bytes_output.py", prefix, suffix)
+    assert all("same name" not in h.sources for h in off_hits)
+    assert off_hits[0].path == "log/encoding.py"  # what the rankings gave before
 
 
 def test_import_lines_follow_bracketed_and_continued_imports() -> None:
