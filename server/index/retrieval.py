@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from repotune.server.config import RetrievalSettings
+from repotune.server.index.enclosing import parallel_function
 from repotune.server.index.store import Store
 
 # Each ranking contributes this many candidates per requested result.
@@ -30,11 +31,6 @@ MAX_DEFINITION_SITES = 3
 # many of its other definitions, this file's first; a name defined more often (`__init__`) is
 # looked up in this file only.
 MAX_SAME_NAME_SITES = 6
-# Protocol methods every class writes its own way (`__init__`, `__call__`, a constructor): their
-# namesakes are not parallel code (structlog: 3 of 200 line tasks lost, none gained, with them).
-_PROTOCOL_METHOD = re.compile(r"__\w+__|constructor|new|init")
-# How far above the cursor the function it is in is looked for.
-ENCLOSING_SCAN_LINES = 400
 # A chunk's leading run of at least BOILERPLATE_RUN lines that also stand in candidates from at
 # least BOILERPLATE_FILES files is boilerplate (a license header) and is cut off: otherwise the
 # same header, retrieved from every file, crowds out the code a completion needs.
@@ -179,71 +175,6 @@ def cursor_names(
                     if len(names) >= limit:
                         return list(names)
     return list(names)
-
-
-# A line that opens a function: `def f`, `function f`, `fn f`, `func (r T) F`, with modifiers.
-_FUNCTION_START = re.compile(
-    r"(?:export\s+)?(?:default\s+)?(?:pub(?:\([^)]*\))?\s+)?(?:async\s+)?"
-    r"(?:def|function\*?|fn|func(?:\s*\([^)]*\))?)\s+([A-Za-z_$][\w$]*)"
-)
-# A method in a class body (JavaScript, TypeScript, Java, C#): `name(args) {`, with modifiers.
-_METHOD_START = re.compile(
-    r"(?:(?:public|private|protected|static|async|override|get|set|final|virtual)\s+)*"
-    r"(?:[\w<>\[\],.?]+\s+)??([A-Za-z_$][\w$]*)\s*\([^;]*\)\s*(?::\s*[^={;]+)?\{\s*$"
-)
-_NOT_METHODS = frozenset({"if", "for", "while", "switch", "catch", "with", "return", "function"})
-_CLASS_START = re.compile(r"(?:export\s+)?(?:default\s+)?(?:abstract\s+)?(?:class|interface)\b")
-
-
-def function_name(line: str) -> str | None:
-    """The name a line defines as a function or method, if it opens one."""
-    text = line.strip()
-    found = _FUNCTION_START.match(text)
-    if found:
-        return found.group(1)
-    method = _METHOD_START.match(text)
-    if method and method.group(1) not in _NOT_METHODS:
-        return method.group(1)
-    return None
-
-
-def _indent(line: str) -> int:
-    return len(line) - len(line.lstrip(" \t"))
-
-
-def enclosing_function(prefix: str, scan_lines: int = ENCLOSING_SCAN_LINES) -> str | None:
-    """The name of the function or method the cursor is in, read from indentation: the nearest
-    function start above it that is indented less than the cursor's line (a class or a line at
-    the left margin in between means the cursor is in no function)."""
-    lines = prefix[-scan_lines * 200 :].split("\n")[-scan_lines:]
-    cursor_line = lines[-1]
-    above = lines[:-1]
-    depth = _indent(cursor_line)
-    if not cursor_line.strip() and depth == 0:  # an empty line: as deep as the code above it
-        last = next((line for line in reversed(above) if line.strip()), "")
-        depth = _indent(last) + last.rstrip().endswith((":", "{"))
-    for line in reversed(above):
-        text = line.strip()
-        if not text or text[0] in ")]}":  # a signature's closing line, an earlier block's end
-            continue
-        indent = _indent(line)
-        if indent >= depth:
-            continue
-        name = function_name(text)
-        if name is not None:
-            return name
-        if indent == 0 or _CLASS_START.match(text):
-            return None
-        depth = indent
-    return None
-
-
-def parallel_function(prefix: str) -> str | None:
-    """The function the cursor is in, when its namesakes elsewhere may be written the same way
-    (another backend's `generate_stream`, a sibling trainer's `tokenize_row`): not a protocol
-    method."""
-    name = enclosing_function(prefix)
-    return None if name is None or _PROTOCOL_METHOD.fullmatch(name) else name
 
 
 def import_lines(lines: Sequence[str]) -> Iterator[str]:

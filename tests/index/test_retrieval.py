@@ -10,12 +10,8 @@ from typing import Any
 
 import pytest
 from repotune.server.config import Settings
-from repotune.server.index.retrieval import (
-    cursor_query,
-    enclosing_function,
-    parallel_function,
-    rrf_fuse,
-)
+from repotune.server.index.enclosing import enclosing_function, parallel_function
+from repotune.server.index.retrieval import cursor_query, rrf_fuse
 from repotune.server.index.workspace import WorkspaceIndex
 
 FILES = {
