@@ -21,6 +21,9 @@ _METHOD_START = re.compile(
     r"(?:(?:public|private|protected|static|async|override|get|set|final|virtual)\s+)*"
     r"(?:[\w<>\[\],.?]+\s+)??([A-Za-z_$][\w$]*)\s*\([^;]*\)\s*(?::\s*[^={;]+)?\{\s*$"
 )
+# A longer line is not taken for a function's first line: the method pattern backtracks over a
+# line's brackets, and a crafted or minified line must not stall a completion.
+MAX_SIGNATURE_CHARS = 300
 _NOT_METHODS = frozenset({"if", "for", "while", "switch", "catch", "with", "return", "function"})
 _CLASS_START = re.compile(r"(?:export\s+)?(?:default\s+)?(?:abstract\s+)?(?:class|interface)\b")
 
@@ -28,6 +31,8 @@ _CLASS_START = re.compile(r"(?:export\s+)?(?:default\s+)?(?:abstract\s+)?(?:clas
 def function_name(line: str) -> str | None:
     """The name a line defines as a function or method, if it opens one."""
     text = line.strip()
+    if len(text) > MAX_SIGNATURE_CHARS:
+        return None
     found = _FUNCTION_START.match(text)
     if found:
         return found.group(1)

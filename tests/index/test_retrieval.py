@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from repotune.server.config import Settings
-from repotune.server.index.enclosing import enclosing_function, parallel_function
+from repotune.server.index.enclosing import enclosing_function, function_name, parallel_function
 from repotune.server.index.retrieval import cursor_query, rrf_fuse
 from repotune.server.index.workspace import WorkspaceIndex
 
@@ -311,6 +311,10 @@ def test_the_function_the_cursor_is_in_is_read_from_indentation() -> None:
     assert enclosing_function("export async function load(path) {\n  ") == "load"
     assert enclosing_function("func (s *Server) Handle(w Writer) {\n\t") == "Handle"
     assert enclosing_function("fn parse(input: &str) -> Result<()> {\n    ") == "parse"
+    # a line too long to be a signature is not read as one (a crafted line of brackets took the
+    # method pattern seconds to reject)
+    assert function_name("def load(" + "a, " * 120 + "b):") is None
+    assert enclosing_function("name(" + "x) : y (" * 4000 + "\n    ") is None
     # a protocol method's namesakes are no parallel code: not looked up
     assert parallel_function(method) is None
     assert parallel_function("class A {\n  constructor(x) {\n    ") is None
