@@ -104,7 +104,7 @@ def usage_reply(folders: Folders, usage: UsageQuestion) -> Answer | None:
 
 
 def _defines(index: Any, name: str) -> bool:
-    return bool(index.store.definitions.definition_sites([name], 1 << 30).get(name))
+    return bool(index.store.definitions.count(name))
 
 
 def callees_reply(folders: Folders, name: str) -> Answer | None:

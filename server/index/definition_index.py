@@ -80,6 +80,14 @@ class DefinitionIndex:
                     sites.setdefault(name, []).append((chunk_id, path))
         return sites
 
+    def count(self, name: str) -> int:
+        """How many definitions of `name` the index holds (read from the name index alone)."""
+        with self._lock:
+            (found,) = self._db.execute(
+                "SELECT count(*) FROM definitions WHERE name = ?", (name,)
+            ).fetchone()
+        return int(found)
+
     def same_name_sites(self, name: str, path: str | None, max_sites: int) -> list[str]:
         """Chunks defining `name`, those of `path` first (in file order), then other files'; a
         name defined in more than `max_sites` places only where `path` defines it (counted on
@@ -91,9 +99,6 @@ class DefinitionIndex:
         )
         values = {"name": name, "path": path, "limit": max_sites}
         with self._lock:
-            (count,) = self._db.execute(
-                "SELECT count(*) FROM definitions WHERE name = ?", (name,)
-            ).fetchone()
-            where = "AND d.path = :path" if count > max_sites else ""
+            where = "AND d.path = :path" if self.count(name) > max_sites else ""
             rows = self._db.execute(query.format(where=where), values).fetchall()
         return [chunk_id for (chunk_id,) in rows]

@@ -11,9 +11,11 @@ _PROTOCOL_METHOD = re.compile(r"__\w+__|constructor|new|init")
 # How far above the cursor the function it is in is looked for.
 ENCLOSING_SCAN_LINES = 400
 
+# What may stand before a definition's keyword: `export default`, Rust's `pub(crate)`, `async`.
+DEFINITION_MODIFIERS = r"(?:export\s+)?(?:default\s+)?(?:pub(?:\([^)]*\))?\s+)?(?:async\s+)?"
 # A line that opens a function: `def f`, `function f`, `fn f`, `func (r T) F`, with modifiers.
 _FUNCTION_START = re.compile(
-    r"(?:export\s+)?(?:default\s+)?(?:pub(?:\([^)]*\))?\s+)?(?:async\s+)?"
+    rf"{DEFINITION_MODIFIERS}"
     r"(?:def|function\*?|fn|func(?:\s*\([^)]*\))?)\s+([A-Za-z_$][\w$]*)"
 )
 # A method in a class body (JavaScript, TypeScript, Java, C#): `name(args) {`, with modifiers.

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 from repotune.server.config import RetrievalSettings
-from repotune.server.index.enclosing import parallel_function
+from repotune.server.index.enclosing import DEFINITION_MODIFIERS, parallel_function
 from repotune.server.index.store import Store
 
 # Each ranking contributes this many candidates per requested result.
@@ -276,7 +276,7 @@ class SearchTimings:
 
 # The first line of a definition (or its decorator): never part of a header to cut.
 _DEFINITION_START = re.compile(
-    r"(?:@|(?:export\s+)?(?:default\s+)?(?:pub(?:\([^)]*\))?\s+)?(?:async\s+)?"
+    rf"(?:@|{DEFINITION_MODIFIERS}"
     r"(?:def|class|function|fn|func|interface|struct|enum|trait|impl|module|namespace)\b)"
 )
 
@@ -381,16 +381,15 @@ class HybridRetriever:
         t0 = time.perf_counter()
         rankings["lexical"] = [cid for cid, _ in self.store.lexical_search(query, n)]
         timings.lexical_ms = (time.perf_counter() - t0) * 1000
+        cursor_path = exclude[0] if exclude is not None else None
         if (names or symbols) and self.weights["definition"] > 0:
             t0 = time.perf_counter()
-            skip_path = exclude[0] if exclude is not None else None
-            rankings["definition"] = self.definition_ranking(names, n, skip_path, symbols)
+            rankings["definition"] = self.definition_ranking(names, n, cursor_path, symbols)
             timings.definitions_ms = (time.perf_counter() - t0) * 1000
         if enclosing and self.weights["same name"] > 0:
             t0 = time.perf_counter()
-            here = exclude[0] if exclude is not None else None
             rankings["same name"] = self.store.definitions.same_name_sites(
-                enclosing, here, MAX_SAME_NAME_SITES
+                enclosing, cursor_path, MAX_SAME_NAME_SITES
             )
             timings.definitions_ms += (time.perf_counter() - t0) * 1000
         if phrases and self.weights["phrase"] > 0:
