@@ -123,6 +123,7 @@ def decode(
     healing: Healing = NO_HEALING,
     vocabulary: Vocabulary | None = None,
     prior: Choose | None = None,
+    language: str | None = None,
 ) -> Decoded | None:
     """Tokens until a stop rule, a cap or the end of generation; None when cancelled.
     `first_line`: a block that stops once its first non-empty line is complete.
@@ -131,7 +132,8 @@ def decode(
     `on_first_token` gets how many prompt tokens the KV cache already held.
     `healing`: what the prompt left out before the cursor (prompt_tokens); the first tokens
     spell it again (constrained by `vocabulary`) and it is not part of the answer.
-    `prior`: chooses each free greedy token (repo_ngrams.py); sampling ignores it."""
+    `prior`: chooses each free greedy token (repo_ngrams.py); sampling ignores it.
+    `language`: the buffer's, for how the stop rules read comments."""
     import llama_cpp
 
     max_tokens = completion.max_tokens_block if multiline else completion.max_tokens_line
@@ -165,7 +167,12 @@ def decode(
             if answer is not None:  # None: still spelling what healing dropped
                 text = answer
                 cut = truncate(
-                    text, prefix=near_prefix, suffix=near_suffix, multiline=multiline, stop=stop
+                    text,
+                    prefix=near_prefix,
+                    suffix=near_suffix,
+                    multiline=multiline,
+                    stop=stop,
+                    language=language,
                 )
                 if cut.done:
                     reason = cut.reason

@@ -85,6 +85,7 @@ def generate(
         healing=prepared.healing,
         vocabulary=loaded.vocabulary if prepared.healing else None,
         prior=ngram_prior(loaded, ngrams, settings, request, prepared),
+        language=request.language,
     )
     if decoded is None or cancel.is_set():
         return Generated(None, "cancelled", {})

@@ -3,10 +3,11 @@
 Pure functions over strings, so they are tested without a model and applied after every token
 by the engine (completions are short, so re-scanning the whole text each time is cheap).
 
-- `decide_multiline`: mid-line after an expression means one line; at the end of a block opener
-  (``:``, ``{``, ``(`` …) or on an empty line in a body means a block.
+- `decide_multiline`: mid-line after an expression means one line; right after a block opener
+  (``:``, ``{``, ``(`` …) whose block is not written yet, or on an empty line in a body, a block.
 - `truncate`: where a stream must end (stop strings, the end of the line, the end of the block
-  when indentation falls below where it started, a repeated line, the suffix's next line).
+  when indentation falls below where it started, the next statement after the cursor's, a
+  repeated line, the suffix's next line).
 - `postprocess`: drop what duplicates the text after the cursor, keep brackets balanced, never
   return only whitespace.
 """
@@ -69,7 +70,10 @@ def decide_multiline(prefix: str, suffix: str, language: str | None = None) -> b
 
     - any text after the cursor on this line → one line (even closing brackets: ``f(|)``
       wants arguments, not a block);
-    - cursor at the end of a line that opens a block (``def f():``, ``if x {``) → a block;
+    - cursor right after a line that opens a block (``def f():``, ``if x {``) → a block, unless
+      the next line is already that block's body (indented deeper: the line is being edited, as
+      Copilot's "empty block start" asks) or a space was typed after the opener (``x: ``,
+      ``for k in ``, ``) -> ``: the line goes on; Enter would have started the block);
     - empty (whitespace-only) line → a block (a statement or more in the body);
     - otherwise (mid-line, after an expression) → one line.
     """
@@ -79,7 +83,10 @@ def decide_multiline(prefix: str, suffix: str, language: str | None = None) -> b
         return False
     if not before.strip():
         return True
-    return ends_with_block_opener(before)
+    if before[-1].isspace() or not ends_with_block_opener(before):
+        return False
+    body = first_suffix_line(suffix)
+    return not body or indent_width(body) <= indent_width(before)
 
 
 # --------------------------------------------------------------------------- streaming stops
@@ -123,6 +130,21 @@ def _same_line(line: str, other: str) -> bool:
 
 REACHED_SUFFIX = "reached the suffix"
 END_OF_LINE = "end of line"
+NEXT_STATEMENT = "next statement"
+STOP_STRING = "stop string"
+
+# A line that goes on with the statement above it at the same indentation (a closing bracket
+# does when the statement opened it: the bracket scan says so).
+_CONTINUES_STATEMENT = re.compile(r"^\s*(?:else|elif|except|finally|catch)\b")
+
+
+def _statement_ends(before: str, kept: list[str], line: str, hash_comments: bool) -> bool:
+    """A line at the cursor's indentation after the cursor's line is finished: the next
+    statement, unless a bracket the statement opened is still open or it goes on with it
+    (``else:``)."""
+    if _CONTINUES_STATEMENT.match(line):
+        return False
+    return not _scan_brackets(before + "\n".join(kept), hash_comments)
 
 
 def truncate(
@@ -133,17 +155,20 @@ def truncate(
     multiline: bool,
     stop: tuple[str, ...] = (),
     final: bool = False,
+    language: str | None = None,
 ) -> Cut:
     """Apply the stop rules to the text generated so far (`final`: all there will be).
 
     Only complete lines (followed by a newline) are judged for block rules, so a stream is never
-    cut on a half-written line; the final call (after the last token) judges the rest.
+    cut on a half-written line; the final call (after the last token) judges the rest. A
+    completion that goes on with the cursor's line ends where that statement ends (Tabby's
+    indentation scope): a later line must be deeper, inside open brackets, or go on with it.
     """
     for marker in stop:
         index = text.find(marker) if marker else -1
         if index >= 0:
             text = text[:index]
-            return Cut(text, True, f"stop string {marker!r}")
+            return Cut(text, True, f"{STOP_STRING} {marker!r}")
     if not multiline:
         newline = text.find("\n")
         if newline >= 0:
@@ -151,6 +176,7 @@ def truncate(
         return Cut(text, False)
 
     before = line_prefix_of(prefix)
+    hash_comments = (language or "python").lower() in HASH_COMMENT_LANGUAGES
     lines = text.split("\n")
     complete = lines[:-1]  # each followed by "\n"
     base: int | None = None
@@ -174,6 +200,13 @@ def truncate(
                     return Cut("\n".join(kept), True, "no indented block after opener")
             elif width < base:
                 return Cut("\n".join(kept), True, "end of block (dedent)")
+            elif (
+                index > 0
+                and before.strip()
+                and width <= indent_width(before)
+                and _statement_ends(before, kept, line, hash_comments)
+            ):
+                return Cut("\n".join(kept), True, NEXT_STATEMENT)
             stripped = line.strip()
             if _min_repeat_len(line) and stripped == previous:
                 return Cut("\n".join(kept), True, "repeated line")
@@ -430,11 +463,21 @@ def postprocess(
     decoding stopped; a block stopped by one of the CAPS keeps whole lines only."""
     if multiline and stopped_by in CAPS and "\n" in text.strip("\n"):
         text = text[: text.rstrip("\n").rfind("\n")]
-    cut = truncate(text, prefix=prefix, suffix=suffix, multiline=multiline, stop=stop, final=True)
+    cut = truncate(
+        text,
+        prefix=prefix,
+        suffix=suffix,
+        multiline=multiline,
+        stop=stop,
+        final=True,
+        language=language,
+    )
     text = _strip_partial_stop(cut.text, stop)
-    if multiline and not cut.done:
-        # The last (unterminated) line gets the same block rules as the others.
-        cut = truncate(text + "\n", prefix=prefix, suffix=suffix, multiline=True, final=True)
+    if multiline and (not cut.done or cut.reason.startswith(STOP_STRING)):
+        # The last (unterminated) line, ended by a stop string too, gets the block rules.
+        cut = truncate(
+            text + "\n", prefix=prefix, suffix=suffix, multiline=True, final=True, language=language
+        )
         text = cut.text
     overlapping = text
     text = drop_suffix_overlap(text, suffix, multiline)

@@ -364,6 +364,7 @@ class EndpointEngine:
                     suffix=near_suffix,
                     multiline=multiline,
                     stop=prompt.stop,
+                    language=request.language,
                 )
                 if cut.done:
                     reason = cut.reason

@@ -26,7 +26,13 @@ BODY_SUFFIX = "\n    return y\n"
         ("    total = price * ", "\n", False),  # after an operator, end of line
         ("    result = obj.method()", "\n", False),  # after a finished expression
         ("    values = [1, 2, 3]", "", False),
-        ("def f(x):", "\n    pass\n", True),  # end of a block opener
+        ("def f(x):", "\n", True),  # end of a block opener
+        ("def f(x):", "\n\ndef g():\n    pass\n", True),  # the next line is another block
+        ("    if ready:", "\n    go()\n", True),  # inserted above code at its own depth
+        ("def f(x):", "\n    pass\n", False),  # its body is written: the line is edited
+        ("    for key in ", "\n        use(key)\n", False),  # after a space the line goes on
+        ("    name: ", "\n    size: int\n", False),  # an annotation, not a block
+        ("def f(x) -> ", "\n", False),
         ("    if ready:", "\n", True),
         ("function g() {", "\n}\n", True),
         ("    for (let i = 0; i < n; i++) {", "\n", True),
@@ -107,6 +113,48 @@ def test_block_stops_where_the_suffix_begins() -> None:
     prefix, suffix = "    res.off('d", "\n    res.off('drain')\n"
     cut = truncate("rain')\n    res.on('x')\n", prefix=prefix, suffix=suffix, multiline=True)
     assert cut.done and cut.reason == "reached the suffix" and cut.text == ""
+
+
+def test_a_finished_line_ends_at_the_next_statement() -> None:
+    """Going on with the cursor's line, a later line must be deeper, inside a bracket still
+    open, or go on with that statement; a line at the cursor's depth is the next statement."""
+    prefix = "def f(x):\n    items = compute("
+    cut = truncate("x)\n    total = 0\n", prefix=prefix, suffix="", multiline=True)
+    assert cut.done and cut.reason == "next statement" and cut.text == "x)"
+    # Arguments over lines, the closing bracket at the statement's depth: one statement.
+    generated = "\n        x,\n        y,\n    )\n    total = 0\n"
+    cut = truncate(generated, prefix=prefix, suffix="", multiline=True)
+    assert cut.done and cut.text.endswith("y,")  # the block's depth ends it, as before
+    generated = "x,\n    y)\n    total = 0\n"
+    cut = truncate(generated, prefix=prefix, suffix="", multiline=True)
+    assert cut.done and cut.reason == "next statement" and cut.text == "x,\n    y)"
+    # A block opened by the first line, its `else:` and the body: one statement, then the next.
+    generated = "ready:\n        go()\n    else:\n        wait()\n    done()\n"
+    cut = truncate(generated, prefix="def f(x):\n    if ", suffix="", multiline=True)
+    assert cut.text == "ready:\n        go()\n    else:\n        wait()"
+    # A brace block closed at the statement's depth, `} else {` included.
+    generated = " (ok) {\n    go();\n  } else {\n    stop();\n  }\n  next();\n"
+    cut = truncate(generated, prefix="function f() {\n  if", suffix="", multiline=True)
+    assert cut.reason == "next statement" and cut.text.endswith("stop();\n  }")
+    # A closing bracket the statement did not open closes an enclosing block: not this line's.
+    cut = truncate(
+        "index, 1);\n    }\n", prefix="  if (x) {\n    a.splice(", suffix="", multiline=True
+    )
+    assert cut.reason == "next statement" and cut.text == "index, 1);"
+    # A line ended by a stop string is judged like the others.
+    text = postprocess(
+        "name) from None\n    after()<|rt_end|>",
+        prefix="    if x:\n        raise Error(",
+        suffix="\n",
+        multiline=True,
+        stop=("<|rt_",),
+    )
+    assert text == "name) from None"
+    # A `#` starts a comment only where the language has it.
+    cut = truncate("a) # (\n  b()\n", prefix="  f(", suffix="", multiline=True)
+    assert cut.text == "a) # ("
+    cut = truncate("a) # (\n  b()\n", prefix="  f(", suffix="", multiline=True, language="go")
+    assert not cut.done
 
 
 def test_half_written_line_is_not_judged() -> None:

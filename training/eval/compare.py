@@ -3,7 +3,8 @@
 Runs made apart (another adapter, a setting changed, another commit) answer the same tasks when
 they share the seed and the held-out files, so their predictions pair by task id. For each task
 kind: exact match and edit similarity on both sides, the paired difference test − reference
-(bootstrap 95 % interval), McNemar's exact test on exact match, and how many predictions changed.
+(bootstrap 95 % interval), McNemar's exact test on exact match, and how many predictions changed;
+exact match of the whole suggestion as shown (line kinds are scored on their first line) beside.
 Questions pair the same way: citation, cosine and ROUGE-L on the answerable ones (McNemar's
 test on citation), abstention on the others.
 
@@ -22,13 +23,14 @@ from typing import Any
 
 from repotune.training.eval.corpora import EvalError
 from repotune.training.eval.metrics import mcnemar_exact, paired_bootstrap
+from repotune.training.eval.tasks import LINE_KINDS
 
 DEFAULT_CONDITION = "default+ctx"
-METRICS = ("exact_match", "edit_similarity")
+METRICS = ("exact_match", "shown_exact", "edit_similarity")
 # Question metrics, each on the questions it applies to (answerable or not).
 QUESTION_METRICS = {"citation": True, "cosine": True, "rouge_l": True, "abstained": False}
 # Pass/fail metrics get McNemar's exact test beside the bootstrap interval.
-BINARY_METRICS = ("exact_match", "citation")
+BINARY_METRICS = ("exact_match", "shown_exact", "citation")
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,17 @@ def task_kinds(folder: Path) -> dict[str, str]:
     return kinds
 
 
+def with_shown_exact(rows: dict[str, dict[str, Any]], kind_of: dict[str, str]) -> None:
+    """Fill in `shown_exact` for runs scored before it: a line task's answer is one line, so
+    all that is shown is right when its first line is and nothing follows."""
+    for task, row in rows.items():
+        if "shown_exact" in row or "exact_match" not in row:
+            continue
+        one_line = "\n" not in row["prediction"].strip()
+        line_kind = kind_of.get(task) in LINE_KINDS
+        row["shown_exact"] = float(bool(row["exact_match"]) and (one_line or not line_kind))
+
+
 def paired_metric(
     test: dict[str, dict[str, Any]],
     reference: dict[str, dict[str, Any]],
@@ -117,6 +130,8 @@ def compare(
     for side in reference_sides:
         reference.update(scored_predictions(side))
     kind_of = task_kinds(test_side.folder)
+    for rows in (test, reference):
+        with_shown_exact(rows, kind_of)
     kinds: dict[str, Any] = {}
     for kind in sorted(set(kind_of.values())):
         tasks = sorted(t for t, k in kind_of.items() if k == kind and t in test and t in reference)

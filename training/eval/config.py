@@ -47,7 +47,7 @@ COMPARISONS = [
 ]
 
 
-SCORED = ("exact_match", "edit_similarity", "identifier_em", "identifier_f1", "hit")
+SCORED = ("exact_match", "shown_exact", "edit_similarity", "identifier_em", "identifier_f1", "hit")
 TARGET_EM_GAIN = 0.15  # default+ctx over the better of base and base+ctx (issue #13)
 
 

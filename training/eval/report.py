@@ -76,8 +76,8 @@ def markdown(result: dict[str, Any]) -> str:
             "",
             "| condition | "
             + "".join(f"{KIND_LABELS[k]} EM | {KIND_LABELS[k]} ES | " for k in kinds)
-            + "ID-F1 | hit | latency p50/p95 | tok |",
-            "|---|" + "---:|" * (2 * len(kinds) + 4),
+            + "line shown EM | ID-F1 | hit | latency p50/p95 | tok |",
+            "|---|" + "---:|" * (2 * len(kinds) + 5),
         ]
         for name, scores in repo["conditions"].items():
             cells = []
@@ -91,6 +91,8 @@ def markdown(result: dict[str, Any]) -> str:
                         _pct(kind_scores["edit_similarity"]),
                     ]
             overall = scores["all"]
+            # What the user is shown, all of it (older results lack it).
+            cells.append(_pct((scores.get("line") or {}).get("shown_exact")))
             cells.append(_pct(overall["identifier_f1"]))
             cells.append(_pct(overall.get("hit")))
             cells.append(f"{_ms(overall['latency_ms']['p50'])}/{_ms(overall['latency_ms']['p95'])}")

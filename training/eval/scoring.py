@@ -33,13 +33,15 @@ class Prediction:
 
 def score(task: Task, prediction: str) -> dict[str, float | None]:
     """Per-task scores; line tasks (mid-word ones too) are scored on the first line of the
-    completion. `hit`: the completion contains the answer's key identifier (None when the
-    answer names none)."""
+    completion, as in CrossCodeEval, and `shown_exact` says whether all that the editor shows
+    is the answer (no lines after the right one). `hit`: the completion contains the answer's
+    key identifier (None when the answer names none)."""
     text = first_line(prediction) if task.kind in LINE_KINDS else prediction
     ids = identifier_match(text, task.target, task.language)
     key = key_identifier(task.target, task.prefix, task.language, api_call=task.kind == "api")
     return {
         "exact_match": float(exact_match(text, task.target)),
+        "shown_exact": float(exact_match(prediction, task.target)),
         "edit_similarity": edit_similarity(text, task.target),
         "identifier_em": float(ids.exact_match),
         "identifier_f1": ids.f1,

@@ -64,6 +64,35 @@ def test_pairs_shared_tasks_per_kind(tmp_path: Path) -> None:
     assert result["reference"] == [f"{reference}@default+ctx"]
 
 
+def test_the_whole_suggestion_is_compared_beside_its_first_line(tmp_path: Path) -> None:
+    """A line task is scored on its first line; what the editor shows is all of it. Runs
+    scored before `shown_exact` existed get it from their predictions."""
+    test = write_run(
+        tmp_path / "new",
+        "default+ctx",
+        {
+            "a": ("line", "x = 1", 1.0, 1.0),
+            "b": ("line", "y\n", 1.0, 1.0),  # a line's own line break is nothing more
+            "s": ("span", "a\nb", 1.0, 1.0),
+        },
+    )
+    reference = write_run(
+        tmp_path / "old",
+        "default+ctx",
+        {
+            "a": ("line", "x = 1\n    z = 2", 1.0, 1.0),  # right, then a line nobody asked for
+            "b": ("line", "y", 1.0, 1.0),
+            "s": ("span", "a\nb", 1.0, 1.0),
+        },
+    )
+    result = compare(str(test), [str(reference)], resamples=200)
+    line = result["kinds"]["line"]
+    assert line["exact_match"]["difference"][0] == 0.0
+    assert line["shown_exact"]["test"] == 100.0 and line["shown_exact"]["reference"] == 50.0
+    assert line["shown_exact"]["mcnemar"]["a_only"] == 1
+    assert result["kinds"]["span"]["shown_exact"]["reference"] == 100.0
+
+
 def write_questions(folder: Path, rows: dict[str, tuple[str, float | None, float, float]]) -> str:
     """An eval output folder with question answers only: task id -> (answer, citation (None:
     unanswerable), ROUGE-L, abstained), as a questions-only `repotune eval` writes them."""

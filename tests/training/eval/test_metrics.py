@@ -71,6 +71,16 @@ def test_first_line() -> None:
     assert first_line("") == ""
 
 
+def test_a_line_task_is_scored_on_its_first_line_and_on_all_it_shows() -> None:
+    from repotune.training.eval.scoring import score
+    from repotune.training.eval.tasks import Task
+
+    task = Task("t", "line", "line", "a.py", "python", 0, 0, "x = ", "\ny = 2\n", "compute(1)")
+    right_then_more = score(task, "compute(1)\ny = 3")
+    assert right_then_more["exact_match"] == 1.0 and right_then_more["shown_exact"] == 0.0
+    assert score(task, "compute(1)")["shown_exact"] == 1.0
+
+
 def test_identifiers_skip_keywords_strings_and_comments() -> None:
     assert identifiers("x = foo(bar, 'baz')  # qux") == ["x", "foo", "bar"]
     assert identifiers("return self.a if b else None") == ["self", "a", "b"]
