@@ -36,12 +36,18 @@ SMALL = {
 }
 
 
-def body_request(context: tuple[ContextSnippet, ...] = ()) -> CompletionRequest:
-    """An empty line inside `py_encode_basestring`, before its `return`."""
-    target = "    return '\"' + ESCAPE.sub(replace, s) + '\"'\n"
-    cut = SOURCE.index(target)
+BEFORE_RETURN = "    return '\"' + ESCAPE.sub(replace, s) + '\"'\n"
+
+
+def body_request(
+    context: tuple[ContextSnippet, ...] = (), before: str = BEFORE_RETURN
+) -> CompletionRequest:
+    """An empty line inside a function, above the line `before` (by default inside
+    `py_encode_basestring`, before its `return`)."""
+    cut = SOURCE.index(before)
+    indent = before[: len(before) - len(before.lstrip())]
     return CompletionRequest(
-        PATH, "python", SOURCE[:cut] + "    ", "\n" + SOURCE[cut:], context, "cpython"
+        PATH, "python", SOURCE[:cut] + indent, "\n" + SOURCE[cut:], context, "cpython"
     )
 
 
@@ -119,15 +125,17 @@ def test_reload_applies_new_settings(generator_model) -> None:
 
 
 def test_block_completion_inside_a_real_function_fits_the_indentation(engine) -> None:
-    request = body_request()
+    # In `JSONEncoder.iterencode`; above `py_encode_basestring`'s return the model repeats the
+    # nested function's `return` line, which the stop rules rightly leave out.
+    request = body_request(before="        if self.check_circular:\n")
     result = fresh(engine, request)
     assert result is not None, engine.last_reason
     assert result.multiline is True
     assert result.text.strip()
     assert "<|rt_" not in result.text
     lines = result.text.split("\n")
-    base = indent_width("    " + lines[0])
-    assert base >= 4
+    base = indent_width("        " + lines[0])
+    assert base >= 8
     for line in lines[1:]:
         if line.strip():
             assert indent_width(line) >= base, result.text
@@ -142,6 +150,19 @@ def test_single_line_completion_mid_expression(engine) -> None:
     assert result.multiline is False
     assert "\n" not in result.text and result.text.strip()
     assert result.generated_tokens <= 16
+
+
+def test_an_opener_whose_block_is_written_gets_one_line(engine) -> None:
+    """Editing a signature whose body is below: the line is finished, the body not written
+    again (it was: the model went on into a second docstring)."""
+    line = "    def iterencode("
+    cut = SOURCE.index(line) + len(line)
+    rest = SOURCE[cut:].removeprefix("self, o, _one_shot=False):")
+    request = CompletionRequest(PATH, "python", SOURCE[:cut], rest, (), "cpython")
+    result = fresh(engine, request)
+    assert result is not None, engine.last_reason
+    assert result.multiline is False
+    assert "\n" not in result.text and result.text.strip()
 
 
 def test_context_snippets_go_into_the_prompt(engine) -> None:
