@@ -15,17 +15,21 @@ by the engine (completions are short, so re-scanning the whole text each time is
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from repotune.server.languages import HASH_COMMENT_LANGUAGES
+from repotune.server.completion.brackets import (
+    CLOSER_TO_OPENER,
+    OPENERS,
+    closed_by,
+    code_chars,
+    code_start,
+    hash_comments_in,
+    open_brackets,
+)
 
 if TYPE_CHECKING:
     from repotune.server.completion.request import CompletionRequest
-
-OPENERS = {"(": ")", "[": "]", "{": "}"}
-CLOSER_TO_OPENER = {v: k for k, v in OPENERS.items()}
 
 # Line endings that open a block in common languages.
 _BLOCK_OPENER = re.compile(
@@ -144,7 +148,7 @@ def _statement_ends(before: str, kept: list[str], line: str, hash_comments: bool
     (``else:``)."""
     if _CONTINUES_STATEMENT.match(line):
         return False
-    return not _scan_brackets(before + "\n".join(kept), hash_comments)
+    return not open_brackets(before + "\n".join(kept), hash_comments)
 
 
 def truncate(
@@ -176,15 +180,15 @@ def truncate(
         return Cut(text, False)
 
     before = line_prefix_of(prefix)
-    hash_comments = (language or "python").lower() in HASH_COMMENT_LANGUAGES
+    continuing = bool(before.strip())  # the completion goes on with the cursor's line
+    cursor_width = indent_width(before)
     lines = text.split("\n")
     complete = lines[:-1]  # each followed by "\n"
     base: int | None = None
-    if not before.strip():
+    previous = ""
+    if not continuing:
         # On an empty line the block starts at the cursor's column.
         base = indent_width(before + (lines[0] if lines else ""))
-    previous = ""
-    if not before.strip():
         prefix_lines = prefix.split("\n")[:-1]
         previous = next((ln.strip() for ln in reversed(prefix_lines) if ln.strip()), "")
     suffix_next, suffix_after = [*suffix_lines(suffix, 2), "", ""][:2]
@@ -195,23 +199,22 @@ def truncate(
             width = indent_width(full)
             if base is None:
                 base = width
-                opener_width = indent_width(before)
-                if index > 0 and width <= opener_width:
+                if index > 0 and width <= cursor_width:
                     return Cut("\n".join(kept), True, "no indented block after opener")
             elif width < base:
                 return Cut("\n".join(kept), True, "end of block (dedent)")
             elif (
                 index > 0
-                and before.strip()
-                and width <= indent_width(before)
-                and _statement_ends(before, kept, line, hash_comments)
+                and continuing
+                and width <= cursor_width
+                and _statement_ends(before, kept, line, hash_comments_in(language))
             ):
                 return Cut("\n".join(kept), True, NEXT_STATEMENT)
             stripped = line.strip()
             if _min_repeat_len(line) and stripped == previous:
                 return Cut("\n".join(kept), True, "repeated line")
             if suffix_next and _same_line(full, suffix_next) and _min_repeat_len(line):
-                own = any(kept_line.strip() for kept_line in kept) or before.strip()
+                own = continuing or any(kept_line.strip() for kept_line in kept)
                 if own or not suffix_after:
                     return Cut("\n".join(kept), True, REACHED_SUFFIX)
                 # Nothing of its own yet: one line (`try:`) may start the model's own block;
@@ -238,112 +241,9 @@ def _strip_partial_stop(text: str, stop: tuple[str, ...]) -> str:
     return text
 
 
-def _code_chars(text: str, hash_comments: bool) -> Iterator[tuple[int, str]]:
-    """(index, char) of the characters outside strings and line comments: not any language's
-    grammar, but enough to count brackets. An unterminated one-line string ends with its line."""
-    quote = ""
-    index = 0
-    while index < len(text):
-        char = text[index]
-        if quote:
-            if char == "\\":
-                index += 2
-                continue
-            if text.startswith(quote, index):
-                index += len(quote)
-                quote = ""
-                continue
-            if char != "\n" or len(quote) != 1:
-                index += 1
-                continue
-            quote = ""
-        elif char in "\"'`":
-            triple = text[index : index + 3]
-            quote = triple if triple in ('"""', "'''") else char
-            index += len(quote)
-            continue
-        elif (char == "#") if hash_comments else text.startswith("//", index):
-            newline = text.find("\n", index)
-            index = len(text) if newline < 0 else newline
-            continue
-        yield index, char
-        index += 1
-
-
-# Where a string or comment starts: a triple quote, a one-line string, a line comment (`#` where
-# the language has it, `//` elsewhere, as _code_chars reads them).
-_STRING = r'"""|\'\'\'|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\''
-_SLASH_STRING_OR_COMMENT = re.compile(_STRING + r"|//[^\n]*")
-_HASH_STRING_OR_COMMENT = re.compile(_STRING + r"|#[^\n]*")
-
-
-# A definition's first line: code, not inside a string (where a scan for open strings can start;
-# `text` itself may begin inside one, cut from a longer file).
-_DEFINITION_LINE = re.compile(r"^[ \t]*(?:async[ \t]+)?(?:def|class)[ \t]+\w", re.MULTILINE)
-
-
-def _code_start(text: str, start: int, hash_comments: bool) -> int:
-    """`start`, or, where a triple-quoted string (a docstring) is open there, the end of that
-    string: a scan from `start` would otherwise read the docstring as code and the code after
-    it as a string. A regex pass from the last definition line before `start` (top-level where
-    there is one) finds it."""
-    pattern = _HASH_STRING_OR_COMMENT if hash_comments else _SLASH_STRING_OR_COMMENT
-    # The last top-level definition: an indented `class Example:` may be quoted in a docstring.
-    position = top_level = -1
-    for definition in _DEFINITION_LINE.finditer(text, 0, start):
-        position = definition.start()
-        if not text[position].isspace():
-            top_level = position
-    position = top_level if top_level >= 0 else max(position, 0)
-    while True:
-        found = pattern.search(text, position, start)
-        if found is None:
-            return start
-        delimiter = found.group()
-        if delimiter not in ('"""', "'''"):
-            position = found.end()
-            continue
-        close = text.find(delimiter, found.end())
-        if close < 0:
-            return len(text)
-        if close + 3 > start:
-            return close + 3
-        position = close + 3
-
-
-def _scan_brackets(text: str, hash_comments: bool) -> list[str]:
-    """Open brackets left by `text`."""
-    stack: list[str] = []
-    for _, char in _code_chars(text, hash_comments):
-        if char in OPENERS:
-            stack.append(char)
-        elif char in CLOSER_TO_OPENER and stack and stack[-1] == CLOSER_TO_OPENER[char]:
-            stack.pop()
-    return stack
-
-
 # Lines around the cursor that the bracket scan reads (before it for open brackets, after it for
 # the ones the suffix closes): enough for a call or a block, cheap on a huge file.
 _BRACKET_SCAN_LINES = 60
-
-
-def _closed_by(open_brackets: list[str], text: str, hash_comments: bool) -> bool:
-    """True when `text` closes `open_brackets` (innermost last), brackets it opens itself aside."""
-    waiting = list(open_brackets)
-    own: list[str] = []
-    for _, char in _code_chars(text, hash_comments):
-        if char in OPENERS:
-            own.append(char)
-        elif char in CLOSER_TO_OPENER:
-            opener = CLOSER_TO_OPENER[char]
-            if own:
-                if own.pop() != opener:
-                    return False
-            elif waiting.pop() != opener:
-                return False
-            elif not waiting:
-                return True
-    return False
 
 
 def balance_brackets(
@@ -363,15 +263,15 @@ def balance_brackets(
     balanced. A line ending by opening a bracket is left open (a single line always, a block
     where the model went on to write the suffix, `runs_into_suffix`, and the suffix closes it).
     """
-    hash_comments = (language or "python").lower() in HASH_COMMENT_LANGUAGES
+    hash_comments = hash_comments_in(language)
     # The last lines hold the brackets still open, unless a docstring is open where they start.
     window = len(prefix) - len("\n".join(prefix.split("\n")[-_BRACKET_SCAN_LINES:]))
-    outer = _scan_brackets(prefix[_code_start(prefix, window, hash_comments) :], hash_comments)
+    outer = open_brackets(prefix[code_start(prefix, window, hash_comments) :], hash_comments)
     stack: list[tuple[str, bool]] = [(char, False) for char in outer]  # (bracket, own)
     balanced_at = 0  # end of the last line where the completion's own brackets were closed
     text = completion
     last_code = ""  # the kept text's last code character (a comment after it aside)
-    for index, char in _code_chars(completion, hash_comments):
+    for index, char in code_chars(completion, hash_comments):
         if char in OPENERS:
             stack.append((char, True))
         elif char in CLOSER_TO_OPENER:
@@ -392,7 +292,7 @@ def balance_brackets(
         if not multiline:
             return text
         below = "\n".join(suffix.split("\n", _BRACKET_SCAN_LINES)[:_BRACKET_SCAN_LINES])
-        if runs_into_suffix and _closed_by(own, below, hash_comments):
+        if runs_into_suffix and closed_by(own, below, hash_comments):
             return text
     if multiline and balanced_at > 0 and text[:balanced_at].strip():
         return text[:balanced_at]
