@@ -4,6 +4,7 @@ resamples, seed 1234) and McNemar's exact test, and the tokens generated per com
 
     python pool.py EVALS TEST REF [REPO ...]   # EVALS/TEST-REPO and EVALS/REF-REPO hold
                                                # predictions.jsonl from `repotune eval`
+                                               # (RepoTune's Python: it imports its compare)
 """
 
 import json
@@ -13,19 +14,13 @@ from math import comb
 from pathlib import Path
 from statistics import mean
 
+from repotune.training.eval.compare import with_shown_exact
+
 REPOS = ("structlog", "trl", "outlines", "rich", "trpc")
 
 
 def load(path: Path) -> dict[str, dict]:
     return {row["task"]: row for row in map(json.loads, path.read_text().splitlines())}
-
-
-def shown_exact(row: dict) -> float:
-    """A line task's answer is one line: all that is shown is right when the first line is and
-    nothing follows (what `repotune eval` now scores as `shown_exact`)."""
-    if "shown_exact" in row:
-        return float(row["shown_exact"])
-    return float(bool(row["exact_match"]) and "\n" not in row["prediction"].strip())
 
 
 def paired(pairs: list[tuple[float, float]]) -> dict:
@@ -53,12 +48,14 @@ def main(evals: Path, test_run: str, ref_run: str, repos: tuple[str, ...]) -> No
     for repo in repos:
         test = load(evals / f"{test_run}-{repo}" / "predictions.jsonl")
         ref = load(evals / f"{ref_run}-{repo}" / "predictions.jsonl")
+        for run in (test, ref):  # runs scored before `shown_exact`: derived as `eval compare` does
+            with_shown_exact(run, dict.fromkeys(run, "line"))
         rows += [(test[t], ref[t]) for t in test]
     result = {
         "repos": list(repos),
         "tasks": len(rows),
         "exact_match": paired([(a["exact_match"], b["exact_match"]) for a, b in rows]),
-        "shown_exact": paired([(shown_exact(a), shown_exact(b)) for a, b in rows]),
+        "shown_exact": paired([(a["shown_exact"], b["shown_exact"]) for a, b in rows]),
         "shown_with_more_lines": {
             "test": sum("\n" in a["prediction"].strip() for a, _ in rows),
             "reference": sum("\n" in b["prediction"].strip() for _, b in rows),
